@@ -1,0 +1,390 @@
+//! Turning a [`Policy`] into the guest's WASI view: preopened directories,
+//! environment, arguments, stdio, clocks, randomness and (no) network.
+//!
+//! Everything starts from `WasiCtxBuilder::new()`, which grants nothing, and
+//! only what the policy names is added. Network access is switched off
+//! explicitly rather than relying on wasmtime-wasi's empty address allowlist.
+
+use crate::limits::{LimitExceeded, OutputBudget, Stream};
+use crate::policy::{Access, Clocks, Input, Output, Policy};
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use std::io::Write as _;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+
+/// Per-run I/O choices that are not part of the policy: what an embedding
+/// host passes for one run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunIo {
+    /// Bytes to feed as stdin, replacing the policy's stdin.
+    pub stdin: Option<Vec<u8>>,
+    /// Capture stdout/stderr that the policy sends to "inherit" into memory.
+    pub capture: bool,
+}
+
+/// Output captured from one run, shared with the streams that fill it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Captured {
+    pub stdout: Arc<Mutex<Vec<u8>>>,
+    pub stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Policy {
+    /// Builds the guest's WASI context for one run.
+    ///
+    /// `argv` is the guest's full argument vector, `argv[0]` included.
+    ///
+    /// # Security
+    ///
+    /// Grants exactly the policy's directories, environment and stdio; host
+    /// files named for stdio are opened with the host's own authority.
+    pub(crate) fn wasi_builder(
+        &self,
+        argv: &[String],
+        io: &RunIo,
+        budget: &Arc<OutputBudget>,
+        captured: &Captured,
+    ) -> Result<WasiCtxBuilder> {
+        let mut builder = WasiCtxBuilder::new();
+        builder.args(argv);
+        add_env(&mut builder, self);
+        add_preopens(&mut builder, self)?;
+        add_stdio(&mut builder, self, io, budget, captured)?;
+        add_clocks(&mut builder, self.clocks());
+        add_random(&mut builder, self.seed());
+        builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        Ok(builder)
+    }
+}
+
+fn add_env(builder: &mut WasiCtxBuilder, policy: &Policy) {
+    builder.envs(&policy.guest_env());
+}
+
+fn add_preopens(builder: &mut WasiCtxBuilder, policy: &Policy) -> Result<()> {
+    for dir in policy.dirs() {
+        let perms = match dir.access {
+            Access::ReadOnly => FsPerms::ReadOnly,
+            Access::ReadWrite => FsPerms::ReadWrite,
+        };
+        // wasmtime-wasi opens the directory with ambient authority; the path
+        // was canonicalized and checked when the policy was resolved, and from
+        // here on the guest reaches files only through this handle.
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to open preopen `{}`", dir.host.display()))?;
+    }
+    Ok(())
+}
+
+fn add_stdio(
+    builder: &mut WasiCtxBuilder,
+    policy: &Policy,
+    io: &RunIo,
+    budget: &Arc<OutputBudget>,
+    captured: &Captured,
+) -> Result<()> {
+    match (&io.stdin, policy.stdin()) {
+        (Some(bytes), _) => {
+            builder.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes.clone()));
+        }
+        (None, Input::Null) => {}
+        (None, Input::Inherit) => {
+            builder.inherit_stdin();
+        }
+        (None, Input::File(path)) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("failed to read stdin file `{}`", path.display()))?;
+            builder.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes));
+        }
+    }
+    let stdout = open_sink(policy.stdout(), Stream::Stdout, io.capture, &captured.stdout)?;
+    let stderr = open_sink(policy.stderr(), Stream::Stderr, io.capture, &captured.stderr)?;
+    builder.stdout(BudgetedOutput {
+        sink: stdout,
+        stream: Stream::Stdout,
+        budget: budget.clone(),
+    });
+    builder.stderr(BudgetedOutput {
+        sink: stderr,
+        stream: Stream::Stderr,
+        budget: budget.clone(),
+    });
+    Ok(())
+}
+
+fn open_sink(spec: &Output, stream: Stream, capture: bool, buffer: &Arc<Mutex<Vec<u8>>>) -> Result<Sink> {
+    Ok(match spec {
+        Output::Null => Sink::Null,
+        Output::Inherit if capture => Sink::Buffer(buffer.clone()),
+        Output::Inherit => Sink::Host(stream),
+        Output::File(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("failed to create output file `{}`", path.display()))?;
+            Sink::File(Arc::new(Mutex::new(file)))
+        }
+    })
+}
+
+/// Where a guest output stream's bytes end up.
+#[derive(Clone)]
+enum Sink {
+    Null,
+    Host(Stream),
+    File(Arc<Mutex<std::fs::File>>),
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+impl Sink {
+    fn write_all(&self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Null => Ok(()),
+            Sink::Host(Stream::Stdout) => std::io::stdout().write_all(bytes),
+            Sink::Host(Stream::Stderr) => std::io::stderr().write_all(bytes),
+            Sink::File(f) => f.lock().unwrap_or_else(|e| e.into_inner()).write_all(bytes),
+            Sink::Buffer(b) => {
+                b.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        match self {
+            Sink::Host(Stream::Stdout) => std::io::stdout().flush(),
+            Sink::Host(Stream::Stderr) => std::io::stderr().flush(),
+            Sink::File(f) => f.lock().unwrap_or_else(|e| e.into_inner()).flush(),
+            Sink::Null | Sink::Buffer(_) => Ok(()),
+        }
+    }
+}
+
+/// A guest stdout or stderr that charges every byte to the run's
+/// [`OutputBudget`] and stops the guest at the byte that overflows it.
+#[derive(Clone)]
+struct BudgetedOutput {
+    sink: Sink,
+    stream: Stream,
+    budget: Arc<OutputBudget>,
+}
+
+impl BudgetedOutput {
+    /// Writes what the budget allows; `Err(LimitExceeded)` when it fell short.
+    fn write_budgeted(&self, bytes: &[u8]) -> Result<(), WriteError> {
+        let granted = self.budget.reserve(self.stream, bytes.len());
+        self.sink.write_all(&bytes[..granted]).map_err(WriteError::Io)?;
+        if granted < bytes.len() {
+            return Err(WriteError::Limit(LimitExceeded::Output {
+                limit: self.budget.limit(),
+            }));
+        }
+        Ok(())
+    }
+}
+
+enum WriteError {
+    Io(std::io::Error),
+    Limit(LimitExceeded),
+}
+
+impl IsTerminal for BudgetedOutput {
+    fn is_terminal(&self) -> bool {
+        match self.sink {
+            Sink::Host(Stream::Stdout) => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            Sink::Host(Stream::Stderr) => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            _ => false,
+        }
+    }
+}
+
+impl StdoutStream for BudgetedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for BudgetedOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write_budgeted(&bytes).map_err(|e| match e {
+            WriteError::Io(e) => StreamError::LastOperationFailed(wasmtime::Error::new(e)),
+            // A trap ends the guest now, carrying the typed cause.
+            WriteError::Limit(limit) => StreamError::Trap(wasmtime::Error::new(limit)),
+        })
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.sink
+            .flush()
+            .map_err(|e| StreamError::LastOperationFailed(wasmtime::Error::new(e)))
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        // Never advertise more than is left, plus one byte so that a guest
+        // which keeps writing reaches the overflow and is stopped instead of
+        // spinning on a zero-sized permit.
+        let left = self
+            .budget
+            .limit()
+            .saturating_sub(self.budget.stdout_bytes() + self.budget.stderr_bytes());
+        Ok(usize::try_from(left.saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(1 << 20))
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for BudgetedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for BudgetedOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(match self.write_budgeted(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(WriteError::Io(e)) => Err(e),
+            Err(WriteError::Limit(limit)) => Err(std::io::Error::other(limit)),
+        })
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(self.sink.flush())
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn add_clocks(builder: &mut WasiCtxBuilder, clocks: &Clocks) {
+    match clocks {
+        Clocks::Host { resolution: None } => {}
+        Clocks::Host { resolution: Some(step) } => {
+            builder.wall_clock(CoarseWallClock { step: *step });
+            builder.monotonic_clock(CoarseMonotonicClock {
+                start: Instant::now(),
+                step: *step,
+            });
+        }
+        Clocks::Frozen { start } => {
+            let since_epoch = start.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            builder.wall_clock(FrozenWallClock(since_epoch));
+            builder.monotonic_clock(FrozenMonotonicClock);
+        }
+    }
+}
+
+fn round_down(value: Duration, step: Duration) -> Duration {
+    let step_ns = step.as_nanos().max(1);
+    let ns = value.as_nanos() / step_ns * step_ns;
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// The host's wall clock with readings rounded down to `step`.
+struct CoarseWallClock {
+    step: Duration,
+}
+
+impl HostWallClock for CoarseWallClock {
+    fn resolution(&self) -> Duration {
+        self.step
+    }
+
+    fn now(&self) -> Duration {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        round_down(now, self.step)
+    }
+}
+
+/// The host's monotonic clock with readings rounded down to `step`.
+struct CoarseMonotonicClock {
+    start: Instant,
+    step: Duration,
+}
+
+impl HostMonotonicClock for CoarseMonotonicClock {
+    fn resolution(&self) -> u64 {
+        u64::try_from(self.step.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(round_down(self.start.elapsed(), self.step).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// A wall clock that always shows the same instant.
+struct FrozenWallClock(Duration);
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.0
+    }
+}
+
+/// A monotonic clock that stands at zero.
+struct FrozenMonotonicClock;
+
+impl HostMonotonicClock for FrozenMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn add_random(builder: &mut WasiCtxBuilder, seed: Option<u64>) {
+    use rand::SeedableRng as _;
+    let Some(seed) = seed else { return };
+    // Distinct streams for the secure and insecure interfaces, both derived
+    // from the one seed, so that neither can predict the other's position.
+    builder.secure_random(rand::rngs::StdRng::seed_from_u64(seed));
+    builder.insecure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15));
+    builder.insecure_random_seed(u128::from(seed) << 64 | u128::from(seed.rotate_left(32)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_down_to_step() {
+        let ms = Duration::from_millis(1);
+        assert_eq!(round_down(Duration::from_micros(2_999), ms), Duration::from_millis(2));
+        assert_eq!(round_down(Duration::from_millis(5), ms), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn budgeted_output_writes_up_to_the_limit_then_traps() {
+        let budget = Arc::new(OutputBudget::new(5));
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let mut out = BudgetedOutput {
+            sink: Sink::Buffer(buffer.clone()),
+            stream: Stream::Stdout,
+            budget,
+        };
+        OutputStream::write(&mut out, Bytes::from_static(b"abc")).unwrap();
+        match OutputStream::write(&mut out, Bytes::from_static(b"defg")) {
+            Err(StreamError::Trap(e)) => assert!(e.downcast_ref::<LimitExceeded>().is_some()),
+            other => panic!("expected a trap, got {:?}", other.map_err(|e| e.to_string())),
+        }
+        assert_eq!(&*buffer.lock().unwrap(), b"abcde");
+    }
+}

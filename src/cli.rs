@@ -1,0 +1,266 @@
+//! The `wasmcell` command line: one struct per subcommand, each with
+//! `execute(self)` returning the process exit code.
+
+use crate::outcome::EXIT_CODE_TABLE;
+use crate::policy::{Access, ByteSize, HumanDuration, Policy};
+use crate::runner::Sandbox;
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Run untrusted WebAssembly under a deny-by-default capability policy.
+#[derive(Parser, Debug)]
+#[command(name = "wasmcell", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a WebAssembly module or component under a policy.
+    Run(RunCommand),
+    /// Validate a policy file and print what it grants.
+    Check(CheckCommand),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand and returns the process exit code.
+    ///
+    /// # Errors
+    ///
+    /// Policy, load and sandbox errors; map them to an exit code with
+    /// [`crate::exit_code_for_error`].
+    pub fn execute(self) -> Result<u8> {
+        match self.command {
+            Command::Run(c) => c.execute(),
+            Command::Check(c) => c.execute(),
+        }
+    }
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  wasmcell run hello.wasm
+  wasmcell run --policy policies/read-only.toml fs_read.wasm /data/hello.txt
+  wasmcell run --ro-dir ./data::/data --env LANG=C.UTF-8 --fuel 1000000 --report - app.wasm --verbose";
+
+fn run_long_help() -> String {
+    format!("{RUN_EXAMPLES}\n\nExit codes:\n{EXIT_CODE_TABLE}")
+}
+
+/// Run a WebAssembly module or component under a policy.
+///
+/// MODULE is a core module built for wasm32-wasip1 or a component built for
+/// wasm32-wasip2 (command world); which one is detected from its header.
+/// Everything after MODULE is passed to the guest as its arguments (a `--`
+/// before them is allowed). The guest's argv[0] is the module's file name.
+///
+/// Without --policy the guest gets nothing: no files, an empty environment,
+/// stdin closed, no network, and the default limits.
+#[derive(Parser, Debug)]
+#[command(after_help = RUN_EXAMPLES, after_long_help = run_long_help())]
+pub struct RunCommand {
+    /// Policy file to enforce.
+    ///
+    /// Flags given on the command line are applied on top of this file: they
+    /// add grants and override its limits.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Grant a host directory read-write (as `wasmtime run --dir`).
+    ///
+    /// GUEST defaults to HOST. Repeatable.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    pub dirs: Vec<(PathBuf, String)>,
+
+    /// Grant a host directory read-only: the guest can list and read, and change nothing.
+    #[arg(long = "ro-dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
+    pub ro_dirs: Vec<(PathBuf, String)>,
+
+    /// Set NAME=VALUE in the guest's environment, or copy NAME from the host when it is set.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    pub envs: Vec<(String, Option<String>)>,
+
+    /// Fuel units the guest may burn, about one per Wasm instruction (overrides limits.fuel).
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+
+    /// Most linear memory, such as `64MiB` (overrides limits.memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+
+    /// Wall-clock limit, such as `5s` or `250ms` (overrides limits.timeout).
+    ///
+    /// It ends the guest even while it blocks in a host call.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Largest module file accepted for compilation (overrides limits.module-size).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_module_size: Option<u64>,
+
+    /// Write a JSON report of the outcome to FILE, or to stderr with `-`.
+    #[arg(long, value_name = "FILE|-")]
+    pub report: Option<PathBuf>,
+
+    /// The module to run.
+    #[arg(value_name = "MODULE")]
+    pub module: PathBuf,
+
+    /// Arguments for the guest.
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+impl RunCommand {
+    /// Loads the policy, applies the flags, runs the guest and reports.
+    ///
+    /// # Errors
+    ///
+    /// Policy errors, load errors and sandbox failures.
+    pub fn execute(self) -> Result<u8> {
+        let policy = self.resolve_policy()?;
+        let sandbox = Sandbox::builder().policy(policy).capture_output(false).build()?;
+        let args = match self.args.first().map(String::as_str) {
+            Some("--") => &self.args[1..],
+            _ => &self.args[..],
+        };
+        let outcome = sandbox.run(&self.module, args)?;
+        if let Some(line) = outcome.describe(sandbox.policy()) {
+            eprintln!("wasmcell: {line}");
+        }
+        if let Some(report) = &self.report {
+            let json = serde_json::to_string_pretty(&outcome.to_json()).expect("a JSON value serializes");
+            if report.as_os_str() == "-" {
+                eprintln!("{json}");
+            } else {
+                std::fs::write(report, json + "\n")
+                    .with_context(|| format!("failed to write report `{}`", report.display()))?;
+            }
+        }
+        Ok(outcome.exit_code())
+    }
+
+    fn resolve_policy(&self) -> Result<Policy> {
+        let mut policy = match &self.policy {
+            Some(path) => Policy::from_file(path)?,
+            None => Policy::deny_all(),
+        };
+        for (host, guest) in &self.dirs {
+            policy.grant_dir(host, guest, Access::ReadWrite)?;
+        }
+        for (host, guest) in &self.ro_dirs {
+            policy.grant_dir(host, guest, Access::ReadOnly)?;
+        }
+        for (name, value) in &self.envs {
+            match value {
+                Some(value) => policy.set_env(name, value)?,
+                None => policy.inherit_env(name)?,
+            }
+        }
+        if let Some(fuel) = self.fuel {
+            policy.set_fuel(fuel, "--fuel")?;
+        }
+        if let Some(memory) = self.memory {
+            policy.set_memory(memory, "--memory")?;
+        }
+        if let Some(timeout) = self.timeout {
+            policy.set_timeout(timeout, "--timeout")?;
+        }
+        if let Some(size) = self.max_module_size {
+            policy.set_module_size(size, "--max-module-size")?;
+        }
+        Ok(policy)
+    }
+}
+
+/// Validate a policy file and print what it grants, defaults included.
+#[derive(Parser, Debug)]
+#[command(after_help = "Example:\n  wasmcell check policies/read-only.toml")]
+pub struct CheckCommand {
+    /// The policy file.
+    #[arg(value_name = "POLICY")]
+    pub policy: PathBuf,
+}
+
+impl CheckCommand {
+    /// Loads the policy and prints its description.
+    ///
+    /// # Errors
+    ///
+    /// The [`crate::PolicyError`] when the policy is invalid.
+    pub fn execute(self) -> Result<u8> {
+        let policy = Policy::from_file(&self.policy)?;
+        print!("{}", policy.describe());
+        println!("modules (wasm32-wasip1) have no socket API; network grants apply to components only");
+        Ok(0)
+    }
+}
+
+fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
+    let (host, guest) = match s.split_once("::") {
+        Some((host, guest)) => (host, guest),
+        None => (s, s),
+    };
+    if host.is_empty() || guest.is_empty() {
+        return Err(format!("expected HOST or HOST::GUEST, got `{s}`"));
+    }
+    Ok((PathBuf::from(host), guest.to_string()))
+}
+
+fn parse_env(s: &str) -> Result<(String, Option<String>), String> {
+    let (name, value) = match s.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_string())),
+        None => (s, None),
+    };
+    if name.is_empty() {
+        return Err(format!("expected NAME or NAME=VALUE, got `{s}`"));
+    }
+    Ok((name.to_string(), value))
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    ByteSize::parse(s).map(|b| b.0)
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    HumanDuration::parse(s).map(|d| d.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dir_syntax() {
+        assert_eq!(parse_dir("a::/b").unwrap(), (PathBuf::from("a"), "/b".to_string()));
+        assert_eq!(parse_dir("/x").unwrap(), (PathBuf::from("/x"), "/x".to_string()));
+        assert!(parse_dir("::/b").is_err());
+    }
+
+    #[test]
+    fn env_syntax() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".to_string(), Some("b=c".to_string())));
+        assert_eq!(parse_env("TERM").unwrap(), ("TERM".to_string(), None));
+        assert!(parse_env("=x").is_err());
+    }
+
+    #[test]
+    fn guest_args_follow_the_module() {
+        let cli = Cli::try_parse_from(["wasmcell", "run", "--fuel", "5", "m.wasm", "--fuel", "x", "-v"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(run.fuel, Some(5));
+        assert_eq!(run.args, ["--fuel", "x", "-v"]);
+    }
+}

@@ -1,0 +1,57 @@
+//! wasmcell runs untrusted WebAssembly guests under a deny-by-default
+//! capability policy, and tells you exactly how each run ended.
+//!
+//! A guest sees only what its [`Policy`] grants (directories, environment
+//! variables, stdio, clocks, randomness), and it is metered: fuel for CPU,
+//! a cap on linear memory, a wall-clock deadline that holds even while the
+//! guest blocks in a host call, and a cap on output. Every run returns an
+//! [`Outcome`] saying whether the guest exited, trapped, or was stopped by
+//! which limit.
+//!
+//! ```no_run
+//! use wasmcell::{Policy, Sandbox, Status};
+//!
+//! let sandbox = Sandbox::builder()
+//!     .policy(Policy::from_file("policies/read-only.toml")?)
+//!     .build()?;
+//! let program = sandbox.load("fs_read.wasm")?; // compiled and linked once
+//! for _ in 0..3 {
+//!     let outcome = sandbox.run_program(&program, &["/data/hello.txt"])?;
+//!     assert_eq!(outcome.status, Status::Exited(0));
+//!     print!("{}", String::from_utf8_lossy(&outcome.stdout));
+//! }
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! # What this sandbox does not protect against
+//!
+//! wasmcell isolates a guest with WebAssembly's memory safety and WASI's
+//! capability model, not with a kernel boundary. It does not protect against:
+//!
+//! - bugs in wasmtime, Cranelift or wasmtime-wasi that let a guest escape
+//!   (keep the pinned version current; the engine runs in the host process);
+//! - CPU side channels such as Spectre between the guest and the host
+//!   process;
+//! - what the guest writes to granted directories and to stdout/stderr:
+//!   terminal escape sequences reach your terminal when output is inherited;
+//! - exhaustion of host resources outside the limits: open file handles,
+//!   disk space in read-write directories, host threads used for blocking I/O;
+//! - a malicious policy: whoever writes the policy decides what is granted.
+#![deny(missing_docs)]
+
+mod capabilities;
+pub mod cli;
+mod limits;
+mod outcome;
+mod policy;
+mod runner;
+
+pub use outcome::{
+    Denial, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
+    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status, exit_code_for_error,
+};
+pub use policy::{
+    Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyError,
+    PolicyErrorKind, PolicyFile, Setting,
+};
+pub use runner::{ENABLED_PROPOSALS, LoadError, LoadErrorKind, Program, Sandbox, SandboxBuilder};

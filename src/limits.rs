@@ -1,0 +1,245 @@
+//! Turning [`Limits`] into wasmtime configuration, and enforcing the limits
+//! wasmtime leaves to the embedder.
+//!
+//! wasmtime meters fuel and checks epochs itself; this module closes the gaps:
+//! - memory refusals are not silent: the limiter stops the guest with a typed
+//!   [`LimitExceeded`] error instead of letting `memory.grow` return -1, which
+//!   an allocator would turn into an indistinguishable `unreachable` trap;
+//! - output is counted across stdout and stderr together, and the guest is
+//!   stopped at the byte that crosses the budget;
+//! - the wall-clock deadline is checked from the epoch callback, and the
+//!   runner also races the whole run against a timer, because a guest blocked
+//!   in a host call never reaches an epoch check.
+
+use crate::policy::{ByteSize, Limits};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use wasmtime::{Config, ResourceLimiter};
+
+/// How often the epoch ticker advances the engine's epoch. The deadline is
+/// checked at this granularity while the guest computes.
+pub(crate) const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Most instances a guest may create: a component is several core instances.
+const MAX_INSTANCES: usize = 100;
+/// Most tables and memories, across all instances.
+const MAX_TABLES: usize = 100;
+const MAX_MEMORIES: usize = 100;
+/// Most elements in one table. Tables live in host memory outside
+/// `limits.memory`, so they get a fixed cap of their own (8 MiB of host memory).
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// The engine-wide part of the limits: whether fuel is metered and how deep
+/// the Wasm stack may grow. Epoch interruption is always on.
+pub(crate) fn configure_engine(config: &mut Config, limits: &Limits) {
+    config.consume_fuel(limits.fuel.value.is_some());
+    config.epoch_interruption(true);
+    let stack = usize::try_from(limits.stack.value).unwrap_or(usize::MAX);
+    config.max_wasm_stack(stack);
+    // Guests run on a fiber (async); its stack must hold the Wasm stack plus
+    // room for host frames under it.
+    config.async_stack_size(stack + (1 << 20));
+}
+
+/// A limit the sandbox enforced by stopping the guest. Carried inside the
+/// `wasmtime::Error` that ends the call, so the outcome is classified by type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LimitExceeded {
+    /// Linear memory would have grown past `limits.memory`.
+    Memory { requested: u64, limit: u64 },
+    /// Stdout plus stderr would have passed `limits.output`.
+    Output { limit: u64 },
+    /// The wall-clock deadline passed while the guest was computing.
+    Timeout,
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitExceeded::Memory { requested, limit } => write!(
+                f,
+                "memory limit reached: linear memory would grow to {}, over the {} allowed",
+                ByteSize(*requested),
+                ByteSize(*limit)
+            ),
+            LimitExceeded::Output { limit } => {
+                write!(f, "output limit reached: more than {} written", ByteSize(*limit))
+            }
+            LimitExceeded::Timeout => f.write_str("wall-clock timeout"),
+        }
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+/// Store limiter: caps linear memory across all of the guest's memories,
+/// records the peak, and stops the guest on the first refused growth.
+pub(crate) struct MemoryLimiter {
+    limit: u64,
+    total: u64,
+    peak: u64,
+    refused: Option<LimitExceeded>,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: u64) -> Self {
+        MemoryLimiter {
+            limit,
+            total: 0,
+            peak: 0,
+            refused: None,
+        }
+    }
+
+    /// The most linear memory the guest held at once, in bytes.
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak
+    }
+
+    /// The refusal that stopped the guest, if one did.
+    pub(crate) fn refused(&self) -> Option<&LimitExceeded> {
+        self.refused.as_ref()
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current) as u64;
+        let requested = self.total.saturating_add(growth);
+        if requested > self.limit {
+            let err = LimitExceeded::Memory {
+                requested,
+                limit: self.limit,
+            };
+            self.refused = Some(err.clone());
+            // An error (rather than `Ok(false)`) traps at once: the guest never
+            // sees `memory.grow` fail, so it cannot disguise the cause.
+            return Err(wasmtime::Error::new(err));
+        }
+        self.total = requested;
+        self.peak = self.peak.max(self.total);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// Which output stream a write went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// The shared byte budget for stdout and stderr of one run.
+#[derive(Debug)]
+pub(crate) struct OutputBudget {
+    limit: u64,
+    used: AtomicU64,
+    stdout: AtomicU64,
+    stderr: AtomicU64,
+    exceeded: AtomicBool,
+}
+
+impl OutputBudget {
+    pub(crate) fn new(limit: u64) -> Self {
+        OutputBudget {
+            limit,
+            used: AtomicU64::new(0),
+            stdout: AtomicU64::new(0),
+            stderr: AtomicU64::new(0),
+            exceeded: AtomicBool::new(false),
+        }
+    }
+
+    /// Reserves up to `len` bytes on `stream`; returns how many may be
+    /// written. Fewer than `len` means the budget is now spent and the guest
+    /// must be stopped.
+    pub(crate) fn reserve(&self, stream: Stream, len: usize) -> usize {
+        let len = len as u64;
+        let mut granted = 0;
+        let _ = self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+            granted = len.min(self.limit.saturating_sub(used));
+            Some(used + granted)
+        });
+        let counter = match stream {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        };
+        counter.fetch_add(granted, Ordering::SeqCst);
+        if granted < len {
+            self.exceeded.store(true, Ordering::SeqCst);
+        }
+        granted as usize
+    }
+
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn stdout_bytes(&self) -> u64 {
+        self.stdout.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn stderr_bytes(&self) -> u64 {
+        self.stderr.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_refuses_across_memories_and_records_peak() {
+        let mut l = MemoryLimiter::new(3 << 16);
+        assert!(l.memory_growing(0, 1 << 16, None).unwrap());
+        assert!(
+            l.memory_growing(0, 2 << 16, None).unwrap(),
+            "a second memory counts too"
+        );
+        assert_eq!(l.peak(), 3 << 16);
+        let err = l.memory_growing(2 << 16, 3 << 16, None).unwrap_err();
+        assert!(err.downcast_ref::<LimitExceeded>().is_some());
+        assert!(matches!(l.refused(), Some(LimitExceeded::Memory { requested, .. }) if *requested == 4 << 16));
+        assert_eq!(l.peak(), 3 << 16, "a refused growth does not count towards the peak");
+    }
+
+    #[test]
+    fn budget_is_shared_between_streams() {
+        let b = OutputBudget::new(10);
+        assert_eq!(b.reserve(Stream::Stdout, 6), 6);
+        assert!(!b.exceeded());
+        assert_eq!(b.reserve(Stream::Stderr, 6), 4);
+        assert!(b.exceeded());
+        assert_eq!((b.stdout_bytes(), b.stderr_bytes()), (6, 4));
+        assert_eq!(b.reserve(Stream::Stdout, 1), 0);
+    }
+
+    #[test]
+    fn writing_exactly_the_budget_is_not_exceeding_it() {
+        let b = OutputBudget::new(4);
+        assert_eq!(b.reserve(Stream::Stdout, 4), 4);
+        assert!(!b.exceeded());
+        assert_eq!(b.reserve(Stream::Stdout, 0), 0);
+        assert!(!b.exceeded());
+    }
+}

@@ -1,0 +1,355 @@
+//! How a run ended, and the one table that maps endings to exit codes.
+//!
+//! A guest's behaviour is data, not an error: exiting, trapping, timing out,
+//! running out of fuel and hitting the memory or output cap all produce an
+//! [`Outcome`]. Classification looks at types (`I32Exit`, `Trap`, and the
+//! sandbox's own [`LimitExceeded`]), never at message text.
+
+use crate::limits::LimitExceeded;
+use crate::policy::{ByteSize, Policy, PolicyError};
+use crate::runner::LoadError;
+use serde::Serialize;
+use std::time::Duration;
+use wasmtime::Trap;
+use wasmtime_wasi::I32Exit;
+
+/// Exit code for a usage error or an invalid policy: nothing ran.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a guest stopped by the wall-clock timeout.
+pub const EXIT_TIMEOUT: u8 = 124;
+/// Exit code for a failure of the sandbox itself (a host error).
+pub const EXIT_SANDBOX: u8 = 125;
+/// Exit code for a module that could not be loaded or linked.
+pub const EXIT_LOAD: u8 = 126;
+/// Exit code for a guest that trapped.
+pub const EXIT_TRAP: u8 = 134;
+/// Exit code for a guest stopped at the memory limit.
+pub const EXIT_MEMORY: u8 = 137;
+/// Exit code for a guest that ran out of fuel.
+pub const EXIT_FUEL: u8 = 152;
+/// Exit code for a guest stopped at the output limit.
+pub const EXIT_OUTPUT: u8 = 153;
+/// Exit code standing in for a guest exit status outside `0..=125`, which
+/// would otherwise be mistaken for one of the sandbox's own codes.
+pub const EXIT_OUT_OF_RANGE: u8 = 1;
+
+/// The exit-code table, as printed by `wasmcell run --help` and the README.
+pub const EXIT_CODE_TABLE: &str = "\
+code     meaning
+0..=125  the guest exited with this status (proc_exit or return from main)
+1        also: the guest exited with a status outside 0..=125 (the message and report give it)
+2        usage error or invalid policy; nothing ran
+124      wall-clock timeout (limits.timeout)
+125      the sandbox itself failed (a host error, not the guest's fault)
+126      the module could not be loaded or linked (not Wasm, too large, unknown imports, wrong world)
+134      the guest trapped (unreachable, out of bounds, division by zero, stack overflow)
+137      memory limit reached (limits.memory); the guest is stopped, like an out-of-memory kill
+152      fuel exhausted (limits.fuel), like RLIMIT_CPU's SIGXCPU
+153      output limit reached (limits.output), like RLIMIT_FSIZE's SIGXFSZ";
+
+/// How the guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The guest exited on its own with this status.
+    Exited(i32),
+    /// The guest trapped; [`Outcome::trap`] has the message.
+    Trap,
+    /// The wall-clock limit passed.
+    Timeout,
+    /// The guest burned all its fuel.
+    FuelExhausted,
+    /// The guest tried to grow memory past the limit (or declared more than it
+    /// at instantiation).
+    MemoryLimit,
+    /// The guest wrote more than the output limit.
+    OutputLimit,
+}
+
+impl Status {
+    /// The report's name for this status: `exited`, `trap`, `timeout`,
+    /// `fuel-exhausted`, `memory-limit` or `output-limit`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Exited(_) => "exited",
+            Status::Trap => "trap",
+            Status::Timeout => "timeout",
+            Status::FuelExhausted => "fuel-exhausted",
+            Status::MemoryLimit => "memory-limit",
+            Status::OutputLimit => "output-limit",
+        }
+    }
+}
+
+/// A capability use the policy refused. Filled by the network capability;
+/// the filesystem reports refusals to the guest as errors only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// The kind of use, such as `tcp-connect`.
+    pub kind: String,
+    /// What the guest tried to reach.
+    pub target: String,
+    /// Why it was refused.
+    pub rule: String,
+}
+
+/// Everything known about how one run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// How the guest ended.
+    pub status: Status,
+    /// The trap message when `status` is [`Status::Trap`].
+    pub trap: Option<String>,
+    /// Fuel burned, when fuel is metered.
+    pub fuel_used: Option<u64>,
+    /// Wall-clock time from the start of instantiation to the end.
+    pub wall: Duration,
+    /// The most linear memory the guest held at once.
+    pub peak_memory_bytes: u64,
+    /// Bytes the guest wrote to stdout (as delivered, after the output cap).
+    pub stdout_bytes: u64,
+    /// Bytes the guest wrote to stderr.
+    pub stderr_bytes: u64,
+    /// Captured stdout, when the run captured output; empty otherwise.
+    pub stdout: Vec<u8>,
+    /// Captured stderr, when the run captured output; empty otherwise.
+    pub stderr: Vec<u8>,
+    /// Capability uses the policy refused.
+    pub denials: Vec<Denial>,
+}
+
+impl Outcome {
+    /// The process exit code `wasmcell run` ends with for this outcome; see
+    /// [`EXIT_CODE_TABLE`].
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            Status::Exited(code) => match u8::try_from(code) {
+                Ok(code) if code <= 125 => code,
+                _ => EXIT_OUT_OF_RANGE,
+            },
+            Status::Trap => EXIT_TRAP,
+            Status::Timeout => EXIT_TIMEOUT,
+            Status::FuelExhausted => EXIT_FUEL,
+            Status::MemoryLimit => EXIT_MEMORY,
+            Status::OutputLimit => EXIT_OUTPUT,
+        }
+    }
+
+    /// The guest's own exit status, when it exited.
+    pub fn guest_exit_status(&self) -> Option<i32> {
+        match self.status {
+            Status::Exited(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// One line explaining an ending the sandbox imposed (or an out-of-range
+    /// exit status), naming the limit and where it was set; `None` for a
+    /// plain exit.
+    pub fn describe(&self, policy: &Policy) -> Option<String> {
+        let l = &policy.limits;
+        Some(match self.status {
+            Status::Exited(code) if self.exit_code() == EXIT_OUT_OF_RANGE && code != 1 => format!(
+                "guest exited with status {code}, outside 0..=125 where it could be mistaken for a sandbox code; exiting with {EXIT_OUT_OF_RANGE}"
+            ),
+            Status::Exited(_) => return None,
+            Status::Trap => format!("guest trapped: {}", self.trap.as_deref().unwrap_or("unknown trap")),
+            Status::Timeout => format!(
+                "timed out after {} ({}); raise it with --timeout",
+                humantime::format_duration(l.timeout.value),
+                l.timeout.origin.describe("limits.timeout")
+            ),
+            Status::FuelExhausted => format!(
+                "fuel exhausted after {} units ({}); raise it with --fuel",
+                l.fuel.value.unwrap_or_default(),
+                l.fuel.origin.describe("limits.fuel")
+            ),
+            Status::MemoryLimit => format!(
+                "memory limit reached: the guest asked for more than {} of linear memory ({}); raise it with --memory",
+                ByteSize(l.memory.value),
+                l.memory.origin.describe("limits.memory")
+            ),
+            Status::OutputLimit => format!(
+                "output limit reached: the guest wrote more than {} to stdout and stderr ({}); raise limits.output in the policy",
+                ByteSize(l.output.value),
+                l.output.origin.describe("limits.output")
+            ),
+        })
+    }
+
+    /// The JSON report written by `--report`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "status": self.status.name(),
+            "exit_code": self.exit_code(),
+            "guest_exit_status": self.guest_exit_status(),
+            "trap": self.trap,
+            "fuel_used": self.fuel_used,
+            "wall_ms": self.wall.as_secs_f64() * 1000.0,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "stdout_bytes": self.stdout_bytes,
+            "stderr_bytes": self.stderr_bytes,
+            "denials": self.denials,
+        })
+    }
+}
+
+/// What the runner knows when the guest stops, gathered for [`classify`].
+pub(crate) struct Ending<'a> {
+    /// The result of instantiating and running; `None` when the timer won.
+    pub result: Option<&'a wasmtime::Result<i32>>,
+    /// A memory refusal the limiter recorded.
+    pub memory_refused: bool,
+    /// Whether the output budget overflowed.
+    pub output_exceeded: bool,
+}
+
+/// Decides the [`Status`] (and trap message) of a finished run.
+///
+/// Recorded limit hits come first: a guest stopped by the memory or output
+/// cap may surface as any error, but the limiter and budget know the cause.
+pub(crate) fn classify(ending: Ending<'_>) -> (Status, Option<String>) {
+    let Some(result) = ending.result else {
+        return (Status::Timeout, None);
+    };
+    if ending.memory_refused {
+        return (Status::MemoryLimit, None);
+    }
+    if ending.output_exceeded {
+        return (Status::OutputLimit, None);
+    }
+    let err = match result {
+        Ok(code) => return (Status::Exited(*code), None),
+        Err(err) => err,
+    };
+    if let Some(exit) = err.downcast_ref::<I32Exit>() {
+        return (Status::Exited(exit.0), None);
+    }
+    if let Some(limit) = err.downcast_ref::<LimitExceeded>() {
+        return match limit {
+            LimitExceeded::Memory { .. } => (Status::MemoryLimit, None),
+            LimitExceeded::Output { .. } => (Status::OutputLimit, None),
+            LimitExceeded::Timeout => (Status::Timeout, None),
+        };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (Status::FuelExhausted, None),
+        Some(Trap::Interrupt) => (Status::Timeout, None),
+        Some(trap) => (Status::Trap, Some(trap.to_string())),
+        // Any other error that ends a guest call was raised by a host
+        // function on the guest's behalf (a bad handle, an invalid argument):
+        // the guest is at fault, so it is reported as a trap.
+        None => (Status::Trap, Some(format!("{err:#}"))),
+    }
+}
+
+/// The exit code for an error that stopped `wasmcell` before or instead of a
+/// guest run: 2 for policy errors, 126 for load errors, 125 otherwise.
+pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.is::<PolicyError>()) {
+        EXIT_USAGE
+    } else if err.chain().any(|e| e.is::<LoadError>()) {
+        EXIT_LOAD
+    } else {
+        EXIT_SANDBOX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: Status) -> Outcome {
+        Outcome {
+            status,
+            trap: None,
+            fuel_used: None,
+            wall: Duration::ZERO,
+            peak_memory_bytes: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            denials: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        let cases = [
+            (Status::Exited(0), 0),
+            (Status::Exited(125), 125),
+            (Status::Exited(126), EXIT_OUT_OF_RANGE),
+            (Status::Exited(255), EXIT_OUT_OF_RANGE),
+            (Status::Exited(-1), EXIT_OUT_OF_RANGE),
+            (Status::Trap, 134),
+            (Status::Timeout, 124),
+            (Status::FuelExhausted, 152),
+            (Status::MemoryLimit, 137),
+            (Status::OutputLimit, 153),
+        ];
+        for (status, code) in cases {
+            assert_eq!(outcome(status).exit_code(), code, "{status:?}");
+            if !matches!(status, Status::Exited(_)) {
+                let row = format!("{code} ");
+                assert!(
+                    EXIT_CODE_TABLE.lines().any(|l| l.starts_with(&row)),
+                    "{code} missing from the table"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn classify_by_type() {
+        let exit: wasmtime::Result<i32> = Err(wasmtime::Error::new(I32Exit(7)));
+        let fuel: wasmtime::Result<i32> = Err(wasmtime::Error::new(Trap::OutOfFuel));
+        let oob: wasmtime::Result<i32> = Err(wasmtime::Error::new(Trap::MemoryOutOfBounds));
+        let output: wasmtime::Result<i32> = Err(wasmtime::Error::new(LimitExceeded::Output { limit: 1 }));
+        let end = |r| Ending {
+            result: Some(r),
+            memory_refused: false,
+            output_exceeded: false,
+        };
+        assert_eq!(classify(end(&exit)).0, Status::Exited(7));
+        assert_eq!(classify(end(&fuel)).0, Status::FuelExhausted);
+        assert_eq!(classify(end(&oob)).0, Status::Trap);
+        assert!(classify(end(&oob)).1.unwrap().contains("out of bounds"));
+        assert_eq!(classify(end(&output)).0, Status::OutputLimit);
+        let refused = Ending {
+            result: Some(&oob),
+            memory_refused: true,
+            output_exceeded: false,
+        };
+        assert_eq!(
+            classify(refused).0,
+            Status::MemoryLimit,
+            "a recorded refusal beats the trap it caused"
+        );
+        let timer = Ending {
+            result: None,
+            memory_refused: false,
+            output_exceeded: false,
+        };
+        assert_eq!(classify(timer).0, Status::Timeout);
+    }
+
+    #[test]
+    fn report_has_the_documented_fields() {
+        let json = outcome(Status::FuelExhausted).to_json();
+        for key in [
+            "status",
+            "exit_code",
+            "trap",
+            "fuel_used",
+            "wall_ms",
+            "peak_memory_bytes",
+            "stdout_bytes",
+            "stderr_bytes",
+            "denials",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(json["status"], "fuel-exhausted");
+        assert_eq!(json["exit_code"], 152);
+    }
+}

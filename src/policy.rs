@@ -1,0 +1,1653 @@
+//! Policy files: what a guest may touch and how much it may use.
+//!
+//! Policies are processed in two stages, like ripgrep's `LowArgs` → `HiArgs`:
+//!
+//! 1. [`PolicyFile`] is the TOML as written. It only deserializes; every struct
+//!    rejects unknown keys, and values that carry units (sizes, durations) are
+//!    parsed here so that a bad value is reported with its line.
+//! 2. [`Policy`] is the validated, resolved form: host paths are canonicalized
+//!    relative to the file that named them, `extends` chains are merged, defaults
+//!    are filled in and contradictions rejected. Only a `Policy` reaches the code
+//!    that builds a WASI context or store limits.
+//!
+//! Everything is denied unless granted. An absent table grants nothing, and every
+//! limit except fuel has a finite default (see [`Limits`]).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use toml::Spanned;
+
+// ---------------------------------------------------------------------------
+// Stage 1: the file as written.
+// ---------------------------------------------------------------------------
+
+/// A policy file exactly as deserialized from TOML, before any path is resolved
+/// or any default applied. See [`Policy::from_file`] for the usable form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicyFile {
+    /// Other policy files this one builds on, relative to this file's folder.
+    /// Absent or empty: none.
+    #[serde(default)]
+    pub extends: Vec<Spanned<String>>,
+    /// Resource limits. Absent: every limit takes its default.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Filesystem grants. Absent: no directory is visible to the guest.
+    #[serde(default)]
+    pub fs: FsFile,
+    /// Environment variables. Absent: the guest sees an empty environment.
+    #[serde(default)]
+    pub env: EnvFile,
+    /// Standard streams. Absent: stdin is closed, stdout and stderr are inherited.
+    #[serde(default)]
+    pub stdio: StdioFile,
+    /// Clocks. Absent: the host's clocks at full resolution.
+    #[serde(default)]
+    pub clocks: ClocksFile,
+    /// Randomness. Absent: host entropy.
+    #[serde(default)]
+    pub random: RandomFile,
+}
+
+/// `[limits]` as written. Absent keys take the defaults listed on [`Limits`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsFile {
+    /// Fuel units (about one per Wasm instruction). Absent: not metered.
+    pub fuel: Option<Spanned<u64>>,
+    /// Linear memory, all memories of the guest together.
+    pub memory: Option<Spanned<ByteSize>>,
+    /// Wall-clock time, including time blocked in host calls.
+    pub timeout: Option<Spanned<HumanDuration>>,
+    /// Wasm stack.
+    pub stack: Option<Spanned<ByteSize>>,
+    /// Bytes of stdout plus stderr.
+    pub output: Option<Spanned<ByteSize>>,
+    /// Size of a module or component accepted for compilation.
+    pub module_size: Option<Spanned<ByteSize>>,
+}
+
+/// `[fs]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FsFile {
+    /// Directories granted to the guest. Absent or empty: no directories are visible.
+    #[serde(default)]
+    pub dirs: Vec<DirFile>,
+}
+
+/// One `[[fs.dirs]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirFile {
+    /// Host directory, relative to the policy file's folder. Must exist.
+    pub host: Spanned<String>,
+    /// Where the guest sees it, e.g. `/data`.
+    pub guest: Spanned<String>,
+    /// Required: `read-only` or `read-write`.
+    pub access: Access,
+}
+
+/// `[env]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnvFile {
+    /// Variables set in the guest. Absent or empty: none.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Names copied from the host when set there. Absent or empty: nothing leaks.
+    #[serde(default)]
+    pub inherit: Vec<Spanned<String>>,
+}
+
+/// `[stdio]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StdioFile {
+    /// Absent: `"null"` (the guest reads end-of-file at once).
+    pub stdin: Option<InputSpec>,
+    /// Absent: `"inherit"`.
+    pub stdout: Option<OutputSpec>,
+    /// Absent: `"inherit"`.
+    pub stderr: Option<OutputSpec>,
+}
+
+/// Where the guest's stdin comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputSpec {
+    /// Closed: reads give end-of-file.
+    Null,
+    /// The host process's stdin.
+    Inherit,
+    /// A host file, relative to the policy file's folder, read when the run starts.
+    File(PathBuf),
+}
+
+/// Where the guest's stdout or stderr goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputSpec {
+    /// Discarded (still counted against `limits.output`).
+    Null,
+    /// The host process's stream.
+    Inherit,
+    /// A host file, relative to the policy file's folder, created or truncated
+    /// when the run starts.
+    File(PathBuf),
+}
+
+/// `[clocks]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClocksFile {
+    /// Absent: `"host"`.
+    pub mode: Option<Spanned<ClockMode>>,
+    /// RFC 3339 instant both clocks stand at; only with `mode = "frozen"`.
+    /// Absent with `frozen`: `2000-01-01T00:00:00Z`.
+    pub start: Option<Spanned<String>>,
+    /// Readings are rounded down to this step; only with `mode = "host"`.
+    /// Absent: the host's resolution.
+    pub resolution: Option<Spanned<HumanDuration>>,
+}
+
+/// `[random]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RandomFile {
+    /// Seed for deterministic randomness. Absent: host entropy.
+    pub seed: Option<u64>,
+}
+
+/// How a directory is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// The guest can list and read, and change nothing.
+    ReadOnly,
+    /// The guest can also create, write, rename and remove inside the directory.
+    ReadWrite,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::ReadOnly => "read-only",
+            Access::ReadWrite => "read-write",
+        })
+    }
+}
+
+/// Which clocks the guest sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockMode {
+    /// The host's clocks, optionally coarsened.
+    Host,
+    /// Both clocks stand still at a fixed instant.
+    Frozen,
+}
+
+/// A size in bytes, written as an integer or a string with a unit
+/// (`"256 MiB"`, `"64KiB"`, `"1 GB"`, `"4096"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"256 MiB"`-style sizes. Binary units are KiB, MiB, GiB, TiB;
+    /// decimal units are kB, MB, GB, TB; `B` or no unit means bytes.
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let digits: String = digits.chars().filter(|c| *c != '_').collect();
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| format!("invalid size `{text}`: expected a whole number and a unit such as `256 MiB`"))?;
+        let multiplier: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            other => {
+                return Err(format!(
+                    "invalid size unit `{other}` in `{text}`: expected one of B, KiB, MiB, GiB, TiB, kB, MB, GB, TB"
+                ));
+            }
+        };
+        number
+            .checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{text}` is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+            if n >= 1 << shift && n % (1 << shift) == 0 {
+                return write!(f, "{} {unit}", n >> shift);
+            }
+        }
+        write!(f, "{n} B")
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size: a whole number of bytes or a string such as \"256 MiB\"")
+        })? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written like `"10s"`, `"500ms"` or `"2m 30s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses `"10s"`-style durations (humantime syntax).
+    pub fn parse(text: &str) -> Result<HumanDuration, String> {
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("invalid duration `{text}`: {e}; write it like `10s`, `500ms` or `2m`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a duration string such as \"10s\" or \"500ms\""))?;
+        HumanDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+// ---------------------------------------------------------------------------
+
+/// A policy that could not be used. Nothing ran.
+///
+/// Displays as `FILE:LINE: message`, where the message says what would be
+/// accepted instead.
+#[derive(Debug)]
+pub struct PolicyError {
+    path: Option<PathBuf>,
+    line: Option<usize>,
+    key: Option<String>,
+    kind: PolicyErrorKind,
+}
+
+/// What was wrong with a policy.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PolicyErrorKind {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// The file is not valid TOML or does not fit the schema (unknown key,
+    /// wrong type, bad size or duration). The message is toml's, reworded.
+    Parse(String),
+    /// Two settings contradict each other, or a value is out of range.
+    Invalid(String),
+    /// A granted host directory does not exist or is not a directory.
+    MissingDir(PathBuf),
+    /// `extends` leads back to a file already being loaded.
+    Cycle(Vec<PathBuf>),
+}
+
+impl PolicyError {
+    fn new(kind: PolicyErrorKind) -> PolicyError {
+        PolicyError {
+            path: None,
+            line: None,
+            key: None,
+            kind,
+        }
+    }
+
+    fn at(mut self, path: &Path, source: &str, span: Option<std::ops::Range<usize>>) -> Self {
+        self.path = Some(path.to_path_buf());
+        self.line = span.map(|s| line_of(source, s.start));
+        self
+    }
+
+    fn key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_string());
+        self
+    }
+
+    /// The policy file the error is in, when it came from a file.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The 1-based line of the offending value, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// The key at fault, as `table.key`, when known.
+    pub fn key_name(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &PolicyErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.path, self.line) {
+            (Some(p), Some(l)) => write!(f, "{}:{l}: ", p.display())?,
+            (Some(p), None) => write!(f, "{}: ", p.display())?,
+            (None, _) => {}
+        }
+        match &self.kind {
+            PolicyErrorKind::Io(e) => write!(f, "cannot read policy file: {e}"),
+            PolicyErrorKind::Parse(m) | PolicyErrorKind::Invalid(m) => f.write_str(m),
+            PolicyErrorKind::MissingDir(p) => write!(
+                f,
+                "host directory `{}` does not exist or is not a directory; create it or fix the path (relative paths are resolved from the policy file's folder)",
+                p.display()
+            ),
+            PolicyErrorKind::Cycle(chain) => {
+                let chain: Vec<_> = chain.iter().map(|p| format!("`{}`", p.display())).collect();
+                write!(
+                    f,
+                    "`extends` forms a cycle: {}; remove one of these links",
+                    chain.join(" -> ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            PolicyErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> PolicyError {
+    PolicyError::new(PolicyErrorKind::Invalid(msg.into()))
+}
+
+fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].matches('\n').count() + 1
+}
+
+/// The `[table]` header in force at `offset`, for "unknown key ... in [limits]".
+fn table_at(source: &str, offset: usize) -> Option<String> {
+    source[..offset.min(source.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+}
+
+/// Turns toml's message into ours: "unknown field" becomes "unknown key ... in
+/// [table]", and backticks around the expected names are dropped for reading.
+fn reword_parse_error(err: &toml::de::Error, source: &str) -> String {
+    let message = err.message().trim().to_string();
+    let Some(rest) = message.strip_prefix("unknown field ") else {
+        return message;
+    };
+    let (name, expected) = match rest.split_once(", expected ") {
+        Some((name, expected)) => (name, expected.replace('`', "")),
+        None => (rest, String::new()),
+    };
+    let place = match err.span().and_then(|s| table_at(source, s.start)) {
+        Some(table) => format!(" in [{table}]"),
+        None => " at the top level".to_string(),
+    };
+    if expected.is_empty() {
+        format!("unknown key {name}{place}")
+    } else {
+        format!("unknown key {name}{place}; expected {expected}")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stage 2: the resolved policy.
+// ---------------------------------------------------------------------------
+
+/// Where a setting's value came from, for messages such as
+/// "fuel exhausted after N units (limits.fuel in policies/x.toml)".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Nobody set it: the documented default.
+    Default,
+    /// A policy file.
+    File(PathBuf),
+    /// A command-line flag, such as `--fuel`.
+    Flag(&'static str),
+}
+
+impl Origin {
+    /// Describes the origin of policy key `key` (e.g. `limits.fuel`).
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            Origin::Default => format!("default {key}"),
+            Origin::File(p) => format!("{key} in {}", p.display()),
+            Origin::Flag(flag) => (*flag).to_string(),
+        }
+    }
+}
+
+/// A value with the place it was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    /// The value in force.
+    pub value: T,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting {
+            value,
+            origin: Origin::Default,
+        }
+    }
+}
+
+/// Resource limits, each with a finite default except fuel.
+///
+/// Defaults:
+/// - `fuel`: not metered ([`Limits::DEFAULT_FUEL`] is `None`);
+/// - `memory`: 256 MiB of linear memory in total;
+/// - `timeout`: 10 s of wall-clock time;
+/// - `stack`: 1 MiB of Wasm stack;
+/// - `output`: 16 MiB of stdout plus stderr;
+/// - `module-size`: 64 MiB for a module or component file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel units the guest may burn; `None` turns metering off.
+    pub fuel: Setting<Option<u64>>,
+    /// Bytes of linear memory (all memories together).
+    pub memory: Setting<u64>,
+    /// Wall-clock time from the start of instantiation.
+    pub timeout: Setting<Duration>,
+    /// Bytes of Wasm stack.
+    pub stack: Setting<u64>,
+    /// Bytes the guest may write to stdout and stderr together.
+    pub output: Setting<u64>,
+    /// Largest module or component file accepted for compilation.
+    pub module_size: Setting<u64>,
+}
+
+impl Limits {
+    /// Default for `limits.fuel`: not metered.
+    pub const DEFAULT_FUEL: Option<u64> = None;
+    /// Default for `limits.memory`.
+    pub const DEFAULT_MEMORY: u64 = 256 << 20;
+    /// Default for `limits.timeout`.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default for `limits.stack`.
+    pub const DEFAULT_STACK: u64 = 1 << 20;
+    /// Default for `limits.output`.
+    pub const DEFAULT_OUTPUT: u64 = 16 << 20;
+    /// Default for `limits.module-size`.
+    pub const DEFAULT_MODULE_SIZE: u64 = 64 << 20;
+    /// Largest accepted `limits.stack`; wasmtime needs a host stack this size too.
+    pub const MAX_STACK: u64 = 64 << 20;
+    /// Largest accepted `limits.memory`: a wasm32 guest cannot address more.
+    pub const MAX_MEMORY: u64 = 4 << 30;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: Setting::default(Self::DEFAULT_FUEL),
+            memory: Setting::default(Self::DEFAULT_MEMORY),
+            timeout: Setting::default(Self::DEFAULT_TIMEOUT),
+            stack: Setting::default(Self::DEFAULT_STACK),
+            output: Setting::default(Self::DEFAULT_OUTPUT),
+            module_size: Setting::default(Self::DEFAULT_MODULE_SIZE),
+        }
+    }
+}
+
+/// A host directory granted to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// Canonical host path.
+    pub host: PathBuf,
+    /// Path the guest opens it by.
+    pub guest: String,
+    /// What the guest may do inside it.
+    pub access: Access,
+}
+
+/// Where stdin comes from, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Closed.
+    Null,
+    /// The host's stdin.
+    Inherit,
+    /// A host file (absolute path), read when the run starts.
+    File(PathBuf),
+}
+
+/// Where stdout or stderr goes, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Discarded.
+    Null,
+    /// The host process's stream.
+    Inherit,
+    /// A host file (absolute path), truncated when the run starts.
+    File(PathBuf),
+}
+
+/// The clocks the guest sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clocks {
+    /// Host clocks; readings are rounded down to `resolution` when set.
+    Host {
+        /// Step readings are rounded down to; `None` is the host's resolution.
+        resolution: Option<Duration>,
+    },
+    /// Wall clock fixed at `start`, monotonic clock fixed at zero.
+    Frozen {
+        /// The instant the wall clock reports.
+        start: SystemTime,
+    },
+}
+
+/// A validated policy: the only thing the sandbox builds a guest's view from.
+///
+/// Created by [`Policy::from_file`], [`Policy::from_toml`] or
+/// [`Policy::deny_all`], then optionally adjusted by the CLI-flag methods
+/// ([`Policy::grant_dir`], [`Policy::set_env`], ...), which validate exactly as
+/// the file would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    source: Option<PathBuf>,
+    extends: Vec<PathBuf>,
+    /// Resource limits.
+    pub limits: Limits,
+    dirs: Vec<DirGrant>,
+    env_vars: BTreeMap<String, String>,
+    env_inherit: Vec<String>,
+    stdin: Input,
+    stdout: Output,
+    stderr: Output,
+    clocks: Clocks,
+    seed: Option<u64>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::deny_all()
+    }
+}
+
+/// The partially merged contents of one file and everything it extends.
+#[derive(Default)]
+struct Layer {
+    limits: LimitsLayer,
+    dirs: Vec<DirGrant>,
+    env_vars: BTreeMap<String, String>,
+    env_inherit: Vec<String>,
+    stdin: Option<Input>,
+    stdout: Option<Output>,
+    stderr: Option<Output>,
+    clock_mode: Option<ClockMode>,
+    clock_start: Option<SystemTime>,
+    clock_resolution: Option<Duration>,
+    seed: Option<u64>,
+    files: Vec<PathBuf>,
+}
+
+#[derive(Default)]
+struct LimitsLayer {
+    fuel: Option<Setting<Option<u64>>>,
+    memory: Option<Setting<u64>>,
+    timeout: Option<Setting<Duration>>,
+    stack: Option<Setting<u64>>,
+    output: Option<Setting<u64>>,
+    module_size: Option<Setting<u64>>,
+}
+
+impl Layer {
+    /// Applies `top` over `self`: scalars from `top` win, lists are
+    /// concatenated (base first), maps are merged with `top` winning per key.
+    fn overlay(mut self, top: Layer) -> Layer {
+        macro_rules! win {
+            ($($f:ident).+) => { if top.$($f).+.is_some() { self.$($f).+ = top.$($f).+; } };
+        }
+        win!(limits.fuel);
+        win!(limits.memory);
+        win!(limits.timeout);
+        win!(limits.stack);
+        win!(limits.output);
+        win!(limits.module_size);
+        win!(stdin);
+        win!(stdout);
+        win!(stderr);
+        win!(clock_mode);
+        win!(clock_start);
+        win!(clock_resolution);
+        win!(seed);
+        self.dirs.extend(top.dirs);
+        self.env_vars.extend(top.env_vars);
+        for name in top.env_inherit {
+            if !self.env_inherit.contains(&name) {
+                self.env_inherit.push(name);
+            }
+        }
+        self.files.extend(top.files);
+        self
+    }
+}
+
+/// The instant a frozen clock shows when `clocks.start` is absent.
+pub const DEFAULT_FROZEN_START: &str = "2000-01-01T00:00:00Z";
+
+impl Policy {
+    /// The policy that grants nothing: no directories, an empty environment,
+    /// stdin closed, stdout and stderr inherited, host clocks, host entropy,
+    /// no network, and the default [`Limits`].
+    pub fn deny_all() -> Policy {
+        Policy {
+            source: None,
+            extends: Vec::new(),
+            limits: Limits::default(),
+            dirs: Vec::new(),
+            env_vars: BTreeMap::new(),
+            env_inherit: Vec::new(),
+            stdin: Input::Null,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+            clocks: Clocks::Host { resolution: None },
+            seed: None,
+        }
+    }
+
+    /// Loads and resolves a policy file, following `extends`.
+    ///
+    /// Relative host paths (directories, stdio files, `extends`) are resolved
+    /// against the folder of the file that names them.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] naming the file and line for anything that cannot be
+    /// read, parsed or honoured: unknown keys, bad values, missing directories,
+    /// contradictions, `extends` cycles.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let policy = wasmcell::Policy::from_file("policies/deny-all.toml")?;
+    /// assert!(policy.dirs().is_empty());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
+        let path = path.as_ref();
+        let layer = load_layer(path, &mut Vec::new())?;
+        let mut policy = Policy::resolve(layer).map_err(|e| {
+            if e.path.is_none() {
+                PolicyError {
+                    path: Some(path.to_path_buf()),
+                    ..e
+                }
+            } else {
+                e
+            }
+        })?;
+        policy.source = Some(path.to_path_buf());
+        Ok(policy)
+    }
+
+    /// Parses a policy from TOML text; relative paths are resolved against
+    /// `base_dir`. `extends` is resolved against `base_dir` too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::from_file`], with `<inline>` in place of a file name.
+    pub fn from_toml(text: &str, base_dir: impl AsRef<Path>) -> Result<Policy, PolicyError> {
+        let pseudo = base_dir.as_ref().join("<inline>");
+        let layer = parse_layer(text, &pseudo, &mut Vec::new())?;
+        Policy::resolve(layer)
+    }
+
+    fn resolve(layer: Layer) -> Result<Policy, PolicyError> {
+        let mut policy = Policy::deny_all();
+        let l = layer.limits;
+        policy.limits = Limits {
+            fuel: l.fuel.unwrap_or(policy.limits.fuel),
+            memory: l.memory.unwrap_or(policy.limits.memory),
+            timeout: l.timeout.unwrap_or(policy.limits.timeout),
+            stack: l.stack.unwrap_or(policy.limits.stack),
+            output: l.output.unwrap_or(policy.limits.output),
+            module_size: l.module_size.unwrap_or(policy.limits.module_size),
+        };
+        for dir in layer.dirs {
+            policy.push_dir(dir)?;
+        }
+        policy.env_vars = layer.env_vars;
+        policy.env_inherit = layer.env_inherit;
+        policy.stdin = layer.stdin.unwrap_or(Input::Null);
+        policy.stdout = layer.stdout.unwrap_or(Output::Inherit);
+        policy.stderr = layer.stderr.unwrap_or(Output::Inherit);
+        policy.clocks = match layer.clock_mode.unwrap_or(ClockMode::Host) {
+            ClockMode::Host => {
+                if layer.clock_start.is_some() {
+                    return Err(invalid(
+                        "clocks.start only applies to mode = \"frozen\"; set mode = \"frozen\" or remove start",
+                    )
+                    .key("clocks.start"));
+                }
+                Clocks::Host {
+                    resolution: layer.clock_resolution,
+                }
+            }
+            ClockMode::Frozen => {
+                if layer.clock_resolution.is_some() {
+                    return Err(invalid(
+                        "clocks.resolution only applies to mode = \"host\"; frozen clocks do not tick, so remove resolution",
+                    )
+                    .key("clocks.resolution"));
+                }
+                let start = match layer.clock_start {
+                    Some(s) => s,
+                    None => humantime::parse_rfc3339(DEFAULT_FROZEN_START).expect("valid constant"),
+                };
+                Clocks::Frozen { start }
+            }
+        };
+        policy.seed = layer.seed;
+        // The first file is the one asked for; the rest are what it extends.
+        policy.extends = layer.files.into_iter().rev().skip(1).collect();
+        policy.extends.reverse();
+        Ok(policy)
+    }
+
+    fn push_dir(&mut self, dir: DirGrant) -> Result<(), PolicyError> {
+        if let Some(existing) = self.dirs.iter_mut().find(|d| d.guest == dir.guest) {
+            if existing.host == dir.host {
+                // The same grant twice (e.g. from a base file and a flag): the
+                // later access wins, as for any other scalar.
+                existing.access = dir.access;
+                return Ok(());
+            }
+            return Err(invalid(format!(
+                "guest path `{}` is granted twice, to `{}` and `{}`; give each directory its own guest path",
+                dir.guest,
+                existing.host.display(),
+                dir.host.display()
+            ))
+            .key("fs.dirs"));
+        }
+        self.dirs.push(dir);
+        Ok(())
+    }
+
+    // -- CLI-flag adjustments ------------------------------------------------
+
+    /// Grants `host` to the guest at `guest`, as `--dir`/`--ro-dir` do.
+    ///
+    /// Like `WasiCtxBuilder::preopened_dir`, but the host path is
+    /// canonicalized first and must exist, and granting two different host
+    /// directories at one guest path is an error.
+    ///
+    /// # Security
+    ///
+    /// Grants the guest `access` to everything below `host`, including files
+    /// created there later by other processes.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when `host` is not an existing directory or `guest`
+    /// is empty or already taken by another directory.
+    pub fn grant_dir(&mut self, host: impl AsRef<Path>, guest: &str, access: Access) -> Result<(), PolicyError> {
+        let dir = resolve_dir(host.as_ref(), guest).map_err(|e| e.key("--dir"))?;
+        self.push_dir(DirGrant { access, ..dir })
+    }
+
+    /// Sets an environment variable, as `--env NAME=VALUE` does.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when the name is empty or contains `=` or NUL.
+    pub fn set_env(&mut self, name: &str, value: &str) -> Result<(), PolicyError> {
+        check_env_name(name).map_err(|e| e.key("--env"))?;
+        self.env_vars.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Copies an environment variable from the host when it is set there, as
+    /// `--env NAME` does.
+    ///
+    /// # Security
+    ///
+    /// The guest sees the host's value.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when the name is empty or contains `=` or NUL.
+    pub fn inherit_env(&mut self, name: &str) -> Result<(), PolicyError> {
+        check_env_name(name).map_err(|e| e.key("--env"))?;
+        if !self.env_inherit.iter().any(|n| n == name) {
+            self.env_inherit.push(name.to_string());
+        }
+        Ok(())
+    }
+
+    /// Sets `limits.fuel` from a flag.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when `fuel` is zero.
+    pub fn set_fuel(&mut self, fuel: u64, flag: &'static str) -> Result<(), PolicyError> {
+        check_limits_fuel(fuel).map_err(|e| e.key(flag))?;
+        self.limits.fuel = Setting {
+            value: Some(fuel),
+            origin: Origin::Flag(flag),
+        };
+        Ok(())
+    }
+
+    /// Sets `limits.memory` from a flag.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when the size is zero or over 4 GiB.
+    pub fn set_memory(&mut self, bytes: u64, flag: &'static str) -> Result<(), PolicyError> {
+        check_limits_memory(bytes).map_err(|e| e.key(flag))?;
+        self.limits.memory = Setting {
+            value: bytes,
+            origin: Origin::Flag(flag),
+        };
+        Ok(())
+    }
+
+    /// Sets `limits.timeout` from a flag.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when the duration is zero.
+    pub fn set_timeout(&mut self, timeout: Duration, flag: &'static str) -> Result<(), PolicyError> {
+        check_limits_timeout(timeout).map_err(|e| e.key(flag))?;
+        self.limits.timeout = Setting {
+            value: timeout,
+            origin: Origin::Flag(flag),
+        };
+        Ok(())
+    }
+
+    /// Sets `limits.module-size` from a flag.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when the size is zero.
+    pub fn set_module_size(&mut self, bytes: u64, flag: &'static str) -> Result<(), PolicyError> {
+        if bytes == 0 {
+            return Err(invalid("module size limit must be at least 1 byte").key(flag));
+        }
+        self.limits.module_size = Setting {
+            value: bytes,
+            origin: Origin::Flag(flag),
+        };
+        Ok(())
+    }
+
+    // -- Accessors -----------------------------------------------------------
+
+    /// The file this policy was loaded from, if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// Files merged into this one through `extends`, innermost base first.
+    pub fn extends(&self) -> &[PathBuf] {
+        &self.extends
+    }
+
+    /// Granted directories, in the order they were granted.
+    pub fn dirs(&self) -> &[DirGrant] {
+        &self.dirs
+    }
+
+    /// Variables set in the guest's environment.
+    pub fn env_vars(&self) -> &BTreeMap<String, String> {
+        &self.env_vars
+    }
+
+    /// Names copied from the host's environment when set there.
+    pub fn env_inherit(&self) -> &[String] {
+        &self.env_inherit
+    }
+
+    /// The guest's environment as it will be seen now: set variables, then
+    /// inherited ones that are set on the host and not set explicitly.
+    pub fn guest_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env_vars.clone();
+        for name in &self.env_inherit {
+            if env.contains_key(name) {
+                continue;
+            }
+            if let Some(value) = std::env::var_os(name).and_then(|v| v.into_string().ok()) {
+                env.insert(name.clone(), value);
+            }
+        }
+        env.into_iter().collect()
+    }
+
+    /// Where stdin comes from.
+    pub fn stdin(&self) -> &Input {
+        &self.stdin
+    }
+
+    /// Where stdout goes.
+    pub fn stdout(&self) -> &Output {
+        &self.stdout
+    }
+
+    /// Where stderr goes.
+    pub fn stderr(&self) -> &Output {
+        &self.stderr
+    }
+
+    /// Clocks the guest sees.
+    pub fn clocks(&self) -> &Clocks {
+        &self.clocks
+    }
+
+    /// Seed for deterministic randomness, if any.
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
+    /// Describes in plain words everything this policy grants, including the
+    /// defaults that apply, as `wasmcell check` prints it.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        match &self.source {
+            Some(p) => line(format!("policy {}", p.display())),
+            None => line("policy (built in: deny all)".into()),
+        }
+        if !self.extends.is_empty() {
+            let names: Vec<_> = self.extends.iter().map(|p| p.display().to_string()).collect();
+            line(format!("  extends {}", names.join(", ")));
+        }
+        line("filesystem:".into());
+        if self.dirs.is_empty() {
+            line("  no directories: the guest sees no files at all".into());
+        }
+        for d in &self.dirs {
+            let what = match d.access {
+                Access::ReadOnly => "read-only: the guest can list and read, and change nothing",
+                Access::ReadWrite => "read-write: the guest can create, change and delete files inside",
+            };
+            line(format!("  {} -> host {} ({what})", d.guest, d.host.display()));
+        }
+        line("environment:".into());
+        if self.env_vars.is_empty() && self.env_inherit.is_empty() {
+            line("  empty: no variables are visible".into());
+        }
+        for (k, v) in &self.env_vars {
+            line(format!("  {k}={v}"));
+        }
+        for k in &self.env_inherit {
+            let now = match std::env::var_os(k) {
+                Some(_) => "set on this host now",
+                None => "not set on this host now",
+            };
+            line(format!("  {k} copied from the host when set there ({now})"));
+        }
+        let input = match &self.stdin {
+            Input::Null => "closed (reads end-of-file)".to_string(),
+            Input::Inherit => "the host's stdin".to_string(),
+            Input::File(p) => format!("read from {}", p.display()),
+        };
+        let output = |o: &Output, name: &str| match o {
+            Output::Null => "discarded".to_string(),
+            Output::Inherit => format!("the host's {name}"),
+            Output::File(p) => format!("written to {} (truncated at start)", p.display()),
+        };
+        line("stdio:".into());
+        line(format!("  stdin: {input}"));
+        line(format!("  stdout: {}", output(&self.stdout, "stdout")));
+        line(format!("  stderr: {}", output(&self.stderr, "stderr")));
+        line("clocks:".into());
+        match &self.clocks {
+            Clocks::Host { resolution: None } => line("  the host's clocks at full resolution".into()),
+            Clocks::Host { resolution: Some(r) } => line(format!(
+                "  the host's clocks, rounded down to {}",
+                humantime::format_duration(*r)
+            )),
+            Clocks::Frozen { start } => line(format!(
+                "  frozen: wall clock stands at {}, monotonic clock at 0",
+                humantime::format_rfc3339(*start)
+            )),
+        }
+        line("randomness:".into());
+        match self.seed {
+            Some(seed) => line(format!(
+                "  deterministic, seeded with {seed} (not secret: never use it for keys)"
+            )),
+            None => line("  host entropy".into()),
+        }
+        line("network:".into());
+        line("  none: no sockets, no name lookups".into());
+        line("limits:".into());
+        let l = &self.limits;
+        let mut limit = |key: &str, value: String, origin: &Origin| {
+            let from = match origin {
+                Origin::Default => "default".to_string(),
+                Origin::File(p) => format!("from {}", p.display()),
+                Origin::Flag(f) => format!("from {f}"),
+            };
+            let _ = writeln!(out, "  {key}: {value} ({from})");
+        };
+        limit(
+            "fuel",
+            match l.fuel.value {
+                Some(n) => format!("{n} units"),
+                None => "not metered (the timeout still applies)".into(),
+            },
+            &l.fuel.origin,
+        );
+        limit("memory", ByteSize(l.memory.value).to_string(), &l.memory.origin);
+        limit(
+            "timeout",
+            humantime::format_duration(l.timeout.value).to_string(),
+            &l.timeout.origin,
+        );
+        limit("stack", ByteSize(l.stack.value).to_string(), &l.stack.origin);
+        limit("output", ByteSize(l.output.value).to_string(), &l.output.origin);
+        limit(
+            "module-size",
+            ByteSize(l.module_size.value).to_string(),
+            &l.module_size.origin,
+        );
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading.
+// ---------------------------------------------------------------------------
+
+fn load_layer(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Layer, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let mut err = PolicyError::new(PolicyErrorKind::Io(e));
+        err.path = Some(path.to_path_buf());
+        err
+    })?;
+    parse_layer(&text, path, stack)
+}
+
+fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> Result<Layer, PolicyError> {
+    let identity = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if stack.contains(&identity) {
+        let mut chain = stack.clone();
+        chain.push(identity);
+        return Err(PolicyError::new(PolicyErrorKind::Cycle(chain)).key("extends"));
+    }
+    stack.push(identity);
+
+    let file: PolicyFile = toml::from_str(text)
+        .map_err(|e| PolicyError::new(PolicyErrorKind::Parse(reword_parse_error(&e, text))).at(path, text, e.span()))?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = if base_dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base_dir
+    };
+    let at = |e: PolicyError, span: std::ops::Range<usize>| e.at(path, text, Some(span));
+
+    let mut merged = Layer::default();
+    for parent in &file.extends {
+        let parent_path = base_dir.join(parent.get_ref());
+        let layer = match load_layer(&parent_path, stack) {
+            Err(e) if matches!(e.kind, PolicyErrorKind::Io(_)) && e.path.as_deref() == Some(&parent_path) => {
+                return Err(at(
+                    invalid(format!(
+                        "cannot read extended policy `{}`: {}; fix the path (it is relative to this file's folder)",
+                        parent_path.display(),
+                        e.source_message()
+                    ))
+                    .key("extends"),
+                    parent.span(),
+                ));
+            }
+            other => other?,
+        };
+        merged = merged.overlay(layer);
+    }
+
+    let origin = Origin::File(path.to_path_buf());
+    let mut own = Layer {
+        files: vec![path.to_path_buf()],
+        ..Layer::default()
+    };
+    let lim = &file.limits;
+    let set = |v| Setting {
+        value: v,
+        origin: origin.clone(),
+    };
+    if let Some(f) = &lim.fuel {
+        check_limits_fuel(*f.get_ref()).map_err(|e| at(e.key("limits.fuel"), f.span()))?;
+        own.limits.fuel = Some(set(Some(*f.get_ref())));
+    }
+    if let Some(m) = &lim.memory {
+        check_limits_memory(m.get_ref().0).map_err(|e| at(e.key("limits.memory"), m.span()))?;
+        own.limits.memory = Some(Setting {
+            value: m.get_ref().0,
+            origin: origin.clone(),
+        });
+    }
+    if let Some(t) = &lim.timeout {
+        check_limits_timeout(t.get_ref().0).map_err(|e| at(e.key("limits.timeout"), t.span()))?;
+        own.limits.timeout = Some(Setting {
+            value: t.get_ref().0,
+            origin: origin.clone(),
+        });
+    }
+    if let Some(s) = &lim.stack {
+        let v = s.get_ref().0;
+        if !(4096..=Limits::MAX_STACK).contains(&v) {
+            return Err(at(
+                invalid(format!(
+                    "limits.stack must be between 4 KiB and {}, not {}",
+                    ByteSize(Limits::MAX_STACK),
+                    ByteSize(v)
+                ))
+                .key("limits.stack"),
+                s.span(),
+            ));
+        }
+        own.limits.stack = Some(Setting {
+            value: v,
+            origin: origin.clone(),
+        });
+    }
+    if let Some(o) = &lim.output {
+        own.limits.output = Some(Setting {
+            value: o.get_ref().0,
+            origin: origin.clone(),
+        });
+    }
+    if let Some(m) = &lim.module_size {
+        if m.get_ref().0 == 0 {
+            return Err(at(
+                invalid("limits.module-size must be at least 1 byte").key("limits.module-size"),
+                m.span(),
+            ));
+        }
+        own.limits.module_size = Some(Setting {
+            value: m.get_ref().0,
+            origin: origin.clone(),
+        });
+    }
+
+    for d in &file.fs.dirs {
+        let host = base_dir.join(d.host.get_ref());
+        let grant = resolve_dir(&host, d.guest.get_ref()).map_err(|e| {
+            let span = if matches!(e.kind, PolicyErrorKind::MissingDir(_)) {
+                d.host.span()
+            } else {
+                d.guest.span()
+            };
+            at(e.key("fs.dirs"), span)
+        })?;
+        own.dirs.push(DirGrant {
+            access: d.access,
+            ..grant
+        });
+    }
+
+    for (name, value) in &file.env.vars {
+        check_env_name(name).map_err(|e| e.at(path, text, None).key("env.vars"))?;
+        own.env_vars.insert(name.clone(), value.clone());
+    }
+    for name in &file.env.inherit {
+        check_env_name(name.get_ref()).map_err(|e| at(e.key("env.inherit"), name.span()))?;
+        own.env_inherit.push(name.get_ref().clone());
+    }
+
+    own.stdin = file.stdio.stdin.as_ref().map(|s| match s {
+        InputSpec::Null => Input::Null,
+        InputSpec::Inherit => Input::Inherit,
+        InputSpec::File(p) => Input::File(absolute(&base_dir.join(p))),
+    });
+    let output = |s: &OutputSpec| match s {
+        OutputSpec::Null => Output::Null,
+        OutputSpec::Inherit => Output::Inherit,
+        OutputSpec::File(p) => Output::File(absolute(&base_dir.join(p))),
+    };
+    own.stdout = file.stdio.stdout.as_ref().map(output);
+    own.stderr = file.stdio.stderr.as_ref().map(output);
+    if let Input::File(p) = own.stdin.as_ref().unwrap_or(&Input::Null) {
+        if !p.is_file() {
+            return Err(PolicyError::new(PolicyErrorKind::Invalid(format!(
+                "stdin file `{}` does not exist; create it or fix the path (relative to this file's folder)",
+                p.display()
+            )))
+            .at(path, text, None)
+            .key("stdio.stdin"));
+        }
+    }
+
+    own.clock_mode = file.clocks.mode.as_ref().map(|m| *m.get_ref());
+    if let Some(start) = &file.clocks.start {
+        let t = humantime::parse_rfc3339_weak(start.get_ref()).map_err(|e| {
+            at(
+                invalid(format!(
+                    "invalid clocks.start `{}`: {e}; write an RFC 3339 time such as \"2000-01-01T00:00:00Z\"",
+                    start.get_ref()
+                ))
+                .key("clocks.start"),
+                start.span(),
+            )
+        })?;
+        own.clock_start = Some(t);
+    }
+    if let Some(r) = &file.clocks.resolution {
+        if r.get_ref().0.is_zero() {
+            return Err(at(
+                invalid("clocks.resolution must be longer than zero; remove it for full resolution")
+                    .key("clocks.resolution"),
+                r.span(),
+            ));
+        }
+        own.clock_resolution = Some(r.get_ref().0);
+    }
+    // Contradictions within one file are reported with their line here; the
+    // same checks run again on the merged result in `Policy::resolve`.
+    let mode = own.clock_mode.or(merged.clock_mode);
+    if let (Some(ClockMode::Host) | None, Some(start)) = (mode, &file.clocks.start) {
+        return Err(at(
+            invalid("clocks.start only applies to mode = \"frozen\"; set mode = \"frozen\" or remove start")
+                .key("clocks.start"),
+            start.span(),
+        ));
+    }
+    if let (Some(ClockMode::Frozen), Some(r)) = (mode, &file.clocks.resolution) {
+        return Err(at(
+            invalid(
+                "clocks.resolution only applies to mode = \"host\"; frozen clocks do not tick, so remove resolution",
+            )
+            .key("clocks.resolution"),
+            r.span(),
+        ));
+    }
+    own.seed = file.random.seed;
+
+    stack.pop();
+    Ok(merged.overlay(own))
+}
+
+impl PolicyError {
+    fn source_message(&self) -> String {
+        match &self.kind {
+            PolicyErrorKind::Io(e) => e.to_string(),
+            _ => self.to_string(),
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn resolve_dir(host: &Path, guest: &str) -> Result<DirGrant, PolicyError> {
+    if guest.is_empty() || guest.contains('\0') {
+        return Err(invalid(
+            "guest path must not be empty; use an absolute path such as `/data`",
+        ));
+    }
+    let canonical = std::fs::canonicalize(host)
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| PolicyError::new(PolicyErrorKind::MissingDir(absolute(host))))?;
+    Ok(DirGrant {
+        host: canonical,
+        guest: guest.to_string(),
+        access: Access::ReadOnly,
+    })
+}
+
+fn check_env_name(name: &str) -> Result<(), PolicyError> {
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        return Err(invalid(format!(
+            "invalid environment variable name `{name}`: names must be non-empty and contain no `=` or NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn check_limits_fuel(fuel: u64) -> Result<(), PolicyError> {
+    if fuel == 0 {
+        return Err(invalid(
+            "limits.fuel must be at least 1; remove it to turn metering off",
+        ));
+    }
+    Ok(())
+}
+
+fn check_limits_memory(bytes: u64) -> Result<(), PolicyError> {
+    if bytes == 0 || bytes > Limits::MAX_MEMORY {
+        return Err(invalid(format!(
+            "limits.memory must be between 1 byte and {}, not {}",
+            ByteSize(Limits::MAX_MEMORY),
+            ByteSize(bytes)
+        )));
+    }
+    Ok(())
+}
+
+fn check_limits_timeout(timeout: Duration) -> Result<(), PolicyError> {
+    if timeout.is_zero() {
+        return Err(invalid("limits.timeout must be longer than zero, such as \"10s\""));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, PolicyError> {
+        Policy::from_toml(text, std::env::temp_dir())
+    }
+
+    fn err(text: &str) -> PolicyError {
+        parse(text).expect_err("policy should be rejected")
+    }
+
+    #[test]
+    fn empty_policy_is_deny_all() {
+        assert_eq!(parse("").unwrap(), Policy::deny_all());
+    }
+
+    #[test]
+    fn test_limits_fuel() {
+        assert_eq!(
+            parse("[limits]\nfuel = 2_000_000").unwrap().limits.fuel.value,
+            Some(2_000_000)
+        );
+        assert_eq!(parse("").unwrap().limits.fuel.value, None);
+        let e = err("[limits]\nfuel = 0");
+        assert_eq!(e.line(), Some(2));
+        assert!(e.to_string().contains("remove it to turn metering off"), "{e}");
+        assert!(err("[limits]\nfuel = -3").to_string().contains(":2:"));
+    }
+
+    #[test]
+    fn test_limits_memory() {
+        assert_eq!(
+            parse("[limits]\nmemory = \"256 MiB\"").unwrap().limits.memory.value,
+            256 << 20
+        );
+        assert_eq!(parse("[limits]\nmemory = 65536").unwrap().limits.memory.value, 65536);
+        assert_eq!(
+            parse("[limits]\nmemory = \"1GB\"").unwrap().limits.memory.value,
+            1_000_000_000
+        );
+        let e = err("[limits]\nmemory = \"12 parsecs\"");
+        assert!(e.to_string().contains("expected one of B, KiB"), "{e}");
+        assert_eq!(e.line(), Some(2));
+        assert!(
+            err("[limits]\nmemory = \"8 GiB\"")
+                .to_string()
+                .contains("between 1 byte and 4 GiB")
+        );
+    }
+
+    #[test]
+    fn test_limits_timeout() {
+        assert_eq!(
+            parse("[limits]\ntimeout = \"1m 30s\"").unwrap().limits.timeout.value,
+            Duration::from_secs(90)
+        );
+        assert_eq!(parse("").unwrap().limits.timeout.value, Limits::DEFAULT_TIMEOUT);
+        assert!(
+            err("[limits]\ntimeout = \"soon\"")
+                .to_string()
+                .contains("write it like `10s`")
+        );
+        assert!(
+            err("[limits]\ntimeout = \"0s\"")
+                .to_string()
+                .contains("longer than zero")
+        );
+        assert!(
+            err("[limits]\ntimeout = 10")
+                .to_string()
+                .contains("expected a duration string")
+        );
+    }
+
+    #[test]
+    fn test_limits_stack_output_module_size() {
+        let p = parse("[limits]\nstack = \"2 MiB\"\noutput = \"1 KiB\"\nmodule-size = \"1 MiB\"").unwrap();
+        assert_eq!(p.limits.stack.value, 2 << 20);
+        assert_eq!(p.limits.output.value, 1024);
+        assert_eq!(p.limits.module_size.value, 1 << 20);
+        assert!(err("[limits]\nstack = 16").to_string().contains("between 4 KiB"));
+        assert!(err("[limits]\nmodule-size = 0").to_string().contains("at least 1 byte"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_table_and_alternatives() {
+        let e = err("[limits]\nfuel = 5\n\nfule = 3\n");
+        let msg = e.to_string();
+        assert_eq!(e.line(), Some(4), "{msg}");
+        assert!(
+            msg.contains("unknown key `fule` in [limits]; expected one of fuel, memory"),
+            "{msg}"
+        );
+        let msg = err("colour = 1").to_string();
+        assert!(msg.contains("unknown key `colour` at the top level"), "{msg}");
+        let msg = err("[[fs.dirs]]\nhost = \".\"\nguest = \"/d\"\naccess = \"read-only\"\nmode = 1").to_string();
+        assert!(msg.contains("in [fs.dirs]"), "{msg}");
+    }
+
+    #[test]
+    fn test_fs_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let text = "[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-only\"\n";
+        let p = Policy::from_toml(text, dir.path()).unwrap();
+        assert_eq!(p.dirs().len(), 1);
+        assert_eq!(p.dirs()[0].host, dir.path().join("data").canonicalize().unwrap());
+        assert_eq!(p.dirs()[0].access, Access::ReadOnly);
+
+        let missing = "[[fs.dirs]]\nhost = \"nope\"\nguest = \"/data\"\naccess = \"read-only\"\n";
+        let e = Policy::from_toml(missing, dir.path()).unwrap_err();
+        assert!(matches!(e.kind(), PolicyErrorKind::MissingDir(_)));
+        assert_eq!(e.line(), Some(2));
+
+        let no_access = "[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\n";
+        assert!(
+            Policy::from_toml(no_access, dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("access")
+        );
+        let bad_access = "[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"ro\"\n";
+        let msg = Policy::from_toml(bad_access, dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("read-only") && msg.contains("read-write"), "{msg}");
+
+        std::fs::create_dir(dir.path().join("other")).unwrap();
+        let twice = format!("{text}[[fs.dirs]]\nhost = \"other\"\nguest = \"/data\"\naccess = \"read-write\"\n");
+        let msg = Policy::from_toml(&twice, dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("granted twice"), "{msg}");
+    }
+
+    #[test]
+    fn test_env() {
+        let p = parse("[env]\nvars = { LANG = \"C.UTF-8\" }\ninherit = [\"TERM\"]").unwrap();
+        assert_eq!(p.env_vars().get("LANG").map(String::as_str), Some("C.UTF-8"));
+        assert_eq!(p.env_inherit(), ["TERM".to_string()]);
+        assert!(
+            err("[env]\ninherit = [\"A=B\"]")
+                .to_string()
+                .contains("invalid environment variable name")
+        );
+    }
+
+    #[test]
+    fn test_stdio() {
+        let p = parse("[stdio]\nstdin = \"inherit\"\nstdout = \"null\"\nstderr = { file = \"err.log\" }").unwrap();
+        assert_eq!(p.stdin(), &Input::Inherit);
+        assert_eq!(p.stdout(), &Output::Null);
+        assert!(matches!(p.stderr(), Output::File(f) if f.ends_with("err.log")));
+        assert!(err("[stdio]\nstdin = \"keyboard\"").to_string().contains("null"));
+        assert!(
+            err("[stdio]\nstdin = { file = \"definitely-missing.txt\" }")
+                .to_string()
+                .contains("does not exist")
+        );
+    }
+
+    #[test]
+    fn test_clocks() {
+        let p = parse("[clocks]\nmode = \"frozen\"\nstart = \"2020-02-02T00:00:00Z\"").unwrap();
+        assert!(
+            matches!(p.clocks(), Clocks::Frozen { start } if *start == humantime::parse_rfc3339("2020-02-02T00:00:00Z").unwrap())
+        );
+        let p = parse("[clocks]\nmode = \"host\"\nresolution = \"1ms\"").unwrap();
+        assert_eq!(
+            p.clocks(),
+            &Clocks::Host {
+                resolution: Some(Duration::from_millis(1))
+            }
+        );
+        let e = err("[clocks]\nstart = \"2020-02-02T00:00:00Z\"");
+        assert!(e.to_string().contains("only applies to mode = \"frozen\""), "{e}");
+        assert_eq!(e.line(), Some(2));
+        let e = err("[clocks]\nmode = \"frozen\"\nresolution = \"1ms\"");
+        assert_eq!(e.line(), Some(3));
+        assert!(
+            err("[clocks]\nmode = \"frozen\"\nstart = \"yesterday\"")
+                .to_string()
+                .contains("RFC 3339")
+        );
+    }
+
+    #[test]
+    fn test_random() {
+        assert_eq!(parse("[random]\nseed = 42").unwrap().seed(), Some(42));
+        assert_eq!(parse("").unwrap().seed(), None);
+    }
+
+    #[test]
+    fn test_extends() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("a")).unwrap();
+        std::fs::create_dir(d.join("b")).unwrap();
+        std::fs::write(
+            d.join("base.toml"),
+            "[limits]\nfuel = 10\nmemory = \"1 MiB\"\n[env]\ninherit = [\"HOME\"]\nvars = { A = \"base\", B = \"base\" }\n[[fs.dirs]]\nhost = \"a\"\nguest = \"/a\"\naccess = \"read-only\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("top.toml"),
+            "extends = [\"base.toml\"]\n[limits]\nfuel = 20\n[env]\nvars = { A = \"top\" }\n[[fs.dirs]]\nhost = \"b\"\nguest = \"/b\"\naccess = \"read-write\"\n",
+        )
+        .unwrap();
+        let p = Policy::from_file(d.join("top.toml")).unwrap();
+        assert_eq!(p.limits.fuel.value, Some(20), "scalars: the extending file wins");
+        assert_eq!(p.limits.fuel.origin, Origin::File(d.join("top.toml")));
+        assert_eq!(p.limits.memory.value, 1 << 20, "unset scalars come from the base");
+        assert_eq!(p.dirs().len(), 2, "lists are concatenated");
+        assert_eq!(p.env_vars()["A"], "top");
+        assert_eq!(p.env_vars()["B"], "base");
+        assert_eq!(p.extends(), [d.join("base.toml")]);
+
+        std::fs::write(d.join("x.toml"), "extends = [\"y.toml\"]\n").unwrap();
+        std::fs::write(d.join("y.toml"), "extends = [\"x.toml\"]\n").unwrap();
+        let e = Policy::from_file(d.join("x.toml")).unwrap_err();
+        assert!(matches!(e.kind(), PolicyErrorKind::Cycle(_)), "{e}");
+        assert!(e.to_string().contains("cycle"));
+
+        std::fs::write(d.join("lost.toml"), "\nextends = [\"nowhere.toml\"]\n").unwrap();
+        let e = Policy::from_file(d.join("lost.toml")).unwrap_err();
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(e.to_string().contains("nowhere.toml"));
+    }
+
+    #[test]
+    fn error_display_has_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "[limits]\nfule = 1\n").unwrap();
+        let msg = Policy::from_file(&path).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&format!("{}:2: unknown key `fule` in [limits]", path.display())),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn byte_size_display_round_trips() {
+        for text in ["256 MiB", "1 GiB", "3 KiB", "1000 B"] {
+            assert_eq!(ByteSize::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn cli_adjustments_validate() {
+        let mut p = Policy::deny_all();
+        assert!(p.grant_dir("/definitely/not/here", "/x", Access::ReadOnly).is_err());
+        assert!(p.set_env("A=B", "c").is_err());
+        assert!(p.set_fuel(0, "--fuel").is_err());
+        p.set_fuel(5, "--fuel").unwrap();
+        assert_eq!(p.limits.fuel.origin, Origin::Flag("--fuel"));
+        p.grant_dir(std::env::temp_dir(), "/tmp", Access::ReadOnly).unwrap();
+        p.grant_dir(std::env::temp_dir(), "/tmp", Access::ReadWrite).unwrap();
+        assert_eq!(p.dirs().len(), 1);
+        assert_eq!(
+            p.dirs()[0].access,
+            Access::ReadWrite,
+            "a later grant of the same dir overrides access"
+        );
+    }
+}
