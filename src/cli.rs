@@ -195,7 +195,6 @@ impl CheckCommand {
     pub fn execute(self) -> Result<u8> {
         let policy = Policy::from_file(&self.policy)?;
         print!("{}", policy.describe());
-        println!("modules (wasm32-wasip1) have no socket API; network grants apply to components only");
         Ok(0)
     }
 }
