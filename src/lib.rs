@@ -55,3 +55,8 @@ pub use policy::{
     PolicyErrorKind, PolicyFile, Setting,
 };
 pub use runner::{ENABLED_PROPOSALS, LoadError, LoadErrorKind, Program, Sandbox, SandboxBuilder};
+
+/// Compiles the README's Rust examples as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
