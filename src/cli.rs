@@ -6,6 +6,7 @@ use crate::policy::{Access, ByteSize, HumanDuration, Policy};
 use crate::runner::Sandbox;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Run untrusted WebAssembly under a deny-by-default capability policy.
@@ -106,13 +107,14 @@ pub struct RunCommand {
     #[arg(long, value_name = "FILE|-")]
     pub report: Option<PathBuf>,
 
-    /// The module to run.
-    #[arg(value_name = "MODULE")]
-    pub module: PathBuf,
-
-    /// Arguments for the guest.
-    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// The module to run, followed by the guest's arguments.
+    #[arg(
+        value_name = "MODULE [ARGS]",
+        trailing_var_arg = true,
+        required = true,
+        allow_hyphen_values = true
+    )]
+    pub module_and_args: Vec<OsString>,
 }
 
 impl RunCommand {
@@ -124,11 +126,8 @@ impl RunCommand {
     pub fn execute(self) -> Result<u8> {
         let policy = self.resolve_policy()?;
         let sandbox = Sandbox::builder().policy(policy).capture_output(false).build()?;
-        let args = match self.args.first().map(String::as_str) {
-            Some("--") => &self.args[1..],
-            _ => &self.args[..],
-        };
-        let outcome = sandbox.run(&self.module, args)?;
+        let (module, args) = self.module_and_args()?;
+        let outcome = sandbox.run(module, &args)?;
         if let Some(line) = outcome.describe(sandbox.policy()) {
             eprintln!("wasmcell: {line}");
         }
@@ -142,6 +141,28 @@ impl RunCommand {
             }
         }
         Ok(outcome.exit_code())
+    }
+
+    /// Splits MODULE from the guest's arguments, which must be UTF-8 (WASI
+    /// passes strings). A `--` right after MODULE is dropped.
+    fn module_and_args(&self) -> Result<(PathBuf, Vec<String>)> {
+        let (module, rest) = self.module_and_args.split_first().expect("clap requires MODULE");
+        let rest = match rest.first() {
+            Some(first) if first == "--" => &rest[1..],
+            _ => rest,
+        };
+        let args = rest
+            .iter()
+            .map(|a| {
+                a.to_str().map(str::to_string).ok_or_else(|| {
+                    clap::Error::raw(
+                        clap::error::ErrorKind::InvalidUtf8,
+                        format!("guest argument {a:?} is not valid UTF-8; WASI passes arguments as UTF-8 strings\n"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((PathBuf::from(module), args))
     }
 
     fn resolve_policy(&self) -> Result<Policy> {
@@ -260,6 +281,18 @@ mod tests {
             panic!("expected run")
         };
         assert_eq!(run.fuel, Some(5));
-        assert_eq!(run.args, ["--fuel", "x", "-v"]);
+        let (module, args) = run.module_and_args().unwrap();
+        assert_eq!(module, PathBuf::from("m.wasm"));
+        assert_eq!(args, ["--fuel", "x", "-v"]);
+
+        let cli = Cli::try_parse_from(["wasmcell", "run", "m.wasm", "--", "--", "-x"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            run.module_and_args().unwrap().1,
+            ["--", "-x"],
+            "only the first `--` is wasmcell's"
+        );
     }
 }

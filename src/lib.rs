@@ -43,7 +43,7 @@ mod capabilities;
 pub mod cli;
 mod limits;
 mod outcome;
-mod policy;
+pub mod policy;
 mod runner;
 
 pub use outcome::{

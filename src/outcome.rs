@@ -243,9 +243,9 @@ pub(crate) fn classify(ending: Ending<'_>) -> (Status, Option<String>) {
 }
 
 /// The exit code for an error that stopped `wasmcell` before or instead of a
-/// guest run: 2 for policy errors, 126 for load errors, 125 otherwise.
+/// guest run: 2 for policy and usage errors, 126 for load errors, 125 otherwise.
 pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<PolicyError>()) {
+    if err.chain().any(|e| e.is::<PolicyError>() || e.is::<clap::Error>()) {
         EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {
         EXIT_LOAD

@@ -1,0 +1,159 @@
+//! Policy errors: typed, so that an embedding host can match on them, and
+//! displayed as `FILE:LINE: message` with what would be accepted instead.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A policy that could not be used. Nothing ran.
+///
+/// Displays as `FILE:LINE: message`, where the message says what would be
+/// accepted instead.
+#[derive(Debug)]
+pub struct PolicyError {
+    pub(super) path: Option<PathBuf>,
+    pub(super) line: Option<usize>,
+    pub(super) key: Option<String>,
+    pub(super) kind: PolicyErrorKind,
+}
+
+/// What was wrong with a policy.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PolicyErrorKind {
+    /// The file could not be read.
+    Io(std::io::Error),
+    /// The file is not valid TOML or does not fit the schema (unknown key,
+    /// wrong type, bad size or duration). The message is toml's, reworded.
+    Parse(String),
+    /// Two settings contradict each other, or a value is out of range.
+    Invalid(String),
+    /// A granted host directory does not exist or is not a directory.
+    MissingDir(PathBuf),
+    /// `extends` leads back to a file already being loaded.
+    Cycle(Vec<PathBuf>),
+}
+
+impl PolicyError {
+    pub(super) fn new(kind: PolicyErrorKind) -> PolicyError {
+        PolicyError {
+            path: None,
+            line: None,
+            key: None,
+            kind,
+        }
+    }
+
+    pub(super) fn at(mut self, path: &Path, source: &str, span: Option<std::ops::Range<usize>>) -> Self {
+        self.path = Some(path.to_path_buf());
+        self.line = span.map(|s| line_of(source, s.start));
+        self
+    }
+
+    pub(super) fn key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_string());
+        self
+    }
+
+    /// The policy file the error is in, when it came from a file.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The 1-based line of the offending value, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// The key at fault, as `table.key`, when known.
+    pub fn key_name(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &PolicyErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.path, self.line) {
+            (Some(p), Some(l)) => write!(f, "{}:{l}: ", p.display())?,
+            (Some(p), None) => write!(f, "{}: ", p.display())?,
+            (None, _) => {}
+        }
+        match &self.kind {
+            PolicyErrorKind::Io(e) => write!(f, "cannot read policy file: {e}"),
+            PolicyErrorKind::Parse(m) | PolicyErrorKind::Invalid(m) => f.write_str(m),
+            PolicyErrorKind::MissingDir(p) => write!(
+                f,
+                "host directory `{}` does not exist or is not a directory; create it or fix the path (relative paths are resolved from the policy file's folder)",
+                p.display()
+            ),
+            PolicyErrorKind::Cycle(chain) => {
+                let chain: Vec<_> = chain.iter().map(|p| format!("`{}`", p.display())).collect();
+                write!(
+                    f,
+                    "`extends` forms a cycle: {}; remove one of these links",
+                    chain.join(" -> ")
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            PolicyErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn invalid(msg: impl Into<String>) -> PolicyError {
+    PolicyError::new(PolicyErrorKind::Invalid(msg.into()))
+}
+
+pub(super) fn line_of(source: &str, offset: usize) -> usize {
+    source[..offset.min(source.len())].matches('\n').count() + 1
+}
+
+/// The `[table]` header in force at `offset`, for "unknown key ... in [limits]".
+pub(super) fn table_at(source: &str, offset: usize) -> Option<String> {
+    source[..offset.min(source.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+}
+
+/// Turns toml's message into ours: "unknown field" becomes "unknown key ... in
+/// [table]", and backticks around the expected names are dropped for reading.
+pub(super) fn reword_parse_error(err: &toml::de::Error, source: &str) -> String {
+    let message = err.message().trim().to_string();
+    let Some(rest) = message.strip_prefix("unknown field ") else {
+        return message;
+    };
+    let (name, expected) = match rest.split_once(", expected ") {
+        Some((name, expected)) => (name, expected.replace('`', "")),
+        None => (rest, String::new()),
+    };
+    let place = match err.span().and_then(|s| table_at(source, s.start)) {
+        Some(table) => format!(" in [{table}]"),
+        None => " at the top level".to_string(),
+    };
+    if expected.is_empty() {
+        format!("unknown key {name}{place}")
+    } else {
+        format!("unknown key {name}{place}; expected {expected}")
+    }
+}

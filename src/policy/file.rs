@@ -1,0 +1,269 @@
+//! Stage 1: the policy file exactly as written. These types only deserialize;
+//! every struct rejects unknown keys, and values that carry units (sizes,
+//! durations) are parsed here so that a bad value is reported with its line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A policy file exactly as deserialized from TOML, before any path is resolved
+/// or any default applied. See [`Policy::from_file`] for the usable form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PolicyFile {
+    /// Other policy files this one builds on, relative to this file's folder.
+    /// Absent or empty: none.
+    #[serde(default)]
+    pub extends: Vec<Spanned<String>>,
+    /// Resource limits. Absent: every limit takes its default.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Filesystem grants. Absent: no directory is visible to the guest.
+    #[serde(default)]
+    pub fs: FsFile,
+    /// Environment variables. Absent: the guest sees an empty environment.
+    #[serde(default)]
+    pub env: EnvFile,
+    /// Standard streams. Absent: stdin is closed, stdout and stderr are inherited.
+    #[serde(default)]
+    pub stdio: StdioFile,
+    /// Clocks. Absent: the host's clocks at full resolution.
+    #[serde(default)]
+    pub clocks: ClocksFile,
+    /// Randomness. Absent: host entropy.
+    #[serde(default)]
+    pub random: RandomFile,
+}
+
+/// `[limits]` as written. Absent keys take the defaults listed on [`Limits`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsFile {
+    /// Fuel units (about one per Wasm instruction). Absent: not metered.
+    pub fuel: Option<Spanned<u64>>,
+    /// Linear memory, all memories of the guest together.
+    pub memory: Option<Spanned<ByteSize>>,
+    /// Wall-clock time, including time blocked in host calls.
+    pub timeout: Option<Spanned<HumanDuration>>,
+    /// Wasm stack.
+    pub stack: Option<Spanned<ByteSize>>,
+    /// Bytes of stdout plus stderr.
+    pub output: Option<Spanned<ByteSize>>,
+    /// Size of a module or component accepted for compilation.
+    pub module_size: Option<Spanned<ByteSize>>,
+}
+
+/// `[fs]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FsFile {
+    /// Directories granted to the guest. Absent or empty: no directories are visible.
+    #[serde(default)]
+    pub dirs: Vec<DirFile>,
+}
+
+/// One `[[fs.dirs]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirFile {
+    /// Host directory, relative to the policy file's folder. Must exist.
+    pub host: Spanned<String>,
+    /// Where the guest sees it, e.g. `/data`.
+    pub guest: Spanned<String>,
+    /// Required: `read-only` or `read-write`.
+    pub access: Access,
+}
+
+/// `[env]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnvFile {
+    /// Variables set in the guest. Absent or empty: none.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Names copied from the host when set there. Absent or empty: nothing leaks.
+    #[serde(default)]
+    pub inherit: Vec<Spanned<String>>,
+}
+
+/// `[stdio]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StdioFile {
+    /// Absent: `"null"` (the guest reads end-of-file at once).
+    pub stdin: Option<InputSpec>,
+    /// Absent: `"inherit"`.
+    pub stdout: Option<OutputSpec>,
+    /// Absent: `"inherit"`.
+    pub stderr: Option<OutputSpec>,
+}
+
+/// Where the guest's stdin comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputSpec {
+    /// Closed: reads give end-of-file.
+    Null,
+    /// The host process's stdin.
+    Inherit,
+    /// A host file, relative to the policy file's folder, read when the run starts.
+    File(PathBuf),
+}
+
+/// Where the guest's stdout or stderr goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputSpec {
+    /// Discarded (still counted against `limits.output`).
+    Null,
+    /// The host process's stream.
+    Inherit,
+    /// A host file, relative to the policy file's folder, created or truncated
+    /// when the run starts.
+    File(PathBuf),
+}
+
+/// `[clocks]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClocksFile {
+    /// Absent: `"host"`.
+    pub mode: Option<Spanned<ClockMode>>,
+    /// RFC 3339 instant both clocks stand at; only with `mode = "frozen"`.
+    /// Absent with `frozen`: `2000-01-01T00:00:00Z`.
+    pub start: Option<Spanned<String>>,
+    /// Readings are rounded down to this step; only with `mode = "host"`.
+    /// Absent: the host's resolution.
+    pub resolution: Option<Spanned<HumanDuration>>,
+}
+
+/// `[random]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RandomFile {
+    /// Seed for deterministic randomness. Absent: host entropy.
+    pub seed: Option<u64>,
+}
+
+/// How a directory is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// The guest can list and read, and change nothing.
+    ReadOnly,
+    /// The guest can also create, write, rename and remove inside the directory.
+    ReadWrite,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::ReadOnly => "read-only",
+            Access::ReadWrite => "read-write",
+        })
+    }
+}
+
+/// Which clocks the guest sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockMode {
+    /// The host's clocks, optionally coarsened.
+    Host,
+    /// Both clocks stand still at a fixed instant.
+    Frozen,
+}
+
+/// A size in bytes, written as an integer or a string with a unit
+/// (`"256 MiB"`, `"64KiB"`, `"1 GB"`, `"4096"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `"256 MiB"`-style sizes. Binary units are KiB, MiB, GiB, TiB;
+    /// decimal units are kB, MB, GB, TB; `B` or no unit means bytes.
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let digits: String = digits.chars().filter(|c| *c != '_').collect();
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| format!("invalid size `{text}`: expected a whole number and a unit such as `256 MiB`"))?;
+        let multiplier: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            other => {
+                return Err(format!(
+                    "invalid size unit `{other}` in `{text}`: expected one of B, KiB, MiB, GiB, TiB, kB, MB, GB, TB"
+                ));
+            }
+        };
+        number
+            .checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size `{text}` is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+            if n >= 1 << shift && n % (1 << shift) == 0 {
+                return write!(f, "{} {unit}", n >> shift);
+            }
+        }
+        write!(f, "{n} B")
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size: a whole number of bytes or a string such as \"256 MiB\"")
+        })? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written like `"10s"`, `"500ms"` or `"2m 30s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses `"10s"`-style durations (humantime syntax).
+    pub fn parse(text: &str) -> Result<HumanDuration, String> {
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("invalid duration `{text}`: {e}; write it like `10s`, `500ms` or `2m`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a duration string such as \"10s\" or \"500ms\""))?;
+        HumanDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
