@@ -300,6 +300,30 @@ mod tests {
     }
 
     #[test]
+    fn readme_and_help_share_the_table() {
+        let readme = include_str!("../README.md");
+        for code in [
+            EXIT_OUT_OF_RANGE,
+            EXIT_USAGE,
+            EXIT_TIMEOUT,
+            EXIT_SANDBOX,
+            EXIT_LOAD,
+            EXIT_TRAP,
+            EXIT_MEMORY,
+            EXIT_FUEL,
+            EXIT_OUTPUT,
+        ] {
+            let row = format!("| {code} |");
+            assert!(readme.contains(&row), "README's exit-code table lacks {code}");
+            assert!(
+                EXIT_CODE_TABLE.lines().any(|l| l.starts_with(&format!("{code} "))),
+                "{code}"
+            );
+        }
+        assert!(readme.contains("| 0..=125 |") && EXIT_CODE_TABLE.contains("0..=125"));
+    }
+
+    #[test]
     fn classify_by_type() {
         let exit: wasmtime::Result<i32> = Err(wasmtime::Error::new(I32Exit(7)));
         let fuel: wasmtime::Result<i32> = Err(wasmtime::Error::new(Trap::OutOfFuel));
