@@ -318,7 +318,7 @@ impl Sandbox {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.load_program(&name, &bytes).map_err(|kind| fail(kind))
+        self.load_program(&name, &bytes).map_err(fail)
     }
 
     /// Like [`Sandbox::load`], for bytes already in memory; `name` is what

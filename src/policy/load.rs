@@ -218,15 +218,15 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
     };
     own.stdout = file.stdio.stdout.as_ref().map(output);
     own.stderr = file.stdio.stderr.as_ref().map(output);
-    if let Input::File(p) = own.stdin.as_ref().unwrap_or(&Input::Null) {
-        if !p.is_file() {
-            return Err(PolicyError::new(PolicyErrorKind::Invalid(format!(
-                "stdin file `{}` does not exist; create it or fix the path (relative to this file's folder)",
-                p.display()
-            )))
-            .at(path, text, None)
-            .key("stdio.stdin"));
-        }
+    if let Some(Input::File(p)) = &own.stdin
+        && !p.is_file()
+    {
+        return Err(PolicyError::new(PolicyErrorKind::Invalid(format!(
+            "stdin file `{}` does not exist; create it or fix the path (relative to this file's folder)",
+            p.display()
+        )))
+        .at(path, text, None)
+        .key("stdio.stdin"));
     }
 
     own.clock_mode = file.clocks.mode.as_ref().map(|m| *m.get_ref());
