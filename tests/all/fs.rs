@@ -1,1 +1,500 @@
-//! TODO
+//! Filesystem grants: the guest reaches only the granted directories, read-only grants change
+//! nothing, and no path (`..`, absolute, symlink, hard link, rename) leads outside a grant.
+//! Every test builds its host layout in a tempdir and checks afterwards that nothing outside
+//! the grants changed.
+
+use crate::{assert_status, assert_test_exists, both, run, stdout};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use wasmcell::{Access, Policy, Status};
+use wasmcell_artifacts::{
+    FS_ESCAPE_ABSOLUTE, FS_ESCAPE_ABSOLUTE_COMPONENT, FS_ESCAPE_DOTDOT, FS_ESCAPE_DOTDOT_COMPONENT, FS_ESCAPE_SYMLINK,
+    FS_ESCAPE_SYMLINK_COMPONENT, FS_READ, FS_READ_COMPONENT, FS_READONLY_LINK_RENAME,
+    FS_READONLY_LINK_RENAME_COMPONENT, FS_READONLY_WRITE, FS_READONLY_WRITE_COMPONENT, FS_WRITE, FS_WRITE_COMPONENT,
+};
+
+wasmcell_artifacts::foreach_fs!(assert_test_exists);
+
+const SECRET: &[u8] = b"top secret: the guest must never see this\n";
+const OUTSIDE: &[u8] = b"outside the grant\n";
+
+/// One entry of a directory tree, as [`snapshot`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    File(Vec<u8>),
+    Dir,
+    Symlink(PathBuf),
+}
+
+/// Every entry below `root` (symlinks not followed), keyed by path relative to `root`, with
+/// file contents, so that two snapshots compare contents, names and kinds byte for byte.
+/// Subtrees whose relative path is in `skip` are left out.
+fn snapshot_except(root: &Path, skip: &[&str]) -> BTreeMap<PathBuf, Entry> {
+    fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<PathBuf, Entry>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if skip.iter().any(|s| rel == Path::new(s)) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let kind = if meta.file_type().is_symlink() {
+                Entry::Symlink(fs::read_link(&path).unwrap())
+            } else if meta.is_dir() {
+                walk(root, &path, skip, out);
+                Entry::Dir
+            } else {
+                Entry::File(fs::read(&path).unwrap())
+            };
+            out.insert(rel, kind);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, skip, &mut out);
+    out
+}
+
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    snapshot_except(root, &[])
+}
+
+/// `lines` as the guest prints them: one `denied <what>` line each.
+fn denied_lines(lines: &[&str]) -> String {
+    lines.iter().map(|l| format!("denied {l}\n")).collect()
+}
+
+fn grant(dirs: &[(&Path, &str, Access)]) -> Policy {
+    let mut policy = Policy::deny_all();
+    for (host, guest, access) in dirs {
+        policy
+            .grant_dir(host, guest, *access)
+            .unwrap_or_else(|e| panic!("granting {}: {e}", host.display()));
+    }
+    policy
+}
+
+/// A tempdir holding `outside.txt`, `secret/secret.txt` and the directory `data/` that the
+/// tests grant as `/data`.
+struct Layout {
+    root: tempfile::TempDir,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("outside.txt"), OUTSIDE).unwrap();
+        fs::create_dir(root.path().join("secret")).unwrap();
+        fs::write(root.path().join("secret/secret.txt"), SECRET).unwrap();
+        fs::create_dir(root.path().join("data")).unwrap();
+        Layout { root }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    /// Everything outside `data/`.
+    fn outside(&self) -> BTreeMap<PathBuf, Entry> {
+        snapshot_except(self.root.path(), &["data"])
+    }
+
+    #[track_caller]
+    fn assert_secrets_intact(&self, guest: &str) {
+        assert_eq!(fs::read(self.path("outside.txt")).unwrap(), OUTSIDE, "{guest}");
+        assert_eq!(fs::read(self.path("secret/secret.txt")).unwrap(), SECRET, "{guest}");
+    }
+}
+
+#[test]
+fn fs_read() {
+    let layout = Layout::new();
+    let content: Vec<u8> = b"hello from the host\n\xff\x00 not utf-8".to_vec();
+    fs::write(layout.data().join("hello.txt"), &content).unwrap();
+    fs::create_dir_all(layout.data().join("sub/deeper")).unwrap();
+    fs::write(layout.data().join("sub/deeper/nested.txt"), "nested\n").unwrap();
+    let policy = grant(&[(&layout.data(), "/data", Access::ReadOnly)]);
+    let before = snapshot(layout.root.path());
+    for guest in both(FS_READ, FS_READ_COMPONENT) {
+        let outcome = run(policy.clone(), guest, &["/data/hello.txt"]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(outcome.stdout, content, "{guest}");
+
+        let outcome = run(policy.clone(), guest, &["/data/sub/deeper/nested.txt"]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(stdout(&outcome), "nested\n", "{guest}");
+
+        let outcome = run(policy.clone(), guest, &["/data/missing.txt"]);
+        assert_status(&outcome, Status::Exited(1));
+        assert_eq!(String::from_utf8_lossy(&outcome.stderr), "error: NotFound\n", "{guest}");
+    }
+    assert_eq!(snapshot(layout.root.path()), before, "reading changed the host");
+}
+
+/// With no grants at all there is nothing to read, not even at a plausible path.
+#[test]
+fn fs_read_without_grants_fails() {
+    for guest in both(FS_READ, FS_READ_COMPONENT) {
+        for path in ["/data/x", "/", "x", "/etc/passwd"] {
+            let outcome = run(Policy::deny_all(), guest, &[path]);
+            assert_status(&outcome, Status::Exited(1));
+            assert!(outcome.stdout.is_empty(), "{guest} {path}");
+            let stderr = String::from_utf8_lossy(&outcome.stderr);
+            assert!(stderr.starts_with("error: "), "{guest} {path}: {stderr}");
+        }
+    }
+}
+
+/// cap-std's `cap-basics.rs` style: each row is a path handed to `fs_read` with `data/`
+/// granted read-only at `/data`, and whether the read may succeed.
+#[test]
+fn fs_read_escape_table() {
+    let layout = Layout::new();
+    let data = layout.data();
+    fs::write(data.join("ok.txt"), "ok\n").unwrap();
+    fs::create_dir(data.join("sub")).unwrap();
+    std::os::unix::fs::symlink(layout.path("outside.txt"), data.join("link_out")).unwrap();
+    std::os::unix::fs::symlink("../outside.txt", data.join("rel_out")).unwrap();
+    std::os::unix::fs::symlink(layout.path("secret"), data.join("link_dir")).unwrap();
+    std::os::unix::fs::symlink("ok.txt", data.join("link_in")).unwrap();
+    std::os::unix::fs::symlink("sub/../ok.txt", data.join("link_in_dotdot")).unwrap();
+    let secret = layout.path("secret/secret.txt");
+    let outside = layout.path("outside.txt");
+    let secret = secret.to_str().unwrap();
+    let outside = outside.to_str().unwrap();
+
+    // `Ok(content)`: readable. `Err(kind)`: `fs_read` exits 1 naming this `io::ErrorKind`:
+    // PermissionDenied when the path would leave a grant, NotFound when no grant holds it.
+    const OK: Result<&str, &str> = Ok("ok\n");
+    const ESCAPE: Result<&str, &str> = Err("PermissionDenied");
+    const NO_GRANT: Result<&str, &str> = Err("NotFound");
+    let rows: &[(&str, Result<&str, &str>)] = &[
+        ("/data/ok.txt", OK),
+        ("/data/./ok.txt", OK),
+        ("/data/sub/../ok.txt", OK),
+        ("/data//ok.txt", OK),
+        ("data/ok.txt", OK),
+        ("./data/ok.txt", OK),
+        ("/data/link_in", OK),
+        ("/data/link_in_dotdot", OK),
+        ("/data/../outside.txt", ESCAPE),
+        ("/data/sub/../../outside.txt", ESCAPE),
+        ("/data/../data/ok.txt", ESCAPE),
+        ("/data/../secret/secret.txt", ESCAPE),
+        ("/data/link_out", ESCAPE),
+        ("/data/rel_out", ESCAPE),
+        ("/data/link_dir/secret.txt", ESCAPE),
+        ("/etc/passwd", NO_GRANT),
+        ("/proc/self/mem", NO_GRANT),
+        ("/proc/self/environ", NO_GRANT),
+        ("/outside.txt", NO_GRANT),
+        ("../outside.txt", NO_GRANT),
+        (secret, NO_GRANT),
+        (outside, NO_GRANT),
+    ];
+    let policy = grant(&[(&data, "/data", Access::ReadOnly)]);
+    let before = snapshot(layout.root.path());
+    for guest in both(FS_READ, FS_READ_COMPONENT) {
+        for (path, expected) in rows {
+            let outcome = run(policy.clone(), guest, &[*path]);
+            let stderr = String::from_utf8_lossy(&outcome.stderr);
+            let observed = match outcome.status {
+                Status::Exited(0) => Ok(stdout(&outcome)),
+                Status::Exited(1) if outcome.stdout.is_empty() => Err(stderr.trim_end().to_string()),
+                _ => panic!("{guest}: `{path}` ended with {:?}; stderr: {stderr}", outcome.status),
+            };
+            let expected = expected.map(str::to_string).map_err(|kind| format!("error: {kind}"));
+            assert_eq!(observed, expected, "{guest}: `{path}`");
+        }
+    }
+    assert_eq!(snapshot(layout.root.path()), before, "reading changed the host");
+}
+
+#[test]
+fn fs_write() {
+    let layout = Layout::new();
+    fs::write(layout.data().join("existing.txt"), "old content that is longer").unwrap();
+    let policy = grant(&[(&layout.data(), "/data", Access::ReadWrite)]);
+    let before = layout.outside();
+    for guest in both(FS_WRITE, FS_WRITE_COMPONENT) {
+        let name = if guest == FS_WRITE { "module" } else { "component" };
+        let content = format!("written by the {name} ✓");
+        let outcome = run(policy.clone(), guest, &[&format!("/data/{name}.txt"), &content]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(stdout(&outcome), format!("wrote {} bytes\n", content.len()), "{guest}");
+        assert_eq!(
+            fs::read_to_string(layout.data().join(format!("{name}.txt"))).unwrap(),
+            content
+        );
+
+        // Overwriting truncates.
+        let outcome = run(policy.clone(), guest, &["/data/existing.txt", "new"]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(fs::read_to_string(layout.data().join("existing.txt")).unwrap(), "new");
+    }
+    assert_eq!(
+        layout.outside(),
+        before,
+        "writing inside /data changed the host outside it"
+    );
+    let mut names: Vec<_> = fs::read_dir(layout.data())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["component.txt", "existing.txt", "module.txt"]);
+}
+
+/// A read-only grant refuses `fs_write`: the guest panics and the host gets no file.
+#[test]
+fn fs_write_to_readonly_grant_fails() {
+    let layout = Layout::new();
+    let policy = grant(&[(&layout.data(), "/data", Access::ReadOnly)]);
+    let before = snapshot(layout.root.path());
+    for guest in both(FS_WRITE, FS_WRITE_COMPONENT) {
+        let outcome = run(policy.clone(), guest, &["/data/new.txt", "nope"]);
+        assert_status(&outcome, Status::Trap);
+        let stderr = String::from_utf8_lossy(&outcome.stderr);
+        assert!(stderr.contains("write /data/new.txt"), "{guest}: {stderr}");
+    }
+    assert_eq!(snapshot(layout.root.path()), before);
+}
+
+#[test]
+fn fs_escape_dotdot() {
+    for guest in both(FS_ESCAPE_DOTDOT, FS_ESCAPE_DOTDOT_COMPONENT) {
+        // Read-write, so that refusing the create cannot be put down to read-only access.
+        for access in [Access::ReadWrite, Access::ReadOnly] {
+            let layout = Layout::new();
+            let before = layout.outside();
+            let outcome = run(grant(&[(&layout.data(), "/data", access)]), guest, &[] as &[&str]);
+            assert_status(&outcome, Status::Exited(0));
+            assert_eq!(
+                stdout(&outcome),
+                denied_lines(&[
+                    "/data/../outside.txt",
+                    "/data/sub/../../outside.txt",
+                    "../outside.txt",
+                    "/data/./../outside.txt",
+                    "/data/../escaped.txt",
+                ]),
+                "{guest} ({access})"
+            );
+            layout.assert_secrets_intact(guest);
+            assert!(
+                !layout.path("escaped.txt").exists(),
+                "{guest}: created a file outside the grant"
+            );
+            assert_eq!(
+                layout.outside(),
+                before,
+                "{guest} ({access}): the host outside /data changed"
+            );
+            let expected_data = match access {
+                Access::ReadWrite => BTreeMap::from([(PathBuf::from("sub"), Entry::Dir)]),
+                Access::ReadOnly => BTreeMap::new(),
+            };
+            assert_eq!(snapshot(&layout.data()), expected_data, "{guest} ({access})");
+        }
+    }
+}
+
+#[test]
+fn fs_escape_absolute() {
+    for guest in both(FS_ESCAPE_ABSOLUTE, FS_ESCAPE_ABSOLUTE_COMPONENT) {
+        let layout = Layout::new();
+        let secret = layout.path("secret/secret.txt");
+        let secret = secret.to_str().unwrap();
+        let outside = layout.path("outside.txt");
+        let outside = outside.to_str().unwrap();
+        let data = layout.data();
+        let data_host = data.to_str().unwrap();
+        fs::write(data.join("inside.txt"), "inside").unwrap();
+        // The host path of a file inside the grant is still not a guest path.
+        let inside = format!("{data_host}/inside.txt");
+        let before = snapshot(layout.root.path());
+        for policy in [
+            Policy::deny_all(),
+            grant(&[(&layout.data(), "/data", Access::ReadWrite)]),
+        ] {
+            let outcome = run(policy, guest, &[secret, outside, &inside]);
+            assert_status(&outcome, Status::Exited(0));
+            assert_eq!(
+                stdout(&outcome),
+                denied_lines(&[
+                    "/etc/passwd",
+                    "/proc/self/mem",
+                    "/proc/self/environ",
+                    secret,
+                    outside,
+                    &inside,
+                    "/",
+                    "/tmp",
+                ]),
+                "{guest}"
+            );
+        }
+        layout.assert_secrets_intact(guest);
+        assert_eq!(snapshot(layout.root.path()), before, "{guest}");
+    }
+}
+
+#[test]
+fn fs_escape_symlink() {
+    for guest in both(FS_ESCAPE_SYMLINK, FS_ESCAPE_SYMLINK_COMPONENT) {
+        let layout = Layout::new();
+        let data = layout.data();
+        std::os::unix::fs::symlink(layout.path("secret/secret.txt"), data.join("link_file")).unwrap();
+        std::os::unix::fs::symlink(layout.path("secret"), data.join("link_dir")).unwrap();
+        std::os::unix::fs::symlink("../outside.txt", data.join("rel_link")).unwrap();
+        let before_outside = layout.outside();
+        let before_data = snapshot(&data);
+        // Read-write, so that the guest may plant symlinks of its own.
+        let outcome = run(grant(&[(&data, "/data", Access::ReadWrite)]), guest, &[] as &[&str]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(
+            stdout(&outcome),
+            denied_lines(&[
+                "/data/link_file",
+                "/data/link_dir/secret.txt",
+                "/data/rel_link",
+                "/data/made_link",
+                "/data/made_link2",
+            ]),
+            "{guest}"
+        );
+        layout.assert_secrets_intact(guest);
+        assert_eq!(
+            layout.outside(),
+            before_outside,
+            "{guest}: the host outside /data changed"
+        );
+        // The guest removes what it planted; the host's links are untouched.
+        assert_eq!(snapshot(&data), before_data, "{guest}");
+    }
+}
+
+#[test]
+fn fs_readonly_write() {
+    for guest in both(FS_READONLY_WRITE, FS_READONLY_WRITE_COMPONENT) {
+        let layout = Layout::new();
+        let data = layout.data();
+        let existing = b"existing content, 32 bytes long\n";
+        fs::write(data.join("existing.txt"), existing).unwrap();
+        fs::create_dir(data.join("sub")).unwrap();
+        let before = snapshot(layout.root.path());
+        let outcome = run(grant(&[(&data, "/data", Access::ReadOnly)]), guest, &[] as &[&str]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(stdout(&outcome), readonly_write_expected(existing.len()), "{guest}");
+        assert_eq!(fs::read(data.join("existing.txt")).unwrap(), existing, "{guest}");
+        assert_eq!(
+            snapshot(layout.root.path()),
+            before,
+            "{guest}: a read-only grant changed"
+        );
+    }
+}
+
+fn readonly_write_expected(len: usize) -> String {
+    let mut expected = denied_lines(&[
+        "create /data/new.txt",
+        "write /data/existing.txt",
+        "truncate /data/existing.txt",
+        "append /data/existing.txt",
+        "set_len /data/existing.txt",
+        "remove_file /data/existing.txt",
+        "rename /data/existing.txt -> /data/renamed.txt",
+        "create_dir /data/newdir",
+        "remove_dir /data/sub",
+        "fs::write /data/existing.txt",
+    ]);
+    expected.push_str(&format!("existing.txt still {len} bytes\n"));
+    expected
+}
+
+/// One host directory granted twice, read-write at `/rw` and read-only at `/data`: the
+/// read-only view stays read-only whichever grant comes first, and the read-write view works.
+#[test]
+fn fs_readonly_view_of_writable_dir() {
+    let existing = b"shared file\n";
+    for rw_first in [true, false] {
+        let layout = Layout::new();
+        let shared = layout.data();
+        fs::write(shared.join("existing.txt"), existing).unwrap();
+        fs::create_dir(shared.join("sub")).unwrap();
+        let rw = (shared.as_path(), "/rw", Access::ReadWrite);
+        let ro = (shared.as_path(), "/data", Access::ReadOnly);
+        let policy = if rw_first { grant(&[rw, ro]) } else { grant(&[ro, rw]) };
+        assert_eq!(policy.dirs().len(), 2);
+        let outside = layout.outside();
+
+        for guest in both(FS_READONLY_WRITE, FS_READONLY_WRITE_COMPONENT) {
+            let before = snapshot(&shared);
+            let outcome = run(policy.clone(), guest, &[] as &[&str]);
+            assert_status(&outcome, Status::Exited(0));
+            assert_eq!(stdout(&outcome), readonly_write_expected(existing.len()), "{guest}");
+            assert_eq!(snapshot(&shared), before, "{guest} (rw first: {rw_first})");
+        }
+        for guest in both(FS_WRITE, FS_WRITE_COMPONENT) {
+            let outcome = run(policy.clone(), guest, &["/data/through_ro.txt", "x"]);
+            assert_status(&outcome, Status::Trap);
+            assert!(
+                !shared.join("through_ro.txt").exists(),
+                "{guest} (rw first: {rw_first})"
+            );
+
+            let outcome = run(policy.clone(), guest, &["/rw/through_rw.txt", "y"]);
+            assert_status(&outcome, Status::Exited(0));
+            assert_eq!(fs::read_to_string(shared.join("through_rw.txt")).unwrap(), "y");
+            fs::remove_file(shared.join("through_rw.txt")).unwrap();
+        }
+        // What /rw wrote is visible through /data, read-only.
+        fs::write(shared.join("from_rw.txt"), "visible").unwrap();
+        for guest in both(FS_READ, FS_READ_COMPONENT) {
+            let outcome = run(policy.clone(), guest, &["/data/from_rw.txt"]);
+            assert_status(&outcome, Status::Exited(0));
+            assert_eq!(stdout(&outcome), "visible", "{guest}");
+        }
+        assert_eq!(layout.outside(), outside);
+    }
+}
+
+#[test]
+fn fs_readonly_link_rename() {
+    for guest in both(FS_READONLY_LINK_RENAME, FS_READONLY_LINK_RENAME_COMPONENT) {
+        let root = tempfile::tempdir().unwrap();
+        let ro = root.path().join("ro");
+        let rw = root.path().join("rw");
+        fs::create_dir(&ro).unwrap();
+        fs::create_dir(&rw).unwrap();
+        fs::write(ro.join("secret.txt"), SECRET).unwrap();
+        fs::write(root.path().join("outside.txt"), OUTSIDE).unwrap();
+        let before_ro = snapshot(&ro);
+        let before_outside = snapshot_except(root.path(), &["rw"]);
+        let policy = grant(&[(&ro, "/ro", Access::ReadOnly), (&rw, "/rw", Access::ReadWrite)]);
+        let outcome = run(policy, guest, &[] as &[&str]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(
+            stdout(&outcome),
+            denied_lines(&[
+                "hard_link /ro/secret.txt -> /rw/linked.txt",
+                "rename /ro/secret.txt -> /rw/moved.txt",
+                "rename /rw/tmp.txt -> /ro/planted.txt",
+                "hard_link /rw/tmp.txt -> /ro/planted2.txt",
+            ]),
+            "{guest}"
+        );
+        assert_eq!(snapshot(&ro), before_ro, "{guest}: the read-only grant changed");
+        assert_eq!(fs::read(ro.join("secret.txt")).unwrap(), SECRET);
+        assert_eq!(
+            snapshot(&rw),
+            BTreeMap::new(),
+            "{guest}: /rw holds a link or moved file (the guest removes its own tmp.txt)"
+        );
+        assert_eq!(snapshot_except(root.path(), &["rw"]), before_outside, "{guest}");
+    }
+}
