@@ -41,11 +41,13 @@
 
 mod capabilities;
 pub mod cli;
+mod engine;
 mod limits;
 mod outcome;
 pub mod policy;
 mod runner;
 
+pub use engine::{ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, Program};
 pub use outcome::{
     Denial, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
     EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status, exit_code_for_error,
@@ -54,7 +56,7 @@ pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyError,
     PolicyErrorKind, PolicyFile, Setting,
 };
-pub use runner::{ENABLED_PROPOSALS, LoadError, LoadErrorKind, Program, Sandbox, SandboxBuilder};
+pub use runner::{Sandbox, SandboxBuilder};
 
 /// Compiles the README's Rust examples as doctests, so they cannot rot.
 #[cfg(doctest)]

@@ -11,7 +11,8 @@
 //!   runner also races the whole run against a timer, because a guest blocked
 //!   in a host call never reaches an epoch check.
 
-use crate::policy::{ByteSize, Limits};
+use crate::engine::EngineConfig;
+use crate::policy::ByteSize;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasmtime::{Config, ResourceLimiter};
@@ -31,14 +32,14 @@ pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// The engine-wide part of the limits: whether fuel is metered and how deep
 /// the Wasm stack may grow. Epoch interruption is always on.
-pub(crate) fn configure_engine(config: &mut Config, limits: &Limits) {
-    config.consume_fuel(limits.fuel.value.is_some());
+pub(crate) fn configure_engine(config: &mut Config, engine: &EngineConfig) {
+    config.consume_fuel(engine.fuel);
     config.epoch_interruption(true);
-    let stack = usize::try_from(limits.stack.value).unwrap_or(usize::MAX);
+    let stack = usize::try_from(engine.stack).unwrap_or(usize::MAX);
     config.max_wasm_stack(stack);
     // Guests run on a fiber (async); its stack must hold the Wasm stack plus
     // room for host frames under it.
-    config.async_stack_size(stack + (1 << 20));
+    config.async_stack_size(stack.saturating_add(1 << 20));
 }
 
 /// A limit the sandbox enforced by stopping the guest. Carried inside the
@@ -78,6 +79,8 @@ pub(crate) struct MemoryLimiter {
     limit: u64,
     total: u64,
     peak: u64,
+    /// The growth most recently charged, undone if wasmtime then fails it.
+    last_growth: u64,
     refused: Option<LimitExceeded>,
 }
 
@@ -87,6 +90,7 @@ impl MemoryLimiter {
             limit,
             total: 0,
             peak: 0,
+            last_growth: 0,
             refused: None,
         }
     }
@@ -103,7 +107,13 @@ impl MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Growth past the memory's own declared maximum is the module's rule,
+        // not ours: wasmtime refuses it after asking us, and `memory.grow`
+        // returns -1 to the guest as the spec says. Nothing to charge.
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
         let growth = desired.saturating_sub(current) as u64;
         let requested = self.total.saturating_add(growth);
         if requested > self.limit {
@@ -117,8 +127,18 @@ impl ResourceLimiter for MemoryLimiter {
             return Err(wasmtime::Error::new(err));
         }
         self.total = requested;
+        self.last_growth = growth;
         self.peak = self.peak.max(self.total);
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The host could not provide memory we had allowed: the guest sees -1
+        // and keeps the size it had, so the charge is returned. The peak was
+        // never reached, but an over-estimate there is harmless.
+        self.total = self.total.saturating_sub(self.last_growth);
+        self.last_growth = 0;
+        Ok(())
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -221,6 +241,30 @@ mod tests {
         assert!(err.downcast_ref::<LimitExceeded>().is_some());
         assert!(matches!(l.refused(), Some(LimitExceeded::Memory { requested, .. }) if *requested == 4 << 16));
         assert_eq!(l.peak(), 3 << 16, "a refused growth does not count towards the peak");
+    }
+
+    // See: the `wat_grow_past_declared_maximum_is_not_charged` integration test.
+    #[test]
+    fn growth_past_the_declared_maximum_is_not_charged() {
+        let mut l = MemoryLimiter::new(4 << 16);
+        assert!(l.memory_growing(0, 1 << 16, Some(2 << 16)).unwrap());
+        for _ in 0..3 {
+            assert!(!l.memory_growing(1 << 16, 101 << 16, Some(2 << 16)).unwrap());
+        }
+        assert!(l.memory_growing(1 << 16, 2 << 16, Some(2 << 16)).unwrap());
+        assert_eq!(l.peak(), 2 << 16);
+        assert!(l.refused().is_none());
+    }
+
+    #[test]
+    fn a_failed_growth_is_given_back() {
+        let mut l = MemoryLimiter::new(2 << 16);
+        assert!(l.memory_growing(0, 2 << 16, None).unwrap());
+        l.memory_grow_failed(wasmtime::Error::msg("mmap failed")).unwrap();
+        assert!(
+            l.memory_growing(0, 2 << 16, None).unwrap(),
+            "the failed growth no longer counts"
+        );
     }
 
     #[test]
