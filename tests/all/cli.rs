@@ -1,1 +1,587 @@
-//! TODO
+//! The `wasmcell` binary end to end: exit codes, the one-line explanations on
+//! stderr, reports, grants from flags and policy files, argument passing and
+//! `--help`/`check` output. Every test runs the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use wasmcell_artifacts::{
+    ENV_ARGS, ENV_VARS, EXIT_CODE, EXIT_CODE_COMPONENT, EXIT_PANIC, FS_READ, FS_WRITE, HELLO, LIMITS_INFINITE_LOOP,
+    LIMITS_MEMORY_BOMB, LIMITS_OUTPUT_FLOOD, LIMITS_SLEEP_FOREVER, STDIO_STDIN_BLOCKED,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Longest any child may take before the test kills it and fails.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+fn wasmcell() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `wasmcell ARGS..` with stdin closed.
+fn run(args: &[&str]) -> Output {
+    wait(wasmcell().args(args).spawn().expect("spawn wasmcell"))
+}
+
+/// Waits for `child`, collecting its output; kills it and fails the test if it
+/// outlives [`WATCHDOG`].
+fn wait(mut child: Child) -> Output {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for wasmcell") {
+            break status;
+        }
+        if started.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wasmcell did not exit within {WATCHDOG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("wasmcell exited (not killed by a signal)")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code and that stderr contains each of `needles`.
+#[track_caller]
+fn assert_exit(out: &Output, expected: i32, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(
+        code(out),
+        expected,
+        "unexpected exit code\n--- stdout ---\n{}\n--- stderr ---\n{err}",
+        stdout(out)
+    );
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
+    }
+}
+
+/// wasmcell's own stderr never shows a Rust panic, whatever the input.
+#[track_caller]
+fn assert_no_panic(out: &Output) {
+    let err = stderr(out);
+    for marker in ["panicked at", "RUST_BACKTRACE"] {
+        assert!(!err.contains(marker), "wasmcell panicked:\n{err}");
+    }
+}
+
+fn write(dir: &Path, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Names of the entries in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The JSON object a `--report -` run printed at the end of stderr.
+fn report_from_stderr(out: &Output) -> serde_json::Value {
+    let err = stderr(out);
+    let start = err
+        .find("\n{")
+        .map(|i| i + 1)
+        .or_else(|| err.starts_with('{').then_some(0))
+        .unwrap_or_else(|| panic!("no JSON report on stderr:\n{err}"));
+    serde_json::from_str(&err[start..]).unwrap_or_else(|e| panic!("bad report ({e}):\n{err}"))
+}
+
+// ---------------------------------------------------------------------------
+// Exit codes: one test per row of the table.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn exit_0_hello() {
+    let out = run(&["run", HELLO]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "hello from wasmcell\n");
+    assert_eq!(stderr(&out), "", "a plain exit prints nothing of wasmcell's own");
+}
+
+#[test]
+fn exit_guest_status_passes_through() {
+    let out = run(&["run", EXIT_CODE, "7"]);
+    assert_exit(&out, 7, &[]);
+    assert_eq!(stderr(&out), "");
+    // WASI 0.2 exit carries only ok/err: a component's non-zero status is 1.
+    let out = run(&["run", EXIT_CODE_COMPONENT, "7"]);
+    assert_exit(&out, 1, &[]);
+}
+
+#[test]
+fn exit_out_of_range_status_becomes_1() {
+    let out = run(&["run", EXIT_CODE, "200"]);
+    assert_exit(&out, 1, &["wasmcell: guest exited with status 200", "outside 0..=125"]);
+    assert_no_panic(&out);
+}
+
+#[test]
+fn exit_124_timeout_while_sleeping() {
+    let out = run(&["run", "--timeout", "300ms", LIMITS_SLEEP_FOREVER]);
+    assert_exit(&out, 124, &["wasmcell: timed out after 300ms (--timeout)"]);
+    assert_eq!(stdout(&out), "sleeping\n");
+}
+
+#[test]
+fn exit_124_timeout_while_blocked_on_inherited_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "filter.toml", "[stdio]\nstdin = \"inherit\"\n");
+    let mut child = wasmcell()
+        .args(["run", "--policy", s(&policy), "--timeout", "500ms", STDIO_STDIN_BLOCKED])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn wasmcell");
+    // Held open (and never written) until the child has exited, so the guest
+    // blocks in its read until the deadline.
+    let stdin = child.stdin.take();
+    let out = wait(child);
+    drop(stdin);
+    assert_exit(&out, 124, &["timed out after 500ms (--timeout)"]);
+    assert!(!stdout(&out).contains("eof after"), "{}", stdout(&out));
+}
+
+#[test]
+fn exit_134_trap() {
+    let out = run(&["run", EXIT_PANIC]);
+    assert_exit(&out, 134, &["wasmcell: guest trapped"]);
+    assert_eq!(stdout(&out), "about to panic\n");
+}
+
+#[test]
+fn exit_137_memory_limit() {
+    let out = run(&["run", "--memory", "16MiB", LIMITS_MEMORY_BOMB]);
+    assert_exit(&out, 137, &["wasmcell: memory limit reached", "16 MiB", "(--memory)"]);
+    assert_no_panic(&out);
+}
+
+#[test]
+fn exit_137_declared_memory_over_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let wat = write(
+        dir.path(),
+        "big.wat",
+        "(module (memory 1000) (func (export \"_start\")))",
+    );
+    let out = run(&["run", "--memory", "16MiB", s(&wat)]);
+    assert_exit(&out, 137, &["memory limit reached"]);
+    assert_no_panic(&out);
+}
+
+#[test]
+fn exit_152_fuel_from_flag() {
+    let out = run(&["run", "--fuel", "100000", LIMITS_INFINITE_LOOP]);
+    assert_exit(
+        &out,
+        152,
+        &["wasmcell: fuel exhausted after 100000 units (--fuel); raise it with --fuel"],
+    );
+}
+
+#[test]
+fn exit_152_fuel_from_policy_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "fuel.toml", "[limits]\nfuel = 100000\n");
+    let out = run(&["run", "--policy", s(&policy), LIMITS_INFINITE_LOOP]);
+    let origin = format!(
+        "fuel exhausted after 100000 units (limits.fuel in {})",
+        policy.display()
+    );
+    assert_exit(&out, 152, &[&origin]);
+}
+
+#[test]
+fn exit_153_output_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(dir.path(), "small.toml", "[limits]\noutput = \"1 KiB\"\n");
+    let out = run(&["run", "--policy", s(&policy), LIMITS_OUTPUT_FLOOD]);
+    let origin = format!("(limits.output in {})", policy.display());
+    assert_exit(&out, 153, &["wasmcell: output limit reached", &origin]);
+    assert_eq!(out.stdout.len(), 1024, "output stops at exactly the limit");
+}
+
+#[test]
+fn exit_2_usage_and_policy_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let unknown = write(d, "unknown.toml", "[limits]\nfuel = 10\nfule = 3\n");
+    let contradictory = write(
+        d,
+        "contradictory.toml",
+        "[clocks]\nmode = \"host\"\nstart = \"2000-01-01T00:00:00Z\"\n",
+    );
+    let missing_dir = write(
+        d,
+        "missing-dir.toml",
+        "[[fs.dirs]]\nhost = \"not-there\"\nguest = \"/data\"\naccess = \"read-only\"\n",
+    );
+    let unknown_at = format!("{}:3:", unknown.display());
+    let contradictory_at = format!("{}:3:", contradictory.display());
+    let missing_at = format!("{}:2:", missing_dir.display());
+    let missing_host = format!("{}::/x", d.join("not-there-either").display());
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["run", "--policy", s(&unknown), HELLO],
+            &[&unknown_at, "unknown key `fule`"],
+        ),
+        (
+            &["run", "--policy", s(&contradictory), HELLO],
+            &[&contradictory_at, "frozen"],
+        ),
+        (
+            &["run", "--policy", s(&missing_dir), HELLO],
+            &[&missing_at, "not-there"],
+        ),
+        (&["run", "--memory", "12parsecs", HELLO], &["--memory", "parsecs"]),
+        (&["run", "--dir", &missing_host, HELLO], &["not-there-either"]),
+        (&["run"], &["MODULE"]),
+        (&["frobnicate"], &["frobnicate"]),
+    ];
+    for (args, needles) in cases {
+        let out = run(args);
+        assert_exit(&out, 2, needles);
+        assert_no_panic(&out);
+        assert_eq!(stdout(&out), "", "{args:?}: nothing ran");
+    }
+}
+
+#[test]
+fn exit_126_load_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let random: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let random = write(d, "random.wasm", random);
+    let hello = std::fs::read(HELLO).unwrap();
+    let truncated = write(d, "truncated.wasm", &hello[..100]);
+    let unknown_import = write(
+        d,
+        "import.wat",
+        "(module (import \"env\" \"nope\" (func)) (func (export \"_start\")))",
+    );
+    let no_start = write(d, "reactor.wat", "(module (func (export \"main\")))");
+    let missing = d.join("missing.wasm");
+    let cases: [(Vec<&str>, &[&str]); 6] = [
+        (vec!["run", s(&missing)], &["error: cannot load", "missing.wasm"]),
+        (
+            vec!["run", s(&random)],
+            &["error: cannot load", "not a WebAssembly module"],
+        ),
+        (
+            vec!["run", s(&truncated)],
+            &["error: cannot load", "invalid WebAssembly"],
+        ),
+        (
+            vec!["run", s(&unknown_import)],
+            &["error: cannot load", "nope", "provides only WASI"],
+        ),
+        (vec!["run", s(&no_start)], &["error: cannot load", "_start"]),
+        (
+            vec!["run", "--max-module-size", "1KiB", HELLO],
+            &["error: cannot load", "1 KiB", "--max-module-size"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = run(&args);
+        assert_exit(&out, 126, needles);
+        assert_no_panic(&out);
+        assert_eq!(stdout(&out), "", "{args:?}: nothing ran");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reports.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn report_file_has_every_documented_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = run(&["run", "--fuel", "100000000", "--report", s(&report), HELLO]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "hello from wasmcell\n");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for key in [
+        "status",
+        "exit_code",
+        "trap",
+        "fuel_used",
+        "wall_ms",
+        "peak_memory_bytes",
+        "stdout_bytes",
+        "stderr_bytes",
+        "denials",
+    ] {
+        assert!(json.get(key).is_some(), "report lacks `{key}`: {json}");
+    }
+    assert_eq!(json["status"], "exited");
+    assert_eq!(json["exit_code"], 0);
+    assert!(json["trap"].is_null());
+    let fuel = json["fuel_used"].as_u64().expect("metered run reports fuel");
+    assert!(fuel > 0 && fuel < 100_000_000, "{json}");
+    assert!(json["wall_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{json}");
+    assert!(json["peak_memory_bytes"].as_u64().is_some_and(|b| b >= 65536), "{json}");
+    assert_eq!(json["stdout_bytes"], "hello from wasmcell\n".len());
+    assert_eq!(json["stderr_bytes"], 0);
+    assert_eq!(json["denials"], serde_json::json!([]));
+}
+
+#[test]
+fn report_dash_goes_to_stderr() {
+    let out = run(&["run", "--report", "-", EXIT_PANIC]);
+    assert_exit(&out, 134, &["guest trapped"]);
+    let json = report_from_stderr(&out);
+    assert_eq!(json["status"], "trap");
+    assert_eq!(json["exit_code"], 134);
+    assert!(json["trap"].as_str().is_some_and(|t| !t.is_empty()), "{json}");
+    assert!(json["fuel_used"].is_null(), "unmetered: {json}");
+    assert_eq!(json["stdout_bytes"], "about to panic\n".len());
+    assert!(
+        json["stderr_bytes"].as_u64().is_some_and(|n| n > 0),
+        "the panic message: {json}"
+    );
+
+    let out = run(&["run", "--fuel", "100000", "--report", "-", LIMITS_INFINITE_LOOP]);
+    assert_exit(&out, 152, &[]);
+    let json = report_from_stderr(&out);
+    assert_eq!(json["status"], "fuel-exhausted");
+    assert_eq!(json["exit_code"], 152);
+    assert_eq!(json["fuel_used"], 100_000);
+}
+
+// ---------------------------------------------------------------------------
+// Grants from flags, and flags over policy files.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dir_flag_grants_read_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = format!("{}::/out", dir.path().display());
+    let out = run(&["run", "--dir", &grant, FS_WRITE, "/out/new.txt", "written"]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "wrote 7 bytes\n");
+    assert_eq!(std::fs::read_to_string(dir.path().join("new.txt")).unwrap(), "written");
+    assert_eq!(listing(dir.path()), ["new.txt"]);
+}
+
+#[test]
+fn ro_dir_flag_denies_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let granted = root.path().join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    write(&granted, "existing.txt", "original");
+    write(root.path(), "outside.txt", "outside");
+    let grant = format!("{}::/data", granted.display());
+    for target in ["/data/existing.txt", "/data/new.txt"] {
+        let out = run(&["run", "--ro-dir", &grant, FS_WRITE, target, "overwritten"]);
+        // The guest panics when its write fails: a trap.
+        assert_exit(&out, 134, &["guest trapped"]);
+        assert_eq!(
+            std::fs::read_to_string(granted.join("existing.txt")).unwrap(),
+            "original"
+        );
+        assert_eq!(listing(&granted), ["existing.txt"], "{target}: no file was created");
+        assert_eq!(listing(root.path()), ["granted", "outside.txt"]);
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("outside.txt")).unwrap(),
+            "outside"
+        );
+    }
+    // Reading is still allowed.
+    let out = run(&["run", "--ro-dir", &grant, FS_READ, "/data/existing.txt"]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "original");
+}
+
+#[test]
+fn env_flags_set_and_copy_only_what_is_named() {
+    let out = wait(
+        wasmcell()
+            .args([
+                "run",
+                "--env",
+                "GREETING=hi there",
+                "--env",
+                "WASMCELL_TEST_COPIED",
+                "--env",
+                "WASMCELL_TEST_UNSET",
+                ENV_VARS,
+            ])
+            .env("WASMCELL_TEST_COPIED", "from the host")
+            .env("SECRET_X", "1")
+            .env_remove("WASMCELL_TEST_UNSET")
+            .spawn()
+            .unwrap(),
+    );
+    assert_exit(&out, 0, &[]);
+    // Exactly the named variables: nothing else of the host's (PATH, HOME,
+    // SECRET_X) leaks, and a named variable unset on the host stays unset.
+    assert_eq!(stdout(&out), "GREETING=hi there\nWASMCELL_TEST_COPIED=from the host\n");
+}
+
+#[test]
+fn flags_layer_over_a_policy_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::create_dir(d.join("other")).unwrap();
+    write(&d.join("data"), "in-data.txt", "data file");
+    let policy = write(
+        d,
+        "base.toml",
+        "[limits]\nfuel = 1000\n\n[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-only\"\n",
+    );
+
+    // The policy's fuel is too little for hello; --fuel overrides it.
+    let out = run(&["run", "--policy", s(&policy), HELLO]);
+    let origin = format!("(limits.fuel in {})", policy.display());
+    assert_exit(&out, 152, &[&origin]);
+    let out = run(&["run", "--policy", s(&policy), "--fuel", "100000000", HELLO]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "hello from wasmcell\n");
+
+    // The policy's /data stays granted next to a --dir added on top.
+    let other = format!("{}::/other", d.join("other").display());
+    let base = ["run", "--policy", s(&policy), "--fuel", "100000000", "--dir", &other];
+    let out = run(&[&base[..], &[FS_READ, "/data/in-data.txt"]].concat());
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "data file");
+    let out = run(&[&base[..], &[FS_WRITE, "/other/new.txt", "added"]].concat());
+    assert_exit(&out, 0, &[]);
+    assert_eq!(std::fs::read_to_string(d.join("other/new.txt")).unwrap(), "added");
+    assert_eq!(listing(&d.join("data")), ["in-data.txt"]);
+}
+
+// ---------------------------------------------------------------------------
+// Guest arguments.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn guest_args_follow_the_module() {
+    // Flags after MODULE belong to the guest, even ones wasmcell knows.
+    let out = run(&["run", "--fuel", "100000000", ENV_ARGS, "--fuel", "5", "-v", "plain"]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "env_args.wasm\n--fuel\n5\n-v\nplain\n");
+
+    let out = run(&["run", ENV_ARGS, "--", "-x"]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "env_args.wasm\n-x\n", "a leading `--` is not passed on");
+
+    let out = run(&["run", ENV_ARGS]);
+    assert_eq!(stdout(&out), "env_args.wasm\n");
+}
+
+// ---------------------------------------------------------------------------
+// Help and `check`.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn run_help_has_the_exit_code_table() {
+    let out = run(&["run", "--help"]);
+    assert_exit(&out, 0, &[]);
+    let help = stdout(&out);
+    for code in ["124", "137", "152", "153", "126", "134"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(code)),
+            "no `{code}` row in:\n{help}"
+        );
+    }
+    assert!(
+        help.contains("override"),
+        "help does not say flags override the policy:\n{help}"
+    );
+}
+
+#[test]
+fn check_describes_a_bundled_policy() {
+    let policy = Path::new(MANIFEST_DIR).join("policies/read-only.toml");
+    let out = run(&["check", s(&policy)]);
+    assert_exit(&out, 0, &[]);
+    let text = stdout(&out);
+    for needle in ["/data", "read-only", "timeout", "default"] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+}
+
+#[test]
+fn check_rejects_a_bad_policy_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.toml", "# comment\n[limits]\nmemory = \"lots\"\n");
+    let out = run(&["check", s(&bad)]);
+    let at = format!("{}:3:", bad.display());
+    assert_exit(&out, 2, &["error:", &at]);
+    assert_eq!(stdout(&out), "");
+    assert_no_panic(&out);
+
+    let missing = dir.path().join("missing.toml");
+    let out = run(&["check", s(&missing)]);
+    assert_exit(&out, 2, &["error:", "missing.toml"]);
+    assert_no_panic(&out);
+}
+
+/// The command the README shows, run from the repository root.
+#[test]
+fn readme_workload_reads_the_bundled_data() {
+    let out = wait(
+        wasmcell()
+            .current_dir(MANIFEST_DIR)
+            .args([
+                "run",
+                "--policy",
+                "policies/read-only.toml",
+                "--report",
+                "-",
+                FS_READ,
+                "/data/hello.txt",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    assert_exit(&out, 0, &[]);
+    let expected = std::fs::read_to_string(Path::new(MANIFEST_DIR).join("policies/data/hello.txt")).unwrap();
+    assert_eq!(stdout(&out), expected);
+    let json = report_from_stderr(&out);
+    assert_eq!(json["status"], "exited");
+    assert_eq!(json["stdout_bytes"], expected.len());
+}

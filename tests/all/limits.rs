@@ -1,1 +1,513 @@
-//! TODO
+//! Resource limits: fuel, wall-clock timeout, linear memory, Wasm stack,
+//! output and tables, through the library, with the `limits_*` guests and
+//! inline WAT fixtures (wasmtime's `tests/all/limits.rs` style).
+
+use crate::{assert_status, assert_test_exists, both, policy_toml, run, stdout};
+use std::time::Duration;
+use wasmcell::{LoadError, LoadErrorKind, Outcome, Policy, Program, Sandbox, Status};
+
+wasmcell_artifacts::foreach_limits!(assert_test_exists);
+
+const MIB: u64 = 1 << 20;
+
+/// `deny_all` adjusted by `f`, the way the CLI's flags adjust a policy.
+fn policy(f: impl FnOnce(&mut Policy)) -> Policy {
+    let mut p = Policy::deny_all();
+    f(&mut p);
+    p
+}
+
+fn timeout(p: &mut Policy, ms: u64) {
+    p.set_timeout(Duration::from_millis(ms), "--timeout").unwrap();
+}
+
+fn fuel(p: &mut Policy, units: u64) {
+    p.set_fuel(units, "--fuel").unwrap();
+}
+
+fn memory(p: &mut Policy, bytes: u64) {
+    p.set_memory(bytes, "--memory").unwrap();
+}
+
+fn sandbox(policy: Policy) -> Sandbox {
+    Sandbox::builder().policy(policy).build().expect("sandbox builds")
+}
+
+/// Compiles an inline WAT fixture.
+fn load_wat(policy: Policy, name: &str, wat: &str) -> Result<(Sandbox, Program), LoadError> {
+    let sandbox = sandbox(policy);
+    let program = sandbox.load_bytes(name, wat.as_bytes())?;
+    Ok((sandbox, program))
+}
+
+/// Compiles and runs an inline WAT fixture once.
+fn run_wat(policy: Policy, name: &str, wat: &str) -> Outcome {
+    let (sandbox, program) = load_wat(policy, name, wat).unwrap_or_else(|e| panic!("fixture `{name}`: {e}"));
+    let no_args: &[&str] = &[];
+    sandbox
+        .run_program(&program, no_args)
+        .unwrap_or_else(|e| panic!("running fixture `{name}` failed: {e:#}"))
+}
+
+// ---------------------------------------------------------------------------
+// The `limits_*` guests, as a module and as a component.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn limits_infinite_loop() {
+    for guest in both(
+        wasmcell_artifacts::LIMITS_INFINITE_LOOP,
+        wasmcell_artifacts::LIMITS_INFINITE_LOOP_COMPONENT,
+    ) {
+        // Wall clock alone: the epoch callback stops a guest that never calls out.
+        let outcome = run(policy(|p| timeout(p, 200)), guest, &[]);
+        assert_status(&outcome, Status::Timeout);
+        assert_eq!(outcome.fuel_used, None, "unmetered runs report no fuel");
+        assert_eq!(outcome.exit_code(), wasmcell::EXIT_TIMEOUT);
+
+        // Fuel alone (the default 10 s timeout is far away).
+        let outcome = run(policy(|p| fuel(p, 1_000_000)), guest, &[]);
+        assert_status(&outcome, Status::FuelExhausted);
+        assert_eq!(outcome.fuel_used, Some(1_000_000), "{guest}: all the fuel was burned");
+        assert_eq!(outcome.exit_code(), wasmcell::EXIT_FUEL);
+
+        // Both set: the tighter one ends the run, and the other is not blamed.
+        let outcome = run(
+            policy(|p| {
+                timeout(p, 5_000);
+                fuel(p, 1_000_000);
+            }),
+            guest,
+            &[],
+        );
+        assert_status(&outcome, Status::FuelExhausted);
+        let outcome = run(
+            policy(|p| {
+                timeout(p, 200);
+                fuel(p, 1 << 60);
+            }),
+            guest,
+            &[],
+        );
+        assert_status(&outcome, Status::Timeout);
+        let used = outcome.fuel_used.expect("metered run reports fuel");
+        assert!(used > 0 && used < 1 << 60, "{guest}: fuel used {used}");
+    }
+}
+
+#[test]
+fn limits_sleep_forever() {
+    for guest in both(
+        wasmcell_artifacts::LIMITS_SLEEP_FOREVER,
+        wasmcell_artifacts::LIMITS_SLEEP_FOREVER_COMPONENT,
+    ) {
+        // The guest blocks in a host call, where no epoch check runs; only the
+        // runner's timer can end it.
+        let outcome = run(policy(|p| timeout(p, 300)), guest, &[]);
+        assert_status(&outcome, Status::Timeout);
+        assert_eq!(stdout(&outcome), "sleeping\n", "{guest}");
+
+        // Fuel does not stop a sleeping guest either: it burns none while blocked.
+        let outcome = run(
+            policy(|p| {
+                timeout(p, 300);
+                fuel(p, 100_000_000);
+            }),
+            guest,
+            &[],
+        );
+        assert_status(&outcome, Status::Timeout);
+        assert!(outcome.fuel_used.unwrap() < 100_000_000, "{guest}");
+    }
+}
+
+#[test]
+fn limits_memory_bomb() {
+    for guest in both(
+        wasmcell_artifacts::LIMITS_MEMORY_BOMB,
+        wasmcell_artifacts::LIMITS_MEMORY_BOMB_COMPONENT,
+    ) {
+        let outcome = run(policy(|p| memory(p, 32 * MIB)), guest, &[]);
+        assert_status(&outcome, Status::MemoryLimit);
+        assert_eq!(outcome.exit_code(), wasmcell::EXIT_MEMORY);
+        assert_eq!(outcome.trap, None, "{guest}: a limit is not reported as a trap");
+        let peak = outcome.peak_memory_bytes;
+        assert!(peak <= 32 * MIB, "{guest}: peak {peak} is over the limit");
+        assert!(peak > 16 * MIB, "{guest}: peak {peak}: stopped long before the limit");
+        assert!(stdout(&outcome).contains("allocated 16 MiB"), "{guest}");
+
+        // The limit, not some fixed point, is what stops it: a larger limit
+        // lets it get further.
+        let outcome = run(policy(|p| memory(p, 64 * MIB)), guest, &[]);
+        assert_status(&outcome, Status::MemoryLimit);
+        let peak = outcome.peak_memory_bytes;
+        assert!(
+            peak > 32 * MIB && peak <= 64 * MIB,
+            "{guest}: peak {peak} under a 64 MiB limit"
+        );
+
+        // Under a large limit and a tight timeout it is never reported as
+        // having hit the memory limit early.
+        let outcome = run(
+            policy(|p| {
+                memory(p, 512 * MIB);
+                timeout(p, 100);
+            }),
+            guest,
+            &[],
+        );
+        match outcome.status {
+            Status::Timeout => assert!(outcome.peak_memory_bytes <= 512 * MIB),
+            Status::MemoryLimit => assert!(
+                outcome.peak_memory_bytes > 480 * MIB,
+                "{guest}: memory limit reported at {} bytes, far below 512 MiB",
+                outcome.peak_memory_bytes
+            ),
+            _ => assert_status(&outcome, Status::Timeout),
+        }
+    }
+}
+
+#[test]
+fn limits_deep_recursion() {
+    for guest in both(
+        wasmcell_artifacts::LIMITS_DEEP_RECURSION,
+        wasmcell_artifacts::LIMITS_DEEP_RECURSION_COMPONENT,
+    ) {
+        // Rust keeps the 512-byte arrays on its shadow stack in linear memory,
+        // which overflows before the Wasm stack does.
+        let outcome = run(Policy::deny_all(), guest, &[]);
+        assert_status(&outcome, Status::Trap);
+        assert_eq!(outcome.exit_code(), wasmcell::EXIT_TRAP);
+        let trap = outcome.trap.as_deref().expect("a trap has a message");
+        assert!(trap.contains("out of bounds"), "{guest}: {trap}");
+    }
+}
+
+#[test]
+fn limits_output_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    for guest in both(
+        wasmcell_artifacts::LIMITS_OUTPUT_FLOOD,
+        wasmcell_artifacts::LIMITS_OUTPUT_FLOOD_COMPONENT,
+    ) {
+        let outcome = run(policy_toml("[limits]\noutput = \"64 KiB\"\n", dir.path()), guest, &[]);
+        assert_status(&outcome, Status::OutputLimit);
+        assert_eq!(outcome.exit_code(), wasmcell::EXIT_OUTPUT);
+        assert_eq!(outcome.stdout_bytes, 65536, "{guest}: stopped at exactly the budget");
+        assert_eq!(outcome.stdout.len(), 65536, "{guest}");
+        assert_eq!(outcome.stderr_bytes, 0, "{guest}");
+        assert!(outcome.stdout.starts_with(b"flood flood"), "{guest}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Inline WAT fixtures.
+// ---------------------------------------------------------------------------
+
+const LOOP_IN_START: &str = r#"
+(module
+  (func $spin (loop $l (br $l)))
+  (start $spin)
+  (func (export "_start")))
+"#;
+
+#[test]
+fn wat_infinite_loop_in_start_function_times_out() {
+    // The start function runs during instantiation: the deadline must already be armed.
+    let outcome = run_wat(policy(|p| timeout(p, 200)), "loop_in_start", LOOP_IN_START);
+    assert_status(&outcome, Status::Timeout);
+}
+
+#[test]
+fn wat_infinite_loop_in_start_function_runs_out_of_fuel() {
+    let outcome = run_wat(policy(|p| fuel(p, 1_000_000)), "loop_in_start", LOOP_IN_START);
+    assert_status(&outcome, Status::FuelExhausted);
+    assert_eq!(outcome.fuel_used, Some(1_000_000));
+}
+
+#[test]
+fn wat_memory_grow_refusal_is_a_memory_limit() {
+    // If growth failed quietly, memory.grow would return -1 and the guest
+    // would return normally (exit 0); the refusal must be classified instead.
+    let wat = r#"
+    (module
+      (memory 0)
+      (func (export "_start")
+        (loop $l
+          (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then (return)))
+          (br $l))))
+    "#;
+    let outcome = run_wat(policy(|p| memory(p, 16 * MIB)), "grow", wat);
+    assert_status(&outcome, Status::MemoryLimit);
+    assert_eq!(outcome.peak_memory_bytes, 16 * MIB, "16 pages at a time, up to 256");
+
+    // Control: growth within the limit succeeds and the guest returns.
+    let wat = r#"
+    (module
+      (memory 1)
+      (func (export "_start")
+        (if (i32.ne (memory.grow (i32.const 15)) (i32.const 1)) (then (unreachable)))))
+    "#;
+    let outcome = run_wat(policy(|p| memory(p, MIB)), "grow_within", wat);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(outcome.peak_memory_bytes, MIB);
+}
+
+#[test]
+fn wat_declared_memory_over_limit_stops_before_any_code_runs() {
+    // 1000 pages is 62.5 MiB; the start function would trap if it ever ran.
+    let wat = r#"
+    (module
+      (memory 1000)
+      (func $never (unreachable))
+      (start $never)
+      (func (export "_start")))
+    "#;
+    let outcome = run_wat(policy(|p| memory(p, 16 * MIB)), "big_memory", wat);
+    assert_status(&outcome, Status::MemoryLimit);
+    assert_eq!(outcome.peak_memory_bytes, 0);
+
+    // Control: under a limit that fits, the start function runs (and traps).
+    let outcome = run_wat(policy(|p| memory(p, 64 * MIB)), "big_memory", wat);
+    assert_status(&outcome, Status::Trap);
+}
+
+/// A `memory.grow` past the module's own declared maximum returns -1 (the
+/// guest carries on) and is not charged against `limits.memory`. wasmtime asks
+/// the store's limiter before it checks the declared maximum, so a limiter
+/// that counts every growth it approves over-counts here.
+#[test]
+fn wat_grow_past_declared_maximum_is_not_charged() {
+    let wat = r#"
+    (module
+      (memory 1 2)
+      (func (export "_start")
+        ;; Each asks for 100 pages (6.25 MiB) over a maximum of 2 pages: -1.
+        (if (i32.ne (memory.grow (i32.const 100)) (i32.const -1)) (then (unreachable)))
+        (if (i32.ne (memory.grow (i32.const 100)) (i32.const -1)) (then (unreachable)))
+        (if (i32.ne (memory.grow (i32.const 100)) (i32.const -1)) (then (unreachable)))
+        ;; Within the maximum: succeeds, returning the old size of 1 page.
+        (if (i32.ne (memory.grow (i32.const 1)) (i32.const 1)) (then (unreachable)))))
+    "#;
+    let outcome = run_wat(policy(|p| memory(p, 16 * MIB)), "grow_past_max", wat);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(
+        outcome.peak_memory_bytes,
+        2 * 65536,
+        "the memory never held more than 2 pages"
+    );
+}
+
+#[test]
+fn wat_declared_table_over_cap_is_refused_before_any_code_runs() {
+    // 2_000_000 elements is past the 1 << 20 cap on one table.
+    let wat = r#"
+    (module
+      (table 2000000 funcref)
+      (func $never (unreachable))
+      (start $never)
+      (func (export "_start")))
+    "#;
+    let outcome = run_wat(Policy::deny_all(), "big_table", wat);
+    assert_status(&outcome, Status::Trap);
+    let trap = outcome.trap.unwrap();
+    assert!(trap.contains("table") && !trap.contains("unreachable"), "{trap}");
+}
+
+#[test]
+fn wat_unbounded_recursion_exhausts_the_wasm_stack() {
+    let wat = r#"
+    (module
+      (func $recurse (call $recurse))
+      (func (export "_start") (call $recurse)))
+    "#;
+    let outcome = run_wat(Policy::deny_all(), "recurse", wat);
+    assert_status(&outcome, Status::Trap);
+    let trap = outcome.trap.unwrap();
+    assert!(trap.contains("call stack exhausted"), "{trap}");
+}
+
+#[test]
+fn wat_stack_limit_decides_fixed_depth_recursion() {
+    // 20_000 frames: each holds at least a return address and a frame
+    // pointer, so well over 64 KiB, and well under 8 MiB.
+    let wat = r#"
+    (module
+      (func $down (param $n i32)
+        (if (local.get $n)
+          (then (call $down (i32.sub (local.get $n) (i32.const 1))))))
+      (func (export "_start") (call $down (i32.const 20000))))
+    "#;
+    let dir = tempfile::tempdir().unwrap();
+    let small = run_wat(policy_toml("[limits]\nstack = \"64 KiB\"\n", dir.path()), "depth", wat);
+    assert_status(&small, Status::Trap);
+    let trap = small.trap.unwrap();
+    assert!(trap.contains("call stack exhausted"), "{trap}");
+
+    let big = run_wat(policy_toml("[limits]\nstack = \"8 MiB\"\n", dir.path()), "depth", wat);
+    assert_status(&big, Status::Exited(0));
+}
+
+#[test]
+fn wat_traps_have_distinct_messages() {
+    let cases = [
+        ("unreachable", "(func (export \"_start\") (unreachable))", "unreachable"),
+        (
+            "divide_by_zero",
+            "(global $zero (mut i32) (i32.const 0)) (global $sink (mut i32) (i32.const 0))
+             (func (export \"_start\")
+               (global.set $sink (i32.div_u (i32.const 1) (global.get $zero))))",
+            "divide by zero",
+        ),
+        (
+            "out_of_bounds",
+            "(memory 1) (global $sink (mut i32) (i32.const 0))
+             (func (export \"_start\")
+               (global.set $sink (i32.load (i32.const 65536))))",
+            "out of bounds",
+        ),
+    ];
+    let mut messages = Vec::new();
+    for (name, body, expected) in cases {
+        let outcome = run_wat(Policy::deny_all(), name, &format!("(module {body})"));
+        assert_status(&outcome, Status::Trap);
+        assert_eq!(outcome.exit_code(), wasmcell::EXIT_TRAP);
+        let trap = outcome.trap.unwrap();
+        assert!(trap.contains(expected), "{name}: {trap}");
+        messages.push(trap);
+    }
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+}
+
+#[test]
+fn wat_table_growth_is_capped() {
+    // Each check traps on failure; the guest exits 0 only if all held.
+    let wat = r#"
+    (module
+      (table 0 funcref)
+      (func (export "_start")
+        ;; Within the cap: returns the old size.
+        (if (i32.ne (table.grow (ref.null func) (i32.const 1000)) (i32.const 0)) (then (unreachable)))
+        ;; Past 1 << 20 elements: refused with -1, not a host allocation.
+        (if (i32.ne (table.grow (ref.null func) (i32.const 0x100000)) (i32.const -1)) (then (unreachable)))
+        (if (i32.ne (table.size) (i32.const 1000)) (then (unreachable)))
+        ;; Exactly up to the cap is allowed.
+        (if (i32.ne (table.grow (ref.null func) (i32.const 1047576)) (i32.const 1000)) (then (unreachable)))
+        (if (i32.ne (table.grow (ref.null func) (i32.const 1)) (i32.const -1)) (then (unreachable)))))
+    "#;
+    let outcome = run_wat(Policy::deny_all(), "tables", wat);
+    assert_status(&outcome, Status::Exited(0));
+}
+
+#[test]
+fn wat_fuel_used_is_reported_only_when_metered() {
+    let wat = r#"
+    (module
+      (func (export "_start") (local $i i32)
+        (loop $l
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))))
+    "#;
+    let metered = run_wat(policy(|p| fuel(p, 1_000_000)), "short", wat);
+    assert_status(&metered, Status::Exited(0));
+    let used = metered.fuel_used.expect("metered");
+    assert!(used > 1000 && used < 1_000_000, "fuel used {used}");
+
+    let unmetered = run_wat(Policy::deny_all(), "short", wat);
+    assert_status(&unmetered, Status::Exited(0));
+    assert_eq!(unmetered.fuel_used, None);
+}
+
+#[test]
+fn wat_peak_memory_is_declared_memory_when_never_grown() {
+    let outcome = run_wat(
+        Policy::deny_all(),
+        "three_pages",
+        "(module (memory 3) (func (export \"_start\")))",
+    );
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(outcome.peak_memory_bytes, 3 * 65536);
+
+    let outcome = run_wat(Policy::deny_all(), "no_memory", "(module (func (export \"_start\")))");
+    assert_eq!(outcome.peak_memory_bytes, 0);
+}
+
+#[test]
+fn wat_disabled_proposals_are_rejected_at_load() {
+    // (fixture, body, what wasmtime's validator names)
+    let cases = [
+        ("threads", "(memory 1 1 shared) (func (export \"_start\"))", "threads"),
+        (
+            "tail_calls",
+            "(func $f) (func (export \"_start\") (return_call $f))",
+            "tail calls",
+        ),
+        (
+            "multi_memory",
+            "(memory 1) (memory 1) (func (export \"_start\"))",
+            "multiple memories",
+        ),
+        ("memory64", "(memory i64 1) (func (export \"_start\"))", "memory64"),
+        (
+            "exceptions",
+            "(tag $t) (func (export \"_start\") (block $h (try_table (catch_all $h) (throw $t))))",
+            "exceptions",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        match load_wat(Policy::deny_all(), name, &format!("(module {body})")) {
+            Err(e) => {
+                assert!(matches!(e.kind(), LoadErrorKind::Invalid(_)), "{name}: {e}");
+                assert!(e.to_string().contains(expected), "{name}: {e}");
+            }
+            Ok(_) => panic!("{name}: a module using a disabled proposal loaded"),
+        }
+    }
+}
+
+#[test]
+fn wat_enabled_proposals_load_and_run() {
+    let simd = r#"
+    (module
+      (func (export "_start")
+        (if (i32.ne
+              (i32x4.extract_lane 2
+                (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 10 20 30 40)))
+              (i32.const 33))
+          (then (unreachable)))))
+    "#;
+    let bulk = r#"
+    (module
+      (memory 1)
+      (func (export "_start")
+        (memory.fill (i32.const 100) (i32.const 42) (i32.const 10))
+        (memory.copy (i32.const 200) (i32.const 100) (i32.const 10))
+        (if (i32.ne (i32.load8_u (i32.const 209)) (i32.const 42)) (then (unreachable)))
+        (if (i32.ne (i32.load8_u (i32.const 210)) (i32.const 0)) (then (unreachable)))))
+    "#;
+    for (name, wat) in [("simd", simd), ("bulk_memory", bulk)] {
+        let outcome = run_wat(Policy::deny_all(), name, wat);
+        assert_status(&outcome, Status::Exited(0));
+    }
+}
+
+#[test]
+fn one_program_runs_concurrently_from_many_threads() {
+    let sandbox = sandbox(Policy::deny_all());
+    let program = sandbox.load(wasmcell_artifacts::HELLO).expect("hello loads");
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let no_args: &[&str] = &[];
+                    let outcome = sandbox.run_program(&program, no_args).expect("run");
+                    assert_status(&outcome, Status::Exited(0));
+                    assert_eq!(stdout(&outcome), "hello from wasmcell\n");
+                }
+            });
+        }
+    });
+}
