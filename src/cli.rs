@@ -25,6 +25,8 @@ pub enum Command {
     Run(RunCommand),
     /// Validate a policy file and print what it grants.
     Check(CheckCommand),
+    /// Run every module under every policy and check each cell against expectations.
+    Matrix(MatrixCommand),
 }
 
 impl Cli {
@@ -38,6 +40,7 @@ impl Cli {
         match self.command {
             Command::Run(c) => c.execute(),
             Command::Check(c) => c.execute(),
+            Command::Matrix(c) => c.execute(),
         }
     }
 }
@@ -217,6 +220,105 @@ impl CheckCommand {
         let policy = Policy::from_file(&self.policy)?;
         print!("{}", policy.describe());
         Ok(0)
+    }
+}
+
+/// Output formats of `wasmcell matrix`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatrixFormat {
+    /// The grid, colored on a terminal, then the mismatches.
+    Table,
+    /// Every cell with its outcome report.
+    Json,
+    /// JUnit XML, one test case per cell, for CI systems.
+    Junit,
+}
+
+const MATRIX_EXAMPLES: &str = "\
+Examples:
+  wasmcell matrix --modules target/wasm32-wasip1/release --policies policies
+  wasmcell matrix --modules a.wasm --modules b.wasm --policies policies/tight.toml --expect e.toml
+  wasmcell matrix --modules guests/ --policies policies --filter 'fs_*' --format junit --output matrix.xml
+
+Exit codes: 0 every checked cell matched; 1 a cell did not match; 2 bad input (nothing ran).";
+
+/// Run every module under every policy and check each cell against expectations.
+///
+/// Each cell runs through the library (modules are compiled once), in
+/// parallel. Expectations are TOML: `[[module]]` entries give a module's
+/// arguments and stdin, `[[cell]]` entries name a module and a policy (glob
+/// patterns allowed; the most specific entry wins, the later one on a tie) and
+/// expect any of status, exit-code, stdout-contains, stdout-matches,
+/// stderr-contains, stderr-matches, fuel-used-at-most and denial. A cell no
+/// entry names is reported as unchecked, never as passed.
+#[derive(Parser, Debug)]
+#[command(after_help = MATRIX_EXAMPLES)]
+pub struct MatrixCommand {
+    /// Modules: `.wasm`/`.wat` files, or directories holding them. Repeatable.
+    #[arg(long, value_name = "DIR|FILE", required = true, num_args = 1..)]
+    pub modules: Vec<PathBuf>,
+
+    /// Policies: `.toml` files, or directories holding them (their
+    /// `expectations.toml` is not a policy). Repeatable.
+    #[arg(long, value_name = "DIR|FILE", required = true, num_args = 1..)]
+    pub policies: Vec<PathBuf>,
+
+    /// Expectations file. Default: `expectations.toml` in the first policy directory, if present.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+
+    /// Cells to run at once. Default: one per CPU.
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub jobs: usize,
+
+    /// Only cells whose `module/policy`, module or policy name matches this glob.
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = MatrixFormat::Table)]
+    pub format: MatrixFormat,
+
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl MatrixCommand {
+    /// Runs the matrix, writes the report, and returns 0 or 1.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::matrix::MatrixError`] and [`crate::PolicyError`] for bad input.
+    pub fn execute(self) -> Result<u8> {
+        use std::io::IsTerminal as _;
+        let options = crate::matrix::MatrixOptions {
+            modules: self.modules,
+            policies: self.policies,
+            expect: self.expect,
+            jobs: self.jobs,
+            filter: self.filter,
+            progress: std::io::stderr().is_terminal(),
+        };
+        let matrix = crate::matrix::Matrix::run(&options)?;
+        let colour = self.output.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let report = match self.format {
+            MatrixFormat::Table => crate::matrix::render_table(&matrix, colour),
+            MatrixFormat::Json => crate::matrix::render_json(&matrix),
+            MatrixFormat::Junit => crate::matrix::render_junit(&matrix),
+        };
+        match &self.output {
+            Some(path) => {
+                std::fs::write(path, report).with_context(|| format!("failed to write `{}`", path.display()))?;
+                let (ok, bad, unchecked) = matrix.counts();
+                eprintln!(
+                    "wasmcell matrix: {ok} matched, {bad} mismatched, {unchecked} unchecked; report in {}",
+                    path.display()
+                );
+            }
+            None => print!("{report}"),
+        }
+        Ok(matrix.exit_code())
     }
 }
 

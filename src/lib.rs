@@ -43,6 +43,7 @@ mod capabilities;
 pub mod cli;
 mod engine;
 mod limits;
+pub mod matrix;
 mod outcome;
 pub mod policy;
 mod runner;

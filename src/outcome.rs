@@ -7,6 +7,7 @@
 
 use crate::engine::LoadError;
 use crate::limits::LimitExceeded;
+use crate::matrix::MatrixError;
 use crate::policy::{ByteSize, Policy, PolicyError};
 use serde::Serialize;
 use std::time::Duration;
@@ -231,6 +232,10 @@ pub(crate) fn classify(ending: Ending<'_>) -> (Status, Option<String>) {
             LimitExceeded::Timeout => (Status::Timeout, None),
         };
     }
+    if let Some(wasmtime::component::ResourceTableError::Full) = err.downcast_ref() {
+        let msg = "handle limit reached: the guest tried to hold more open files, directories and streams than limits.handles allows";
+        return (Status::Trap, Some(msg.to_string()));
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (Status::FuelExhausted, None),
         Some(Trap::Interrupt) => (Status::Timeout, None),
@@ -243,9 +248,12 @@ pub(crate) fn classify(ending: Ending<'_>) -> (Status, Option<String>) {
 }
 
 /// The exit code for an error that stopped `wasmcell` before or instead of a
-/// guest run: 2 for policy and usage errors, 126 for load errors, 125 otherwise.
+/// guest run: 2 for policy, usage and matrix-input errors, 126 for load errors, 125 otherwise.
 pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<PolicyError>() || e.is::<clap::Error>()) {
+    if err
+        .chain()
+        .any(|e| e.is::<PolicyError>() || e.is::<clap::Error>() || e.is::<MatrixError>())
+    {
         EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {
         EXIT_LOAD
@@ -365,6 +373,9 @@ mod tests {
         assert_eq!(json["exit_code"], 152);
         assert!(json["guest_exit_status"].is_null());
         let json = outcome(Status::Exited(200)).to_json();
-        assert_eq!((json["exit_code"].as_u64(), json["guest_exit_status"].as_i64()), (Some(1), Some(200)));
+        assert_eq!(
+            (json["exit_code"].as_u64(), json["guest_exit_status"].as_i64()),
+            (Some(1), Some(200))
+        );
     }
 }
