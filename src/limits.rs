@@ -12,7 +12,7 @@
 //!   in a host call never reaches an epoch check.
 
 use crate::engine::EngineConfig;
-use crate::policy::ByteSize;
+use crate::policy::{ByteSize, Limits};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasmtime::{Config, ResourceLimiter};
@@ -40,6 +40,13 @@ pub(crate) fn configure_engine(config: &mut Config, engine: &EngineConfig) {
     // Guests run on a fiber (async); its stack must hold the Wasm stack plus
     // room for host frames under it.
     config.async_stack_size(stack.saturating_add(1 << 20));
+}
+
+/// Caps the guest's WASI handle table at `limits.handles`. A guest that asks
+/// for one more is stopped with a trap (wasmtime-wasi's answer to a full
+/// table), before it can exhaust the host's file descriptors.
+pub(crate) fn cap_handles(table: &mut wasmtime::component::ResourceTable, limits: &Limits) {
+    table.set_max_capacity(usize::try_from(limits.handles.value).unwrap_or(usize::MAX));
 }
 
 /// A limit the sandbox enforced by stopping the guest. Carried inside the

@@ -3,7 +3,7 @@
 
 use crate::capabilities::{Captured, RunIo};
 use crate::engine::{Engine, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
-use crate::limits::{LimitExceeded, MemoryLimiter, OutputBudget};
+use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome};
 use crate::policy::Policy;
 use anyhow::{Context as _, Result, bail};
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{InstancePre, Store, UpdateDeadline};
+use wasmtime_wasi::WasiView as _;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -254,14 +255,18 @@ impl Sandbox {
         };
         match &program.kind {
             ProgramKind::Module(pre) => {
-                let mut store = self.new_store(wasi.build_p1(), deadline)?;
+                let mut ctx = wasi.build_p1();
+                limits::cap_handles(ctx.ctx().table, &policy.limits);
+                let mut store = self.new_store(ctx, deadline)?;
                 let result = run.race(run_module(pre, &mut store)).await;
                 Ok(self.finish(&mut store, result, &run))
             }
             ProgramKind::Component(pre) => {
+                let mut table = ResourceTable::new();
+                limits::cap_handles(&mut table, &policy.limits);
                 let ctx = P2Ctx {
                     ctx: wasi.build(),
-                    table: ResourceTable::new(),
+                    table,
                 };
                 let mut store = self.new_store(ctx, deadline)?;
                 let result = run.race(run_component(pre, &mut store)).await;

@@ -54,6 +54,8 @@ pub struct LimitsFile {
     pub output: Option<Spanned<ByteSize>>,
     /// Size of a module or component accepted for compilation.
     pub module_size: Option<Spanned<ByteSize>>,
+    /// WASI handles (open files and directories, streams) held at once.
+    pub handles: Option<Spanned<u64>>,
 }
 
 /// `[fs]` as written.

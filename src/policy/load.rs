@@ -34,6 +34,7 @@ pub(super) struct LimitsLayer {
     pub(super) stack: Option<Setting<u64>>,
     pub(super) output: Option<Setting<u64>>,
     pub(super) module_size: Option<Setting<u64>>,
+    pub(super) handles: Option<Setting<u64>>,
 }
 
 impl Layer {
@@ -49,6 +50,7 @@ impl Layer {
         win!(limits.stack);
         win!(limits.output);
         win!(limits.module_size);
+        win!(limits.handles);
         win!(stdin);
         win!(stdout);
         win!(stderr);
@@ -177,6 +179,13 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
         }
         own.limits.module_size = Some(Setting {
             value: m.get_ref().0,
+            origin: origin.clone(),
+        });
+    }
+    if let Some(h) = &lim.handles {
+        check_limits_handles(*h.get_ref()).map_err(|e| at(e.key("limits.handles"), h.span()))?;
+        own.limits.handles = Some(Setting {
+            value: *h.get_ref(),
             origin: origin.clone(),
         });
     }
@@ -332,6 +341,17 @@ pub(super) fn check_limits_memory(bytes: u64) -> Result<(), PolicyError> {
             "limits.memory must be between 1 byte and {}, not {}",
             ByteSize(Limits::MAX_MEMORY),
             ByteSize(bytes)
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn check_limits_handles(handles: u64) -> Result<(), PolicyError> {
+    if !(Limits::MIN_HANDLES..=Limits::MAX_HANDLES).contains(&handles) {
+        return Err(invalid(format!(
+            "limits.handles must be between {} (stdio and a few directories) and {}, not {handles}",
+            Limits::MIN_HANDLES,
+            Limits::MAX_HANDLES
         )));
     }
     Ok(())

@@ -85,7 +85,9 @@ impl<T> Setting<T> {
 /// - `timeout`: 10 s of wall-clock time;
 /// - `stack`: 1 MiB of Wasm stack;
 /// - `output`: 16 MiB of stdout plus stderr;
-/// - `module-size`: 64 MiB for a module or component file.
+/// - `module-size`: 64 MiB for a module or component file;
+/// - `handles`: 1024 WASI handles held at once (open files and directories,
+///   streams, the preopens and stdio included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel units the guest may burn; `None` turns metering off.
@@ -100,6 +102,10 @@ pub struct Limits {
     pub output: Setting<u64>,
     /// Largest module or component file accepted for compilation.
     pub module_size: Setting<u64>,
+    /// WASI handles the guest may hold at once. Each open file or directory
+    /// holds a host file descriptor, so this bounds what one guest can take
+    /// from the host process.
+    pub handles: Setting<u64>,
 }
 
 impl Limits {
@@ -115,6 +121,13 @@ impl Limits {
     pub const DEFAULT_OUTPUT: u64 = 16 << 20;
     /// Default for `limits.module-size`.
     pub const DEFAULT_MODULE_SIZE: u64 = 64 << 20;
+    /// Default for `limits.handles`: the usual soft limit on a process's
+    /// open files.
+    pub const DEFAULT_HANDLES: u64 = 1024;
+    /// Fewest accepted `limits.handles`.
+    pub const MIN_HANDLES: u64 = 16;
+    /// Most accepted `limits.handles`: wasmtime's own table ceiling.
+    pub const MAX_HANDLES: u64 = 1_000_000;
     /// Largest accepted `limits.stack`; wasmtime needs a host stack this size too.
     pub const MAX_STACK: u64 = 64 << 20;
     /// Longest accepted `limits.timeout`: long enough for any batch job, short
@@ -133,6 +146,7 @@ impl Default for Limits {
             stack: Setting::default(Self::DEFAULT_STACK),
             output: Setting::default(Self::DEFAULT_OUTPUT),
             module_size: Setting::default(Self::DEFAULT_MODULE_SIZE),
+            handles: Setting::default(Self::DEFAULT_HANDLES),
         }
     }
 }
@@ -293,6 +307,7 @@ impl Policy {
             stack: l.stack.unwrap_or(policy.limits.stack),
             output: l.output.unwrap_or(policy.limits.output),
             module_size: l.module_size.unwrap_or(policy.limits.module_size),
+            handles: l.handles.unwrap_or(policy.limits.handles),
         };
         for dir in layer.dirs {
             policy.push_dir(dir)?;
@@ -639,6 +654,11 @@ impl Policy {
             ByteSize(l.module_size.value).to_string(),
             &l.module_size.origin,
         );
+        limit(
+            "handles",
+            format!("{} open at once", l.handles.value),
+            &l.handles.origin,
+        );
         out
     }
 }
@@ -734,6 +754,13 @@ mod tests {
         assert_eq!(p.limits.module_size.value, 1 << 20);
         assert!(err("[limits]\nstack = 16").to_string().contains("between 4 KiB"));
         assert!(err("[limits]\nmodule-size = 0").to_string().contains("at least 1 byte"));
+        assert_eq!(parse("[limits]\nhandles = 64").unwrap().limits.handles.value, 64);
+        assert_eq!(parse("").unwrap().limits.handles.value, Limits::DEFAULT_HANDLES);
+        assert!(
+            err("[limits]\nhandles = 2")
+                .to_string()
+                .contains("limits.handles must be between 16")
+        );
     }
 
     #[test]

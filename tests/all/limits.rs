@@ -54,6 +54,63 @@ fn run_wat(policy: Policy, name: &str, wat: &str) -> Outcome {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn limits_fd_exhaustion() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/data");
+    let with_handles = |handles: u64| {
+        let text = format!(
+            "[limits]\nhandles = {handles}\n[[fs.dirs]]\nhost = \"{}\"\nguest = \"/data\"\naccess = \"read-only\"\n",
+            data.display()
+        );
+        policy_toml(&text, &data)
+    };
+    for guest in both(
+        wasmcell_artifacts::LIMITS_FD_EXHAUSTION,
+        wasmcell_artifacts::LIMITS_FD_EXHAUSTION_COMPONENT,
+    ) {
+        // Stopped at the policy's cap, not at the host's file-descriptor limit.
+        let capped = run(with_handles(200), guest, &[]);
+        assert_status(&capped, Status::Trap);
+        assert!(
+            capped.trap.as_deref().unwrap_or("").contains("limits.handles"),
+            "{:?}",
+            capped.trap
+        );
+        assert!(!stdout(&capped).contains("holding 256 handles"), "{}", stdout(&capped));
+
+        let roomier = run(with_handles(600), guest, &[]);
+        assert_status(&roomier, Status::Trap);
+        assert!(
+            stdout(&roomier).contains("holding 512 handles"),
+            "the cap follows the policy: {}",
+            stdout(&roomier)
+        );
+        assert!(
+            !stdout(&roomier).contains("holding 768 handles"),
+            "{}",
+            stdout(&roomier)
+        );
+
+        // The default cap applies without any [limits] entry.
+        let default = run(with_handles(Policy::deny_all().limits.handles.value), guest, &[]);
+        assert_status(&default, Status::Trap);
+        assert!(
+            !stdout(&default).contains("holding 1280 handles"),
+            "{}",
+            stdout(&default)
+        );
+
+        // Nothing granted: nothing to open, and the guest says so.
+        let nothing = run(Policy::deny_all(), guest, &[]);
+        assert_status(&nothing, Status::Exited(0));
+        assert!(
+            stdout(&nothing).starts_with("open failed after 0 handles"),
+            "{}",
+            stdout(&nothing)
+        );
+    }
+}
+
+#[test]
 fn limits_infinite_loop() {
     for guest in both(
         wasmcell_artifacts::LIMITS_INFINITE_LOOP,
