@@ -1,31 +1,35 @@
-//! Expects a read-only preopen at `/ro` holding `secret.txt` and a read-write preopen at
-//! `/rw`; hard links and renames between them must fail in both directions.
+//! Expects a read-only preopen holding a file and a read-write preopen: by default `/ro`
+//! holding `secret.txt` and `/rw`, or `RO_DIR RW_DIR FILE` as arguments. Hard links and
+//! renames between them must fail in both directions.
 
 use std::fs;
 use std::io::{self, Write};
 
 fn main() {
-    // Made first so that the attempts into `/ro` have something legitimate to move.
-    fs::write("/rw/tmp.txt", b"planted").expect("/rw must be writable");
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_string());
+    let (ro, rw, file) = (arg(1, "/ro"), arg(2, "/rw"), arg(3, "secret.txt"));
+    let (secret, planted) = (format!("{ro}/{file}"), format!("{rw}/tmp.txt"));
 
-    match fs::hard_link("/ro/secret.txt", "/rw/linked.txt") {
+    // Made first so that the attempts into the read-only side have something legitimate to move.
+    fs::write(&planted, b"planted").expect("the read-write preopen must be writable");
+
+    let linked = format!("{rw}/linked.txt");
+    match fs::hard_link(&secret, &linked) {
         Ok(()) => {
             // Write through the link so the host can see whether the read-only original changed.
-            let written = append("/rw/linked.txt", b"mutated through hard link");
-            panic!("hard_link /ro/secret.txt -> /rw/linked.txt succeeded; writing through it: {written:?}");
+            let written = append(&linked, b"mutated through hard link");
+            panic!("hard_link {secret} -> {linked} succeeded; writing through it: {written:?}");
         }
-        Err(err) => report("hard_link /ro/secret.txt -> /rw/linked.txt", err),
+        Err(err) => report(&format!("hard_link {secret} -> {linked}"), err),
     }
-    expect_denied("rename /ro/secret.txt -> /rw/moved.txt", || {
-        fs::rename("/ro/secret.txt", "/rw/moved.txt")
-    });
-    expect_denied("rename /rw/tmp.txt -> /ro/planted.txt", || {
-        fs::rename("/rw/tmp.txt", "/ro/planted.txt")
-    });
-    expect_denied("hard_link /rw/tmp.txt -> /ro/planted2.txt", || {
-        fs::hard_link("/rw/tmp.txt", "/ro/planted2.txt")
-    });
-    let _ = fs::remove_file("/rw/tmp.txt");
+    let moved = format!("{rw}/moved.txt");
+    expect_denied(&format!("rename {secret} -> {moved}"), || fs::rename(&secret, &moved));
+    let into_ro = format!("{ro}/planted.txt");
+    expect_denied(&format!("rename {planted} -> {into_ro}"), || fs::rename(&planted, &into_ro));
+    let link_into_ro = format!("{ro}/planted2.txt");
+    expect_denied(&format!("hard_link {planted} -> {link_into_ro}"), || fs::hard_link(&planted, &link_into_ro));
+    let _ = fs::remove_file(&planted);
 }
 
 fn expect_denied(op: &str, run: impl FnOnce() -> io::Result<()>) {
