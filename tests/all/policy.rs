@@ -23,7 +23,9 @@ fn every_bundled_policy_loads() {
         let path = entry.unwrap().path();
         // The matrix's expectations live beside the policies but are not one;
         // tests/all/matrix.rs checks them.
-        let is_expectations = path.file_name().is_some_and(|n| n == wasmcell::matrix::EXPECTATIONS_FILE);
+        let is_expectations = path
+            .file_name()
+            .is_some_and(|n| n == wasmcell::matrix::EXPECTATIONS_FILE);
         if path.extension().is_some_and(|e| e == "toml") && !is_expectations {
             let policy = Policy::from_file(&path).unwrap_or_else(|e| panic!("bundled policy is invalid: {e}"));
             assert_eq!(policy.source(), Some(path.as_path()));
