@@ -26,9 +26,13 @@ fn main() {
     let moved = format!("{rw}/moved.txt");
     expect_denied(&format!("rename {secret} -> {moved}"), || fs::rename(&secret, &moved));
     let into_ro = format!("{ro}/planted.txt");
-    expect_denied(&format!("rename {planted} -> {into_ro}"), || fs::rename(&planted, &into_ro));
+    expect_denied(&format!("rename {planted} -> {into_ro}"), || {
+        fs::rename(&planted, &into_ro)
+    });
     let link_into_ro = format!("{ro}/planted2.txt");
-    expect_denied(&format!("hard_link {planted} -> {link_into_ro}"), || fs::hard_link(&planted, &link_into_ro));
+    expect_denied(&format!("hard_link {planted} -> {link_into_ro}"), || {
+        fs::hard_link(&planted, &link_into_ro)
+    });
     let _ = fs::remove_file(&planted);
 }
 
