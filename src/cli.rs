@@ -2,7 +2,7 @@
 //! `execute(self)` returning the process exit code.
 
 use crate::outcome::EXIT_CODE_TABLE;
-use crate::policy::{Access, ByteSize, HumanDuration, Policy};
+use crate::policy::{Access, ByteSize, HumanDuration, Input, Policy};
 use crate::runner::Sandbox;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -87,6 +87,10 @@ pub struct RunCommand {
     /// Set NAME=VALUE in the guest's environment, or copy NAME from the host when it is set.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     pub envs: Vec<(String, Option<String>)>,
+
+    /// Where the guest's stdin comes from: `null`, `inherit` or a FILE (overrides stdio.stdin).
+    #[arg(long, value_name = "null|inherit|FILE", value_parser = parse_stdin)]
+    pub stdin: Option<Input>,
 
     /// Fuel units the guest may burn, about one per Wasm instruction (overrides limits.fuel).
     #[arg(long, value_name = "N")]
@@ -184,6 +188,9 @@ impl RunCommand {
                 Some(value) => policy.set_env(name, value)?,
                 None => policy.inherit_env(name)?,
             }
+        }
+        if let Some(stdin) = &self.stdin {
+            policy.set_stdin(stdin.clone())?;
         }
         if let Some(fuel) = self.fuel {
             policy.set_fuel(fuel, "--fuel")?;
@@ -342,6 +349,15 @@ fn parse_env(s: &str) -> Result<(String, Option<String>), String> {
         return Err(format!("expected NAME or NAME=VALUE, got `{s}`"));
     }
     Ok((name.to_string(), value))
+}
+
+fn parse_stdin(s: &str) -> Result<Input, String> {
+    Ok(match s {
+        "null" => Input::Null,
+        "inherit" => Input::Inherit,
+        "" => return Err("expected `null`, `inherit` or a file".into()),
+        path => Input::File(std::path::absolute(path).map_err(|e| e.to_string())?),
+    })
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -89,7 +89,7 @@ pub struct ModuleSetup {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CellExpectation {
     /// Module name pattern (`*` and `?` are wildcards).
-    pub module: String,
+    pub module: Spanned<String>,
     /// Policy name pattern: the policy file's name without `.toml`.
     pub policy: String,
     /// `exited`, `trap`, `timeout`, `fuel-exhausted`, `memory-limit`,
@@ -154,6 +154,22 @@ impl Expectations {
         };
         let mut cells = Vec::new();
         for cell in file.cell {
+            // An entry that expects nothing would turn every cell it names into
+            // a "match" that checked nothing, so it is refused.
+            let expects_something = cell.status.is_some()
+                || cell.exit_code.is_some()
+                || cell.stdout_contains.is_some()
+                || cell.stdout_matches.is_some()
+                || cell.stderr_contains.is_some()
+                || cell.stderr_matches.is_some()
+                || cell.fuel_used_at_most.is_some()
+                || cell.denial.is_some();
+            if !expects_something {
+                return Err(bad_input(format!(
+                    "{}: this [[cell]] expects nothing; give it at least one of status, exit-code, stdout-contains, stdout-matches, stderr-contains, stderr-matches, fuel-used-at-most, denial",
+                    at(Some(cell.module.span()))
+                )));
+            }
             if let Some(status) = &cell.status
                 && !STATUS_NAMES.contains(&status.get_ref().as_str())
             {
@@ -186,7 +202,7 @@ impl Expectations {
         policy: &str,
     ) -> Option<&(CellExpectation, Option<regex::Regex>, Option<regex::Regex>)> {
         best_match(self.cells.iter().enumerate(), |(_, (c, _, _))| {
-            let m = specificity(&c.module, module)?;
+            let m = specificity(c.module.get_ref(), module)?;
             let p = specificity(&c.policy, policy)?;
             Some((m.0 + p.0, m.1 + p.1))
         })
@@ -695,7 +711,11 @@ fn reproduce(policy: &Path, module: &Path, setup: Option<&ModuleSetup>) -> Strin
         cmd.push_str(&quote(arg));
     }
     if let Some(stdin) = setup.and_then(|s| s.stdin.as_ref()) {
-        cmd = format!("printf %s {} | {cmd}", quote(stdin));
+        cmd = format!(
+            "printf %s {} | {}",
+            quote(stdin),
+            cmd.replacen("wasmcell run ", "wasmcell run --stdin inherit ", 1)
+        );
     }
     cmd
 }

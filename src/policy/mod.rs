@@ -421,6 +421,30 @@ impl Policy {
         Ok(())
     }
 
+    /// Sets where stdin comes from, as `--stdin` does.
+    ///
+    /// # Security
+    ///
+    /// [`Input::Inherit`] hands the guest this process's stdin; [`Input::File`]
+    /// lets it read that host file.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when a stdin file does not exist.
+    pub fn set_stdin(&mut self, input: Input) -> Result<(), PolicyError> {
+        if let Input::File(path) = &input
+            && !path.is_file()
+        {
+            return Err(invalid(format!(
+                "stdin file `{}` does not exist; create it or fix the path",
+                path.display()
+            ))
+            .key("--stdin"));
+        }
+        self.stdin = input;
+        Ok(())
+    }
+
     /// Sets `limits.fuel` from a flag.
     ///
     /// # Errors
@@ -929,6 +953,9 @@ mod tests {
         assert!(p.grant_dir("/definitely/not/here", "/x", Access::ReadOnly).is_err());
         assert!(p.set_env("A=B", "c").is_err());
         assert!(p.set_fuel(0, "--fuel").is_err());
+        assert!(p.set_stdin(Input::File("/definitely/not/here.txt".into())).is_err());
+        p.set_stdin(Input::Inherit).unwrap();
+        assert_eq!(p.stdin(), &Input::Inherit);
         p.set_fuel(5, "--fuel").unwrap();
         assert_eq!(p.limits.fuel.origin, Origin::Flag("--fuel"));
         p.grant_dir(std::env::temp_dir(), "/tmp", Access::ReadOnly).unwrap();

@@ -8,6 +8,7 @@ mod env;
 mod exit;
 mod fs;
 mod limits;
+mod matrix;
 mod policy;
 mod random;
 mod stdio;
