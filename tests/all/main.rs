@@ -9,6 +9,7 @@ mod exit;
 mod fs;
 mod limits;
 mod matrix;
+mod net;
 mod policy;
 mod random;
 mod stdio;
