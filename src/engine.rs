@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Config, InstancePre, Module};
+use wasmtime::{Config, InstancePre, Module, WasmFeatures};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
@@ -425,21 +425,30 @@ pub const ENABLED_PROPOSALS: &[&str] = &[
     "component-model",
 ];
 
+/// Every proposal a `wasm32-wasip1`/`wasm32-wasip2` guest does not need,
+/// switched off by flag so that none is left to a default. Threads, GC,
+/// exceptions, stack switching and component-model async are not even
+/// compiled into this build of wasmtime; the flags make the validator reject
+/// modules that use them up front.
+const DISABLED_PROPOSALS: WasmFeatures = WasmFeatures::THREADS
+    .union(WasmFeatures::SHARED_EVERYTHING_THREADS)
+    .union(WasmFeatures::GC)
+    .union(WasmFeatures::FUNCTION_REFERENCES)
+    .union(WasmFeatures::EXCEPTIONS)
+    .union(WasmFeatures::LEGACY_EXCEPTIONS)
+    .union(WasmFeatures::STACK_SWITCHING)
+    .union(WasmFeatures::TAIL_CALL)
+    .union(WasmFeatures::MEMORY64)
+    .union(WasmFeatures::MULTI_MEMORY)
+    .union(WasmFeatures::CUSTOM_PAGE_SIZES)
+    .union(WasmFeatures::MEMORY_CONTROL)
+    .union(WasmFeatures::WIDE_ARITHMETIC)
+    .union(WasmFeatures::EXTENDED_CONST)
+    .union(WasmFeatures::RELAXED_SIMD);
+
 fn new_wasmtime_engine(config: &EngineConfig) -> Result<wasmtime::Engine> {
     let mut wasm = Config::new();
-    // Threads, GC, exceptions, function references and component-model async
-    // are not compiled into this build of wasmtime at all.
-    wasm.wasm_shared_everything_threads(false)
-        .wasm_gc(false)
-        .wasm_stack_switching(false)
-        .wasm_tail_call(false)
-        .wasm_memory64(false)
-        .wasm_multi_memory(false)
-        .wasm_custom_page_sizes(false)
-        .wasm_wide_arithmetic(false)
-        .wasm_extended_const(false)
-        .wasm_relaxed_simd(false)
-        .wasm_branch_hinting(false)
+    wasm.wasm_features(DISABLED_PROPOSALS, false)
         .wasm_simd(true)
         .wasm_bulk_memory(true)
         .wasm_multi_value(true)

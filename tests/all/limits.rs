@@ -513,6 +513,22 @@ fn wat_disabled_proposals_are_rejected_at_load() {
             "(tag $t) (func (export \"_start\") (block $h (try_table (catch_all $h) (throw $t))))",
             "exceptions",
         ),
+        (
+            "relaxed_simd",
+            "(func (export \"_start\") (drop (f32x4.relaxed_madd (v128.const i64x2 0 0) (v128.const i64x2 0 0) (v128.const i64x2 0 0))))",
+            "relaxed SIMD",
+        ),
+        (
+            "extended_const",
+            "(global i32 (i32.add (i32.const 1) (i32.const 2))) (func (export \"_start\"))",
+            "constant expression",
+        ),
+        ("gc", "(type (struct (field i32))) (func (export \"_start\"))", "gc"),
+        (
+            "function_references",
+            "(type $t (func)) (func (export \"_start\") (drop (ref.null $t)))",
+            "function references",
+        ),
     ];
     for (name, body, expected) in cases {
         match load_wat(Policy::deny_all(), name, &format!("(module {body})")) {
@@ -545,7 +561,27 @@ fn wat_enabled_proposals_load_and_run() {
         (if (i32.ne (i32.load8_u (i32.const 209)) (i32.const 42)) (then (unreachable)))
         (if (i32.ne (i32.load8_u (i32.const 210)) (i32.const 0)) (then (unreachable)))))
     "#;
-    for (name, wat) in [("simd", simd), ("bulk_memory", bulk)] {
+    // Reference types, multi-value, sign extension, saturating float-to-int and
+    // mutable globals: the rest of the set the README lists as enabled.
+    let rest = r#"
+    (module
+      (table 1 funcref)
+      (global $g (mut i32) (i32.const 0))
+      (func $pair (result i32 i32) (i32.const 7) (i32.const 9))
+      (func (export "_start")
+        (if (i32.ne (table.grow (ref.null func) (i32.const 2)) (i32.const 1)) (then (unreachable)))
+        (if (i32.eqz (ref.is_null (table.get (i32.const 2)))) (then (unreachable)))
+        (if (i32.ne (i32.add (call $pair)) (i32.const 16)) (then (unreachable)))
+        (if (i32.ne (i32.extend8_s (i32.const 255)) (i32.const -1)) (then (unreachable)))
+        (if (i32.ne (i32.trunc_sat_f32_s (f32.const 1e30)) (i32.const 2147483647)) (then (unreachable)))
+        (global.set $g (i32.const 5))
+        (if (i32.ne (global.get $g) (i32.const 5)) (then (unreachable)))))
+    "#;
+    for (name, wat) in [
+        ("simd", simd),
+        ("bulk_memory", bulk),
+        ("reference_types_and_friends", rest),
+    ] {
         let outcome = run_wat(Policy::deny_all(), name, wat);
         assert_status(&outcome, Status::Exited(0));
     }
