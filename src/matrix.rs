@@ -790,7 +790,7 @@ pub fn render_table(matrix: &Matrix, colour: bool) -> String {
     for (p, w) in matrix.policies.iter().zip(&widths) {
         let _ = write!(out, "  {p:<w$}");
     }
-    out.push('\n');
+    end_row(&mut out);
     for m in &matrix.modules {
         let _ = write!(out, "{m:<first$}");
         for (p, w) in matrix.policies.iter().zip(&widths) {
@@ -807,7 +807,7 @@ pub fn render_table(matrix: &Matrix, colour: bool) -> String {
             let pad = w.saturating_sub(text.chars().count());
             let _ = write!(out, "  {}{}", paint(&text, code), " ".repeat(pad));
         }
-        out.push('\n');
+        end_row(&mut out);
     }
     let (ok, bad, unchecked) = matrix.counts();
     let _ = writeln!(
@@ -843,6 +843,12 @@ pub fn render_table(matrix: &Matrix, colour: bool) -> String {
         }
     }
     out
+}
+
+/// Ends a grid row without the padding of its last column.
+fn end_row(out: &mut String) {
+    out.truncate(out.trim_end_matches(' ').len());
+    out.push('\n');
 }
 
 fn verdict_name(v: &Verdict) -> &'static str {
