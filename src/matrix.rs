@@ -730,31 +730,39 @@ fn quote(s: &str) -> String {
     }
 }
 
-/// A one-line progress counter on stderr, for terminals only.
+/// A one-line progress counter on stderr, for terminals only, shown once the
+/// matrix has taken more than a moment so that quick runs stay quiet.
 struct Progress {
     enabled: bool,
     total: usize,
     done: AtomicUsize,
+    start: std::time::Instant,
+    shown: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
+    const QUIET_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
     fn new(enabled: bool, total: usize) -> Progress {
         Progress {
             enabled,
             total,
             done: AtomicUsize::new(0),
+            start: std::time::Instant::now(),
+            shown: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     fn tick(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.enabled {
+        if self.enabled && self.start.elapsed() >= Self::QUIET_FOR {
+            self.shown.store(true, Ordering::Relaxed);
             eprint!("\rwasmcell matrix: {done}/{} cells", self.total);
         }
     }
 
     fn finish(&self) {
-        if self.enabled {
+        if self.shown.load(Ordering::Relaxed) {
             eprint!("\r\x1b[2K");
         }
     }
