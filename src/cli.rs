@@ -49,7 +49,8 @@ const RUN_EXAMPLES: &str = "\
 Examples:
   wasmcell run hello.wasm
   wasmcell run --policy policies/read-only.toml fs_read.wasm /data/hello.txt
-  wasmcell run --ro-dir ./data::/data --env LANG=C.UTF-8 --fuel 1000000 --report - app.wasm --verbose";
+  wasmcell run --ro-dir ./data::/data --env LANG=C.UTF-8 --fuel 1000000 app.wasm --verbose
+  wasmcell run --timeout 2s --memory 64MiB --report - untrusted.wasm";
 
 fn run_long_help() -> String {
     format!("{RUN_EXAMPLES}\n\nExit codes:\n{EXIT_CODE_TABLE}")
@@ -245,7 +246,7 @@ const MATRIX_EXAMPLES: &str = "\
 Examples:
   wasmcell matrix --modules target/wasm32-wasip1/release --policies policies
   wasmcell matrix --modules a.wasm --modules b.wasm --policies policies/tight.toml --expect e.toml
-  wasmcell matrix --modules guests/ --policies policies --filter 'fs_*' --format junit --output matrix.xml
+  wasmcell matrix --modules guests/ --policies policies --filter 'fs_*' --format junit
 
 Exit codes: 0 every checked cell matched; 1 a cell did not match; 2 bad input (nothing ran).";
 
