@@ -61,7 +61,7 @@ fn run_long_help() -> String {
 /// MODULE is a core module built for wasm32-wasip1 or a component built for
 /// wasm32-wasip2 (command world); which one is detected from its header.
 /// Everything after MODULE is passed to the guest as its arguments (a `--`
-/// before them is allowed). The guest's argv[0] is the module's file name.
+/// before them is allowed). The guest's `argv[0]` is the module's file name.
 ///
 /// Without --policy the guest gets nothing: no files, an empty environment,
 /// stdin closed, no network, and the default limits.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// A policy file exactly as deserialized from TOML, before any path is resolved
-/// or any default applied. See [`Policy::from_file`] for the usable form.
+/// or any default applied. See [`Policy::from_file`](super::Policy::from_file) for the usable form.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PolicyFile {
@@ -38,7 +38,7 @@ pub struct PolicyFile {
     pub random: RandomFile,
 }
 
-/// `[limits]` as written. Absent keys take the defaults listed on [`Limits`].
+/// `[limits]` as written. Absent keys take the defaults listed on [`Limits`](super::Limits).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LimitsFile {
