@@ -6,16 +6,19 @@
 //! explicitly rather than relying on wasmtime-wasi's empty address allowlist.
 
 use crate::limits::{LimitExceeded, OutputBudget, Stream};
-use crate::policy::{Access, Clocks, Input, Output, Policy};
+use crate::outcome::Denial;
+use crate::policy::{Access, Clocks, Input, NetGrants, NetKind, Output, Policy};
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 /// Per-run I/O choices that are not part of the policy: what an embedding
@@ -26,7 +29,13 @@ pub(crate) struct RunIo {
     pub stdin: Option<Vec<u8>>,
     /// Capture stdout/stderr that the policy sends to "inherit" into memory.
     pub capture: bool,
+    /// Print each refused capability use to stderr as it happens.
+    pub log_denials: bool,
 }
+
+/// Capability uses refused during one run, shared with the checks that
+/// refuse them.
+pub(crate) type Denials = Arc<Mutex<Vec<Denial>>>;
 
 /// Output captured from one run, shared with the streams that fill it.
 #[derive(Debug, Default, Clone)]
@@ -50,6 +59,7 @@ impl Policy {
         io: &RunIo,
         budget: &Arc<OutputBudget>,
         captured: &Captured,
+        denials: &Denials,
     ) -> Result<WasiCtxBuilder> {
         let mut builder = WasiCtxBuilder::new();
         builder.args(argv);
@@ -58,7 +68,7 @@ impl Policy {
         add_stdio(&mut builder, self, io, budget, captured)?;
         add_clocks(&mut builder, self.clocks());
         add_random(&mut builder, self.seed());
-        builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        add_network(&mut builder, self.net(), denials, io.log_denials);
         Ok(builder)
     }
 }
@@ -263,6 +273,58 @@ impl tokio::io::AsyncWrite for BudgetedOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Grants exactly the `[net]` entries: TCP and UDP are switched on only when
+/// some entry needs them, and every address is checked at use.
+fn add_network(builder: &mut WasiCtxBuilder, net: &NetGrants, denials: &Denials, log: bool) {
+    builder
+        .allow_tcp(net.any_tcp())
+        .allow_udp(net.any_udp())
+        .allow_ip_name_lookup(net.dns);
+    if !net.any_tcp() && !net.any_udp() {
+        return;
+    }
+    let net = Arc::new(net.clone());
+    let denials = denials.clone();
+    builder.socket_addr_check(move |addr, usage| {
+        let allowed = match decide(&net, addr, usage) {
+            Ok(()) => true,
+            Err((kind, rule)) => {
+                let denial = Denial {
+                    kind: kind.name().to_string(),
+                    target: addr.to_string(),
+                    rule,
+                };
+                if log {
+                    eprintln!("wasmcell: denied {} {}: {}", denial.kind, denial.target, denial.rule);
+                }
+                denials.lock().unwrap_or_else(|e| e.into_inner()).push(denial);
+                false
+            }
+        };
+        Box::pin(std::future::ready(allowed))
+    });
+}
+
+/// Whether one socket use is granted. wasmtime-wasi also checks the implicit
+/// bind that `connect` and `send` perform, on the wildcard address and port
+/// 0; that is allowed when the guest may connect or send at all, since it
+/// only picks the local end. Accepting a client on a granted listener, and
+/// receiving a datagram on a socket the guest may use, are allowed.
+fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Result<(), (NetKind, String)> {
+    let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+    let check = |kind| net.check(kind, addr).map_err(|rule| (kind, rule));
+    match usage {
+        SocketAddrUse::TcpBind if implicit_bind && !net.tcp_connect.is_empty() => Ok(()),
+        SocketAddrUse::TcpBind => check(NetKind::TcpBind),
+        SocketAddrUse::TcpListen => check(NetKind::TcpListen),
+        SocketAddrUse::TcpConnect => check(NetKind::TcpConnect),
+        SocketAddrUse::UdpBind if implicit_bind && !net.udp_send.is_empty() => Ok(()),
+        SocketAddrUse::UdpBind => check(NetKind::UdpBind),
+        SocketAddrUse::UdpSend => check(NetKind::UdpSend),
+        SocketAddrUse::TcpAccept | SocketAddrUse::UdpReceive => Ok(()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `execute(self)` returning the process exit code.
 
 use crate::outcome::EXIT_CODE_TABLE;
-use crate::policy::{Access, ByteSize, HumanDuration, Input, Policy};
+use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Policy};
 use crate::runner::Sandbox;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -93,6 +93,21 @@ pub struct RunCommand {
     #[arg(long, value_name = "null|inherit|FILE", value_parser = parse_stdin)]
     pub stdin: Option<Input>,
 
+    /// Allow TCP connections to ENTRY (adds to net.tcp-connect); components only.
+    ///
+    /// ENTRY is an IP, `[IPv6]`, CIDR block or host name, then `:PORT`, `:LO-HI` or `:*`,
+    /// such as `127.0.0.1:8080` or `10.0.0.0/8:443`. Host names are resolved now.
+    #[arg(long = "allow-connect", value_name = "ENTRY")]
+    pub allow_connect: Vec<String>,
+
+    /// Allow binding and listening for TCP on ENTRY (adds to net.tcp-bind); port 0 means an ephemeral port.
+    #[arg(long = "allow-bind", value_name = "ENTRY")]
+    pub allow_bind: Vec<String>,
+
+    /// Print each refused capability use to stderr as it happens (also on with --report).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
     /// Fuel units the guest may burn, about one per Wasm instruction (overrides limits.fuel).
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
@@ -133,7 +148,11 @@ impl RunCommand {
     /// Policy errors, load errors and sandbox failures.
     pub fn execute(self) -> Result<u8> {
         let policy = self.resolve_policy()?;
-        let sandbox = Sandbox::builder().policy(policy).capture_output(false).build()?;
+        let sandbox = Sandbox::builder()
+            .policy(policy)
+            .capture_output(false)
+            .log_denials(self.verbose || self.report.is_some())
+            .build()?;
         let (module, args) = self.module_and_args()?;
         let outcome = sandbox.run(module, &args)?;
         if let Some(line) = outcome.describe(sandbox.policy()) {
@@ -189,6 +208,12 @@ impl RunCommand {
                 Some(value) => policy.set_env(name, value)?,
                 None => policy.inherit_env(name)?,
             }
+        }
+        for entry in &self.allow_connect {
+            policy.allow_net(NetKind::TcpConnect, entry, "--allow-connect")?;
+        }
+        for entry in &self.allow_bind {
+            policy.allow_net(NetKind::TcpBind, entry, "--allow-bind")?;
         }
         if let Some(stdin) = &self.stdin {
             policy.set_stdin(stdin.clone())?;

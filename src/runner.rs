@@ -1,7 +1,7 @@
 //! Running a program under a policy: `new_store` → `instantiate_and_run`
 //! (raced against the deadline) → `finish` into an [`Outcome`].
 
-use crate::capabilities::{Captured, RunIo};
+use crate::capabilities::{Captured, Denials, RunIo};
 use crate::engine::{Engine, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome};
@@ -71,6 +71,7 @@ impl Default for SandboxBuilder {
             io: RunIo {
                 stdin: None,
                 capture: true,
+                log_denials: false,
             },
         }
     }
@@ -101,6 +102,14 @@ impl SandboxBuilder {
     /// stdout and stderr (`false`, as the CLI does).
     pub fn capture_output(mut self, capture: bool) -> Self {
         self.io.capture = capture;
+        self
+    }
+
+    /// Whether each refused capability use is also printed to this process's
+    /// stderr as it happens (`false` by default; the CLI turns it on for
+    /// `--verbose` and `--report`). Refusals are always in [`Outcome::denials`].
+    pub fn log_denials(mut self, log: bool) -> Self {
+        self.io.log_denials = log;
         self
     }
 
@@ -241,7 +250,8 @@ impl Sandbox {
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
         let budget = Arc::new(OutputBudget::new(policy.limits.output.value));
         let captured = Captured::default();
-        let mut wasi = policy.wasi_builder(&argv, &inner.io, &budget, &captured)?;
+        let denials = Denials::default();
+        let mut wasi = policy.wasi_builder(&argv, &inner.io, &budget, &captured, &denials)?;
 
         // Limits are armed before instantiation: a start function can loop,
         // and the declared minimum memory already goes through the limiter.
@@ -252,6 +262,7 @@ impl Sandbox {
             deadline,
             budget,
             captured,
+            denials,
         };
         match &program.kind {
             ProgramKind::Module(pre) => {
@@ -334,7 +345,7 @@ impl Sandbox {
             stderr_bytes: run.budget.stderr_bytes(),
             stdout: take(&run.captured.stdout),
             stderr: take(&run.captured.stderr),
-            denials: Vec::new(),
+            denials: std::mem::take(&mut *run.denials.lock().unwrap_or_else(|e| e.into_inner())),
         }
     }
 }
@@ -345,6 +356,7 @@ struct RunState {
     deadline: Instant,
     budget: Arc<OutputBudget>,
     captured: Captured,
+    denials: Denials,
 }
 
 impl RunState {

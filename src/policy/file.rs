@@ -36,6 +36,9 @@ pub struct PolicyFile {
     /// Randomness. Absent: host entropy.
     #[serde(default)]
     pub random: RandomFile,
+    /// Network. Absent: no sockets and no name lookups.
+    #[serde(default)]
+    pub net: NetFile,
 }
 
 /// `[limits]` as written. Absent keys take the defaults listed on [`Limits`](super::Limits).
@@ -148,6 +151,27 @@ pub struct ClocksFile {
 pub struct RandomFile {
     /// Seed for deterministic randomness. Absent: host entropy.
     pub seed: Option<u64>,
+}
+
+/// `[net]` as written. Each list holds entries such as `127.0.0.1:8080`,
+/// `10.1.0.0/16:443`, `[::1]:1000-2000` or `localhost:*`; absent or empty: nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NetFile {
+    /// Remote addresses TCP connections may go to.
+    #[serde(default)]
+    pub tcp_connect: Vec<Spanned<String>>,
+    /// Local addresses TCP sockets may bind and listen on.
+    #[serde(default)]
+    pub tcp_bind: Vec<Spanned<String>>,
+    /// Local addresses UDP sockets may bind.
+    #[serde(default)]
+    pub udp_bind: Vec<Spanned<String>>,
+    /// Remote addresses UDP datagrams may go to.
+    #[serde(default)]
+    pub udp_send: Vec<Spanned<String>>,
+    /// Whether name lookups are allowed. Absent: false.
+    pub dns: Option<bool>,
 }
 
 /// How a directory is granted.

@@ -4,6 +4,7 @@
 use super::error::reword_parse_error;
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::file::{ClockMode, InputSpec, OutputSpec, PolicyFile};
+use super::net::{NetGrants, NetKind, NetRule};
 use super::{Access, ByteSize, DirGrant, Input, Limits, Origin, Output, Setting};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ pub(super) struct Layer {
     pub(super) clock_start: Option<SystemTime>,
     pub(super) clock_resolution: Option<Duration>,
     pub(super) seed: Option<u64>,
+    pub(super) net: NetGrants,
+    pub(super) dns: Option<bool>,
     pub(super) files: Vec<PathBuf>,
 }
 
@@ -40,7 +43,7 @@ pub(super) struct LimitsLayer {
 impl Layer {
     /// Applies `top` over `self`: scalars from `top` win, lists are
     /// concatenated (base first), maps are merged with `top` winning per key.
-    fn overlay(mut self, top: Layer) -> Layer {
+    fn overlay(mut self, mut top: Layer) -> Layer {
         macro_rules! win {
             ($($f:ident).+) => { if top.$($f).+.is_some() { self.$($f).+ = top.$($f).+; } };
         }
@@ -58,6 +61,16 @@ impl Layer {
         win!(clock_start);
         win!(clock_resolution);
         win!(seed);
+        win!(dns);
+        for kind in [
+            NetKind::TcpConnect,
+            NetKind::TcpBind,
+            NetKind::UdpBind,
+            NetKind::UdpSend,
+        ] {
+            let extra = std::mem::take(top.net.rules_mut(kind));
+            self.net.rules_mut(kind).extend(extra);
+        }
         self.dirs.extend(top.dirs);
         self.env_vars.extend(top.env_vars);
         for name in top.env_inherit {
@@ -282,6 +295,20 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
         ));
     }
     own.seed = file.random.seed;
+    let net = &file.net;
+    for (kind, entries) in [
+        (NetKind::TcpConnect, &net.tcp_connect),
+        (NetKind::TcpBind, &net.tcp_bind),
+        (NetKind::UdpBind, &net.udp_bind),
+        (NetKind::UdpSend, &net.udp_send),
+    ] {
+        for entry in entries {
+            let rule = NetRule::parse(entry.get_ref())
+                .map_err(|why| at(invalid(why).key(&format!("net.{}", kind.name())), entry.span()))?;
+            own.net.rules_mut(kind).push(rule);
+        }
+    }
+    own.dns = net.dns;
 
     stack.pop();
     Ok(merged.overlay(own))

@@ -16,12 +16,14 @@
 mod error;
 mod file;
 mod load;
+mod net;
 
 pub use error::{PolicyError, PolicyErrorKind};
 pub use file::{
     Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, LimitsFile,
     OutputSpec, PolicyFile, RandomFile, StdioFile,
 };
+pub use net::{NetGrants, NetKind, NetRule};
 
 use error::invalid;
 use load::{
@@ -219,6 +221,7 @@ pub struct Policy {
     stderr: Output,
     clocks: Clocks,
     seed: Option<u64>,
+    net: NetGrants,
 }
 
 impl Default for Policy {
@@ -247,6 +250,7 @@ impl Policy {
             stderr: Output::Inherit,
             clocks: Clocks::Host { resolution: None },
             seed: None,
+            net: NetGrants::default(),
         }
     }
 
@@ -344,6 +348,10 @@ impl Policy {
             }
         };
         policy.seed = layer.seed;
+        policy.net = NetGrants {
+            dns: layer.dns.unwrap_or(false),
+            ..layer.net
+        };
         // The first file is the one asked for; the rest are what it extends.
         policy.extends = layer.files.into_iter().rev().skip(1).collect();
         policy.extends.reverse();
@@ -570,6 +578,29 @@ impl Policy {
         self.seed
     }
 
+    /// Network grants.
+    pub fn net(&self) -> &NetGrants {
+        &self.net
+    }
+
+    /// Adds a network grant, as `--allow-connect` (`TcpConnect`) and
+    /// `--allow-bind` (`TcpBind`) do.
+    ///
+    /// # Security
+    ///
+    /// The guest may then reach, or listen on, every address the entry
+    /// names; a host name grants every address it resolved to just now.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when the entry is malformed or a host name does not
+    /// resolve.
+    pub fn allow_net(&mut self, kind: NetKind, entry: &str, flag: &'static str) -> Result<(), PolicyError> {
+        let rule = NetRule::parse(entry).map_err(|why| invalid(why).key(flag))?;
+        self.net.rules_mut(kind).push(rule);
+        Ok(())
+    }
+
     /// Describes in plain words everything this policy grants, including the
     /// defaults that apply, as `wasmcell check` prints it.
     pub fn describe(&self) -> String {
@@ -645,8 +676,26 @@ impl Policy {
             )),
             None => line("  host entropy".into()),
         }
-        line("network:".into());
-        line("  none: no sockets, no name lookups".into());
+        line("network (components only: core modules have no socket API):".into());
+        let n = &self.net;
+        if !n.any_tcp() && !n.any_udp() {
+            line("  no sockets".into());
+        }
+        for (kind, what) in [
+            (NetKind::TcpConnect, "may open TCP connections to"),
+            (NetKind::TcpBind, "may bind and listen for TCP connections on"),
+            (NetKind::UdpBind, "may bind UDP sockets on"),
+            (NetKind::UdpSend, "may send UDP datagrams to"),
+        ] {
+            for rule in n.rules(kind) {
+                line(format!("  {what} {rule}"));
+            }
+        }
+        line(if n.dns {
+            "  name lookups allowed".into()
+        } else {
+            "  no name lookups".into()
+        });
         line("limits:".into());
         let l = &self.limits;
         let mut limit = |key: &str, value: String, origin: &Origin| {

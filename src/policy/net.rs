@@ -1,0 +1,349 @@
+//! Network grants: which addresses and ports a guest may connect to, bind,
+//! or send datagrams to, and whether it may look up names.
+//!
+//! An entry is an IP (`127.0.0.1`, `[::1]`), a CIDR block (`10.1.0.0/16`,
+//! `[fd00::/8]`) or a host name (`localhost`), then `:port`, `:lo-hi` or `:*`.
+//! Host names are resolved when the policy is loaded and every check compares
+//! IP addresses, so renaming tricks cannot widen a grant. Addresses are
+//! compared after normalization: an IPv4-mapped IPv6 address is the IPv4
+//! address. An unspecified address (`0.0.0.0`, `::`) is matched only by an
+//! entry that names it literally, never by a CIDR block.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+/// What a guest wants to do with an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetKind {
+    /// Open a TCP connection to a remote address (`net.tcp-connect`).
+    TcpConnect,
+    /// Bind a TCP socket to a local address to listen on it (`net.tcp-bind`).
+    TcpBind,
+    /// Put a bound TCP socket into listening mode (checked against `net.tcp-bind`).
+    TcpListen,
+    /// Bind a UDP socket to a local address (`net.udp-bind`).
+    UdpBind,
+    /// Send datagrams to, or connect a UDP socket to, a remote address (`net.udp-send`).
+    UdpSend,
+}
+
+impl NetKind {
+    /// The kind as the report and the policy key spell it: `tcp-connect`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            NetKind::TcpConnect => "tcp-connect",
+            NetKind::TcpBind => "tcp-bind",
+            NetKind::TcpListen => "tcp-listen",
+            NetKind::UdpBind => "udp-bind",
+            NetKind::UdpSend => "udp-send",
+        }
+    }
+}
+
+/// One `[net]` entry, parsed and resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetRule {
+    /// The entry as written, for messages and `wasmcell check`.
+    pub entry: String,
+    hosts: Vec<HostMatch>,
+    ports: (u16, u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostMatch {
+    Ip(IpAddr),
+    Cidr(IpAddr, u8),
+}
+
+impl NetRule {
+    /// Parses an entry such as `10.1.0.0/16:443`, `[::1]:1000-2000` or
+    /// `localhost:*`, resolving host names now.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong and what is accepted.
+    pub fn parse(entry: &str) -> Result<NetRule, String> {
+        let entry = entry.trim();
+        let bad = |why: String| format!("invalid [net] entry `{entry}`: {why}");
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (host, rest) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("`[` without a closing `]`".into()))?;
+            let port = rest.strip_prefix(':').ok_or_else(|| bad(PORT_HELP.into()))?;
+            (host, port)
+        } else {
+            entry.rsplit_once(':').ok_or_else(|| bad(PORT_HELP.into()))?
+        };
+        let ports = parse_ports(port).map_err(bad)?;
+        let hosts = parse_host(host).map_err(bad)?;
+        Ok(NetRule {
+            entry: entry.to_string(),
+            hosts,
+            ports,
+        })
+    }
+
+    /// Whether this entry admits `addr`.
+    pub fn matches(&self, addr: SocketAddr) -> bool {
+        let ip = normalize(addr.ip());
+        if !(self.ports.0..=self.ports.1).contains(&addr.port()) {
+            return false;
+        }
+        self.hosts.iter().any(|host| match *host {
+            HostMatch::Ip(allowed) => allowed == ip,
+            // A block never admits the unspecified address: that must be
+            // listed literally.
+            HostMatch::Cidr(_, _) if ip.is_unspecified() => false,
+            HostMatch::Cidr(net, prefix) => in_block(ip, net, prefix),
+        })
+    }
+
+    /// Whether this entry admits the IP of `addr`, whatever its port.
+    fn matches_ip(&self, addr: SocketAddr) -> bool {
+        let any_port = NetRule {
+            ports: (0, u16::MAX),
+            ..self.clone()
+        };
+        any_port.matches(addr)
+    }
+}
+
+impl fmt::Display for NetRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.entry)
+    }
+}
+
+const PORT_HELP: &str = "expected HOST:PORT, HOST:LO-HI or HOST:* (IPv6 in brackets, such as `[::1]:80`)";
+
+fn parse_ports(port: &str) -> Result<(u16, u16), String> {
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("`{s}` is not a port number (0 to 65535)"))
+    };
+    match port.trim() {
+        "*" => Ok((0, u16::MAX)),
+        "" => Err(PORT_HELP.into()),
+        range => match range.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (number(lo)?, number(hi)?);
+                if lo > hi {
+                    return Err(format!("port range {lo}-{hi} runs backwards; write it as {hi}-{lo}"));
+                }
+                Ok((lo, hi))
+            }
+            None => number(range).map(|p| (p, p)),
+        },
+    }
+}
+
+fn parse_host(host: &str) -> Result<Vec<HostMatch>, String> {
+    if let Some((ip, prefix)) = host.split_once('/') {
+        let ip: IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
+        let ip = normalize(ip);
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("`/{prefix}` is not a prefix length for this address (0 to {max})"))?;
+        return Ok(vec![HostMatch::Cidr(ip, prefix)]);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![HostMatch::Ip(normalize(ip))]);
+    }
+    let valid_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !valid_name {
+        return Err(format!(
+            "`{host}` is neither an IP address, a CIDR block nor a host name"
+        ));
+    }
+    let mut ips: Vec<IpAddr> = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host name `{host}`: {e}"))?
+        .map(|a| normalize(a.ip()))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    if ips.is_empty() {
+        return Err(format!("host name `{host}` resolves to no address"));
+    }
+    Ok(ips.into_iter().map(HostMatch::Ip).collect())
+}
+
+/// An IPv4-mapped IPv6 address is the IPv4 address.
+fn normalize(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn in_block(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    let (ip, net, bits) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return false,
+    };
+    let shift = bits - u32::from(prefix);
+    shift >= bits || (ip >> shift) == (net >> shift)
+}
+
+/// The resolved `[net]` table: deny everything unless listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetGrants {
+    /// `net.tcp-connect`.
+    pub tcp_connect: Vec<NetRule>,
+    /// `net.tcp-bind`.
+    pub tcp_bind: Vec<NetRule>,
+    /// `net.udp-bind`.
+    pub udp_bind: Vec<NetRule>,
+    /// `net.udp-send`.
+    pub udp_send: Vec<NetRule>,
+    /// `net.dns`: whether name lookups are allowed.
+    pub dns: bool,
+}
+
+impl NetGrants {
+    /// The entries for `kind` (listening is checked against `tcp-bind`).
+    pub fn rules(&self, kind: NetKind) -> &[NetRule] {
+        match kind {
+            NetKind::TcpConnect => &self.tcp_connect,
+            NetKind::TcpBind | NetKind::TcpListen => &self.tcp_bind,
+            NetKind::UdpBind => &self.udp_bind,
+            NetKind::UdpSend => &self.udp_send,
+        }
+    }
+
+    /// The entries for `kind`, to add to.
+    pub(crate) fn rules_mut(&mut self, kind: NetKind) -> &mut Vec<NetRule> {
+        match kind {
+            NetKind::TcpConnect => &mut self.tcp_connect,
+            NetKind::TcpBind | NetKind::TcpListen => &mut self.tcp_bind,
+            NetKind::UdpBind => &mut self.udp_bind,
+            NetKind::UdpSend => &mut self.udp_send,
+        }
+    }
+
+    /// Whether any TCP use is granted.
+    pub fn any_tcp(&self) -> bool {
+        !self.tcp_connect.is_empty() || !self.tcp_bind.is_empty()
+    }
+
+    /// Whether any UDP use is granted.
+    pub fn any_udp(&self) -> bool {
+        !self.udp_bind.is_empty() || !self.udp_send.is_empty()
+    }
+
+    /// Decides one use: `Ok` to allow, `Err(rule)` with the reason to refuse.
+    ///
+    /// A listening socket's port was already checked when it was bound, so
+    /// `TcpListen` compares the IP only.
+    pub fn check(&self, kind: NetKind, addr: SocketAddr) -> Result<(), String> {
+        let rules = self.rules(kind);
+        let allowed = match kind {
+            NetKind::TcpListen => rules.iter().any(|r| r.matches_ip(addr)),
+            _ => rules.iter().any(|r| r.matches(addr)),
+        };
+        if allowed {
+            return Ok(());
+        }
+        let key = match kind {
+            NetKind::TcpListen => "tcp-bind",
+            other => other.name(),
+        };
+        Err(if normalize(addr.ip()).is_unspecified() && !rules.is_empty() {
+            format!("the unspecified address is allowed only when a [net] {key} entry names it literally")
+        } else {
+            format!("no [net] {key} entry matches")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(entry: &str) -> NetRule {
+        NetRule::parse(entry).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn entries_parse_and_match() {
+        assert!(rule("127.0.0.1:8080").matches(addr("127.0.0.1:8080")));
+        assert!(!rule("127.0.0.1:8080").matches(addr("127.0.0.1:8081")));
+        assert!(rule("10.1.0.0/16:443").matches(addr("10.1.200.3:443")));
+        assert!(!rule("10.1.0.0/16:443").matches(addr("10.2.0.1:443")));
+        assert!(rule("[::1]:1000-2000").matches(addr("[::1]:1500")));
+        assert!(!rule("[::1]:1000-2000").matches(addr("[::1]:2001")));
+        assert!(rule("[fd00::/8]:*").matches(addr("[fd12::1]:1")));
+        assert!(rule("0.0.0.0/0:*").matches(addr("8.8.8.8:53")));
+        assert!(
+            rule("localhost:5432").matches(addr("127.0.0.1:5432")),
+            "host names resolve at load"
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        assert!(rule("127.0.0.1:80").matches(addr("[::ffff:127.0.0.1]:80")));
+        assert!(rule("[::ffff:10.0.0.1]:80").matches(addr("10.0.0.1:80")));
+        assert!(rule("10.0.0.0/8:80").matches(addr("[::ffff:10.9.9.9]:80")));
+    }
+
+    #[test]
+    fn unspecified_addresses_need_a_literal_entry() {
+        assert!(!rule("0.0.0.0/0:*").matches(addr("0.0.0.0:80")));
+        assert!(!rule("[::/0]:*").matches(addr("[::]:80")));
+        assert!(rule("0.0.0.0:80").matches(addr("0.0.0.0:80")));
+        assert!(!rule("0.0.0.0/0:*").matches(addr("[::ffff:0.0.0.0]:80")));
+        let grants = NetGrants {
+            tcp_connect: vec![rule("0.0.0.0/0:*")],
+            ..NetGrants::default()
+        };
+        assert!(
+            grants
+                .check(NetKind::TcpConnect, addr("0.0.0.0:1"))
+                .unwrap_err()
+                .contains("literally")
+        );
+    }
+
+    #[test]
+    fn bad_entries_say_what_is_accepted() {
+        for (entry, says) in [
+            ("10.0.0.0/40:80", "prefix length"),
+            ("127.0.0.1:70000", "not a port number"),
+            ("127.0.0.1:9-3", "runs backwards"),
+            ("127.0.0.1", "expected HOST:PORT"),
+            ("[::1:80", "closing `]`"),
+            ("[::1]80", "expected HOST:PORT"),
+            ("bad host!:80", "neither an IP address"),
+            ("300.1.1.1/8:1", "not an IP address"),
+        ] {
+            let err = NetRule::parse(entry).unwrap_err();
+            assert!(err.contains(says) && err.contains(entry), "{entry}: {err}");
+        }
+    }
+
+    #[test]
+    fn listen_checks_the_ip_of_the_bound_port() {
+        let grants = NetGrants {
+            tcp_bind: vec![rule("127.0.0.1:0")],
+            ..NetGrants::default()
+        };
+        assert!(grants.check(NetKind::TcpBind, addr("127.0.0.1:0")).is_ok());
+        assert!(grants.check(NetKind::TcpBind, addr("127.0.0.1:8080")).is_err());
+        assert!(grants.check(NetKind::TcpListen, addr("127.0.0.1:41234")).is_ok());
+        assert!(grants.check(NetKind::TcpListen, addr("10.0.0.1:41234")).is_err());
+    }
+}
