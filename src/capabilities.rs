@@ -276,22 +276,19 @@ impl tokio::io::AsyncWrite for BudgetedOutput {
     }
 }
 
-/// Grants exactly the `[net]` entries: TCP and UDP are switched on only when
-/// some entry needs them, and every address is checked at use.
+/// Grants exactly the `[net]` entries. Sockets themselves are always
+/// available, so that every refused use reaches the check below and is
+/// recorded; a socket the policy grants nothing to can be created (counted
+/// against `limits.handles`) but cannot listen, connect, send or receive.
 fn add_network(builder: &mut WasiCtxBuilder, net: &NetGrants, denials: &Denials, log: bool) {
-    builder
-        .allow_tcp(net.any_tcp())
-        .allow_udp(net.any_udp())
-        .allow_ip_name_lookup(net.dns);
-    if !net.any_tcp() && !net.any_udp() {
-        return;
-    }
+    builder.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(net.dns);
     let net = Arc::new(net.clone());
     let denials = denials.clone();
     builder.socket_addr_check(move |addr, usage| {
         let allowed = match decide(&net, addr, usage) {
-            Ok(()) => true,
-            Err((kind, rule)) => {
+            Verdict::Allow => true,
+            Verdict::Drop => false,
+            Verdict::Deny(kind, rule) => {
                 let denial = Denial {
                     kind: kind.name().to_string(),
                     target: addr.to_string(),
@@ -308,23 +305,38 @@ fn add_network(builder: &mut WasiCtxBuilder, net: &NetGrants, denials: &Denials,
     });
 }
 
-/// Whether one socket use is granted. wasmtime-wasi also checks the implicit
-/// bind that `connect` and `send` perform, on the wildcard address and port
-/// 0; that is allowed when the guest may connect or send at all, since it
-/// only picks the local end. Accepting a client on a granted listener, and
-/// receiving a datagram on a socket the guest may use, are allowed.
-fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Result<(), (NetKind, String)> {
+enum Verdict {
+    Allow,
+    /// Refused and recorded.
+    Deny(NetKind, String),
+    /// Refused silently: an incoming datagram the guest never asked for.
+    Drop,
+}
+
+/// Whether one socket use is granted.
+///
+/// wasmtime-wasi also checks the implicit bind that `connect` and `send`
+/// perform, on the wildcard address and port 0. That only picks the local
+/// end, so it is always allowed: the connect or send that follows is what the
+/// policy decides, and a socket bound that way cannot listen without a
+/// `tcp-bind` entry. Accepting a client is only possible on a listener the
+/// policy granted; datagrams are received only when some UDP use is granted.
+fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Verdict {
     let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
-    let check = |kind| net.check(kind, addr).map_err(|rule| (kind, rule));
+    let check = |kind| match net.check(kind, addr) {
+        Ok(()) => Verdict::Allow,
+        Err(rule) => Verdict::Deny(kind, rule),
+    };
     match usage {
-        SocketAddrUse::TcpBind if implicit_bind && !net.tcp_connect.is_empty() => Ok(()),
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind if implicit_bind => Verdict::Allow,
         SocketAddrUse::TcpBind => check(NetKind::TcpBind),
         SocketAddrUse::TcpListen => check(NetKind::TcpListen),
         SocketAddrUse::TcpConnect => check(NetKind::TcpConnect),
-        SocketAddrUse::UdpBind if implicit_bind && !net.udp_send.is_empty() => Ok(()),
+        SocketAddrUse::TcpAccept => Verdict::Allow,
         SocketAddrUse::UdpBind => check(NetKind::UdpBind),
         SocketAddrUse::UdpSend => check(NetKind::UdpSend),
-        SocketAddrUse::TcpAccept | SocketAddrUse::UdpReceive => Ok(()),
+        SocketAddrUse::UdpReceive if net.any_udp() => Verdict::Allow,
+        SocketAddrUse::UdpReceive => Verdict::Drop,
     }
 }
 

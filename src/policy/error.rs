@@ -80,7 +80,12 @@ impl fmt::Display for PolicyError {
         match (&self.path, self.line) {
             (Some(p), Some(l)) => write!(f, "{}:{l}: ", p.display())?,
             (Some(p), None) => write!(f, "{}: ", p.display())?,
-            (None, _) => {}
+            // Not from a file: from a command-line flag, which the key names.
+            (None, _) => {
+                if let Some(key) = self.key.as_deref().filter(|k| k.starts_with("--")) {
+                    write!(f, "{key}: ")?;
+                }
+            }
         }
         match &self.kind {
             PolicyErrorKind::Io(e) => write!(f, "cannot read policy file: {e}"),

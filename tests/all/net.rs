@@ -1,11 +1,25 @@
-//! Network: nothing is granted, so no guest reaches a socket. Real listeners on
-//! loopback, started by the tests, prove that no connection arrives.
+//! Network: nothing is granted by default, and `[net]` grants admit exactly the
+//! addresses and ports they list. Real sockets on loopback, started by the
+//! tests, show what got through; every refusal is an error for the guest and,
+//! once a socket kind is switched on, a denial in the outcome.
 
-use crate::{assert_status, assert_test_exists, both, run, stdout};
-use std::net::TcpListener;
-use wasmcell::{Policy, Status};
+use crate::{assert_status, assert_test_exists, both, policy_toml, run, stdout};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wasmcell::{Outcome, Policy, Status};
+use wasmcell_artifacts::{
+    NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_TCP_CONNECT, NET_TCP_CONNECT_COMPONENT, NET_TCP_LISTEN,
+    NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND, NET_UDP_SEND_COMPONENT,
+};
 
 wasmcell_artifacts::foreach_net!(assert_test_exists);
+
+/// How long a test waits for any one socket event before it gives up.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// A loopback listener that never blocks, to check whether anything connected.
 fn listener() -> (TcpListener, u16) {
@@ -69,4 +83,762 @@ fn bundled_policies_grant_no_network() {
         assert_status(&outcome, Status::Exited(1));
     }
     assert_nothing_connected(&listener);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// A policy granting the given `[net]` lines, with a deadline so that a guest
+/// left waiting for a peer still ends.
+fn net_policy(net: &str) -> Policy {
+    policy_toml(
+        &format!("[net]\n{net}\n\n[limits]\ntimeout = \"30s\"\n"),
+        Path::new("."),
+    )
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Accepts one connection on a non-blocking `listener` within [`WAIT`].
+fn accept_within(listener: &TcpListener) -> Option<TcpStream> {
+    let started = Instant::now();
+    while started.elapsed() < WAIT {
+        match listener.accept() {
+            Ok((stream, _)) => return Some(stream),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("accept failed: {e}"),
+        }
+    }
+    None
+}
+
+/// A loopback server for one client: it reads a line, replies `pong` and
+/// closes. Joining it gives the line, or `None` if nobody came in time.
+fn pong_server() -> (u16, JoinHandle<Option<String>>) {
+    let (listener, port) = listener();
+    let server = std::thread::spawn(move || {
+        let stream = accept_within(&listener)?;
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut line)
+            .expect("read the client's line");
+        (&stream).write_all(b"pong\n").expect("reply");
+        Some(line)
+    });
+    (port, server)
+}
+
+/// Connects to `addr`, retrying while nothing listens there yet, for up to 5 s.
+fn connect_within(addr: &str) -> TcpStream {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let started = Instant::now();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(stream) => return stream,
+            Err(_) if started.elapsed() < Duration::from_secs(5) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("nothing listened on {addr} within 5 s: {e}"),
+        }
+    }
+}
+
+/// Sends `hi` to the listening guest at `addr` and returns its reply.
+fn say_hi(addr: &str) -> String {
+    let mut stream = connect_within(addr);
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(b"hi\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read the guest's reply");
+    reply
+}
+
+/// Whether this host can listen on IPv6 loopback.
+fn has_ipv6_loopback() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Asserts `net_tcp_connect` talked to the pong `server`, unrefused.
+#[track_caller]
+fn assert_connected(outcome: &Outcome, server: JoinHandle<Option<String>>) {
+    assert_status(outcome, Status::Exited(0));
+    assert_eq!(stdout(outcome).trim_end(), "connected, reply pong");
+    assert!(outcome.denials.is_empty(), "{:?}", outcome.denials);
+    assert_eq!(
+        server.join().unwrap().as_deref(),
+        Some("ping\n"),
+        "the server saw no ping"
+    );
+}
+
+/// Asserts the guest was refused, and exactly one use was recorded: `kind` of `target`.
+#[track_caller]
+fn assert_refused(outcome: &Outcome, kind: &str, target: &str) {
+    assert_status(outcome, Status::Exited(1));
+    assert!(stdout(outcome).starts_with("refused: "), "{}", stdout(outcome));
+    let [denial] = &outcome.denials[..] else {
+        panic!("expected one {kind} denial of {target}, got {:?}", outcome.denials);
+    };
+    assert_eq!(
+        (denial.kind.as_str(), denial.target.as_str()),
+        (kind, target),
+        "{denial:?}"
+    );
+    assert!(
+        denial.rule.contains("[net]"),
+        "the rule should name the table: {denial:?}"
+    );
+}
+
+/// Nothing arrived on a non-blocking UDP `socket`.
+fn assert_nothing_received(socket: &UdpSocket) {
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = [0; 64];
+    match socket.recv_from(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Ok((n, from)) => panic!("a guest sent {:?} from {from}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) => panic!("recv failed: {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TCP connect
+// ---------------------------------------------------------------------------
+
+/// A `tcp-connect` entry admits its address and port; another port is refused,
+/// recorded, and its listener sees no connection.
+#[test]
+fn tcp_connect_admits_only_the_listed_port() {
+    let (port, server) = pong_server();
+    let (other, other_port) = listener();
+    let policy = || net_policy(&format!("tcp-connect = [\"127.0.0.1:{port}\"]"));
+
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&format!("127.0.0.1:{port}")]);
+    assert_connected(&outcome, server);
+
+    let target = format!("127.0.0.1:{other_port}");
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&target]);
+    assert_refused(&outcome, "tcp-connect", &target);
+    assert_eq!(stdout(&outcome).trim_end(), "refused: PermissionDenied");
+    assert_nothing_connected(&other);
+}
+
+/// A port range admits a port inside it and refuses the port just past its end.
+#[test]
+fn tcp_connect_port_range() {
+    let (port, server) = pong_server();
+    let (outside, outside_port) = listener();
+    let range = if outside_port > port {
+        format!("{}-{}", port.saturating_sub(5), outside_port - 1)
+    } else {
+        format!("{}-{}", outside_port + 1, port.saturating_add(5))
+    };
+    let policy = || net_policy(&format!("tcp-connect = [\"127.0.0.1:{range}\"]"));
+
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&format!("127.0.0.1:{port}")]);
+    assert_connected(&outcome, server);
+
+    let target = format!("127.0.0.1:{outside_port}");
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&target]);
+    assert_refused(&outcome, "tcp-connect", &target);
+    assert_nothing_connected(&outside);
+}
+
+/// `:*` admits every port of its address, and no other address.
+#[test]
+fn tcp_connect_any_port() {
+    let (port, server) = pong_server();
+    let policy = || net_policy("tcp-connect = [\"127.0.0.1:*\"]");
+
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&format!("127.0.0.1:{port}")]);
+    assert_connected(&outcome, server);
+
+    // 127.0.0.2 is loopback too on Linux, but it is not the granted address.
+    let target = format!("127.0.0.2:{port}");
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&target]);
+    assert_refused(&outcome, "tcp-connect", &target);
+
+    // IPv6 loopback is another address too; the denial shows it in brackets.
+    if has_ipv6_loopback() {
+        let target = format!("[::1]:{port}");
+        let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&target]);
+        assert_refused(&outcome, "tcp-connect", &target);
+    }
+}
+
+/// A CIDR block admits the addresses inside it and refuses those outside.
+#[test]
+fn tcp_connect_cidr_block() {
+    let (port, server) = pong_server();
+    let policy = || net_policy(&format!("tcp-connect = [\"127.0.0.0/31:{port}\"]"));
+
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&format!("127.0.0.1:{port}")]);
+    assert_connected(&outcome, server);
+
+    let target = format!("127.0.0.2:{port}");
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&target]);
+    assert_refused(&outcome, "tcp-connect", &target);
+}
+
+/// A host name entry is resolved when the policy loads; connecting to the IP
+/// it resolved to is allowed.
+#[test]
+fn tcp_connect_host_name_entry() {
+    let (port, server) = pong_server();
+    let policy = net_policy(&format!("tcp-connect = [\"localhost:{port}\"]"));
+    let outcome = run(policy, NET_TCP_CONNECT_COMPONENT, &[&format!("127.0.0.1:{port}")]);
+    assert_connected(&outcome, server);
+}
+
+/// An IPv4-mapped IPv6 target (`[::ffff:127.0.0.1]`) never reaches the policy:
+/// wasmtime-wasi rejects it as invalid-argument, so it neither slips past a
+/// refusal nor is admitted by an entry for the IPv4 address.
+#[test]
+fn tcp_connect_ipv4_mapped_target_is_rejected() {
+    if !has_ipv6_loopback() {
+        eprintln!("skipped: this host has no IPv6 loopback");
+        return;
+    }
+    let (listener, port) = listener();
+    let target = format!("[::ffff:127.0.0.1]:{port}");
+    for net in [
+        format!("tcp-connect = [\"127.0.0.1:{port}\"]"),
+        format!("tcp-connect = [\"127.0.0.1:{}\"]", port.wrapping_add(1)),
+    ] {
+        let outcome = run(net_policy(&net), NET_TCP_CONNECT_COMPONENT, &[&target]);
+        assert_status(&outcome, Status::Exited(1));
+        assert_eq!(stdout(&outcome).trim_end(), "refused: InvalidInput", "{net}");
+    }
+    assert_nothing_connected(&listener);
+}
+
+/// The unspecified address as a target (which Linux would route to loopback)
+/// never connects or sends: wasmtime-wasi rejects it as invalid-argument before
+/// the policy is asked, whether an entry is a block or names it literally.
+#[test]
+fn unspecified_target_is_rejected() {
+    let (listener, port) = listener();
+    let target = format!("0.0.0.0:{port}");
+    for net in [
+        "tcp-connect = [\"0.0.0.0/0:*\"]".to_string(),
+        format!("tcp-connect = [\"{target}\"]"),
+    ] {
+        let outcome = run(net_policy(&net), NET_TCP_CONNECT_COMPONENT, &[&target]);
+        assert_status(&outcome, Status::Exited(1));
+        assert_eq!(stdout(&outcome).trim_end(), "refused: InvalidInput", "{net}");
+    }
+    assert_nothing_connected(&listener);
+
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = format!("0.0.0.0:{}", receiver.local_addr().unwrap().port());
+    let net = format!("udp-bind = [\"127.0.0.1:0\"]\nudp-send = [\"{target}\"]");
+    let outcome = run(net_policy(&net), NET_UDP_SEND_COMPONENT, &["127.0.0.1:0", &target]);
+    assert_status(&outcome, Status::Exited(1));
+    assert_eq!(stdout(&outcome).trim_end(), "refused: InvalidInput");
+    assert_nothing_received(&receiver);
+}
+
+/// A refused use is recorded even when the policy has no `[net]` table at all.
+#[test]
+fn refusals_are_recorded_without_any_grant() {
+    let (listener, port) = listener();
+    let target = format!("127.0.0.1:{port}");
+    let outcome = run(Policy::deny_all(), NET_TCP_CONNECT_COMPONENT, &[&target]);
+    assert_refused(&outcome, "tcp-connect", &target);
+    assert_nothing_connected(&listener);
+}
+
+// ---------------------------------------------------------------------------
+// TCP listen
+// ---------------------------------------------------------------------------
+
+/// With a `tcp-bind` entry for its address the guest listens, and a client
+/// started by the test gets its reply.
+#[test]
+fn net_tcp_listen() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let policy = net_policy(&format!("tcp-bind = [\"{addr}\"]"));
+    let guest = {
+        let addr = addr.clone();
+        std::thread::spawn(move || run(policy, NET_TCP_LISTEN_COMPONENT, &[&addr]))
+    };
+    assert_eq!(say_hi(&addr), "pong: hi\n");
+    let outcome = guest.join().unwrap();
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(stdout(&outcome), "listening\n");
+    assert!(outcome.denials.is_empty(), "{:?}", outcome.denials);
+}
+
+/// Without a matching `tcp-bind` entry the bind is refused and recorded, even
+/// when connecting is granted, and the guest never listens.
+#[test]
+fn tcp_listen_needs_a_bind_grant() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    for net in [
+        "tcp-connect = [\"127.0.0.1:*\"]".to_string(),
+        format!("tcp-bind = [\"127.0.0.1:{}\"]", port.wrapping_add(1)),
+        format!("tcp-bind = [\"127.0.0.2:{port}\"]"),
+    ] {
+        let outcome = run(net_policy(&net), NET_TCP_LISTEN_COMPONENT, &[&addr]);
+        assert_refused(&outcome, "tcp-bind", &addr);
+    }
+    for guest in both(NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT) {
+        let outcome = run(Policy::deny_all(), guest, &[&addr]);
+        assert_status(&outcome, Status::Exited(1));
+        assert!(stdout(&outcome).starts_with("refused: "), "{}", stdout(&outcome));
+    }
+}
+
+/// Binding the wildcard address (every interface) needs an entry naming it
+/// literally: `0.0.0.0/0` does not cover it. (The tests listen on loopback
+/// only, so the literal case is left to the unit tests.)
+#[test]
+fn tcp_bind_wildcard_needs_a_literal_entry() {
+    let wildcard = format!("0.0.0.0:{}", free_port());
+    let outcome = run(
+        net_policy("tcp-bind = [\"0.0.0.0/0:*\"]"),
+        NET_TCP_LISTEN_COMPONENT,
+        &[&wildcard],
+    );
+    assert_refused(&outcome, "tcp-bind", &wildcard);
+    assert!(outcome.denials[0].rule.contains("literally"), "{:?}", outcome.denials);
+}
+
+/// A connect grant lets wasmtime bind the wildcard address implicitly, but
+/// never lets the guest listen there: binding `0.0.0.0:0` itself then
+/// listening is refused as `tcp-listen`.
+#[test]
+fn tcp_connect_grant_does_not_allow_listening_on_the_wildcard() {
+    let outcome = run(
+        net_policy("tcp-connect = [\"127.0.0.1:*\"]"),
+        NET_TCP_LISTEN_COMPONENT,
+        &["0.0.0.0:0"],
+    );
+    assert_status(&outcome, Status::Exited(1));
+    assert!(stdout(&outcome).starts_with("refused: "), "{}", stdout(&outcome));
+    assert!(
+        outcome
+            .denials
+            .iter()
+            .any(|d| d.kind == "tcp-listen" && d.target.starts_with("0.0.0.0:")),
+        "{:?}",
+        outcome.denials
+    );
+}
+
+// ---------------------------------------------------------------------------
+// UDP
+// ---------------------------------------------------------------------------
+
+/// With `udp-bind` and `udp-send` entries the datagram arrives.
+#[test]
+fn net_udp_send() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    receiver.set_read_timeout(Some(WAIT)).unwrap();
+    let target = receiver.local_addr().unwrap().to_string();
+    let policy = net_policy(&format!("udp-bind = [\"127.0.0.1:0\"]\nudp-send = [\"{target}\"]"));
+    let outcome = run(policy, NET_UDP_SEND_COMPONENT, &["127.0.0.1:0", &target]);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(stdout(&outcome), "sent 4 bytes\n");
+    assert!(outcome.denials.is_empty(), "{:?}", outcome.denials);
+    let mut buf = [0; 64];
+    let (n, from) = receiver.recv_from(&mut buf).expect("the datagram arrives");
+    assert_eq!(&buf[..n], b"ping");
+    assert!(from.ip().is_loopback(), "{from}");
+}
+
+/// Without a `udp-send` entry for the target the send is refused and
+/// recorded, and nothing arrives.
+#[test]
+fn udp_send_needs_a_send_grant() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = receiver.local_addr().unwrap().to_string();
+    let outcome = run(
+        net_policy("udp-bind = [\"127.0.0.1:0\"]"),
+        NET_UDP_SEND_COMPONENT,
+        &["127.0.0.1:0", &target],
+    );
+    assert_refused(&outcome, "udp-send", &target);
+    assert_nothing_received(&receiver);
+}
+
+/// A `udp-send` entry does not grant binding a chosen local address.
+#[test]
+fn udp_bind_needs_a_bind_grant() {
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = receiver.local_addr().unwrap().to_string();
+    let outcome = run(
+        net_policy(&format!("udp-send = [\"{target}\"]")),
+        NET_UDP_SEND_COMPONENT,
+        &["127.0.0.1:0", &target],
+    );
+    assert_refused(&outcome, "udp-bind", "127.0.0.1:0");
+    assert_nothing_received(&receiver);
+}
+
+// ---------------------------------------------------------------------------
+// Name lookups
+// ---------------------------------------------------------------------------
+
+/// `dns = true` lets the guest resolve `localhost` to loopback addresses.
+#[test]
+fn net_dns_lookup() {
+    let outcome = run(net_policy("dns = true"), NET_DNS_LOOKUP_COMPONENT, &["localhost"]);
+    assert_status(&outcome, Status::Exited(0));
+    let text = stdout(&outcome);
+    let ips: Vec<IpAddr> = text.lines().map(|l| l.parse().expect("one IP per line")).collect();
+    assert!(!ips.is_empty(), "no addresses: {text}");
+    assert!(ips.iter().all(IpAddr::is_loopback), "{text}");
+}
+
+/// Without `dns = true` name lookups fail, even when sockets are granted.
+#[test]
+fn dns_lookup_needs_a_grant() {
+    for policy in [
+        Policy::deny_all(),
+        net_policy("tcp-connect = [\"127.0.0.1:*\"]\ndns = false"),
+        net_policy("udp-send = [\"127.0.0.1:*\"]"),
+    ] {
+        let outcome = run(policy, NET_DNS_LOOKUP_COMPONENT, &["localhost"]);
+        assert_status(&outcome, Status::Exited(1));
+        assert!(stdout(&outcome).starts_with("refused: "), "{}", stdout(&outcome));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bundled policies
+// ---------------------------------------------------------------------------
+
+/// The bundled `loopback-client.toml` reaches a server on 127.0.0.1 and nothing
+/// else: another address, listening, UDP and name lookups are all refused.
+#[test]
+fn loopback_client_policy() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/loopback-client.toml");
+    let policy = || Policy::from_file(&path).unwrap();
+    let (port, server) = pong_server();
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&format!("127.0.0.1:{port}")]);
+    assert_connected(&outcome, server);
+
+    let (other, other_port) = listener();
+    let target = format!("127.0.0.2:{other_port}");
+    let outcome = run(policy(), NET_TCP_CONNECT_COMPONENT, &[&target]);
+    assert_refused(&outcome, "tcp-connect", &target);
+    assert_nothing_connected(&other);
+
+    let listen_at = format!("127.0.0.1:{}", free_port());
+    let outcome = run(policy(), NET_TCP_LISTEN_COMPONENT, &[&listen_at]);
+    assert_refused(&outcome, "tcp-bind", &listen_at);
+
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_target = receiver.local_addr().unwrap().to_string();
+    for (guest, args) in [
+        (NET_UDP_SEND_COMPONENT, ["127.0.0.1:0", udp_target.as_str()].as_slice()),
+        (NET_DNS_LOOKUP_COMPONENT, &["localhost"]),
+    ] {
+        let outcome = run(policy(), guest, args);
+        assert_status(&outcome, Status::Exited(1));
+        assert!(
+            stdout(&outcome).starts_with("refused: "),
+            "{guest}: {}",
+            stdout(&outcome)
+        );
+    }
+    assert_nothing_received(&receiver);
+}
+
+// ---------------------------------------------------------------------------
+// Core modules
+// ---------------------------------------------------------------------------
+
+/// Core modules have no socket API: under grants for everything, every net
+/// guest built for wasm32-wasip1 is refused and nothing reaches the host.
+#[test]
+fn core_modules_get_no_sockets_even_when_granted() {
+    let everything = || {
+        net_policy(
+            "tcp-connect = [\"127.0.0.1:*\"]\ntcp-bind = [\"127.0.0.1:*\"]\n\
+             udp-bind = [\"127.0.0.1:*\"]\nudp-send = [\"127.0.0.1:*\"]\ndns = true",
+        )
+    };
+    let (tcp, tcp_port) = listener();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_target = udp.local_addr().unwrap().to_string();
+    let listen_at = format!("127.0.0.1:{}", free_port());
+    for (guest, args) in [
+        (NET_TCP_CONNECT, vec![format!("127.0.0.1:{tcp_port}")]),
+        (NET_TCP_LISTEN, vec![listen_at]),
+        (NET_UDP_SEND, vec!["127.0.0.1:0".to_string(), udp_target]),
+        (NET_DNS_LOOKUP, vec!["localhost".to_string()]),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let outcome = run(everything(), guest, &args);
+        assert_status(&outcome, Status::Exited(1));
+        assert!(
+            stdout(&outcome).starts_with("refused: "),
+            "{guest}: {}",
+            stdout(&outcome)
+        );
+    }
+    assert_nothing_connected(&tcp);
+    assert_nothing_received(&udp);
+}
+
+// ---------------------------------------------------------------------------
+// The CLI
+// ---------------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
+
+/// Spawns `wasmcell ARGS..` with stdin closed.
+fn spawn_wasmcell(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wasmcell")
+}
+
+/// Waits up to a minute for `child` (killing it and failing after that) and
+/// collects its output.
+fn wait(mut child: Child) -> Output {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wasmcell did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs `wasmcell ARGS..` to the end.
+fn wasmcell(args: &[&str]) -> Output {
+    wait(spawn_wasmcell(args))
+}
+
+/// Asserts the exit code, showing the output on failure; returns stderr.
+#[track_caller]
+fn assert_code(out: &Output, expected: i32) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(expected),
+        "--- stdout ---\n{}\n--- stderr ---\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// The stderr lines announcing a refused use.
+fn denied_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("wasmcell: denied ")).collect()
+}
+
+/// `--allow-connect` grants one address, and a run that stays inside its
+/// grants prints no denial lines.
+#[test]
+fn cli_allow_connect() {
+    let (port, server) = pong_server();
+    let target = format!("127.0.0.1:{port}");
+    let out = wasmcell(&[
+        "run",
+        "--timeout",
+        "30s",
+        "--verbose",
+        "--allow-connect",
+        &target,
+        NET_TCP_CONNECT_COMPONENT,
+        &target,
+    ]);
+    let err = assert_code(&out, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "connected, reply pong");
+    assert_eq!(denied_lines(&err), Vec::<&str>::new());
+    assert_eq!(server.join().unwrap().as_deref(), Some("ping\n"));
+}
+
+/// `--allow-bind` lets the guest listen on the address.
+#[test]
+fn cli_allow_bind() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = spawn_wasmcell(&[
+        "run",
+        "--timeout",
+        "30s",
+        "--allow-bind",
+        &addr,
+        NET_TCP_LISTEN_COMPONENT,
+        &addr,
+    ]);
+    let reply = say_hi(&addr);
+    let out = wait(child);
+    assert_code(&out, 0);
+    assert_eq!(reply, "pong: hi\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "listening\n");
+}
+
+/// A refused connect is in the report's `denials` and, with `--report` or
+/// `--verbose`, one `wasmcell: denied` line on stderr; without either, no line.
+#[test]
+fn cli_reports_denials() {
+    let (listener, port) = listener();
+    let target = format!("127.0.0.1:{port}");
+    // Some other port is granted, so TCP is on and the refusal is the policy's.
+    let granted = format!("127.0.0.1:{}", port.wrapping_add(1));
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let report = report.to_str().unwrap();
+    let base = ["run", "--timeout", "30s", "--allow-connect", &granted];
+
+    let out = wasmcell(&[&base[..], &["--report", report, NET_TCP_CONNECT_COMPONENT, &target]].concat());
+    let err = assert_code(&out, 1);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let denials = json["denials"].as_array().expect("the report has `denials`");
+    assert_eq!(denials.len(), 1, "{json:#}");
+    assert_eq!(denials[0]["kind"], "tcp-connect", "{json:#}");
+    assert_eq!(denials[0]["target"], target.as_str(), "{json:#}");
+    assert!(denials[0]["rule"].as_str().is_some_and(|r| !r.is_empty()), "{json:#}");
+    let lines = denied_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("tcp-connect") && lines[0].contains(&target), "{err}");
+
+    let out = wasmcell(&[&base[..], &["--verbose", NET_TCP_CONNECT_COMPONENT, &target]].concat());
+    let err = assert_code(&out, 1);
+    let lines = denied_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(&target), "{err}");
+
+    let out = wasmcell(&[&base[..], &[NET_TCP_CONNECT_COMPONENT, &target]].concat());
+    let err = assert_code(&out, 1);
+    assert!(!err.contains("wasmcell: denied"), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        "refused: PermissionDenied"
+    );
+
+    assert_nothing_connected(&listener);
+}
+
+/// A malformed `[net]` entry stops the run with exit 2 and
+/// `FILE:LINE:` pointing at the entry, which the message names.
+#[test]
+fn cli_rejects_bad_net_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, entry) in [
+        ("tcp-connect", "10.0.0.0/40:80"),
+        ("tcp-bind", "127.0.0.1:70000"),
+        ("udp-bind", "127.0.0.1:9-3"),
+        ("udp-send", "127.0.0.1"),
+    ] {
+        let path = dir.path().join(format!("{key}.toml"));
+        std::fs::write(
+            &path,
+            format!("# A bad entry on line 3.\n[net]\n{key} = [\"{entry}\"]\n"),
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        for args in [
+            vec!["run", "--policy", path, NET_TCP_CONNECT_COMPONENT, "127.0.0.1:9"],
+            vec!["check", path],
+        ] {
+            let out = wasmcell(&args);
+            let err = assert_code(&out, 2);
+            assert!(err.contains(&format!("{path}:3:")), "{key}: {err}");
+            assert!(err.contains(entry), "{key}: {err}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "nothing may run");
+        }
+    }
+
+    // In a list over several lines, the line is the bad entry's own.
+    let path = dir.path().join("multi.toml");
+    std::fs::write(
+        &path,
+        "[net]\ntcp-connect = [\n  \"127.0.0.1:80\",\n  \"127.0.0.1:9-3\",\n]\n",
+    )
+    .unwrap();
+    let err = assert_code(&wasmcell(&["check", path.to_str().unwrap()]), 2);
+    assert!(err.contains(&format!("{}:4:", path.display())), "{err}");
+
+    let err = assert_code(
+        &wasmcell(&[
+            "run",
+            "--allow-connect",
+            "127.0.0.1",
+            NET_TCP_CONNECT_COMPONENT,
+            "127.0.0.1:9",
+        ]),
+        2,
+    );
+    assert!(err.contains("`127.0.0.1`"), "{err}");
+}
+
+/// `wasmcell check` names every network grant in plain words, and whether
+/// name lookups are allowed.
+#[test]
+fn cli_check_describes_net_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("net.toml");
+    std::fs::write(
+        &path,
+        "[net]\ntcp-connect = [\"127.0.0.1:8080\", \"10.1.0.0/16:443\"]\ntcp-bind = [\"127.0.0.1:0\"]\n\
+         udp-bind = [\"127.0.0.1:5000-5010\"]\nudp-send = [\"127.0.0.1:5353\"]\ndns = true\n",
+    )
+    .unwrap();
+    let out = wasmcell(&["check", path.to_str().unwrap()]);
+    assert_code(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line_with = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` missing from:\n{text}"))
+            .to_string()
+    };
+    for (entry, verb) in [
+        ("127.0.0.1:8080", "connect"),
+        ("10.1.0.0/16:443", "connect"),
+        ("127.0.0.1:0", "bind"),
+        ("127.0.0.1:5000-5010", "bind"),
+        ("127.0.0.1:5353", "send"),
+    ] {
+        let line = line_with(entry);
+        assert!(line.contains(verb), "{entry}: `{line}` should say {verb}");
+    }
+    assert!(line_with("name lookups").contains("allowed"), "{text}");
+
+    std::fs::write(&path, "[net]\ntcp-connect = [\"127.0.0.1:8080\"]\n").unwrap();
+    let out = wasmcell(&["check", path.to_str().unwrap()]);
+    assert_code(&out, 0);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lookups = text
+        .lines()
+        .find(|l| l.contains("name lookups"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(!lookups.contains("allowed"), "dns is off by default: {text}");
 }
