@@ -294,15 +294,20 @@ fn add_network(builder: &mut WasiCtxBuilder, net: &NetGrants, denials: &Denials,
                     target: addr.to_string(),
                     rule,
                 };
-                if log {
-                    eprintln!("wasmcell: denied {} {}: {}", denial.kind, denial.target, denial.rule);
-                }
-                denials.lock().unwrap_or_else(|e| e.into_inner()).push(denial);
+                record_denial(&denials, log, denial);
                 false
             }
         };
         Box::pin(std::future::ready(allowed))
     });
+}
+
+/// Records a refused capability use, printing it first when asked to.
+pub(crate) fn record_denial(denials: &Denials, log: bool, denial: Denial) {
+    if log {
+        eprintln!("wasmcell: denied {} {}: {}", denial.kind, denial.target, denial.rule);
+    }
+    denials.lock().unwrap_or_else(|e| e.into_inner()).push(denial);
 }
 
 enum Verdict {

@@ -2,7 +2,9 @@
 //! and compiling guests into [`Program`]s that any sandbox on the same engine
 //! can run.
 
+use crate::capabilities::{Denials, record_denial};
 use crate::limits::{self, MemoryLimiter};
+use crate::outcome::Denial;
 use crate::policy::{ByteSize, Policy};
 use anyhow::{Context as _, Result};
 use std::fmt;
@@ -11,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-use wasmtime::component::{Component, ResourceTable};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Component, Resource, ResourceTable};
 use wasmtime::{Config, InstancePre, Module, WasmFeatures};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::sockets::WasiSocketsCtxView;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 /// The engine-wide settings: the parts of a policy's limits that wasmtime
@@ -382,6 +386,11 @@ pub(crate) struct State<W> {
 pub(crate) struct P2Ctx {
     pub(crate) ctx: WasiCtx,
     pub(crate) table: ResourceTable,
+    /// Whether name lookups are granted (`net.dns`).
+    pub(crate) dns: bool,
+    /// Where refused lookups are recorded, and whether they are printed.
+    pub(crate) denials: Denials,
+    pub(crate) log_denials: bool,
 }
 
 impl WasiView for State<P2Ctx> {
@@ -481,7 +490,56 @@ fn new_p1_linker(engine: &wasmtime::Engine) -> Result<wasmtime::Linker<State<Was
 fn new_p2_linker(engine: &wasmtime::Engine) -> Result<wasmtime::component::Linker<State<P2Ctx>>> {
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+    audit_name_lookups(&mut linker)?;
     Ok(linker)
+}
+
+/// The `wasi:sockets` version wasmtime-wasi 48 implements; guests importing
+/// any compatible 0.2.x version link against it.
+const WASI_SOCKETS: &str = "wasi:sockets/ip-name-lookup@0.2.12";
+
+/// Replaces `resolve-addresses` with a version that records a refused lookup
+/// in the run's denials (wasmtime-wasi refuses it silently) and otherwise
+/// hands the call to wasmtime-wasi unchanged.
+fn audit_name_lookups(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Result<()> {
+    use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
+    use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
+    type Lookup = Result<Resource<ResolveAddressStream>, ErrorCode>;
+
+    linker.allow_shadowing(true);
+    linker
+        .instance(WASI_SOCKETS)
+        .map_err(anyhow::Error::from)?
+        .func_wrap(
+            "resolve-addresses",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>,
+             (network, name): (Resource<Network>, String)|
+             -> wasmtime::Result<(Lookup,)> {
+                let p2 = &mut store.data_mut().wasi;
+                if !p2.dns {
+                    let rule = "[net] dns is false: name lookups are not granted".to_string();
+                    let denial = Denial {
+                        kind: "dns".into(),
+                        target: name,
+                        rule,
+                    };
+                    record_denial(&p2.denials, p2.log_denials, denial);
+                    // What wasmtime-wasi itself answers when lookups are off.
+                    return Ok((Err(ErrorCode::PermanentResolverFailure),));
+                }
+                let mut view = WasiSocketsCtxView {
+                    ctx: p2.ctx.sockets(),
+                    table: &mut p2.table,
+                };
+                match Host::resolve_addresses(&mut view, network, name) {
+                    Ok(stream) => Ok((Ok(stream),)),
+                    Err(err) => err.downcast().map(|code| (Err(code),)),
+                }
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// Advances the engine's epoch every [`limits::EPOCH_TICK`] so that running

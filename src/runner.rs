@@ -278,6 +278,9 @@ impl Sandbox {
                 let ctx = P2Ctx {
                     ctx: wasi.build(),
                     table,
+                    dns: policy.net().dns,
+                    denials: run.denials.clone(),
+                    log_denials: inner.io.log_denials,
                 };
                 let mut store = self.new_store(ctx, deadline)?;
                 let result = run.race(run_component(pre, &mut store)).await;
