@@ -104,6 +104,11 @@ pub struct RunCommand {
     #[arg(long = "allow-bind", value_name = "ENTRY")]
     pub allow_bind: Vec<String>,
 
+    /// Allow outgoing HTTP requests to ENTRY, such as `https://api.example.com` or
+    /// `http://127.0.0.1:*` (adds to net.http); components only.
+    #[arg(long = "allow-http", value_name = "URL")]
+    pub allow_http: Vec<String>,
+
     /// Print each refused capability use to stderr as it happens (also on with --report).
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -214,6 +219,9 @@ impl RunCommand {
         }
         for entry in &self.allow_bind {
             policy.allow_net(NetKind::TcpBind, entry, "--allow-bind")?;
+        }
+        for entry in &self.allow_http {
+            policy.allow_http(entry, "--allow-http")?;
         }
         if let Some(stdin) = &self.stdin {
             policy.set_stdin(stdin.clone())?;

@@ -2,7 +2,7 @@
 //! (raced against the deadline) → `finish` into an [`Outcome`].
 
 use crate::capabilities::{Captured, Denials, RunIo};
-use crate::engine::{Engine, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
+use crate::engine::{Engine, HttpPolicy, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome};
 use crate::policy::Policy;
@@ -15,6 +15,7 @@ use wasmtime::{InstancePre, Store, UpdateDeadline};
 use wasmtime_wasi::WasiView as _;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Runs WebAssembly guests under one [`Policy`].
 ///
@@ -281,6 +282,12 @@ impl Sandbox {
                     dns: policy.net().dns,
                     denials: run.denials.clone(),
                     log_denials: inner.io.log_denials,
+                    http: WasiHttpCtx::new(),
+                    http_policy: HttpPolicy {
+                        grants: Arc::new(policy.net().clone()),
+                        denials: run.denials.clone(),
+                        log_denials: inner.io.log_denials,
+                    },
                 };
                 let mut store = self.new_store(ctx, deadline)?;
                 let result = run.race(run_component(pre, &mut store)).await;

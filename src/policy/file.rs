@@ -172,6 +172,9 @@ pub struct NetFile {
     pub udp_send: Vec<Spanned<String>>,
     /// Whether name lookups are allowed. Absent: false.
     pub dns: Option<bool>,
+    /// Where outgoing `wasi:http` requests may go: `scheme://host[:port|:*]`.
+    #[serde(default)]
+    pub http: Vec<Spanned<String>>,
 }
 
 /// How a directory is granted.

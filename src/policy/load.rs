@@ -4,7 +4,7 @@
 use super::error::reword_parse_error;
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::file::{ClockMode, InputSpec, OutputSpec, PolicyFile};
-use super::net::{NetGrants, NetKind, NetRule};
+use super::net::{HttpRule, NetGrants, NetKind, NetRule};
 use super::{Access, ByteSize, DirGrant, Input, Limits, Origin, Output, Setting};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +71,7 @@ impl Layer {
             let extra = std::mem::take(top.net.rules_mut(kind));
             self.net.rules_mut(kind).extend(extra);
         }
+        self.net.http.append(&mut top.net.http);
         self.dirs.extend(top.dirs);
         self.env_vars.extend(top.env_vars);
         for name in top.env_inherit {
@@ -309,6 +310,10 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
         }
     }
     own.dns = net.dns;
+    for entry in &net.http {
+        let rule = HttpRule::parse(entry.get_ref()).map_err(|why| at(invalid(why).key("net.http"), entry.span()))?;
+        own.net.http.push(rule);
+    }
 
     stack.pop();
     Ok(merged.overlay(own))

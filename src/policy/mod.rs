@@ -23,7 +23,7 @@ pub use file::{
     Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, LimitsFile,
     OutputSpec, PolicyFile, RandomFile, StdioFile,
 };
-pub use net::{NetGrants, NetKind, NetRule};
+pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 
 use error::invalid;
 use load::{
@@ -583,6 +583,22 @@ impl Policy {
         &self.net
     }
 
+    /// Allows outgoing HTTP requests to `entry` (`scheme://host[:port|:*]`),
+    /// as `--allow-http` does.
+    ///
+    /// # Security
+    ///
+    /// The guest may send any request, with any body, to that origin.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] when the entry is malformed.
+    pub fn allow_http(&mut self, entry: &str, flag: &'static str) -> Result<(), PolicyError> {
+        let rule = HttpRule::parse(entry).map_err(|why| invalid(why).key(flag))?;
+        self.net.http.push(rule);
+        Ok(())
+    }
+
     /// Adds a network grant, as `--allow-connect` (`TcpConnect`) and
     /// `--allow-bind` (`TcpBind`) do.
     ///
@@ -696,6 +712,12 @@ impl Policy {
         } else {
             "  no name lookups".into()
         });
+        if n.http.is_empty() {
+            line("  no outgoing HTTP requests".into());
+        }
+        for rule in &n.http {
+            line(format!("  may make HTTP requests to {rule}"));
+        }
         line("limits:".into());
         let l = &self.limits;
         let mut limit = |key: &str, value: String, origin: &Origin| {

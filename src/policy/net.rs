@@ -194,6 +194,83 @@ fn in_block(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     shift >= bits || (ip >> shift) == (net >> shift)
 }
 
+/// One `net.http` entry: a scheme, a host and a port (or `*`), such as
+/// `https://api.example.com` or `http://127.0.0.1:*`. Without a port the
+/// scheme's default (80, 443) is meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRule {
+    /// The entry as written.
+    pub entry: String,
+    scheme: String,
+    host: String,
+    ports: (u16, u16),
+}
+
+impl HttpRule {
+    /// Parses an entry such as `https://api.example.com` or `http://[::1]:8080`.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what is wrong and what is accepted.
+    pub fn parse(entry: &str) -> Result<HttpRule, String> {
+        let entry = entry.trim();
+        let bad = |why: &str| {
+            format!(
+                "invalid [net] http entry `{entry}`: {why}; write it like `https://api.example.com` or `http://127.0.0.1:*`"
+            )
+        };
+        let (scheme, rest) = entry.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains('/') || authority.contains('@') || authority.contains('?') {
+            return Err(bad(
+                "only a scheme, a host and a port are matched: no path, query or user",
+            ));
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, rest) = v6.split_once(']').ok_or_else(|| bad("`[` without a closing `]`"))?;
+                (format!("[{}]", host.to_ascii_lowercase()), rest.strip_prefix(':'))
+            }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host.to_ascii_lowercase(), Some(port)),
+                None => (authority.to_ascii_lowercase(), None),
+            },
+        };
+        if host.is_empty() || host == "[]" {
+            return Err(bad("no host"));
+        }
+        let ports = match port {
+            None => (default_port, default_port),
+            Some(port) => parse_ports(port).map_err(|why| bad(&why))?,
+        };
+        Ok(HttpRule {
+            entry: entry.to_string(),
+            scheme,
+            host,
+            ports,
+        })
+    }
+
+    /// Whether this entry admits a request to `scheme://host:port`.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+            && self.host.eq_ignore_ascii_case(host)
+            && (self.ports.0..=self.ports.1).contains(&port)
+    }
+}
+
+impl fmt::Display for HttpRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.entry)
+    }
+}
+
 /// The resolved `[net]` table: deny everything unless listed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetGrants {
@@ -207,6 +284,8 @@ pub struct NetGrants {
     pub udp_send: Vec<NetRule>,
     /// `net.dns`: whether name lookups are allowed.
     pub dns: bool,
+    /// `net.http`: where outgoing `wasi:http` requests may go.
+    pub http: Vec<HttpRule>,
 }
 
 impl NetGrants {
@@ -238,6 +317,15 @@ impl NetGrants {
     /// Whether any UDP use is granted.
     pub fn any_udp(&self) -> bool {
         !self.udp_bind.is_empty() || !self.udp_send.is_empty()
+    }
+
+    /// Decides one outgoing HTTP request: `Ok` to allow, `Err(rule)` to refuse.
+    pub fn check_http(&self, scheme: &str, host: &str, port: u16) -> Result<(), String> {
+        if self.http.iter().any(|r| r.matches(scheme, host, port)) {
+            Ok(())
+        } else {
+            Err("no [net] http entry matches".to_string())
+        }
     }
 
     /// Decides one use: `Ok` to allow, `Err(rule)` with the reason to refuse.
@@ -331,6 +419,36 @@ mod tests {
             ("300.1.1.1/8:1", "not an IP address"),
         ] {
             let err = NetRule::parse(entry).unwrap_err();
+            assert!(err.contains(says) && err.contains(entry), "{entry}: {err}");
+        }
+    }
+
+    #[test]
+    fn http_entries() {
+        let https = HttpRule::parse("https://API.example.com").unwrap();
+        assert!(https.matches("https", "api.example.com", 443));
+        assert!(
+            !https.matches("http", "api.example.com", 443),
+            "the scheme is part of the grant"
+        );
+        assert!(!https.matches("https", "api.example.com", 8443));
+        assert!(!https.matches("https", "evil.example.com", 443));
+        let any = HttpRule::parse("http://127.0.0.1:*").unwrap();
+        assert!(any.matches("http", "127.0.0.1", 8080));
+        assert!(
+            HttpRule::parse("http://[::1]:8000-8100/")
+                .unwrap()
+                .matches("http", "[::1]", 8050)
+        );
+        for (entry, says) in [
+            ("api.example.com", "no scheme"),
+            ("ftp://x", "http or https"),
+            ("https://x/path", "no path"),
+            ("https://user@x", "no path"),
+            ("http://x:99999", "not a port number"),
+            ("http://", "no host"),
+        ] {
+            let err = HttpRule::parse(entry).unwrap_err();
             assert!(err.contains(says) && err.contains(entry), "{entry}: {err}");
         }
     }

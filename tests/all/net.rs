@@ -12,8 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmcell::{Outcome, Policy, Status};
 use wasmcell_artifacts::{
-    NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_TCP_CONNECT, NET_TCP_CONNECT_COMPONENT, NET_TCP_LISTEN,
-    NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND, NET_UDP_SEND_COMPONENT,
+    NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_HTTP_GET, NET_HTTP_GET_COMPONENT, NET_TCP_CONNECT,
+    NET_TCP_CONNECT_COMPONENT, NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND, NET_UDP_SEND_COMPONENT,
 };
 
 wasmcell_artifacts::foreach_net!(assert_test_exists);
@@ -841,4 +841,125 @@ fn cli_check_describes_net_grants() {
         .find(|l| l.contains("name lookups"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(!lookups.contains("allowed"), "dns is off by default: {text}");
+}
+
+// ---------------------------------------------------------------------------
+// Outgoing HTTP (wasi:http)
+// ---------------------------------------------------------------------------
+
+/// A loopback HTTP/1.1 server for one request: it answers `200 hello`.
+/// Joining it gives the request line, or `None` if nobody came in time.
+fn http_server() -> (u16, JoinHandle<Option<String>>) {
+    let (listener, port) = listener();
+    let server = std::thread::spawn(move || {
+        let stream = accept_within(&listener)?;
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        let mut reader = BufReader::new(&stream);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).expect("read the request line");
+        let mut header = String::new();
+        while reader.read_line(&mut header).expect("read a header") > 2 {
+            header.clear();
+        }
+        let reply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+        (&stream).write_all(reply.as_bytes()).expect("reply");
+        Some(request_line.trim_end().to_string())
+    });
+    (port, server)
+}
+
+/// A GET to a listed origin reaches the server and returns its answer.
+#[test]
+fn net_http_get() {
+    let (port, server) = http_server();
+    let policy = net_policy(&format!("http = [\"http://127.0.0.1:{port}\"]"));
+    let outcome = run(
+        policy,
+        NET_HTTP_GET_COMPONENT,
+        &[&format!("http://127.0.0.1:{port}/greeting?x=1")],
+    );
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(stdout(&outcome), "status 200\nhello");
+    assert!(outcome.denials.is_empty(), "{:?}", outcome.denials);
+    let request = server.join().unwrap();
+    assert_eq!(request.as_deref(), Some("GET /greeting?x=1 HTTP/1.1"));
+}
+
+/// A request to an origin no entry lists is refused before it leaves the host,
+/// recorded, and reaches the guest as `HttpRequestDenied`.
+#[test]
+fn http_request_to_an_unlisted_origin_is_refused() {
+    let (listener, port) = listener();
+    let other = free_port();
+    for grant in [
+        String::new(),
+        format!("http = [\"http://127.0.0.1:{other}\"]"),
+        format!("http = [\"https://127.0.0.1:{port}\"]"),
+        format!("http = [\"http://localhost:{port}\"]"),
+        format!("tcp-connect = [\"127.0.0.1:{port}\"]"),
+    ] {
+        let outcome = run(
+            net_policy(&grant),
+            NET_HTTP_GET_COMPONENT,
+            &[&format!("http://127.0.0.1:{port}/")],
+        );
+        assert_refused(&outcome, "http", &format!("http://127.0.0.1:{port}"));
+        assert!(
+            stdout(&outcome).contains("HttpRequestDenied"),
+            "{grant}: {}",
+            stdout(&outcome)
+        );
+    }
+    assert_nothing_connected(&listener);
+}
+
+/// `:*` admits any port of the host, and core modules have no wasi:http at all.
+#[test]
+fn http_any_port_and_modules() {
+    let (port, server) = http_server();
+    let policy = || net_policy("http = [\"http://127.0.0.1:*\"]");
+    let outcome = run(
+        policy(),
+        NET_HTTP_GET_COMPONENT,
+        &[&format!("http://127.0.0.1:{port}/")],
+    );
+    assert_status(&outcome, Status::Exited(0));
+    assert!(server.join().unwrap().is_some());
+
+    let (listener, port) = listener();
+    let outcome = run(policy(), NET_HTTP_GET, &[&format!("http://127.0.0.1:{port}/")]);
+    assert_status(&outcome, Status::Exited(1));
+    assert!(
+        stdout(&outcome).starts_with("refused: Unsupported"),
+        "{}",
+        stdout(&outcome)
+    );
+    assert_nothing_connected(&listener);
+}
+
+/// `--allow-http` grants an origin from the command line; a bad entry is a usage error.
+#[test]
+fn http_cli_flag() {
+    let (port, server) = http_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let out = wasmcell(&[
+        "run",
+        "--allow-http",
+        &format!("http://127.0.0.1:{port}"),
+        NET_HTTP_GET_COMPONENT,
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "status 200\nhello");
+    assert!(server.join().unwrap().is_some());
+
+    let out = wasmcell(&["run", "--allow-http", "ftp://127.0.0.1", NET_HTTP_GET_COMPONENT, &url]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--allow-http: invalid [net] http entry `ftp://127.0.0.1`"),
+        "{stderr}"
+    );
 }

@@ -1,0 +1,63 @@
+//! Takes a URL (`http://127.0.0.1:8080/path`) and makes a GET request with
+//! `wasi:http`, printing `status <code>` and then the body, and exiting 0; on
+//! any failure it prints `refused: <error>` and exits 1. Only the
+//! wasm32-wasip2 build can make requests: std has no HTTP API, so it uses the
+//! `wasi` crate's bindings, and the other builds report `refused: Unsupported`.
+
+fn main() {
+    let url = std::env::args().nth(1).expect("usage: net_http_get URL");
+    match get(&url) {
+        Ok((status, body)) => {
+            println!("status {status}");
+            print!("{}", String::from_utf8_lossy(&body));
+        }
+        Err(err) => {
+            println!("refused: {err}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+fn get(url: &str) -> Result<(u16, Vec<u8>), String> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
+    use wasi::io::streams::StreamError;
+
+    let (scheme, rest) = url.split_once("://").ok_or("the URL needs a scheme")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_method(&Method::Get).map_err(|()| "bad method")?;
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    request.set_scheme(Some(&scheme)).map_err(|()| "bad scheme")?;
+    request.set_authority(Some(authority)).map_err(|()| "bad authority")?;
+    request.set_path_with_query(Some(path)).map_err(|()| "bad path")?;
+
+    let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    pending.subscribe().block();
+    let response = pending
+        .get()
+        .ok_or("no response after the pollable was ready")?
+        .map_err(|()| "response taken twice")?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let body = response.consume().map_err(|()| "body taken twice")?;
+    let stream = body.stream().map_err(|()| "stream taken twice")?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend(chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
+        }
+    }
+    Ok((status, bytes))
+}
+
+#[cfg(not(all(target_os = "wasi", target_env = "p2")))]
+fn get(_url: &str) -> Result<(u16, Vec<u8>), String> {
+    Err("Unsupported (wasi:http needs a wasm32-wasip2 component)".into())
+}
