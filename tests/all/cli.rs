@@ -2,62 +2,19 @@
 //! stderr, reports, grants from flags and policy files, argument passing and
 //! `--help`/`check` output. Every test runs the real binary.
 
+use crate::{wait_for, wasmcell_command};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
 use wasmcell_artifacts::{
     ENV_ARGS, ENV_VARS, EXIT_CODE, EXIT_CODE_COMPONENT, EXIT_PANIC, FS_READ, FS_WRITE, HELLO, LIMITS_INFINITE_LOOP,
     LIMITS_MEMORY_BOMB, LIMITS_OUTPUT_FLOOD, LIMITS_SLEEP_FOREVER, STDIO_STDIN_BLOCKED,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-
-/// Longest any child may take before the test kills it and fails.
-const WATCHDOG: Duration = Duration::from_secs(60);
-
-fn wasmcell() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd
-}
 
 /// Runs `wasmcell ARGS..` with stdin closed.
 fn run(args: &[&str]) -> Output {
-    wait(wasmcell().args(args).spawn().expect("spawn wasmcell"))
-}
-
-/// Waits for `child`, collecting its output; kills it and fails the test if it
-/// outlives [`WATCHDOG`].
-fn wait(mut child: Child) -> Output {
-    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            buf
-        })
-    }
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for wasmcell") {
-            break status;
-        }
-        if started.elapsed() > WATCHDOG {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wasmcell did not exit within {WATCHDOG:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    wait_for(wasmcell_command().args(args).spawn().expect("spawn wasmcell"))
 }
 
 fn code(out: &Output) -> i32 {
@@ -167,7 +124,7 @@ fn exit_124_timeout_while_sleeping() {
 fn exit_124_timeout_while_blocked_on_inherited_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let policy = write(dir.path(), "filter.toml", "[stdio]\nstdin = \"inherit\"\n");
-    let mut child = wasmcell()
+    let mut child = wasmcell_command()
         .args(["run", "--policy", s(&policy), "--timeout", "500ms", STDIO_STDIN_BLOCKED])
         .stdin(Stdio::piped())
         .spawn()
@@ -175,7 +132,7 @@ fn exit_124_timeout_while_blocked_on_inherited_stdin() {
     // Held open (and never written) until the child has exited, so the guest
     // blocks in its read until the deadline.
     let stdin = child.stdin.take();
-    let out = wait(child);
+    let out = wait_for(child);
     drop(stdin);
     assert_exit(&out, 124, &["timed out after 500ms (--timeout)"]);
     assert!(!stdout(&out).contains("eof after"), "{}", stdout(&out));
@@ -436,8 +393,8 @@ fn ro_dir_flag_denies_writes() {
 
 #[test]
 fn env_flags_set_and_copy_only_what_is_named() {
-    let out = wait(
-        wasmcell()
+    let out = wait_for(
+        wasmcell_command()
             .args([
                 "run",
                 "--env",
@@ -563,8 +520,8 @@ fn check_rejects_a_bad_policy_with_its_line() {
 /// The command the README shows, run from the repository root.
 #[test]
 fn readme_workload_reads_the_bundled_data() {
-    let out = wait(
-        wasmcell()
+    let out = wait_for(
+        wasmcell_command()
             .current_dir(MANIFEST_DIR)
             .args([
                 "run",

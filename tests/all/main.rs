@@ -15,7 +15,54 @@ mod random;
 mod stdio;
 
 use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use wasmcell::{Outcome, Policy, Sandbox, Status};
+
+/// The `wasmcell` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
+
+/// Longest any `wasmcell` child may take before the test kills it and fails.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A `wasmcell` command with stdin closed and output captured.
+pub fn wasmcell_command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for `child`, collecting its output; kills it and fails the test if it
+/// outlives [`WATCHDOG`], so a hung sandbox cannot hang the suite.
+pub fn wait_for(mut child: Child) -> Output {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for wasmcell") {
+            break status;
+        }
+        if started.elapsed() > WATCHDOG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wasmcell did not exit within {WATCHDOG:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
 
 /// Fails to compile unless the enclosing module has a `#[test] fn $name`, so
 /// every guest in `modules/` has a test of the same name.

@@ -3,11 +3,11 @@
 //! tests, show what got through; every refusal is an error for the guest and,
 //! once a socket kind is switched on, a denial in the outcome.
 
-use crate::{assert_status, assert_test_exists, both, policy_toml, run, stdout};
+use crate::{assert_status, assert_test_exists, both, policy_toml, run, stdout, wait_for, wasmcell_command};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmcell::{Outcome, Policy, Status};
@@ -50,12 +50,7 @@ fn net_tcp_connect() {
             format!("[::1]:{port}"),
         ] {
             let outcome = run(Policy::deny_all(), guest, &[&target]);
-            assert_status(&outcome, Status::Exited(1));
-            assert!(
-                stdout(&outcome).starts_with("refused: "),
-                "{target}: {}",
-                stdout(&outcome)
-            );
+            assert_guest_refused(&outcome);
         }
     }
     assert_nothing_connected(&listener);
@@ -176,11 +171,17 @@ fn assert_connected(outcome: &Outcome, server: JoinHandle<Option<String>>) {
     );
 }
 
+/// The guest saw its network call fail (and said so) and exited 1.
+#[track_caller]
+fn assert_guest_refused(outcome: &Outcome) {
+    assert_status(outcome, Status::Exited(1));
+    assert!(stdout(outcome).starts_with("refused: "), "{}", stdout(outcome));
+}
+
 /// Asserts the guest was refused, and exactly one use was recorded: `kind` of `target`.
 #[track_caller]
 fn assert_refused(outcome: &Outcome, kind: &str, target: &str) {
-    assert_status(outcome, Status::Exited(1));
-    assert!(stdout(outcome).starts_with("refused: "), "{}", stdout(outcome));
+    assert_guest_refused(outcome);
     let [denial] = &outcome.denials[..] else {
         panic!("expected one {kind} denial of {target}, got {:?}", outcome.denials);
     };
@@ -390,8 +391,7 @@ fn tcp_listen_needs_a_bind_grant() {
     }
     for guest in both(NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT) {
         let outcome = run(Policy::deny_all(), guest, &[&addr]);
-        assert_status(&outcome, Status::Exited(1));
-        assert!(stdout(&outcome).starts_with("refused: "), "{}", stdout(&outcome));
+        assert_guest_refused(&outcome);
     }
 }
 
@@ -420,8 +420,7 @@ fn tcp_connect_grant_does_not_allow_listening_on_the_wildcard() {
         NET_TCP_LISTEN_COMPONENT,
         &["0.0.0.0:0"],
     );
-    assert_status(&outcome, Status::Exited(1));
-    assert!(stdout(&outcome).starts_with("refused: "), "{}", stdout(&outcome));
+    assert_guest_refused(&outcome);
     assert!(
         outcome
             .denials
@@ -542,12 +541,7 @@ fn loopback_client_policy() {
         (NET_DNS_LOOKUP_COMPONENT, &["localhost"]),
     ] {
         let outcome = run(policy(), guest, args);
-        assert_status(&outcome, Status::Exited(1));
-        assert!(
-            stdout(&outcome).starts_with("refused: "),
-            "{guest}: {}",
-            stdout(&outcome)
-        );
+        assert_guest_refused(&outcome);
     }
     assert_nothing_received(&receiver);
 }
@@ -578,12 +572,7 @@ fn core_modules_get_no_sockets_even_when_granted() {
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let outcome = run(everything(), guest, &args);
-        assert_status(&outcome, Status::Exited(1));
-        assert!(
-            stdout(&outcome).starts_with("refused: "),
-            "{guest}: {}",
-            stdout(&outcome)
-        );
+        assert_guest_refused(&outcome);
     }
     assert_nothing_connected(&tcp);
     assert_nothing_received(&udp);
@@ -593,54 +582,14 @@ fn core_modules_get_no_sockets_even_when_granted() {
 // The CLI
 // ---------------------------------------------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
-
 /// Spawns `wasmcell ARGS..` with stdin closed.
 fn spawn_wasmcell(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn wasmcell")
-}
-
-/// Waits up to a minute for `child` (killing it and failing after that) and
-/// collects its output.
-fn wait(mut child: Child) -> Output {
-    fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut buf);
-            }
-            buf
-        })
-    }
-    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("wasmcell did not exit within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    wasmcell_command().args(args).spawn().expect("spawn wasmcell")
 }
 
 /// Runs `wasmcell ARGS..` to the end.
 fn wasmcell(args: &[&str]) -> Output {
-    wait(spawn_wasmcell(args))
+    wait_for(spawn_wasmcell(args))
 }
 
 /// Asserts the exit code, showing the output on failure; returns stderr.
@@ -698,7 +647,7 @@ fn cli_allow_bind() {
         &addr,
     ]);
     let reply = say_hi(&addr);
-    let out = wait(child);
+    let out = wait_for(child);
     assert_code(&out, 0);
     assert_eq!(reply, "pong: hi\n");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "listening\n");
