@@ -47,6 +47,8 @@ pub struct NetRule {
     pub entry: String,
     hosts: Vec<HostMatch>,
     ports: (u16, u16),
+    /// Whether the entry named a host, resolved when the policy was loaded.
+    from_name: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +78,12 @@ impl NetRule {
         };
         let ports = parse_ports(port).map_err(bad)?;
         let hosts = parse_host(host).map_err(bad)?;
+        let from_name = !host.contains('/') && host.parse::<IpAddr>().is_err();
         Ok(NetRule {
             entry: entry.to_string(),
             hosts,
             ports,
+            from_name,
         })
     }
 
@@ -109,8 +113,22 @@ impl NetRule {
 }
 
 impl fmt::Display for NetRule {
+    /// The entry as written; for a host name, also the addresses it was
+    /// resolved to, since those are what is granted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.entry)
+        f.write_str(&self.entry)?;
+        if self.from_name {
+            let ips: Vec<String> = self
+                .hosts
+                .iter()
+                .map(|h| match h {
+                    HostMatch::Ip(ip) => ip.to_string(),
+                    HostMatch::Cidr(ip, prefix) => format!("{ip}/{prefix}"),
+                })
+                .collect();
+            write!(f, " (resolved to {})", ips.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -378,6 +396,16 @@ mod tests {
         assert!(
             rule("localhost:5432").matches(addr("127.0.0.1:5432")),
             "host names resolve at load"
+        );
+        let named = rule("localhost:5432").to_string();
+        assert!(
+            named.starts_with("localhost:5432 (resolved to ") && named.contains("127.0.0.1"),
+            "{named}"
+        );
+        assert_eq!(
+            rule("10.1.0.0/16:443").to_string(),
+            "10.1.0.0/16:443",
+            "only names show addresses"
         );
     }
 
