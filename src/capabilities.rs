@@ -10,6 +10,7 @@ use crate::outcome::Denial;
 use crate::policy::{Access, Clocks, Input, NetGrants, NetKind, Output, Policy};
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
+use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpHooks;
 
 /// Per-run I/O choices that are not part of the policy: what an embedding
 /// host passes for one run.
@@ -33,9 +35,44 @@ pub(crate) struct RunIo {
     pub log_denials: bool,
 }
 
-/// Capability uses refused during one run, shared with the checks that
-/// refuse them.
-pub(crate) type Denials = Arc<Mutex<Vec<Denial>>>;
+/// One run's network grants and the record of what they refused, shared by
+/// everything that decides a network use: the socket check, the name-lookup
+/// wrapper and the HTTP hook. Cloning shares the record.
+#[derive(Clone)]
+pub(crate) struct NetAudit {
+    pub(crate) grants: Arc<NetGrants>,
+    denials: Arc<Mutex<Vec<Denial>>>,
+    log: bool,
+}
+
+impl NetAudit {
+    /// A fresh record for one run; `log` also prints each refusal to stderr.
+    pub(crate) fn new(grants: &NetGrants, log: bool) -> NetAudit {
+        NetAudit {
+            grants: Arc::new(grants.clone()),
+            denials: Arc::default(),
+            log,
+        }
+    }
+
+    /// Records a refused use of `kind` on `target`, printing it first when asked to.
+    pub(crate) fn refuse(&self, kind: &str, target: String, rule: String) {
+        let denial = Denial {
+            kind: kind.to_string(),
+            target,
+            rule,
+        };
+        if self.log {
+            eprintln!("wasmcell: denied {} {}: {}", denial.kind, denial.target, denial.rule);
+        }
+        self.denials.lock().unwrap_or_else(|e| e.into_inner()).push(denial);
+    }
+
+    /// Everything refused so far.
+    pub(crate) fn take(&self) -> Vec<Denial> {
+        std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 /// Output captured from one run, shared with the streams that fill it.
 #[derive(Debug, Default, Clone)]
@@ -59,7 +96,7 @@ impl Policy {
         io: &RunIo,
         budget: &Arc<OutputBudget>,
         captured: &Captured,
-        denials: &Denials,
+        net: &NetAudit,
     ) -> Result<WasiCtxBuilder> {
         let mut builder = WasiCtxBuilder::new();
         builder.args(argv);
@@ -68,7 +105,7 @@ impl Policy {
         add_stdio(&mut builder, self, io, budget, captured)?;
         add_clocks(&mut builder, self.clocks());
         add_random(&mut builder, self.seed());
-        add_network(&mut builder, self.net(), denials, io.log_denials);
+        add_network(&mut builder, net);
         Ok(builder)
     }
 }
@@ -280,34 +317,23 @@ impl tokio::io::AsyncWrite for BudgetedOutput {
 /// available, so that every refused use reaches the check below and is
 /// recorded; a socket the policy grants nothing to can be created (counted
 /// against `limits.handles`) but cannot listen, connect, send or receive.
-fn add_network(builder: &mut WasiCtxBuilder, net: &NetGrants, denials: &Denials, log: bool) {
-    builder.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(net.dns);
-    let net = Arc::new(net.clone());
-    let denials = denials.clone();
+fn add_network(builder: &mut WasiCtxBuilder, net: &NetAudit) {
+    builder
+        .allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(net.grants.dns);
+    let net = net.clone();
     builder.socket_addr_check(move |addr, usage| {
-        let allowed = match decide(&net, addr, usage) {
+        let allowed = match decide(&net.grants, addr, usage) {
             Verdict::Allow => true,
             Verdict::Drop => false,
             Verdict::Deny(kind, rule) => {
-                let denial = Denial {
-                    kind: kind.name().to_string(),
-                    target: addr.to_string(),
-                    rule,
-                };
-                record_denial(&denials, log, denial);
+                net.refuse(kind.name(), addr.to_string(), rule);
                 false
             }
         };
         Box::pin(std::future::ready(allowed))
     });
-}
-
-/// Records a refused capability use, printing it first when asked to.
-pub(crate) fn record_denial(denials: &Denials, log: bool, denial: Denial) {
-    if log {
-        eprintln!("wasmcell: denied {} {}: {}", denial.kind, denial.target, denial.rule);
-    }
-    denials.lock().unwrap_or_else(|e| e.into_inner()).push(denial);
 }
 
 enum Verdict {
@@ -342,6 +368,32 @@ fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Verdict {
         SocketAddrUse::UdpSend => check(NetKind::UdpSend),
         SocketAddrUse::UdpReceive if net.any_udp() => Verdict::Allow,
         SocketAddrUse::UdpReceive => Verdict::Drop,
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+/// The `net.http` allowlist, consulted before every outgoing `wasi:http`
+/// request; an allowed request is sent by wasmtime-wasi-http unchanged.
+impl WasiHttpHooks for NetAudit {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        if let Err(rule) = self.grants.check_http(&scheme, &host, port) {
+            self.refuse("http", format!("{scheme}://{host}:{port}"), rule);
+            return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
     }
 }
 

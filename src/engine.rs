@@ -2,14 +2,11 @@
 //! and compiling guests into [`Program`]s that any sandbox on the same engine
 //! can run.
 
-use crate::capabilities::{Denials, record_denial};
+use crate::capabilities::NetAudit;
 use crate::limits::{self, MemoryLimiter};
-use crate::outcome::Denial;
-use crate::policy::NetGrants;
 use crate::policy::{ByteSize, Policy};
 use anyhow::{Context as _, Result};
 use std::fmt;
-use std::future::Future;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +19,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The engine-wide settings: the parts of a policy's limits that wasmtime
 /// fixes when it compiles code, so every sandbox on one engine shares them.
@@ -389,60 +386,19 @@ pub(crate) struct State<W> {
 pub(crate) struct P2Ctx {
     pub(crate) ctx: WasiCtx,
     pub(crate) table: ResourceTable,
-    /// Whether name lookups are granted (`net.dns`).
-    pub(crate) dns: bool,
-    /// Where refused lookups are recorded, and whether they are printed.
-    pub(crate) denials: Denials,
-    pub(crate) log_denials: bool,
+    /// The run's network grants and refusal record, also the HTTP hook.
+    pub(crate) net: NetAudit,
     pub(crate) http: WasiHttpCtx,
-    pub(crate) http_policy: HttpPolicy,
 }
 
 impl WasiHttpView for State<P2Ctx> {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         let p2 = &mut self.wasi;
         WasiHttpCtxView {
-            hooks: &mut p2.http_policy,
+            hooks: &mut p2.net,
             table: &mut p2.table,
             ctx: &mut p2.http,
         }
-    }
-}
-
-/// The `net.http` allowlist, consulted before every outgoing `wasi:http`
-/// request; an allowed request is sent by wasmtime-wasi-http unchanged.
-pub(crate) struct HttpPolicy {
-    pub(crate) grants: Arc<NetGrants>,
-    pub(crate) denials: Denials,
-    pub(crate) log_denials: bool,
-}
-
-type SendResult = wasmtime_wasi_http::Result<(
-    http::Response<wasmtime_wasi_http::WasiBody>,
-    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-)>;
-
-impl WasiHttpHooks for HttpPolicy {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<dyn Future<Output = SendResult> + Send> {
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-        let host = uri.host().unwrap_or_default().to_string();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
-        if let Err(rule) = self.grants.check_http(&scheme, &host, port) {
-            let denial = Denial {
-                kind: "http".into(),
-                target: format!("{scheme}://{host}:{port}"),
-                rule,
-            };
-            record_denial(&self.denials, self.log_denials, denial);
-            return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
-        }
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
     }
 }
 
@@ -570,14 +526,9 @@ fn audit_name_lookups(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) ->
              (network, name): (Resource<Network>, String)|
              -> wasmtime::Result<(Lookup,)> {
                 let p2 = &mut store.data_mut().wasi;
-                if !p2.dns {
+                if !p2.net.grants.dns {
                     let rule = "[net] dns is false: name lookups are not granted".to_string();
-                    let denial = Denial {
-                        kind: "dns".into(),
-                        target: name,
-                        rule,
-                    };
-                    record_denial(&p2.denials, p2.log_denials, denial);
+                    p2.net.refuse("dns", name, rule);
                     // What wasmtime-wasi itself answers when lookups are off.
                     return Ok((Err(ErrorCode::PermanentResolverFailure),));
                 }

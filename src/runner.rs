@@ -1,8 +1,8 @@
 //! Running a program under a policy: `new_store` → `instantiate_and_run`
 //! (raced against the deadline) → `finish` into an [`Outcome`].
 
-use crate::capabilities::{Captured, Denials, RunIo};
-use crate::engine::{Engine, HttpPolicy, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
+use crate::capabilities::{Captured, NetAudit, RunIo};
+use crate::engine::{Engine, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome};
 use crate::policy::Policy;
@@ -251,8 +251,8 @@ impl Sandbox {
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
         let budget = Arc::new(OutputBudget::new(policy.limits.output.value));
         let captured = Captured::default();
-        let denials = Denials::default();
-        let mut wasi = policy.wasi_builder(&argv, &inner.io, &budget, &captured, &denials)?;
+        let net = NetAudit::new(policy.net(), inner.io.log_denials);
+        let mut wasi = policy.wasi_builder(&argv, &inner.io, &budget, &captured, &net)?;
 
         // Limits are armed before instantiation: a start function can loop,
         // and the declared minimum memory already goes through the limiter.
@@ -263,7 +263,7 @@ impl Sandbox {
             deadline,
             budget,
             captured,
-            denials,
+            net,
         };
         match &program.kind {
             ProgramKind::Module(pre) => {
@@ -279,15 +279,8 @@ impl Sandbox {
                 let ctx = P2Ctx {
                     ctx: wasi.build(),
                     table,
-                    dns: policy.net().dns,
-                    denials: run.denials.clone(),
-                    log_denials: inner.io.log_denials,
+                    net: run.net.clone(),
                     http: WasiHttpCtx::new(),
-                    http_policy: HttpPolicy {
-                        grants: Arc::new(policy.net().clone()),
-                        denials: run.denials.clone(),
-                        log_denials: inner.io.log_denials,
-                    },
                 };
                 let mut store = self.new_store(ctx, deadline)?;
                 let result = run.race(run_component(pre, &mut store)).await;
@@ -355,7 +348,7 @@ impl Sandbox {
             stderr_bytes: run.budget.stderr_bytes(),
             stdout: take(&run.captured.stdout),
             stderr: take(&run.captured.stderr),
-            denials: std::mem::take(&mut *run.denials.lock().unwrap_or_else(|e| e.into_inner())),
+            denials: run.net.take(),
         }
     }
 }
@@ -366,7 +359,7 @@ struct RunState {
     deadline: Instant,
     budget: Arc<OutputBudget>,
     captured: Captured,
-    denials: Denials,
+    net: NetAudit,
 }
 
 impl RunState {
