@@ -1043,6 +1043,27 @@ exit-code = 3
     }
 
     #[test]
+    fn colour_only_when_asked_for() {
+        let matrix = Matrix {
+            modules: vec!["m".into()],
+            policies: vec!["p".into()],
+            cells: vec![Cell {
+                module: "m".into(),
+                policy: "p".into(),
+                result: CellResult::LoadFailed("not wasm".into()),
+                verdict: Verdict::Mismatch(vec!["status: expected exited, got load-error".into()]),
+                reproduce: "wasmcell run --policy p.toml m.wasm".into(),
+            }],
+            expectations: None,
+        };
+        let plain = render_table(&matrix, false);
+        assert!(!plain.contains('\x1b'), "{plain}");
+        assert!(plain.contains("load ✗") && plain.contains("reproduce: wasmcell run --policy p.toml m.wasm"));
+        let coloured = render_table(&matrix, true);
+        assert!(coloured.contains("\x1b[31;1mload ✗\x1b[0m"), "{coloured:?}");
+    }
+
+    #[test]
     fn quoting_for_the_shell() {
         assert_eq!(quote("/data/hello.txt"), "/data/hello.txt");
         assert_eq!(quote("a b"), "'a b'");

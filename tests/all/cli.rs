@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use wasmcell_artifacts::{
     ENV_ARGS, ENV_VARS, EXIT_CODE, EXIT_CODE_COMPONENT, EXIT_PANIC, FS_READ, FS_WRITE, HELLO, LIMITS_INFINITE_LOOP,
-    LIMITS_MEMORY_BOMB, LIMITS_OUTPUT_FLOOD, LIMITS_SLEEP_FOREVER, STDIO_STDIN_BLOCKED,
+    LIMITS_MEMORY_BOMB, LIMITS_OUTPUT_FLOOD, LIMITS_SLEEP_FOREVER, STDIO_ECHO, STDIO_STDIN_BLOCKED,
 };
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -541,4 +541,51 @@ fn readme_workload_reads_the_bundled_data() {
     let json = report_from_stderr(&out);
     assert_eq!(json["status"], "exited");
     assert_eq!(json["stdout_bytes"], expected.len());
+}
+
+/// Exit 125 is the sandbox's own failure: here the policy's stdout file cannot
+/// be created when the run starts (its folder does not exist).
+#[test]
+fn exit_125_sandbox_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "p.toml",
+        "[stdio]\nstdout = { file = \"missing-folder/out.log\" }\n",
+    );
+    let out = run(&["run", "--policy", s(&policy), HELLO]);
+    assert_exit(
+        &out,
+        125,
+        &["error: failed to create output file", "missing-folder/out.log"],
+    );
+    assert!(out.stdout.is_empty(), "the guest never ran");
+}
+
+/// `--stdin FILE` feeds the file to the guest and `--stdin null` closes stdin,
+/// each overriding the policy's stdio.stdin; a missing file is a usage error.
+#[test]
+fn stdin_flag_overrides_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "from a file\n");
+    let policy = write(dir.path(), "p.toml", "[stdio]\nstdin = \"inherit\"\n");
+    let out = run(&["run", "--policy", s(&policy), "--stdin", s(&input), STDIO_ECHO]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "from a file\n");
+
+    let mut child = wasmcell_command()
+        .args(["run", "--policy", s(&policy), "--stdin", "null", STDIO_ECHO])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn wasmcell");
+    let mut pipe = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut pipe, b"must not reach the guest").unwrap();
+    let out = wait_for(child);
+    drop(pipe);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "", "stdin was closed for the guest");
+
+    let missing = dir.path().join("nope.txt");
+    let out = run(&["run", "--stdin", s(&missing), STDIO_ECHO]);
+    assert_exit(&out, 2, &["--stdin: stdin file", "does not exist"]);
 }
