@@ -28,7 +28,7 @@ use wasmtime_wasi_http::WasiHttpHooks;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunIo {
     /// Bytes to feed as stdin, replacing the policy's stdin.
-    pub stdin: Option<Vec<u8>>,
+    pub stdin: Option<bytes::Bytes>,
     /// Capture stdout/stderr that the policy sends to "inherit" into memory.
     pub capture: bool,
     /// Print each refused capability use to stderr as it happens.

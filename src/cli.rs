@@ -1,9 +1,11 @@
 //! The `wasmcell` command line: one struct per subcommand, each with
 //! `execute(self)` returning the process exit code.
 
+use crate::cache::DiskCache;
+use crate::engine::{Engine, EngineConfig, LoadError, LoadErrorKind, Program};
 use crate::outcome::EXIT_CODE_TABLE;
 use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Policy};
-use crate::runner::Sandbox;
+use crate::runner::{CancelHandle, RunOptions, Sandbox};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -27,6 +29,8 @@ pub enum Command {
     Check(CheckCommand),
     /// Run every module under every policy and check each cell against expectations.
     Matrix(MatrixCommand),
+    /// Precompile a module or component to native code (a .cwasm file).
+    Compile(CompileCommand),
 }
 
 impl Cli {
@@ -41,6 +45,7 @@ impl Cli {
             Command::Run(c) => c.execute(),
             Command::Check(c) => c.execute(),
             Command::Matrix(c) => c.execute(),
+            Command::Compile(c) => c.execute(),
         }
     }
 }
@@ -135,6 +140,23 @@ pub struct RunCommand {
     #[arg(long, value_name = "FILE|-")]
     pub report: Option<PathBuf>,
 
+    /// Accept a precompiled MODULE (a .cwasm from `wasmcell compile`).
+    ///
+    /// Precompiled code is native code that runs without being validated:
+    /// use this only for files you compiled yourself and kept where nobody
+    /// else can write them. Without this flag a .cwasm is refused.
+    #[arg(long)]
+    pub allow_precompiled: bool,
+
+    /// Keep compiled code in DIR (created owner-only) instead of the default
+    /// cache: $WASMCELL_CACHE_DIR, else $XDG_CACHE_HOME/wasmcell, else ~/.cache/wasmcell.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the module without reading or writing the compile cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// The module to run, followed by the guest's arguments.
     #[arg(
         value_name = "MODULE [ARGS]",
@@ -153,13 +175,17 @@ impl RunCommand {
     /// Policy errors, load errors and sandbox failures.
     pub fn execute(self) -> Result<u8> {
         let policy = self.resolve_policy()?;
+        let engine = self.engine(&policy)?;
         let sandbox = Sandbox::builder()
+            .engine(engine)
             .policy(policy)
             .capture_output(false)
             .log_denials(self.verbose || self.report.is_some())
             .build()?;
         let (module, args) = self.module_and_args()?;
-        let outcome = sandbox.run(module, &args)?;
+        let program = self.load(&sandbox, &module)?;
+        let cancel = cancel_on_signals(sandbox.engine())?;
+        let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
         if let Some(line) = outcome.describe(sandbox.policy()) {
             eprintln!("wasmcell: {line}");
         }
@@ -173,6 +199,54 @@ impl RunCommand {
             }
         }
         Ok(outcome.exit_code())
+    }
+
+    /// An engine for the policy, with the compile cache unless --no-cache.
+    /// An unusable default cache only costs speed, so it is a warning; a
+    /// --cache-dir the user named is an error.
+    fn engine(&self, policy: &Policy) -> Result<Engine> {
+        let config = EngineConfig::for_policy(policy);
+        if self.no_cache {
+            return Engine::new(config);
+        }
+        let cache = match &self.cache_dir {
+            Some(dir) => Some(DiskCache::open(dir)?),
+            None => DiskCache::default_dir().and_then(|dir| match DiskCache::open(dir) {
+                Ok(cache) => Some(cache),
+                Err(err) => {
+                    eprintln!("wasmcell: warning: {err:#}; running without the compile cache");
+                    None
+                }
+            }),
+        };
+        match cache {
+            Some(cache) => Engine::with_disk_cache(config, cache),
+            None => Engine::new(config),
+        }
+    }
+
+    /// Loads MODULE: WebAssembly through the caches, or precompiled code when
+    /// --allow-precompiled is given and the file is precompiled.
+    fn load(&self, sandbox: &Sandbox, module: &std::path::Path) -> Result<Program> {
+        if self.allow_precompiled && is_precompiled(module) {
+            let limit = &sandbox.policy().limits.module_size;
+            let size = std::fs::metadata(module).map(|m| m.len()).unwrap_or(0);
+            if size > limit.value {
+                return Err(LoadError {
+                    module: module.to_path_buf(),
+                    kind: LoadErrorKind::TooLarge {
+                        size,
+                        limit: limit.value,
+                        origin: limit.origin.describe("limits.module-size"),
+                    },
+                }
+                .into());
+            }
+            // SAFETY: the user vouched for this file with --allow-precompiled,
+            // whose help says what that means.
+            return Ok(unsafe { sandbox.engine().load_precompiled(module) }?);
+        }
+        Ok(sandbox.load(module)?)
     }
 
     /// Splits MODULE from the guest's arguments, which must be UTF-8 (WASI
@@ -239,6 +313,99 @@ impl RunCommand {
             policy.set_module_size(size, "--max-module-size")?;
         }
         Ok(policy)
+    }
+}
+
+fn is_precompiled(path: &std::path::Path) -> bool {
+    matches!(wasmtime::Engine::detect_precompiled_file(path), Ok(Some(_)))
+}
+
+/// A handle cancelled when this process gets SIGINT (Ctrl-C) or SIGTERM, so
+/// the run ends with its outcome and report (exit 130) instead of dying
+/// mid-write.
+fn cancel_on_signals(engine: &Engine) -> Result<CancelHandle> {
+    let cancel = CancelHandle::new();
+    let handle = cancel.clone();
+    let rt = engine.runtime()?;
+    let _guard = rt.enter();
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("failed to listen for SIGTERM")?;
+    rt.spawn(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = interrupt.await;
+        handle.cancel();
+    });
+    Ok(cancel)
+}
+
+/// Precompile a module or component to native code for `wasmcell run --allow-precompiled`.
+///
+/// The code is compiled for the engine configuration the policy needs (fuel
+/// metering, stack size) and this wasmcell's wasmtime version; running it
+/// under a policy that needs another configuration fails with a message
+/// saying so. `wasmcell run` caches compiled code on its own, so this is for
+/// shipping code compiled ahead of time to machines you control.
+#[derive(Parser, Debug)]
+#[command(after_help = "Examples:
+  wasmcell compile hello.wasm -o hello.cwasm
+  wasmcell compile --policy policies/tight.toml app.wasm -o app.cwasm
+  wasmcell run --policy policies/tight.toml --allow-precompiled app.cwasm")]
+pub struct CompileCommand {
+    /// Policy the code will run under (its limits.fuel and limits.stack decide the configuration).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Compile fuel metering in, for running with --fuel (implied by a policy that sets limits.fuel).
+    #[arg(long)]
+    pub fuel: bool,
+
+    /// Where to write the code [default: MODULE with the extension .cwasm].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The module (wasm32-wasip1) or component (wasm32-wasip2) to compile.
+    #[arg(value_name = "MODULE")]
+    pub module: PathBuf,
+}
+
+impl CompileCommand {
+    /// Compiles, links (so that a module WASI cannot run is refused now) and
+    /// writes the code.
+    ///
+    /// # Errors
+    ///
+    /// Policy and load errors, and failing to write the output.
+    pub fn execute(self) -> Result<u8> {
+        let mut policy = match &self.policy {
+            Some(path) => Policy::from_file(path)?,
+            None => Policy::deny_all(),
+        };
+        if self.fuel && policy.limits.fuel.value.is_none() {
+            policy.set_fuel(u64::MAX, "--fuel")?;
+        }
+        let engine = Engine::new(EngineConfig::for_policy(&policy))?;
+        let sandbox = Sandbox::builder().engine(engine).policy(policy).build()?;
+        let program = sandbox.load(&self.module)?;
+        let code = program.precompile()?;
+        let output = self.output.unwrap_or_else(|| self.module.with_extension("cwasm"));
+        std::fs::write(&output, &code).with_context(|| format!("failed to write `{}`", output.display()))?;
+        let config = sandbox.engine().config();
+        eprintln!(
+            "wasmcell: compiled `{}` to `{}` ({}, fuel metering {}, stack {}); run it with --allow-precompiled",
+            self.module.display(),
+            output.display(),
+            ByteSize(code.len() as u64),
+            if config.fuel { "on" } else { "off" },
+            ByteSize(config.stack)
+        );
+        Ok(0)
     }
 }
 

@@ -2,6 +2,7 @@
 //! and compiling guests into [`Program`]s that any sandbox on the same engine
 //! can run.
 
+use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, MemoryCache};
 use crate::capabilities::NetAudit;
 use crate::limits::{self, MemoryLimiter};
 use crate::policy::{ByteSize, Policy};
@@ -10,7 +11,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Component, Resource, ResourceTable};
@@ -22,22 +23,102 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The engine-wide settings: the parts of a policy's limits that wasmtime
-/// fixes when it compiles code, so every sandbox on one engine shares them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// fixes when it compiles code, and how instances are allocated. Every
+/// sandbox on one engine shares them.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{Allocator, EngineConfig, PoolingConfig, Policy};
+///
+/// // What `Sandbox::builder()` picks for a policy on its own:
+/// let config = EngineConfig::for_policy(&Policy::deny_all());
+/// assert_eq!(config, EngineConfig::default());
+/// assert!(!config.fuel);
+///
+/// // A job runner's engine: fuel metering for policies that set
+/// // `limits.fuel`, and a pool of 200 concurrent runs.
+/// let config = EngineConfig {
+///     fuel: true,
+///     allocator: Allocator::Pooling(PoolingConfig::new(200)),
+///     ..EngineConfig::default()
+/// };
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EngineConfig {
     /// Compile fuel metering in. Required by policies that set `limits.fuel`;
-    /// costs some speed for policies that do not.
+    /// costs speed for policies that do not (see the README's benchmark
+    /// figures), so it is off by default.
     pub fuel: bool,
-    /// Wasm stack size in bytes (`limits.stack`).
+    /// Wasm stack size in bytes (`limits.stack`, 1 MiB by default).
     pub stack: u64,
+    /// How instances, memories and fiber stacks are allocated.
+    pub allocator: Allocator,
+}
+
+impl Default for EngineConfig {
+    /// No fuel metering, the default `limits.stack`, and on-demand allocation.
+    fn default() -> Self {
+        EngineConfig::for_policy(&Policy::deny_all())
+    }
+}
+
+/// How an engine allocates each run's instances, linear memories, tables and
+/// the fiber stack the guest runs on.
+///
+/// - [`Allocator::OnDemand`] (the default) maps memory for each run and
+///   unmaps it afterwards. Nothing is reserved up front, an engine costs
+///   little, and a run may use up to its policy's `limits.memory`. Best for a
+///   CLI run, a few runs, or many mostly idle sandboxes.
+/// - [`Allocator::Pooling`] reserves slots for `max_runs` concurrent runs
+///   when the engine is created and reuses them: instantiation avoids
+///   `mmap`/`munmap` and page-table churn, so short runs are markedly faster
+///   and scale better across threads (see the README's benchmark figures).
+///   The costs: about 8 GiB of *virtual* address space per run slot (each
+///   memory slot keeps wasmtime's 4 GiB guard-region layout), a hard cap of
+///   `max_runs` runs in flight (one more fails with an error rather than
+///   waiting), each linear memory capped at `max_memory`, at most 4 tables
+///   of at most 2^20 elements per core module, and some resident memory kept
+///   warm in recently used slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Allocator {
+    /// Allocate per run.
+    #[default]
+    OnDemand,
+    /// Reuse pre-reserved slots.
+    Pooling(PoolingConfig),
+}
+
+/// Sizes of a pooling allocator; see [`Allocator::Pooling`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolingConfig {
+    /// Most runs in flight on the engine at once.
+    pub max_runs: u32,
+    /// Most bytes of linear memory one memory may grow to. Policies whose
+    /// `limits.memory` is larger cannot use the engine.
+    pub max_memory: u64,
+}
+
+impl PoolingConfig {
+    /// A pool for `max_runs` concurrent runs whose memories may grow to the
+    /// default `limits.memory` (256 MiB).
+    pub fn new(max_runs: u32) -> PoolingConfig {
+        PoolingConfig {
+            max_runs,
+            max_memory: Policy::deny_all().limits.memory.value,
+        }
+    }
 }
 
 impl EngineConfig {
-    /// The configuration a policy needs: fuel only when it meters fuel.
+    /// The configuration a policy needs: fuel only when it meters fuel, its
+    /// stack size, and on-demand allocation.
     pub fn for_policy(policy: &Policy) -> EngineConfig {
         EngineConfig {
             fuel: policy.limits.fuel.value.is_some(),
             stack: policy.limits.stack.value,
+            allocator: Allocator::OnDemand,
         }
     }
 
@@ -45,6 +126,15 @@ impl EngineConfig {
     pub(crate) fn mismatch(&self, policy: &Policy) -> Option<String> {
         if policy.limits.fuel.value.is_some() && !self.fuel {
             return Some("the policy meters fuel but the engine was built without fuel metering; create the engine with `fuel: true`".into());
+        }
+        if let Allocator::Pooling(pool) = self.allocator
+            && policy.limits.memory.value > pool.max_memory
+        {
+            return Some(format!(
+                "the policy's limits.memory is {} but the engine's pool slots hold {}; raise PoolingConfig::max_memory",
+                ByteSize(policy.limits.memory.value),
+                ByteSize(pool.max_memory)
+            ));
         }
         if policy.limits.stack.value != self.stack {
             return Some(format!(
@@ -58,23 +148,38 @@ impl EngineConfig {
 }
 
 /// Compiles guests and holds what every run on it shares: the wasmtime
-/// engine, the WASI linkers, the epoch ticker and an I/O runtime.
+/// engine, the WASI linkers, the epoch ticker, an I/O runtime and the compile
+/// caches.
 ///
 /// `Engine` is `Send + Sync` and cheap to clone (a reference count). Build one
 /// per [`EngineConfig`] and share it between sandboxes whose policies fit it;
-/// a [`Program`] compiled on an engine runs in any sandbox on that engine.
+/// a [`Program`] compiled on an engine runs in any sandbox on that engine,
+/// from any number of threads at once.
+///
+/// Each guest is compiled once per engine: loads are cached in memory by the
+/// SHA-256 of the guest's bytes (up to [`MEMORY_CACHE_CAPACITY`](crate::MEMORY_CACHE_CAPACITY) programs),
+/// and an engine made with [`Engine::with_disk_cache`] also keeps the native
+/// code on disk, so the next process skips compilation too.
 ///
 /// # Example
 ///
-/// ```no_run
-/// use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
+/// ```
+/// use wasmcell::{Engine, EngineConfig, Policy, Sandbox, Status};
 ///
-/// let engine = Engine::new(EngineConfig { fuel: true, stack: 1 << 20 })?;
-/// let program = engine.load("hello.wasm", 64 << 20)?;
-/// for policy in ["policies/deny-all.toml", "policies/tight.toml"] {
-///     let sandbox = Sandbox::builder().engine(engine.clone()).policy(Policy::from_file(policy)?).build()?;
-///     println!("{:?}", sandbox.run_program(&program, &[] as &[&str])?.status);
+/// let engine = Engine::new(EngineConfig { fuel: true, ..EngineConfig::default() })?;
+/// let guest = r#"(module
+///     (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+///     (memory (export "memory") 1)
+///     (func (export "_start") (call $exit (i32.const 7))))"#;
+/// let program = engine.load_bytes("exit7.wasm", guest.as_bytes())?;
+/// let again = engine.load_bytes("exit7.wasm", guest.as_bytes())?;
+/// assert_eq!(engine.cache_stats().compiled, 1, "the second load hit the cache");
+///
+/// for policy in [Policy::deny_all(), Policy::from_toml("[limits]\nfuel = 1000", ".")?] {
+///     let sandbox = Sandbox::builder().engine(engine.clone()).policy(policy).build()?;
+///     assert_eq!(sandbox.run_program(&again, &[] as &[&str])?.status, Status::Exited(7));
 /// }
+/// # let _ = program;
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 #[derive(Clone)]
@@ -89,6 +194,9 @@ struct EngineInner {
     p2_linker: wasmtime::component::Linker<State<P2Ctx>>,
     runtime: OnceLock<tokio::runtime::Runtime>,
     ticker_stop: Arc<AtomicBool>,
+    programs: MemoryCache<ProgramKind>,
+    disk: Option<(DiskCache, String)>,
+    counters: Counters,
 }
 
 impl Drop for EngineInner {
@@ -99,17 +207,33 @@ impl Drop for EngineInner {
 
 impl Engine {
     /// Creates an engine with the Wasm proposals listed in
-    /// [`ENABLED_PROPOSALS`] and nothing else.
+    /// [`ENABLED_PROPOSALS`] and nothing else, and no disk cache.
     ///
     /// # Errors
     ///
     /// When wasmtime rejects the configuration (for example an unusable stack
-    /// size) or a thread cannot be started.
+    /// size, or a pool too large to reserve) or a thread cannot be started.
     pub fn new(config: EngineConfig) -> Result<Engine> {
+        Engine::build(config, None)
+    }
+
+    /// Like [`Engine::new`], keeping compiled code in `cache` as well, so
+    /// that other engines with the same configuration (in this process or
+    /// the next) load it without compiling.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::new`].
+    pub fn with_disk_cache(config: EngineConfig, cache: DiskCache) -> Result<Engine> {
+        Engine::build(config, Some(cache))
+    }
+
+    fn build(config: EngineConfig, disk: Option<DiskCache>) -> Result<Engine> {
         let wasmtime = new_wasmtime_engine(&config)?;
         let p1_linker = new_p1_linker(&wasmtime)?;
         let p2_linker = new_p2_linker(&wasmtime)?;
         let ticker_stop = start_epoch_ticker(&wasmtime)?;
+        let disk = disk.map(|cache| (cache, cache::engine_key(&wasmtime)));
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 wasmtime,
@@ -118,8 +242,36 @@ impl Engine {
                 p2_linker,
                 runtime: OnceLock::new(),
                 ticker_stop,
+                programs: MemoryCache::new(),
+                disk,
+                counters: Counters::default(),
             }),
         })
+    }
+
+    /// The process-wide engine for `config`, created on first use and shared
+    /// by every caller asking for the same configuration while any of them
+    /// holds it. [`Sandbox::builder`](crate::Sandbox::builder) uses this when
+    /// it is given no engine, so sandboxes built separately still compile
+    /// each guest once and share one epoch thread and I/O runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::new`].
+    pub fn shared(config: EngineConfig) -> Result<Engine> {
+        static SHARED: Mutex<Vec<(EngineConfig, Weak<EngineInner>)>> = Mutex::new(Vec::new());
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(inner) = shared
+            .iter()
+            .find(|(c, _)| *c == config)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Ok(Engine { inner });
+        }
+        let engine = Engine::new(config)?;
+        shared.push((config, Arc::downgrade(&engine.inner)));
+        Ok(engine)
     }
 
     /// An engine configured for `policy` ([`EngineConfig::for_policy`]).
@@ -136,9 +288,20 @@ impl Engine {
         self.inner.config
     }
 
+    /// The disk cache compiled code is kept in, if any.
+    pub fn disk_cache(&self) -> Option<&DiskCache> {
+        self.inner.disk.as_ref().map(|(cache, _)| cache)
+    }
+
+    /// How this engine's loads were answered so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner.counters.snapshot()
+    }
+
     /// Reads, compiles and links a module (`wasm32-wasip1`) or component
     /// (`wasm32-wasip2`, command world), refusing files over `max_size` bytes.
     /// Which kind it is comes from the file's header; WAT text is accepted.
+    /// Precompiled `.cwasm` files are refused: see [`Engine::load_precompiled`].
     ///
     /// # Errors
     ///
@@ -146,6 +309,78 @@ impl Engine {
     /// WebAssembly, invalid, imports anything but WASI, or is not a command.
     pub fn load(&self, path: impl AsRef<Path>, max_size: u64) -> Result<Program, LoadError> {
         self.load_file(path.as_ref(), max_size, "the engine's load limit")
+    }
+
+    /// Compiles and links a guest already in memory (binary or WAT); `name`
+    /// becomes the guest's `argv[0]`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load`], except that there is no size limit.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        self.compile(name, bytes).map_err(|kind| LoadError {
+            module: name.into(),
+            kind,
+        })
+    }
+
+    /// Loads native code precompiled by [`Program::precompile`] or
+    /// `wasmcell compile`, for an engine with this configuration and the same
+    /// wasmtime version.
+    ///
+    /// # Safety
+    ///
+    /// wasmtime maps the file's code and runs it without validation: a file
+    /// that was not produced by wasmtime (or was changed since) can do
+    /// anything the host process can. Only load files you compiled yourself
+    /// and kept where nobody else could write them.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] when the file is unreadable, not precompiled code,
+    /// compiled for another engine configuration, or not a WASI command.
+    pub unsafe fn load_precompiled(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
+        let path = path.as_ref();
+        let fail = |kind| LoadError {
+            module: path.to_path_buf(),
+            kind,
+        };
+        let size = std::fs::metadata(path).map_err(|e| fail(LoadErrorKind::Read(e)))?.len();
+        // SAFETY: the caller vouches for the file.
+        let kind = unsafe { self.deserialize(path) }.map_err(fail)?;
+        Ok(Program {
+            name: file_name(path),
+            size,
+            kind,
+        })
+    }
+
+    /// Compiled code from `path`, linked.
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`].
+    unsafe fn deserialize(&self, path: &Path) -> Result<ProgramKind, LoadErrorKind> {
+        let engine = &self.inner.wasmtime;
+        let mismatch = |e: wasmtime::Error| {
+            LoadErrorKind::Precompiled(format!(
+                "{e:#}; it was compiled for another engine configuration (fuel metering, stack size, allocator or wasmtime version): compile it again with `wasmcell compile` and the policy you run it with"
+            ))
+        };
+        let kind = wasmtime::Engine::detect_precompiled_file(path)
+            .map_err(|e| LoadErrorKind::Read(std::io::Error::other(format!("{e:#}"))))?;
+        match kind {
+            // SAFETY: as the caller promised for the function.
+            Some(wasmtime::Precompiled::Module) => {
+                self.link_module(unsafe { Module::deserialize_file(engine, path) }.map_err(mismatch)?)
+            }
+            Some(wasmtime::Precompiled::Component) => {
+                self.link_component(unsafe { Component::deserialize_file(engine, path) }.map_err(mismatch)?)
+            }
+            None => Err(LoadErrorKind::Precompiled(
+                "not precompiled wasmtime code; load WebAssembly with `load`".into(),
+            )),
+        }
     }
 
     pub(crate) fn load_file(&self, path: &Path, max_size: u64, origin: &str) -> Result<Program, LoadError> {
@@ -174,16 +409,75 @@ impl Engine {
         if bytes.len() as u64 > max_size {
             return Err(too_large(bytes.len() as u64));
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.compile(&name, &bytes).map_err(fail)
+        self.compile(&file_name(path), &bytes).map_err(fail)
     }
 
-    /// Compiles and links bytes already in memory; `name` becomes the guest's
-    /// `argv[0]`.
+    /// Compiles and links bytes already in memory, through the caches.
     pub(crate) fn compile(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadErrorKind> {
+        if wasmtime::Engine::detect_precompiled(bytes).is_some() {
+            return Err(LoadErrorKind::Precompiled(
+                "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; run it only if you compiled it yourself, with --allow-precompiled (or `Engine::load_precompiled`)".into(),
+            ));
+        }
+        let hash = cache::content_hash(bytes);
+        let mut fresh = false;
+        let kind = self.inner.programs.get_or_try_insert(hash, || {
+            fresh = true;
+            self.compile_uncached(&hash, bytes)
+        })?;
+        if !fresh {
+            Counters::bump(&self.inner.counters.memory_hits);
+        }
+        Ok(Program {
+            name: name.to_string(),
+            size: bytes.len() as u64,
+            kind,
+        })
+    }
+
+    /// The disk cache's copy of the guest if there is a good one, otherwise a
+    /// fresh compile, stored to the disk cache.
+    fn compile_uncached(&self, hash: &ContentHash, bytes: &[u8]) -> Result<ProgramKind, LoadErrorKind> {
+        let counters = &self.inner.counters;
+        let entry = self
+            .inner
+            .disk
+            .as_ref()
+            .map(|(cache, key)| (cache, cache.entry(hash, key)));
+        if let Some((_, path)) = &entry {
+            match DiskCache::trusted(path) {
+                Ok(false) => {}
+                Ok(true) => {
+                    // SAFETY: the entry is named by the hash of these very
+                    // bytes and of this engine's configuration, and lives in
+                    // a directory and file that only this user can write
+                    // (checked by `DiskCache::open` and `trusted`): it is
+                    // code this user's wasmcell compiled from these bytes.
+                    match unsafe { self.deserialize(path) } {
+                        Ok(kind) => {
+                            Counters::bump(&counters.disk_hits);
+                            return Ok(kind);
+                        }
+                        Err(_) => Counters::bump(&counters.disk_errors),
+                    }
+                }
+                Err(_) => Counters::bump(&counters.disk_errors),
+            }
+        }
+        Counters::bump(&counters.compiled);
+        let kind = self.compile_wasm(bytes)?;
+        if let Some((cache, path)) = &entry {
+            let stored = ProgramKind::serialize(&kind)
+                .map_err(|e| std::io::Error::other(format!("{e:#}")))
+                .and_then(|code| cache.store(path, &code));
+            if stored.is_err() {
+                Counters::bump(&counters.disk_errors);
+            }
+        }
+        Ok(kind)
+    }
+
+    fn compile_wasm(&self, bytes: &[u8]) -> Result<ProgramKind, LoadErrorKind> {
         let text_binary;
         let bytes = match wasm_kind(bytes) {
             Some(_) => bytes,
@@ -196,44 +490,44 @@ impl Engine {
             }
         };
         let engine = &self.inner.wasmtime;
-        let describe = |e: wasmtime::Error| format!("{e:#}");
-        let kind = match wasm_kind(bytes) {
+        match wasm_kind(bytes) {
             Some(WasmKind::Module) => {
-                let module = Module::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?;
-                if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
-                    return Err(LoadErrorKind::NotCommand(
-                        "the module exports no `_start` function; build it as a command (a `bin` target for wasm32-wasip1), not a library or reactor".into(),
-                    ));
-                }
-                let pre = self
-                    .inner
-                    .p1_linker
-                    .instantiate_pre(&module)
-                    .map_err(|e| LoadErrorKind::Link(describe(e)))?;
-                ProgramKind::Module(pre)
+                self.link_module(Module::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?)
             }
             Some(WasmKind::Component) => {
-                let component = Component::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?;
-                let pre = self
-                    .inner
-                    .p2_linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| LoadErrorKind::Link(describe(e)))?;
-                let pre = CommandPre::new(pre).map_err(|e| {
-                    LoadErrorKind::NotCommand(format!(
-                        "the component is not a WASI command ({}); build it for wasm32-wasip2 as a `bin` target so that it exports wasi:cli/run",
-                        describe(e)
-                    ))
-                })?;
-                ProgramKind::Component(pre)
+                self.link_component(Component::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?)
             }
-            None => return Err(LoadErrorKind::NotWasm("unknown WebAssembly version".into())),
-        };
-        Ok(Program {
-            name: name.to_string(),
-            size: bytes.len() as u64,
-            kind,
-        })
+            None => Err(LoadErrorKind::NotWasm("unknown WebAssembly version".into())),
+        }
+    }
+
+    fn link_module(&self, module: Module) -> Result<ProgramKind, LoadErrorKind> {
+        if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
+            return Err(LoadErrorKind::NotCommand(
+                "the module exports no `_start` function; build it as a command (a `bin` target for wasm32-wasip1), not a library or reactor".into(),
+            ));
+        }
+        let pre = self
+            .inner
+            .p1_linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadErrorKind::Link(describe(e)))?;
+        Ok(ProgramKind::Module(pre))
+    }
+
+    fn link_component(&self, component: Component) -> Result<ProgramKind, LoadErrorKind> {
+        let pre = self
+            .inner
+            .p2_linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadErrorKind::Link(describe(e)))?;
+        let pre = CommandPre::new(pre).map_err(|e| {
+            LoadErrorKind::NotCommand(format!(
+                "the component is not a WASI command ({}); build it for wasm32-wasip2 as a `bin` target so that it exports wasi:cli/run",
+                describe(e)
+            ))
+        })?;
+        Ok(ProgramKind::Component(pre))
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
@@ -253,6 +547,16 @@ impl Engine {
             .context("failed to start the sandbox's I/O runtime")?;
         Ok(self.inner.runtime.get_or_init(|| rt))
     }
+}
+
+fn describe(e: wasmtime::Error) -> String {
+    format!("{e:#}")
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// A module or component compiled and linked against WASI, ready to run many
@@ -287,10 +591,31 @@ impl Program {
         matches!(self.kind, ProgramKind::Component(_))
     }
 
+    /// The program as precompiled native code, as `wasmcell compile` writes
+    /// it; [`Engine::load_precompiled`] loads it into an engine with the same
+    /// configuration.
+    ///
+    /// # Errors
+    ///
+    /// When wasmtime cannot serialize the code (it always can for programs it
+    /// compiled).
+    pub fn precompile(&self) -> Result<Vec<u8>> {
+        self.kind.serialize().map_err(anyhow::Error::from)
+    }
+
     pub(crate) fn engine(&self) -> &wasmtime::Engine {
         match &self.kind {
             ProgramKind::Module(pre) => pre.module().engine(),
             ProgramKind::Component(pre) => pre.engine(),
+        }
+    }
+}
+
+impl ProgramKind {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            ProgramKind::Module(pre) => pre.module().serialize(),
+            ProgramKind::Component(pre) => pre.instance_pre().component().serialize(),
         }
     }
 }
@@ -327,6 +652,9 @@ pub enum LoadErrorKind {
     /// The module is not a WASI command (no `_start`, or a component that
     /// does not export `wasi:cli/run`).
     NotCommand(String),
+    /// Precompiled native code given where WebAssembly was expected, or
+    /// precompiled code that does not fit this engine.
+    Precompiled(String),
 }
 
 impl LoadError {
@@ -361,7 +689,7 @@ impl fmt::Display for LoadError {
                 f,
                 "{why}; wasmcell provides only WASI (wasi_snapshot_preview1 for modules, WASI 0.2 for components)"
             ),
-            LoadErrorKind::NotCommand(why) => write!(f, "{why}"),
+            LoadErrorKind::NotCommand(why) | LoadErrorKind::Precompiled(why) => write!(f, "{why}"),
         }
     }
 }
@@ -380,6 +708,7 @@ pub(crate) struct State<W> {
     pub(crate) wasi: W,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: Instant,
+    pub(crate) cancel: Option<crate::runner::CancelHandle>,
 }
 
 /// WASI 0.2 context for components.
@@ -590,6 +919,14 @@ mod tests {
         policy.set_fuel(10, "--fuel").unwrap();
         assert!(config.mismatch(&policy).unwrap().contains("fuel"));
         let metered = EngineConfig { fuel: true, ..config };
+        let pooled = EngineConfig {
+            allocator: Allocator::Pooling(PoolingConfig {
+                max_runs: 4,
+                max_memory: 1 << 20,
+            }),
+            ..config
+        };
+        assert!(pooled.mismatch(&Policy::deny_all()).unwrap().contains("max_memory"));
         assert_eq!(
             metered.mismatch(&Policy::deny_all()),
             None,

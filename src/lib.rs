@@ -39,6 +39,7 @@
 //! - a malicious policy: whoever writes the policy decides what is granted.
 #![deny(missing_docs)]
 
+mod cache;
 mod capabilities;
 pub mod cli;
 mod engine;
@@ -48,16 +49,19 @@ mod outcome;
 pub mod policy;
 mod runner;
 
-pub use engine::{ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, Program};
+pub use cache::{CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
+pub use engine::{
+    Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
+};
 pub use outcome::{
-    Denial, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
-    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status, exit_code_for_error,
+    Denial, EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT,
+    EXIT_SANDBOX, EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status, exit_code_for_error,
 };
 pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyError,
     PolicyErrorKind, PolicyFile, Setting,
 };
-pub use runner::{Sandbox, SandboxBuilder};
+pub use runner::{CancelHandle, RunOptions, Sandbox, SandboxBuilder};
 
 /// Compiles the README's Rust examples as doctests, so they cannot rot.
 #[cfg(doctest)]

@@ -11,7 +11,7 @@
 //!   runner also races the whole run against a timer, because a guest blocked
 //!   in a host call never reaches an epoch check.
 
-use crate::engine::EngineConfig;
+use crate::engine::{Allocator, EngineConfig};
 use crate::policy::{ByteSize, Limits};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +40,33 @@ pub(crate) fn configure_engine(config: &mut Config, engine: &EngineConfig) {
     // Guests run on a fiber (async); its stack must hold the Wasm stack plus
     // room for host frames under it.
     config.async_stack_size(stack.saturating_add(1 << 20));
+    if let Allocator::Pooling(pool) = engine.allocator {
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling_config(pool)));
+    }
+}
+
+/// Most core instances one run may hold in a pool: a component made by
+/// wasm32-wasip2 instantiates a handful (its code plus small shim modules).
+const POOL_CORE_INSTANCES_PER_RUN: u32 = 8;
+/// Most tables one core module may define in a pool.
+const POOL_TABLES_PER_MODULE: u32 = 4;
+
+/// Pool sizes for `max_runs` concurrent runs. Each run gets one fiber stack,
+/// one component instance, and room for the core instances, memories and
+/// tables a wasm32-wasip1 or wasm32-wasip2 guest makes.
+fn pooling_config(pool: crate::engine::PoolingConfig) -> wasmtime::PoolingAllocationConfig {
+    let runs = pool.max_runs.max(1);
+    let mut config = wasmtime::PoolingAllocationConfig::new();
+    config
+        .total_component_instances(runs)
+        .total_core_instances(runs.saturating_mul(POOL_CORE_INSTANCES_PER_RUN))
+        .total_memories(runs.saturating_mul(2))
+        .total_tables(runs.saturating_mul(POOL_TABLES_PER_MODULE))
+        .total_stacks(runs)
+        .max_tables_per_module(POOL_TABLES_PER_MODULE)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX));
+    config
 }
 
 /// Caps the guest's WASI handle table at `limits.handles`. A guest that asks

@@ -458,7 +458,11 @@ impl Matrix {
         for (_, policy) in &policies {
             let stack = policy.limits.stack.value;
             if let std::collections::btree_map::Entry::Vacant(slot) = engines.entry(stack) {
-                slot.insert(Engine::new(EngineConfig { fuel: true, stack })?);
+                slot.insert(Engine::new(EngineConfig {
+                    fuel: true,
+                    stack,
+                    ..EngineConfig::default()
+                })?);
             }
         }
         let max_size = policies

@@ -9,6 +9,7 @@ use crate::engine::LoadError;
 use crate::limits::LimitExceeded;
 use crate::matrix::MatrixError;
 use crate::policy::{ByteSize, Policy, PolicyError};
+use crate::runner::Cancelled;
 use serde::Serialize;
 use std::time::Duration;
 use wasmtime::Trap;
@@ -22,6 +23,8 @@ pub const EXIT_TIMEOUT: u8 = 124;
 pub const EXIT_SANDBOX: u8 = 125;
 /// Exit code for a module that could not be loaded or linked.
 pub const EXIT_LOAD: u8 = 126;
+/// Exit code for a run the host cancelled (the CLI on SIGINT or SIGTERM).
+pub const EXIT_CANCELLED: u8 = 130;
 /// Exit code for a guest that trapped.
 pub const EXIT_TRAP: u8 = 134;
 /// Exit code for a guest stopped at the memory limit.
@@ -43,6 +46,7 @@ code     meaning
 124      wall-clock timeout (limits.timeout)
 125      the sandbox itself failed (a host error, not the guest's fault)
 126      the module could not be loaded or linked (not Wasm, too large, unknown imports, wrong world)
+130      the run was cancelled (Ctrl-C or SIGTERM for the CLI, a CancelHandle for the library)
 134      the guest trapped (unreachable, out of bounds, division by zero, stack overflow)
 137      memory limit reached (limits.memory); the guest is stopped, like an out-of-memory kill
 152      fuel exhausted (limits.fuel), like RLIMIT_CPU's SIGXCPU
@@ -64,11 +68,14 @@ pub enum Status {
     MemoryLimit,
     /// The guest wrote more than the output limit.
     OutputLimit,
+    /// The host cancelled the run through a
+    /// [`CancelHandle`](crate::CancelHandle).
+    Cancelled,
 }
 
 impl Status {
     /// The report's name for this status: `exited`, `trap`, `timeout`,
-    /// `fuel-exhausted`, `memory-limit` or `output-limit`.
+    /// `fuel-exhausted`, `memory-limit`, `output-limit` or `cancelled`.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Exited(_) => "exited",
@@ -77,6 +84,7 @@ impl Status {
             Status::FuelExhausted => "fuel-exhausted",
             Status::MemoryLimit => "memory-limit",
             Status::OutputLimit => "output-limit",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -132,6 +140,7 @@ impl Outcome {
             Status::FuelExhausted => EXIT_FUEL,
             Status::MemoryLimit => EXIT_MEMORY,
             Status::OutputLimit => EXIT_OUTPUT,
+            Status::Cancelled => EXIT_CANCELLED,
         }
     }
 
@@ -174,6 +183,7 @@ impl Outcome {
                 ByteSize(l.output.value),
                 l.output.origin.describe("limits.output")
             ),
+            Status::Cancelled => "cancelled: the host stopped the run before the guest ended".to_string(),
         })
     }
 
@@ -222,6 +232,9 @@ pub(crate) fn classify(ending: Ending<'_>) -> (Status, Option<String>) {
         Ok(code) => return (Status::Exited(*code), None),
         Err(err) => err,
     };
+    if err.is::<Cancelled>() {
+        return (Status::Cancelled, None);
+    }
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return (Status::Exited(exit.0), None);
     }
@@ -294,6 +307,7 @@ mod tests {
             (Status::FuelExhausted, 152),
             (Status::MemoryLimit, 137),
             (Status::OutputLimit, 153),
+            (Status::Cancelled, 130),
         ];
         for (status, code) in cases {
             assert_eq!(outcome(status).exit_code(), code, "{status:?}");
@@ -316,6 +330,7 @@ mod tests {
             EXIT_TIMEOUT,
             EXIT_SANDBOX,
             EXIT_LOAD,
+            EXIT_CANCELLED,
             EXIT_TRAP,
             EXIT_MEMORY,
             EXIT_FUEL,

@@ -1,14 +1,18 @@
 //! Running a program under a policy: `new_store` → `instantiate_and_run`
-//! (raced against the deadline) → `finish` into an [`Outcome`].
+//! (raced against the deadline and the run's cancel handle) → `finish` into
+//! an [`Outcome`].
 
 use crate::capabilities::{Captured, NetAudit, RunIo};
-use crate::engine::{Engine, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
+use crate::engine::{Engine, EngineConfig, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome};
 use crate::policy::Policy;
 use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{InstancePre, Store, UpdateDeadline};
@@ -20,21 +24,33 @@ use wasmtime_wasi_http::WasiHttpCtx;
 /// Runs WebAssembly guests under one [`Policy`].
 ///
 /// A `Sandbox` pairs a policy with an [`Engine`]. It is cheap to share
-/// (`Clone` is a reference count) and safe to use from many threads at once:
-/// each run gets its own store, WASI context and limits.
+/// (`Clone` is a reference count) and safe to use from many threads and
+/// tasks at once: each run gets its own store, WASI context and limits, and
+/// per-run setup is only what the policy grants (opening granted
+/// directories, building the WASI context).
 ///
 /// # Example
 ///
-/// ```no_run
-/// use wasmcell::{Policy, Sandbox, Status};
+/// ```
+/// use wasmcell::{Policy, RunOptions, Sandbox, Status};
 ///
-/// let sandbox = Sandbox::builder()
-///     .policy(Policy::from_file("policies/deny-all.toml")?)
-///     .stdin(b"hello".to_vec())
-///     .build()?;
-/// let outcome = sandbox.run("hello.wasm", &["--greet"])?;
+/// // A guest that copies stdin to stdout (normally a .wasm file on disk).
+/// let cat = r#"(module
+///     (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+///     (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+///     (memory (export "memory") 1)
+///     (func (export "_start")
+///         (i32.store (i32.const 0) (i32.const 16))   ;; iovec: buffer at 16,
+///         (i32.store (i32.const 4) (i32.const 1024)) ;; 1 KiB long
+///         (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+///         (i32.store (i32.const 4) (i32.load (i32.const 8)))
+///         (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+///
+/// let sandbox = Sandbox::builder().policy(Policy::deny_all()).build()?;
+/// let program = sandbox.load_bytes("cat.wasm", cat.as_bytes())?;
+/// let outcome = sandbox.run_with(&program, &[] as &[&str], RunOptions::new().stdin("hello"))?;
 /// assert_eq!(outcome.status, Status::Exited(0));
-/// println!("{}", String::from_utf8_lossy(&outcome.stdout));
+/// assert_eq!(outcome.stdout, b"hello");
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 #[derive(Clone)]
@@ -53,7 +69,9 @@ struct Inner {
 /// Defaults:
 /// - the policy is [`Policy::deny_all`]: no files, empty environment, stdin
 ///   closed, no network, default limits;
-/// - a new [`Engine`] configured for the policy;
+/// - the process-wide [`Engine::shared`] engine for the policy's
+///   [`EngineConfig`], so separately built sandboxes still share compiled
+///   programs, one epoch thread and one I/O runtime;
 /// - stdin comes from the policy (closed unless it says otherwise);
 /// - output the policy sends to `inherit` is captured into
 ///   [`Outcome::stdout`] and [`Outcome::stderr`] instead, bounded by
@@ -92,9 +110,10 @@ impl SandboxBuilder {
         self
     }
 
-    /// Feeds `bytes` to every run's stdin, replacing the policy's stdin.
-    pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
-        self.io.stdin = Some(bytes);
+    /// Feeds `bytes` to every run's stdin, replacing the policy's stdin
+    /// ([`RunOptions::stdin`] replaces it for one run).
+    pub fn stdin(mut self, bytes: impl Into<Bytes>) -> Self {
+        self.io.stdin = Some(bytes.into());
         self
     }
 
@@ -114,17 +133,17 @@ impl SandboxBuilder {
         self
     }
 
-    /// Creates the sandbox (and its engine, unless one was given).
+    /// Creates the sandbox.
     ///
     /// # Errors
     ///
     /// When a new engine cannot be configured, or when the given engine does
-    /// not fit the policy (it lacks fuel metering the policy needs, or has a
-    /// different stack size).
+    /// not fit the policy (it lacks fuel metering the policy needs, has a
+    /// different stack size, or pool slots smaller than `limits.memory`).
     pub fn build(self) -> Result<Sandbox> {
         let engine = match self.engine {
             Some(engine) => engine,
-            None => Engine::for_policy(&self.policy)?,
+            None => Engine::shared(EngineConfig::for_policy(&self.policy))?,
         };
         if let Some(why) = engine.config().mismatch(&self.policy) {
             bail!("the engine cannot enforce this policy: {why}");
@@ -177,12 +196,8 @@ impl Sandbox {
     ///
     /// As [`Sandbox::load`].
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
-        let fail = |kind| LoadError {
-            module: name.into(),
-            kind,
-        };
         self.check_size(name, bytes.len() as u64)?;
-        self.inner.engine.compile(name, bytes).map_err(fail)
+        self.inner.engine.load_bytes(name, bytes)
     }
 
     fn check_size(&self, name: &str, size: u64) -> Result<(), LoadError> {
@@ -214,6 +229,7 @@ impl Sandbox {
     }
 
     /// Runs an already loaded program once. Blocks until the guest ends.
+    /// Same as [`Sandbox::run_with`] with default [`RunOptions`].
     ///
     /// Do not call this from inside a tokio runtime; use
     /// [`Sandbox::run_program_async`] there.
@@ -222,13 +238,11 @@ impl Sandbox {
     ///
     /// A [`LoadError`] when the program is larger than this policy's
     /// `limits.module-size`; otherwise only when the sandbox itself fails,
-    /// for example when a granted host directory can no longer be opened, or
-    /// when `program` was compiled by another engine.
+    /// for example when a granted host directory can no longer be opened,
+    /// when `program` was compiled by another engine, or when a pooling
+    /// engine already has `max_runs` runs in flight.
     pub fn run_program(&self, program: &Program, args: &[impl AsRef<str>]) -> Result<Outcome> {
-        self.inner
-            .engine
-            .runtime()?
-            .block_on(self.run_program_async(program, args))
+        self.run_with(program, args, RunOptions::default())
     }
 
     /// Like [`Sandbox::run_program`], for hosts that run on tokio. The caller's
@@ -238,6 +252,95 @@ impl Sandbox {
     ///
     /// As [`Sandbox::run_program`].
     pub async fn run_program_async(&self, program: &Program, args: &[impl AsRef<str>]) -> Result<Outcome> {
+        self.run_with_async(program, args, RunOptions::default()).await
+    }
+
+    /// Runs an already loaded program once with per-run `options` (stdin
+    /// bytes, a cancel handle). Blocks until the guest ends or is cancelled.
+    ///
+    /// Do not call this from inside a tokio runtime; use
+    /// [`Sandbox::run_with_async`] there.
+    ///
+    /// # Example
+    ///
+    /// Cancelling a guest from another thread while it sleeps in a host call:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wasmcell::{CancelHandle, Policy, RunOptions, Sandbox, Status};
+    ///
+    /// // Sleeps for an hour in one `poll_oneoff` call.
+    /// let sleeper = r#"(module
+    ///     (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+    ///     (memory (export "memory") 1)
+    ///     (func (export "_start")
+    ///         (i32.store8 (i32.const 8) (i32.const 0))                ;; eventtype clock
+    ///         (i64.store (i32.const 24) (i64.const 3600000000000))    ;; timeout: 1 h
+    ///         (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
+    ///
+    /// let mut policy = Policy::deny_all();
+    /// policy.set_timeout(Duration::from_secs(7200), "example")?;
+    /// let sandbox = Sandbox::builder().policy(policy).build()?;
+    /// let program = sandbox.load_bytes("sleeper.wasm", sleeper.as_bytes())?;
+    ///
+    /// let cancel = CancelHandle::new();
+    /// let canceller = cancel.clone();
+    /// std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(50));
+    ///     canceller.cancel();
+    /// });
+    /// let outcome = sandbox.run_with(&program, &[] as &[&str], RunOptions::new().cancel(&cancel))?;
+    /// assert_eq!(outcome.status, Status::Cancelled);
+    /// assert!(outcome.wall < Duration::from_secs(60));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::run_program`].
+    pub fn run_with(&self, program: &Program, args: &[impl AsRef<str>], options: RunOptions) -> Result<Outcome> {
+        self.inner
+            .engine
+            .runtime()?
+            .block_on(self.run_with_async(program, args, options))
+    }
+
+    /// Like [`Sandbox::run_with`], for hosts that run on tokio. The caller's
+    /// runtime must have the time driver enabled. Dropping the future stops
+    /// the guest as well.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use wasmcell::{Policy, RunOptions, Sandbox, Status};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    /// # rt.block_on(async {
+    /// let sandbox = Sandbox::builder().policy(Policy::deny_all()).build()?;
+    /// let program = sandbox.load_bytes("empty.wasm", br#"(module (func (export "_start")))"#)?;
+    /// let runs = (0..8).map(|_| sandbox.run_with_async(&program, &[] as &[&str], RunOptions::new()));
+    /// for outcome in futures_join_all(runs).await {
+    ///     assert_eq!(outcome?.status, Status::Exited(0));
+    /// }
+    /// # Ok::<(), anyhow::Error>(())
+    /// # })?;
+    /// # async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    /// #     let mut out = Vec::new();
+    /// #     for f in fs { out.push(f.await); }
+    /// #     out
+    /// # }
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::run_program`].
+    pub async fn run_with_async(
+        &self,
+        program: &Program,
+        args: &[impl AsRef<str>],
+        options: RunOptions,
+    ) -> Result<Outcome> {
         let inner = &*self.inner;
         if !wasmtime::Engine::same(program.engine(), inner.engine.wasmtime()) {
             bail!(
@@ -252,7 +355,18 @@ impl Sandbox {
         let budget = Arc::new(OutputBudget::new(policy.limits.output.value));
         let captured = Captured::default();
         let net = NetAudit::new(policy.net(), inner.io.log_denials);
-        let mut wasi = policy.wasi_builder(&argv, &inner.io, &budget, &captured, &net)?;
+        let io;
+        let io = match options.stdin {
+            Some(stdin) => {
+                io = RunIo {
+                    stdin: Some(stdin),
+                    ..inner.io.clone()
+                };
+                &io
+            }
+            None => &inner.io,
+        };
+        let mut wasi = policy.wasi_builder(&argv, io, &budget, &captured, &net)?;
 
         // Limits are armed before instantiation: a start function can loop,
         // and the declared minimum memory already goes through the limiter.
@@ -264,14 +378,15 @@ impl Sandbox {
             budget,
             captured,
             net,
+            cancel: options.cancel,
         };
         match &program.kind {
             ProgramKind::Module(pre) => {
                 let mut ctx = wasi.build_p1();
                 limits::cap_handles(ctx.ctx().table, &policy.limits);
-                let mut store = self.new_store(ctx, deadline)?;
-                let result = run.race(run_module(pre, &mut store)).await;
-                Ok(self.finish(&mut store, result, &run))
+                let mut store = self.new_store(ctx, &run)?;
+                let ended = run.race(run_module(pre, &mut store)).await;
+                self.finish(&mut store, ended, &run)
             }
             ProgramKind::Component(pre) => {
                 let mut table = ResourceTable::new();
@@ -282,19 +397,20 @@ impl Sandbox {
                     net: run.net.clone(),
                     http: WasiHttpCtx::new(),
                 };
-                let mut store = self.new_store(ctx, deadline)?;
-                let result = run.race(run_component(pre, &mut store)).await;
-                Ok(self.finish(&mut store, result, &run))
+                let mut store = self.new_store(ctx, &run)?;
+                let ended = run.race(run_component(pre, &mut store)).await;
+                self.finish(&mut store, ended, &run)
             }
         }
     }
 
-    fn new_store<W: Send + 'static>(&self, wasi: W, deadline: Instant) -> Result<Store<State<W>>> {
+    fn new_store<W: Send + 'static>(&self, wasi: W, run: &RunState) -> Result<Store<State<W>>> {
         let limits = &self.inner.policy.limits;
         let state = State {
             wasi,
             limiter: MemoryLimiter::new(limits.memory.value),
-            deadline,
+            deadline: run.deadline,
+            cancel: run.cancel.clone(),
         };
         let mut store = Store::new(self.inner.engine.wasmtime(), state);
         store.limiter(|s| &mut s.limiter);
@@ -308,11 +424,15 @@ impl Sandbox {
                 .context("failed to set fuel")?;
         }
         // Checked at every epoch tick while the guest computes. Yielding lets
-        // the runner's timer (and other runs on the same executor) make
-        // progress; the deadline check stops a guest that never calls out.
+        // the runner's timer and cancel handle (and other runs on the same
+        // executor) make progress; the checks here stop a guest that never
+        // calls out even if nothing polls the run in between.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+            let state = ctx.data();
+            if state.cancel.as_ref().is_some_and(CancelHandle::is_cancelled) {
+                Err(wasmtime::Error::new(Cancelled))
+            } else if Instant::now() >= state.deadline {
                 Err(wasmtime::Error::new(LimitExceeded::Timeout))
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -321,9 +441,19 @@ impl Sandbox {
         Ok(store)
     }
 
-    fn finish<W>(&self, store: &mut Store<State<W>>, result: Option<wasmtime::Result<i32>>, run: &RunState) -> Outcome {
+    fn finish<W>(&self, store: &mut Store<State<W>>, ended: Ended, run: &RunState) -> Result<Outcome> {
         let wall = run.start.elapsed();
         let limiter = &store.data().limiter;
+        let result = match ended {
+            Ended::Finished(result) => Some(result),
+            Ended::TimedOut => None,
+            Ended::Cancelled => Some(Err(wasmtime::Error::new(Cancelled))),
+        };
+        if let Some(Err(err)) = &result
+            && let Some(full) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        {
+            bail!("the engine's pool is full ({full}); wait for runs to finish, or raise PoolingConfig::max_runs");
+        }
         let (status, trap) = outcome::classify(Ending {
             result: result.as_ref(),
             memory_refused: limiter.refused().is_some(),
@@ -338,7 +468,7 @@ impl Sandbox {
             .value
             .map(|total| total.saturating_sub(store.get_fuel().unwrap_or(0)));
         let take = |b: &std::sync::Mutex<Vec<u8>>| std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()));
-        Outcome {
+        Ok(Outcome {
             status,
             trap,
             fuel_used,
@@ -349,7 +479,7 @@ impl Sandbox {
             stdout: take(&run.captured.stdout),
             stderr: take(&run.captured.stderr),
             denials: run.net.take(),
-        }
+        })
     }
 }
 
@@ -360,20 +490,157 @@ struct RunState {
     budget: Arc<OutputBudget>,
     captured: Captured,
     net: NetAudit,
+    cancel: Option<CancelHandle>,
+}
+
+/// How the race between a guest, its deadline and its cancel handle ended.
+enum Ended {
+    Finished(wasmtime::Result<i32>),
+    TimedOut,
+    Cancelled,
 }
 
 impl RunState {
-    /// Runs `guest` until it ends or the deadline passes. The epoch callback
-    /// catches a guest that computes past the deadline; this timer catches one
-    /// blocked in a host call (sleeping, reading stdin), which never reaches
-    /// an epoch check. Dropping the guest's future unwinds it cleanly.
-    async fn race(
-        &self,
-        guest: impl std::future::Future<Output = wasmtime::Result<i32>>,
-    ) -> Option<wasmtime::Result<i32>> {
-        tokio::time::timeout_at(self.deadline.into(), guest).await.ok()
+    /// Runs `guest` until it ends, the deadline passes or the run is
+    /// cancelled. The epoch callback catches a guest that computes past the
+    /// deadline; the timer and the cancel handle catch one blocked in a host
+    /// call (sleeping, reading stdin), which never reaches an epoch check.
+    /// Dropping the guest's future unwinds it cleanly.
+    async fn race(&self, guest: impl std::future::Future<Output = wasmtime::Result<i32>>) -> Ended {
+        let timed = async {
+            match tokio::time::timeout_at(self.deadline.into(), guest).await {
+                Ok(result) => Ended::Finished(result),
+                Err(_) => Ended::TimedOut,
+            }
+        };
+        match &self.cancel {
+            None => timed.await,
+            Some(cancel) => tokio::select! {
+                biased;
+                () = cancel.cancelled() => Ended::Cancelled,
+                ended = timed => ended,
+            },
+        }
     }
 }
+
+/// Per-run settings for [`Sandbox::run_with`].
+///
+/// Defaults: stdin as the sandbox gives it, and no cancel handle (the run
+/// still ends at the policy's `limits.timeout`).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    stdin: Option<Bytes>,
+    cancel: Option<CancelHandle>,
+}
+
+impl RunOptions {
+    /// The defaults listed above.
+    pub fn new() -> RunOptions {
+        RunOptions::default()
+    }
+
+    /// Feeds `bytes` to this run's stdin, replacing the sandbox's and the
+    /// policy's stdin.
+    pub fn stdin(mut self, bytes: impl Into<Bytes>) -> RunOptions {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Lets `handle` cancel this run. One handle may cancel many runs.
+    pub fn cancel(mut self, handle: &CancelHandle) -> RunOptions {
+        self.cancel = Some(handle.clone());
+        self
+    }
+}
+
+/// Cancels runs from any thread or task: [`CancelHandle::cancel`] ends every
+/// run given this handle promptly, whether the guest is computing (it stops
+/// at the next epoch tick, within milliseconds) or blocked in a host call
+/// (sleeping, waiting on stdin or a socket: the call is abandoned at once).
+/// Cancelled runs end with [`Status::Cancelled`](crate::Status::Cancelled),
+/// and a run started with an already cancelled handle does not run the
+/// guest at all.
+///
+/// `CancelHandle` is `Send + Sync`; clones share one cancellation.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::CancelHandle;
+///
+/// let handle = CancelHandle::new();
+/// let for_the_watchdog = handle.clone();
+/// assert!(!handle.is_cancelled());
+/// for_the_watchdog.cancel();
+/// assert!(handle.is_cancelled());
+/// ```
+///
+/// See [`Sandbox::run_with`] for a cancelled run.
+#[derive(Clone, Default)]
+pub struct CancelHandle {
+    inner: Arc<CancelState>,
+}
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl CancelHandle {
+    /// A handle that has not been cancelled.
+    pub fn new() -> CancelHandle {
+        CancelHandle::default()
+    }
+
+    /// Cancels every run given this handle, now and later. Idempotent.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Whether [`CancelHandle::cancel`] has been called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the handle is cancelled.
+    async fn cancelled(&self) {
+        loop {
+            // Registered before the flag is checked, so a `cancel` between
+            // the check and the await still wakes this waiter.
+            let notified = self.inner.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// The error that ends a guest whose run was cancelled, classified as
+/// [`Status::Cancelled`](crate::Status::Cancelled).
+#[derive(Debug)]
+pub(crate) struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the run was cancelled by the host")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 async fn run_module(pre: &InstancePre<State<WasiP1Ctx>>, store: &mut Store<State<WasiP1Ctx>>) -> wasmtime::Result<i32> {
     let instance = pre.instantiate_async(&mut *store).await?;

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 /// The prefixes a guest's name may start with. Every suite gets a macro, even an empty one,
 /// so the tests can name all of them before their guests exist.
-const SUITES: &[&str] = &["fs", "env", "stdio", "clocks", "random", "limits", "exit", "net"];
+const SUITES: &[&str] = &["fs", "env", "stdio", "clocks", "random", "limits", "exit", "net", "cpu"];
 
 /// Guests that belong to no suite, and so to no `foreach_*!` macro.
 const SUITELESS: &[&str] = &["hello"];

@@ -1,0 +1,343 @@
+//! Compiling each guest once: an in-memory cache of linked programs keyed by
+//! the content hash of the guest's bytes, and an optional on-disk cache of
+//! precompiled native code keyed by that hash and the engine's configuration.
+//!
+//! Precompiled code is native code that wasmtime maps and runs without
+//! validating it again, so the disk cache trusts its directory completely.
+//! [`DiskCache::open`] therefore accepts only a directory owned by the
+//! current user and writable by nobody else, and refuses to read a cache file
+//! that someone else owns or could have written.
+
+use anyhow::{Context as _, Result, bail};
+use sha2::{Digest as _, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::hash::Hash as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The SHA-256 of a guest's bytes, as given to the engine (before any WAT
+/// translation).
+pub(crate) type ContentHash = [u8; 32];
+
+pub(crate) fn content_hash(bytes: &[u8]) -> ContentHash {
+    Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// How many compiled programs an engine keeps in memory. Loading a program
+/// already in the cache costs a hash of its bytes; past this many distinct
+/// programs the least recently loaded one is dropped (programs still in use
+/// stay alive through their own handles).
+pub const MEMORY_CACHE_CAPACITY: usize = 128;
+
+/// The in-memory cache: one slot per content hash. A slot is locked while its
+/// program compiles, so two threads loading the same bytes compile them once.
+pub(crate) struct MemoryCache<T> {
+    slots: Mutex<Slots<T>>,
+}
+
+struct Slots<T> {
+    map: HashMap<ContentHash, Arc<Mutex<Option<T>>>>,
+    /// Least recently used first.
+    order: VecDeque<ContentHash>,
+}
+
+impl<T: Clone> MemoryCache<T> {
+    pub(crate) fn new() -> Self {
+        MemoryCache {
+            slots: Mutex::new(Slots {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// The cached value for `hash`, or the one `make` produces, which is
+    /// cached when it succeeds. Concurrent callers with the same hash wait for
+    /// the first; callers with other hashes do not.
+    pub(crate) fn get_or_try_insert<E>(&self, hash: ContentHash, make: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = slots.map.entry(hash).or_default().clone();
+            slots.order.retain(|h| *h != hash);
+            slots.order.push_back(hash);
+            while slots.order.len() > MEMORY_CACHE_CAPACITY {
+                if let Some(old) = slots.order.pop_front() {
+                    slots.map.remove(&old);
+                }
+            }
+            slot
+        };
+        let mut value = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(value) = &*value {
+            return Ok(value.clone());
+        }
+        let made = make()?;
+        *value = Some(made.clone());
+        Ok(made)
+    }
+}
+
+/// Counts of how programs were obtained, for tests, benchmarks and hosts that
+/// want to know whether their caches work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Programs compiled from Wasm (cache misses everywhere).
+    pub compiled: u64,
+    /// Loads answered from the in-memory cache.
+    pub memory_hits: u64,
+    /// Loads answered from the on-disk cache.
+    pub disk_hits: u64,
+    /// Cache files that could not be written or read back (the program was
+    /// compiled and ran regardless).
+    pub disk_errors: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) compiled: AtomicU64,
+    pub(crate) memory_hits: AtomicU64,
+    pub(crate) disk_hits: AtomicU64,
+    pub(crate) disk_errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        CacheStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            memory_hits: self.memory_hits.load(Ordering::Relaxed),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            disk_errors: self.disk_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A directory of precompiled guests, shared by every process of one user.
+///
+/// Entries are named by the SHA-256 of the guest and of the engine's
+/// compatibility fingerprint (wasmtime version, target, compiler flags, fuel,
+/// stack size and allocator), so an engine only ever finds code compiled for
+/// exactly its configuration. Entries are written to a temporary file and
+/// renamed into place, so concurrent processes never see half a file.
+/// Deleting the directory, or any file in it, at any time is safe.
+#[derive(Debug, Clone)]
+pub struct DiskCache {
+    dir: PathBuf,
+}
+
+impl DiskCache {
+    /// The directory `wasmcell run` uses unless told otherwise:
+    /// `$WASMCELL_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmcell`, else
+    /// `$HOME/.cache/wasmcell`. `None` when none of these is set.
+    pub fn default_dir() -> Option<PathBuf> {
+        let env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        env("WASMCELL_CACHE_DIR")
+            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("wasmcell")))
+            .or_else(|| env("HOME").map(|d| d.join(".cache").join("wasmcell")))
+    }
+
+    /// Opens (creating it, owner-only, if needed) the cache directory `dir`.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be created, is not a directory, or (on
+    /// Unix) is owned by another user or writable by group or others: code
+    /// read from such a directory could have been planted by someone else.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<DiskCache> {
+        let dir = dir.into();
+        create_private_dir(&dir)
+            .with_context(|| format!("failed to create the compile cache directory `{}`", dir.display()))?;
+        let meta = std::fs::metadata(&dir)
+            .with_context(|| format!("failed to open the compile cache directory `{}`", dir.display()))?;
+        if !meta.is_dir() {
+            bail!(
+                "the compile cache `{}` is not a directory; remove it or choose another with --cache-dir",
+                dir.display()
+            );
+        }
+        check_private(&meta).map_err(|why| {
+            anyhow::anyhow!(
+                "refusing the compile cache directory `{}`: {why}; run `chmod 700` on it or choose another with --cache-dir",
+                dir.display()
+            )
+        })?;
+        Ok(DiskCache { dir })
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the code for `hash` compiled by an engine with fingerprint
+    /// `engine_key` lives.
+    pub(crate) fn entry(&self, hash: &ContentHash, engine_key: &str) -> PathBuf {
+        self.dir.join(format!("{}-{engine_key}.cwasm", hex(hash)))
+    }
+
+    /// Whether `path` exists and may be trusted: a regular file owned by this
+    /// user and writable by nobody else. `Err` explains a file that exists but
+    /// is not trustworthy.
+    pub(crate) fn trusted(path: &Path) -> Result<bool, String> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !meta.is_file() {
+            return Err("not a regular file".into());
+        }
+        check_private(&meta)?;
+        Ok(true)
+    }
+
+    /// Writes `code` to `path` atomically, readable and writable by the owner
+    /// only.
+    pub(crate) fn store(&self, path: &Path, code: &[u8]) -> std::io::Result<()> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".tmp-");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            builder.permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        let mut tmp = builder.tempfile_in(&self.dir)?;
+        tmp.write_all(code)?;
+        tmp.as_file().sync_data()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// A stable fingerprint of everything that decides whether precompiled code
+/// fits `engine`: wasmtime's own compatibility hash, fed through SHA-256 so
+/// it does not depend on the standard library's hasher.
+pub(crate) fn engine_key(engine: &wasmtime::Engine) -> String {
+    struct ShaHasher(Sha256);
+    impl std::hash::Hasher for ShaHasher {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            unreachable!("only the digest is used")
+        }
+    }
+    let mut hasher = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex(&hasher.0.finalize()[..16])
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// Owned by this user and not writable by group or others.
+#[cfg(unix)]
+fn check_private(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by this user (uid {me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by group or others (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Without Unix ownership and modes there is nothing to check; the directory's
+/// ACLs are the user's responsibility.
+#[cfg(not(unix))]
+fn check_private(_meta: &std::fs::Metadata) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_cache_makes_once_and_evicts_the_least_recently_used() {
+        let cache = MemoryCache::new();
+        let mut made = 0;
+        for _ in 0..3 {
+            let v: Result<u32, ()> = cache.get_or_try_insert([1; 32], || {
+                made += 1;
+                Ok(7)
+            });
+            assert_eq!(v, Ok(7));
+        }
+        assert_eq!(made, 1);
+        // A failure is not cached.
+        assert_eq!(cache.get_or_try_insert([2; 32], || Err::<u32, _>("bad")), Err("bad"));
+        assert_eq!(cache.get_or_try_insert([2; 32], || Ok::<_, ()>(8)), Ok(8));
+        for i in 0..MEMORY_CACHE_CAPACITY as u8 {
+            let _ = cache.get_or_try_insert([i.wrapping_add(3); 32], || Ok::<_, ()>(0));
+        }
+        let slots = cache.slots.lock().unwrap();
+        assert_eq!(slots.map.len(), MEMORY_CACHE_CAPACITY);
+        assert!(!slots.map.contains_key(&[1; 32]), "the oldest entry is evicted");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn disk_cache_refuses_directories_others_can_write() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        let cache = DiskCache::open(&dir).unwrap();
+        let mode = std::fs::metadata(cache.dir()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "created owner-only");
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = DiskCache::open(&dir).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(DiskCache::open(&file).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cache_entries_are_private_and_checked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(tmp.path().join("c")).unwrap();
+        let path = cache.entry(&[0xab; 32], "k");
+        assert_eq!(DiskCache::trusted(&path), Ok(false));
+        cache.store(&path, b"code").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(DiskCache::trusted(&path), Ok(true));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(DiskCache::trusted(&path).is_err());
+    }
+}
