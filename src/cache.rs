@@ -134,6 +134,25 @@ impl Counters {
 /// exactly its configuration. Entries are written to a temporary file and
 /// renamed into place, so concurrent processes never see half a file.
 /// Deleting the directory, or any file in it, at any time is safe.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{DiskCache, Engine, EngineConfig};
+///
+/// let dir = tempfile::tempdir()?;
+/// let hello = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+///
+/// let first = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(dir.path().join("cache"))?)?;
+/// first.load_bytes("hello.wasm", hello.as_bytes())?;
+/// assert_eq!(first.cache_stats().compiled, 1);
+///
+/// // A later engine (say, in the next process) finds the code on disk.
+/// let second = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(dir.path().join("cache"))?)?;
+/// second.load_bytes("hello.wasm", hello.as_bytes())?;
+/// assert_eq!((second.cache_stats().compiled, second.cache_stats().disk_hits), (0, 1));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct DiskCache {
     dir: PathBuf,

@@ -328,19 +328,25 @@ fn cancel_on_signals(engine: &Engine) -> Result<CancelHandle> {
     let handle = cancel.clone();
     let rt = engine.runtime()?;
     let _guard = rt.enter();
-    let interrupt = tokio::signal::ctrl_c();
+    // Registered here, before the guest starts, not when the task first runs.
     #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("failed to listen for SIGTERM")?;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+        rt.spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            handle.cancel();
+        });
+    }
+    #[cfg(not(unix))]
     rt.spawn(async move {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+        if tokio::signal::ctrl_c().await.is_ok() {
+            handle.cancel();
         }
-        #[cfg(not(unix))]
-        let _ = interrupt.await;
-        handle.cancel();
     });
     Ok(cancel)
 }

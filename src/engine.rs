@@ -560,7 +560,32 @@ fn file_name(path: &Path) -> String {
 }
 
 /// A module or component compiled and linked against WASI, ready to run many
-/// times in any sandbox on the engine that compiled it.
+/// times in any sandbox on the engine that compiled it. Cloning is cheap
+/// (reference counts) and a program may run on many threads at once.
+///
+/// # Example
+///
+/// Precompiling for a machine you control, and loading the code there:
+///
+/// ```
+/// use wasmcell::{Engine, EngineConfig, Policy, Sandbox, Status};
+///
+/// let engine = Engine::new(EngineConfig::default())?;
+/// let program = engine.load_bytes("noop.wasm", br#"(module (func (export "_start")))"#)?;
+/// assert!(!program.is_component());
+/// let dir = tempfile::tempdir()?;
+/// let cwasm = dir.path().join("noop.cwasm");
+/// std::fs::write(&cwasm, program.precompile()?)?;
+///
+/// // Refused as WebAssembly ...
+/// assert!(engine.load(&cwasm, 1 << 20).is_err());
+/// // ... loaded only by the call that says what it is.
+/// // SAFETY: written by this program a moment ago, in a private temp dir.
+/// let loaded = unsafe { engine.load_precompiled(&cwasm)? };
+/// let sandbox = Sandbox::builder().engine(engine).policy(Policy::deny_all()).build()?;
+/// assert_eq!(sandbox.run_program(&loaded, &[] as &[&str])?.status, Status::Exited(0));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Program {
     name: String,

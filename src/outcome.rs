@@ -102,6 +102,23 @@ pub struct Denial {
 }
 
 /// Everything known about how one run ended.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{Policy, Sandbox, Status};
+///
+/// let mut policy = Policy::deny_all();
+/// policy.set_fuel(1_000, "example")?;
+/// let sandbox = Sandbox::builder().policy(policy).build()?;
+/// let spin = sandbox.load_bytes("spin.wasm", br#"(module (func (export "_start") (loop (br 0))))"#)?;
+/// let outcome = sandbox.run_program(&spin, &[] as &[&str])?;
+/// assert_eq!(outcome.status, Status::FuelExhausted);
+/// assert_eq!(outcome.exit_code(), wasmcell::EXIT_FUEL);
+/// assert_eq!(outcome.fuel_used, Some(1_000));
+/// assert!(outcome.describe(sandbox.policy()).unwrap().contains("fuel exhausted"));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// How the guest ended.

@@ -76,6 +76,28 @@ struct Inner {
 /// - output the policy sends to `inherit` is captured into
 ///   [`Outcome::stdout`] and [`Outcome::stderr`] instead, bounded by
 ///   `limits.output`.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
+///
+/// let policy = Policy::from_toml("[limits]\nmemory = \"16 MiB\"\ntimeout = \"2s\"", ".")?;
+/// let engine = Engine::new(EngineConfig::for_policy(&policy))?;
+/// let sandbox = Sandbox::builder()
+///     .engine(engine)
+///     .policy(policy)
+///     .stdin("every run reads this")
+///     .log_denials(true)
+///     .build()?;
+/// assert_eq!(sandbox.policy().limits.memory.value, 16 << 20);
+///
+/// // An engine that cannot enforce the policy is refused up front.
+/// let metered = Policy::from_toml("[limits]\nfuel = 100", ".")?;
+/// let unmetered = Engine::new(EngineConfig::default())?;
+/// assert!(Sandbox::builder().engine(unmetered).policy(metered).build().is_err());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub struct SandboxBuilder {
     policy: Policy,
     engine: Option<Engine>,
@@ -528,6 +550,19 @@ impl RunState {
 ///
 /// Defaults: stdin as the sandbox gives it, and no cancel handle (the run
 /// still ends at the policy's `limits.timeout`).
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{CancelHandle, RunOptions};
+///
+/// let batch = CancelHandle::new();
+/// let options = RunOptions::new().stdin(b"job input".to_vec()).cancel(&batch);
+/// # let _ = options;
+/// ```
+///
+/// See [`Sandbox`] for a run that reads its stdin, and [`Sandbox::run_with`]
+/// for a cancelled one.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     stdin: Option<Bytes>,

@@ -589,3 +589,128 @@ fn stdin_flag_overrides_the_policy() {
     let out = run(&["run", "--stdin", s(&missing), STDIO_ECHO]);
     assert_exit(&out, 2, &["--stdin: stdin file", "does not exist"]);
 }
+
+#[test]
+fn exit_130_cancelled_by_sigint_or_sigterm() {
+    for signal in ["INT", "TERM"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let report = tmp.path().join("report.json");
+        let mut child = wasmcell_command()
+            .args(["run", "--timeout", "1h", "--report", s(&report), LIMITS_SLEEP_FOREVER])
+            .spawn()
+            .unwrap();
+        // The guest prints its line just before it sleeps, after wasmcell
+        // listens for signals; signal once the line is out.
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        assert_eq!(line, "sleeping\n");
+        let pid = child.id().to_string();
+        let kill = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = wait_for(child);
+        assert_exit(&out, 130, &["cancelled"]);
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(report["status"], "cancelled", "{signal}");
+        assert_eq!(report["exit_code"], 130);
+    }
+}
+
+#[test]
+fn compile_then_run_precompiled_only_when_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwasm = tmp.path().join("hello.cwasm");
+    let out = run(&["compile", HELLO, "-o", s(&cwasm)]);
+    assert_exit(&out, 0, &["--allow-precompiled"]);
+
+    // Native code is never run by accident, even under a .wasm name.
+    let renamed = write(tmp.path(), "innocent.wasm", std::fs::read(&cwasm).unwrap());
+    for file in [&cwasm, &renamed] {
+        let out = run(&["run", s(file)]);
+        assert_exit(&out, 126, &["precompiled native code", "--allow-precompiled"]);
+        assert!(stdout(&out).is_empty());
+    }
+
+    let out = run(&["run", "--allow-precompiled", s(&cwasm)]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(stdout(&out), "hello from wasmcell\n");
+
+    // The flag still accepts plain WebAssembly.
+    let out = run(&["run", "--allow-precompiled", HELLO]);
+    assert_eq!(stdout(&out), "hello from wasmcell\n");
+
+    // Code compiled without fuel metering cannot run under --fuel: a load
+    // error saying how to fix it, not a run without metering.
+    let out = run(&["run", "--fuel", "1000000", "--allow-precompiled", s(&cwasm)]);
+    assert_exit(&out, 126, &["wasmcell compile"]);
+    let metered = tmp.path().join("metered.cwasm");
+    assert_exit(&run(&["compile", "--fuel", HELLO, "-o", s(&metered)]), 0, &[]);
+    let out = run(&["run", "--fuel", "1000000", "--allow-precompiled", s(&metered)]);
+    assert_exit(&out, 0, &[]);
+    let out = run(&["run", "--fuel", "10", "--allow-precompiled", s(&metered)]);
+    assert_exit(&out, 152, &["fuel exhausted"]);
+
+    // The policy's module-size limit holds for precompiled code too.
+    let out = run(&["run", "--allow-precompiled", "--max-module-size", "1KiB", s(&cwasm)]);
+    assert_exit(&out, 126, &["--max-module-size"]);
+}
+
+#[test]
+fn compile_refuses_what_run_would_refuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "compile",
+        s(&write(tmp.path(), "lib.wat", "(module)")),
+        "-o",
+        s(&tmp.path().join("x.cwasm")),
+    ]);
+    assert_exit(&out, 126, &["_start"]);
+    assert!(!tmp.path().join("x.cwasm").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn run_caches_compiled_code_in_an_owner_only_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    for _ in 0..2 {
+        let out = run(&["run", "--cache-dir", s(&cache), HELLO]);
+        assert_exit(&out, 0, &[]);
+        assert_eq!(stdout(&out), "hello from wasmcell\n");
+    }
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+    let entries = listing(&cache);
+    assert_eq!(
+        entries.len(),
+        1,
+        "one entry for one guest and configuration: {entries:?}"
+    );
+    assert!(entries[0].ends_with(".cwasm"), "{entries:?}");
+
+    // --no-cache writes nothing.
+    let other = tmp.path().join("unused");
+    let out = wasmcell_command()
+        .env("WASMCELL_CACHE_DIR", &other)
+        .args(["run", "--no-cache", HELLO])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0, &[]);
+    assert!(!other.exists());
+
+    // A cache directory others can write to could hold planted code: an
+    // explicit one is an error, the default one a warning.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(&["run", "--cache-dir", s(&cache), HELLO]);
+    assert_exit(&out, 125, &["writable by group or others", "chmod 700"]);
+    assert!(stdout(&out).is_empty());
+    let out = wasmcell_command()
+        .env("WASMCELL_CACHE_DIR", &cache)
+        .args(["run", HELLO])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0, &["warning", "running without the compile cache"]);
+    assert_eq!(stdout(&out), "hello from wasmcell\n");
+}

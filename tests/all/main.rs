@@ -4,6 +4,8 @@
 
 mod cli;
 mod clocks;
+mod cpu;
+mod embed;
 mod env;
 mod exit;
 mod fs;
@@ -25,10 +27,15 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
 /// Longest any `wasmcell` child may take before the test kills it and fails.
 pub const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// A `wasmcell` command with stdin closed and output captured.
+/// A `wasmcell` command with stdin closed and output captured. Its compile
+/// cache is the tests' own, so a test run neither reads nor fills the user's.
 pub fn wasmcell_command() -> Command {
     let mut cmd = Command::new(BIN);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env(
+        "WASMCELL_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmcell-cache"),
+    );
     cmd
 }
 
