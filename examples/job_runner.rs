@@ -40,8 +40,8 @@ fn main() -> Result<()> {
     // instead of mapping fresh memory for every run.
     let engine = Engine::new(EngineConfig {
         allocator: Allocator::Pooling(PoolingConfig {
-            max_runs: u32::try_from(args.jobs)?,
             max_memory: policy.limits.memory.value,
+            ..PoolingConfig::new(u32::try_from(args.jobs)?)
         }),
         ..EngineConfig::for_policy(&policy)
     })?;

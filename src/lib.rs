@@ -5,8 +5,14 @@
 //! variables, stdio, clocks, randomness), and it is metered: fuel for CPU,
 //! a cap on linear memory, a wall-clock deadline that holds even while the
 //! guest blocks in a host call, and a cap on output. Every run returns an
-//! [`Outcome`] saying whether the guest exited, trapped, or was stopped by
-//! which limit.
+//! [`Outcome`] saying whether the guest exited, trapped, was cancelled, or
+//! was stopped by which limit.
+//!
+//! For hosts that run many guests: an [`Engine`] compiles each guest once
+//! (in memory by content hash, and optionally in a [`DiskCache`]), a
+//! [`Program`] is pre-linked so a run only instantiates, runs can be
+//! blocking or async and are cancelled from anywhere with a
+//! [`CancelHandle`], and [`Allocator::Pooling`] makes short runs cheap.
 //!
 //! ```no_run
 //! use wasmcell::{Policy, Sandbox, Status};

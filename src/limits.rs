@@ -65,7 +65,9 @@ fn pooling_config(pool: crate::engine::PoolingConfig) -> wasmtime::PoolingAlloca
         .total_stacks(runs)
         .max_tables_per_module(POOL_TABLES_PER_MODULE)
         .table_elements(MAX_TABLE_ELEMENTS)
-        .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(usize::try_from(pool.keep_resident).unwrap_or(usize::MAX))
+        .table_keep_resident(usize::try_from(pool.keep_resident).unwrap_or(usize::MAX));
     config
 }
 

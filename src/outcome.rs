@@ -277,6 +277,23 @@ pub(crate) fn classify(ending: Ending<'_>) -> (Status, Option<String>) {
     }
 }
 
+/// Whether an error that ended a run is the host's failure rather than the
+/// guest's doing: the operating system refused memory or another resource
+/// (an `mmap` that failed, say), which no guest behaviour within its limits
+/// explains. Such runs are reported as sandbox errors, not as traps.
+pub(crate) fn is_host_failure(err: &wasmtime::Error) -> bool {
+    if err.is::<Trap>() {
+        return false;
+    }
+    err.chain().any(|e| {
+        #[cfg(unix)]
+        if e.is::<rustix::io::Errno>() {
+            return true;
+        }
+        e.is::<std::io::Error>()
+    })
+}
+
 /// The exit code for an error that stopped `wasmcell` before or instead of a
 /// guest run: 2 for policy, usage and matrix-input errors, 126 for load errors, 125 otherwise.
 pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {

@@ -5,7 +5,7 @@
 use crate::capabilities::{Captured, NetAudit, RunIo};
 use crate::engine::{Engine, EngineConfig, LoadError, LoadErrorKind, P2Ctx, Program, ProgramKind, State};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
-use crate::outcome::{self, Ending, Outcome};
+use crate::outcome::{self, Ending, Outcome, Status};
 use crate::policy::Policy;
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
@@ -481,6 +481,16 @@ impl Sandbox {
             memory_refused: limiter.refused().is_some(),
             output_exceeded: run.budget.exceeded(),
         });
+        // Only what would otherwise pass for a guest's trap is looked at: a
+        // limit the sandbox imposed is never the host failing.
+        if status == Status::Trap
+            && let Some(Err(err)) = &result
+            && outcome::is_host_failure(err)
+        {
+            bail!(
+                "the host could not provide the run's resources ({err:#}); run fewer guests at once, or raise the process's memory and mapping limits (ulimit -v, vm.max_map_count)"
+            );
+        }
         let peak_memory_bytes = limiter.peak();
         let fuel_used = self
             .inner

@@ -714,3 +714,27 @@ fn run_caches_compiled_code_in_an_owner_only_directory() {
     assert_exit(&out, 0, &["warning", "running without the compile cache"]);
     assert_eq!(stdout(&out), "hello from wasmcell\n");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn exit_125_when_the_host_cannot_map_the_guests_memory() {
+    // Under a 3 GB address-space limit wasmtime cannot reserve a linear
+    // memory (4 GiB plus guards). That is the host failing, not the guest
+    // trapping: exit 125 with advice, never 134.
+    let script = format!("ulimit -v 3000000 && exec {} run --no-cache {HELLO}", crate::BIN);
+    let out = wait_for(
+        std::process::Command::new("bash")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_exit(
+        &out,
+        125,
+        &["the host could not provide the run's resources", "ulimit -v"],
+    );
+    assert_no_panic(&out);
+}

@@ -22,7 +22,9 @@ fn count_primes(limit: usize) -> usize {
     for n in 2..limit {
         if !composite[n] {
             count += 1;
-            let mut multiple = n * n;
+            // n * n overflows wasm32's 32-bit usize past N = 65536; saturating
+            // keeps it above the limit instead of wrapping below it.
+            let mut multiple = n.saturating_mul(n);
             while multiple < limit {
                 composite[multiple] = true;
                 multiple += n;
