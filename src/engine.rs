@@ -48,7 +48,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EngineConfig {
     /// Compile fuel metering in. Required by policies that set `limits.fuel`.
-    /// Off by default: on CPU-bound guests it adds 0 to 8 percent on top of
+    /// Off by default: on CPU-bound guests it adds 0 to 17 percent on top of
     /// the epoch checks every engine has (those cost about 1.6x unmetered
     /// code; see the README's metering figures), which policies without
     /// `limits.fuel` need not pay.
