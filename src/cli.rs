@@ -2,7 +2,7 @@
 //! `execute(self)` returning the process exit code.
 
 use crate::cache::DiskCache;
-use crate::engine::{Engine, EngineConfig, LoadError, LoadErrorKind, Program};
+use crate::engine::{Engine, EngineConfig, Program};
 use crate::outcome::EXIT_CODE_TABLE;
 use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Policy};
 use crate::runner::{CancelHandle, RunOptions, Sandbox};
@@ -229,22 +229,9 @@ impl RunCommand {
     /// --allow-precompiled is given and the file is precompiled.
     fn load(&self, sandbox: &Sandbox, module: &std::path::Path) -> Result<Program> {
         if self.allow_precompiled && is_precompiled(module) {
-            let limit = &sandbox.policy().limits.module_size;
-            let size = std::fs::metadata(module).map(|m| m.len()).unwrap_or(0);
-            if size > limit.value {
-                return Err(LoadError {
-                    module: module.to_path_buf(),
-                    kind: LoadErrorKind::TooLarge {
-                        size,
-                        limit: limit.value,
-                        origin: limit.origin.describe("limits.module-size"),
-                    },
-                }
-                .into());
-            }
             // SAFETY: the user vouched for this file with --allow-precompiled,
             // whose help says what that means.
-            return Ok(unsafe { sandbox.engine().load_precompiled(module) }?);
+            return Ok(unsafe { sandbox.load_precompiled(module) }?);
         }
         Ok(sandbox.load(module)?)
     }

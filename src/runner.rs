@@ -222,6 +222,31 @@ impl Sandbox {
         self.inner.engine.load_bytes(name, bytes)
     }
 
+    /// Like [`Engine::load_precompiled`], refusing files over the policy's
+    /// `limits.module-size` as [`Sandbox::load`] does.
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`]: the file is native code that runs
+    /// unvalidated, so it must be one you compiled yourself and kept where
+    /// nobody else could write it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load_precompiled`], and when the file is too large.
+    pub unsafe fn load_precompiled(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
+        let path = path.as_ref();
+        let size = std::fs::metadata(path)
+            .map_err(|e| LoadError {
+                module: path.to_path_buf(),
+                kind: LoadErrorKind::Read(e),
+            })?
+            .len();
+        self.check_size(&path.to_string_lossy(), size)?;
+        // SAFETY: the caller vouches for the file.
+        unsafe { self.inner.engine.load_precompiled(path) }
+    }
+
     fn check_size(&self, name: &str, size: u64) -> Result<(), LoadError> {
         let limit = &self.inner.policy.limits.module_size;
         if size > limit.value {

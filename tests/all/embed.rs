@@ -284,6 +284,17 @@ fn async_runs_interleave_on_one_runtime() {
     });
 }
 
+/// Cancels `cancel` from another thread after 300 ms; the thread returns
+/// when it did.
+fn cancel_soon(cancel: &CancelHandle) -> std::thread::JoinHandle<Instant> {
+    let cancel = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+        Instant::now()
+    })
+}
+
 #[test]
 fn cancel_ends_a_guest_sleeping_in_a_host_call() {
     let engine = engine(EngineConfig::default());
@@ -291,14 +302,7 @@ fn cancel_ends_a_guest_sleeping_in_a_host_call() {
     for guest in both(LIMITS_SLEEP_FOREVER, LIMITS_SLEEP_FOREVER_COMPONENT) {
         let program = sandbox.load(guest).unwrap();
         let cancel = CancelHandle::new();
-        let canceller = {
-            let cancel = cancel.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                cancel.cancel();
-                Instant::now()
-            })
-        };
+        let canceller = cancel_soon(&cancel);
         let outcome = sandbox
             .run_with(&program, NO_ARGS, RunOptions::new().cancel(&cancel))
             .unwrap();
@@ -322,14 +326,7 @@ fn cancel_ends_a_guest_computing() {
     for guest in both(LIMITS_INFINITE_LOOP, LIMITS_INFINITE_LOOP_COMPONENT) {
         let program = sandbox.load(guest).unwrap();
         let cancel = CancelHandle::new();
-        let canceller = {
-            let cancel = cancel.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                cancel.cancel();
-                Instant::now()
-            })
-        };
+        let canceller = cancel_soon(&cancel);
         let outcome = sandbox
             .run_with(&program, NO_ARGS, RunOptions::new().cancel(&cancel))
             .unwrap();
@@ -470,5 +467,44 @@ fn pooled_runs_keep_the_memory_limit() {
         let outcome = sandbox.run_program(&program, NO_ARGS).unwrap();
         assert_status(&outcome, Status::MemoryLimit);
         assert!(outcome.peak_memory_bytes <= 2 << 20);
+    }
+}
+
+/// Copies stdin into memory at 1024 (when there is any), then prints the 16
+/// bytes there: a run that follows one fed a secret shows what it inherited.
+const MEMORY_PROBE: &str = r#"(module
+    (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 1024))
+        (i32.store (i32.const 4) (i32.const 16))
+        (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+#[test]
+fn a_reused_pool_slot_shows_nothing_of_the_previous_run() {
+    for keep_resident in [PoolingConfig::new(1).keep_resident, 0] {
+        // One slot, so every run reuses the memory the previous one wrote.
+        let engine = engine(EngineConfig {
+            allocator: Allocator::Pooling(PoolingConfig {
+                keep_resident,
+                ..PoolingConfig::new(1)
+            }),
+            ..EngineConfig::default()
+        });
+        let sandbox = sandbox(&engine, Policy::deny_all());
+        let probe = sandbox.load_bytes("probe.wasm", MEMORY_PROBE.as_bytes()).unwrap();
+        for _ in 0..3 {
+            let secret = sandbox
+                .run_with(&probe, NO_ARGS, RunOptions::new().stdin("tenant A secret!"))
+                .unwrap();
+            assert_eq!(secret.stdout, b"tenant A secret!", "the probe works");
+            let next = sandbox.run_program(&probe, NO_ARGS).unwrap();
+            assert_eq!(
+                next.stdout, [0; 16],
+                "keep_resident {keep_resident}: memory leaked between runs"
+            );
+        }
     }
 }
