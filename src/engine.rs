@@ -735,14 +735,10 @@ impl fmt::Display for LoadError {
     }
 }
 
-impl std::error::Error for LoadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            LoadErrorKind::Read(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// The message already includes any I/O error, so it is not also given as a
+/// `source` (that would print it twice in `{:#}` chains); match on
+/// [`LoadError::kind`] to get at it.
+impl std::error::Error for LoadError {}
 
 /// Per-run store data: the guest's WASI context and its limiter.
 pub(crate) struct State<W> {

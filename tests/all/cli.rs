@@ -284,6 +284,11 @@ fn exit_126_load_errors() {
         assert_exit(&out, 126, needles);
         assert_no_panic(&out);
         assert_eq!(stdout(&out), "", "{args:?}: nothing ran");
+        // One line, each cause once, the advice at the end of it.
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}:\n{err}");
+        let os_errors = usize::from(args.contains(&s(&missing)));
+        assert_eq!(err.matches("os error").count(), os_errors, "{err}");
     }
 }
 
