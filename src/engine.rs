@@ -518,10 +518,17 @@ impl Engine {
     }
 
     fn link_module(&self, module: Module) -> Result<ProgramKind, LoadErrorKind> {
-        if !matches!(module.get_export("_start"), Some(wasmtime::ExternType::Func(_))) {
+        let Some(wasmtime::ExternType::Func(start)) = module.get_export("_start") else {
             return Err(LoadErrorKind::NotCommand(
                 "the module exports no `_start` function; build it as a command (a `bin` target for wasm32-wasip1), not a library or reactor".into(),
             ));
+        };
+        // Checked now, not when the run calls it: a `_start` the runner
+        // cannot call is a module that cannot run, not a guest that trapped.
+        if start.params().len() != 0 || start.results().len() != 0 {
+            return Err(LoadErrorKind::StartSignature {
+                found: signature(&start),
+            });
         }
         let pre = self
             .inner
@@ -563,6 +570,14 @@ impl Engine {
             .context("failed to start the sandbox's I/O runtime")?;
         Ok(self.inner.runtime.get_or_init(|| rt))
     }
+}
+
+/// A function type as WAT-like text: `(i32, i64) -> (f32)`.
+fn signature(ty: &wasmtime::FuncType) -> String {
+    let list = |types: &mut dyn Iterator<Item = wasmtime::ValType>| {
+        types.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    format!("({}) -> ({})", list(&mut ty.params()), list(&mut ty.results()))
 }
 
 fn describe(e: wasmtime::Error) -> String {
@@ -693,6 +708,12 @@ pub enum LoadErrorKind {
     /// The module is not a WASI command (no `_start`, or a component that
     /// does not export `wasi:cli/run`).
     NotCommand(String),
+    /// The module's `_start` takes parameters or returns results; a WASI
+    /// command's `_start` is `() -> ()`.
+    StartSignature {
+        /// The type the module gives `_start`, such as `(i32) -> ()`.
+        found: String,
+    },
     /// Precompiled native code given where WebAssembly was expected, or
     /// precompiled code that does not fit this engine.
     Precompiled(String),
@@ -731,6 +752,10 @@ impl fmt::Display for LoadError {
                 "{why}; wasmcell provides only WASI (wasi_snapshot_preview1 for modules, WASI 0.2 for components)"
             ),
             LoadErrorKind::NotCommand(why) | LoadErrorKind::Precompiled(why) => write!(f, "{why}"),
+            LoadErrorKind::StartSignature { found } => write!(
+                f,
+                "`_start` has type `{found}`, but a command's `_start` takes no parameters and returns nothing (`() -> ()`); export it with that type, as a `bin` target for wasm32-wasip1 does"
+            ),
         }
     }
 }

@@ -45,7 +45,7 @@ code     meaning
 2        usage error or invalid policy; nothing ran
 124      wall-clock timeout (limits.timeout)
 125      the sandbox itself failed (a host error, not the guest's fault)
-126      the module could not be loaded or linked (not Wasm, too large, unknown imports, wrong world)
+126      the module could not be loaded or linked (not Wasm, too large, unknown imports, not a command)
 130      the run was cancelled (Ctrl-C or SIGTERM for the CLI, a CancelHandle for the library)
 134      the guest trapped (unreachable, out of bounds, division by zero, stack overflow)
 137      memory limit reached (limits.memory); the guest is stopped, like an out-of-memory kill

@@ -1,8 +1,8 @@
 //! How a guest's exit status and panics surface in the [`Outcome`]: statuses pass through
 //! (within 0..=125), out-of-range ones map to 1 with an explanation, a panic is a trap.
 
-use crate::{assert_status, assert_test_exists, both, run, stdout};
-use wasmcell::{EXIT_OUT_OF_RANGE, EXIT_TRAP, Outcome, Policy, Status};
+use crate::{assert_status, assert_test_exists, both, run, stdout, wait_for, wasmcell_command};
+use wasmcell::{EXIT_LOAD, EXIT_OUT_OF_RANGE, EXIT_TRAP, LoadErrorKind, Outcome, Policy, Sandbox, Status};
 use wasmcell_artifacts::{EXIT_CODE, EXIT_CODE_COMPONENT, EXIT_PANIC, EXIT_PANIC_COMPONENT};
 
 wasmcell_artifacts::foreach_exit!(assert_test_exists);
@@ -97,5 +97,72 @@ fn exit_panic() {
             "{guest}: {why}"
         );
         assert_eq!(outcome.to_json()["status"], "trap");
+    }
+}
+
+/// `_start` fixtures that are not `() -> ()`: (file name, module, the type the
+/// error must show).
+const BAD_STARTS: [(&str, &str, &str); 3] = [
+    (
+        "start_param.wat",
+        r#"(module (func (export "_start") (param i32)))"#,
+        "(i32) -> ()",
+    ),
+    (
+        "start_result.wat",
+        r#"(module (func (export "_start") (result i32) (i32.const 0)))"#,
+        "() -> (i32)",
+    ),
+    (
+        "start_both.wat",
+        r#"(module (func (export "_start") (param i64 f32) (result i32 i32) (i32.const 0) (i32.const 0)))"#,
+        "(i64, f32) -> (i32, i32)",
+    ),
+];
+
+// See: #9
+/// A `_start` the runner cannot call is a module that is not a command: a
+/// load error (nothing ran), not a trap (134) after instantiation.
+#[test]
+fn r9_start_with_params_or_results_is_a_load_error() {
+    let sandbox = Sandbox::builder().policy(Policy::deny_all()).build().unwrap();
+    for (name, wat, found) in BAD_STARTS {
+        let err = sandbox
+            .load_bytes(name, wat.as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("{name}: loaded"));
+        match err.kind() {
+            LoadErrorKind::StartSignature { found: f } => assert_eq!(f, found, "{name}"),
+            other => panic!("{name}: expected StartSignature, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains(found) && msg.contains("`() -> ()`"), "{name}: {msg}");
+    }
+    // Control: the right type loads and runs.
+    let good = sandbox
+        .load_bytes("start_ok.wat", br#"(module (func (export "_start")))"#)
+        .unwrap();
+    assert_status(&sandbox.run_program(&good, &[] as &[&str]).unwrap(), Status::Exited(0));
+}
+
+// See: #9
+#[test]
+fn r9_start_with_params_or_results_exits_126_from_run_and_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, wat, found) in BAD_STARTS {
+        let path = dir.path().join(name);
+        std::fs::write(&path, wat).unwrap();
+        let path = path.to_str().unwrap();
+        let cwasm = dir.path().join("out.cwasm");
+        for args in [vec!["run", path], vec!["compile", path, "-o", cwasm.to_str().unwrap()]] {
+            let out = wait_for(wasmcell_command().args(&args).spawn().unwrap());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(i32::from(EXIT_LOAD)), "{args:?}: {err}");
+            assert!(err.contains(found) && err.contains("_start"), "{args:?}: {err}");
+        }
+        assert!(
+            !cwasm.exists(),
+            "{name}: compile wrote code for a module that cannot run"
+        );
     }
 }
