@@ -122,7 +122,7 @@ pub struct RunCommand {
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
 
-    /// Most linear memory, such as `64MiB` (overrides limits.memory).
+    /// Most linear memory and tables, such as `64MiB` (overrides limits.memory).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory: Option<u64>,
 

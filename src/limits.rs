@@ -26,9 +26,15 @@ const MAX_INSTANCES: usize = 100;
 /// Most tables and memories, across all instances.
 const MAX_TABLES: usize = 100;
 const MAX_MEMORIES: usize = 100;
-/// Most elements in one table. Tables live in host memory outside
-/// `limits.memory`, so they get a fixed cap of their own (8 MiB of host memory).
+/// Most elements in one table (8 MiB of host memory). Every element is also
+/// charged against `limits.memory`; this cap keeps one table within what the
+/// pooling allocator reserves for it.
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Host bytes one table element takes: wasmtime 48 stores a funcref element
+/// as one pointer (`Option<SendSyncPtr<VMFuncRef>>`), and the function it
+/// points to lives in the instance, however many elements name it. (GC
+/// references, which would be 4 bytes, are not enabled.)
+pub(crate) const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
 /// The engine-wide part of the limits: whether fuel is metered and how deep
 /// the Wasm stack may grow. Epoch interruption is always on.
@@ -82,7 +88,7 @@ pub(crate) fn cap_handles(table: &mut wasmtime::component::ResourceTable, limits
 /// `wasmtime::Error` that ends the call, so the outcome is classified by type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LimitExceeded {
-    /// Linear memory would have grown past `limits.memory`.
+    /// Linear memory plus table elements would have grown past `limits.memory`.
     Memory { requested: u64, limit: u64 },
     /// Stdout plus stderr would have passed `limits.output`.
     Output { limit: u64 },
@@ -95,7 +101,7 @@ impl fmt::Display for LimitExceeded {
         match self {
             LimitExceeded::Memory { requested, limit } => write!(
                 f,
-                "memory limit reached: linear memory would grow to {}, over the {} allowed",
+                "memory limit reached: linear memory and tables would grow to {}, over the {} allowed",
                 ByteSize(*requested),
                 ByteSize(*limit)
             ),
@@ -109,8 +115,13 @@ impl fmt::Display for LimitExceeded {
 
 impl std::error::Error for LimitExceeded {}
 
-/// Store limiter: caps linear memory across all of the guest's memories,
-/// records the peak, and stops the guest on the first refused growth.
+/// Store limiter: caps linear memory and table elements together, across
+/// all of the guest's memories and tables, at `limits.memory`; records the
+/// peak; and stops the guest on the first refused growth.
+///
+/// Tables count because they are host memory the guest chooses the size of:
+/// without the charge, 100 tables of 2^20 elements held 800 MiB of host
+/// memory under a 16 MiB limit. Each element costs [`TABLE_ELEMENT_BYTES`].
 pub(crate) struct MemoryLimiter {
     limit: u64,
     total: u64,
@@ -131,9 +142,29 @@ impl MemoryLimiter {
         }
     }
 
-    /// The most linear memory the guest held at once, in bytes.
+    /// The most linear memory plus table storage the guest held at once, in
+    /// bytes: the most of `limits.memory` it used.
     pub(crate) fn peak(&self) -> u64 {
         self.peak
+    }
+
+    /// Charges `bytes` more against the limit, or records the refusal and
+    /// returns the error that stops the guest.
+    fn charge(&mut self, bytes: u64) -> wasmtime::Result<()> {
+        let requested = self.total.saturating_add(bytes);
+        if requested > self.limit {
+            let err = LimitExceeded::Memory {
+                requested,
+                limit: self.limit,
+            };
+            self.refused = Some(err.clone());
+            // An error (rather than `Ok(false)`) traps at once: the guest never
+            // sees the growth fail, so it cannot disguise the cause.
+            return Err(wasmtime::Error::new(err));
+        }
+        self.total = requested;
+        self.peak = self.peak.max(self.total);
+        Ok(())
     }
 
     /// The refusal that stopped the guest, if one did.
@@ -151,20 +182,8 @@ impl ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         let growth = desired.saturating_sub(current) as u64;
-        let requested = self.total.saturating_add(growth);
-        if requested > self.limit {
-            let err = LimitExceeded::Memory {
-                requested,
-                limit: self.limit,
-            };
-            self.refused = Some(err.clone());
-            // An error (rather than `Ok(false)`) traps at once: the guest never
-            // sees `memory.grow` fail, so it cannot disguise the cause.
-            return Err(wasmtime::Error::new(err));
-        }
-        self.total = requested;
+        self.charge(growth)?;
         self.last_growth = growth;
-        self.peak = self.peak.max(self.total);
         Ok(true)
     }
 
@@ -177,8 +196,20 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(())
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Past the table's declared maximum or our per-table cap, the growth
+        // fails the way the spec says (`table.grow` returns -1, or a declared
+        // minimum cannot be met) and nothing is allocated, so nothing is
+        // charged. wasmtime calls this for a table's initial size at
+        // instantiation too, with `current` 0.
+        if maximum.is_some_and(|max| desired > max) || desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        // wasmtime 48 calls `table_grow_failed` only for growth it never
+        // charged here (an overflowing size), so no refund is kept for tables.
+        self.charge(growth)?;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -301,6 +332,35 @@ mod tests {
             l.memory_growing(0, 2 << 16, None).unwrap(),
             "the failed growth no longer counts"
         );
+    }
+
+    // See: #9
+    #[test]
+    fn r9_tables_are_charged_against_the_memory_limit() {
+        let mut l = MemoryLimiter::new(1 << 16);
+        // A table's initial size at instantiation: 4096 elements, 32 KiB.
+        assert!(l.table_growing(0, 4096, None).unwrap());
+        assert_eq!(l.peak(), 4096 * TABLE_ELEMENT_BYTES);
+        // Linear memory and tables share one budget: one page no longer fits.
+        let err = l.memory_growing(0, 1 << 16, None).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<LimitExceeded>(),
+            Some(LimitExceeded::Memory { .. })
+        ));
+        let mut l = MemoryLimiter::new(1 << 16);
+        assert!(l.table_growing(0, 4096, None).unwrap());
+        assert!(l.table_growing(4096, 8192, None).unwrap(), "exactly the limit");
+        assert!(l.table_growing(8192, 8193, None).is_err(), "one element past it");
+        assert!(l.refused().is_some());
+    }
+
+    #[test]
+    fn table_growth_past_its_maximum_or_the_cap_is_not_charged() {
+        let mut l = MemoryLimiter::new(1 << 30);
+        assert!(!l.table_growing(0, 11, Some(10)).unwrap());
+        assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        assert_eq!(l.peak(), 0);
+        assert!(l.refused().is_none());
     }
 
     #[test]

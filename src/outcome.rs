@@ -129,7 +129,9 @@ pub struct Outcome {
     pub fuel_used: Option<u64>,
     /// Wall-clock time from the start of instantiation to the end.
     pub wall: Duration,
-    /// The most linear memory the guest held at once.
+    /// The most of `limits.memory` the guest held at once: linear memory plus
+    /// table storage (8 bytes per table element), the two things that limit
+    /// counts.
     pub peak_memory_bytes: u64,
     /// Bytes the guest wrote to stdout (as delivered, after the output cap).
     pub stdout_bytes: u64,
@@ -191,7 +193,7 @@ impl Outcome {
                 l.fuel.origin.describe("limits.fuel")
             ),
             Status::MemoryLimit => format!(
-                "memory limit reached: the guest asked for more than {} of linear memory ({}); raise it with --memory",
+                "memory limit reached: the guest asked for more than {} of linear memory and tables ({}); raise it with --memory",
                 ByteSize(l.memory.value),
                 l.memory.origin.describe("limits.memory")
             ),

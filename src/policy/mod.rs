@@ -83,7 +83,7 @@ impl<T> Setting<T> {
 ///
 /// Defaults:
 /// - `fuel`: not metered ([`Limits::DEFAULT_FUEL`] is `None`);
-/// - `memory`: 256 MiB of linear memory in total;
+/// - `memory`: 256 MiB of linear memory and tables in total;
 /// - `timeout`: 10 s of wall-clock time;
 /// - `stack`: 1 MiB of Wasm stack;
 /// - `output`: 16 MiB of stdout plus stderr;
@@ -94,7 +94,10 @@ impl<T> Setting<T> {
 pub struct Limits {
     /// Fuel units the guest may burn; `None` turns metering off.
     pub fuel: Setting<Option<u64>>,
-    /// Bytes of linear memory (all memories together).
+    /// Bytes of linear memory and tables, all of the guest's memories and
+    /// tables together. A table element counts as 8 bytes, what wasmtime
+    /// keeps for it on the host; without that, a guest could make the host
+    /// hold hundreds of MiB of tables under a small limit.
     pub memory: Setting<u64>,
     /// Wall-clock time from the start of instantiation.
     pub timeout: Setting<Duration>,

@@ -508,3 +508,23 @@ fn a_reused_pool_slot_shows_nothing_of_the_previous_run() {
         }
     }
 }
+
+// See: #9
+#[test]
+fn r9_pooled_runs_charge_tables_against_the_memory_limit() {
+    // Three tables of 2^20 elements fit the pool's slots (4 tables of 2^20
+    // per module) but not a 16 MiB limit; two do.
+    let table = |n: usize| {
+        let tables = "(table 1048576 funcref)".repeat(n);
+        format!("(module {tables} (func (export \"_start\")))")
+    };
+    let engine = engine(pooled(2));
+    let small = policy_toml("[limits]\nmemory = \"16 MiB\"", Path::new("."));
+    let sandbox = sandbox(&engine, small);
+    for _ in 0..2 {
+        let three = sandbox.load_bytes("three.wat", table(3).as_bytes()).unwrap();
+        assert_status(&sandbox.run_program(&three, NO_ARGS).unwrap(), Status::MemoryLimit);
+        let two = sandbox.load_bytes("two.wat", table(2).as_bytes()).unwrap();
+        assert_status(&sandbox.run_program(&two, NO_ARGS).unwrap(), Status::Exited(0));
+    }
+}

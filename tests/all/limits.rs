@@ -604,3 +604,110 @@ fn one_program_runs_concurrently_from_many_threads() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// Tables are host memory the guest sizes: their elements count against
+// `limits.memory` (8 bytes each) together with linear memory.
+// ---------------------------------------------------------------------------
+
+/// A module declaring `count` tables of `elements` funcrefs each, which its
+/// `_start` fills (so that the host really holds them) before returning.
+fn tables_fixture(count: usize, elements: u32) -> String {
+    let mut wat = String::from("(module (func $f) (elem declare func $f)\n");
+    for i in 0..count {
+        wat.push_str(&format!("(table $t{i} {elements} funcref)\n"));
+    }
+    wat.push_str("(func (export \"_start\")\n");
+    for i in 0..count {
+        wat.push_str(&format!(
+            "(table.fill $t{i} (i32.const 0) (ref.func $f) (i32.const {elements}))\n"
+        ));
+    }
+    wat.push_str("))");
+    wat
+}
+
+// See: #9
+#[test]
+fn r9_declared_tables_count_against_the_memory_limit() {
+    // Eight tables of 2^20 elements hold 64 MiB of host memory: under a
+    // 16 MiB limit the third table is refused at instantiation, before any
+    // code runs; without the charge the guest fills all eight and exits 0.
+    let wat = tables_fixture(8, 1 << 20);
+    let outcome = run_wat(policy(|p| memory(p, 16 * MIB)), "many_tables", &wat);
+    assert_status(&outcome, Status::MemoryLimit);
+    assert_eq!(outcome.peak_memory_bytes, 16 * MIB, "two tables of 8 MiB fit exactly");
+    let why = outcome.describe(&policy(|p| memory(p, 16 * MIB))).unwrap();
+    assert!(why.contains("tables") && why.contains("--memory"), "{why}");
+
+    // Control: a limit that fits them all lets the guest fill them and return.
+    let outcome = run_wat(policy(|p| memory(p, 64 * MIB)), "many_tables", &wat);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(outcome.peak_memory_bytes, 64 * MIB);
+}
+
+// See: #9
+#[test]
+fn r9_table_grow_counts_against_the_memory_limit() {
+    // Grows one table by 2^16 elements (512 KiB) at a time until `table.grow`
+    // fails. The per-table cap alone would allow 8 MiB and then return -1
+    // (exit 0); under a 2 MiB limit the fifth growth must stop the guest.
+    let wat = r#"
+    (module
+      (table 0 funcref)
+      (func (export "_start")
+        (loop $l
+          (if (i32.eq (table.grow (ref.null func) (i32.const 0x10000)) (i32.const -1)) (then (return)))
+          (br $l))))
+    "#;
+    let outcome = run_wat(policy(|p| memory(p, 2 * MIB)), "table_grow", wat);
+    assert_status(&outcome, Status::MemoryLimit);
+    assert_eq!(outcome.peak_memory_bytes, 2 * MIB);
+
+    // Control: with room for the whole table, growth stops at the per-table
+    // cap with -1, as before.
+    let outcome = run_wat(policy(|p| memory(p, 16 * MIB)), "table_grow", wat);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(outcome.peak_memory_bytes, 8 * MIB);
+}
+
+// See: #9
+#[test]
+fn r9_memory_and_tables_share_one_budget() {
+    // 1 MiB of linear memory and 1.5 MiB of table: each fits 2 MiB, together
+    // they do not.
+    let wat = r#"
+    (module
+      (memory 16)
+      (table 196608 funcref)
+      (func (export "_start")))
+    "#;
+    let outcome = run_wat(policy(|p| memory(p, 2 * MIB)), "memory_and_table", wat);
+    assert_status(&outcome, Status::MemoryLimit);
+
+    let outcome = run_wat(policy(|p| memory(p, 3 * MIB)), "memory_and_table", wat);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(outcome.peak_memory_bytes, MIB + 196608 * 8);
+}
+
+// See: #9
+#[test]
+fn r9_many_tables_exit_137_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tables.wat");
+    std::fs::write(&path, tables_fixture(8, 1 << 20)).unwrap();
+    let policy = dir.path().join("small.toml");
+    std::fs::write(&policy, "[limits]\nmemory = \"16 MiB\"\n").unwrap();
+    let out = crate::wait_for(
+        crate::wasmcell_command()
+            .args(["run", "--policy", policy.to_str().unwrap(), path.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{err}");
+    assert!(
+        err.contains("memory limit reached") && err.contains("tables") && err.contains("limits.memory"),
+        "{err}"
+    );
+}
