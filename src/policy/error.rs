@@ -87,34 +87,37 @@ impl fmt::Display for PolicyError {
                 }
             }
         }
-        match &self.kind {
-            PolicyErrorKind::Io(e) => write!(f, "cannot read policy file: {e}"),
-            PolicyErrorKind::Parse(m) | PolicyErrorKind::Invalid(m) => f.write_str(m),
-            PolicyErrorKind::MissingDir(p) => write!(
-                f,
+        let message = match &self.kind {
+            PolicyErrorKind::Io(e) => format!("cannot read policy file: {e}"),
+            PolicyErrorKind::Parse(m) | PolicyErrorKind::Invalid(m) => m.clone(),
+            PolicyErrorKind::MissingDir(p) => format!(
                 "host directory `{}` does not exist or is not a directory; create it or fix the path (relative paths are resolved from the policy file's folder)",
                 p.display()
             ),
             PolicyErrorKind::Cycle(chain) => {
                 let chain: Vec<_> = chain.iter().map(|p| format!("`{}`", p.display())).collect();
-                write!(
-                    f,
+                format!(
                     "`extends` forms a cycle: {}; remove one of these links",
                     chain.join(" -> ")
                 )
             }
+        };
+        // Everything wrong in a file names its key, so that the line can be
+        // found even in a file with many alike; most messages say it already.
+        if self.path.is_some()
+            && let Some(key) = self.key.as_deref().filter(|k| !k.starts_with("--"))
+            && !message.contains(key)
+        {
+            write!(f, "{key}: ")?;
         }
+        f.write_str(&message)
     }
 }
 
-impl std::error::Error for PolicyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            PolicyErrorKind::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// The message already includes any I/O error, so it is not also given as a
+/// `source` (that would print it twice in `{:#}` chains); match on
+/// [`PolicyError::kind`] to get at it.
+impl std::error::Error for PolicyError {}
 
 pub(super) fn invalid(msg: impl Into<String>) -> PolicyError {
     PolicyError::new(PolicyErrorKind::Invalid(msg.into()))
@@ -139,6 +142,69 @@ pub(super) fn table_at(source: &str, offset: usize) -> Option<String> {
                 .trim()
                 .to_string()
         })
+}
+
+/// The dotted key (`limits.memory`, `fs.dirs.access`) whose value covers
+/// `offset`, for naming the key of a value serde refused. Array indices are
+/// left out: `net.tcp-connect`, not `net.tcp-connect[2]`.
+pub(super) fn key_at(source: &str, offset: usize) -> Option<String> {
+    use toml::Spanned;
+    use toml::de::{DeTable, DeValue};
+
+    // Policy keys are at most three deep; a deeper search is not needed and
+    // must not recurse as deep as a hostile file nests.
+    const DEPTH: usize = 8;
+
+    fn in_table(table: &DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+        for (key, value) in table.iter() {
+            path.push(key.get_ref().to_string());
+            if in_value(value, offset, path) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+
+    fn in_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut Vec<String>) -> bool {
+        if path.len() <= DEPTH {
+            let inner = match value.get_ref() {
+                DeValue::Table(table) => in_table(table, offset, path),
+                DeValue::Array(items) => items.iter().any(|item| in_value(item, offset, path)),
+                _ => false,
+            };
+            if inner {
+                return true;
+            }
+        }
+        let span = value.span();
+        span.start <= offset && offset < span.end.max(span.start + 1)
+    }
+
+    let doc = DeTable::parse(source).ok()?;
+    let mut path = Vec::new();
+    in_table(doc.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+/// The span of the value at dotted `key` (`stdio.stdin`, `env.vars.NAME`),
+/// for values checked after deserializing, which carry no span of their own.
+pub(super) fn span_of_key(source: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+
+    let doc = DeTable::parse(source).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let value = table.iter().find(|(k, _)| k.get_ref() == part).map(|(_, v)| v)?;
+        if parts.peek().is_none() {
+            return Some(value.span());
+        }
+        match value.get_ref() {
+            DeValue::Table(inner) => table = inner,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Turns toml's message into ours: "unknown field" becomes "unknown key ... in

@@ -1,17 +1,39 @@
 //! Reading policy files: parsing each one, resolving its relative paths
 //! against its own folder, following `extends`, and merging the layers.
 
-use super::error::reword_parse_error;
 use super::error::{PolicyError, PolicyErrorKind, invalid};
+use super::error::{key_at, reword_parse_error, span_of_key};
 use super::file::{ClockMode, InputSpec, OutputSpec, PolicyFile};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
 use super::{Access, ByteSize, DirGrant, Input, Limits, Origin, Output, Setting};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// The partially merged contents of one file and everything it extends.
+/// Most `extends` links between the file asked for and its deepest base. A
+/// policy may come from an untrusted repository; without a cap a long chain
+/// would overflow the stack.
+pub(crate) const MAX_EXTENDS_DEPTH: usize = 32;
+
+/// Largest policy file read, in bytes. Policies are a few hundred bytes; the
+/// cap keeps a hostile `extends` from making the host read without end.
+pub(crate) const MAX_POLICY_FILE_SIZE: u64 = 1 << 20;
+
+/// One resolution of a policy file: the chain of files being loaded (for
+/// cycles and the depth cap) and every file already loaded, so that a file
+/// reached twice (`extends = ["a.toml", "a.toml"]`, or a diamond) is read and
+/// parsed once however the chain is shaped.
 #[derive(Default)]
+pub(super) struct Loader {
+    stack: Vec<PathBuf>,
+    loaded: HashMap<PathBuf, Layer>,
+    /// Files read so far, for tests of the above.
+    reads: usize,
+}
+
+/// The partially merged contents of one file and everything it extends.
+#[derive(Default, Clone)]
 pub(super) struct Layer {
     pub(super) limits: LimitsLayer,
     pub(super) dirs: Vec<DirGrant>,
@@ -29,7 +51,7 @@ pub(super) struct Layer {
     pub(super) files: Vec<PathBuf>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct LimitsLayer {
     pub(super) fuel: Option<Setting<Option<u64>>>,
     pub(super) memory: Option<Setting<u64>>,
@@ -43,7 +65,15 @@ pub(super) struct LimitsLayer {
 impl Layer {
     /// Applies `top` over `self`: scalars from `top` win, lists are
     /// concatenated (base first), maps are merged with `top` winning per key.
-    fn overlay(mut self, mut top: Layer) -> Layer {
+    ///
+    /// A file reached twice through `extends` is applied twice, as written;
+    /// repeated list entries are kept once, so a layer stays as large as the
+    /// distinct entries in its files however often they are reached. That
+    /// changes nothing `Policy::resolve` makes of the lists: a directory granted
+    /// again at the same guest path takes the later access (as `push_dir`
+    /// does), a network rule allows the same with one copy as with two, and a
+    /// file is listed where it was first merged.
+    fn overlay(mut self, top: Layer) -> Layer {
         macro_rules! win {
             ($($f:ident).+) => { if top.$($f).+.is_some() { self.$($f).+ = top.$($f).+; } };
         }
@@ -62,48 +92,154 @@ impl Layer {
         win!(clock_resolution);
         win!(seed);
         win!(dns);
+        let mut top_net = top.net;
         for kind in [
             NetKind::TcpConnect,
             NetKind::TcpBind,
             NetKind::UdpBind,
             NetKind::UdpSend,
         ] {
-            let extra = std::mem::take(top.net.rules_mut(kind));
-            self.net.rules_mut(kind).extend(extra);
+            append_new(self.net.rules_mut(kind), std::mem::take(top_net.rules_mut(kind)));
         }
-        self.net.http.append(&mut top.net.http);
-        self.dirs.extend(top.dirs);
-        self.env_vars.extend(top.env_vars);
-        for name in top.env_inherit {
-            if !self.env_inherit.contains(&name) {
-                self.env_inherit.push(name);
+        append_new(&mut self.net.http, top_net.http);
+        for dir in top.dirs {
+            match self
+                .dirs
+                .iter_mut()
+                .find(|d| d.guest == dir.guest && d.host == dir.host)
+            {
+                Some(same) => same.access = dir.access,
+                None => self.dirs.push(dir),
             }
         }
-        self.files.extend(top.files);
+        self.env_vars.extend(top.env_vars);
+        append_new(&mut self.env_inherit, top.env_inherit);
+        append_new(&mut self.files, top.files);
         self
     }
 }
 
-pub(super) fn load_layer(path: &Path, stack: &mut Vec<PathBuf>) -> Result<Layer, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Appends the items of `extra` that `list` does not hold yet, in order.
+fn append_new<T: PartialEq>(list: &mut Vec<T>, extra: Vec<T>) {
+    for item in extra {
+        if !list.contains(&item) {
+            list.push(item);
+        }
+    }
+}
+
+/// The file at `path` and everything it extends, merged; a file this
+/// resolution has loaded before is not read again.
+pub(super) fn load_layer(path: &Path, loader: &mut Loader) -> Result<Layer, PolicyError> {
+    let identity = identity_of(path);
+    // A loaded file is never on the stack: it is stored only once finished.
+    if let Some(layer) = loader.loaded.get(&identity) {
+        return Ok(layer.clone());
+    }
+    loader.reads += 1;
+    let text = read_policy_file(path).map_err(|e| {
         let mut err = PolicyError::new(PolicyErrorKind::Io(e));
         err.path = Some(path.to_path_buf());
         err
     })?;
-    parse_layer(&text, path, stack)
+    let layer = parse_layer(&text, path, loader)?;
+    loader.loaded.insert(identity, layer.clone());
+    Ok(layer)
 }
 
-pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> Result<Layer, PolicyError> {
-    let identity = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    if stack.contains(&identity) {
-        let mut chain = stack.clone();
+/// What makes two names of one policy file the same file.
+fn identity_of(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Reads a policy file: a regular file of at most [`MAX_POLICY_FILE_SIZE`]
+/// bytes. Anything else is refused before it is read, and the open never
+/// blocks: a FIFO would wait for a writer forever, and `/dev/zero` would be
+/// read until memory ran out.
+pub(super) fn read_policy_file(path: &Path) -> std::io::Result<String> {
+    // Looked at before opening, so that no device or FIFO is ever opened
+    // (opening some devices has effects of its own) ...
+    check_regular_file(&std::fs::metadata(path)?)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    // ... and again once open: the path may have been swapped in between.
+    let meta = file.metadata()?;
+    check_regular_file(&meta)?;
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "the file is over the {} a policy file may have; a policy is a few lines of TOML",
+                ByteSize(MAX_POLICY_FILE_SIZE)
+            ),
+        )
+    };
+    if meta.len() > MAX_POLICY_FILE_SIZE {
+        return Err(too_large());
+    }
+    // The file can grow after the check; reading one byte past the cap
+    // catches that without reading all of it.
+    let mut text = String::new();
+    file.take(MAX_POLICY_FILE_SIZE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_POLICY_FILE_SIZE {
+        return Err(too_large());
+    }
+    Ok(text)
+}
+
+fn check_regular_file(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        special_file_kind(&kind)
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("it is {what}, not a regular file"),
+    ))
+}
+
+#[cfg(unix)]
+fn special_file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
+pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Result<Layer, PolicyError> {
+    let identity = identity_of(path);
+    if loader.stack.contains(&identity) {
+        let mut chain = loader.stack.clone();
         chain.push(identity);
         return Err(PolicyError::new(PolicyErrorKind::Cycle(chain)).key("extends"));
     }
-    stack.push(identity);
+    loader.stack.push(identity);
 
-    let file: PolicyFile = toml::from_str(text)
-        .map_err(|e| PolicyError::new(PolicyErrorKind::Parse(reword_parse_error(&e, text))).at(path, text, e.span()))?;
+    let file: PolicyFile = toml::from_str(text).map_err(|e| parse_error(&e, path, text))?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base_dir = if base_dir.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -114,8 +250,20 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
 
     let mut merged = Layer::default();
     for parent in &file.extends {
+        // The stack holds this file and every file that led to it, so a
+        // parent would be `stack.len()` links from the first.
+        if loader.stack.len() > MAX_EXTENDS_DEPTH {
+            return Err(at(
+                invalid(format!(
+                    "`extends` goes more than {MAX_EXTENDS_DEPTH} files deep from `{}`; merge some of the files in the chain into fewer",
+                    loader.stack[0].display()
+                ))
+                .key("extends"),
+                parent.span(),
+            ));
+        }
         let parent_path = base_dir.join(parent.get_ref());
-        let layer = match load_layer(&parent_path, stack) {
+        let layer = match load_layer(&parent_path, loader) {
             Err(e) if matches!(e.kind, PolicyErrorKind::Io(_)) && e.path.as_deref() == Some(&parent_path) => {
                 return Err(at(
                     invalid(format!(
@@ -221,7 +369,10 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
     }
 
     for (name, value) in &file.env.vars {
-        check_env_name(name).map_err(|e| e.at(path, text, None).key("env.vars"))?;
+        check_env_name(name).map_err(|e| {
+            e.at(path, text, span_of_key(text, &format!("env.vars.{name}")))
+                .key("env.vars")
+        })?;
         own.env_vars.insert(name.clone(), value.clone());
     }
     for name in &file.env.inherit {
@@ -248,7 +399,7 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
             "stdin file `{}` does not exist; create it or fix the path (relative to this file's folder)",
             p.display()
         )))
-        .at(path, text, None)
+        .at(path, text, span_of_key(text, "stdio.stdin"))
         .key("stdio.stdin"));
     }
 
@@ -264,6 +415,7 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
                 start.span(),
             )
         })?;
+        check_clock_start(t).map_err(|e| at(e.key("clocks.start"), start.span()))?;
         own.clock_start = Some(t);
     }
     if let Some(r) = &file.clocks.resolution {
@@ -315,8 +467,21 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
         own.net.http.push(rule);
     }
 
-    stack.pop();
+    loader.stack.pop();
     Ok(merged.overlay(own))
+}
+
+/// A file toml or serde refused, at its line, naming the key whose value was
+/// refused (a bad size, an unknown variant, a string where a number belongs).
+fn parse_error(err: &toml::de::Error, path: &Path, text: &str) -> PolicyError {
+    let mut error = PolicyError::new(PolicyErrorKind::Parse(reword_parse_error(err, text))).at(path, text, err.span());
+    // An unknown key is named by the reworded message itself.
+    if !err.message().starts_with("unknown field")
+        && let Some(key) = err.span().and_then(|span| key_at(text, span.start))
+    {
+        error = error.key(&key);
+    }
+    error
 }
 
 impl PolicyError {
@@ -353,6 +518,20 @@ pub(super) fn check_env_name(name: &str) -> Result<(), PolicyError> {
     if name.is_empty() || name.contains('=') || name.contains('\0') {
         return Err(invalid(format!(
             "invalid environment variable name `{name}`: names must be non-empty and contain no `=` or NUL"
+        )));
+    }
+    Ok(())
+}
+
+/// The last instant WASI can tell a guest: its wall clock counts nanoseconds
+/// since 1970 in a `u64`, which runs out in July 2554.
+pub(super) fn check_clock_start(start: SystemTime) -> Result<(), PolicyError> {
+    let since_epoch = start.duration_since(SystemTime::UNIX_EPOCH).ok();
+    if since_epoch.is_none_or(|d| d.as_nanos() > u128::from(u64::MAX)) {
+        return Err(invalid(format!(
+            "clocks.start `{}` is outside what a WASI clock can show (1970-01-01T00:00:00Z to {}); choose an instant in that range",
+            humantime::format_rfc3339(start),
+            humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::MAX))
         )));
     }
     Ok(())
@@ -397,4 +576,139 @@ pub(super) fn check_limits_timeout(timeout: Duration) -> Result<(), PolicyError>
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Policy, PolicyError};
+    use super::*;
+
+    fn err(text: &str) -> PolicyError {
+        Policy::from_toml(text, std::env::temp_dir()).expect_err("policy should be rejected")
+    }
+
+    // See: #9
+    #[test]
+    fn r9_every_value_error_names_its_key() {
+        // (policy, key the message must name, line)
+        let cases = [
+            ("[limits]\nmemory = \"lots\"", "limits.memory", 2),
+            ("[limits]\nmemory = true", "limits.memory", 2),
+            ("[limits]\nstack = \"1 parsec\"", "limits.stack", 2),
+            ("[limits]\noutput = -1", "limits.output", 2),
+            ("[limits]\nmodule-size = \"big\"", "limits.module-size", 2),
+            ("[limits]\ntimeout = \"forever\"", "limits.timeout", 2),
+            ("[limits]\nfuel = -3", "limits.fuel", 2),
+            ("[limits]\nfuel = \"many\"", "limits.fuel", 2),
+            ("[limits]\nhandles = 1.5", "limits.handles", 2),
+            ("[clocks]\nmode = \"paused\"", "clocks.mode", 2),
+            ("[clocks]\nmode = \"host\"\nresolution = 5", "clocks.resolution", 3),
+            ("[clocks]\nmode = \"frozen\"\nstart = 2000", "clocks.start", 3),
+            ("[clocks]\nmode = \"frozen\"\nstart = \"soon\"", "clocks.start", 3),
+            ("[random]\nseed = \"abc\"", "random.seed", 2),
+            ("[random]\nseed = -1", "random.seed", 2),
+            ("[stdio]\nstdin = \"pipe\"", "stdio.stdin", 2),
+            ("[stdio]\nstdout = { path = \"x\" }", "stdio.stdout", 2),
+            ("[stdio]\nstderr = 2", "stdio.stderr", 2),
+            ("[stdio]\nstdin = { file = \"no-such-file\" }", "stdio.stdin", 2),
+            ("[net]\ntcp-connect = [\"nonsense\"]", "net.tcp-connect", 2),
+            ("[net]\nudp-send = [5]", "net.udp-send", 2),
+            ("[net]\ntcp-bind = [\"127.0.0.1:99999\"]", "net.tcp-bind", 2),
+            ("[net]\nudp-bind = [\"127.0.0.1\"]", "net.udp-bind", 2),
+            ("[net]\ndns = \"yes\"", "net.dns", 2),
+            ("[net]\nhttp = [\"ftp://x\"]", "net.http", 2),
+            ("[env]\ninherit = [\"A=B\"]", "env.inherit", 2),
+            ("[env]\nvars = { PATH = 5 }", "env.vars", 2),
+            ("[env]\nvars = { \"A=B\" = \"x\" }", "env.vars", 2),
+            (
+                "[[fs.dirs]]\nhost = \".\"\nguest = \"/d\"\naccess = \"rw\"",
+                "fs.dirs.access",
+                4,
+            ),
+            (
+                "[[fs.dirs]]\nhost = \"no-such-dir\"\nguest = \"/d\"\naccess = \"read-only\"",
+                "fs.dirs",
+                2,
+            ),
+            ("extends = [5]", "extends", 1),
+        ];
+        for (text, key, line) in cases {
+            let e = err(text);
+            let msg = e.to_string();
+            assert!(msg.contains(key), "{text:?}: {msg}");
+            assert_eq!(e.line(), Some(line), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn key_at_finds_the_innermost_key_of_a_value() {
+        let text = "[limits]\nmemory = \"lots\"\n[[fs.dirs]]\nhost = \"a\"\n\n[[fs.dirs]]\naccess = \"x\"\n[net]\nhttp = [\"a\", 5]\n";
+        let at = |needle: &str| key_at(text, text.find(needle).unwrap());
+        assert_eq!(at("\"lots\"").as_deref(), Some("limits.memory"));
+        assert_eq!(at("\"x\"").as_deref(), Some("fs.dirs.access"));
+        assert_eq!(at("5]").as_deref(), Some("net.http"));
+        assert_eq!(key_at("not = [toml", 3), None);
+    }
+
+    // See: #9
+    #[test]
+    fn r9_clock_start_must_fit_a_wasi_clock() {
+        let frozen = |start: &str| {
+            Policy::from_toml(
+                &format!("[clocks]\nmode = \"frozen\"\nstart = \"{start}\""),
+                std::env::temp_dir(),
+            )
+        };
+        assert!(frozen("1970-01-01T00:00:00Z").is_ok());
+        assert!(frozen("2554-07-21T23:34:33Z").is_ok(), "the last second WASI can show");
+        let e = frozen("2554-07-21T23:34:34Z").unwrap_err();
+        assert_eq!((e.key_name(), e.line()), (Some("clocks.start"), Some(3)), "{e}");
+        assert!(e.to_string().contains("2554-07-21T23:34:33"), "{e}");
+        assert!(frozen("9999-12-31T23:59:59Z").is_err());
+    }
+
+    // See: #9
+    #[test]
+    fn r9_a_file_reached_twice_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), "[limits]\nfuel = 7\n").unwrap();
+        std::fs::write(
+            dir.path().join("mid.toml"),
+            "extends = [\"base.toml\", \"base.toml\"]\n",
+        )
+        .unwrap();
+        let top = dir.path().join("top.toml");
+        std::fs::write(&top, "extends = [\"mid.toml\", \"./mid.toml\", \"base.toml\"]\n").unwrap();
+        let mut loader = Loader::default();
+        let layer = load_layer(&top, &mut loader).unwrap();
+        assert_eq!(loader.reads, 3, "top, mid and base, each once");
+        assert!(loader.stack.is_empty());
+        assert_eq!(layer.limits.fuel.map(|f| f.value), Some(Some(7)));
+    }
+
+    #[test]
+    fn overlay_keeps_repeated_list_entries_once_and_the_last_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let grant = |access| DirGrant {
+            host: dir.path().to_path_buf(),
+            guest: "/d".into(),
+            access,
+        };
+        let layer = |access, rule: &str| Layer {
+            dirs: vec![grant(access)],
+            net: NetGrants {
+                tcp_connect: vec![NetRule::parse(rule).unwrap()],
+                ..NetGrants::default()
+            },
+            files: vec![PathBuf::from("base.toml")],
+            ..Layer::default()
+        };
+        let merged = layer(Access::ReadOnly, "127.0.0.1:1")
+            .overlay(layer(Access::ReadWrite, "127.0.0.1:1"))
+            .overlay(layer(Access::ReadOnly, "127.0.0.1:2"));
+        assert_eq!(merged.dirs, [grant(Access::ReadOnly)]);
+        let entries: Vec<_> = merged.net.tcp_connect.iter().map(|r| r.entry.as_str()).collect();
+        assert_eq!(entries, ["127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(merged.files, [PathBuf::from("base.toml")]);
+    }
 }

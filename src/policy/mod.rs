@@ -27,8 +27,8 @@ pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 
 use error::invalid;
 use load::{
-    Layer, check_env_name, check_limits_fuel, check_limits_memory, check_limits_timeout, load_layer, parse_layer,
-    resolve_dir,
+    Layer, Loader, check_env_name, check_limits_fuel, check_limits_memory, check_limits_timeout, load_layer,
+    parse_layer, resolve_dir,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -262,11 +262,18 @@ impl Policy {
     /// Relative host paths (directories, stdio files, `extends`) are resolved
     /// against the folder of the file that names them.
     ///
+    /// A policy may come from an untrusted repository, so the file and every
+    /// file it extends must be a regular file of at most 1 MiB (a FIFO or a
+    /// device is refused without blocking on it or reading it), an `extends`
+    /// chain may be at most 32 files deep, and a file reached more than once
+    /// is read and parsed once.
+    ///
     /// # Errors
     ///
     /// A [`PolicyError`] naming the file and line for anything that cannot be
-    /// read, parsed or honoured: unknown keys, bad values, missing directories,
-    /// contradictions, `extends` cycles.
+    /// read, parsed or honoured: unknown keys, bad values (naming their key),
+    /// missing directories, contradictions, `extends` cycles and chains too
+    /// deep, files that are not regular or too large.
     ///
     /// # Example
     ///
@@ -277,7 +284,7 @@ impl Policy {
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
         let path = path.as_ref();
-        let layer = load_layer(path, &mut Vec::new())?;
+        let layer = load_layer(path, &mut Loader::default())?;
         let mut policy = Policy::resolve(layer).map_err(|e| {
             if e.path.is_none() {
                 PolicyError {
@@ -300,7 +307,7 @@ impl Policy {
     /// As [`Policy::from_file`], with `<inline>` in place of a file name.
     pub fn from_toml(text: &str, base_dir: impl AsRef<Path>) -> Result<Policy, PolicyError> {
         let pseudo = base_dir.as_ref().join("<inline>");
-        let layer = parse_layer(text, &pseudo, &mut Vec::new())?;
+        let layer = parse_layer(text, &pseudo, &mut Loader::default())?;
         Policy::resolve(layer)
     }
 

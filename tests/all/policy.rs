@@ -208,3 +208,218 @@ fn missing_extends_file_names_the_line() {
     assert!(msg.starts_with(&format!("{}:3: ", path.display())), "{msg}");
     assert!(msg.contains("nowhere.toml"), "{msg}");
 }
+
+// ---------------------------------------------------------------------------
+// Hostile policy files: a policy may come from an untrusted repository, so
+// loading one must end, quickly, in a policy or an error (exit 2).
+// ---------------------------------------------------------------------------
+
+/// Runs `wasmcell ARGS..` under the suite's watchdog: a loader that blocks
+/// fails the test instead of hanging it.
+fn wasmcell(args: &[&str]) -> (Option<i32>, String) {
+    let out = crate::wait_for(crate::wasmcell_command().args(args).spawn().expect("spawn wasmcell"));
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+// See: #9
+#[test]
+fn r9_deep_extends_chain_is_refused_at_the_cap() {
+    // 3,000 files, each extending the next: without a cap the loader recursed
+    // once per file and overflowed its stack (an abort, not an error).
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3000 {
+        write(
+            dir.path(),
+            &format!("p{i}.toml"),
+            &format!("extends = [\"p{}.toml\"]\n", i + 1),
+        );
+    }
+    write(dir.path(), "p3000.toml", "");
+    let top = dir.path().join("p0.toml");
+    let (code, err) = wasmcell(&["check", s(&top)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("more than 32 files deep") && err.contains("p0.toml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("p32.toml:1:"),
+        "the error names the file at the cap: {err}"
+    );
+    assert!(!err.contains("overflow"), "{err}");
+
+    // At the cap exactly: 32 links below the first file load.
+    write(dir.path(), "p32.toml", "");
+    assert!(Policy::from_file(&top).is_ok());
+    write(dir.path(), "p32.toml", "extends = [\"p33.toml\"]\n");
+    write(dir.path(), "p33.toml", "");
+    let e = Policy::from_file(&top).unwrap_err();
+    assert_eq!(e.key_name(), Some("extends"), "{e}");
+    assert_eq!(e.path(), Some(dir.path().join("p32.toml").as_path()), "{e}");
+}
+
+// See: #9
+#[test]
+fn r9_repeated_extends_load_each_file_once() {
+    // 32 levels (the most `extends` allows), each extending the one below
+    // twice: 2^32 loads when each `extends` entry was loaded afresh (hours),
+    // 33 files read with the fix.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    write(
+        dir.path(),
+        "l32.toml",
+        "[limits]\nfuel = 10\n[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-only\"\n[net]\ntcp-connect = [\"127.0.0.1:80\"]\n",
+    );
+    for i in 0..32 {
+        write(
+            dir.path(),
+            &format!("l{i}.toml"),
+            &format!("extends = [\"l{n}.toml\", \"l{n}.toml\"]\n", n = i + 1),
+        );
+    }
+    let top = dir.path().join("l0.toml");
+    let (code, err) = wasmcell(&["check", s(&top)]);
+    assert_eq!(code, Some(0), "{err}");
+    let policy = Policy::from_file(&top).unwrap();
+    assert_eq!(policy.limits.fuel.value, Some(10));
+    assert_eq!(policy.dirs().len(), 1);
+    assert_eq!(
+        policy.net().tcp_connect.len(),
+        1,
+        "an entry reached 2^32 times is kept once"
+    );
+    assert_eq!(
+        policy.extends().len(),
+        32,
+        "each file is listed once: {:?}",
+        policy.extends()
+    );
+}
+
+// See: #9
+#[test]
+fn r9_diamond_applies_the_shared_base_where_each_parent_names_it() {
+    // top extends [left, right]; both extend base. Merging is unchanged by
+    // loading base once: right's layer still carries base's settings, which
+    // land over left's, exactly as when base was read twice.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let grant = |access: &str| format!("[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"{access}\"\n");
+    write(
+        dir.path(),
+        "base.toml",
+        &format!("[limits]\nfuel = 10\n{}", grant("read-only")),
+    );
+    write(
+        dir.path(),
+        "left.toml",
+        &format!("extends = [\"base.toml\"]\n[limits]\nfuel = 5\n{}", grant("read-write")),
+    );
+    write(dir.path(), "right.toml", "extends = [\"base.toml\"]\n");
+    let top = write(dir.path(), "top.toml", "extends = [\"left.toml\", \"right.toml\"]\n");
+    let policy = Policy::from_file(&top).unwrap();
+    assert_eq!(
+        policy.limits.fuel.value,
+        Some(10),
+        "base, through right, wins over left"
+    );
+    assert_eq!(policy.dirs().len(), 1);
+    assert_eq!(policy.dirs()[0].access, Access::ReadOnly);
+    let names: Vec<_> = policy
+        .extends()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["base.toml", "left.toml", "right.toml"]);
+}
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(s(path)).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+}
+
+// See: #9
+#[test]
+fn r9_fifo_policy_is_refused_without_blocking() {
+    // Opening a FIFO for reading waits for a writer that never comes; the
+    // watchdog in `wasmcell` fails the test if the loader blocks.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("policy.fifo");
+    mkfifo(&fifo);
+    let (code, err) = wasmcell(&["check", s(&fifo)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("FIFO") && err.contains("regular file"), "{err}");
+
+    let top = write(dir.path(), "top.toml", "\nextends = [\"policy.fifo\"]\n");
+    let (code, err) = wasmcell(&["run", "--policy", s(&top), wasmcell_artifacts::HELLO]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("top.toml:2:") && err.contains("FIFO"), "{err}");
+}
+
+// See: #9
+#[test]
+fn r9_device_policy_is_refused_before_reading() {
+    // `/dev/zero` never ends: read whole, it took memory until the host ran
+    // out. A symlink to it, in a directory the author controls, is the same.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("innocent.toml");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let extends = write(dir.path(), "top.toml", "extends = [\"/dev/zero\"]\n");
+    let via_link = write(dir.path(), "linked.toml", "extends = [\"innocent.toml\"]\n");
+    for path in [Path::new("/dev/zero"), &link, &extends, &via_link] {
+        let (code, err) = wasmcell(&["check", s(path)]);
+        assert_eq!(code, Some(2), "{}: {err}", path.display());
+        assert!(err.contains("character device"), "{}: {err}", path.display());
+    }
+    // A directory is no policy either.
+    let (code, err) = wasmcell(&["check", s(dir.path())]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("a directory, not a regular file"), "{err}");
+}
+
+// See: #9
+#[test]
+fn r9_oversized_policy_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = write(dir.path(), "big.toml", &format!("# {}\n", "x".repeat(1 << 20)));
+    let e = Policy::from_file(&big).unwrap_err();
+    assert!(e.to_string().contains("1 MiB"), "{e}");
+    // Just under the cap loads.
+    let fits = write(dir.path(), "fits.toml", &format!("# {}\n", "x".repeat((1 << 20) - 3)));
+    assert!(Policy::from_file(&fits).is_ok());
+}
+
+// See: #9
+#[test]
+fn r9_clock_start_past_what_wasi_can_show_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "future.toml",
+        "[clocks]\nmode = \"frozen\"\nstart = \"2600-01-01T00:00:00Z\"\n",
+    );
+    let (code, err) = wasmcell(&["check", s(&path)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("future.toml:3:") && err.contains("clocks.start") && err.contains("2554"),
+        "{err}"
+    );
+}
+
+// See: #9
+#[test]
+fn r9_bad_size_names_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "lots.toml", "[limits]\nmemory = \"lots\"\n");
+    let (code, err) = wasmcell(&["check", s(&path)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("lots.toml:2: limits.memory: invalid size `lots`"), "{err}");
+}
