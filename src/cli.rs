@@ -396,15 +396,13 @@ fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
     .into())
 }
 
-/// Prints an error that stopped `wasmcell` as `error: ...` on stderr. Its
-/// control characters are escaped, since it may quote guest-chosen names (a
-/// module's imports, say); newlines are kept and the lines after the first
-/// indented, so a multi-line message (a policy file's excerpt) stays readable
-/// while no line of it can pass for one of wasmcell's own.
+/// Prints an error that stopped `wasmcell` as one `error: ...` line on
+/// stderr. The message may quote guest-chosen names (a module's imports,
+/// say), so its control characters, newlines included, are escaped: no part
+/// of it can colour the terminal or pass for a line of wasmcell's own.
 pub fn print_error(err: &anyhow::Error) {
     let text = format!("{err:#}");
-    let lines: Vec<_> = text.split('\n').map(sanitize).collect();
-    eprint_line(format_args!("error: {}", lines.join("\n  ")));
+    eprint_line(format_args!("error: {}", sanitize(text.trim_end())));
 }
 
 fn is_precompiled(path: &std::path::Path) -> bool {

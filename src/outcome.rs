@@ -445,6 +445,17 @@ mod tests {
         assert_eq!(classify(timer).0, Status::Timeout);
     }
 
+    /// A trap message can carry the module's own names: the ending line
+    /// escapes them.
+    // See: #9
+    #[test]
+    fn r9_describe_escapes_guest_text_in_traps() {
+        let mut trapped = outcome(Status::Trap);
+        trapped.trap = Some("in `f\u{1b}[2J`\nwasmcell: forged\u{202e}".to_string());
+        let line = trapped.describe(&Policy::deny_all()).unwrap();
+        assert_eq!(line, r"guest trapped: in `f\u{1b}[2J`\nwasmcell: forged\u{202e}");
+    }
+
     #[test]
     fn report_names_the_status_and_exit_code() {
         // The full key set is checked end to end in tests/all/cli.rs.

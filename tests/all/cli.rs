@@ -922,3 +922,29 @@ fn r9_check_and_matrix_into_a_closed_pipe_do_not_panic() {
         assert!(matches!(out.status.code(), Some(0 | 1)), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A module's own names reach wasmcell's error messages (an unknown import
+/// here); they are printed escaped, so they cannot colour the terminal or
+/// start a line that passes for wasmcell's.
+// See: #9
+#[test]
+fn r9_error_messages_escape_guest_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = write(
+        dir.path(),
+        "evil.wat",
+        r#"(module (import "env" "x\1b[31m\07\nwasmcell: forged" (func)) (func (export "_start")))"#,
+    );
+    let out = run(&["run", s(&module)]);
+    assert_exit(&out, 126, &[r"x\u{1b}[31m\u{7}\nwasmcell: forged"]);
+    assert!(
+        !out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).lines().all(|l| !l.starts_with("wasmcell: forged")),
+        "{}",
+        stderr(&out)
+    );
+}
