@@ -23,6 +23,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Command is parsed per process; boxing RunCommand would save nothing"
+)]
 pub enum Command {
     /// Run a WebAssembly module or component under a policy.
     Run(RunCommand),
