@@ -6,8 +6,9 @@
 //! explicitly rather than relying on wasmtime-wasi's empty address allowlist.
 
 use crate::limits::{LimitExceeded, OutputBudget, Stream};
-use crate::outcome::Denial;
+use crate::outcome::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 use crate::policy::{Access, Clocks, Input, NetGrants, NetKind, Output, Policy};
+use crate::term::{eprint_line, sanitize, truncate};
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use std::future::Future;
@@ -41,8 +42,34 @@ pub(crate) struct RunIo {
 #[derive(Clone)]
 pub(crate) struct NetAudit {
     pub(crate) grants: Arc<NetGrants>,
-    denials: Arc<Mutex<Vec<Denial>>>,
+    denials: Arc<Mutex<DenialLog>>,
     log: bool,
+}
+
+/// The refusals of one run, bounded: a guest can refuse itself as often as
+/// it likes, with names as long as it likes, and none of that may grow the
+/// host's memory or output past these caps.
+#[derive(Default)]
+struct DenialLog {
+    kept: Vec<Denial>,
+    /// Bytes of `kind`, `target` and `rule` in `kept`.
+    bytes: usize,
+    /// Refusals counted but not kept; once one is dropped, all later ones are.
+    dropped: u64,
+}
+
+impl DenialLog {
+    /// Keeps `denial` if it fits; `false` when it was only counted.
+    fn push(&mut self, denial: Denial) -> bool {
+        let size = denial.kind.len() + denial.target.len() + denial.rule.len();
+        if self.dropped > 0 || self.kept.len() >= MAX_DENIALS || self.bytes + size > DENIAL_BYTES {
+            self.dropped += 1;
+            return false;
+        }
+        self.bytes += size;
+        self.kept.push(denial);
+        true
+    }
 }
 
 impl NetAudit {
@@ -55,22 +82,41 @@ impl NetAudit {
         }
     }
 
-    /// Records a refused use of `kind` on `target`, printing it first when asked to.
-    pub(crate) fn refuse(&self, kind: &str, target: String, rule: String) {
+    /// Records a refused use of `kind` on `target`, printing it first when
+    /// asked to. `target` is the guest's choice: it is cut to
+    /// [`DENIAL_FIELD_BYTES`] and printed escaped. Past the record's caps a
+    /// refusal is only counted, and one line says so.
+    pub(crate) fn refuse(&self, kind: &str, target: &str, rule: &str) {
         let denial = Denial {
             kind: kind.to_string(),
-            target,
-            rule,
+            target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
+            rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
         };
-        if self.log {
-            eprintln!("wasmcell: denied {} {}: {}", denial.kind, denial.target, denial.rule);
+        let mut log = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = log.push(denial);
+        if !self.log {
+            return;
         }
-        self.denials.lock().unwrap_or_else(|e| e.into_inner()).push(denial);
+        // Printed under the lock, so the lines come in the record's order.
+        if let (true, Some(d)) = (kept, log.kept.last()) {
+            eprint_line(format_args!(
+                "wasmcell: denied {} {}: {}",
+                d.kind,
+                sanitize(&d.target),
+                sanitize(&d.rule)
+            ));
+        } else if log.dropped == 1 {
+            eprint_line(format_args!(
+                "wasmcell: further refusals are only counted (`denials_dropped` in the report); {} recorded",
+                log.kept.len()
+            ));
+        }
     }
 
-    /// Everything refused so far.
-    pub(crate) fn take(&self) -> Vec<Denial> {
-        std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Everything refused so far: the kept records and how many were dropped.
+    pub(crate) fn take(&self) -> (Vec<Denial>, u64) {
+        let log = std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()));
+        (log.kept, log.dropped)
     }
 }
 
@@ -328,7 +374,7 @@ fn add_network(builder: &mut WasiCtxBuilder, net: &NetAudit) {
             Verdict::Allow => true,
             Verdict::Drop => false,
             Verdict::Deny(kind, rule) => {
-                net.refuse(kind.name(), addr.to_string(), rule);
+                net.refuse(kind.name(), &addr.to_string(), &rule);
                 false
             }
         };
@@ -390,7 +436,7 @@ impl WasiHttpHooks for NetAudit {
         let host = uri.host().unwrap_or_default().to_string();
         let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         if let Err(rule) = self.grants.check_http(&scheme, &host, port) {
-            self.refuse("http", format!("{scheme}://{host}:{port}"), rule);
+            self.refuse("http", &format!("{scheme}://{host}:{port}"), &rule);
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         }
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
@@ -494,6 +540,37 @@ fn add_random(builder: &mut WasiCtxBuilder, seed: Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denial_log_keeps_a_prefix_within_count_and_bytes() {
+        let audit = NetAudit::new(&NetGrants::default(), false);
+        for i in 0..MAX_DENIALS + 10 {
+            audit.refuse("dns", &format!("host{i}"), "rule");
+        }
+        let (kept, dropped) = audit.take();
+        assert_eq!((kept.len(), dropped), (MAX_DENIALS, 10));
+        assert_eq!(kept[MAX_DENIALS - 1].target, format!("host{}", MAX_DENIALS - 1));
+
+        // Long targets are cut, and the byte budget stops the record before
+        // the count does; a short refusal after that is still only counted.
+        let audit = NetAudit::new(&NetGrants::default(), false);
+        for _ in 0..MAX_DENIALS {
+            audit.refuse("dns", &"x".repeat(100_000), &"r".repeat(100_000));
+        }
+        audit.refuse("dns", "short", "rule");
+        let (kept, dropped) = audit.take();
+        let bytes: usize = kept.iter().map(|d| d.kind.len() + d.target.len() + d.rule.len()).sum();
+        assert!(bytes <= DENIAL_BYTES && !kept.is_empty(), "{bytes}");
+        assert!(
+            kept.iter()
+                .all(|d| d.target.starts_with(&"x".repeat(DENIAL_FIELD_BYTES)))
+        );
+        assert!(kept.iter().all(|d| {
+            d.target
+                .ends_with(&format!("…[+{} bytes]", 100_000 - DENIAL_FIELD_BYTES))
+        }));
+        assert_eq!(kept.len() as u64 + dropped, MAX_DENIALS as u64 + 1);
+    }
 
     #[test]
     fn round_down_to_step() {

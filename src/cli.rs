@@ -4,8 +4,9 @@
 use crate::cache::DiskCache;
 use crate::engine::{Engine, EngineConfig, Program};
 use crate::outcome::EXIT_CODE_TABLE;
-use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Policy};
+use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Output, Policy};
 use crate::runner::{CancelHandle, RunOptions, Sandbox};
+use crate::term::{eprint_line, print_stdout, sanitize};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -22,6 +23,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Command is parsed per process; boxing RunCommand would save nothing"
+)]
 pub enum Command {
     /// Run a WebAssembly module or component under a policy.
     Run(RunCommand),
@@ -55,7 +60,7 @@ Examples:
   wasmcell run hello.wasm
   wasmcell run --policy policies/read-only.toml fs_read.wasm /data/hello.txt
   wasmcell run --ro-dir ./data::/data --env LANG=C.UTF-8 --fuel 1000000 app.wasm --verbose
-  wasmcell run --timeout 2s --memory 64MiB --report - untrusted.wasm";
+  wasmcell run --timeout 2s --memory 64MiB --report-fd 3 untrusted.wasm 3>report.json";
 
 fn run_long_help() -> String {
     format!("{RUN_EXAMPLES}\n\nExit codes:\n{EXIT_CODE_TABLE}")
@@ -114,7 +119,7 @@ pub struct RunCommand {
     #[arg(long = "allow-http", value_name = "URL")]
     pub allow_http: Vec<String>,
 
-    /// Print each refused capability use to stderr as it happens (also on with --report).
+    /// Print each refused capability use to stderr as it happens (also on with --report or --report-fd).
     #[arg(long, short = 'v')]
     pub verbose: bool,
 
@@ -136,9 +141,20 @@ pub struct RunCommand {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_module_size: Option<u64>,
 
-    /// Write a JSON report of the outcome to FILE, or to stderr with `-`.
-    #[arg(long, value_name = "FILE|-")]
+    /// Write a JSON report of the outcome to FILE (`-`: stderr, only when the policy sends the guest's stderr elsewhere).
+    ///
+    /// With `-` the report would follow whatever the guest printed on the
+    /// same stream, where a guest could print a report of its own, so `-` is
+    /// refused while the guest's stderr is inherited: use FILE or --report-fd.
+    #[arg(long, value_name = "FILE|-", conflicts_with = "report_fd")]
     pub report: Option<PathBuf>,
+
+    /// Write the JSON report to file descriptor N, which the caller opened for writing, such as `3>report.json`.
+    ///
+    /// The guest never sees this descriptor, so what arrives there is
+    /// wasmcell's report alone. N must be open for writing and not 0, 1 or 2.
+    #[arg(long, value_name = "N")]
+    pub report_fd: Option<i32>,
 
     /// Accept a precompiled MODULE (a .cwasm from `wasmcell compile`).
     ///
@@ -174,31 +190,67 @@ impl RunCommand {
     ///
     /// Policy errors, load errors and sandbox failures.
     pub fn execute(self) -> Result<u8> {
+        // Claimed before anything else opens a file, so that the number
+        // cannot name one of wasmcell's own descriptors.
+        let mut report_fd = match self.report_fd {
+            Some(n) => Some((n, claim_report_fd(n)?)),
+            None => None,
+        };
         let policy = self.resolve_policy()?;
+        self.check_report_dash(&policy)?;
         let engine = self.engine(&policy)?;
+        let log_denials = self.verbose || self.report.is_some() || report_fd.is_some();
         let sandbox = Sandbox::builder()
             .engine(engine)
             .policy(policy)
             .capture_output(false)
-            .log_denials(self.verbose || self.report.is_some())
+            .log_denials(log_denials)
             .build()?;
         let (module, args) = self.module_and_args()?;
         let program = self.load(&sandbox, &module)?;
         let cancel = cancel_on_signals(sandbox.engine())?;
         let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
         if let Some(line) = outcome.describe(sandbox.policy()) {
-            eprintln!("wasmcell: {line}");
+            eprint_line(format_args!("wasmcell: {line}"));
+        }
+        if log_denials && outcome.denials_dropped > 0 {
+            eprint_line(format_args!(
+                "wasmcell: {} more refusals were counted but not recorded",
+                outcome.denials_dropped
+            ));
+        }
+        let json = serde_json::to_string_pretty(&outcome.to_json()).expect("a JSON value serializes");
+        if let Some((n, file)) = &mut report_fd {
+            use std::io::Write as _;
+            file.write_all(format!("{json}\n").as_bytes())
+                .with_context(|| format!("failed to write the report to file descriptor {n}"))?;
         }
         if let Some(report) = &self.report {
-            let json = serde_json::to_string_pretty(&outcome.to_json()).expect("a JSON value serializes");
             if report.as_os_str() == "-" {
-                eprintln!("{json}");
+                eprint_line(format_args!("{json}"));
             } else {
                 std::fs::write(report, json + "\n")
                     .with_context(|| format!("failed to write report `{}`", report.display()))?;
             }
         }
         Ok(outcome.exit_code())
+    }
+
+    /// Refuses `--report -` while the guest's stderr is this process's
+    /// stderr: the guest could print a report of its own there, and nothing
+    /// would tell the two apart.
+    fn check_report_dash(&self, policy: &Policy) -> Result<()> {
+        let dash = self.report.as_ref().is_some_and(|r| r.as_os_str() == "-");
+        if dash && matches!(policy.stderr(), Output::Inherit) {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`--report -` would write the report on the guest's own stderr, where the guest can print a fake one; \
+                 use `--report FILE` or `--report-fd N` (such as `--report-fd 3 3>report.json`), \
+                 or send the guest's stderr elsewhere with `stdio.stderr` in the policy\n",
+            )
+            .into());
+        }
+        Ok(())
     }
 
     /// An engine for the policy, with the compile cache unless --no-cache.
@@ -214,7 +266,9 @@ impl RunCommand {
             None => DiskCache::default_dir().and_then(|dir| match DiskCache::open(dir) {
                 Ok(cache) => Some(cache),
                 Err(err) => {
-                    eprintln!("wasmcell: warning: {err:#}; running without the compile cache");
+                    eprint_line(format_args!(
+                        "wasmcell: warning: {err:#}; running without the compile cache"
+                    ));
                     None
                 }
             }),
@@ -301,6 +355,58 @@ impl RunCommand {
         }
         Ok(policy)
     }
+}
+
+/// Takes ownership of the descriptor `--report-fd` names, after checking
+/// that it is open for writing and is not stdin, stdout or stderr (which the
+/// guest shares).
+#[cfg(unix)]
+fn claim_report_fd(fd: i32) -> Result<std::fs::File> {
+    use std::os::fd::FromRawFd as _;
+    let usage = |why: &str| -> anyhow::Error {
+        clap::Error::raw(
+            clap::error::ErrorKind::InvalidValue,
+            format!("`--report-fd {fd}`: {why}; open one for the report, such as `--report-fd 3 3>report.json`\n"),
+        )
+        .into()
+    };
+    if (0..=2).contains(&fd) {
+        return Err(usage("0, 1 and 2 are the guest's stdin, stdout and stderr"));
+    }
+    if fd < 0 {
+        return Err(usage("a file descriptor is not negative"));
+    }
+    // SAFETY: F_GETFL only reads the descriptor's flags; a closed number
+    // gives -1 (EBADF) rather than touching anything.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags == -1 {
+        return Err(usage("no such open file descriptor"));
+    }
+    if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        return Err(usage("the file descriptor is open for reading only"));
+    }
+    // SAFETY: the descriptor is open (checked above) and, claimed before
+    // wasmcell opens any file of its own, it is the caller's: nothing else in
+    // this process uses or closes it.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+#[cfg(not(unix))]
+fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
+    Err(clap::Error::raw(
+        clap::error::ErrorKind::InvalidValue,
+        "`--report-fd` needs a unix system; use `--report FILE`\n",
+    )
+    .into())
+}
+
+/// Prints an error that stopped `wasmcell` as one `error: ...` line on
+/// stderr. The message may quote guest-chosen names (a module's imports,
+/// say), so its control characters, newlines included, are escaped: no part
+/// of it can colour the terminal or pass for a line of wasmcell's own.
+pub fn print_error(err: &anyhow::Error) {
+    let text = format!("{err:#}");
+    eprint_line(format_args!("error: {}", sanitize(text.trim_end())));
 }
 
 fn is_precompiled(path: &std::path::Path) -> bool {
@@ -390,14 +496,14 @@ impl CompileCommand {
         let output = self.output.unwrap_or_else(|| self.module.with_extension("cwasm"));
         std::fs::write(&output, &code).with_context(|| format!("failed to write `{}`", output.display()))?;
         let config = sandbox.engine().config();
-        eprintln!(
+        eprint_line(format_args!(
             "wasmcell: compiled `{}` to `{}` ({}, fuel metering {}, stack {}); run it with --allow-precompiled",
             self.module.display(),
             output.display(),
             ByteSize(code.len() as u64),
             if config.fuel { "on" } else { "off" },
             ByteSize(config.stack)
-        );
+        ));
         Ok(0)
     }
 }
@@ -419,7 +525,7 @@ impl CheckCommand {
     /// The [`crate::PolicyError`] when the policy is invalid.
     pub fn execute(self) -> Result<u8> {
         let policy = Policy::from_file(&self.policy)?;
-        print!("{}", policy.describe());
+        print_stdout(&policy.describe()).context("failed to write to stdout")?;
         Ok(0)
     }
 }
@@ -512,12 +618,12 @@ impl MatrixCommand {
             Some(path) => {
                 std::fs::write(path, report).with_context(|| format!("failed to write `{}`", path.display()))?;
                 let (ok, bad, unchecked) = matrix.counts();
-                eprintln!(
+                eprint_line(format_args!(
                     "wasmcell matrix: {ok} matched, {bad} mismatched, {unchecked} unchecked; report in {}",
                     path.display()
-                );
+                ));
             }
-            None => print!("{report}"),
+            None => print_stdout(&report).context("failed to write the matrix report to stdout")?,
         }
         Ok(matrix.exit_code())
     }

@@ -918,8 +918,8 @@ fn audit_name_lookups(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) ->
              -> wasmtime::Result<(Lookup,)> {
                 let p2 = &mut store.data_mut().wasi;
                 if !p2.net.grants.dns {
-                    let rule = "[net] dns is false: name lookups are not granted".to_string();
-                    p2.net.refuse("dns", name, rule);
+                    p2.net
+                        .refuse("dns", &name, "[net] dns is false: name lookups are not granted");
                     // What wasmtime-wasi itself answers when lookups are off.
                     return Ok((Err(ErrorCode::PermanentResolverFailure),));
                 }

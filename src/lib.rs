@@ -54,14 +54,16 @@ pub mod matrix;
 mod outcome;
 pub mod policy;
 mod runner;
+mod term;
 
 pub use cache::{CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
 pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
 };
 pub use outcome::{
-    Denial, EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT,
-    EXIT_SANDBOX, EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status, exit_code_for_error,
+    DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY,
+    EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX, EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, MAX_DENIALS, Outcome, Status,
+    exit_code_for_error,
 };
 pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyError,

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     match cli.execute() {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            wasmcell::cli::print_error(&err);
             ExitCode::from(wasmcell::exit_code_for_error(&err))
         }
     }

@@ -761,13 +761,16 @@ impl Progress {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if self.enabled && self.start.elapsed() >= Self::QUIET_FOR {
             self.shown.store(true, Ordering::Relaxed);
-            eprint!("\rwasmcell matrix: {done}/{} cells", self.total);
+            // A terminal that went away loses the line; it must not panic.
+            use std::io::Write as _;
+            let _ = write!(std::io::stderr(), "\rwasmcell matrix: {done}/{} cells", self.total);
         }
     }
 
     fn finish(&self) {
         if self.shown.load(Ordering::Relaxed) {
-            eprint!("\r\x1b[2K");
+            use std::io::Write as _;
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
         }
     }
 }
@@ -849,7 +852,8 @@ pub fn render_table(matrix: &Matrix, colour: bool) -> String {
                 }
             }
             if let CellResult::LoadFailed(e) | CellResult::Failed(e) = &cell.result {
-                let _ = writeln!(out, "    error: {e}");
+                // Load and run errors can quote the module's own names.
+                let _ = writeln!(out, "    error: {}", crate::term::sanitize(e));
             }
             let _ = writeln!(out, "    reproduce: {}", cell.reproduce);
         }

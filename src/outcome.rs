@@ -10,6 +10,7 @@ use crate::limits::LimitExceeded;
 use crate::matrix::MatrixError;
 use crate::policy::{ByteSize, Policy, PolicyError};
 use crate::runner::Cancelled;
+use crate::term::sanitize;
 use serde::Serialize;
 use std::time::Duration;
 use wasmtime::Trap;
@@ -89,8 +90,26 @@ impl Status {
     }
 }
 
+/// Most refusals one run records in [`Outcome::denials`]; later ones are only
+/// counted, in [`Outcome::denials_dropped`].
+pub const MAX_DENIALS: usize = 256;
+
+/// Longest `target` or `rule` of a recorded [`Denial`], in bytes; a longer
+/// one is cut on a character boundary and ends with `…[+N bytes]`.
+pub const DENIAL_FIELD_BYTES: usize = 256;
+
+/// Most bytes of `kind`, `target` and `rule` that one run's recorded
+/// denials hold together. Once a refusal would pass it, that one and every
+/// later one is only counted.
+pub const DENIAL_BYTES: usize = 64 * 1024;
+
 /// A capability use the policy refused. Filled by the network capability;
 /// the filesystem reports refusals to the guest as errors only.
+///
+/// The guest chooses `target` (a host name it looked up, say), so it is
+/// untrusted text: it is cut to [`DENIAL_FIELD_BYTES`], and wasmcell escapes
+/// its control characters before printing it. Escape it yourself before
+/// showing it on a terminal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Denial {
     /// The kind of use, such as `tcp-connect`.
@@ -141,8 +160,12 @@ pub struct Outcome {
     pub stdout: Vec<u8>,
     /// Captured stderr, when the run captured output; empty otherwise.
     pub stderr: Vec<u8>,
-    /// Capability uses the policy refused.
+    /// Capability uses the policy refused, in order: the first
+    /// [`MAX_DENIALS`] that fit in [`DENIAL_BYTES`].
     pub denials: Vec<Denial>,
+    /// Refusals left out of `denials` because the record was full; they were
+    /// refused all the same.
+    pub denials_dropped: u64,
 }
 
 impl Outcome {
@@ -173,7 +196,8 @@ impl Outcome {
 
     /// One line explaining an ending the sandbox imposed (or an out-of-range
     /// exit status), naming the limit and where it was set; `None` for a
-    /// plain exit.
+    /// plain exit. Guest-chosen text in it (a trap message) has its control
+    /// characters escaped, so the line is safe to print.
     pub fn describe(&self, policy: &Policy) -> Option<String> {
         let l = &policy.limits;
         Some(match self.status {
@@ -181,7 +205,12 @@ impl Outcome {
                 "guest exited with status {code}, outside 0..=125 where it could be mistaken for a sandbox code; exiting with {EXIT_OUT_OF_RANGE}"
             ),
             Status::Exited(_) => return None,
-            Status::Trap => format!("guest trapped: {}", self.trap.as_deref().unwrap_or("unknown trap")),
+            // A trap message may carry guest-chosen text (function names from
+            // the module's name section, say), so it is escaped.
+            Status::Trap => format!(
+                "guest trapped: {}",
+                sanitize(self.trap.as_deref().unwrap_or("unknown trap"))
+            ),
             Status::Timeout => format!(
                 "timed out after {} ({}); raise it with --timeout",
                 humantime::format_duration(l.timeout.value),
@@ -219,6 +248,7 @@ impl Outcome {
             "stdout_bytes": self.stdout_bytes,
             "stderr_bytes": self.stderr_bytes,
             "denials": self.denials,
+            "denials_dropped": self.denials_dropped,
         })
     }
 }
@@ -327,6 +357,7 @@ mod tests {
             stdout: Vec::new(),
             stderr: Vec::new(),
             denials: Vec::new(),
+            denials_dropped: 0,
         }
     }
 
@@ -414,6 +445,17 @@ mod tests {
             output_exceeded: false,
         };
         assert_eq!(classify(timer).0, Status::Timeout);
+    }
+
+    /// A trap message can carry the module's own names: the ending line
+    /// escapes them.
+    // See: #9
+    #[test]
+    fn r9_describe_escapes_guest_text_in_traps() {
+        let mut trapped = outcome(Status::Trap);
+        trapped.trap = Some("in `f\u{1b}[2J`\nwasmcell: forged\u{202e}".to_string());
+        let line = trapped.describe(&Policy::deny_all()).unwrap();
+        assert_eq!(line, r"guest trapped: in `f\u{1b}[2J`\nwasmcell: forged\u{202e}");
     }
 
     #[test]

@@ -524,6 +524,7 @@ impl Sandbox {
             .fuel
             .value
             .map(|total| total.saturating_sub(store.get_fuel().unwrap_or(0)));
+        let (denials, denials_dropped) = run.net.take();
         let take = |b: &std::sync::Mutex<Vec<u8>>| std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(Outcome {
             status,
@@ -535,7 +536,8 @@ impl Sandbox {
             stderr_bytes: run.budget.stderr_bytes(),
             stdout: take(&run.captured.stdout),
             stderr: take(&run.captured.stderr),
-            denials: run.net.take(),
+            denials,
+            denials_dropped,
         })
     }
 }

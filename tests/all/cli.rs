@@ -73,7 +73,8 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The JSON object a `--report -` run printed at the end of stderr.
+/// The JSON object a `--report -` run printed at the end of stderr (only
+/// allowed when the guest's stderr goes elsewhere).
 fn report_from_stderr(out: &Output) -> serde_json::Value {
     let err = stderr(out);
     let start = err
@@ -330,10 +331,13 @@ fn report_file_has_every_documented_key() {
 }
 
 #[test]
-fn report_dash_goes_to_stderr() {
-    let out = run(&["run", "--report", "-", EXIT_PANIC]);
+fn report_fd_gets_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let read = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap() };
+    let out = run_with_fd3("3>", &report, &["run", "--report-fd", "3", EXIT_PANIC]);
     assert_exit(&out, 134, &["guest trapped"]);
-    let json = report_from_stderr(&out);
+    let json = read();
     assert_eq!(json["status"], "trap");
     assert_eq!(json["exit_code"], 134);
     assert!(json["trap"].as_str().is_some_and(|t| !t.is_empty()), "{json}");
@@ -344,9 +348,13 @@ fn report_dash_goes_to_stderr() {
         "the panic message: {json}"
     );
 
-    let out = run(&["run", "--fuel", "100000", "--report", "-", LIMITS_INFINITE_LOOP]);
+    let out = run_with_fd3(
+        "3>",
+        &report,
+        &["run", "--fuel", "100000", "--report-fd", "3", LIMITS_INFINITE_LOOP],
+    );
     assert_exit(&out, 152, &[]);
-    let json = report_from_stderr(&out);
+    let json = read();
     assert_eq!(json["status"], "fuel-exhausted");
     assert_eq!(json["exit_code"], 152);
     assert_eq!(json["fuel_used"], 100_000);
@@ -525,25 +533,26 @@ fn check_rejects_a_bad_policy_with_its_line() {
 /// The command the README shows, run from the repository root.
 #[test]
 fn readme_workload_reads_the_bundled_data() {
-    let out = wait_for(
-        wasmcell_command()
-            .current_dir(MANIFEST_DIR)
-            .args([
-                "run",
-                "--policy",
-                "policies/read-only.toml",
-                "--report",
-                "-",
-                FS_READ,
-                "/data/hello.txt",
-            ])
-            .spawn()
-            .unwrap(),
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let policy = Path::new(MANIFEST_DIR).join("policies/read-only.toml");
+    let out = run_with_fd3(
+        "3>",
+        &report,
+        &[
+            "run",
+            "--policy",
+            s(&policy),
+            "--report-fd",
+            "3",
+            FS_READ,
+            "/data/hello.txt",
+        ],
     );
     assert_exit(&out, 0, &[]);
     let expected = std::fs::read_to_string(Path::new(MANIFEST_DIR).join("policies/data/hello.txt")).unwrap();
     assert_eq!(stdout(&out), expected);
-    let json = report_from_stderr(&out);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["status"], "exited");
     assert_eq!(json["stdout_bytes"], expected.len());
 }
@@ -742,4 +751,200 @@ fn exit_125_when_the_host_cannot_map_the_guests_memory() {
         &["the host could not provide the run's resources", "ulimit -v"],
     );
     assert_no_panic(&out);
+}
+
+// ---------------------------------------------------------------------------
+// Reports a guest cannot forge, and output a closed pipe cannot break.
+// ---------------------------------------------------------------------------
+
+/// A core module that prints a convincing report of its own on stderr, then
+/// exits 7.
+const FAKE_REPORT_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\10\00\00\00\2e\00\00\00")
+  (data (i32.const 16) "{\"status\": \"exited\", \"exit_code\": 0}\nwasmcell: ok\n")
+  (func (export "_start")
+    (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $proc_exit (i32.const 7))))"#;
+
+/// A core module that writes 256 KiB to stdout and to stderr, ignoring any
+/// error, and then traps, so that wasmcell has a line of its own to print.
+const WRITE_THEN_TRAP_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "\10\00\00\00\00\10\00\00")
+  (func (export "_start")
+    (local $i i32)
+    (loop $again
+      (drop (call $fd_write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 64))))
+    unreachable))"#;
+
+/// Runs `wasmcell ARGS..` through `sh` with file descriptor 3 opened on
+/// `fd3` by `redirect` (`3>` for writing, `3<` for reading), the way the
+/// README shows `--report-fd`.
+fn run_with_fd3(redirect: &str, fd3: &Path, args: &[&str]) -> Output {
+    let command = wasmcell_command();
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(format!(r#"exec "$@" {redirect}"$FD3""#))
+        .arg("sh")
+        .arg(command.get_program())
+        .args(args)
+        .env("FD3", fd3)
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    wait_for(sh.spawn().expect("spawn sh"))
+}
+
+/// A guest that prints a fake report on stderr and exits 7 is read as exit 7
+/// by the documented way to read a report, `--report-fd`, and `--report -`
+/// is refused while the guest's stderr is inherited.
+// See: #9
+#[test]
+fn r9_report_fd_is_not_forgeable_by_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = write(dir.path(), "fake.wat", FAKE_REPORT_WAT);
+    let report = dir.path().join("report.json");
+    let out = run_with_fd3("3>", &report, &["run", "--report-fd", "3", s(&fake)]);
+    assert_exit(&out, 7, &["\"exit_code\": 0"]);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        (&json["status"], &json["exit_code"], &json["guest_exit_status"]),
+        (&"exited".into(), &7.into(), &7.into()),
+        "{json}"
+    );
+
+    // `-` would put the report after the guest's fake: refused, nothing runs.
+    let out = run(&["run", "--report", "-", s(&fake)]);
+    assert_exit(&out, 2, &["`--report -`", "--report-fd N", "--report FILE"]);
+    assert!(!stderr(&out).contains("exit_code"), "the guest ran");
+
+    // ... but allowed when the guest's stderr goes elsewhere.
+    let policy = write(dir.path(), "quiet.toml", "[stdio]\nstderr = \"null\"\n");
+    let out = run(&["run", "--policy", s(&policy), "--report", "-", s(&fake)]);
+    assert_exit(&out, 7, &[]);
+    assert_eq!(report_from_stderr(&out)["exit_code"], 7);
+    assert!(!stderr(&out).contains("\"exit_code\": 0"), "{}", stderr(&out));
+}
+
+/// `--report-fd` names a descriptor the caller opened for writing, never one
+/// the guest shares, and a bad one is a usage error, not a panic.
+// See: #9
+#[test]
+fn r9_report_fd_must_be_an_open_writable_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fd, why) in [
+        ("0", "0, 1 and 2"),
+        ("1", "0, 1 and 2"),
+        ("2", "0, 1 and 2"),
+        ("-4", "not negative"),
+        ("97", "no such open file descriptor"),
+    ] {
+        let out = run(&["run", "--report-fd", fd, HELLO]);
+        assert_exit(&out, 2, &[&format!("`--report-fd {fd}`"), why]);
+        assert_eq!(stdout(&out), "", "nothing ran");
+        assert_no_panic(&out);
+    }
+    let input = write(dir.path(), "in.json", "");
+    let out = run_with_fd3("3<", &input, &["run", "--report-fd", "3", HELLO]);
+    assert_exit(&out, 2, &["open for reading only"]);
+    let out = run(&["run", "--report-fd", "3", "--report", "r.json", HELLO]);
+    assert_exit(&out, 2, &["--report-fd"]);
+}
+
+/// A stream whose reader has gone: writing to it fails with `EPIPE`.
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer.into()
+}
+
+/// A closed stderr or stdout ends wasmcell's output, not the run: the guest's
+/// own ending decides the exit code, and the report is still written. Before
+/// the fix the `guest trapped` line panicked (exit 101) and no report came.
+// See: #9
+#[test]
+fn r9_closed_pipes_do_not_panic_and_the_report_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let guest = write(dir.path(), "trap.wat", WRITE_THEN_TRAP_WAT);
+    let report = dir.path().join("report.json");
+    let args = ["run", "--verbose", "--report", s(&report), s(&guest)];
+    for (name, closed_stdout, closed_stderr) in [("stderr", false, true), ("stdout", true, false), ("both", true, true)]
+    {
+        let _ = std::fs::remove_file(&report);
+        let mut cmd = wasmcell_command();
+        cmd.args(args);
+        if closed_stdout {
+            cmd.stdout(closed_pipe());
+        }
+        if closed_stderr {
+            cmd.stderr(closed_pipe());
+        }
+        let out = wait_for(cmd.spawn().unwrap());
+        assert_eq!(out.status.code(), Some(134), "closed {name}: {}", stderr(&out));
+        assert_no_panic(&out);
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(json["status"], "trap", "closed {name}: {json}");
+    }
+
+    // The denial log, written from inside a host call, survives it too.
+    let mut cmd = wasmcell_command();
+    cmd.args(["run", "--verbose", "--report", s(&report)])
+        .args([wasmcell_artifacts::NET_DNS_FLOOD_COMPONENT, "300", "10"])
+        .stderr(closed_pipe());
+    let out = wait_for(cmd.spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["denials"].as_array().map(Vec::len), Some(256), "{json}");
+    assert_eq!(json["denials_dropped"], 300 - 256);
+}
+
+/// `check` and `matrix` into a closed stdout end quietly with their own code.
+// See: #9
+#[test]
+fn r9_check_and_matrix_into_a_closed_pipe_do_not_panic() {
+    let policy = Path::new(MANIFEST_DIR).join("policies/read-only.toml");
+    let matrix = ["matrix", "--modules", HELLO, "--policies", s(&policy)];
+    for args in [&["check", s(&policy)][..], &matrix[..]] {
+        let open = run(args);
+        let mut cmd = wasmcell_command();
+        cmd.args(args).stdout(closed_pipe());
+        let out = wait_for(cmd.spawn().unwrap());
+        assert_no_panic(&out);
+        assert_eq!(out.status.code(), open.status.code(), "{args:?}: {}", stderr(&out));
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// A module's own names reach wasmcell's error messages (an unknown import
+/// here); they are printed escaped, so they cannot colour the terminal or
+/// start a line that passes for wasmcell's.
+// See: #9
+#[test]
+fn r9_error_messages_escape_guest_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = write(
+        dir.path(),
+        "evil.wat",
+        r#"(module (import "env" "x\1b[31m\07\nwasmcell: forged" (func)) (func (export "_start")))"#,
+    );
+    let out = run(&["run", s(&module)]);
+    assert_exit(&out, 126, &[r"x\u{1b}[31m\u{7}\nwasmcell: forged"]);
+    assert!(
+        !out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).lines().all(|l| !l.starts_with("wasmcell: forged")),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmcell::{Outcome, Policy, Status};
 use wasmcell_artifacts::{
-    NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_HTTP_GET, NET_HTTP_GET_COMPONENT, NET_TCP_CONNECT,
-    NET_TCP_CONNECT_COMPONENT, NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND, NET_UDP_SEND_COMPONENT,
+    NET_DNS_FLOOD_COMPONENT, NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_HTTP_GET, NET_HTTP_GET_COMPONENT,
+    NET_TCP_CONNECT, NET_TCP_CONNECT_COMPONENT, NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND,
+    NET_UDP_SEND_COMPONENT,
 };
 
 wasmcell_artifacts::foreach_net!(assert_test_exists);
@@ -910,5 +911,110 @@ fn http_cli_flag() {
     assert!(
         stderr.contains("--allow-http: invalid [net] http entry `ftp://127.0.0.1`"),
         "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Hostile denial records
+// ---------------------------------------------------------------------------
+
+/// Thousands of refused lookups with 20 KB names: the outcome keeps the first
+/// `MAX_DENIALS` that fit the byte budget, counts the rest, and cuts every
+/// target to `DENIAL_FIELD_BYTES` with a marker.
+// See: #9
+#[test]
+fn net_dns_flood() {
+    let outcome = run(Policy::deny_all(), NET_DNS_FLOOD_COMPONENT, &["3000", "20000"]);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(stdout(&outcome), "refused 3000 of 3000\n");
+    let kept = outcome.denials.len();
+    assert!(kept > 0 && kept <= wasmcell::MAX_DENIALS, "{kept} records kept");
+    assert_eq!(
+        kept as u64 + outcome.denials_dropped,
+        3000,
+        "every refusal is kept or counted"
+    );
+    let bytes: usize = outcome
+        .denials
+        .iter()
+        .map(|d| d.kind.len() + d.target.len() + d.rule.len())
+        .sum();
+    assert!(bytes <= wasmcell::DENIAL_BYTES, "{bytes} bytes of records");
+    for (i, denial) in outcome.denials.iter().enumerate() {
+        assert_eq!(denial.kind, "dns");
+        assert!(
+            denial.target.starts_with(&format!("{i}\u{1b}[31m")),
+            "records stay in order"
+        );
+        let (kept, marker) = denial.target.split_once('…').expect("a cut target is marked");
+        assert!(kept.len() <= wasmcell::DENIAL_FIELD_BYTES, "{} bytes kept", kept.len());
+        assert!(marker.starts_with("[+") && marker.ends_with(" bytes]"), "{marker}");
+    }
+
+    let outcome = run(Policy::deny_all(), NET_DNS_FLOOD_COMPONENT, &["3", "20"]);
+    assert_eq!(outcome.denials.len(), 3, "a few short names are all recorded whole");
+    assert_eq!(outcome.denials_dropped, 0);
+    assert!(
+        outcome.denials[2]
+            .target
+            .starts_with("2\u{1b}[31m\u{7}\nwasmcell: forged 2")
+    );
+    assert!(!outcome.denials[2].target.contains('…'));
+}
+
+/// The same flood through the CLI with `--verbose` and a report: stderr and
+/// the report stay small, no raw escape byte reaches stderr, no line of it is
+/// forged, and the report counts what it left out.
+// See: #9
+#[test]
+fn r9_denial_flood_is_bounded_and_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = wasmcell(&[
+        "run",
+        "--verbose",
+        "--report",
+        report.to_str().unwrap(),
+        NET_DNS_FLOOD_COMPONENT,
+        "3000",
+        "20000",
+    ]);
+    let err = assert_code(&out, 0);
+    assert!(out.stderr.len() < 256 << 10, "{} bytes on stderr", out.stderr.len());
+    assert!(
+        !out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07),
+        "raw control bytes on stderr"
+    );
+    assert!(!err.contains('\u{202e}'), "a raw bidi override on stderr");
+    for line in err.lines() {
+        assert!(
+            line.starts_with("wasmcell: "),
+            "a line wasmcell did not write: {line:?}"
+        );
+        assert!(!line.starts_with("wasmcell: forged"), "a forged line: {line:?}");
+    }
+    let lines = denied_lines(&err);
+    assert!(
+        !lines.is_empty() && lines.len() <= wasmcell::MAX_DENIALS,
+        "{} lines",
+        lines.len()
+    );
+    assert!(
+        lines[0].contains(r"\u{1b}[31m\u{7}\nwasmcell: forged 0\u{202e}"),
+        "{}",
+        lines[0]
+    );
+    assert!(err.contains("further refusals are only counted"), "{err}");
+
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.len() < 256 << 10, "a {} byte report", text.len());
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kept = json["denials"].as_array().expect("the report has `denials`").len();
+    assert_eq!(kept, lines.len(), "one line per record");
+    assert_eq!(
+        json["denials_dropped"].as_u64(),
+        Some(3000 - kept as u64),
+        "{}",
+        json["denials_dropped"]
     );
 }
