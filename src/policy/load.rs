@@ -1,11 +1,11 @@
 //! Reading policy files: parsing each one, resolving its relative paths
 //! against its own folder, following `extends`, and merging the layers.
 
-use super::error::reword_parse_error;
 use super::error::{PolicyError, PolicyErrorKind, invalid};
+use super::error::{line_of, reword_parse_error};
 use super::file::{ClockMode, InputSpec, OutputSpec, PolicyFile};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
-use super::{Access, ByteSize, DirGrant, Input, Limits, Origin, Output, Setting};
+use super::{Access, ByteSize, DirGrant, DirSite, Input, Limits, Origin, Output, Setting};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime};
 pub(super) struct Layer {
     pub(super) limits: LimitsLayer,
     pub(super) dirs: Vec<DirGrant>,
+    /// Where each of `dirs` was granted, and its host path as written, in the same order.
+    pub(super) dir_sites: Vec<(DirSite, PathBuf)>,
     pub(super) env_vars: BTreeMap<String, String>,
     pub(super) env_inherit: Vec<String>,
     pub(super) stdin: Option<Input>,
@@ -73,6 +75,7 @@ impl Layer {
         }
         self.net.http.append(&mut top.net.http);
         self.dirs.extend(top.dirs);
+        self.dir_sites.extend(top.dir_sites);
         self.env_vars.extend(top.env_vars);
         for name in top.env_inherit {
             if !self.env_inherit.contains(&name) {
@@ -218,6 +221,8 @@ pub(super) fn parse_layer(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> 
             access: d.access,
             ..grant
         });
+        let site = DirSite::File(path.to_path_buf(), line_of(text, d.host.span().start));
+        own.dir_sites.push((site, absolute(&host)));
     }
 
     for (name, value) in &file.env.vars {
