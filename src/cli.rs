@@ -175,6 +175,16 @@ impl RunCommand {
     /// Policy errors, load errors and sandbox failures.
     pub fn execute(self) -> Result<u8> {
         let policy = self.resolve_policy()?;
+        // The report's folder is resolved now, before the guest can plant a
+        // link on the way; the file is opened without following links later.
+        let report_file = match &self.report {
+            Some(path) if path.as_os_str() != "-" => {
+                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                policy.check_host_path(&absolute, "--report")?;
+                Some(crate::hostfs::resolve_parent(path)?)
+            }
+            _ => None,
+        };
         let engine = self.engine(&policy)?;
         let sandbox = Sandbox::builder()
             .engine(engine)
@@ -193,9 +203,9 @@ impl RunCommand {
             let json = serde_json::to_string_pretty(&outcome.to_json()).expect("a JSON value serializes");
             if report.as_os_str() == "-" {
                 eprintln!("{json}");
-            } else {
-                std::fs::write(report, json + "\n")
-                    .with_context(|| format!("failed to write report `{}`", report.display()))?;
+            } else if let Some(file) = &report_file {
+                crate::hostfs::write_file(file, (json + "\n").as_bytes(), "report")
+                    .map_err(|e| e.context("--report"))?;
             }
         }
         Ok(outcome.exit_code())
