@@ -39,9 +39,9 @@ pub enum PolicyErrorKind {
     /// refused.
     OverlappingGrants {
         /// The read-write grant, with where it was granted (`FILE:LINE` or a flag).
-        writable: (DirGrant, String),
+        writable: Box<(DirGrant, String)>,
         /// The grant with less access that it reaches, with where it was granted.
-        other: (DirGrant, String),
+        other: Box<(DirGrant, String)>,
     },
     /// A host path the policy or a flag names could not be opened safely when
     /// a run started (or when the report was written): a component of it has

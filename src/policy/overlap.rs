@@ -49,8 +49,8 @@ pub(super) fn check_overlap<'a>(
         };
         if reaches(&writable.0.host, &other.0.host) {
             let mut err = PolicyError::new(PolicyErrorKind::OverlappingGrants {
-                writable: (writable.0.clone(), writable.1.to_string()),
-                other: (other.0.clone(), other.1.to_string()),
+                writable: Box::new((writable.0.clone(), writable.1.to_string())),
+                other: Box::new((other.0.clone(), other.1.to_string())),
             });
             match new.1 {
                 DirSite::File(path, line) => {
