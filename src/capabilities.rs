@@ -134,8 +134,11 @@ impl Policy {
     ///
     /// # Security
     ///
-    /// Grants exactly the policy's directories, environment and stdio; host
-    /// files named for stdio are opened with the host's own authority.
+    /// Grants exactly the policy's directories, environment and stdio. The
+    /// host opens the directories and stdio files the policy names itself,
+    /// with its own authority, so it opens them without following symbolic
+    /// links (see [`crate::hostfs`]): a guest with write access may have
+    /// replaced any of them with a link since the policy was resolved.
     pub(crate) fn wasi_builder(
         &self,
         argv: &[String],
@@ -166,11 +169,17 @@ fn add_preopens(builder: &mut WasiCtxBuilder, policy: &Policy) -> Result<()> {
             Access::ReadOnly => FsPerms::ReadOnly,
             Access::ReadWrite => FsPerms::ReadWrite,
         };
-        // wasmtime-wasi opens the directory with ambient authority; the path
-        // was canonicalized and checked when the policy was resolved, and from
-        // here on the guest reaches files only through this handle.
+        // wasmtime-wasi only takes a path, which it opens following links. A
+        // guest with a read-write grant around this one (or in an earlier
+        // run) may have replaced a folder on the way with a link, so open
+        // the canonical path ourselves without following any, then hand
+        // wasmtime-wasi the descriptor's own path: reopening
+        // `/proc/self/fd/N` yields that same directory, not whatever the
+        // name points to now. From here on the guest reaches files only
+        // through wasmtime-wasi's handle; ours is closed at the end of the loop.
+        let fd = crate::hostfs::open_dir(&dir.host, &format!("directory granted at `{}`", dir.guest))?;
         builder
-            .preopened_dir(&dir.host, &dir.guest, perms)
+            .preopened_dir(crate::hostfs::reopen_path(&fd, &dir.host), &dir.guest, perms)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to open preopen `{}`", dir.host.display()))?;
     }
@@ -193,8 +202,7 @@ fn add_stdio(
             builder.inherit_stdin();
         }
         (None, Input::File(path)) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("failed to read stdin file `{}`", path.display()))?;
+            let bytes = crate::hostfs::read_file(path, "stdin file")?;
             builder.stdin(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes));
         }
     }
@@ -219,8 +227,11 @@ fn open_sink(spec: &Output, stream: Stream, capture: bool, buffer: &Arc<Mutex<Ve
         Output::Inherit if capture => Sink::Buffer(buffer.clone()),
         Output::Inherit => Sink::Host(stream),
         Output::File(path) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("failed to create output file `{}`", path.display()))?;
+            let what = match stream {
+                Stream::Stdout => "stdout file",
+                Stream::Stderr => "stderr file",
+            };
+            let file = crate::hostfs::create_file(path, what)?;
             Sink::File(Arc::new(Mutex::new(file)))
         }
     })

@@ -198,6 +198,16 @@ impl RunCommand {
         };
         let policy = self.resolve_policy()?;
         self.check_report_dash(&policy)?;
+        // The report's folder is resolved now, before the guest can plant a
+        // link on the way; the file is opened without following links later.
+        let report_file = match &self.report {
+            Some(path) if path.as_os_str() != "-" => {
+                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                policy.check_host_path(&absolute, "--report")?;
+                Some(crate::hostfs::resolve_parent(path)?)
+            }
+            _ => None,
+        };
         let engine = self.engine(&policy)?;
         let log_denials = self.verbose || self.report.is_some() || report_fd.is_some();
         let sandbox = Sandbox::builder()
@@ -228,9 +238,9 @@ impl RunCommand {
         if let Some(report) = &self.report {
             if report.as_os_str() == "-" {
                 eprint_line(format_args!("{json}"));
-            } else {
-                std::fs::write(report, json + "\n")
-                    .with_context(|| format!("failed to write report `{}`", report.display()))?;
+            } else if let Some(file) = &report_file {
+                crate::hostfs::write_file(file, (json + "\n").as_bytes(), "report")
+                    .map_err(|e| e.context("--report"))?;
             }
         }
         Ok(outcome.exit_code())

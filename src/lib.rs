@@ -49,6 +49,7 @@ mod cache;
 mod capabilities;
 pub mod cli;
 mod engine;
+mod hostfs;
 mod limits;
 pub mod matrix;
 mod outcome;

@@ -1,6 +1,7 @@
 //! Policy errors: typed, so that an embedding host can match on them, and
 //! displayed as `FILE:LINE: message` with what would be accepted instead.
 
+use super::DirGrant;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,28 @@ pub enum PolicyErrorKind {
     MissingDir(PathBuf),
     /// `extends` leads back to a file already being loaded.
     Cycle(Vec<PathBuf>),
+    /// A read-write grant contains, is, or aliases (same device and inode,
+    /// such as through a bind mount) a grant with less access, so the guest
+    /// could change the other grant's files through it. wasmtime-wasi cannot
+    /// give parts of one directory tree different access, so such a policy is
+    /// refused.
+    OverlappingGrants {
+        /// The read-write grant, with where it was granted (`FILE:LINE` or a flag).
+        writable: Box<(DirGrant, String)>,
+        /// The grant with less access that it reaches, with where it was granted.
+        other: Box<(DirGrant, String)>,
+    },
+    /// A host path the policy or a flag names could not be opened safely when
+    /// a run started (or when the report was written): a component of it has
+    /// become a symbolic link, or it is not the kind of file expected (a
+    /// FIFO or device for a stdio file). Found at run time, not at load: a
+    /// guest with write access can change the tree between runs.
+    UnsafePath {
+        /// The path as the policy or flag named it (canonical).
+        path: PathBuf,
+        /// What was found, and what to do.
+        reason: String,
+    },
 }
 
 impl PolicyError {
@@ -41,6 +64,14 @@ impl PolicyError {
             key: None,
             kind,
         }
+    }
+
+    /// A refused host open; `message` names the path and why.
+    pub(crate) fn unsafe_path(path: &Path, message: String) -> PolicyError {
+        PolicyError::new(PolicyErrorKind::UnsafePath {
+            path: path.to_path_buf(),
+            reason: message,
+        })
     }
 
     pub(super) fn at(mut self, path: &Path, source: &str, span: Option<std::ops::Range<usize>>) -> Self {
@@ -94,6 +125,8 @@ impl fmt::Display for PolicyError {
                 "host directory `{}` does not exist or is not a directory; create it or fix the path (relative paths are resolved from the policy file's folder)",
                 p.display()
             ),
+            PolicyErrorKind::OverlappingGrants { writable, other } => overlap_message(writable, other),
+            PolicyErrorKind::UnsafePath { reason, .. } => reason.clone(),
             PolicyErrorKind::Cycle(chain) => {
                 let chain: Vec<_> = chain.iter().map(|p| format!("`{}`", p.display())).collect();
                 format!(
@@ -112,6 +145,29 @@ impl fmt::Display for PolicyError {
         }
         f.write_str(&message)
     }
+}
+
+fn overlap_message(writable: &(DirGrant, String), other: &(DirGrant, String)) -> String {
+    let ((w, w_site), (o, o_site)) = (writable, other);
+    let relation = if w.host == o.host {
+        "is the same directory as"
+    } else if o.host.starts_with(&w.host) {
+        "contains"
+    } else {
+        "reaches (same device and inode, such as a bind mount)"
+    };
+    let access = o.access;
+    format!(
+        "read-write grant `{}` at guest path `{}` ({w_site}) {relation} {access} grant `{}` at guest path `{}` \
+         ({o_site}): the guest could change `{}` through `{}`, and access cannot differ within one directory \
+         tree; grant both read-write, or grant directories that do not overlap",
+        w.host.display(),
+        w.guest,
+        o.host.display(),
+        o.guest,
+        o.guest,
+        w.guest
+    )
 }
 
 /// The message already includes any I/O error, so it is not also given as a

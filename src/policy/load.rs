@@ -2,10 +2,10 @@
 //! against its own folder, following `extends`, and merging the layers.
 
 use super::error::{PolicyError, PolicyErrorKind, invalid};
-use super::error::{key_at, reword_parse_error, span_of_key};
+use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{ClockMode, InputSpec, OutputSpec, PolicyFile};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
-use super::{Access, ByteSize, DirGrant, Input, Limits, Origin, Output, Setting};
+use super::{Access, ByteSize, DirGrant, DirSite, Input, Limits, Origin, Output, Setting};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -37,6 +37,8 @@ pub(super) struct Loader {
 pub(super) struct Layer {
     pub(super) limits: LimitsLayer,
     pub(super) dirs: Vec<DirGrant>,
+    /// Where each of `dirs` was granted, and its host path as written, in the same order.
+    pub(super) dir_sites: Vec<(DirSite, PathBuf)>,
     pub(super) env_vars: BTreeMap<String, String>,
     pub(super) env_inherit: Vec<String>,
     pub(super) stdin: Option<Input>,
@@ -102,14 +104,22 @@ impl Layer {
             append_new(self.net.rules_mut(kind), std::mem::take(top_net.rules_mut(kind)));
         }
         append_new(&mut self.net.http, top_net.http);
-        for dir in top.dirs {
+        // A grant repeated (from a shared base, say) is kept once, with the
+        // later access and the place that set it.
+        for (dir, site) in top.dirs.into_iter().zip(top.dir_sites) {
             match self
                 .dirs
-                .iter_mut()
-                .find(|d| d.guest == dir.guest && d.host == dir.host)
+                .iter()
+                .position(|d| d.guest == dir.guest && d.host == dir.host)
             {
-                Some(same) => same.access = dir.access,
-                None => self.dirs.push(dir),
+                Some(i) => {
+                    self.dirs[i].access = dir.access;
+                    self.dir_sites[i] = site;
+                }
+                None => {
+                    self.dirs.push(dir);
+                    self.dir_sites.push(site);
+                }
             }
         }
         self.env_vars.extend(top.env_vars);
@@ -366,6 +376,8 @@ pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Resul
             access: d.access,
             ..grant
         });
+        let site = DirSite::File(path.to_path_buf(), line_of(text, d.host.span().start));
+        own.dir_sites.push((site, absolute(&host)));
     }
 
     for (name, value) in &file.env.vars {

@@ -17,6 +17,7 @@ mod error;
 mod file;
 mod load;
 mod net;
+mod overlap;
 
 pub use error::{PolicyError, PolicyErrorKind};
 pub use file::{
@@ -30,9 +31,62 @@ use load::{
     Layer, Loader, check_env_name, check_limits_fuel, check_limits_memory, check_limits_timeout, load_layer,
     parse_layer, resolve_dir,
 };
+pub(crate) use overlap::DirSite;
+use overlap::check_overlap;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+fn check_host_path(policy: &Policy, written: &Path, what: &str) -> Result<(), PolicyError> {
+    let writable: Vec<&DirGrant> = policy.dirs.iter().filter(|d| d.access == Access::ReadWrite).collect();
+    if writable.is_empty() {
+        return Ok(());
+    }
+    let mut prefix = PathBuf::new();
+    for component in written.components() {
+        prefix.push(component);
+        let is_link = std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink());
+        let (Some(parent), Some(name)) = (prefix.parent(), prefix.file_name()) else {
+            continue;
+        };
+        if !is_link {
+            continue;
+        }
+        // Where the link itself lives, its folders resolved.
+        let Ok(location) = std::fs::canonicalize(parent).map(|p| p.join(name)) else {
+            continue;
+        };
+        if let Some(grant) = writable
+            .iter()
+            .find(|g| location.starts_with(&g.host) && location != g.host)
+        {
+            return Err(PolicyError::unsafe_path(
+                written,
+                format!(
+                    "{what}: `{}` is a symbolic link inside the read-write grant `{}` (guest path `{}`), where a \
+                     guest could have planted it; the host does not follow such links, so replace it with the real \
+                     file or directory, or name the target directly",
+                    prefix.display(),
+                    grant.host.display(),
+                    grant.guest
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A stdio file's path with its folder canonicalized now, so that when a run
+/// opens it without following links (see `hostfs`), a link found on the way
+/// is one that appeared after the policy was resolved. A folder that does not
+/// exist yet stays as written; the open fails then.
+fn host_file(path: &Path) -> PathBuf {
+    let path = load::absolute(path);
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent).map_or(path.clone(), |p| p.join(name)),
+        _ => path,
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Stage 2: the resolved policy.
@@ -174,7 +228,9 @@ pub enum Input {
     Null,
     /// The host's stdin.
     Inherit,
-    /// A host file (absolute path), read when the run starts.
+    /// A host file (absolute, its folder canonicalized), read when the run
+    /// starts. It must be a regular file, and the host opens it without
+    /// following symbolic links anywhere in the path.
     File(PathBuf),
 }
 
@@ -185,7 +241,10 @@ pub enum Output {
     Null,
     /// The host process's stream.
     Inherit,
-    /// A host file (absolute path), truncated when the run starts.
+    /// A host file (absolute, its folder canonicalized), created or truncated
+    /// when the run starts. The host opens it without following symbolic
+    /// links anywhere in the path, and refuses it unless it is absent or a
+    /// regular file.
     File(PathBuf),
 }
 
@@ -217,6 +276,11 @@ pub struct Policy {
     /// Resource limits.
     pub limits: Limits,
     dirs: Vec<DirGrant>,
+    /// Where each of `dirs` was granted, in the same order.
+    dir_sites: Vec<DirSite>,
+    /// Host paths as written (absolute, links not resolved), with what they
+    /// are for, to refuse links a guest could have planted (see [`Policy::check_links`]).
+    written: Vec<(String, PathBuf)>,
     env_vars: BTreeMap<String, String>,
     env_inherit: Vec<String>,
     stdin: Input,
@@ -246,6 +310,8 @@ impl Policy {
             extends: Vec::new(),
             limits: Limits::default(),
             dirs: Vec::new(),
+            dir_sites: Vec::new(),
+            written: Vec::new(),
             env_vars: BTreeMap::new(),
             env_inherit: Vec::new(),
             stdin: Input::Null,
@@ -323,14 +389,32 @@ impl Policy {
             module_size: l.module_size.unwrap_or(policy.limits.module_size),
             handles: l.handles.unwrap_or(policy.limits.handles),
         };
-        for dir in layer.dirs {
-            policy.push_dir(dir)?;
+        for (dir, (site, written)) in layer.dirs.into_iter().zip(layer.dir_sites) {
+            policy
+                .written
+                .push((format!("fs.dirs host `{}` ({site})", written.display()), written));
+            policy.push_dir(dir, site)?;
         }
         policy.env_vars = layer.env_vars;
         policy.env_inherit = layer.env_inherit;
-        policy.stdin = layer.stdin.unwrap_or(Input::Null);
-        policy.stdout = layer.stdout.unwrap_or(Output::Inherit);
-        policy.stderr = layer.stderr.unwrap_or(Output::Inherit);
+        let mut written = Vec::new();
+        let mut host_file = |key: &str, path: PathBuf| {
+            written.push((format!("{key} file"), path.clone()));
+            host_file(&path)
+        };
+        policy.stdin = match layer.stdin {
+            Some(Input::File(path)) => Input::File(host_file("stdio.stdin", path)),
+            other => other.unwrap_or(Input::Null),
+        };
+        policy.stdout = match layer.stdout {
+            Some(Output::File(path)) => Output::File(host_file("stdio.stdout", path)),
+            other => other.unwrap_or(Output::Inherit),
+        };
+        policy.stderr = match layer.stderr {
+            Some(Output::File(path)) => Output::File(host_file("stdio.stderr", path)),
+            other => other.unwrap_or(Output::Inherit),
+        };
+        policy.written.extend(written);
         policy.clocks = match layer.clock_mode.unwrap_or(ClockMode::Host) {
             ClockMode::Host => {
                 if layer.clock_start.is_some() {
@@ -365,15 +449,30 @@ impl Policy {
         // The first file is the one asked for; the rest are what it extends.
         policy.extends = layer.files.into_iter().rev().skip(1).collect();
         policy.extends.reverse();
+        policy.check_links()?;
         Ok(policy)
     }
 
-    fn push_dir(&mut self, dir: DirGrant) -> Result<(), PolicyError> {
-        if let Some(existing) = self.dirs.iter_mut().find(|d| d.guest == dir.guest) {
+    /// Adds a grant, refusing a second directory at one guest path and
+    /// grants that overlap with different access (see [`PolicyErrorKind::OverlappingGrants`]).
+    fn push_dir(&mut self, dir: DirGrant, site: DirSite) -> Result<(), PolicyError> {
+        let others = |skip: Option<usize>| {
+            self.dirs
+                .iter()
+                .zip(&self.dir_sites)
+                .enumerate()
+                .filter(move |(i, _)| Some(*i) != skip)
+                .map(|(_, pair)| pair)
+        };
+        if let Some(i) = self.dirs.iter().position(|d| d.guest == dir.guest) {
+            let existing = &self.dirs[i];
             if existing.host == dir.host {
                 // The same grant twice (e.g. from a base file and a flag): the
-                // later access wins, as for any other scalar.
-                existing.access = dir.access;
+                // later access wins, as for any other scalar, and must not
+                // overlap the other grants either.
+                check_overlap(others(Some(i)), (&dir, &site))?;
+                self.dirs[i].access = dir.access;
+                self.dir_sites[i] = site;
                 return Ok(());
             }
             return Err(invalid(format!(
@@ -384,8 +483,34 @@ impl Policy {
             ))
             .key("fs.dirs"));
         }
+        check_overlap(others(None), (&dir, &site))?;
         self.dirs.push(dir);
+        self.dir_sites.push(site);
         Ok(())
+    }
+
+    /// Refuses host paths the policy names through a symbolic link that sits
+    /// inside a read-write grant: a guest could have planted it in an earlier
+    /// run (`inputs -> ..`), and resolving it would hand the guest, or the
+    /// host's own writes, a place outside its grants. Links elsewhere (such as
+    /// a user's own `~/data -> /mnt/data`) are followed as usual.
+    fn check_links(&self) -> Result<(), PolicyError> {
+        for (what, written) in &self.written {
+            check_host_path(self, written, what)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses `path` (absolute, as the user wrote it) when it reaches
+    /// through a symbolic link inside one of this policy's read-write grants,
+    /// as every host path the policy names is refused; `what` names it in the
+    /// message. The CLI checks the `--report` file with this.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] of kind [`PolicyErrorKind::UnsafePath`].
+    pub(crate) fn check_host_path(&self, path: &Path, what: &str) -> Result<(), PolicyError> {
+        check_host_path(self, path, what)
     }
 
     // -- CLI-flag adjustments ------------------------------------------------
@@ -403,11 +528,24 @@ impl Policy {
     ///
     /// # Errors
     ///
-    /// A [`PolicyError`] when `host` is not an existing directory or `guest`
-    /// is empty or already taken by another directory.
+    /// A [`PolicyError`] when `host` is not an existing directory, `guest`
+    /// is empty or already taken by another directory, or the grant overlaps
+    /// another with different access ([`PolicyErrorKind::OverlappingGrants`]:
+    /// a read-write grant may not contain, be or alias a read-only one).
     pub fn grant_dir(&mut self, host: impl AsRef<Path>, guest: &str, access: Access) -> Result<(), PolicyError> {
-        let dir = resolve_dir(host.as_ref(), guest).map_err(|e| e.key("--dir"))?;
-        self.push_dir(DirGrant { access, ..dir })
+        let flag = match access {
+            Access::ReadOnly => "--ro-dir",
+            Access::ReadWrite => "--dir",
+        };
+        let dir = resolve_dir(host.as_ref(), guest).map_err(|e| e.key(flag))?;
+        let written = load::absolute(host.as_ref());
+        // Applied to a copy, so that a refused grant leaves the policy as it was.
+        let mut next = self.clone();
+        next.push_dir(DirGrant { access, ..dir }, DirSite::Flag(flag))?;
+        next.written.push((format!("{flag} `{}`", written.display()), written));
+        next.check_links()?;
+        *self = next;
+        Ok(())
     }
 
     /// Sets an environment variable, as `--env NAME=VALUE` does.
@@ -459,7 +597,23 @@ impl Policy {
             ))
             .key("--stdin"));
         }
-        self.stdin = input;
+        let what = "stdio.stdin file";
+        let written = match &input {
+            Input::File(path) => {
+                let written = load::absolute(path);
+                check_host_path(self, &written, what).map_err(|e| e.key("--stdin"))?;
+                Some(written)
+            }
+            _ => None,
+        };
+        self.written.retain(|(w, _)| w != what);
+        self.stdin = match written {
+            Some(written) => {
+                self.written.push((what.into(), written.clone()));
+                Input::File(host_file(&written))
+            }
+            None => input,
+        };
         Ok(())
     }
 
@@ -1047,5 +1201,89 @@ mod tests {
             Access::ReadWrite,
             "a later grant of the same dir overrides access"
         );
+    }
+
+    #[test]
+    fn test_fs_dirs_overlap_names_both_grants_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("outer/inner")).unwrap();
+        let outer = d.join("outer").canonicalize().unwrap();
+        let text = "[[fs.dirs]]\nhost = \"outer\"\nguest = \"/rw\"\naccess = \"read-write\"\n\n[[fs.dirs]]\nhost = \"outer/inner\"\nguest = \"/ro\"\naccess = \"read-only\"\n";
+        std::fs::write(d.join("p.toml"), text).unwrap();
+        let e = Policy::from_file(d.join("p.toml")).unwrap_err();
+        assert!(matches!(e.kind(), PolicyErrorKind::OverlappingGrants { .. }), "{e}");
+        assert_eq!(e.line(), Some(7), "{e}");
+        let msg = e.to_string();
+        for needle in [
+            format!(
+                "read-write grant `{}` at guest path `/rw` ({}:2) contains",
+                outer.display(),
+                d.join("p.toml").display()
+            ),
+            format!(
+                "read-only grant `{}` at guest path `/ro`",
+                outer.join("inner").display()
+            ),
+        ] {
+            assert!(msg.contains(&needle), "{msg}\nlacks {needle}");
+        }
+
+        // A later file raising a base grant to read-write collides with the base's other grant.
+        let base = "[[fs.dirs]]\nhost = \"outer\"\nguest = \"/a\"\naccess = \"read-only\"\n[[fs.dirs]]\nhost = \"outer/inner\"\nguest = \"/b\"\naccess = \"read-only\"\n";
+        std::fs::write(d.join("base.toml"), base).unwrap();
+        std::fs::write(
+            d.join("top.toml"),
+            "extends = [\"base.toml\"]\n[[fs.dirs]]\nhost = \"outer\"\nguest = \"/a\"\naccess = \"read-write\"\n",
+        )
+        .unwrap();
+        let e = Policy::from_file(d.join("top.toml")).unwrap_err();
+        assert_eq!(
+            (e.path(), e.line()),
+            (Some(d.join("top.toml").as_path()), Some(3)),
+            "{e}"
+        );
+
+        // Flags are checked against file grants, and name both sites.
+        let mut p = Policy::from_file(d.join("base.toml")).unwrap();
+        p.grant_dir(d.join("outer/inner"), "/c", Access::ReadOnly).unwrap();
+        let e = p.grant_dir(d.join("outer"), "/w", Access::ReadWrite).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("--dir: read-write grant"), "{msg}");
+        assert!(msg.contains("is the same directory as read-only grant"), "{msg}");
+        assert!(msg.contains(&format!("({}:2)", d.join("base.toml").display())), "{msg}");
+        assert_eq!(p.dirs().len(), 3, "the refused grant was not added");
+    }
+
+    #[test]
+    fn test_links_inside_writable_grants_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("work")).unwrap();
+        std::os::unix::fs::symlink("..", d.join("work/inputs")).unwrap();
+        let rw = "[[fs.dirs]]\nhost = \"work\"\nguest = \"/work\"\naccess = \"read-write\"\n";
+        let inputs = "[[fs.dirs]]\nhost = \"work/inputs\"\nguest = \"/inputs\"\naccess = \"read-only\"\n";
+        let e = Policy::from_toml(&format!("{rw}{inputs}"), d).unwrap_err();
+        assert!(matches!(e.kind(), PolicyErrorKind::UnsafePath { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("work/inputs` is a symbolic link inside the read-write grant"),
+            "{msg}"
+        );
+        // The same link is an ordinary link when no grant lets a guest change it.
+        Policy::from_toml(inputs, d).unwrap();
+        // Whichever comes first.
+        let mut p = Policy::deny_all();
+        p.grant_dir(d.join("work/inputs"), "/inputs", Access::ReadOnly).unwrap();
+        assert!(p.grant_dir(d.join("work"), "/work", Access::ReadWrite).is_err());
+
+        let stdout = "[stdio]\nstdout = { file = \"work/inputs/out.log\" }\n";
+        let msg = Policy::from_toml(&format!("{rw}{stdout}"), d).unwrap_err().to_string();
+        assert!(msg.contains("stdio.stdout file: `"), "{msg}");
+        let mut p = Policy::from_toml(rw, d).unwrap();
+        std::fs::write(d.join("in.txt"), "x").unwrap();
+        let e = p.set_stdin(Input::File(d.join("work/inputs/in.txt"))).unwrap_err();
+        assert!(matches!(e.kind(), PolicyErrorKind::UnsafePath { .. }), "{e}");
+        assert_eq!(p.stdin(), &Input::Null, "a refused stdin is not set");
     }
 }

@@ -571,7 +571,7 @@ fn exit_125_sandbox_failure() {
     assert_exit(
         &out,
         125,
-        &["error: failed to create output file", "missing-folder/out.log"],
+        &["error: failed to create stdout file", "missing-folder/out.log"],
     );
     assert!(out.stdout.is_empty(), "the guest never ran");
 }

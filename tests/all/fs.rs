@@ -9,6 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use wasmcell::{Access, Policy, Status};
 use wasmcell_artifacts::{
+    EXIT_PANIC as EXIT_PANIC_GUEST, FS_PLANT_SYMLINK, FS_PLANT_SYMLINK_COMPONENT, STDIO_ECHO, STDIO_ECHO_COMPONENT,
+};
+use wasmcell_artifacts::{
     FS_ESCAPE_ABSOLUTE, FS_ESCAPE_ABSOLUTE_COMPONENT, FS_ESCAPE_DOTDOT, FS_ESCAPE_DOTDOT_COMPONENT, FS_ESCAPE_SYMLINK,
     FS_ESCAPE_SYMLINK_COMPONENT, FS_READ, FS_READ_COMPONENT, FS_READONLY_LINK_RENAME,
     FS_READONLY_LINK_RENAME_COMPONENT, FS_READONLY_WRITE, FS_READONLY_WRITE_COMPONENT, FS_WRITE, FS_WRITE_COMPONENT,
@@ -416,50 +419,32 @@ fn readonly_write_expected(len: usize) -> String {
     expected
 }
 
-/// One host directory granted twice, read-write at `/rw` and read-only at `/data`: the
-/// read-only view stays read-only whichever grant comes first, and the read-write view works.
+/// One host directory granted twice, read-write at `/rw` and read-only at `/data`: the guest
+/// could change `/data` through `/rw`, so the policy is refused whichever grant comes first,
+/// and neither guest path is granted.
+// See: #9
 #[test]
-fn fs_readonly_view_of_writable_dir() {
-    let existing = b"shared file\n";
-    for rw_first in [true, false] {
-        let layout = Layout::new();
-        let shared = layout.data();
-        fs::write(shared.join("existing.txt"), existing).unwrap();
-        fs::create_dir(shared.join("sub")).unwrap();
-        let rw = (shared.as_path(), "/rw", Access::ReadWrite);
-        let ro = (shared.as_path(), "/data", Access::ReadOnly);
-        let policy = if rw_first { grant(&[rw, ro]) } else { grant(&[ro, rw]) };
-        assert_eq!(policy.dirs().len(), 2);
-        let outside = layout.outside();
-
-        for guest in both(FS_READONLY_WRITE, FS_READONLY_WRITE_COMPONENT) {
-            let before = snapshot(&shared);
-            let outcome = run(policy.clone(), guest, &[] as &[&str]);
-            assert_status(&outcome, Status::Exited(0));
-            assert_eq!(stdout(&outcome), readonly_write_expected(existing.len()), "{guest}");
-            assert_eq!(snapshot(&shared), before, "{guest} (rw first: {rw_first})");
+fn r9_one_dir_read_write_and_read_only_is_refused() {
+    let layout = Layout::new();
+    let shared = layout.data();
+    for (first, second) in [
+        (("/rw", Access::ReadWrite), ("/data", Access::ReadOnly)),
+        (("/data", Access::ReadOnly), ("/rw", Access::ReadWrite)),
+    ] {
+        let mut policy = Policy::deny_all();
+        policy.grant_dir(&shared, first.0, first.1).unwrap();
+        let err = policy.grant_dir(&shared, second.0, second.1).unwrap_err();
+        match err.kind() {
+            wasmcell::PolicyErrorKind::OverlappingGrants { writable, other } => {
+                assert_eq!((writable.0.guest.as_str(), other.0.guest.as_str()), ("/rw", "/data"));
+            }
+            kind => panic!("unexpected {kind:?}: {err}"),
         }
-        for guest in both(FS_WRITE, FS_WRITE_COMPONENT) {
-            let outcome = run(policy.clone(), guest, &["/data/through_ro.txt", "x"]);
-            assert_status(&outcome, Status::Trap);
-            assert!(
-                !shared.join("through_ro.txt").exists(),
-                "{guest} (rw first: {rw_first})"
-            );
-
-            let outcome = run(policy.clone(), guest, &["/rw/through_rw.txt", "y"]);
-            assert_status(&outcome, Status::Exited(0));
-            assert_eq!(fs::read_to_string(shared.join("through_rw.txt")).unwrap(), "y");
-            fs::remove_file(shared.join("through_rw.txt")).unwrap();
-        }
-        // What /rw wrote is visible through /data, read-only.
-        fs::write(shared.join("from_rw.txt"), "visible").unwrap();
-        for guest in both(FS_READ, FS_READ_COMPONENT) {
-            let outcome = run(policy.clone(), guest, &["/data/from_rw.txt"]);
-            assert_status(&outcome, Status::Exited(0));
-            assert_eq!(stdout(&outcome), "visible", "{guest}");
-        }
-        assert_eq!(layout.outside(), outside);
+        assert!(
+            err.to_string().contains("is the same directory as read-only grant"),
+            "{err}"
+        );
+        assert_eq!(policy.dirs().len(), 1, "the refused grant was not added");
     }
 }
 
@@ -497,4 +482,376 @@ fn fs_readonly_link_rename() {
         );
         assert_eq!(snapshot_except(root.path(), &["rw"]), before_outside, "{guest}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Host-side opens (#9): a guest with a read-write grant replaces a path the
+// host opens itself with a link out of the grant; the host must refuse it.
+// ---------------------------------------------------------------------------
+
+const VICTIM: &[u8] = b"victim: outside every grant; no run may read or change it\n";
+
+/// A tempdir holding `work/` (granted read-write as `/work` by the tests) and
+/// `victim` next to it, which `work/<name> -> ../victim` reaches.
+struct Planted {
+    root: tempfile::TempDir,
+}
+
+impl Planted {
+    fn new() -> Planted {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("work")).unwrap();
+        fs::write(root.path().join("victim"), VICTIM).unwrap();
+        Planted { root }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    /// Plants `work/<rel>` -> `target` from the test, as a guest would have.
+    fn plant(&self, rel: &str, target: &str) {
+        std::os::unix::fs::symlink(target, self.path("work").join(rel)).unwrap();
+    }
+
+    /// Writes `p.toml` granting `work` read-write at `/work`, then `extra`.
+    fn policy(&self, extra: &str) -> PathBuf {
+        let text = format!("[[fs.dirs]]\nhost = \"work\"\nguest = \"/work\"\naccess = \"read-write\"\n\n{extra}");
+        let path = self.path("p.toml");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[track_caller]
+    fn assert_victim_intact(&self) {
+        assert_eq!(
+            fs::read(self.path("victim")).unwrap(),
+            VICTIM,
+            "the file outside the grant changed"
+        );
+    }
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    crate::wait_for(crate::wasmcell_command().args(args).spawn().expect("spawn wasmcell"))
+}
+
+/// Asserts exit 2 and that stderr names each of `needles`.
+#[track_caller]
+fn assert_refused(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "expected a refusal\n--- stdout ---\n{}\n--- stderr ---\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
+    }
+}
+
+/// Runs `guest` through the library and returns the error it must end with:
+/// a refused host path naming `name`.
+#[track_caller]
+fn assert_lib_refused(policy: &Policy, guest: &str, args: &[&str], name: &str) {
+    let result = wasmcell::Sandbox::builder()
+        .policy(policy.clone())
+        .build()
+        .unwrap()
+        .run(guest, args);
+    let err = match result {
+        Ok(outcome) => panic!(
+            "the run was not refused: {:?}, stdout {}",
+            outcome.status,
+            stdout(&outcome)
+        ),
+        Err(err) => err,
+    };
+    let policy_err = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<wasmcell::PolicyError>())
+        .unwrap_or_else(|| panic!("not a policy error: {err:#}"));
+    match policy_err.kind() {
+        wasmcell::PolicyErrorKind::UnsafePath { path, .. } => {
+            assert!(path.ends_with(name), "{} is not `{name}`: {err:#}", path.display())
+        }
+        other => panic!("unexpected kind {other:?}: {err:#}"),
+    }
+    assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+}
+
+/// A real guest replaces its own stdout file with a link out of its grant. The
+/// next run (the library, with the policy loaded before; the CLI, loading it
+/// again) must refuse to open it rather than write the guest's bytes outside.
+// See: #9
+#[test]
+fn fs_plant_symlink() {
+    for guest in both(FS_PLANT_SYMLINK, FS_PLANT_SYMLINK_COMPONENT) {
+        let t = Planted::new();
+        let file = t.policy("[stdio]\nstdout = { file = \"work/out.log\" }\n");
+        let policy = Policy::from_file(&file).unwrap();
+        let sandbox = wasmcell::Sandbox::builder().policy(policy.clone()).build().unwrap();
+        let outcome = sandbox.run(guest, &["/work/out.log", "../victim"]).unwrap();
+        assert_status(&outcome, Status::Exited(0));
+        assert!(
+            fs::symlink_metadata(t.path("work/out.log"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        t.assert_victim_intact();
+
+        assert_lib_refused(&policy, guest, &["/work/out.log", "../victim"], "out.log");
+        t.assert_victim_intact();
+        let out = cli(&["run", "--policy", file.to_str().unwrap(), guest, "/work/x", "../victim"]);
+        assert_refused(&out, &["stdio.stdout file", "out.log` is a symbolic link"]);
+        assert!(out.stdout.is_empty(), "the guest never ran");
+        t.assert_victim_intact();
+    }
+}
+
+/// `--report FILE` inside a read-write grant: the guest plants the link while
+/// it runs, before the report is written; or an earlier run planted it.
+// See: #9
+#[test]
+fn r9_report_through_a_planted_link_is_refused() {
+    let t = Planted::new();
+    let work = format!("{}::/work", t.path("work").display());
+    let report = t.path("work/report.json");
+    let args = |guest| {
+        [
+            "run",
+            "--dir",
+            &work,
+            "--report",
+            report.to_str().unwrap(),
+            guest,
+            "/work/report.json",
+            "../victim",
+        ]
+        .map(str::to_string)
+    };
+    let out = cli(&args(FS_PLANT_SYMLINK).each_ref().map(String::as_str));
+    assert_refused(&out, &["--report", "report.json", "symbolic link"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "planted /work/report.json -> ../victim\n"
+    );
+    t.assert_victim_intact();
+
+    let out = cli(&args(FS_PLANT_SYMLINK_COMPONENT).each_ref().map(String::as_str));
+    assert_refused(
+        &out,
+        &[
+            "--report",
+            "report.json` is a symbolic link inside the read-write grant",
+        ],
+    );
+    assert!(out.stdout.is_empty(), "refused before the guest ran");
+    t.assert_victim_intact();
+}
+
+/// `stdio.stderr = { file = ... }` inside a read-write grant, replaced by a
+/// link after the policy was loaded (library) or before (CLI).
+// See: #9
+#[test]
+fn r9_stderr_file_through_a_planted_link_is_refused() {
+    let t = Planted::new();
+    let file = t.policy("[stdio]\nstderr = { file = \"work/err.log\" }\n");
+    let policy = Policy::from_file(&file).unwrap();
+    t.plant("err.log", "../victim");
+    assert_lib_refused(&policy, EXIT_PANIC_GUEST, &[], "err.log");
+    t.assert_victim_intact();
+    let out = cli(&["run", "--policy", file.to_str().unwrap(), EXIT_PANIC_GUEST]);
+    assert_refused(&out, &["stdio.stderr file", "err.log` is a symbolic link"]);
+    t.assert_victim_intact();
+}
+
+/// `stdio.stdin = { file = ... }` and `--stdin FILE` inside a read-write grant,
+/// replaced by a link to a file outside: the guest must not be fed it.
+// See: #9
+#[test]
+fn r9_stdin_file_through_a_planted_link_is_refused() {
+    let t = Planted::new();
+    fs::write(t.path("work/in.txt"), "input\n").unwrap();
+    let file = t.policy("[stdio]\nstdin = { file = \"work/in.txt\" }\n");
+    let policy = Policy::from_file(&file).unwrap();
+    fs::remove_file(t.path("work/in.txt")).unwrap();
+    t.plant("in.txt", "../victim");
+    for guest in both(STDIO_ECHO, STDIO_ECHO_COMPONENT) {
+        assert_lib_refused(&policy, guest, &[], "in.txt");
+        let out = cli(&["run", "--policy", file.to_str().unwrap(), guest]);
+        assert_refused(&out, &["stdio.stdin file", "in.txt` is a symbolic link"]);
+        assert!(out.stdout.is_empty(), "{guest} was fed the victim");
+        let work = format!("{}::/work", t.path("work").display());
+        let stdin = t.path("work/in.txt");
+        let out = cli(&["run", "--dir", &work, "--stdin", stdin.to_str().unwrap(), guest]);
+        assert_refused(&out, &["--stdin", "in.txt` is a symbolic link"]);
+        assert!(out.stdout.is_empty(), "{guest} was fed the victim");
+    }
+    t.assert_victim_intact();
+}
+
+/// A grant nested in a read-write grant (`work/inputs` at `/inputs`): the
+/// guest replaces `inputs` with `-> ..`, and the next run would grant the
+/// folder around `work`. Both runs go through a real guest and the library;
+/// the CLI refuses the planted layout whichever access `/inputs` has.
+// See: #9
+#[test]
+fn r9_nested_grant_replaced_by_a_link_is_refused() {
+    for guest in both(FS_PLANT_SYMLINK, FS_PLANT_SYMLINK_COMPONENT) {
+        let t = Planted::new();
+        fs::create_dir(t.path("work/inputs")).unwrap();
+        let policy = grant(&[
+            (&t.path("work"), "/work", Access::ReadWrite),
+            (&t.path("work/inputs"), "/inputs", Access::ReadWrite),
+        ]);
+        let outcome = run(policy.clone(), guest, &["/work/inputs", ".."]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_lib_refused(&policy, FS_WRITE, &["/inputs/victim", "overwritten"], "work/inputs");
+        t.assert_victim_intact();
+
+        let work = format!("{}::/work", t.path("work").display());
+        let inputs = format!("{}::/inputs", t.path("work/inputs").display());
+        for flag in ["--dir", "--ro-dir"] {
+            let out = cli(&[
+                "run",
+                "--dir",
+                &work,
+                flag,
+                &inputs,
+                FS_WRITE,
+                "/inputs/victim",
+                "overwritten",
+            ]);
+            assert_refused(
+                &out,
+                &[flag, "work/inputs` is a symbolic link inside the read-write grant"],
+            );
+        }
+        t.assert_victim_intact();
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Stdio files must be regular files: a FIFO would block the host on open (no
+/// reader or writer ever comes; the test's watchdog would fire), and a
+/// directory is not a stream.
+// See: #9
+#[test]
+fn r9_stdio_files_must_be_regular_files() {
+    let t = Planted::new();
+    mkfifo(&t.path("fifo"));
+    for (stdio, needle) in [
+        ("stdout = { file = \"fifo\" }", "stdout file"),
+        ("stderr = { file = \"fifo\" }", "stderr file"),
+        ("stdout = { file = \"work\" }", "stdout file"),
+    ] {
+        let file = t.path("q.toml");
+        fs::write(&file, format!("[stdio]\n{stdio}\n")).unwrap();
+        let out = cli(&["run", "--policy", file.to_str().unwrap(), STDIO_ECHO]);
+        let kind = if stdio.contains("fifo") {
+            "it is a FIFO"
+        } else {
+            "it is a directory"
+        };
+        assert_refused(&out, &[needle, kind, "not a regular file"]);
+    }
+
+    // A stdin file that became a FIFO after the policy was loaded.
+    fs::write(t.path("work/in.txt"), "input\n").unwrap();
+    let file = t.policy("[stdio]\nstdin = { file = \"work/in.txt\" }\n");
+    let policy = Policy::from_file(&file).unwrap();
+    fs::remove_file(t.path("work/in.txt")).unwrap();
+    mkfifo(&t.path("work/in.txt"));
+    let err = wasmcell::Sandbox::builder()
+        .policy(policy)
+        .build()
+        .unwrap()
+        .run(STDIO_ECHO, &[] as &[&str]);
+    let msg = format!("{:#}", err.expect_err("a FIFO stdin is refused"));
+    assert!(msg.contains("in.txt`: it is a FIFO, not a regular file"), "{msg}");
+}
+
+/// `--dir D::/rw --ro-dir D/inner::/ro` let the guest change `/ro`'s files through
+/// `/rw/inner`. Refused from flags and from a policy file (with both lines), and by
+/// `wasmcell check`; overlaps that lose no access still run.
+// See: #9
+#[test]
+fn r9_read_write_grant_over_a_read_only_one_is_refused() {
+    let layout = Layout::new();
+    let d = layout.data();
+    fs::create_dir(d.join("inner")).unwrap();
+    let (d_str, inner) = (d.display().to_string(), d.join("inner").display().to_string());
+    let rw = format!("{d_str}::/rw");
+    let ro = format!("{inner}::/ro");
+    let out = cli(&[
+        "run",
+        "--dir",
+        &rw,
+        "--ro-dir",
+        &ro,
+        FS_WRITE,
+        "/rw/inner/planted.txt",
+        "x",
+    ]);
+    assert_refused(
+        &out,
+        &[&format!(
+            "read-write grant `{d_str}` at guest path `/rw` (--dir) contains read-only grant `{inner}` at guest path `/ro` (--ro-dir)"
+        )],
+    );
+    assert!(!d.join("inner/planted.txt").exists(), "the guest ran");
+    let out = cli(&[
+        "run",
+        "--dir",
+        &rw,
+        "--ro-dir",
+        &format!("{d_str}::/data"),
+        FS_READ,
+        "/data/x",
+    ]);
+    assert_refused(&out, &["is the same directory as read-only grant", "`/data`"]);
+
+    let file = layout.path("p.toml");
+    fs::write(
+        &file,
+        "[[fs.dirs]]\nhost = \"data/inner\"\nguest = \"/ro\"\naccess = \"read-only\"\n\n[[fs.dirs]]\nhost = \"data\"\nguest = \"/rw\"\naccess = \"read-write\"\n",
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    for args in [vec!["run", "--policy", &f, FS_READ, "/ro/x"], vec!["check", &f]] {
+        let out = cli(&args);
+        assert_refused(
+            &out,
+            &[&format!(
+                "{f}:7: read-write grant `{d_str}` at guest path `/rw` ({f}:7) contains read-only grant `{inner}` at guest path `/ro` ({f}:2)"
+            )],
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+
+    // Two read-write grants, or read-only inside read-only, lose no access.
+    let inner_rw = format!("{inner}::/b");
+    let out = cli(&["run", "--dir", &rw, "--dir", &inner_rw, FS_WRITE, "/b/ok.txt", "fine"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read_to_string(d.join("inner/ok.txt")).unwrap(), "fine");
+    let out = cli(&[
+        "run",
+        "--ro-dir",
+        &format!("{d_str}::/a"),
+        "--ro-dir",
+        &inner_rw,
+        FS_READ,
+        "/b/ok.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fine");
+    layout.assert_secrets_intact("cli");
 }
