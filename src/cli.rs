@@ -527,12 +527,14 @@ impl MatrixCommand {
 }
 
 /// The `wasmcell matrix: 12/203 cells` line on stderr: drawn only on a
-/// terminal, and only once the matrix has taken more than a moment, so that
+/// terminal, and only once the cells have run for more than a moment, so that
 /// quick runs and CI logs stay quiet. indicatif rate-limits the redraws from
-/// the worker threads, fits the line to the terminal and clears it at the end.
+/// the worker threads, fits the line to the terminal, ignores a closed stderr
+/// and clears the line at the end.
 struct MatrixProgress {
     bar: indicatif::ProgressBar,
-    start: std::time::Instant,
+    /// When the first cell started.
+    start: std::sync::OnceLock<std::time::Instant>,
     shown: std::sync::atomic::AtomicBool,
 }
 
@@ -547,22 +549,26 @@ impl MatrixProgress {
         );
         std::sync::Arc::new(MatrixProgress {
             bar,
-            start: std::time::Instant::now(),
+            start: std::sync::OnceLock::new(),
             shown: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// The matrix's progress hook: counts every cell, and shows the line
-    /// (on a terminal; `ProgressDrawTarget::stderr` draws nothing elsewhere)
-    /// once [`Self::QUIET_FOR`] has passed.
+    /// The matrix's progress hook. The bar stays hidden until
+    /// [`Self::QUIET_FOR`] after the first cell started; then it draws to
+    /// stderr, which indicatif does only when stderr is a terminal.
     fn callback(self: &std::sync::Arc<Self>) -> crate::matrix::ProgressFn {
         let this = self.clone();
         std::sync::Arc::new(move |done, total| {
-            if this.start.elapsed() >= Self::QUIET_FOR && !this.shown.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                this.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-            this.bar.set_length(total as u64);
+            let start = *this.start.get_or_init(|| {
+                this.bar.set_length(total as u64);
+                std::time::Instant::now()
+            });
             this.bar.set_position(done as u64);
+            if start.elapsed() >= Self::QUIET_FOR && !this.shown.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                this.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                this.bar.tick();
+            }
         })
     }
 

@@ -79,8 +79,9 @@ pub struct Cell {
     pub reproduce: String,
 }
 
-/// Told how far a matrix run has got: called from the worker threads after
-/// each cell, with the number of cells done so far and the total.
+/// Told how far a matrix run has got, with the number of cells done so far
+/// and the total: once with 0 when the first cell starts (discovery and
+/// compiling are over), then from the worker threads after each cell.
 pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 /// What to run.

@@ -133,6 +133,9 @@ fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<C
         n => n,
     }
     .min(total);
+    if let Some(progress) = &options.progress {
+        progress(0, total);
+    }
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
