@@ -608,17 +608,20 @@ impl MatrixCommand {
     ///
     /// [`crate::matrix::MatrixError`] and [`crate::PolicyError`] for bad input.
     pub fn execute(self) -> Result<u8> {
-        use std::io::IsTerminal as _;
+        let progress = MatrixProgress::new();
         let options = crate::matrix::MatrixOptions {
             modules: self.modules,
             policies: self.policies,
             expect: self.expect,
             jobs: self.jobs,
             filter: self.filter,
-            progress: std::io::stderr().is_terminal(),
+            progress: Some(progress.callback()),
         };
-        let matrix = crate::matrix::Matrix::run(&options)?;
-        let colour = self.output.is_none() && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let matrix = crate::matrix::Matrix::run(&options);
+        progress.finish();
+        let matrix = matrix?;
+        let colour =
+            self.output.is_none() && anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;
         let report = match self.format {
             MatrixFormat::Table => crate::matrix::render_table(&matrix, colour),
             MatrixFormat::Json => crate::matrix::render_json(&matrix),
@@ -636,6 +639,57 @@ impl MatrixCommand {
             None => print_stdout(&report).context("failed to write the matrix report to stdout")?,
         }
         Ok(matrix.exit_code())
+    }
+}
+
+/// The `wasmcell matrix: 12/203 cells` line on stderr: drawn only on a
+/// terminal, and only once the cells have run for more than a moment, so that
+/// quick runs and CI logs stay quiet. indicatif rate-limits the redraws from
+/// the worker threads, fits the line to the terminal, ignores a closed stderr
+/// and clears the line at the end.
+struct MatrixProgress {
+    bar: indicatif::ProgressBar,
+    /// When the first cell started.
+    start: std::sync::OnceLock<std::time::Instant>,
+    shown: std::sync::atomic::AtomicBool,
+}
+
+impl MatrixProgress {
+    const QUIET_FOR: std::time::Duration = std::time::Duration::from_millis(500);
+
+    fn new() -> std::sync::Arc<MatrixProgress> {
+        let bar = indicatif::ProgressBar::hidden();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("wasmcell matrix: {pos}/{len} cells")
+                .expect("the progress template is valid"),
+        );
+        std::sync::Arc::new(MatrixProgress {
+            bar,
+            start: std::sync::OnceLock::new(),
+            shown: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The matrix's progress hook. The bar stays hidden until
+    /// [`Self::QUIET_FOR`] after the first cell started; then it draws to
+    /// stderr, which indicatif does only when stderr is a terminal.
+    fn callback(self: &std::sync::Arc<Self>) -> crate::matrix::ProgressFn {
+        let this = self.clone();
+        std::sync::Arc::new(move |done, total| {
+            let start = *this.start.get_or_init(|| {
+                this.bar.set_length(total as u64);
+                std::time::Instant::now()
+            });
+            this.bar.set_position(done as u64);
+            if start.elapsed() >= Self::QUIET_FOR && !this.shown.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                this.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                this.bar.tick();
+            }
+        })
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 

@@ -11,8 +11,8 @@ use wasmcell::{
     Sandbox, Status,
 };
 use wasmcell_artifacts::{
-    HELLO, HELLO_COMPONENT, LIMITS_INFINITE_LOOP, LIMITS_INFINITE_LOOP_COMPONENT, LIMITS_SLEEP_FOREVER,
-    LIMITS_SLEEP_FOREVER_COMPONENT, STDIO_ECHO, STDIO_ECHO_COMPONENT,
+    HELLO, HELLO_COMPONENT, LIMITS_INFINITE_LOOP, LIMITS_SLEEP_FOREVER, LIMITS_SLEEP_FOREVER_COMPONENT, STDIO_ECHO,
+    STDIO_ECHO_COMPONENT,
 };
 
 /// How long a cancelled guest may take to end. Cancellation is prompt (a
@@ -284,32 +284,64 @@ fn async_runs_interleave_on_one_runtime() {
     });
 }
 
-/// Cancels `cancel` from another thread after 300 ms; the thread returns
-/// when it did.
-fn cancel_soon(cancel: &CancelHandle) -> std::thread::JoinHandle<Instant> {
-    let cancel = cancel.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        cancel.cancel();
-        Instant::now()
-    })
+/// A guest that prints `spinning` and then computes forever without calling
+/// the host again.
+const SPIN_AFTER_A_LINE: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "spinning\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 9))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (loop $spin (br $spin))))
+"#;
+
+/// Runs `program` on another thread with its stdout in a file, waits until
+/// the guest has printed `line` (so it is past its start, in its sleep or its
+/// loop), cancels it and returns the outcome, the instant of the cancel and
+/// what the guest printed.
+fn cancel_after_first_line(
+    engine: &Engine,
+    load: impl Fn(&Sandbox) -> wasmcell::Program,
+    line: &str,
+) -> (wasmcell::Outcome, Instant, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("stdout.txt");
+    let policy = policy_toml(
+        "[limits]\ntimeout = \"1h\"\n\n[stdio]\nstdout = { file = \"stdout.txt\" }\n",
+        tmp.path(),
+    );
+    let sandbox = sandbox(engine, policy);
+    let program = load(&sandbox);
+    let cancel = CancelHandle::new();
+    let run = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || sandbox.run_with(&program, NO_ARGS, RunOptions::new().cancel(&cancel)))
+    };
+    let started = Instant::now();
+    while std::fs::read_to_string(&out).unwrap_or_default() != line {
+        assert!(!run.is_finished(), "the guest ended before printing {line:?}");
+        assert!(started.elapsed() < crate::WATCHDOG, "the guest never printed {line:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    let outcome = run.join().unwrap().unwrap();
+    let printed = std::fs::read_to_string(&out).unwrap();
+    (outcome, cancelled_at, printed)
 }
 
 #[test]
 fn cancel_ends_a_guest_sleeping_in_a_host_call() {
     let engine = engine(EngineConfig::default());
-    let sandbox = sandbox(&engine, patient());
     for guest in both(LIMITS_SLEEP_FOREVER, LIMITS_SLEEP_FOREVER_COMPONENT) {
-        let program = sandbox.load(guest).unwrap();
-        let cancel = CancelHandle::new();
-        let canceller = cancel_soon(&cancel);
-        let outcome = sandbox
-            .run_with(&program, NO_ARGS, RunOptions::new().cancel(&cancel))
-            .unwrap();
+        let (outcome, cancelled_at, printed) =
+            cancel_after_first_line(&engine, |sandbox| sandbox.load(guest).unwrap(), "sleeping\n");
         let ended = Instant::now();
-        let cancelled_at = canceller.join().unwrap();
         assert_status(&outcome, Status::Cancelled);
-        assert_eq!(stdout(&outcome), "sleeping\n", "it was in its sleep when cancelled");
+        assert_eq!(printed, "sleeping\n", "it was in its sleep when cancelled");
         assert!(
             ended.duration_since(cancelled_at) < PROMPT,
             "took {:?}",
@@ -319,21 +351,19 @@ fn cancel_ends_a_guest_sleeping_in_a_host_call() {
     }
 }
 
+/// A guest computing without host calls ends at the next epoch tick. The
+/// fixture is a core module (it must say when it is spinning, and a
+/// component would need the whole stdout interface in WAT); components
+/// share the store, its epoch deadline and the cancel race with modules, and
+/// the sleeping test above cancels a component too.
 #[test]
 fn cancel_ends_a_guest_computing() {
     let engine = engine(EngineConfig::default());
-    let sandbox = sandbox(&engine, patient());
-    for guest in both(LIMITS_INFINITE_LOOP, LIMITS_INFINITE_LOOP_COMPONENT) {
-        let program = sandbox.load(guest).unwrap();
-        let cancel = CancelHandle::new();
-        let canceller = cancel_soon(&cancel);
-        let outcome = sandbox
-            .run_with(&program, NO_ARGS, RunOptions::new().cancel(&cancel))
-            .unwrap();
-        let cancelled_at = canceller.join().unwrap();
-        assert_status(&outcome, Status::Cancelled);
-        assert!(cancelled_at.elapsed() < PROMPT, "took {:?}", cancelled_at.elapsed());
-    }
+    let load = |sandbox: &Sandbox| sandbox.load_bytes("spin.wat", SPIN_AFTER_A_LINE.as_bytes()).unwrap();
+    let (outcome, cancelled_at, printed) = cancel_after_first_line(&engine, load, "spinning\n");
+    assert_status(&outcome, Status::Cancelled);
+    assert_eq!(printed, "spinning\n");
+    assert!(cancelled_at.elapsed() < PROMPT, "took {:?}", cancelled_at.elapsed());
 }
 
 #[test]

@@ -45,14 +45,22 @@ struct Run {
     stderr: String,
 }
 
-/// How many policies `policies/` holds (every `.toml` but the expectations).
-fn bundled_policy_count() -> usize {
-    std::fs::read_dir(POLICIES)
+/// The policies `policies/` holds (every `.toml` but the expectations), by name, sorted.
+fn bundled_policy_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(POLICIES)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .filter(|p| p.file_name().is_some_and(|n| n != wasmcell::matrix::EXPECTATIONS_FILE))
-        .count()
+        .map(|p| stem(s(&p)))
+        .collect();
+    names.sort();
+    names
+}
+
+/// How many policies `policies/` holds.
+fn bundled_policy_count() -> usize {
+    bundled_policy_names().len()
 }
 
 /// Runs `wasmcell matrix --modules MODULES.. --policies POLICIES.. ARGS..` with stdin closed.
@@ -336,15 +344,39 @@ fn filter_and_jobs() {
         };
         Matrix::run(&options).unwrap()
     };
+    let cells = |m: &Matrix| {
+        m.cells
+            .iter()
+            .map(|c| (c.module.clone(), c.policy.clone()))
+            .collect::<Vec<_>>()
+    };
+    let policies = bundled_policy_names();
     let fs = run(Some("fs_*"), 0);
     assert_eq!(fs.modules, ["fs_read", "fs_write"]);
-    assert!(fs.cells.iter().all(|c| c.module.starts_with("fs_")));
-    assert_eq!(fs.cells.len(), 2 * bundled_policy_count());
+    assert_eq!(fs.policies, policies);
+    let grid: Vec<_> = ["fs_read", "fs_write"]
+        .iter()
+        .flat_map(|m| policies.iter().map(move |p| (m.to_string(), p.clone())))
+        .collect();
+    assert_eq!(
+        cells(&fs),
+        grid,
+        "every fs_ module under every policy, row by row, and nothing else"
+    );
     let one = run(Some("hello/tight"), 0);
     assert_eq!(
-        (one.modules, one.policies, one.cells.len()),
-        (vec!["hello".into()], vec!["tight".into()], 1)
+        (&one.modules[..], &one.policies[..]),
+        (&["hello".to_string()][..], &["tight".to_string()][..])
     );
+    assert_eq!(cells(&one), [("hello".to_string(), "tight".to_string())]);
+    // A filter naming a policy keeps that column only; `*` crosses the `/`.
+    let column = run(Some("*/read-only"), 0);
+    assert_eq!(column.policies, ["read-only"]);
+    let expected: Vec<_> = ["hello", "fs_read", "fs_write", "exit_code"]
+        .iter()
+        .map(|m| (m.to_string(), "read-only".to_string()))
+        .collect();
+    assert_eq!(cells(&column), expected);
 
     let verdicts = |m: &Matrix| {
         let cells = m.cells.iter();

@@ -1,0 +1,345 @@
+//! Running a matrix: `discover` → `load_programs` → `run_cells` → `judge`.
+
+use super::discovery::expectations_path;
+use super::expectations::{Expected, Pattern};
+use super::{
+    Cell, CellResult, Entry, Expectations, Matrix, MatrixOptions, ModuleSetup, Verdict, bad_input, discover_modules,
+    discover_policies, exit_code, status_name,
+};
+use crate::engine::{Engine, EngineConfig, LoadError, Program};
+use crate::outcome::Outcome;
+use crate::policy::Policy;
+use crate::runner::Sandbox;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+impl Matrix {
+    /// Runs every module under every policy.
+    ///
+    /// # Errors
+    ///
+    /// A [`MatrixError`](super::MatrixError) or [`crate::PolicyError`] for bad
+    /// input; other errors when an engine cannot be created. Guests that fail
+    /// are data.
+    pub fn run(options: &MatrixOptions) -> Result<Matrix> {
+        let plan = discover(options)?;
+        let programs = load_programs(&plan)?;
+        let results = run_cells(&plan, &programs, options);
+        Ok(judge(plan, results))
+    }
+}
+
+/// What a matrix will run: its axes, its expectations and the cells kept by
+/// the filter, as `(module, policy)` indices.
+struct Plan {
+    modules: Vec<Entry>,
+    policies: Vec<(Entry, Policy)>,
+    expectations: Expectations,
+    expectations_path: Option<PathBuf>,
+    jobs: Vec<(usize, usize)>,
+}
+
+impl Plan {
+    fn stack(&self, policy: usize) -> u64 {
+        self.policies[policy].1.limits.stack.value
+    }
+}
+
+/// Finds the modules, policies and expectations, and the cells to run.
+fn discover(options: &MatrixOptions) -> Result<Plan> {
+    let modules = discover_modules(&options.modules)?;
+    let policies: Vec<(Entry, Policy)> = discover_policies(&options.policies)?
+        .into_iter()
+        .map(|e| Policy::from_file(&e.path).map(|p| (e, p)))
+        .collect::<Result<_, _>>()?;
+    let expectations_path = expectations_path(options);
+    let expectations = match &expectations_path {
+        Some(path) => Expectations::from_file(path)?,
+        None => Expectations::default(),
+    };
+    let filter = options.filter.as_deref().map(Pattern::new).transpose()?;
+    let keep = |m: &str, p: &str| {
+        filter
+            .as_ref()
+            .is_none_or(|f| f.is_match(&format!("{m}/{p}")) || f.is_match(m) || f.is_match(p))
+    };
+    let jobs: Vec<(usize, usize)> = (0..modules.len())
+        .flat_map(|m| (0..policies.len()).map(move |p| (m, p)))
+        .filter(|&(m, p)| keep(&modules[m].name, &policies[p].0.name))
+        .collect();
+    if jobs.is_empty() {
+        return Err(bad_input(
+            "the filter matches no cell; check the pattern against `module/policy`",
+        ));
+    }
+    Ok(Plan {
+        modules,
+        policies,
+        expectations,
+        expectations_path,
+        jobs,
+    })
+}
+
+/// The engines and compiled modules the cells share.
+struct Programs {
+    /// One engine per stack size, with fuel compiled in so that metered and
+    /// unmetered policies share it.
+    engines: BTreeMap<u64, Engine>,
+    /// Each module compiled once per engine: by (stack size, module index).
+    programs: BTreeMap<(u64, usize), Result<Program, LoadError>>,
+}
+
+/// Creates the engines and compiles each module the cells need once per
+/// engine; a module that does not load is a result of its cells, not an error.
+fn load_programs(plan: &Plan) -> Result<Programs> {
+    let mut engines: BTreeMap<u64, Engine> = BTreeMap::new();
+    for p in 0..plan.policies.len() {
+        let stack = plan.stack(p);
+        if let std::collections::btree_map::Entry::Vacant(slot) = engines.entry(stack) {
+            slot.insert(Engine::new(EngineConfig {
+                fuel: true,
+                stack,
+                ..EngineConfig::default()
+            })?);
+        }
+    }
+    let max_size = plan
+        .policies
+        .iter()
+        .map(|(_, p)| p.limits.module_size.value)
+        .max()
+        .unwrap_or(0);
+    let mut programs = BTreeMap::new();
+    for &(m, p) in &plan.jobs {
+        let stack = plan.stack(p);
+        programs
+            .entry((stack, m))
+            .or_insert_with(|| engines[&stack].load(&plan.modules[m].path, max_size));
+    }
+    Ok(Programs { engines, programs })
+}
+
+/// Runs every cell of the plan on `options.jobs` threads; results in job order.
+fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<CellResult> {
+    let total = plan.jobs.len();
+    let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let results: Mutex<Vec<Option<CellResult>>> = Mutex::new(vec![None; total]);
+    let workers = match options.jobs {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    }
+    .min(total);
+    if let Some(progress) = &options.progress {
+        progress(0, total);
+    }
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(m, p)) = plan.jobs.get(index) else { break };
+                    let stack = plan.stack(p);
+                    let setup = plan.expectations.setup_for(&plan.modules[m].name);
+                    let program = &programs.programs[&(stack, m)];
+                    let result = run_cell(&programs.engines[&stack], program, &plan.policies[p].1, setup);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+                    if let Some(progress) = &options.progress {
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.into_iter().map(|r| r.expect("every job ran")).collect()
+}
+
+fn run_cell(
+    engine: &Engine,
+    program: &Result<Program, LoadError>,
+    policy: &Policy,
+    setup: Option<&ModuleSetup>,
+) -> CellResult {
+    let program = match program {
+        Ok(program) => program,
+        Err(e) => return CellResult::LoadFailed(e.to_string()),
+    };
+    let mut builder = Sandbox::builder()
+        .engine(engine.clone())
+        .policy(policy.clone())
+        .capture_output(true);
+    if let Some(stdin) = setup.and_then(|s| s.stdin.as_ref()) {
+        builder = builder.stdin(stdin.clone().into_bytes());
+    }
+    let args: &[String] = setup.map(|s| &s.args[..]).unwrap_or_default();
+    match builder.build().and_then(|sandbox| sandbox.run_program(program, args)) {
+        Ok(outcome) => CellResult::Ran(outcome),
+        Err(e) if e.is::<LoadError>() => CellResult::LoadFailed(format!("{e:#}")),
+        Err(e) => CellResult::Failed(format!("{e:#}")),
+    }
+}
+
+/// Each cell against its expectation, and the axes that kept a cell.
+fn judge(plan: Plan, results: Vec<CellResult>) -> Matrix {
+    let cells = plan
+        .jobs
+        .iter()
+        .zip(results)
+        .map(|(&(m, p), result)| {
+            let (module, (policy, _)) = (&plan.modules[m], &plan.policies[p]);
+            let verdict = match plan.expectations.expectation_for(&module.name, &policy.name) {
+                Some(expected) => check(expected, &result),
+                None => Verdict::Unchecked,
+            };
+            let setup = plan.expectations.setup_for(&module.name);
+            Cell {
+                module: module.name.clone(),
+                policy: policy.name.clone(),
+                reproduce: reproduce(&policy.path, &module.path, setup),
+                result,
+                verdict,
+            }
+        })
+        .collect();
+    let used = |axis: fn(&(usize, usize)) -> usize, names: Vec<&String>| -> Vec<String> {
+        let mut seen = vec![false; names.len()];
+        plan.jobs.iter().for_each(|j| seen[axis(j)] = true);
+        names
+            .into_iter()
+            .zip(seen)
+            .filter(|(_, u)| *u)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    Matrix {
+        modules: used(|j| j.0, plan.modules.iter().map(|m| &m.name).collect()),
+        policies: used(|j| j.1, plan.policies.iter().map(|p| &p.0.name).collect()),
+        cells,
+        expectations: plan.expectations_path,
+    }
+}
+
+fn check(expected: &Expected, result: &CellResult) -> Verdict {
+    let want = &expected.cell;
+    let mut failures = Vec::new();
+    let (status, exit_code) = (status_name(result), exit_code(result));
+    if let Some(want) = &want.status
+        && want.get_ref() != status
+    {
+        failures.push(format!("status: expected {}, got {status}", want.get_ref()));
+    }
+    if let Some(want) = want.exit_code
+        && want != exit_code
+    {
+        failures.push(format!("exit code: expected {want}, got {exit_code}"));
+    }
+    check_streams(expected, result, &mut failures);
+    if let Some(most) = want.fuel_used_at_most {
+        match result {
+            CellResult::Ran(Outcome {
+                fuel_used: Some(used), ..
+            }) if *used <= most => {}
+            CellResult::Ran(Outcome {
+                fuel_used: Some(used), ..
+            }) => failures.push(format!("fuel used: expected at most {most}, got {used}")),
+            _ => failures.push(format!(
+                "fuel used: expected at most {most}, but the run was not metered"
+            )),
+        }
+    }
+    if let Some(kind) = &want.denial {
+        let denied = matches!(result, CellResult::Ran(o) if o.denials.iter().any(|d| &d.kind == kind));
+        if !denied {
+            failures.push(format!("denials: expected a `{kind}` denial, got none"));
+        }
+    }
+    if failures.is_empty() {
+        Verdict::Match
+    } else {
+        Verdict::Mismatch(failures)
+    }
+}
+
+/// The `stdout-*` and `stderr-*` expectations.
+fn check_streams(expected: &Expected, result: &CellResult, failures: &mut Vec<String>) {
+    let empty = Vec::new();
+    let (stdout, stderr) = match result {
+        CellResult::Ran(o) => (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        _ => (String::from_utf8_lossy(&empty), String::from_utf8_lossy(&empty)),
+    };
+    let want = &expected.cell;
+    for (name, text, contains, re) in [
+        ("stdout", &stdout, &want.stdout_contains, &expected.stdout_re),
+        ("stderr", &stderr, &want.stderr_contains, &expected.stderr_re),
+    ] {
+        if let Some(want) = contains
+            && !text.contains(want.as_str())
+        {
+            failures.push(format!("{name}: expected to contain {want:?}, got {:?}", excerpt(text)));
+        }
+        if let Some(re) = re
+            && !re.is_match(text)
+        {
+            failures.push(format!(
+                "{name}: expected to match /{}/, got {:?}",
+                re.as_str(),
+                excerpt(text)
+            ));
+        }
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 120;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+fn reproduce(policy: &Path, module: &Path, setup: Option<&ModuleSetup>) -> String {
+    let mut cmd = format!(
+        "wasmcell run --policy {} {}",
+        quote(&policy.display().to_string()),
+        quote(&module.display().to_string())
+    );
+    for arg in setup.map(|s| &s.args[..]).unwrap_or_default() {
+        cmd.push(' ');
+        cmd.push_str(&quote(arg));
+    }
+    if let Some(stdin) = setup.and_then(|s| s.stdin.as_ref()) {
+        cmd = format!(
+            "printf %s {} | {}",
+            quote(stdin),
+            cmd.replacen("wasmcell run ", "wasmcell run --stdin inherit ", 1)
+        );
+    }
+    cmd
+}
+
+/// Quotes `s` for a POSIX shell when it needs it.
+fn quote(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_for_the_shell() {
+        assert_eq!(quote("/data/hello.txt"), "/data/hello.txt");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote(""), "''");
+    }
+}
