@@ -104,23 +104,18 @@ impl Layer {
             append_new(self.net.rules_mut(kind), std::mem::take(top_net.rules_mut(kind)));
         }
         append_new(&mut self.net.http, top_net.http);
-        // A grant repeated (from a shared base, say) is kept once, with the
-        // later access and the place that set it.
+        // A grant repeated as it was (from a shared base, say) is kept once,
+        // moved to where it was repeated. One that changes the access stays a
+        // grant of its own: resolving applies grants in order, so the last
+        // access wins and a collision is reported where it was written.
+        debug_assert_eq!(top.dirs.len(), top.dir_sites.len());
         for (dir, site) in top.dirs.into_iter().zip(top.dir_sites) {
-            match self
-                .dirs
-                .iter()
-                .position(|d| d.guest == dir.guest && d.host == dir.host)
-            {
-                Some(i) => {
-                    self.dirs[i].access = dir.access;
-                    self.dir_sites[i] = site;
-                }
-                None => {
-                    self.dirs.push(dir);
-                    self.dir_sites.push(site);
-                }
+            if let Some(i) = self.dirs.iter().position(|d| *d == dir) {
+                self.dirs.remove(i);
+                self.dir_sites.remove(i);
             }
+            self.dirs.push(dir);
+            self.dir_sites.push(site);
         }
         self.env_vars.extend(top.env_vars);
         append_new(&mut self.env_inherit, top.env_inherit);
@@ -699,7 +694,7 @@ mod tests {
     }
 
     #[test]
-    fn overlay_keeps_repeated_list_entries_once_and_the_last_access() {
+    fn overlay_keeps_repeated_list_entries_once_and_the_last_access_last() {
         let dir = tempfile::tempdir().unwrap();
         let grant = |access| DirGrant {
             host: dir.path().to_path_buf(),
@@ -708,6 +703,7 @@ mod tests {
         };
         let layer = |access, rule: &str| Layer {
             dirs: vec![grant(access)],
+            dir_sites: vec![(DirSite::Flag("--dir"), dir.path().to_path_buf())],
             net: NetGrants {
                 tcp_connect: vec![NetRule::parse(rule).unwrap()],
                 ..NetGrants::default()
@@ -718,7 +714,10 @@ mod tests {
         let merged = layer(Access::ReadOnly, "127.0.0.1:1")
             .overlay(layer(Access::ReadWrite, "127.0.0.1:1"))
             .overlay(layer(Access::ReadOnly, "127.0.0.1:2"));
-        assert_eq!(merged.dirs, [grant(Access::ReadOnly)]);
+        // The repeated read-only grant moves after the read-write one, so
+        // that resolving the list in order leaves the last access in force.
+        assert_eq!(merged.dirs, [grant(Access::ReadWrite), grant(Access::ReadOnly)]);
+        assert_eq!(merged.dirs.len(), merged.dir_sites.len());
         let entries: Vec<_> = merged.net.tcp_connect.iter().map(|r| r.entry.as_str()).collect();
         assert_eq!(entries, ["127.0.0.1:1", "127.0.0.1:2"]);
         assert_eq!(merged.files, [PathBuf::from("base.toml")]);

@@ -186,7 +186,7 @@ mod tests {
         let (s1, s2) = (DirSite::Flag("--dir"), DirSite::File(file.clone(), 7));
         let e = check_overlap([(&rw, &s1)], (&ro, &s2)).unwrap_err();
         assert_eq!((e.path(), e.line()), (Some(file.as_path()), Some(7)));
-        assert!(e.to_string().starts_with("p.toml:7: read-write grant"), "{e}");
+        assert!(e.to_string().starts_with("p.toml:7: fs.dirs: read-write grant"), "{e}");
         assert!(e.to_string().contains("(--dir)"), "{e}");
     }
 }
