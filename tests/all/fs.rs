@@ -831,7 +831,7 @@ fn r9_read_write_grant_over_a_read_only_one_is_refused() {
         assert_refused(
             &out,
             &[&format!(
-                "{f}:7: read-write grant `{d_str}` at guest path `/rw` ({f}:7) contains read-only grant `{inner}` at guest path `/ro` ({f}:2)"
+                "{f}:7: fs.dirs: read-write grant `{d_str}` at guest path `/rw` ({f}:7) contains read-only grant `{inner}` at guest path `/ro` ({f}:2)"
             )],
         );
         assert!(out.stdout.is_empty(), "{args:?}");
