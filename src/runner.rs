@@ -429,14 +429,14 @@ impl Sandbox {
         match &program.kind {
             ProgramKind::Module(pre) => {
                 let mut ctx = wasi.build_p1();
-                limits::cap_handles(ctx.ctx().table, &policy.limits());
+                limits::cap_handles(ctx.ctx().table, policy.limits());
                 let mut store = self.new_store(ctx, &run)?;
                 let ended = run.race(run_module(pre, &mut store)).await;
                 self.finish(&mut store, ended, &run)
             }
             ProgramKind::Component(pre) => {
                 let mut table = ResourceTable::new();
-                limits::cap_handles(&mut table, &policy.limits());
+                limits::cap_handles(&mut table, policy.limits());
                 let ctx = P2Ctx {
                     ctx: wasi.build(),
                     table,

@@ -86,7 +86,11 @@ impl PolicyBuilder {
     /// overlap across layers) is refused by [`PolicyBuilder::build`].
     pub fn file(mut self, path: impl AsRef<Path>) -> Result<PolicyBuilder, PolicyError> {
         let path = path.as_ref();
-        let layer = load_layer(path, &mut Loader::default())?;
+        let layer = load_layer(path, &mut Loader::default()).map_err(|mut e| {
+            // An `extends` cycle is found deep in the chain; name the file asked for.
+            e.path.get_or_insert_with(|| path.to_path_buf());
+            e
+        })?;
         self.origin = None;
         self.layer = std::mem::take(&mut self.layer).overlay(layer);
         self.source = Some(path.to_path_buf());

@@ -141,24 +141,18 @@ pub(super) fn check_clock_resolution(resolution: Duration) -> Result<(), PolicyE
 }
 
 /// What contradicts `clocks.mode` (absent: `host`): a `start` for host
-/// clocks, a `resolution` for frozen ones. Returns the key at fault with the
-/// error, so that the caller can point at its line.
-pub(super) fn check_clocks(
-    mode: Option<ClockMode>,
-    has_start: bool,
-    has_resolution: bool,
-) -> Result<(), (&'static str, PolicyError)> {
+/// clocks, a `resolution` for frozen ones. The error carries the key at
+/// fault ([`PolicyError::key_name`]), so that the caller can point at its line.
+pub(super) fn check_clocks(mode: Option<ClockMode>, has_start: bool, has_resolution: bool) -> Result<(), PolicyError> {
     match mode.unwrap_or(ClockMode::Host) {
-        ClockMode::Host if has_start => Err((
-            "clocks.start",
-            invalid("clocks.start only applies to mode = \"frozen\"; set mode = \"frozen\" or remove start"),
-        )),
-        ClockMode::Frozen if has_resolution => Err((
-            "clocks.resolution",
-            invalid(
-                "clocks.resolution only applies to mode = \"host\"; frozen clocks do not tick, so remove resolution",
-            ),
-        )),
+        ClockMode::Host if has_start => Err(invalid(
+            "clocks.start only applies to mode = \"frozen\"; set mode = \"frozen\" or remove start",
+        )
+        .key("clocks.start")),
+        ClockMode::Frozen if has_resolution => Err(invalid(
+            "clocks.resolution only applies to mode = \"host\"; frozen clocks do not tick, so remove resolution",
+        )
+        .key("clocks.resolution")),
         _ => Ok(()),
     }
 }
@@ -273,10 +267,10 @@ mod tests {
     fn test_check_clocks() {
         assert!(check_clocks(None, false, true).is_ok());
         assert!(check_clocks(Some(ClockMode::Frozen), true, false).is_ok());
-        let (key, e) = check_clocks(None, true, false).unwrap_err();
-        assert_eq!(key, "clocks.start");
+        let e = check_clocks(None, true, false).unwrap_err();
+        assert_eq!(e.key_name(), Some("clocks.start"));
         assert!(e.to_string().contains("only applies to mode = \"frozen\""));
-        let (key, _) = check_clocks(Some(ClockMode::Frozen), false, true).unwrap_err();
-        assert_eq!(key, "clocks.resolution");
+        let e = check_clocks(Some(ClockMode::Frozen), false, true).unwrap_err();
+        assert_eq!(e.key_name(), Some("clocks.resolution"));
     }
 }

@@ -494,10 +494,10 @@ fn parse_clocks(
         own.clock_resolution = Some(src.set(r.get_ref().0));
     }
     let mode = own.clock_mode.as_ref().map(|m| m.value).or(base_mode);
-    check_clocks(mode, clocks.start.is_some(), clocks.resolution.is_some()).map_err(|(key, e)| {
-        let span = match key {
-            "clocks.start" => clocks.start.as_ref().map(Spanned::span),
-            _ => clocks.resolution.as_ref().map(Spanned::span),
+    check_clocks(mode, clocks.start.is_some(), clocks.resolution.is_some()).map_err(|e| {
+        let (key, span) = match e.key_name() {
+            Some("clocks.start") => ("clocks.start", clocks.start.as_ref().map(Spanned::span)),
+            _ => ("clocks.resolution", clocks.resolution.as_ref().map(Spanned::span)),
         };
         src.at(e, key, span)
     })

@@ -368,7 +368,7 @@ impl Written {
 
 /// The name an error about `key` set from `origin` goes by: the flag when a
 /// flag set it, the key otherwise.
-pub(super) fn key_for(origin: &Origin, key: &str) -> String {
+fn key_for(origin: &Origin, key: &str) -> String {
     match origin {
         Origin::Flag(flag) => (*flag).to_string(),
         _ => key.to_string(),
@@ -691,10 +691,10 @@ fn resolve_clocks(
     start: Option<Setting<SystemTime>>,
     resolution: Option<Setting<Duration>>,
 ) -> Result<Clocks, PolicyError> {
-    check_clocks(mode.as_ref().map(|m| m.value), start.is_some(), resolution.is_some()).map_err(|(key, e)| {
-        let value_origin = match key {
-            "clocks.start" => start.as_ref().map(|s| &s.origin),
-            _ => resolution.as_ref().map(|r| &r.origin),
+    check_clocks(mode.as_ref().map(|m| m.value), start.is_some(), resolution.is_some()).map_err(|e| {
+        let (key, value_origin) = match e.key_name() {
+            Some("clocks.start") => ("clocks.start", start.as_ref().map(|s| &s.origin)),
+            _ => ("clocks.resolution", resolution.as_ref().map(|r| &r.origin)),
         };
         let origin = mode
             .as_ref()
@@ -953,6 +953,7 @@ mod tests {
         std::fs::write(d.join("y.toml"), "extends = [\"x.toml\"]\n").unwrap();
         let e = Policy::from_file(d.join("x.toml")).unwrap_err();
         assert!(matches!(e.kind(), PolicyErrorKind::Cycle(_)), "{e}");
+        assert_eq!(e.path(), Some(d.join("x.toml").as_path()), "{e}");
         assert!(e.to_string().contains("cycle"));
 
         std::fs::write(d.join("lost.toml"), "\nextends = [\"nowhere.toml\"]\n").unwrap();
@@ -1090,6 +1091,31 @@ mod tests {
         assert!(err("[limits]\noutput = \"1 TiB\"").to_string().contains("4 GiB"));
         assert!(Policy::builder().output(u64::MAX).build().is_err());
         assert_eq!(Policy::builder().output(1).build().unwrap().limits().output.value, 1);
+    }
+
+    #[test]
+    fn clock_contradictions_across_layers_name_the_layer_that_set_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.toml");
+        std::fs::write(&base, "[clocks]\nmode = \"frozen\"\nstart = \"2020-02-02T00:00:00Z\"\n").unwrap();
+        let top = dir.path().join("top.toml");
+        std::fs::write(&top, "extends = [\"base.toml\"]\n[clocks]\nmode = \"host\"\n").unwrap();
+        let e = Policy::from_file(&top).unwrap_err();
+        assert_eq!((e.path(), e.key_name()), (Some(top.as_path()), Some("clocks.start")), "{e}");
+        // The same check, for a mode set in code over the file.
+        let e = Policy::builder()
+            .file(&base)
+            .unwrap()
+            .origin(Origin::Flag("--frozen"))
+            .clocks(Clocks::Frozen {
+                start: SystemTime::UNIX_EPOCH,
+            })
+            .toml("[clocks]\nresolution = \"1ms\"\n", dir.path())
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(e.key_name(), Some("--frozen"), "{e}");
+        assert!(e.to_string().starts_with("--frozen: clocks.resolution only applies"), "{e}");
     }
 
     #[test]
