@@ -1101,7 +1101,11 @@ mod tests {
         let top = dir.path().join("top.toml");
         std::fs::write(&top, "extends = [\"base.toml\"]\n[clocks]\nmode = \"host\"\n").unwrap();
         let e = Policy::from_file(&top).unwrap_err();
-        assert_eq!((e.path(), e.key_name()), (Some(top.as_path()), Some("clocks.start")), "{e}");
+        assert_eq!(
+            (e.path(), e.key_name()),
+            (Some(top.as_path()), Some("clocks.start")),
+            "{e}"
+        );
         // The same check, for a mode set in code over the file.
         let e = Policy::builder()
             .file(&base)
@@ -1115,7 +1119,10 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(e.key_name(), Some("--frozen"), "{e}");
-        assert!(e.to_string().starts_with("--frozen: clocks.resolution only applies"), "{e}");
+        assert!(
+            e.to_string().starts_with("--frozen: clocks.resolution only applies"),
+            "{e}"
+        );
     }
 
     #[test]
