@@ -40,7 +40,7 @@ fn main() -> Result<()> {
     // instead of mapping fresh memory for every run.
     let engine = Engine::new(EngineConfig {
         allocator: Allocator::Pooling(PoolingConfig {
-            max_memory: policy.limits.memory.value,
+            max_memory: policy.limits().memory.value,
             ..PoolingConfig::new(u32::try_from(args.jobs)?)
         }),
         ..EngineConfig::for_policy(&policy)

@@ -4,7 +4,7 @@
 use crate::cache::DiskCache;
 use crate::engine::{Engine, EngineConfig, Program};
 use crate::outcome::EXIT_CODE_TABLE;
-use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Output, Policy};
+use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Policy};
 use crate::runner::{CancelHandle, RunOptions, Sandbox};
 use crate::term::{eprint_line, print_stdout, sanitize};
 use anyhow::{Context as _, Result};
@@ -322,48 +322,60 @@ impl RunCommand {
         Ok((PathBuf::from(module), args))
     }
 
+    /// The policy file, with the flags as one more layer over it, resolved
+    /// once. Each value a flag sets is marked with that flag, so that
+    /// messages name what the user typed.
     fn resolve_policy(&self) -> Result<Policy> {
-        let mut policy = match &self.policy {
-            Some(path) => Policy::from_file(path)?,
-            None => Policy::deny_all(),
-        };
+        let mut policy = Policy::builder();
+        if let Some(path) = &self.policy {
+            policy = policy.file(path)?;
+        }
         for (host, guest) in &self.dirs {
-            policy.grant_dir(host, guest, Access::ReadWrite)?;
+            policy = policy
+                .origin(Origin::Flag("--dir"))
+                .grant_dir(host, guest, Access::ReadWrite);
         }
         for (host, guest) in &self.ro_dirs {
-            policy.grant_dir(host, guest, Access::ReadOnly)?;
+            policy = policy
+                .origin(Origin::Flag("--ro-dir"))
+                .grant_dir(host, guest, Access::ReadOnly);
         }
         for (name, value) in &self.envs {
-            match value {
-                Some(value) => policy.set_env(name, value)?,
-                None => policy.inherit_env(name)?,
-            }
+            policy = policy.origin(Origin::Flag("--env"));
+            policy = match value {
+                Some(value) => policy.env(name, value),
+                None => policy.inherit_env(name),
+            };
         }
         for entry in &self.allow_connect {
-            policy.allow_net(NetKind::TcpConnect, entry, "--allow-connect")?;
+            policy = policy
+                .origin(Origin::Flag("--allow-connect"))
+                .allow_net(NetKind::TcpConnect, entry);
         }
         for entry in &self.allow_bind {
-            policy.allow_net(NetKind::TcpBind, entry, "--allow-bind")?;
+            policy = policy
+                .origin(Origin::Flag("--allow-bind"))
+                .allow_net(NetKind::TcpBind, entry);
         }
         for entry in &self.allow_http {
-            policy.allow_http(entry, "--allow-http")?;
+            policy = policy.origin(Origin::Flag("--allow-http")).allow_http(entry);
         }
         if let Some(stdin) = &self.stdin {
-            policy.set_stdin(stdin.clone())?;
+            policy = policy.origin(Origin::Flag("--stdin")).stdin(stdin.clone());
         }
         if let Some(fuel) = self.fuel {
-            policy.set_fuel(fuel, "--fuel")?;
+            policy = policy.origin(Origin::Flag("--fuel")).fuel(fuel);
         }
         if let Some(memory) = self.memory {
-            policy.set_memory(memory, "--memory")?;
+            policy = policy.origin(Origin::Flag("--memory")).memory(memory);
         }
         if let Some(timeout) = self.timeout {
-            policy.set_timeout(timeout, "--timeout")?;
+            policy = policy.origin(Origin::Flag("--timeout")).timeout(timeout);
         }
         if let Some(size) = self.max_module_size {
-            policy.set_module_size(size, "--max-module-size")?;
+            policy = policy.origin(Origin::Flag("--max-module-size")).module_size(size);
         }
-        Ok(policy)
+        Ok(policy.build()?)
     }
 }
 
@@ -492,12 +504,13 @@ impl CompileCommand {
     ///
     /// Policy and load errors, and failing to write the output.
     pub fn execute(self) -> Result<u8> {
-        let mut policy = match &self.policy {
-            Some(path) => Policy::from_file(path)?,
-            None => Policy::deny_all(),
+        let layers = || match &self.policy {
+            Some(path) => Policy::builder().file(path),
+            None => Ok(Policy::builder()),
         };
-        if self.fuel && policy.limits.fuel.value.is_none() {
-            policy.set_fuel(u64::MAX, "--fuel")?;
+        let mut policy = layers()?.build()?;
+        if self.fuel && policy.limits().fuel.value.is_none() {
+            policy = layers()?.origin(Origin::Flag("--fuel")).fuel(u64::MAX).build()?;
         }
         let engine = Engine::new(EngineConfig::for_policy(&policy))?;
         let sandbox = Sandbox::builder().engine(engine).policy(policy).build()?;
@@ -535,7 +548,7 @@ impl CheckCommand {
     /// The [`crate::PolicyError`] when the policy is invalid.
     pub fn execute(self) -> Result<u8> {
         let policy = Policy::from_file(&self.policy)?;
-        print_stdout(&policy.describe()).context("failed to write to stdout")?;
+        print_stdout(&crate::policy::describe(&policy)).context("failed to write to stdout")?;
         Ok(0)
     }
 }

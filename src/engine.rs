@@ -121,7 +121,7 @@ impl PoolingConfig {
     pub fn new(max_runs: u32) -> PoolingConfig {
         PoolingConfig {
             max_runs,
-            max_memory: Policy::deny_all().limits.memory.value,
+            max_memory: Policy::deny_all().limits().memory.value,
             keep_resident: 2 << 20,
         }
     }
@@ -132,30 +132,30 @@ impl EngineConfig {
     /// stack size, and on-demand allocation.
     pub fn for_policy(policy: &Policy) -> EngineConfig {
         EngineConfig {
-            fuel: policy.limits.fuel.value.is_some(),
-            stack: policy.limits.stack.value,
+            fuel: policy.limits().fuel.value.is_some(),
+            stack: policy.limits().stack.value,
             allocator: Allocator::OnDemand,
         }
     }
 
     /// Why `policy` cannot run on an engine with this configuration, if it cannot.
     pub(crate) fn mismatch(&self, policy: &Policy) -> Option<String> {
-        if policy.limits.fuel.value.is_some() && !self.fuel {
+        if policy.limits().fuel.value.is_some() && !self.fuel {
             return Some("the policy meters fuel but the engine was built without fuel metering; create the engine with `fuel: true`".into());
         }
         if let Allocator::Pooling(pool) = self.allocator
-            && policy.limits.memory.value > pool.max_memory
+            && policy.limits().memory.value > pool.max_memory
         {
             return Some(format!(
                 "the policy's limits.memory is {} but the engine's pool slots hold {}; raise PoolingConfig::max_memory",
-                ByteSize(policy.limits.memory.value),
+                ByteSize(policy.limits().memory.value),
                 ByteSize(pool.max_memory)
             ));
         }
-        if policy.limits.stack.value != self.stack {
+        if policy.limits().stack.value != self.stack {
             return Some(format!(
                 "the policy's limits.stack is {} but the engine's stack is {}; use an engine per stack size",
-                ByteSize(policy.limits.stack.value),
+                ByteSize(policy.limits().stack.value),
                 ByteSize(self.stack)
             ));
         }
@@ -975,10 +975,10 @@ mod tests {
 
     #[test]
     fn engine_config_must_fit_the_policy() {
-        let mut policy = Policy::deny_all();
+        let policy = Policy::deny_all();
         let config = EngineConfig::for_policy(&policy);
         assert_eq!(config.mismatch(&policy), None);
-        policy.set_fuel(10, "--fuel").unwrap();
+        let policy = Policy::builder().fuel(10).build().unwrap();
         assert!(config.mismatch(&policy).unwrap().contains("fuel"));
         let metered = EngineConfig { fuel: true, ..config };
         let pooled = EngineConfig {

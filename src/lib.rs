@@ -67,8 +67,8 @@ pub use outcome::{
     exit_code_for_error,
 };
 pub use policy::{
-    Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyError,
-    PolicyErrorKind, PolicyFile, Setting,
+    Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyBuilder,
+    PolicyError, PolicyErrorKind, PolicyFile, Setting,
 };
 pub use runner::{CancelHandle, RunOptions, Sandbox, SandboxBuilder};
 

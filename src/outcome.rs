@@ -127,8 +127,7 @@ pub struct Denial {
 /// ```
 /// use wasmcell::{Policy, Sandbox, Status};
 ///
-/// let mut policy = Policy::deny_all();
-/// policy.set_fuel(1_000, "example")?;
+/// let policy = Policy::builder().fuel(1_000).build()?;
 /// let sandbox = Sandbox::builder().policy(policy).build()?;
 /// let spin = sandbox.load_bytes("spin.wasm", br#"(module (func (export "_start") (loop (br 0))))"#)?;
 /// let outcome = sandbox.run_program(&spin, &[] as &[&str])?;
@@ -199,7 +198,7 @@ impl Outcome {
     /// plain exit. Guest-chosen text in it (a trap message) has its control
     /// characters escaped, so the line is safe to print.
     pub fn describe(&self, policy: &Policy) -> Option<String> {
-        let l = &policy.limits;
+        let l = policy.limits();
         Some(match self.status {
             Status::Exited(code) if self.exit_code() == EXIT_OUT_OF_RANGE && code != 1 => format!(
                 "guest exited with status {code}, outside 0..=125 where it could be mistaken for a sandbox code; exiting with {EXIT_OUT_OF_RANGE}"

@@ -90,7 +90,7 @@ struct Inner {
 ///     .stdin("every run reads this")
 ///     .log_denials(true)
 ///     .build()?;
-/// assert_eq!(sandbox.policy().limits.memory.value, 16 << 20);
+/// assert_eq!(sandbox.policy().limits().memory.value, 16 << 20);
 ///
 /// // An engine that cannot enforce the policy is refused up front.
 /// let metered = Policy::from_toml("[limits]\nfuel = 100", ".")?;
@@ -205,7 +205,7 @@ impl Sandbox {
     /// A [`LoadError`] when the file is unreadable, too large, not
     /// WebAssembly, invalid, imports anything but WASI, or is not a command.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
-        let limit = &self.inner.policy.limits.module_size;
+        let limit = &self.inner.policy.limits().module_size;
         self.inner
             .engine
             .load_file(path.as_ref(), limit.value, &limit.origin.describe("limits.module-size"))
@@ -248,7 +248,7 @@ impl Sandbox {
     }
 
     fn check_size(&self, name: &str, size: u64) -> Result<(), LoadError> {
-        let limit = &self.inner.policy.limits.module_size;
+        let limit = &self.inner.policy.limits().module_size;
         if size > limit.value {
             return Err(LoadError {
                 module: name.into(),
@@ -325,8 +325,7 @@ impl Sandbox {
     ///         (i64.store (i32.const 24) (i64.const 3600000000000))    ;; timeout: 1 h
     ///         (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#;
     ///
-    /// let mut policy = Policy::deny_all();
-    /// policy.set_timeout(Duration::from_secs(7200), "example")?;
+    /// let policy = Policy::builder().timeout(Duration::from_secs(7200)).build()?;
     /// let sandbox = Sandbox::builder().policy(policy).build()?;
     /// let program = sandbox.load_bytes("sleeper.wasm", sleeper.as_bytes())?;
     ///
@@ -399,7 +398,7 @@ impl Sandbox {
         let policy = &inner.policy;
         let mut argv = vec![program.name().to_string()];
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
-        let budget = Arc::new(OutputBudget::new(policy.limits.output.value));
+        let budget = Arc::new(OutputBudget::new(policy.limits().output.value));
         let captured = Captured::default();
         let net = NetAudit::new(policy.net(), inner.io.log_denials);
         let io;
@@ -418,7 +417,7 @@ impl Sandbox {
         // Limits are armed before instantiation: a start function can loop,
         // and the declared minimum memory already goes through the limiter.
         let start = Instant::now();
-        let deadline = start + policy.limits.timeout.value;
+        let deadline = start + policy.limits().timeout.value;
         let run = RunState {
             start,
             deadline,
@@ -430,14 +429,14 @@ impl Sandbox {
         match &program.kind {
             ProgramKind::Module(pre) => {
                 let mut ctx = wasi.build_p1();
-                limits::cap_handles(ctx.ctx().table, &policy.limits);
+                limits::cap_handles(ctx.ctx().table, policy.limits());
                 let mut store = self.new_store(ctx, &run)?;
                 let ended = run.race(run_module(pre, &mut store)).await;
                 self.finish(&mut store, ended, &run)
             }
             ProgramKind::Component(pre) => {
                 let mut table = ResourceTable::new();
-                limits::cap_handles(&mut table, &policy.limits);
+                limits::cap_handles(&mut table, policy.limits());
                 let ctx = P2Ctx {
                     ctx: wasi.build(),
                     table,
@@ -452,7 +451,7 @@ impl Sandbox {
     }
 
     fn new_store<W: Send + 'static>(&self, wasi: W, run: &RunState) -> Result<Store<State<W>>> {
-        let limits = &self.inner.policy.limits;
+        let limits = self.inner.policy.limits();
         let state = State {
             wasi,
             limiter: MemoryLimiter::new(limits.memory.value),
@@ -520,7 +519,7 @@ impl Sandbox {
         let fuel_used = self
             .inner
             .policy
-            .limits
+            .limits()
             .fuel
             .value
             .map(|total| total.saturating_sub(store.get_fuel().unwrap_or(0)));

@@ -573,7 +573,7 @@ fn probe_engine(config: EngineConfig) -> Option<Engine> {
 }
 
 fn run_probe(policy: &Policy, root: &Path) -> PolicyCase {
-    let description = policy.describe();
+    let description = wasmcell::policy::describe(policy);
     assert!(!description.is_empty());
     if !contained(policy, root) {
         return PolicyCase::Loaded;
@@ -598,7 +598,7 @@ fn run_probe(policy: &Policy, root: &Path) -> PolicyCase {
         Input::Inherit => RunOptions::new().stdin(Vec::new()),
         _ => RunOptions::new(),
     };
-    let timeout = policy.limits.timeout.value.min(Duration::from_secs(60));
+    let timeout = policy.limits().timeout.value.min(Duration::from_secs(60));
     let started = Instant::now();
     let result = sandbox.run_with(&program, &["arg"], options);
     let outcome = match result {

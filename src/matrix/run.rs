@@ -44,7 +44,7 @@ struct Plan {
 
 impl Plan {
     fn stack(&self, policy: usize) -> u64 {
-        self.policies[policy].1.limits.stack.value
+        self.policies[policy].1.limits().stack.value
     }
 }
 
@@ -110,7 +110,7 @@ fn load_programs(plan: &Plan) -> Result<Programs> {
     let max_size = plan
         .policies
         .iter()
-        .map(|(_, p)| p.limits.module_size.value)
+        .map(|(_, p)| p.limits().module_size.value)
         .max()
         .unwrap_or(0);
     let mut programs = BTreeMap::new();

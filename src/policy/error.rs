@@ -135,9 +135,11 @@ impl fmt::Display for PolicyError {
                 )
             }
         };
-        // Everything wrong in a file names its key, so that the line can be
-        // found even in a file with many alike; most messages say it already.
-        if self.path.is_some()
+        // Everything wrong names its key (a file's, so that the line can be
+        // found even in a file with many alike, or one set through the API);
+        // most messages say it already, and an overlap names both grants
+        // with where each was granted.
+        if !matches!(self.kind, PolicyErrorKind::OverlappingGrants { .. })
             && let Some(key) = self.key.as_deref().filter(|k| !k.starts_with("--"))
             && !message.contains(key)
         {

@@ -1,15 +1,24 @@
 //! Reading policy files: parsing each one, resolving its relative paths
 //! against its own folder, following `extends`, and merging the layers.
 
+use super::check::{
+    check_clock_resolution, check_clock_start, check_clocks, check_env_name, check_guest_path, check_limits_fuel,
+    check_limits_handles, check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack,
+    check_limits_timeout, check_stdin_file,
+};
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
-use super::file::{ClockMode, InputSpec, OutputSpec, PolicyFile};
+use super::file::{
+    ClockMode, ClocksFile, EnvFile, FsFile, InputSpec, LimitsFile, NetFile, OutputSpec, PolicyFile, StdioFile,
+};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
-use super::{Access, ByteSize, DirGrant, DirSite, Input, Limits, Origin, Output, Setting};
+use super::{Access, ByteSize, DirGrant, DirSite, Input, Origin, Output, Setting};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+use toml::Spanned;
 
 /// Most `extends` links between the file asked for and its deepest base. A
 /// policy may come from an untrusted repository; without a cap a long chain
@@ -33,7 +42,7 @@ pub(super) struct Loader {
 }
 
 /// The partially merged contents of one file and everything it extends.
-#[derive(Default, Clone)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Layer {
     pub(super) limits: LimitsLayer,
     pub(super) dirs: Vec<DirGrant>,
@@ -41,19 +50,20 @@ pub(super) struct Layer {
     pub(super) dir_sites: Vec<(DirSite, PathBuf)>,
     pub(super) env_vars: BTreeMap<String, String>,
     pub(super) env_inherit: Vec<String>,
-    pub(super) stdin: Option<Input>,
-    pub(super) stdout: Option<Output>,
-    pub(super) stderr: Option<Output>,
-    pub(super) clock_mode: Option<ClockMode>,
-    pub(super) clock_start: Option<SystemTime>,
-    pub(super) clock_resolution: Option<Duration>,
+    pub(super) stdin: Option<Setting<Input>>,
+    pub(super) stdout: Option<Setting<Output>>,
+    pub(super) stderr: Option<Setting<Output>>,
+    pub(super) clock_mode: Option<Setting<ClockMode>>,
+    pub(super) clock_start: Option<Setting<SystemTime>>,
+    pub(super) clock_resolution: Option<Setting<Duration>>,
     pub(super) seed: Option<u64>,
     pub(super) net: NetGrants,
     pub(super) dns: Option<bool>,
     pub(super) files: Vec<PathBuf>,
 }
 
-#[derive(Default, Clone)]
+/// `[limits]` of a layer: `None` where the layer leaves a limit alone.
+#[derive(Debug, Default, Clone)]
 pub(super) struct LimitsLayer {
     pub(super) fuel: Option<Setting<Option<u64>>>,
     pub(super) memory: Option<Setting<u64>>,
@@ -75,7 +85,7 @@ impl Layer {
     /// again at the same guest path takes the later access (as `push_dir`
     /// does), a network rule allows the same with one copy as with two, and a
     /// file is listed where it was first merged.
-    fn overlay(mut self, top: Layer) -> Layer {
+    pub(super) fn overlay(mut self, top: Layer) -> Layer {
         macro_rules! win {
             ($($f:ident).+) => { if top.$($f).+.is_some() { self.$($f).+ = top.$($f).+; } };
         }
@@ -104,18 +114,28 @@ impl Layer {
             append_new(self.net.rules_mut(kind), std::mem::take(top_net.rules_mut(kind)));
         }
         append_new(&mut self.net.http, top_net.http);
-        // A grant repeated as it was (from a shared base, say) is kept once,
-        // moved to where it was repeated. One that changes the access stays a
-        // grant of its own: resolving applies grants in order, so the last
-        // access wins and a collision is reported where it was written.
-        debug_assert_eq!(top.dirs.len(), top.dir_sites.len());
+        // A grant repeated (from a shared base, say) is kept once, with the
+        // later access and the place that set it. One whose access changed
+        // moves to the end, so that it is checked against every grant before
+        // it and a collision is reported where the access was changed.
         for (dir, site) in top.dirs.into_iter().zip(top.dir_sites) {
-            if let Some(i) = self.dirs.iter().position(|d| *d == dir) {
-                self.dirs.remove(i);
-                self.dir_sites.remove(i);
+            match self
+                .dirs
+                .iter()
+                .position(|d| d.guest == dir.guest && d.host == dir.host)
+            {
+                Some(i) if self.dirs[i].access == dir.access => self.dir_sites[i] = site,
+                Some(i) => {
+                    self.dirs.remove(i);
+                    self.dir_sites.remove(i);
+                    self.dirs.push(dir);
+                    self.dir_sites.push(site);
+                }
+                None => {
+                    self.dirs.push(dir);
+                    self.dir_sites.push(site);
+                }
             }
-            self.dirs.push(dir);
-            self.dir_sites.push(site);
         }
         self.env_vars.extend(top.env_vars);
         append_new(&mut self.env_inherit, top.env_inherit);
@@ -235,6 +255,53 @@ fn special_file_kind(_: &std::fs::FileType) -> &'static str {
     "a special file"
 }
 
+/// One policy file being parsed: where it is, its text (for lines), the
+/// folder its relative paths start from, and the origin its values get.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base_dir: PathBuf,
+    origin: Origin,
+}
+
+impl<'a> Source<'a> {
+    fn new(path: &'a Path, text: &'a str) -> Source<'a> {
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base_dir
+        };
+        Source {
+            path,
+            text,
+            base_dir,
+            origin: Origin::File(path.to_path_buf()),
+        }
+    }
+
+    /// `e` about `key`, at the line of `span`.
+    fn at(&self, e: PolicyError, key: &str, span: Option<Range<usize>>) -> PolicyError {
+        e.key(key).at(self.path, self.text, span)
+    }
+
+    /// `value`, set by this file.
+    fn set<T>(&self, value: T) -> Setting<T> {
+        Setting {
+            value,
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// A host path as written in this file, made absolute from its folder.
+    fn host_path(&self, written: impl AsRef<Path>) -> PathBuf {
+        absolute(&self.base_dir.join(written))
+    }
+}
+
+/// Parses one file and everything it extends, each value checked as it is
+/// read so that an error names its line; `Policy::resolve` then checks what
+/// only the merged result can show.
 pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Result<Layer, PolicyError> {
     let identity = identity_of(path);
     if loader.stack.contains(&identity) {
@@ -245,217 +312,199 @@ pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Resul
     loader.stack.push(identity);
 
     let file: PolicyFile = toml::from_str(text).map_err(|e| parse_error(&e, path, text))?;
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base_dir = if base_dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        base_dir
+    let src = Source::new(path, text);
+    let merged = parse_extends(&src, &file.extends, loader)?;
+    let mut own = Layer {
+        files: vec![path.to_path_buf()],
+        limits: parse_limits(&src, &file.limits)?,
+        seed: file.random.seed,
+        ..Layer::default()
     };
-    let at = |e: PolicyError, span: std::ops::Range<usize>| e.at(path, text, Some(span));
+    parse_fs(&src, &file.fs, &mut own)?;
+    parse_env(&src, &file.env, &mut own)?;
+    parse_stdio(&src, &file.stdio, &mut own)?;
+    parse_clocks(
+        &src,
+        &file.clocks,
+        merged.clock_mode.as_ref().map(|m| m.value),
+        &mut own,
+    )?;
+    parse_net(&src, &file.net, &mut own)?;
+    loader.stack.pop();
+    Ok(merged.overlay(own))
+}
 
+/// `extends`: every base file, loaded (once per resolution) and merged in order.
+fn parse_extends(src: &Source<'_>, extends: &[Spanned<String>], loader: &mut Loader) -> Result<Layer, PolicyError> {
     let mut merged = Layer::default();
-    for parent in &file.extends {
+    for parent in extends {
         // The stack holds this file and every file that led to it, so a
         // parent would be `stack.len()` links from the first.
         if loader.stack.len() > MAX_EXTENDS_DEPTH {
-            return Err(at(
+            return Err(src.at(
                 invalid(format!(
                     "`extends` goes more than {MAX_EXTENDS_DEPTH} files deep from `{}`; merge some of the files in the chain into fewer",
                     loader.stack[0].display()
-                ))
-                .key("extends"),
-                parent.span(),
+                )),
+                "extends",
+                Some(parent.span()),
             ));
         }
-        let parent_path = base_dir.join(parent.get_ref());
+        let parent_path = src.base_dir.join(parent.get_ref());
         let layer = match load_layer(&parent_path, loader) {
             Err(e) if matches!(e.kind, PolicyErrorKind::Io(_)) && e.path.as_deref() == Some(&parent_path) => {
-                return Err(at(
+                return Err(src.at(
                     invalid(format!(
                         "cannot read extended policy `{}`: {}; fix the path (it is relative to this file's folder)",
                         parent_path.display(),
                         e.source_message()
-                    ))
-                    .key("extends"),
-                    parent.span(),
+                    )),
+                    "extends",
+                    Some(parent.span()),
                 ));
             }
             other => other?,
         };
         merged = merged.overlay(layer);
     }
+    Ok(merged)
+}
 
-    let origin = Origin::File(path.to_path_buf());
-    let mut own = Layer {
-        files: vec![path.to_path_buf()],
-        ..Layer::default()
-    };
-    let lim = &file.limits;
-    let set = |v| Setting {
-        value: v,
-        origin: origin.clone(),
-    };
-    if let Some(f) = &lim.fuel {
-        check_limits_fuel(*f.get_ref()).map_err(|e| at(e.key("limits.fuel"), f.span()))?;
-        own.limits.fuel = Some(set(Some(*f.get_ref())));
-    }
-    if let Some(m) = &lim.memory {
-        check_limits_memory(m.get_ref().0).map_err(|e| at(e.key("limits.memory"), m.span()))?;
-        own.limits.memory = Some(Setting {
-            value: m.get_ref().0,
-            origin: origin.clone(),
-        });
-    }
-    if let Some(t) = &lim.timeout {
-        check_limits_timeout(t.get_ref().0).map_err(|e| at(e.key("limits.timeout"), t.span()))?;
-        own.limits.timeout = Some(Setting {
-            value: t.get_ref().0,
-            origin: origin.clone(),
-        });
-    }
-    if let Some(s) = &lim.stack {
-        let v = s.get_ref().0;
-        if !(4096..=Limits::MAX_STACK).contains(&v) {
-            return Err(at(
-                invalid(format!(
-                    "limits.stack must be between 4 KiB and {}, not {}",
-                    ByteSize(Limits::MAX_STACK),
-                    ByteSize(v)
-                ))
-                .key("limits.stack"),
-                s.span(),
-            ));
-        }
-        own.limits.stack = Some(Setting {
-            value: v,
-            origin: origin.clone(),
-        });
-    }
-    if let Some(o) = &lim.output {
-        own.limits.output = Some(Setting {
-            value: o.get_ref().0,
-            origin: origin.clone(),
-        });
-    }
-    if let Some(m) = &lim.module_size {
-        if m.get_ref().0 == 0 {
-            return Err(at(
-                invalid("limits.module-size must be at least 1 byte").key("limits.module-size"),
-                m.span(),
-            ));
-        }
-        own.limits.module_size = Some(Setting {
-            value: m.get_ref().0,
-            origin: origin.clone(),
-        });
-    }
-    if let Some(h) = &lim.handles {
-        check_limits_handles(*h.get_ref()).map_err(|e| at(e.key("limits.handles"), h.span()))?;
-        own.limits.handles = Some(Setting {
-            value: *h.get_ref(),
-            origin: origin.clone(),
-        });
-    }
+/// One `[limits]` value: `check` refuses it at its line.
+fn parse_limit<T, V: Copy>(
+    src: &Source<'_>,
+    field: &Option<Spanned<T>>,
+    key: &str,
+    value: fn(&T) -> V,
+    check: fn(V) -> Result<(), PolicyError>,
+) -> Result<Option<Setting<V>>, PolicyError> {
+    let Some(field) = field else { return Ok(None) };
+    let v = value(field.get_ref());
+    check(v).map_err(|e| src.at(e, key, Some(field.span())))?;
+    Ok(Some(src.set(v)))
+}
 
-    for d in &file.fs.dirs {
-        let host = base_dir.join(d.host.get_ref());
+/// `[limits]`.
+fn parse_limits(src: &Source<'_>, l: &LimitsFile) -> Result<LimitsLayer, PolicyError> {
+    let fuel = parse_limit(src, &l.fuel, "limits.fuel", |f| *f, check_limits_fuel)?;
+    Ok(LimitsLayer {
+        fuel: fuel.map(|s| Setting {
+            value: Some(s.value),
+            origin: s.origin,
+        }),
+        memory: parse_limit(src, &l.memory, "limits.memory", |b| b.0, check_limits_memory)?,
+        timeout: parse_limit(src, &l.timeout, "limits.timeout", |t| t.0, check_limits_timeout)?,
+        stack: parse_limit(src, &l.stack, "limits.stack", |b| b.0, check_limits_stack)?,
+        output: parse_limit(src, &l.output, "limits.output", |b| b.0, check_limits_output)?,
+        module_size: parse_limit(
+            src,
+            &l.module_size,
+            "limits.module-size",
+            |b| b.0,
+            check_limits_module_size,
+        )?,
+        handles: parse_limit(src, &l.handles, "limits.handles", |h| *h, check_limits_handles)?,
+    })
+}
+
+/// `[[fs.dirs]]`: each host directory must exist now.
+fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), PolicyError> {
+    for d in &fs.dirs {
+        let host = src.base_dir.join(d.host.get_ref());
         let grant = resolve_dir(&host, d.guest.get_ref()).map_err(|e| {
             let span = if matches!(e.kind, PolicyErrorKind::MissingDir(_)) {
                 d.host.span()
             } else {
                 d.guest.span()
             };
-            at(e.key("fs.dirs"), span)
+            src.at(e, "fs.dirs", Some(span))
         })?;
         own.dirs.push(DirGrant {
             access: d.access,
             ..grant
         });
-        let site = DirSite::File(path.to_path_buf(), line_of(text, d.host.span().start));
+        let site = DirSite::File(src.path.to_path_buf(), line_of(src.text, d.host.span().start));
         own.dir_sites.push((site, absolute(&host)));
     }
+    Ok(())
+}
 
-    for (name, value) in &file.env.vars {
-        check_env_name(name).map_err(|e| {
-            e.at(path, text, span_of_key(text, &format!("env.vars.{name}")))
-                .key("env.vars")
-        })?;
+/// `[env]`.
+fn parse_env(src: &Source<'_>, env: &EnvFile, own: &mut Layer) -> Result<(), PolicyError> {
+    for (name, value) in &env.vars {
+        check_env_name(name).map_err(|e| src.at(e, "env.vars", span_of_key(src.text, &format!("env.vars.{name}"))))?;
         own.env_vars.insert(name.clone(), value.clone());
     }
-    for name in &file.env.inherit {
-        check_env_name(name.get_ref()).map_err(|e| at(e.key("env.inherit"), name.span()))?;
+    for name in &env.inherit {
+        check_env_name(name.get_ref()).map_err(|e| src.at(e, "env.inherit", Some(name.span())))?;
         own.env_inherit.push(name.get_ref().clone());
     }
+    Ok(())
+}
 
-    own.stdin = file.stdio.stdin.as_ref().map(|s| match s {
-        InputSpec::Null => Input::Null,
-        InputSpec::Inherit => Input::Inherit,
-        InputSpec::File(p) => Input::File(absolute(&base_dir.join(p))),
+/// `[stdio]`: a stdin file must exist now; output files are created at run time.
+fn parse_stdio(src: &Source<'_>, stdio: &StdioFile, own: &mut Layer) -> Result<(), PolicyError> {
+    own.stdin = stdio.stdin.as_ref().map(|s| {
+        src.set(match s {
+            InputSpec::Null => Input::Null,
+            InputSpec::Inherit => Input::Inherit,
+            InputSpec::File(p) => Input::File(src.host_path(p)),
+        })
     });
-    let output = |s: &OutputSpec| match s {
-        OutputSpec::Null => Output::Null,
-        OutputSpec::Inherit => Output::Inherit,
-        OutputSpec::File(p) => Output::File(absolute(&base_dir.join(p))),
+    let output = |s: &OutputSpec| {
+        src.set(match s {
+            OutputSpec::Null => Output::Null,
+            OutputSpec::Inherit => Output::Inherit,
+            OutputSpec::File(p) => Output::File(src.host_path(p)),
+        })
     };
-    own.stdout = file.stdio.stdout.as_ref().map(output);
-    own.stderr = file.stdio.stderr.as_ref().map(output);
-    if let Some(Input::File(p)) = &own.stdin
-        && !p.is_file()
+    own.stdout = stdio.stdout.as_ref().map(output);
+    own.stderr = stdio.stderr.as_ref().map(output);
+    if let Some(Setting {
+        value: Input::File(p), ..
+    }) = &own.stdin
     {
-        return Err(PolicyError::new(PolicyErrorKind::Invalid(format!(
-            "stdin file `{}` does not exist; create it or fix the path (relative to this file's folder)",
-            p.display()
-        )))
-        .at(path, text, span_of_key(text, "stdio.stdin"))
-        .key("stdio.stdin"));
+        check_stdin_file(p).map_err(|e| src.at(e, "stdio.stdin", span_of_key(src.text, "stdio.stdin")))?;
     }
+    Ok(())
+}
 
-    own.clock_mode = file.clocks.mode.as_ref().map(|m| *m.get_ref());
-    if let Some(start) = &file.clocks.start {
+/// `[clocks]`. `base_mode` is the mode the files this one extends set, so
+/// that a contradiction with it is reported at this file's line.
+fn parse_clocks(
+    src: &Source<'_>,
+    clocks: &ClocksFile,
+    base_mode: Option<ClockMode>,
+    own: &mut Layer,
+) -> Result<(), PolicyError> {
+    own.clock_mode = clocks.mode.as_ref().map(|m| src.set(*m.get_ref()));
+    if let Some(start) = &clocks.start {
         let t = humantime::parse_rfc3339_weak(start.get_ref()).map_err(|e| {
-            at(
-                invalid(format!(
-                    "invalid clocks.start `{}`: {e}; write an RFC 3339 time such as \"2000-01-01T00:00:00Z\"",
-                    start.get_ref()
-                ))
-                .key("clocks.start"),
-                start.span(),
-            )
+            let why = format!(
+                "invalid clocks.start `{}`: {e}; write an RFC 3339 time such as \"2000-01-01T00:00:00Z\"",
+                start.get_ref().escape_debug()
+            );
+            src.at(invalid(why), "clocks.start", Some(start.span()))
         })?;
-        check_clock_start(t).map_err(|e| at(e.key("clocks.start"), start.span()))?;
-        own.clock_start = Some(t);
+        check_clock_start(t).map_err(|e| src.at(e, "clocks.start", Some(start.span())))?;
+        own.clock_start = Some(src.set(t));
     }
-    if let Some(r) = &file.clocks.resolution {
-        if r.get_ref().0.is_zero() {
-            return Err(at(
-                invalid("clocks.resolution must be longer than zero; remove it for full resolution")
-                    .key("clocks.resolution"),
-                r.span(),
-            ));
-        }
-        own.clock_resolution = Some(r.get_ref().0);
+    if let Some(r) = &clocks.resolution {
+        check_clock_resolution(r.get_ref().0).map_err(|e| src.at(e, "clocks.resolution", Some(r.span())))?;
+        own.clock_resolution = Some(src.set(r.get_ref().0));
     }
-    // Contradictions within one file are reported with their line here; the
-    // same checks run again on the merged result in `Policy::resolve`.
-    let mode = own.clock_mode.or(merged.clock_mode);
-    if let (Some(ClockMode::Host) | None, Some(start)) = (mode, &file.clocks.start) {
-        return Err(at(
-            invalid("clocks.start only applies to mode = \"frozen\"; set mode = \"frozen\" or remove start")
-                .key("clocks.start"),
-            start.span(),
-        ));
-    }
-    if let (Some(ClockMode::Frozen), Some(r)) = (mode, &file.clocks.resolution) {
-        return Err(at(
-            invalid(
-                "clocks.resolution only applies to mode = \"host\"; frozen clocks do not tick, so remove resolution",
-            )
-            .key("clocks.resolution"),
-            r.span(),
-        ));
-    }
-    own.seed = file.random.seed;
-    let net = &file.net;
+    let mode = own.clock_mode.as_ref().map(|m| m.value).or(base_mode);
+    check_clocks(mode, clocks.start.is_some(), clocks.resolution.is_some()).map_err(|e| {
+        let (key, span) = match e.key_name() {
+            Some("clocks.start") => ("clocks.start", clocks.start.as_ref().map(Spanned::span)),
+            _ => ("clocks.resolution", clocks.resolution.as_ref().map(Spanned::span)),
+        };
+        src.at(e, key, span)
+    })
+}
+
+/// `[net]`.
+fn parse_net(src: &Source<'_>, net: &NetFile, own: &mut Layer) -> Result<(), PolicyError> {
     for (kind, entries) in [
         (NetKind::TcpConnect, &net.tcp_connect),
         (NetKind::TcpBind, &net.tcp_bind),
@@ -464,18 +513,17 @@ pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Resul
     ] {
         for entry in entries {
             let rule = NetRule::parse(entry.get_ref())
-                .map_err(|why| at(invalid(why).key(&format!("net.{}", kind.name())), entry.span()))?;
+                .map_err(|why| src.at(invalid(why), &format!("net.{}", kind.name()), Some(entry.span())))?;
             own.net.rules_mut(kind).push(rule);
         }
     }
     own.dns = net.dns;
     for entry in &net.http {
-        let rule = HttpRule::parse(entry.get_ref()).map_err(|why| at(invalid(why).key("net.http"), entry.span()))?;
+        let rule =
+            HttpRule::parse(entry.get_ref()).map_err(|why| src.at(invalid(why), "net.http", Some(entry.span())))?;
         own.net.http.push(rule);
     }
-
-    loader.stack.pop();
-    Ok(merged.overlay(own))
+    Ok(())
 }
 
 /// A file toml or serde refused, at its line, naming the key whose value was
@@ -504,12 +552,10 @@ pub(super) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// A granted directory: `host` canonicalized (it must be an existing
+/// directory now), at guest path `guest`; read-only until the caller says.
 pub(super) fn resolve_dir(host: &Path, guest: &str) -> Result<DirGrant, PolicyError> {
-    if guest.is_empty() || guest.contains('\0') {
-        return Err(invalid(
-            "guest path must not be empty; use an absolute path such as `/data`",
-        ));
-    }
+    check_guest_path(guest)?;
     let canonical = std::fs::canonicalize(host)
         .ok()
         .filter(|p| p.is_dir())
@@ -519,70 +565,6 @@ pub(super) fn resolve_dir(host: &Path, guest: &str) -> Result<DirGrant, PolicyEr
         guest: guest.to_string(),
         access: Access::ReadOnly,
     })
-}
-
-pub(super) fn check_env_name(name: &str) -> Result<(), PolicyError> {
-    if name.is_empty() || name.contains('=') || name.contains('\0') {
-        return Err(invalid(format!(
-            "invalid environment variable name `{name}`: names must be non-empty and contain no `=` or NUL"
-        )));
-    }
-    Ok(())
-}
-
-/// The last instant WASI can tell a guest: its wall clock counts nanoseconds
-/// since 1970 in a `u64`, which runs out in July 2554.
-pub(super) fn check_clock_start(start: SystemTime) -> Result<(), PolicyError> {
-    let since_epoch = start.duration_since(SystemTime::UNIX_EPOCH).ok();
-    if since_epoch.is_none_or(|d| d.as_nanos() > u128::from(u64::MAX)) {
-        return Err(invalid(format!(
-            "clocks.start `{}` is outside what a WASI clock can show (1970-01-01T00:00:00Z to {}); choose an instant in that range",
-            humantime::format_rfc3339(start),
-            humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::MAX))
-        )));
-    }
-    Ok(())
-}
-
-pub(super) fn check_limits_fuel(fuel: u64) -> Result<(), PolicyError> {
-    if fuel == 0 {
-        return Err(invalid(
-            "limits.fuel must be at least 1; remove it to turn metering off",
-        ));
-    }
-    Ok(())
-}
-
-pub(super) fn check_limits_memory(bytes: u64) -> Result<(), PolicyError> {
-    if bytes == 0 || bytes > Limits::MAX_MEMORY {
-        return Err(invalid(format!(
-            "limits.memory must be between 1 byte and {}, not {}",
-            ByteSize(Limits::MAX_MEMORY),
-            ByteSize(bytes)
-        )));
-    }
-    Ok(())
-}
-
-pub(super) fn check_limits_handles(handles: u64) -> Result<(), PolicyError> {
-    if !(Limits::MIN_HANDLES..=Limits::MAX_HANDLES).contains(&handles) {
-        return Err(invalid(format!(
-            "limits.handles must be between {} (stdio and a few directories) and {}, not {handles}",
-            Limits::MIN_HANDLES,
-            Limits::MAX_HANDLES
-        )));
-    }
-    Ok(())
-}
-
-pub(super) fn check_limits_timeout(timeout: Duration) -> Result<(), PolicyError> {
-    if timeout.is_zero() || timeout > Limits::MAX_TIMEOUT {
-        return Err(invalid(format!(
-            "limits.timeout must be longer than zero and at most {}, such as \"10s\"",
-            humantime::format_duration(Limits::MAX_TIMEOUT)
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -694,7 +676,7 @@ mod tests {
     }
 
     #[test]
-    fn overlay_keeps_repeated_list_entries_once_and_the_last_access_last() {
+    fn overlay_keeps_repeated_list_entries_once_and_the_last_access() {
         let dir = tempfile::tempdir().unwrap();
         let grant = |access| DirGrant {
             host: dir.path().to_path_buf(),
@@ -714,9 +696,7 @@ mod tests {
         let merged = layer(Access::ReadOnly, "127.0.0.1:1")
             .overlay(layer(Access::ReadWrite, "127.0.0.1:1"))
             .overlay(layer(Access::ReadOnly, "127.0.0.1:2"));
-        // The repeated read-only grant moves after the read-write one, so
-        // that resolving the list in order leaves the last access in force.
-        assert_eq!(merged.dirs, [grant(Access::ReadWrite), grant(Access::ReadOnly)]);
+        assert_eq!(merged.dirs, [grant(Access::ReadOnly)]);
         assert_eq!(merged.dirs.len(), merged.dir_sites.len());
         let entries: Vec<_> = merged.net.tcp_connect.iter().map(|r| r.entry.as_str()).collect();
         assert_eq!(entries, ["127.0.0.1:1", "127.0.0.1:2"]);

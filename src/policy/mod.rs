@@ -10,15 +10,25 @@
 //!    are filled in and contradictions rejected. Only a `Policy` reaches the code
 //!    that builds a WASI context or store limits.
 //!
+//! Between the two, a [`PolicyBuilder`] stacks layers: files first, then the
+//! values a program sets in code (or from its command-line flags), as ripgrep
+//! overlays flags on its config file. Each value is refused by one check
+//! whichever layer it comes from, and the merged layers are resolved once.
+//!
 //! Everything is denied unless granted. An absent table grants nothing, and every
 //! limit except fuel has a finite default (see [`Limits`]).
 
+mod builder;
+mod check;
+mod describe;
 mod error;
 mod file;
 mod load;
 mod net;
 mod overlap;
 
+pub use builder::PolicyBuilder;
+pub use describe::describe;
 pub use error::{PolicyError, PolicyErrorKind};
 pub use file::{
     Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, LimitsFile,
@@ -26,11 +36,9 @@ pub use file::{
 };
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 
+use check::check_clocks;
 use error::invalid;
-use load::{
-    Layer, Loader, check_env_name, check_limits_fuel, check_limits_memory, check_limits_timeout, load_layer,
-    parse_layer, resolve_dir,
-};
+use load::{Layer, LimitsLayer};
 pub(crate) use overlap::DirSite;
 use overlap::check_overlap;
 use std::collections::BTreeMap;
@@ -100,8 +108,14 @@ pub enum Origin {
     Default,
     /// A policy file.
     File(PathBuf),
-    /// A command-line flag, such as `--fuel`.
+    /// A command-line flag, such as `--fuel`. Only a program with flags
+    /// sets this, through [`PolicyBuilder::origin`], so that messages name
+    /// the flag its user typed.
     Flag(&'static str),
+    /// A [`PolicyBuilder`] setter called by the embedding program; the
+    /// origin of every value set in code unless [`PolicyBuilder::origin`]
+    /// says otherwise.
+    Api,
 }
 
 impl Origin {
@@ -111,6 +125,7 @@ impl Origin {
             Origin::Default => format!("default {key}"),
             Origin::File(p) => format!("{key} in {}", p.display()),
             Origin::Flag(flag) => (*flag).to_string(),
+            Origin::Api => format!("{key} set through the API"),
         }
     }
 }
@@ -187,8 +202,16 @@ impl Limits {
     pub const MIN_HANDLES: u64 = 16;
     /// Most accepted `limits.handles`: wasmtime's own table ceiling.
     pub const MAX_HANDLES: u64 = 1_000_000;
+    /// Smallest accepted `limits.stack`.
+    pub const MIN_STACK: u64 = 4 << 10;
     /// Largest accepted `limits.stack`; wasmtime needs a host stack this size too.
     pub const MAX_STACK: u64 = 64 << 20;
+    /// Largest accepted `limits.output`: output a run captures is held in
+    /// memory, so it is bounded as memory is.
+    pub const MAX_OUTPUT: u64 = 4 << 30;
+    /// Largest accepted `limits.module-size`: a module is read into memory
+    /// whole before it is compiled.
+    pub const MAX_MODULE_SIZE: u64 = 1 << 30;
     /// Longest accepted `limits.timeout`: long enough for any batch job, short
     /// enough that a deadline is always a real instant.
     pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -265,22 +288,22 @@ pub enum Clocks {
 
 /// A validated policy: the only thing the sandbox builds a guest's view from.
 ///
-/// Created by [`Policy::from_file`], [`Policy::from_toml`] or
-/// [`Policy::deny_all`], then optionally adjusted by the CLI-flag methods
-/// ([`Policy::grant_dir`], [`Policy::set_env`], ...), which validate exactly as
-/// the file would.
+/// Created by [`Policy::builder`], which layers policy files and values set
+/// in code (or from command-line flags) and resolves them once, or by the
+/// shortcuts [`Policy::from_file`], [`Policy::from_toml`] and
+/// [`Policy::deny_all`]. Its fields are read through accessors only, so a
+/// policy cannot be changed around the checks that made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     source: Option<PathBuf>,
     extends: Vec<PathBuf>,
-    /// Resource limits.
-    pub limits: Limits,
+    limits: Limits,
     dirs: Vec<DirGrant>,
     /// Where each of `dirs` was granted, in the same order.
     dir_sites: Vec<DirSite>,
     /// Host paths as written (absolute, links not resolved), with what they
     /// are for, to refuse links a guest could have planted (see [`Policy::check_links`]).
-    written: Vec<(String, PathBuf)>,
+    written: Vec<Written>,
     env_vars: BTreeMap<String, String>,
     env_inherit: Vec<String>,
     stdin: Input,
@@ -289,6 +312,79 @@ pub struct Policy {
     clocks: Clocks,
     seed: Option<u64>,
     net: NetGrants,
+}
+
+/// A host path a policy names, as written, with what to call it in a
+/// message and where it was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Written {
+    what: String,
+    path: PathBuf,
+    /// The key (or flag) that set it.
+    key: String,
+    /// The file (and line, when known) that set it.
+    file: Option<(PathBuf, Option<usize>)>,
+}
+
+impl Written {
+    fn of_dir(site: &DirSite, path: PathBuf) -> Written {
+        let (what, key, file) = match site {
+            DirSite::File(p, line) => (
+                format!("fs.dirs host `{}` ({site})", path.display()),
+                "fs.dirs".to_string(),
+                Some((p.clone(), Some(*line))),
+            ),
+            DirSite::Flag(flag) => (format!("host `{}`", path.display()), (*flag).to_string(), None),
+            DirSite::Api => (
+                format!("fs.dirs host `{}` ({site})", path.display()),
+                "fs.dirs".to_string(),
+                None,
+            ),
+        };
+        Written { what, path, key, file }
+    }
+
+    fn of_stdio(key: &str, origin: &Origin, path: PathBuf) -> Written {
+        Written {
+            what: format!("{key} file"),
+            path,
+            key: key_for(origin, key),
+            file: match origin {
+                Origin::File(p) => Some((p.clone(), None)),
+                _ => None,
+            },
+        }
+    }
+
+    /// `e`, placed where this path was set.
+    fn locate(&self, mut e: PolicyError) -> PolicyError {
+        if let Some((path, line)) = &self.file {
+            e.path = Some(path.clone());
+            e.line = *line;
+        }
+        e.key(&self.key)
+    }
+}
+
+/// The name an error about `key` set from `origin` goes by: the flag when a
+/// flag set it, the key otherwise.
+fn key_for(origin: &Origin, key: &str) -> String {
+    match origin {
+        Origin::Flag(flag) => (*flag).to_string(),
+        _ => key.to_string(),
+    }
+}
+
+/// `e` about `key`, placed at the file or flag `origin` names.
+fn locate(e: PolicyError, origin: &Origin, key: &str) -> PolicyError {
+    let e = e.key(&key_for(origin, key));
+    match origin {
+        Origin::File(p) if e.path.is_none() => PolicyError {
+            path: Some(p.clone()),
+            ..e
+        },
+        _ => e,
+    }
 }
 
 impl Default for Policy {
@@ -323,7 +419,15 @@ impl Policy {
         }
     }
 
-    /// Loads and resolves a policy file, following `extends`.
+    /// A builder that layers policy files and values set in code, then
+    /// resolves and validates them once. See [`PolicyBuilder::new`] for the
+    /// defaults.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder::new()
+    }
+
+    /// Loads and resolves a policy file, following `extends`; a shortcut for
+    /// `Policy::builder().file(path)?.build()`.
     ///
     /// Relative host paths (directories, stdio files, `extends`) are resolved
     /// against the folder of the file that names them.
@@ -349,108 +453,79 @@ impl Policy {
     /// # Ok::<(), anyhow::Error>(())
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
-        let path = path.as_ref();
-        let layer = load_layer(path, &mut Loader::default())?;
-        let mut policy = Policy::resolve(layer).map_err(|e| {
-            if e.path.is_none() {
-                PolicyError {
-                    path: Some(path.to_path_buf()),
-                    ..e
-                }
-            } else {
-                e
-            }
-        })?;
-        policy.source = Some(path.to_path_buf());
-        Ok(policy)
+        Policy::builder().file(path)?.build()
     }
 
     /// Parses a policy from TOML text; relative paths are resolved against
-    /// `base_dir`. `extends` is resolved against `base_dir` too.
+    /// `base_dir`. `extends` is resolved against `base_dir` too. A shortcut
+    /// for `Policy::builder().toml(text, base_dir)?.build()`.
     ///
     /// # Errors
     ///
     /// As [`Policy::from_file`], with `<inline>` in place of a file name.
     pub fn from_toml(text: &str, base_dir: impl AsRef<Path>) -> Result<Policy, PolicyError> {
-        let pseudo = base_dir.as_ref().join("<inline>");
-        let layer = parse_layer(text, &pseudo, &mut Loader::default())?;
-        Policy::resolve(layer)
+        Policy::builder().toml(text, base_dir)?.build()
     }
 
-    fn resolve(layer: Layer) -> Result<Policy, PolicyError> {
+    /// The one way a policy is made: the merged layers, resolved into
+    /// defaults and checked for what only the whole can show (grants that
+    /// collide, links inside writable grants, clock contradictions).
+    fn resolve(layer: Layer, source: Option<PathBuf>) -> Result<Policy, PolicyError> {
         let mut policy = Policy::deny_all();
-        let l = layer.limits;
-        policy.limits = Limits {
-            fuel: l.fuel.unwrap_or(policy.limits.fuel),
-            memory: l.memory.unwrap_or(policy.limits.memory),
-            timeout: l.timeout.unwrap_or(policy.limits.timeout),
-            stack: l.stack.unwrap_or(policy.limits.stack),
-            output: l.output.unwrap_or(policy.limits.output),
-            module_size: l.module_size.unwrap_or(policy.limits.module_size),
-            handles: l.handles.unwrap_or(policy.limits.handles),
-        };
+        policy.limits = resolve_limits(layer.limits);
         for (dir, (site, written)) in layer.dirs.into_iter().zip(layer.dir_sites) {
-            policy
-                .written
-                .push((format!("fs.dirs host `{}` ({site})", written.display()), written));
+            policy.written.push(Written::of_dir(&site, written));
             policy.push_dir(dir, site)?;
         }
         policy.env_vars = layer.env_vars;
         policy.env_inherit = layer.env_inherit;
-        let mut written = Vec::new();
-        let mut host_file = |key: &str, path: PathBuf| {
-            written.push((format!("{key} file"), path.clone()));
-            host_file(&path)
-        };
-        policy.stdin = match layer.stdin {
-            Some(Input::File(path)) => Input::File(host_file("stdio.stdin", path)),
-            other => other.unwrap_or(Input::Null),
-        };
-        policy.stdout = match layer.stdout {
-            Some(Output::File(path)) => Output::File(host_file("stdio.stdout", path)),
-            other => other.unwrap_or(Output::Inherit),
-        };
-        policy.stderr = match layer.stderr {
-            Some(Output::File(path)) => Output::File(host_file("stdio.stderr", path)),
-            other => other.unwrap_or(Output::Inherit),
-        };
-        policy.written.extend(written);
-        policy.clocks = match layer.clock_mode.unwrap_or(ClockMode::Host) {
-            ClockMode::Host => {
-                if layer.clock_start.is_some() {
-                    return Err(invalid(
-                        "clocks.start only applies to mode = \"frozen\"; set mode = \"frozen\" or remove start",
-                    )
-                    .key("clocks.start"));
-                }
-                Clocks::Host {
-                    resolution: layer.clock_resolution,
-                }
-            }
-            ClockMode::Frozen => {
-                if layer.clock_resolution.is_some() {
-                    return Err(invalid(
-                        "clocks.resolution only applies to mode = \"host\"; frozen clocks do not tick, so remove resolution",
-                    )
-                    .key("clocks.resolution"));
-                }
-                let start = match layer.clock_start {
-                    Some(s) => s,
-                    None => humantime::parse_rfc3339(DEFAULT_FROZEN_START).expect("valid constant"),
-                };
-                Clocks::Frozen { start }
-            }
-        };
+        policy.resolve_stdio(layer.stdin, layer.stdout, layer.stderr);
+        policy.clocks = resolve_clocks(layer.clock_mode, layer.clock_start, layer.clock_resolution)?;
         policy.seed = layer.seed;
         policy.net = NetGrants {
             dns: layer.dns.unwrap_or(false),
             ..layer.net
         };
-        // The first file is the one asked for; the rest are what it extends.
-        policy.extends = layer.files.into_iter().rev().skip(1).collect();
-        policy.extends.reverse();
+        // The last file is the one asked for; the rest are what it extends.
+        let mut files = layer.files;
+        files.pop();
+        policy.extends = files;
+        policy.source = source;
         policy.check_links()?;
         Ok(policy)
+    }
+
+    fn resolve_stdio(
+        &mut self,
+        stdin: Option<Setting<Input>>,
+        stdout: Option<Setting<Output>>,
+        stderr: Option<Setting<Output>>,
+    ) {
+        let mut host_file = |key: &str, setting: &Setting<PathBuf>| {
+            let path = setting.value.clone();
+            self.written.push(Written::of_stdio(key, &setting.origin, path.clone()));
+            host_file(&path)
+        };
+        let file_setting = |origin: &Origin, path: &PathBuf| Setting {
+            value: path.clone(),
+            origin: origin.clone(),
+        };
+        self.stdin = match stdin {
+            Some(Setting {
+                value: Input::File(p),
+                origin,
+            }) => Input::File(host_file("stdio.stdin", &file_setting(&origin, &p))),
+            other => other.map_or(Input::Null, |s| s.value),
+        };
+        let mut output = |key: &str, setting: Option<Setting<Output>>| match setting {
+            Some(Setting {
+                value: Output::File(p),
+                origin,
+            }) => Output::File(host_file(key, &file_setting(&origin, &p))),
+            other => other.map_or(Output::Inherit, |s| s.value),
+        };
+        self.stdout = output("stdio.stdout", stdout);
+        self.stderr = output("stdio.stderr", stderr);
     }
 
     /// Adds a grant, refusing a second directory at one guest path and
@@ -475,13 +550,13 @@ impl Policy {
                 self.dir_sites[i] = site;
                 return Ok(());
             }
-            return Err(invalid(format!(
+            let e = invalid(format!(
                 "guest path `{}` is granted twice, to `{}` and `{}`; give each directory its own guest path",
                 dir.guest,
                 existing.host.display(),
                 dir.host.display()
-            ))
-            .key("fs.dirs"));
+            ));
+            return Err(site.locate(e));
         }
         check_overlap(others(None), (&dir, &site))?;
         self.dirs.push(dir);
@@ -495,8 +570,8 @@ impl Policy {
     /// host's own writes, a place outside its grants. Links elsewhere (such as
     /// a user's own `~/data -> /mnt/data`) are followed as usual.
     fn check_links(&self) -> Result<(), PolicyError> {
-        for (what, written) in &self.written {
-            check_host_path(self, written, what)?;
+        for written in &self.written {
+            check_host_path(self, &written.path, &written.what).map_err(|e| written.locate(e))?;
         }
         Ok(())
     }
@@ -513,176 +588,21 @@ impl Policy {
         check_host_path(self, path, what)
     }
 
-    // -- CLI-flag adjustments ------------------------------------------------
-
-    /// Grants `host` to the guest at `guest`, as `--dir`/`--ro-dir` do.
-    ///
-    /// Like `WasiCtxBuilder::preopened_dir`, but the host path is
-    /// canonicalized first and must exist, and granting two different host
-    /// directories at one guest path is an error.
-    ///
-    /// # Security
-    ///
-    /// Grants the guest `access` to everything below `host`, including files
-    /// created there later by other processes.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when `host` is not an existing directory, `guest`
-    /// is empty or already taken by another directory, or the grant overlaps
-    /// another with different access ([`PolicyErrorKind::OverlappingGrants`]:
-    /// a read-write grant may not contain, be or alias a read-only one).
-    pub fn grant_dir(&mut self, host: impl AsRef<Path>, guest: &str, access: Access) -> Result<(), PolicyError> {
-        let flag = match access {
-            Access::ReadOnly => "--ro-dir",
-            Access::ReadWrite => "--dir",
-        };
-        let dir = resolve_dir(host.as_ref(), guest).map_err(|e| e.key(flag))?;
-        let written = load::absolute(host.as_ref());
-        // Applied to a copy, so that a refused grant leaves the policy as it was.
-        let mut next = self.clone();
-        next.push_dir(DirGrant { access, ..dir }, DirSite::Flag(flag))?;
-        next.written.push((format!("{flag} `{}`", written.display()), written));
-        next.check_links()?;
-        *self = next;
-        Ok(())
-    }
-
-    /// Sets an environment variable, as `--env NAME=VALUE` does.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when the name is empty or contains `=` or NUL.
-    pub fn set_env(&mut self, name: &str, value: &str) -> Result<(), PolicyError> {
-        check_env_name(name).map_err(|e| e.key("--env"))?;
-        self.env_vars.insert(name.to_string(), value.to_string());
-        Ok(())
-    }
-
-    /// Copies an environment variable from the host when it is set there, as
-    /// `--env NAME` does.
-    ///
-    /// # Security
-    ///
-    /// The guest sees the host's value.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when the name is empty or contains `=` or NUL.
-    pub fn inherit_env(&mut self, name: &str) -> Result<(), PolicyError> {
-        check_env_name(name).map_err(|e| e.key("--env"))?;
-        if !self.env_inherit.iter().any(|n| n == name) {
-            self.env_inherit.push(name.to_string());
-        }
-        Ok(())
-    }
-
-    /// Sets where stdin comes from, as `--stdin` does.
-    ///
-    /// # Security
-    ///
-    /// [`Input::Inherit`] hands the guest this process's stdin; [`Input::File`]
-    /// lets it read that host file.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when a stdin file does not exist.
-    pub fn set_stdin(&mut self, input: Input) -> Result<(), PolicyError> {
-        if let Input::File(path) = &input
-            && !path.is_file()
-        {
-            return Err(invalid(format!(
-                "stdin file `{}` does not exist; create it or fix the path",
-                path.display()
-            ))
-            .key("--stdin"));
-        }
-        let what = "stdio.stdin file";
-        let written = match &input {
-            Input::File(path) => {
-                let written = load::absolute(path);
-                check_host_path(self, &written, what).map_err(|e| e.key("--stdin"))?;
-                Some(written)
-            }
-            _ => None,
-        };
-        self.written.retain(|(w, _)| w != what);
-        self.stdin = match written {
-            Some(written) => {
-                self.written.push((what.into(), written.clone()));
-                Input::File(host_file(&written))
-            }
-            None => input,
-        };
-        Ok(())
-    }
-
-    /// Sets `limits.fuel` from a flag.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when `fuel` is zero.
-    pub fn set_fuel(&mut self, fuel: u64, flag: &'static str) -> Result<(), PolicyError> {
-        check_limits_fuel(fuel).map_err(|e| e.key(flag))?;
-        self.limits.fuel = Setting {
-            value: Some(fuel),
-            origin: Origin::Flag(flag),
-        };
-        Ok(())
-    }
-
-    /// Sets `limits.memory` from a flag.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when the size is zero or over 4 GiB.
-    pub fn set_memory(&mut self, bytes: u64, flag: &'static str) -> Result<(), PolicyError> {
-        check_limits_memory(bytes).map_err(|e| e.key(flag))?;
-        self.limits.memory = Setting {
-            value: bytes,
-            origin: Origin::Flag(flag),
-        };
-        Ok(())
-    }
-
-    /// Sets `limits.timeout` from a flag.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when the duration is zero.
-    pub fn set_timeout(&mut self, timeout: Duration, flag: &'static str) -> Result<(), PolicyError> {
-        check_limits_timeout(timeout).map_err(|e| e.key(flag))?;
-        self.limits.timeout = Setting {
-            value: timeout,
-            origin: Origin::Flag(flag),
-        };
-        Ok(())
-    }
-
-    /// Sets `limits.module-size` from a flag.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when the size is zero.
-    pub fn set_module_size(&mut self, bytes: u64, flag: &'static str) -> Result<(), PolicyError> {
-        if bytes == 0 {
-            return Err(invalid("module size limit must be at least 1 byte").key(flag));
-        }
-        self.limits.module_size = Setting {
-            value: bytes,
-            origin: Origin::Flag(flag),
-        };
-        Ok(())
-    }
-
     // -- Accessors -----------------------------------------------------------
 
-    /// The file this policy was loaded from, if any.
+    /// Resource limits, each with where it was set.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The file this policy was loaded from, if any: the last file given to
+    /// [`PolicyBuilder::file`].
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
     }
 
-    /// Files merged into this one through `extends`, innermost base first.
+    /// Files merged into this one through `extends` (and files given to
+    /// [`PolicyBuilder::file`] before the last), innermost base first.
     pub fn extends(&self) -> &[PathBuf] {
         &self.extends
     }
@@ -746,180 +666,54 @@ impl Policy {
     pub fn net(&self) -> &NetGrants {
         &self.net
     }
+}
 
-    /// Allows outgoing HTTP requests to `entry` (`scheme://host[:port|:*]`),
-    /// as `--allow-http` does.
-    ///
-    /// # Security
-    ///
-    /// The guest may send any request, with any body, to that origin.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when the entry is malformed.
-    pub fn allow_http(&mut self, entry: &str, flag: &'static str) -> Result<(), PolicyError> {
-        let rule = HttpRule::parse(entry).map_err(|why| invalid(why).key(flag))?;
-        self.net.http.push(rule);
-        Ok(())
+/// Each limit from the layers, or its default.
+fn resolve_limits(l: LimitsLayer) -> Limits {
+    let d = Limits::default();
+    Limits {
+        fuel: l.fuel.unwrap_or(d.fuel),
+        memory: l.memory.unwrap_or(d.memory),
+        timeout: l.timeout.unwrap_or(d.timeout),
+        stack: l.stack.unwrap_or(d.stack),
+        output: l.output.unwrap_or(d.output),
+        module_size: l.module_size.unwrap_or(d.module_size),
+        handles: l.handles.unwrap_or(d.handles),
     }
+}
 
-    /// Adds a network grant, as `--allow-connect` (`TcpConnect`) and
-    /// `--allow-bind` (`TcpBind`) do.
-    ///
-    /// # Security
-    ///
-    /// The guest may then reach, or listen on, every address the entry
-    /// names; a host name grants every address it resolved to just now.
-    ///
-    /// # Errors
-    ///
-    /// A [`PolicyError`] when the entry is malformed or a host name does not
-    /// resolve.
-    pub fn allow_net(&mut self, kind: NetKind, entry: &str, flag: &'static str) -> Result<(), PolicyError> {
-        let rule = NetRule::parse(entry).map_err(|why| invalid(why).key(flag))?;
-        self.net.rules_mut(kind).push(rule);
-        Ok(())
-    }
-
-    /// Describes in plain words everything this policy grants, including the
-    /// defaults that apply, as `wasmcell check` prints it.
-    pub fn describe(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let mut line = |s: String| {
-            out.push_str(&s);
-            out.push('\n');
+/// The clocks the layers describe, refusing a `start` for host clocks or a
+/// `resolution` for frozen ones (the check each file had on its own, now on
+/// the whole). The error is placed where the mode was set, or else where
+/// the contradicting value was.
+fn resolve_clocks(
+    mode: Option<Setting<ClockMode>>,
+    start: Option<Setting<SystemTime>>,
+    resolution: Option<Setting<Duration>>,
+) -> Result<Clocks, PolicyError> {
+    check_clocks(mode.as_ref().map(|m| m.value), start.is_some(), resolution.is_some()).map_err(|e| {
+        let (key, value_origin) = match e.key_name() {
+            Some("clocks.start") => ("clocks.start", start.as_ref().map(|s| &s.origin)),
+            _ => ("clocks.resolution", resolution.as_ref().map(|r| &r.origin)),
         };
-        match &self.source {
-            Some(p) => line(format!("policy {}", p.display())),
-            None => line("policy (built in: deny all)".into()),
-        }
-        if !self.extends.is_empty() {
-            let names: Vec<_> = self.extends.iter().map(|p| p.display().to_string()).collect();
-            line(format!("  extends {}", names.join(", ")));
-        }
-        line("filesystem:".into());
-        if self.dirs.is_empty() {
-            line("  no directories: the guest sees no files at all".into());
-        }
-        for d in &self.dirs {
-            let what = match d.access {
-                Access::ReadOnly => "read-only: the guest can list and read, and change nothing",
-                Access::ReadWrite => "read-write: the guest can create, change and delete files inside",
-            };
-            line(format!("  {} -> host {} ({what})", d.guest, d.host.display()));
-        }
-        line("environment:".into());
-        if self.env_vars.is_empty() && self.env_inherit.is_empty() {
-            line("  empty: no variables are visible".into());
-        }
-        for (k, v) in &self.env_vars {
-            line(format!("  {k}={v}"));
-        }
-        for k in &self.env_inherit {
-            let now = match std::env::var_os(k) {
-                Some(_) => "set on this host now",
-                None => "not set on this host now",
-            };
-            line(format!("  {k} copied from the host when set there ({now})"));
-        }
-        let input = match &self.stdin {
-            Input::Null => "closed (reads end-of-file)".to_string(),
-            Input::Inherit => "the host's stdin".to_string(),
-            Input::File(p) => format!("read from {}", p.display()),
-        };
-        let output = |o: &Output, name: &str| match o {
-            Output::Null => "discarded".to_string(),
-            Output::Inherit => format!("the host's {name}"),
-            Output::File(p) => format!("written to {} (truncated at start)", p.display()),
-        };
-        line("stdio:".into());
-        line(format!("  stdin: {input}"));
-        line(format!("  stdout: {}", output(&self.stdout, "stdout")));
-        line(format!("  stderr: {}", output(&self.stderr, "stderr")));
-        line("clocks:".into());
-        match &self.clocks {
-            Clocks::Host { resolution: None } => line("  the host's clocks at full resolution".into()),
-            Clocks::Host { resolution: Some(r) } => line(format!(
-                "  the host's clocks, rounded down to {}",
-                humantime::format_duration(*r)
-            )),
-            Clocks::Frozen { start } => line(format!(
-                "  frozen: wall clock stands at {}, monotonic clock at 0",
-                humantime::format_rfc3339(*start)
-            )),
-        }
-        line("randomness:".into());
-        match self.seed {
-            Some(seed) => line(format!(
-                "  deterministic, seeded with {seed} (not secret: never use it for keys)"
-            )),
-            None => line("  host entropy".into()),
-        }
-        line("network (components only: core modules have no socket API):".into());
-        let n = &self.net;
-        if !n.any_tcp() && !n.any_udp() {
-            line("  no sockets".into());
-        }
-        for (kind, what) in [
-            (NetKind::TcpConnect, "may open TCP connections to"),
-            (NetKind::TcpBind, "may bind and listen for TCP connections on"),
-            (NetKind::UdpBind, "may bind UDP sockets on"),
-            (NetKind::UdpSend, "may send UDP datagrams to"),
-        ] {
-            for rule in n.rules(kind) {
-                line(format!("  {what} {rule}"));
-            }
-        }
-        line(if n.dns {
-            "  name lookups allowed".into()
-        } else {
-            "  no name lookups".into()
-        });
-        if n.http.is_empty() {
-            line("  no outgoing HTTP requests".into());
-        }
-        for rule in &n.http {
-            line(format!("  may make HTTP requests to {rule}"));
-        }
-        line("limits:".into());
-        let l = &self.limits;
-        let mut limit = |key: &str, value: String, origin: &Origin| {
-            let from = match origin {
-                Origin::Default => "default".to_string(),
-                Origin::File(p) => format!("from {}", p.display()),
-                Origin::Flag(f) => format!("from {f}"),
-            };
-            let _ = writeln!(out, "  {key}: {value} ({from})");
-        };
-        limit(
-            "fuel",
-            match l.fuel.value {
-                Some(n) => format!("{n} units"),
-                None => "not metered (the timeout still applies)".into(),
+        let origin = mode
+            .as_ref()
+            .map(|m| &m.origin)
+            .or(value_origin)
+            .unwrap_or(&Origin::Default);
+        locate(e, origin, key)
+    })?;
+    Ok(match mode.map_or(ClockMode::Host, |m| m.value) {
+        ClockMode::Host => Clocks::Host {
+            resolution: resolution.map(|r| r.value),
+        },
+        ClockMode::Frozen => Clocks::Frozen {
+            start: match start {
+                Some(s) => s.value,
+                None => humantime::parse_rfc3339(DEFAULT_FROZEN_START).expect("valid constant"),
             },
-            &l.fuel.origin,
-        );
-        limit("memory", ByteSize(l.memory.value).to_string(), &l.memory.origin);
-        limit(
-            "timeout",
-            humantime::format_duration(l.timeout.value).to_string(),
-            &l.timeout.origin,
-        );
-        limit("stack", ByteSize(l.stack.value).to_string(), &l.stack.origin);
-        limit("output", ByteSize(l.output.value).to_string(), &l.output.origin);
-        limit(
-            "module-size",
-            ByteSize(l.module_size.value).to_string(),
-            &l.module_size.origin,
-        );
-        limit(
-            "handles",
-            format!("{} open at once", l.handles.value),
-            &l.handles.origin,
-        );
-        out
-    }
+        },
+    })
 }
 
 #[cfg(test)]
@@ -942,10 +736,10 @@ mod tests {
     #[test]
     fn test_limits_fuel() {
         assert_eq!(
-            parse("[limits]\nfuel = 2_000_000").unwrap().limits.fuel.value,
+            parse("[limits]\nfuel = 2_000_000").unwrap().limits().fuel.value,
             Some(2_000_000)
         );
-        assert_eq!(parse("").unwrap().limits.fuel.value, None);
+        assert_eq!(parse("").unwrap().limits().fuel.value, None);
         let e = err("[limits]\nfuel = 0");
         assert_eq!(e.line(), Some(2));
         assert!(e.to_string().contains("remove it to turn metering off"), "{e}");
@@ -955,12 +749,12 @@ mod tests {
     #[test]
     fn test_limits_memory() {
         assert_eq!(
-            parse("[limits]\nmemory = \"256 MiB\"").unwrap().limits.memory.value,
+            parse("[limits]\nmemory = \"256 MiB\"").unwrap().limits().memory.value,
             256 << 20
         );
-        assert_eq!(parse("[limits]\nmemory = 65536").unwrap().limits.memory.value, 65536);
+        assert_eq!(parse("[limits]\nmemory = 65536").unwrap().limits().memory.value, 65536);
         assert_eq!(
-            parse("[limits]\nmemory = \"1GB\"").unwrap().limits.memory.value,
+            parse("[limits]\nmemory = \"1GB\"").unwrap().limits().memory.value,
             1_000_000_000
         );
         let e = err("[limits]\nmemory = \"12 parsecs\"");
@@ -976,10 +770,10 @@ mod tests {
     #[test]
     fn test_limits_timeout() {
         assert_eq!(
-            parse("[limits]\ntimeout = \"1m 30s\"").unwrap().limits.timeout.value,
+            parse("[limits]\ntimeout = \"1m 30s\"").unwrap().limits().timeout.value,
             Duration::from_secs(90)
         );
-        assert_eq!(parse("").unwrap().limits.timeout.value, Limits::DEFAULT_TIMEOUT);
+        assert_eq!(parse("").unwrap().limits().timeout.value, Limits::DEFAULT_TIMEOUT);
         assert!(
             err("[limits]\ntimeout = \"soon\"")
                 .to_string()
@@ -1001,20 +795,24 @@ mod tests {
     fn r_timeout_is_bounded() {
         let msg = err("[limits]\ntimeout = \"100000000 years\"").to_string();
         assert!(msg.contains("at most 30days"), "{msg}");
-        let mut p = Policy::deny_all();
-        assert!(p.set_timeout(Duration::from_secs(u64::MAX), "--timeout").is_err());
+        let e = Policy::builder()
+            .origin(Origin::Flag("--timeout"))
+            .timeout(Duration::from_secs(u64::MAX))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().starts_with("--timeout: limits.timeout must be"), "{e}");
     }
 
     #[test]
     fn test_limits_stack_output_module_size() {
         let p = parse("[limits]\nstack = \"2 MiB\"\noutput = \"1 KiB\"\nmodule-size = \"1 MiB\"").unwrap();
-        assert_eq!(p.limits.stack.value, 2 << 20);
-        assert_eq!(p.limits.output.value, 1024);
-        assert_eq!(p.limits.module_size.value, 1 << 20);
+        assert_eq!(p.limits().stack.value, 2 << 20);
+        assert_eq!(p.limits().output.value, 1024);
+        assert_eq!(p.limits().module_size.value, 1 << 20);
         assert!(err("[limits]\nstack = 16").to_string().contains("between 4 KiB"));
-        assert!(err("[limits]\nmodule-size = 0").to_string().contains("at least 1 byte"));
-        assert_eq!(parse("[limits]\nhandles = 64").unwrap().limits.handles.value, 64);
-        assert_eq!(parse("").unwrap().limits.handles.value, Limits::DEFAULT_HANDLES);
+        assert!(err("[limits]\nmodule-size = 0").to_string().contains("between 1 byte"));
+        assert_eq!(parse("[limits]\nhandles = 64").unwrap().limits().handles.value, 64);
+        assert_eq!(parse("").unwrap().limits().handles.value, Limits::DEFAULT_HANDLES);
         assert!(
             err("[limits]\nhandles = 2")
                 .to_string()
@@ -1143,9 +941,9 @@ mod tests {
         )
         .unwrap();
         let p = Policy::from_file(d.join("top.toml")).unwrap();
-        assert_eq!(p.limits.fuel.value, Some(20), "scalars: the extending file wins");
-        assert_eq!(p.limits.fuel.origin, Origin::File(d.join("top.toml")));
-        assert_eq!(p.limits.memory.value, 1 << 20, "unset scalars come from the base");
+        assert_eq!(p.limits().fuel.value, Some(20), "scalars: the extending file wins");
+        assert_eq!(p.limits().fuel.origin, Origin::File(d.join("top.toml")));
+        assert_eq!(p.limits().memory.value, 1 << 20, "unset scalars come from the base");
         assert_eq!(p.dirs().len(), 2, "lists are concatenated");
         assert_eq!(p.env_vars()["A"], "top");
         assert_eq!(p.env_vars()["B"], "base");
@@ -1155,6 +953,7 @@ mod tests {
         std::fs::write(d.join("y.toml"), "extends = [\"x.toml\"]\n").unwrap();
         let e = Policy::from_file(d.join("x.toml")).unwrap_err();
         assert!(matches!(e.kind(), PolicyErrorKind::Cycle(_)), "{e}");
+        assert_eq!(e.path(), Some(d.join("x.toml").as_path()), "{e}");
         assert!(e.to_string().contains("cycle"));
 
         std::fs::write(d.join("lost.toml"), "\nextends = [\"nowhere.toml\"]\n").unwrap();
@@ -1183,24 +982,173 @@ mod tests {
     }
 
     #[test]
-    fn cli_adjustments_validate() {
-        let mut p = Policy::deny_all();
-        assert!(p.grant_dir("/definitely/not/here", "/x", Access::ReadOnly).is_err());
-        assert!(p.set_env("A=B", "c").is_err());
-        assert!(p.set_fuel(0, "--fuel").is_err());
-        assert!(p.set_stdin(Input::File("/definitely/not/here.txt".into())).is_err());
-        p.set_stdin(Input::Inherit).unwrap();
+    fn builder_setters_validate() {
+        let refused = |b: PolicyBuilder| b.build().expect_err("the value should be refused");
+        assert!(matches!(
+            refused(Policy::builder().grant_dir("/definitely/not/here", "/x", Access::ReadOnly)).kind(),
+            PolicyErrorKind::MissingDir(_)
+        ));
+        assert!(
+            refused(Policy::builder().env("A=B", "c"))
+                .to_string()
+                .contains("env.vars")
+        );
+        assert!(refused(Policy::builder().fuel(0)).to_string().contains("limits.fuel"));
+        let e = refused(Policy::builder().stdin(Input::File("/definitely/not/here.txt".into())));
+        assert_eq!(e.key_name(), Some("stdio.stdin"), "{e}");
+        let p = Policy::builder()
+            .stdin(Input::Inherit)
+            .origin(Origin::Flag("--fuel"))
+            .fuel(5)
+            .grant_dir(std::env::temp_dir(), "/tmp", Access::ReadOnly)
+            .grant_dir(std::env::temp_dir(), "/tmp", Access::ReadWrite)
+            .build()
+            .unwrap();
         assert_eq!(p.stdin(), &Input::Inherit);
-        p.set_fuel(5, "--fuel").unwrap();
-        assert_eq!(p.limits.fuel.origin, Origin::Flag("--fuel"));
-        p.grant_dir(std::env::temp_dir(), "/tmp", Access::ReadOnly).unwrap();
-        p.grant_dir(std::env::temp_dir(), "/tmp", Access::ReadWrite).unwrap();
+        assert_eq!(p.limits().fuel.origin, Origin::Flag("--fuel"));
         assert_eq!(p.dirs().len(), 1);
         assert_eq!(
             p.dirs()[0].access,
             Access::ReadWrite,
             "a later grant of the same dir overrides access"
         );
+    }
+
+    // See: #10
+    #[test]
+    fn r10_a_later_layer_overrides_a_file_and_keeps_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[limits]\nfuel = 10\nmemory = \"1 MiB\"\n[env]\nvars = { A = \"file\" }\n",
+        )
+        .unwrap();
+        let p = Policy::builder()
+            .file(&file)
+            .unwrap()
+            .origin(Origin::Flag("--fuel"))
+            .fuel(20)
+            .env("A", "api")
+            .build()
+            .unwrap();
+        assert_eq!(p.limits().fuel.value, Some(20));
+        assert_eq!(p.limits().fuel.origin, Origin::Flag("--fuel"));
+        assert_eq!(
+            p.limits().memory.origin,
+            Origin::File(file.clone()),
+            "values not set again stay the file's"
+        );
+        assert_eq!(p.env_vars()["A"], "api");
+        assert_eq!(p.source(), Some(file.as_path()));
+        // Origin marks the next setter only.
+        let p = Policy::builder()
+            .origin(Origin::Flag("--memory"))
+            .memory(1 << 20)
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        assert_eq!(p.limits().memory.origin, Origin::Flag("--memory"));
+        assert_eq!(p.limits().timeout.origin, Origin::Api);
+        assert_eq!(
+            p.limits().timeout.origin.describe("limits.timeout"),
+            "limits.timeout set through the API"
+        );
+    }
+
+    // See: #10
+    #[test]
+    fn r10_a_refused_value_names_the_flag_or_the_key() {
+        let from_api = Policy::builder().memory(0).build().unwrap_err().to_string();
+        assert!(
+            from_api.starts_with("limits.memory must be between 1 byte and 4 GiB"),
+            "{from_api}"
+        );
+        assert!(!from_api.contains("--"), "the library names no flag: {from_api}");
+        let from_flag = Policy::builder()
+            .origin(Origin::Flag("--memory"))
+            .memory(0)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(from_flag.starts_with("--memory: limits.memory must be"), "{from_flag}");
+        let env = Policy::builder().inherit_env("").build().unwrap_err().to_string();
+        assert!(
+            env.starts_with("env.inherit: invalid environment variable name"),
+            "{env}"
+        );
+        // The first refusal is the one reported.
+        let first = Policy::builder().stack(1).fuel(0).build().unwrap_err();
+        assert_eq!(first.key_name(), Some("limits.stack"));
+    }
+
+    // See: #10
+    #[test]
+    fn r10_limits_output_is_bounded_in_files_and_code() {
+        let e = err("[limits]\noutput = 0");
+        assert_eq!((e.key_name(), e.line()), (Some("limits.output"), Some(2)), "{e}");
+        assert!(e.to_string().contains("between 1 byte and 4 GiB, not 0 B"), "{e}");
+        assert!(err("[limits]\noutput = \"1 TiB\"").to_string().contains("4 GiB"));
+        assert!(Policy::builder().output(u64::MAX).build().is_err());
+        assert_eq!(Policy::builder().output(1).build().unwrap().limits().output.value, 1);
+    }
+
+    #[test]
+    fn clock_contradictions_across_layers_name_the_layer_that_set_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.toml");
+        std::fs::write(&base, "[clocks]\nmode = \"frozen\"\nstart = \"2020-02-02T00:00:00Z\"\n").unwrap();
+        let top = dir.path().join("top.toml");
+        std::fs::write(&top, "extends = [\"base.toml\"]\n[clocks]\nmode = \"host\"\n").unwrap();
+        let e = Policy::from_file(&top).unwrap_err();
+        assert_eq!(
+            (e.path(), e.key_name()),
+            (Some(top.as_path()), Some("clocks.start")),
+            "{e}"
+        );
+        // The same check, for a mode set in code over the file.
+        let e = Policy::builder()
+            .file(&base)
+            .unwrap()
+            .origin(Origin::Flag("--frozen"))
+            .clocks(Clocks::Frozen {
+                start: SystemTime::UNIX_EPOCH,
+            })
+            .toml("[clocks]\nresolution = \"1ms\"\n", dir.path())
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(e.key_name(), Some("--frozen"), "{e}");
+        assert!(
+            e.to_string().starts_with("--frozen: clocks.resolution only applies"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn builder_clocks_replace_the_files_clocks() {
+        let frozen = "[clocks]\nmode = \"frozen\"\nstart = \"2020-02-02T00:00:00Z\"\n";
+        let p = Policy::builder()
+            .toml(frozen, std::env::temp_dir())
+            .unwrap()
+            .clocks(Clocks::Host {
+                resolution: Some(Duration::from_millis(1)),
+            })
+            .build()
+            .unwrap();
+        assert_eq!(
+            p.clocks(),
+            &Clocks::Host {
+                resolution: Some(Duration::from_millis(1))
+            }
+        );
+        let e = Policy::builder()
+            .clocks(Clocks::Host {
+                resolution: Some(Duration::ZERO),
+            })
+            .build()
+            .unwrap_err();
+        assert_eq!(e.key_name(), Some("clocks.resolution"));
     }
 
     #[test]
@@ -1245,14 +1193,28 @@ mod tests {
         );
 
         // Flags are checked against file grants, and name both sites.
-        let mut p = Policy::from_file(d.join("base.toml")).unwrap();
-        p.grant_dir(d.join("outer/inner"), "/c", Access::ReadOnly).unwrap();
-        let e = p.grant_dir(d.join("outer"), "/w", Access::ReadWrite).unwrap_err();
+        let e = Policy::builder()
+            .file(d.join("base.toml"))
+            .unwrap()
+            .origin(Origin::Flag("--ro-dir"))
+            .grant_dir(d.join("outer/inner"), "/c", Access::ReadOnly)
+            .origin(Origin::Flag("--dir"))
+            .grant_dir(d.join("outer"), "/w", Access::ReadWrite)
+            .build()
+            .unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("--dir: read-write grant"), "{msg}");
         assert!(msg.contains("is the same directory as read-only grant"), "{msg}");
         assert!(msg.contains(&format!("({}:2)", d.join("base.toml").display())), "{msg}");
-        assert_eq!(p.dirs().len(), 3, "the refused grant was not added");
+        // Through the API, the grant is named as such, and the key is the policy's.
+        let e = Policy::builder()
+            .file(d.join("base.toml"))
+            .unwrap()
+            .grant_dir(d.join("outer"), "/w", Access::ReadWrite)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.key_name(), Some("fs.dirs"), "{e}");
+        assert!(e.to_string().contains("(granted through the API)"), "{e}");
     }
 
     #[test]
@@ -1273,17 +1235,24 @@ mod tests {
         // The same link is an ordinary link when no grant lets a guest change it.
         Policy::from_toml(inputs, d).unwrap();
         // Whichever comes first.
-        let mut p = Policy::deny_all();
-        p.grant_dir(d.join("work/inputs"), "/inputs", Access::ReadOnly).unwrap();
-        assert!(p.grant_dir(d.join("work"), "/work", Access::ReadWrite).is_err());
+        let p = Policy::builder()
+            .grant_dir(d.join("work/inputs"), "/inputs", Access::ReadOnly)
+            .grant_dir(d.join("work"), "/work", Access::ReadWrite)
+            .build();
+        assert!(p.is_err());
 
         let stdout = "[stdio]\nstdout = { file = \"work/inputs/out.log\" }\n";
         let msg = Policy::from_toml(&format!("{rw}{stdout}"), d).unwrap_err().to_string();
         assert!(msg.contains("stdio.stdout file: `"), "{msg}");
-        let mut p = Policy::from_toml(rw, d).unwrap();
         std::fs::write(d.join("in.txt"), "x").unwrap();
-        let e = p.set_stdin(Input::File(d.join("work/inputs/in.txt"))).unwrap_err();
+        let e = Policy::builder()
+            .toml(rw, d)
+            .unwrap()
+            .origin(Origin::Flag("--stdin"))
+            .stdin(Input::File(d.join("work/inputs/in.txt")))
+            .build()
+            .unwrap_err();
         assert!(matches!(e.kind(), PolicyErrorKind::UnsafePath { .. }), "{e}");
-        assert_eq!(p.stdin(), &Input::Null, "a refused stdin is not set");
+        assert!(e.to_string().starts_with("--stdin: stdio.stdin file: `"), "{e}");
     }
 }

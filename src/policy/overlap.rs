@@ -18,8 +18,26 @@ use std::path::{Path, PathBuf};
 pub(crate) enum DirSite {
     /// A `[[fs.dirs]]` entry: the file and the line of its `host`.
     File(PathBuf, usize),
-    /// A command-line flag (`--dir`, `--ro-dir`) or an API call.
+    /// A command-line flag (`--dir`, `--ro-dir`).
     Flag(&'static str),
+    /// [`PolicyBuilder::grant_dir`](super::PolicyBuilder::grant_dir) called in code.
+    Api,
+}
+
+impl DirSite {
+    /// `e`, placed at this grant: its file and line, or its flag.
+    pub(super) fn locate(&self, mut e: PolicyError) -> PolicyError {
+        match self {
+            DirSite::File(path, line) => {
+                e.path = Some(path.clone());
+                e.line = Some(*line);
+                e.key = Some("fs.dirs".into());
+            }
+            DirSite::Flag(flag) => e.key = Some((*flag).into()),
+            DirSite::Api => e.key = Some("fs.dirs".into()),
+        }
+        e
+    }
 }
 
 impl fmt::Display for DirSite {
@@ -27,6 +45,7 @@ impl fmt::Display for DirSite {
         match self {
             DirSite::File(path, line) => write!(f, "{}:{line}", path.display()),
             DirSite::Flag(flag) => f.write_str(flag),
+            DirSite::Api => f.write_str("granted through the API"),
         }
     }
 }
@@ -48,19 +67,11 @@ pub(super) fn check_overlap<'a>(
             (old, new)
         };
         if reaches(&writable.0.host, &other.0.host) {
-            let mut err = PolicyError::new(PolicyErrorKind::OverlappingGrants {
+            let err = PolicyError::new(PolicyErrorKind::OverlappingGrants {
                 writable: Box::new((writable.0.clone(), writable.1.to_string())),
                 other: Box::new((other.0.clone(), other.1.to_string())),
             });
-            match new.1 {
-                DirSite::File(path, line) => {
-                    err.path = Some(path.clone());
-                    err.line = Some(*line);
-                    err.key = Some("fs.dirs".into());
-                }
-                DirSite::Flag(flag) => err.key = Some((*flag).into()),
-            }
-            return Err(err);
+            return Err(new.1.locate(err));
         }
     }
     Ok(())
@@ -186,7 +197,7 @@ mod tests {
         let (s1, s2) = (DirSite::Flag("--dir"), DirSite::File(file.clone(), 7));
         let e = check_overlap([(&rw, &s1)], (&ro, &s2)).unwrap_err();
         assert_eq!((e.path(), e.line()), (Some(file.as_path()), Some(7)));
-        assert!(e.to_string().starts_with("p.toml:7: fs.dirs: read-write grant"), "{e}");
+        assert!(e.to_string().starts_with("p.toml:7: read-write grant"), "{e}");
         assert!(e.to_string().contains("(--dir)"), "{e}");
     }
 }

@@ -948,3 +948,30 @@ fn r9_error_messages_escape_guest_names() {
         stderr(&out)
     );
 }
+
+/// A value from a flag is refused by the same check as the same value in a
+/// file, and the message names the flag the user typed.
+// See: #10
+#[test]
+fn r10_flags_are_checked_like_file_values() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--max-module-size", "2GiB"],
+            "--max-module-size: limits.module-size must be between 1 byte and 1 GiB",
+        ),
+        (
+            &["--max-module-size", "0"],
+            "--max-module-size: limits.module-size must be between 1 byte",
+        ),
+        (
+            &["--memory", "8GiB"],
+            "--memory: limits.memory must be between 1 byte and 4 GiB",
+        ),
+        (&["--fuel", "0"], "--fuel: limits.fuel must be at least 1"),
+    ];
+    for (flags, needle) in cases {
+        let out = run(&[&["run"], flags, &[HELLO]].concat());
+        assert_exit(&out, 2, &[needle]);
+        assert_eq!(stdout(&out), "", "{flags:?}: nothing ran");
+    }
+}

@@ -8,9 +8,7 @@ use wasmcell::{Policy, Status};
 wasmcell_artifacts::foreach_cpu!(assert_test_exists);
 
 fn metered() -> Policy {
-    let mut policy = Policy::deny_all();
-    policy.set_fuel(10_000_000_000, "--fuel").unwrap();
-    policy
+    Policy::builder().fuel(10_000_000_000).build().unwrap()
 }
 
 /// Runs `guest` twice under fuel and checks the answer and that both runs

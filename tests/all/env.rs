@@ -57,10 +57,12 @@ fn env_inherit_copies_only_listed_vars_that_are_set() {
         "the test needs PATH set on the host"
     );
 
-    let mut policy = Policy::deny_all();
-    policy.inherit_env(INHERITED).unwrap();
-    policy.inherit_env(NEVER_SET).unwrap();
-    policy.set_env("EXPLICIT", "1").unwrap();
+    let policy = Policy::builder()
+        .inherit_env(INHERITED)
+        .inherit_env(NEVER_SET)
+        .env("EXPLICIT", "1")
+        .build()
+        .unwrap();
     for guest in both(ENV_VARS, ENV_VARS_COMPONENT) {
         let env = guest_env(&policy, guest);
         assert_eq!(
@@ -108,13 +110,17 @@ fn env_set_value_beats_inherited_value() {
     }
 }
 
-/// `set_env` (what `--env NAME=VALUE` does) overrides the value from the policy file.
+/// `PolicyBuilder::env` (what `--env NAME=VALUE` does) overrides the value from the policy file.
 #[test]
 fn env_set_env_overrides_file_value() {
     let dir = tempfile::tempdir().unwrap();
-    let mut policy = policy_toml("[env]\nvars = { LANG = \"C.UTF-8\", KEEP = \"kept\" }\n", dir.path());
-    policy.set_env("LANG", "fr_FR.UTF-8").unwrap();
-    policy.set_env("ADDED", "new").unwrap();
+    let policy = Policy::builder()
+        .toml("[env]\nvars = { LANG = \"C.UTF-8\", KEEP = \"kept\" }\n", dir.path())
+        .unwrap()
+        .env("LANG", "fr_FR.UTF-8")
+        .env("ADDED", "new")
+        .build()
+        .unwrap();
     assert_eq!(policy.env_vars()["LANG"], "fr_FR.UTF-8");
     for guest in both(ENV_VARS, ENV_VARS_COMPONENT) {
         assert_eq!(

@@ -68,13 +68,11 @@ fn denied_lines(lines: &[&str]) -> String {
 }
 
 fn grant(dirs: &[(&Path, &str, Access)]) -> Policy {
-    let mut policy = Policy::deny_all();
+    let mut policy = Policy::builder();
     for (host, guest, access) in dirs {
-        policy
-            .grant_dir(host, guest, *access)
-            .unwrap_or_else(|e| panic!("granting {}: {e}", host.display()));
+        policy = policy.grant_dir(host, guest, *access);
     }
-    policy
+    policy.build().unwrap_or_else(|e| panic!("granting {dirs:?}: {e}"))
 }
 
 /// A tempdir holding `outside.txt`, `secret/secret.txt` and the directory `data/` that the
@@ -431,9 +429,11 @@ fn r9_one_dir_read_write_and_read_only_is_refused() {
         (("/rw", Access::ReadWrite), ("/data", Access::ReadOnly)),
         (("/data", Access::ReadOnly), ("/rw", Access::ReadWrite)),
     ] {
-        let mut policy = Policy::deny_all();
-        policy.grant_dir(&shared, first.0, first.1).unwrap();
-        let err = policy.grant_dir(&shared, second.0, second.1).unwrap_err();
+        let err = Policy::builder()
+            .grant_dir(&shared, first.0, first.1)
+            .grant_dir(&shared, second.0, second.1)
+            .build()
+            .unwrap_err();
         match err.kind() {
             wasmcell::PolicyErrorKind::OverlappingGrants { writable, other } => {
                 assert_eq!((writable.0.guest.as_str(), other.0.guest.as_str()), ("/rw", "/data"));
@@ -444,7 +444,6 @@ fn r9_one_dir_read_write_and_read_only_is_refused() {
             err.to_string().contains("is the same directory as read-only grant"),
             "{err}"
         );
-        assert_eq!(policy.dirs().len(), 1, "the refused grant was not added");
     }
 }
 
@@ -831,7 +830,7 @@ fn r9_read_write_grant_over_a_read_only_one_is_refused() {
         assert_refused(
             &out,
             &[&format!(
-                "{f}:7: fs.dirs: read-write grant `{d_str}` at guest path `/rw` ({f}:7) contains read-only grant `{inner}` at guest path `/ro` ({f}:2)"
+                "{f}:7: read-write grant `{d_str}` at guest path `/rw` ({f}:7) contains read-only grant `{inner}` at guest path `/ro` ({f}:2)"
             )],
         );
         assert!(out.stdout.is_empty(), "{args:?}");

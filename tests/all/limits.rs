@@ -4,29 +4,31 @@
 
 use crate::{assert_status, assert_test_exists, both, policy_toml, run, stdout};
 use std::time::Duration;
-use wasmcell::{LoadError, LoadErrorKind, Outcome, Policy, Program, Sandbox, Status};
+use wasmcell::{LoadError, LoadErrorKind, Origin, Outcome, Policy, PolicyBuilder, Program, Sandbox, Status};
 
 wasmcell_artifacts::foreach_limits!(assert_test_exists);
 
 const MIB: u64 = 1 << 20;
 
-/// `deny_all` adjusted by `f`, the way the CLI's flags adjust a policy.
-fn policy(f: impl FnOnce(&mut Policy)) -> Policy {
-    let mut p = Policy::deny_all();
+/// `deny_all` with the layer `f` sets over it, the way the CLI's flags are.
+fn policy(f: impl FnOnce(&mut PolicyBuilder)) -> Policy {
+    let mut p = Policy::builder();
     f(&mut p);
-    p
+    p.build().expect("test policy is valid")
 }
 
-fn timeout(p: &mut Policy, ms: u64) {
-    p.set_timeout(Duration::from_millis(ms), "--timeout").unwrap();
+fn timeout(p: &mut PolicyBuilder, ms: u64) {
+    *p = std::mem::take(p)
+        .origin(Origin::Flag("--timeout"))
+        .timeout(Duration::from_millis(ms));
 }
 
-fn fuel(p: &mut Policy, units: u64) {
-    p.set_fuel(units, "--fuel").unwrap();
+fn fuel(p: &mut PolicyBuilder, units: u64) {
+    *p = std::mem::take(p).origin(Origin::Flag("--fuel")).fuel(units);
 }
 
-fn memory(p: &mut Policy, bytes: u64) {
-    p.set_memory(bytes, "--memory").unwrap();
+fn memory(p: &mut PolicyBuilder, bytes: u64) {
+    *p = std::mem::take(p).origin(Origin::Flag("--memory")).memory(bytes);
 }
 
 fn sandbox(policy: Policy) -> Sandbox {
@@ -91,7 +93,7 @@ fn limits_fd_exhaustion() {
         );
 
         // The default cap applies without any [limits] entry.
-        let default = run(with_handles(Policy::deny_all().limits.handles.value), guest, &[]);
+        let default = run(with_handles(Policy::deny_all().limits().handles.value), guest, &[]);
         assert_status(&default, Status::Trap);
         assert!(
             !stdout(&default).contains("holding 1280 handles"),

@@ -29,7 +29,7 @@ fn every_bundled_policy_loads() {
         if path.extension().is_some_and(|e| e == "toml") && !is_expectations {
             let policy = Policy::from_file(&path).unwrap_or_else(|e| panic!("bundled policy is invalid: {e}"));
             assert_eq!(policy.source(), Some(path.as_path()));
-            let description = policy.describe();
+            let description = wasmcell::policy::describe(&policy);
             assert!(!description.trim().is_empty(), "{}", path.display());
             assert!(description.contains("limits:"), "{}:\n{description}", path.display());
             found.push(path);
@@ -61,15 +61,15 @@ fn deny_all_grants_nothing() {
     assert!(p.env_vars().is_empty());
     assert!(p.env_inherit().is_empty());
     assert!(p.guest_env().is_empty());
-    assert_eq!(p.limits.fuel.value, None);
+    assert_eq!(p.limits().fuel.value, None);
     // The file spells out the built-in defaults, so it equals the built-in
     // policy in everything but where each value came from.
     let builtin = Policy::deny_all();
-    assert_eq!(p.limits.memory.value, builtin.limits.memory.value);
-    assert_eq!(p.limits.timeout.value, builtin.limits.timeout.value);
-    assert_eq!(p.limits.stack.value, builtin.limits.stack.value);
-    assert_eq!(p.limits.output.value, builtin.limits.output.value);
-    assert_eq!(p.limits.module_size.value, builtin.limits.module_size.value);
+    assert_eq!(p.limits().memory.value, builtin.limits().memory.value);
+    assert_eq!(p.limits().timeout.value, builtin.limits().timeout.value);
+    assert_eq!(p.limits().stack.value, builtin.limits().stack.value);
+    assert_eq!(p.limits().output.value, builtin.limits().output.value);
+    assert_eq!(p.limits().module_size.value, builtin.limits().module_size.value);
     assert_eq!(p.stdin(), builtin.stdin());
     assert_eq!(p.clocks(), builtin.clocks());
     assert_eq!(p.seed(), None);
@@ -86,7 +86,7 @@ fn read_only_grants_data_read_only_over_deny_all() {
     assert_eq!(p.extends().len(), 1);
     assert!(p.extends()[0].ends_with("deny-all.toml"), "{:?}", p.extends());
     assert_eq!(
-        p.limits.memory.origin,
+        p.limits().memory.origin,
         Origin::File(p.extends()[0].clone()),
         "limits come from the file it extends"
     );
@@ -99,7 +99,7 @@ fn scratch_grants_data_and_scratch() {
     let dirs: Vec<(&str, Access)> = p.dirs().iter().map(|d| (d.guest.as_str(), d.access)).collect();
     assert_eq!(dirs, [("/data", Access::ReadOnly), ("/scratch", Access::ReadWrite)]);
     assert_eq!(p.dirs()[1].host, policies_dir().join("scratch").canonicalize().unwrap());
-    assert_eq!(p.limits.timeout.value, Duration::from_secs(30));
+    assert_eq!(p.limits().timeout.value, Duration::from_secs(30));
 }
 
 #[test]
@@ -108,16 +108,16 @@ fn deterministic_freezes_clocks_and_seeds_randomness() {
     let y2k = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800);
     assert_eq!(p.clocks(), &Clocks::Frozen { start: y2k });
     assert_eq!(p.seed(), Some(42));
-    assert!(p.limits.fuel.value.is_some());
+    assert!(p.limits().fuel.value.is_some());
 }
 
 #[test]
 fn tight_has_small_budgets() {
     let p = bundled("tight.toml");
-    assert_eq!(p.limits.fuel.value, Some(50_000_000));
-    assert_eq!(p.limits.memory.value, 16 << 20);
-    assert_eq!(p.limits.timeout.value, Duration::from_secs(2));
-    assert_eq!(p.limits.output.value, 64 << 10);
+    assert_eq!(p.limits().fuel.value, Some(50_000_000));
+    assert_eq!(p.limits().memory.value, 16 << 20);
+    assert_eq!(p.limits().timeout.value, Duration::from_secs(2));
+    assert_eq!(p.limits().output.value, 64 << 10);
     assert!(p.dirs().is_empty());
 }
 
@@ -302,7 +302,7 @@ fn r9_repeated_extends_load_each_file_once() {
     let (code, err) = wasmcell(&["check", s(&top)]);
     assert_eq!(code, Some(0), "{err}");
     let policy = Policy::from_file(&top).unwrap();
-    assert_eq!(policy.limits.fuel.value, Some(10));
+    assert_eq!(policy.limits().fuel.value, Some(10));
     assert_eq!(policy.dirs().len(), 1);
     assert_eq!(
         policy.net().tcp_connect.len(),
@@ -340,7 +340,7 @@ fn r9_diamond_applies_the_shared_base_where_each_parent_names_it() {
     let top = write(dir.path(), "top.toml", "extends = [\"left.toml\", \"right.toml\"]\n");
     let policy = Policy::from_file(&top).unwrap();
     assert_eq!(
-        policy.limits.fuel.value,
+        policy.limits().fuel.value,
         Some(10),
         "base, through right, wins over left"
     );

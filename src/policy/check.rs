@@ -1,0 +1,276 @@
+//! One check per policy value, used by every layer: a value from a file, a
+//! command-line flag or an API call is refused by the same function with the
+//! same words. The caller says where the value came from (a file's line, a
+//! flag, a key), so these functions name only the key.
+
+use super::error::{PolicyError, invalid};
+use super::file::ClockMode;
+use super::{ByteSize, Limits};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// `limits.fuel`: at least one unit; metering is turned off by leaving it out.
+pub(super) fn check_limits_fuel(fuel: u64) -> Result<(), PolicyError> {
+    if fuel == 0 {
+        return Err(invalid(
+            "limits.fuel must be at least 1; remove it to turn metering off",
+        ));
+    }
+    Ok(())
+}
+
+/// `limits.memory`: 1 byte to what a wasm32 guest can address.
+pub(super) fn check_limits_memory(bytes: u64) -> Result<(), PolicyError> {
+    check_size("limits.memory", bytes, 1, Limits::MAX_MEMORY)
+}
+
+/// `limits.timeout`: longer than zero, at most [`Limits::MAX_TIMEOUT`].
+pub(super) fn check_limits_timeout(timeout: Duration) -> Result<(), PolicyError> {
+    if timeout.is_zero() || timeout > Limits::MAX_TIMEOUT {
+        return Err(invalid(format!(
+            "limits.timeout must be longer than zero and at most {}, such as \"10s\"",
+            humantime::format_duration(Limits::MAX_TIMEOUT)
+        )));
+    }
+    Ok(())
+}
+
+/// `limits.stack`: [`Limits::MIN_STACK`] to [`Limits::MAX_STACK`].
+pub(super) fn check_limits_stack(bytes: u64) -> Result<(), PolicyError> {
+    check_size("limits.stack", bytes, Limits::MIN_STACK, Limits::MAX_STACK)
+}
+
+/// `limits.output`: 1 byte to [`Limits::MAX_OUTPUT`]. Output a run captures
+/// is held in memory up to this limit, so it is bounded like memory.
+pub(super) fn check_limits_output(bytes: u64) -> Result<(), PolicyError> {
+    check_size("limits.output", bytes, 1, Limits::MAX_OUTPUT)
+}
+
+/// `limits.module-size`: 1 byte to [`Limits::MAX_MODULE_SIZE`]; the file is
+/// read into memory whole before it is compiled.
+pub(super) fn check_limits_module_size(bytes: u64) -> Result<(), PolicyError> {
+    check_size("limits.module-size", bytes, 1, Limits::MAX_MODULE_SIZE)
+}
+
+/// `limits.handles`: [`Limits::MIN_HANDLES`] to [`Limits::MAX_HANDLES`].
+pub(super) fn check_limits_handles(handles: u64) -> Result<(), PolicyError> {
+    if !(Limits::MIN_HANDLES..=Limits::MAX_HANDLES).contains(&handles) {
+        return Err(invalid(format!(
+            "limits.handles must be between {} (stdio and a few directories) and {}, not {handles}",
+            Limits::MIN_HANDLES,
+            Limits::MAX_HANDLES
+        )));
+    }
+    Ok(())
+}
+
+fn check_size(key: &str, bytes: u64, min: u64, max: u64) -> Result<(), PolicyError> {
+    if !(min..=max).contains(&bytes) {
+        let min = if min == 1 {
+            "1 byte".to_string()
+        } else {
+            ByteSize(min).to_string()
+        };
+        return Err(invalid(format!(
+            "{key} must be between {min} and {}, not {}",
+            ByteSize(max),
+            ByteSize(bytes)
+        )));
+    }
+    Ok(())
+}
+
+/// `env.vars` and `env.inherit` names: what an environment can hold.
+pub(super) fn check_env_name(name: &str) -> Result<(), PolicyError> {
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        return Err(invalid(format!(
+            "invalid environment variable name `{}`: names must be non-empty and contain no `=` or NUL",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// A `fs.dirs` guest path.
+pub(super) fn check_guest_path(guest: &str) -> Result<(), PolicyError> {
+    if guest.is_empty() || guest.contains('\0') {
+        return Err(invalid(
+            "guest path must not be empty; use an absolute path such as `/data`",
+        ));
+    }
+    Ok(())
+}
+
+/// A `stdio.stdin` file: it must exist when the policy is resolved.
+pub(super) fn check_stdin_file(path: &Path) -> Result<(), PolicyError> {
+    if !path.is_file() {
+        return Err(invalid(format!(
+            "stdin file `{}` does not exist; create it or fix the path",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `clocks.start`: the instants WASI can tell a guest. Its wall clock counts
+/// nanoseconds since 1970 in a `u64`, which runs out in July 2554.
+pub(super) fn check_clock_start(start: SystemTime) -> Result<(), PolicyError> {
+    let since_epoch = start.duration_since(SystemTime::UNIX_EPOCH).ok();
+    if since_epoch.is_none_or(|d| d.as_nanos() > u128::from(u64::MAX)) {
+        // humantime cannot show an instant before 1970 (it panics).
+        let shown = match since_epoch {
+            Some(_) => format!("`{}`", humantime::format_rfc3339(start)),
+            None => "before 1970".to_string(),
+        };
+        return Err(invalid(format!(
+            "clocks.start {shown} is outside what a WASI clock can show (1970-01-01T00:00:00Z to {}); choose an instant in that range",
+            humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::MAX))
+        )));
+    }
+    Ok(())
+}
+
+/// `clocks.resolution`: longer than zero.
+pub(super) fn check_clock_resolution(resolution: Duration) -> Result<(), PolicyError> {
+    if resolution.is_zero() {
+        return Err(invalid(
+            "clocks.resolution must be longer than zero; remove it for full resolution",
+        ));
+    }
+    Ok(())
+}
+
+/// What contradicts `clocks.mode` (absent: `host`): a `start` for host
+/// clocks, a `resolution` for frozen ones. The error carries the key at
+/// fault ([`PolicyError::key_name`]), so that the caller can point at its line.
+pub(super) fn check_clocks(mode: Option<ClockMode>, has_start: bool, has_resolution: bool) -> Result<(), PolicyError> {
+    match mode.unwrap_or(ClockMode::Host) {
+        ClockMode::Host if has_start => Err(invalid(
+            "clocks.start only applies to mode = \"frozen\"; set mode = \"frozen\" or remove start",
+        )
+        .key("clocks.start")),
+        ClockMode::Frozen if has_resolution => Err(invalid(
+            "clocks.resolution only applies to mode = \"host\"; frozen clocks do not tick, so remove resolution",
+        )
+        .key("clocks.resolution")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg<T>(r: Result<T, PolicyError>) -> String {
+        r.err().expect("the value should be refused").to_string()
+    }
+
+    #[test]
+    fn test_check_limits_fuel() {
+        assert!(check_limits_fuel(1).is_ok());
+        assert!(check_limits_fuel(u64::MAX).is_ok());
+        assert!(msg(check_limits_fuel(0)).contains("remove it to turn metering off"));
+    }
+
+    #[test]
+    fn test_check_limits_memory() {
+        assert!(check_limits_memory(1).is_ok());
+        assert!(check_limits_memory(4 << 30).is_ok());
+        assert!(msg(check_limits_memory(0)).contains("limits.memory must be between 1 byte and 4 GiB, not 0 B"));
+        assert!(msg(check_limits_memory((4 << 30) + 1)).contains("between 1 byte and 4 GiB"));
+    }
+
+    #[test]
+    fn test_check_limits_timeout() {
+        assert!(check_limits_timeout(Duration::from_nanos(1)).is_ok());
+        assert!(check_limits_timeout(Limits::MAX_TIMEOUT).is_ok());
+        assert!(msg(check_limits_timeout(Duration::ZERO)).contains("longer than zero"));
+        let e = msg(check_limits_timeout(Limits::MAX_TIMEOUT + Duration::from_nanos(1)));
+        assert!(e.contains("at most 30days"), "{e}");
+    }
+
+    #[test]
+    fn test_check_limits_stack() {
+        assert!(check_limits_stack(4096).is_ok());
+        assert!(check_limits_stack(64 << 20).is_ok());
+        assert!(msg(check_limits_stack(4095)).contains("limits.stack must be between 4 KiB and 64 MiB"));
+        assert!(check_limits_stack((64 << 20) + 1).is_err());
+    }
+
+    // See: #10
+    #[test]
+    fn r10_test_check_limits_output() {
+        assert!(check_limits_output(1).is_ok());
+        assert!(check_limits_output(Limits::MAX_OUTPUT).is_ok());
+        assert!(msg(check_limits_output(0)).contains("limits.output must be between 1 byte and 4 GiB, not 0 B"));
+        assert!(msg(check_limits_output(u64::MAX)).contains("between 1 byte and 4 GiB"));
+    }
+
+    #[test]
+    fn test_check_limits_module_size() {
+        assert!(check_limits_module_size(1).is_ok());
+        assert!(check_limits_module_size(Limits::MAX_MODULE_SIZE).is_ok());
+        assert!(msg(check_limits_module_size(0)).contains("limits.module-size must be between 1 byte"));
+        assert!(check_limits_module_size(Limits::MAX_MODULE_SIZE + 1).is_err());
+    }
+
+    #[test]
+    fn test_check_limits_handles() {
+        assert!(check_limits_handles(16).is_ok());
+        assert!(check_limits_handles(1_000_000).is_ok());
+        assert!(msg(check_limits_handles(15)).contains("limits.handles must be between 16"));
+        assert!(check_limits_handles(1_000_001).is_err());
+    }
+
+    #[test]
+    fn test_check_env_name() {
+        assert!(check_env_name("LANG").is_ok());
+        for bad in ["", "A=B", "A\0"] {
+            assert!(
+                msg(check_env_name(bad)).contains("invalid environment variable name"),
+                "{bad:?}"
+            );
+        }
+        assert!(
+            msg(check_env_name("A=\u{1b}[2J")).contains("\\u{1b}"),
+            "control bytes are escaped"
+        );
+    }
+
+    #[test]
+    fn test_check_guest_path() {
+        assert!(check_guest_path("/data").is_ok());
+        assert!(msg(check_guest_path("")).contains("must not be empty"));
+        assert!(check_guest_path("/a\0").is_err());
+    }
+
+    #[test]
+    fn test_check_stdin_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.txt");
+        std::fs::write(&file, "x").unwrap();
+        assert!(check_stdin_file(&file).is_ok());
+        assert!(msg(check_stdin_file(&dir.path().join("missing"))).contains("does not exist"));
+        assert!(check_stdin_file(dir.path()).is_err(), "a directory is not a stdin file");
+    }
+
+    #[test]
+    fn test_check_clock_start_and_resolution() {
+        assert!(check_clock_start(SystemTime::UNIX_EPOCH).is_ok());
+        let e = msg(check_clock_start(SystemTime::UNIX_EPOCH - Duration::from_secs(1)));
+        assert!(e.contains("clocks.start before 1970 is outside"), "{e}");
+        assert!(check_clock_resolution(Duration::from_millis(1)).is_ok());
+        assert!(msg(check_clock_resolution(Duration::ZERO)).contains("longer than zero"));
+    }
+
+    #[test]
+    fn test_check_clocks() {
+        assert!(check_clocks(None, false, true).is_ok());
+        assert!(check_clocks(Some(ClockMode::Frozen), true, false).is_ok());
+        let e = check_clocks(None, true, false).unwrap_err();
+        assert_eq!(e.key_name(), Some("clocks.start"));
+        assert!(e.to_string().contains("only applies to mode = \"frozen\""));
+        let e = check_clocks(Some(ClockMode::Frozen), false, true).unwrap_err();
+        assert_eq!(e.key_name(), Some("clocks.resolution"));
+    }
+}

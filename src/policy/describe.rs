@@ -1,0 +1,180 @@
+//! What `wasmcell check` prints: everything a [`Policy`] grants, defaults
+//! included, in plain words. Presentation, kept out of the model.
+
+use super::{Access, ByteSize, Clocks, Input, NetKind, Origin, Output, Policy};
+use std::fmt::Write as _;
+
+/// Describes in plain words everything `policy` grants, including the
+/// defaults that apply, as `wasmcell check` prints it.
+///
+/// # Example
+///
+/// ```
+/// let policy = wasmcell::Policy::deny_all();
+/// let text = wasmcell::policy::describe(&policy);
+/// assert!(text.contains("no directories: the guest sees no files at all"));
+/// ```
+pub fn describe(policy: &Policy) -> String {
+    let mut out = String::new();
+    describe_source(&mut out, policy);
+    describe_fs(&mut out, policy);
+    describe_env(&mut out, policy);
+    describe_stdio(&mut out, policy);
+    describe_clocks_and_random(&mut out, policy);
+    describe_net(&mut out, policy);
+    describe_limits(&mut out, policy);
+    out
+}
+
+fn line(out: &mut String, s: impl AsRef<str>) {
+    out.push_str(s.as_ref());
+    out.push('\n');
+}
+
+fn describe_source(out: &mut String, policy: &Policy) {
+    match policy.source() {
+        Some(p) => line(out, format!("policy {}", p.display())),
+        None => line(out, "policy (built in: deny all)"),
+    }
+    if !policy.extends().is_empty() {
+        let names: Vec<_> = policy.extends().iter().map(|p| p.display().to_string()).collect();
+        line(out, format!("  extends {}", names.join(", ")));
+    }
+}
+
+fn describe_fs(out: &mut String, policy: &Policy) {
+    line(out, "filesystem:");
+    if policy.dirs().is_empty() {
+        line(out, "  no directories: the guest sees no files at all");
+    }
+    for d in policy.dirs() {
+        let what = match d.access {
+            Access::ReadOnly => "read-only: the guest can list and read, and change nothing",
+            Access::ReadWrite => "read-write: the guest can create, change and delete files inside",
+        };
+        line(out, format!("  {} -> host {} ({what})", d.guest, d.host.display()));
+    }
+}
+
+fn describe_env(out: &mut String, policy: &Policy) {
+    line(out, "environment:");
+    if policy.env_vars().is_empty() && policy.env_inherit().is_empty() {
+        line(out, "  empty: no variables are visible");
+    }
+    for (k, v) in policy.env_vars() {
+        line(out, format!("  {k}={v}"));
+    }
+    for k in policy.env_inherit() {
+        let now = match std::env::var_os(k) {
+            Some(_) => "set on this host now",
+            None => "not set on this host now",
+        };
+        line(out, format!("  {k} copied from the host when set there ({now})"));
+    }
+}
+
+fn describe_stdio(out: &mut String, policy: &Policy) {
+    let input = match policy.stdin() {
+        Input::Null => "closed (reads end-of-file)".to_string(),
+        Input::Inherit => "the host's stdin".to_string(),
+        Input::File(p) => format!("read from {}", p.display()),
+    };
+    let output = |o: &Output, name: &str| match o {
+        Output::Null => "discarded".to_string(),
+        Output::Inherit => format!("the host's {name}"),
+        Output::File(p) => format!("written to {} (truncated at start)", p.display()),
+    };
+    line(out, "stdio:");
+    line(out, format!("  stdin: {input}"));
+    line(out, format!("  stdout: {}", output(policy.stdout(), "stdout")));
+    line(out, format!("  stderr: {}", output(policy.stderr(), "stderr")));
+}
+
+fn describe_clocks_and_random(out: &mut String, policy: &Policy) {
+    line(out, "clocks:");
+    match policy.clocks() {
+        Clocks::Host { resolution: None } => line(out, "  the host's clocks at full resolution"),
+        Clocks::Host { resolution: Some(r) } => line(
+            out,
+            format!(
+                "  the host's clocks, rounded down to {}",
+                humantime::format_duration(*r)
+            ),
+        ),
+        Clocks::Frozen { start } => line(
+            out,
+            format!(
+                "  frozen: wall clock stands at {}, monotonic clock at 0",
+                humantime::format_rfc3339(*start)
+            ),
+        ),
+    }
+    line(out, "randomness:");
+    match policy.seed() {
+        Some(seed) => line(
+            out,
+            format!("  deterministic, seeded with {seed} (not secret: never use it for keys)"),
+        ),
+        None => line(out, "  host entropy"),
+    }
+}
+
+fn describe_net(out: &mut String, policy: &Policy) {
+    line(out, "network (components only: core modules have no socket API):");
+    let n = policy.net();
+    if !n.any_tcp() && !n.any_udp() {
+        line(out, "  no sockets");
+    }
+    for (kind, what) in [
+        (NetKind::TcpConnect, "may open TCP connections to"),
+        (NetKind::TcpBind, "may bind and listen for TCP connections on"),
+        (NetKind::UdpBind, "may bind UDP sockets on"),
+        (NetKind::UdpSend, "may send UDP datagrams to"),
+    ] {
+        for rule in n.rules(kind) {
+            line(out, format!("  {what} {rule}"));
+        }
+    }
+    line(
+        out,
+        if n.dns {
+            "  name lookups allowed"
+        } else {
+            "  no name lookups"
+        },
+    );
+    if n.http.is_empty() {
+        line(out, "  no outgoing HTTP requests");
+    }
+    for rule in &n.http {
+        line(out, format!("  may make HTTP requests to {rule}"));
+    }
+}
+
+fn describe_limits(out: &mut String, policy: &Policy) {
+    line(out, "limits:");
+    let l = policy.limits();
+    let mut limit = |key: &str, value: String, origin: &Origin| {
+        let from = match origin {
+            Origin::Default => "default".to_string(),
+            Origin::File(p) => format!("from {}", p.display()),
+            Origin::Flag(f) => format!("from {f}"),
+            Origin::Api => "set through the API".to_string(),
+        };
+        let _ = writeln!(out, "  {key}: {value} ({from})");
+    };
+    let fuel = match l.fuel.value {
+        Some(n) => format!("{n} units"),
+        None => "not metered (the timeout still applies)".into(),
+    };
+    limit("fuel", fuel, &l.fuel.origin);
+    limit("memory", ByteSize(l.memory.value).to_string(), &l.memory.origin);
+    let timeout = humantime::format_duration(l.timeout.value).to_string();
+    limit("timeout", timeout, &l.timeout.origin);
+    limit("stack", ByteSize(l.stack.value).to_string(), &l.stack.origin);
+    limit("output", ByteSize(l.output.value).to_string(), &l.output.origin);
+    let module_size = ByteSize(l.module_size.value).to_string();
+    limit("module-size", module_size, &l.module_size.origin);
+    let handles = format!("{} open at once", l.handles.value);
+    limit("handles", handles, &l.handles.origin);
+}
