@@ -1,16 +1,20 @@
 //! Turning a [`Policy`] into the guest's WASI view: preopened directories,
-//! environment, arguments, stdio, clocks, randomness and (no) network.
+//! environment, arguments, stdio, clocks, randomness and network grants, and
+//! recording every capability use the policy refuses ([`Denial`]).
 //!
 //! Everything starts from `WasiCtxBuilder::new()`, which grants nothing, and
-//! only what the policy names is added. Network access is switched off
-//! explicitly rather than relying on wasmtime-wasi's empty address allowlist.
+//! only what the policy names is added. Sockets are switched on so that every
+//! use reaches one check here: each socket address, each name lookup
+//! ([`resolve_addresses`], wired in by the engine's linker) and each outgoing
+//! HTTP request is decided against the policy's `[net]` grants, and a refusal
+//! is recorded in the run's bounded [`DenialLog`].
 
 use crate::limits::{LimitExceeded, OutputBudget, Stream};
-use crate::outcome::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 use crate::policy::{Access, Clocks, Input, NetGrants, NetKind, Output, Policy};
 use crate::term::{eprint_line, sanitize, truncate};
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
+use serde::Serialize;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -18,11 +22,45 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
+use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
-use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpHooks;
+
+/// Most refusals one run records in [`Outcome::denials`]; later ones are only
+/// counted, in [`Outcome::denials_dropped`].
+pub const MAX_DENIALS: usize = 256;
+
+/// Longest `target` or `rule` of a recorded [`Denial`], in bytes; a longer
+/// one is cut on a character boundary and ends with `…[+N bytes]`.
+pub const DENIAL_FIELD_BYTES: usize = 256;
+
+/// Most bytes of `kind`, `target` and `rule` that one run's recorded
+/// denials hold together. Once a refusal would pass it, that one and every
+/// later one is only counted.
+pub const DENIAL_BYTES: usize = 64 * 1024;
+
+/// A capability use the policy refused. Filled by the network capability;
+/// the filesystem reports refusals to the guest as errors only.
+///
+/// The guest chooses `target` (a host name it looked up, say), so it is
+/// untrusted text: it is cut to [`DENIAL_FIELD_BYTES`], and wasmcell escapes
+/// its control characters before printing it. Escape it yourself before
+/// showing it on a terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// The kind of use, such as `tcp-connect`.
+    pub kind: String,
+    /// What the guest tried to reach.
+    pub target: String,
+    /// Why it was refused.
+    pub rule: String,
+}
 
 /// Per-run I/O choices that are not part of the policy: what an embedding
 /// host passes for one run.
@@ -425,6 +463,36 @@ fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Verdict {
         SocketAddrUse::UdpSend => check(NetKind::UdpSend),
         SocketAddrUse::UdpReceive if net.any_udp() => Verdict::Allow,
         SocketAddrUse::UdpReceive => Verdict::Drop,
+    }
+}
+
+/// The `wasi:sockets` `resolve-addresses` call, audited: a lookup the
+/// policy does not grant (`[net] dns = false`) is recorded in the run's
+/// denials and answered as wasmtime-wasi itself answers when lookups are off;
+/// a granted one is handed to wasmtime-wasi unchanged.
+///
+/// # Errors
+///
+/// Only when wasmtime-wasi's own lookup fails with something other than a
+/// `wasi:sockets` error code (which ends the guest).
+pub(crate) fn resolve_addresses(
+    net: &NetAudit,
+    ctx: &mut WasiCtx,
+    table: &mut ResourceTable,
+    network: Resource<Network>,
+    name: String,
+) -> wasmtime::Result<Result<Resource<ResolveAddressStream>, ErrorCode>> {
+    if !net.grants.dns {
+        net.refuse("dns", &name, "[net] dns is false: name lookups are not granted");
+        return Ok(Err(ErrorCode::PermanentResolverFailure));
+    }
+    let mut view = WasiSocketsCtxView {
+        ctx: ctx.sockets(),
+        table,
+    };
+    match Host::resolve_addresses(&mut view, network, name) {
+        Ok(stream) => Ok(Ok(stream)),
+        Err(err) => err.downcast().map(Err),
     }
 }
 

@@ -2,10 +2,11 @@
 //! `execute(self)` returning the process exit code.
 
 use crate::cache::DiskCache;
+use crate::cancel::CancelHandle;
 use crate::engine::{Engine, EngineConfig, Program};
 use crate::outcome::EXIT_CODE_TABLE;
 use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Output, Policy};
-use crate::runner::{CancelHandle, RunOptions, Sandbox};
+use crate::runner::{RunOptions, Sandbox};
 use crate::term::{eprint_line, print_stdout, sanitize};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -44,7 +45,7 @@ impl Cli {
     /// # Errors
     ///
     /// Policy, load and sandbox errors; map them to an exit code with
-    /// [`crate::exit_code_for_error`].
+    /// [`exit_code_for_error`].
     pub fn execute(self) -> Result<u8> {
         match self.command {
             Command::Run(c) => c.execute(),
@@ -730,6 +731,21 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     HumanDuration::parse(s).map(|d| d.0)
+}
+
+/// The exit code for an error that stopped `wasmcell` before or instead of a
+/// guest run: 2 for policy, usage and matrix-input errors, 126 for load errors, 125 otherwise.
+pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
+    if err
+        .chain()
+        .any(|e| e.is::<crate::PolicyError>() || e.is::<clap::Error>() || e.is::<crate::matrix::MatrixError>())
+    {
+        crate::EXIT_USAGE
+    } else if err.chain().any(|e| e.is::<crate::LoadError>()) {
+        crate::EXIT_LOAD
+    } else {
+        crate::EXIT_SANDBOX
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod cancel;
 mod capabilities;
 pub mod cli;
 mod engine;
@@ -55,22 +56,24 @@ pub mod matrix;
 mod outcome;
 pub mod policy;
 mod runner;
+mod store;
 mod term;
 
 pub use cache::{CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
+pub use cancel::CancelHandle;
+pub use capabilities::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
 };
 pub use outcome::{
-    DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY,
-    EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX, EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, MAX_DENIALS, Outcome, Status,
-    exit_code_for_error,
+    EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
+    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status,
 };
 pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyError,
     PolicyErrorKind, PolicyFile, Setting,
 };
-pub use runner::{CancelHandle, RunOptions, Sandbox, SandboxBuilder};
+pub use runner::{RunOptions, Sandbox, SandboxBuilder};
 
 /// Compiles the README's Rust examples as doctests, so they cannot rot.
 #[cfg(doctest)]

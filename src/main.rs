@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             wasmcell::cli::print_error(&err);
-            ExitCode::from(wasmcell::exit_code_for_error(&err))
+            ExitCode::from(wasmcell::cli::exit_code_for_error(&err))
         }
     }
 }

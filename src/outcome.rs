@@ -5,13 +5,11 @@
 //! [`Outcome`]. Classification looks at types (`I32Exit`, `Trap`, and the
 //! sandbox's own [`LimitExceeded`]), never at message text.
 
-use crate::engine::LoadError;
+use crate::cancel::Cancelled;
+use crate::capabilities::Denial;
 use crate::limits::LimitExceeded;
-use crate::matrix::MatrixError;
-use crate::policy::{ByteSize, Policy, PolicyError};
-use crate::runner::Cancelled;
+use crate::policy::{ByteSize, Policy};
 use crate::term::sanitize;
-use serde::Serialize;
 use std::time::Duration;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
@@ -90,36 +88,6 @@ impl Status {
     }
 }
 
-/// Most refusals one run records in [`Outcome::denials`]; later ones are only
-/// counted, in [`Outcome::denials_dropped`].
-pub const MAX_DENIALS: usize = 256;
-
-/// Longest `target` or `rule` of a recorded [`Denial`], in bytes; a longer
-/// one is cut on a character boundary and ends with `…[+N bytes]`.
-pub const DENIAL_FIELD_BYTES: usize = 256;
-
-/// Most bytes of `kind`, `target` and `rule` that one run's recorded
-/// denials hold together. Once a refusal would pass it, that one and every
-/// later one is only counted.
-pub const DENIAL_BYTES: usize = 64 * 1024;
-
-/// A capability use the policy refused. Filled by the network capability;
-/// the filesystem reports refusals to the guest as errors only.
-///
-/// The guest chooses `target` (a host name it looked up, say), so it is
-/// untrusted text: it is cut to [`DENIAL_FIELD_BYTES`], and wasmcell escapes
-/// its control characters before printing it. Escape it yourself before
-/// showing it on a terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Denial {
-    /// The kind of use, such as `tcp-connect`.
-    pub kind: String,
-    /// What the guest tried to reach.
-    pub target: String,
-    /// Why it was refused.
-    pub rule: String,
-}
-
 /// Everything known about how one run ended.
 ///
 /// # Example
@@ -161,7 +129,8 @@ pub struct Outcome {
     /// Captured stderr, when the run captured output; empty otherwise.
     pub stderr: Vec<u8>,
     /// Capability uses the policy refused, in order: the first
-    /// [`MAX_DENIALS`] that fit in [`DENIAL_BYTES`].
+    /// [`MAX_DENIALS`](crate::MAX_DENIALS) that fit in
+    /// [`DENIAL_BYTES`](crate::DENIAL_BYTES).
     pub denials: Vec<Denial>,
     /// Refusals left out of `denials` because the record was full; they were
     /// refused all the same.
@@ -324,21 +293,6 @@ pub(crate) fn is_host_failure(err: &wasmtime::Error) -> bool {
         }
         e.is::<std::io::Error>()
     })
-}
-
-/// The exit code for an error that stopped `wasmcell` before or instead of a
-/// guest run: 2 for policy, usage and matrix-input errors, 126 for load errors, 125 otherwise.
-pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
-    if err
-        .chain()
-        .any(|e| e.is::<PolicyError>() || e.is::<clap::Error>() || e.is::<MatrixError>())
-    {
-        EXIT_USAGE
-    } else if err.chain().any(|e| e.is::<LoadError>()) {
-        EXIT_LOAD
-    } else {
-        EXIT_SANDBOX
-    }
 }
 
 #[cfg(test)]
