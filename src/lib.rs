@@ -48,7 +48,6 @@
 mod cache;
 mod cancel;
 mod capabilities;
-pub mod cli;
 mod engine;
 mod hostfs;
 mod limits;
@@ -65,6 +64,7 @@ pub use capabilities::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
 };
+pub use hostfs::HostFile;
 pub use outcome::{
     EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
     EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status,
@@ -74,6 +74,7 @@ pub use policy::{
     PolicyErrorKind, PolicyFile, Setting,
 };
 pub use runner::{RunOptions, Sandbox, SandboxBuilder};
+pub use term::sanitize;
 
 /// Compiles the README's Rust examples as doctests, so they cannot rot.
 #[cfg(doctest)]

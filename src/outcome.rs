@@ -164,8 +164,8 @@ impl Outcome {
     }
 
     /// One line explaining an ending the sandbox imposed (or an out-of-range
-    /// exit status), naming the limit and where it was set; `None` for a
-    /// plain exit. Guest-chosen text in it (a trap message) has its control
+    /// exit status), naming the limit's policy key and where it was set
+    /// (`limits.fuel in policies/tight.toml`); `None` for a plain exit. Guest-chosen text in it (a trap message) has its control
     /// characters escaped, so the line is safe to print.
     pub fn describe(&self, policy: &Policy) -> Option<String> {
         let l = &policy.limits;
@@ -181,22 +181,22 @@ impl Outcome {
                 sanitize(self.trap.as_deref().unwrap_or("unknown trap"))
             ),
             Status::Timeout => format!(
-                "timed out after {} ({}); raise it with --timeout",
+                "timed out after {} ({})",
                 humantime::format_duration(l.timeout.value),
                 l.timeout.origin.describe("limits.timeout")
             ),
             Status::FuelExhausted => format!(
-                "fuel exhausted after {} units ({}); raise it with --fuel",
+                "fuel exhausted after {} units ({})",
                 l.fuel.value.unwrap_or_default(),
                 l.fuel.origin.describe("limits.fuel")
             ),
             Status::MemoryLimit => format!(
-                "memory limit reached: the guest asked for more than {} of linear memory and tables ({}); raise it with --memory",
+                "memory limit reached: the guest asked for more than {} of linear memory and tables ({})",
                 ByteSize(l.memory.value),
                 l.memory.origin.describe("limits.memory")
             ),
             Status::OutputLimit => format!(
-                "output limit reached: the guest wrote more than {} to stdout and stderr ({}); raise limits.output in the policy",
+                "output limit reached: the guest wrote more than {} to stdout and stderr ({})",
                 ByteSize(l.output.value),
                 l.output.origin.describe("limits.output")
             ),
@@ -204,7 +204,7 @@ impl Outcome {
         })
     }
 
-    /// The JSON report written by `--report`.
+    /// The JSON report: the CLI writes it for `--report`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "status": self.status.name(),

@@ -148,8 +148,8 @@ impl SandboxBuilder {
     }
 
     /// Whether each refused capability use is also printed to this process's
-    /// stderr as it happens (`false` by default; the CLI turns it on for
-    /// `--verbose` and `--report`). Refusals are always in [`Outcome::denials`].
+    /// stderr as it happens (`false` by default; the CLI turns it on when
+    /// asked to be verbose or to write a report). Refusals are always in [`Outcome::denials`].
     pub fn log_denials(mut self, log: bool) -> Self {
         self.io.log_denials = log;
         self

@@ -17,7 +17,7 @@ use std::io::Write as _;
 /// and the Unicode bidirectional overrides and isolates that reorder what
 /// follows them. Everything else, backslashes included, is kept, so ordinary
 /// text reads as it was written.
-pub(crate) fn sanitize(text: &str) -> Cow<'_, str> {
+pub fn sanitize(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
     }
@@ -67,21 +67,6 @@ pub(crate) fn truncate(text: &str, max: usize) -> Cow<'_, str> {
 /// never decide how a run ends.
 pub(crate) fn eprint_line(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// Writes `text` to stdout and flushes it. A closed pipe (`EPIPE`) ends the
-/// output quietly, as in `wasmcell check | head -1`; other errors are
-/// returned.
-///
-/// # Errors
-///
-/// Any write error except a broken pipe.
-pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
 }
 
 #[cfg(test)]

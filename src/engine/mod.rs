@@ -246,7 +246,7 @@ impl Engine {
         let engine = &self.inner.wasmtime;
         let mismatch = |e: wasmtime::Error| {
             LoadErrorKind::Precompiled(format!(
-                "{e:#}; it was compiled for another engine configuration (fuel metering, stack size, allocator or wasmtime version): compile it again with `wasmcell compile` and the policy you run it with"
+                "{e:#}; it was compiled for another engine configuration (fuel metering, stack size, allocator or wasmtime version): precompile it again (`Program::precompile`) on an engine with this configuration"
             ))
         };
         let kind = wasmtime::Engine::detect_precompiled_file(path)
@@ -298,7 +298,7 @@ impl Engine {
     pub(crate) fn compile(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadErrorKind> {
         if wasmtime::Engine::detect_precompiled(bytes).is_some() {
             return Err(LoadErrorKind::Precompiled(
-                "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; run it only if you compiled it yourself, with --allow-precompiled (or `Engine::load_precompiled`)".into(),
+                "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));
         }
         let hash = cache::content_hash(bytes);

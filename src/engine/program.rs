@@ -176,7 +176,7 @@ impl fmt::Display for LoadError {
             LoadErrorKind::Read(e) => write!(f, "{e}; check the path"),
             LoadErrorKind::TooLarge { size, limit, origin } => write!(
                 f,
-                "the file is {}, over the {} allowed ({origin}); raise it with --max-module-size",
+                "the file is {}, over the {} allowed ({origin})",
                 ByteSize(*size),
                 ByteSize(*limit)
             ),
