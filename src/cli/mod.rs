@@ -103,7 +103,7 @@ pub(crate) struct Advised {
 
 impl Advised {
     /// `err` followed by `advice`.
-    pub(crate) fn new(err: impl Into<anyhow::Error>, advice: &'static str) -> anyhow::Error {
+    pub(crate) fn wrap(err: impl Into<anyhow::Error>, advice: &'static str) -> anyhow::Error {
         anyhow::Error::new(Advised {
             err: err.into(),
             advice,

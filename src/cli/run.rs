@@ -228,7 +228,7 @@ impl RunCommand {
         }
         let cache = match &self.cache_dir {
             Some(dir) => Some(
-                DiskCache::open(dir).map_err(|e| Advised::new(e, "or choose another directory with --cache-dir"))?,
+                DiskCache::open(dir).map_err(|e| Advised::wrap(e, "or choose another directory with --cache-dir"))?,
             ),
             None => DiskCache::default_dir().and_then(|dir| match DiskCache::open(dir) {
                 Ok(cache) => Some(cache),
@@ -380,8 +380,8 @@ fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
 /// `precompiled` for precompiled code refused or not fitting the engine.
 fn advise_load(err: LoadError, precompiled: &'static str) -> anyhow::Error {
     match err.kind() {
-        LoadErrorKind::TooLarge { .. } => Advised::new(err, "raise it with --max-module-size"),
-        LoadErrorKind::Precompiled(_) => Advised::new(err, precompiled),
+        LoadErrorKind::TooLarge { .. } => Advised::wrap(err, "raise it with --max-module-size"),
+        LoadErrorKind::Precompiled(_) => Advised::wrap(err, precompiled),
         _ => err.into(),
     }
 }

@@ -86,7 +86,7 @@ impl Program {
     }
 
     /// The program as precompiled native code, as `wasmcell compile` writes
-    /// it; [`Engine::load_precompiled`] loads it into an engine with the same
+    /// it; [`Engine::load_precompiled`](crate::Engine::load_precompiled) loads it into an engine with the same
     /// configuration.
     ///
     /// # Errors
