@@ -2,9 +2,11 @@
 //! capability policy, and tells you exactly how each run ended.
 //!
 //! A guest sees only what its [`Policy`] grants (directories, environment
-//! variables, stdio, clocks, randomness), and it is metered: fuel for CPU,
-//! a cap on linear memory, a wall-clock deadline that holds even while the
-//! guest blocks in a host call, and a cap on output. Every run returns an
+//! variables, stdio, clocks, randomness, and the network addresses, name
+//! lookups and HTTP origins listed under `[net]`, every refusal recorded as
+//! a [`Denial`]), and it is metered: fuel for CPU, a cap on linear memory, a
+//! wall-clock deadline that holds even while the guest blocks in a host
+//! call, and a cap on output. Every run returns an
 //! [`Outcome`] saying whether the guest exited, trapped, was cancelled, or
 //! was stopped by which limit.
 //!
@@ -13,6 +15,10 @@
 //! [`Program`] is pre-linked so a run only instantiates, runs can be
 //! blocking or async and are cancelled from anywhere with a
 //! [`CancelHandle`], and [`Allocator::Pooling`] makes short runs cheap.
+//!
+//! The public API is what this page lists; `ARCHITECTURE.md` in the
+//! repository says why each part is public. The `wasmcell` command line is
+//! built on it alone.
 //!
 //! ```no_run
 //! use wasmcell::{Policy, Sandbox, Status};

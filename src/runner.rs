@@ -1,5 +1,6 @@
-//! Running a program under a policy: `new_store` → `instantiate_and_run`
-//! (raced against the deadline and the run's cancel handle) → `finish` into
+//! Running a program under a policy: `new_store` → `run_module` or
+//! `run_component` (instantiate and call the command, raced against the
+//! deadline and the run's cancel handle in `RunState::race`) → `finish` into
 //! an [`Outcome`].
 
 use crate::cancel::{CancelHandle, Cancelled};
