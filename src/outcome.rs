@@ -412,6 +412,23 @@ mod tests {
         assert_eq!(line, r"guest trapped: in `f\u{1b}[2J`\nwasmcell: forged\u{202e}");
     }
 
+    /// The library explains an ending with the policy key; which flag sets
+    /// it is the CLI's to say.
+    #[test]
+    fn describe_names_the_policy_key_not_a_flag() {
+        let cases = [
+            (Status::Timeout, "limits.timeout"),
+            (Status::FuelExhausted, "limits.fuel"),
+            (Status::MemoryLimit, "limits.memory"),
+            (Status::OutputLimit, "limits.output"),
+        ];
+        for (status, key) in cases {
+            let line = outcome(status).describe(&Policy::deny_all()).unwrap();
+            assert!(line.contains(&format!("default {key}")), "{line}");
+            assert!(!line.contains("--"), "a flag in a library message: {line}");
+        }
+    }
+
     #[test]
     fn report_names_the_status_and_exit_code() {
         // The full key set is checked end to end in tests/all/cli.rs.

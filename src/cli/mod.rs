@@ -164,4 +164,22 @@ mod tests {
     fn verify_cli() {
         Cli::command().debug_assert();
     }
+
+    /// Advice goes after the library's message, once, and the exit code is
+    /// still the wrapped error's.
+    #[test]
+    fn advice_follows_the_message_and_keeps_the_exit_code() {
+        let engine = wasmcell::Engine::new(wasmcell::EngineConfig::default()).unwrap();
+        let err = engine.load_bytes("lib.wasm", b"(module)").err().unwrap();
+        let message = err.to_string();
+        let advised = Advised::wrap(err, "try --something");
+        assert_eq!(format!("{advised:#}"), format!("{message}; try --something"));
+        assert_eq!(exit_code_for_error(&advised), wasmcell::EXIT_LOAD);
+        let wrapped = advised.context("while running");
+        assert_eq!(exit_code_for_error(&wrapped), wasmcell::EXIT_LOAD);
+        assert_eq!(
+            exit_code_for_error(&anyhow::anyhow!("host trouble")),
+            wasmcell::EXIT_SANDBOX
+        );
+    }
 }
