@@ -184,13 +184,13 @@ impl DiskCache {
             .with_context(|| format!("failed to open the compile cache directory `{}`", dir.display()))?;
         if !meta.is_dir() {
             bail!(
-                "the compile cache `{}` is not a directory; remove it or choose another with --cache-dir",
+                "the compile cache `{}` is not a directory; remove it, or open the cache in another directory",
                 dir.display()
             );
         }
         check_private(&meta).map_err(|why| {
             anyhow::anyhow!(
-                "refusing the compile cache directory `{}`: {why}; run `chmod 700` on it or choose another with --cache-dir",
+                "refusing the compile cache directory `{}`: {why}; run `chmod 700` on it, or open the cache in another directory",
                 dir.display()
             )
         })?;

@@ -1,5 +1,6 @@
 //! Host-side opens of paths the policy or the command line names: preopened
-//! directories, stdio files and the `--report` file.
+//! directories, stdio files and files the host writes itself ([`HostFile`],
+//! such as the CLI's report).
 //!
 //! A guest with a read-write grant can replace any file or directory inside
 //! it with a symbolic link, between runs or while it runs. wasmtime-wasi keeps
@@ -16,10 +17,83 @@
 //!
 //! [`PolicyErrorKind::UnsafePath`]: crate::PolicyErrorKind::UnsafePath
 
-use crate::policy::PolicyError;
+use crate::policy::{Policy, PolicyError};
 use anyhow::{Context as _, Result};
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
+
+/// A file the host writes on its own behalf after a run, such as a report,
+/// possibly inside or next to a directory a guest may write.
+///
+/// Like `std::fs::write`, except that the path is settled before any guest
+/// runs and never redirected by a link a guest planted: [`HostFile::resolve`]
+/// refuses a path that already reaches through a link inside one of the
+/// policy's read-write grants and resolves the file's folder once;
+/// [`HostFile::write`] then opens the file without following any link (a
+/// link, FIFO or directory in its place is refused and left as it is).
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{HostFile, Policy};
+///
+/// let dir = tempfile::tempdir()?;
+/// let report = HostFile::resolve(&Policy::deny_all(), dir.path().join("report.json"), "report")?;
+/// // ... run guests ...
+/// report.write(b"{}\n")?;
+/// assert_eq!(std::fs::read(report.path())?, b"{}\n");
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HostFile {
+    path: PathBuf,
+    what: String,
+}
+
+impl HostFile {
+    /// Checks `path` against `policy` and resolves its folder now, before a
+    /// guest can change the tree; `what` names the file in messages.
+    ///
+    /// # Security
+    ///
+    /// Call this before the guests run: a link planted afterwards on the way
+    /// to the folder is not followed, but one that is already there when this
+    /// runs is resolved like any other path the user gave.
+    ///
+    /// # Errors
+    ///
+    /// A [`PolicyError`] of kind
+    /// [`PolicyErrorKind::UnsafePath`](crate::PolicyErrorKind::UnsafePath) when
+    /// `path` reaches through a symbolic link inside one of the policy's
+    /// read-write grants; an error when `path` names no file or its folder
+    /// does not exist.
+    pub fn resolve(policy: &Policy, path: impl AsRef<Path>, what: &str) -> Result<HostFile> {
+        let path = path.as_ref();
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        policy.check_host_path(&absolute, what)?;
+        Ok(HostFile {
+            path: resolve_parent(path)?,
+            what: what.to_string(),
+        })
+    }
+
+    /// The resolved path: the folder canonicalized, the file name as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates or truncates the file and writes `bytes`, without following
+    /// links.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyErrorKind::UnsafePath`](crate::PolicyErrorKind::UnsafePath)
+    /// when a component of the path is now a symbolic link or the file is not
+    /// a regular file; an error when it cannot be written.
+    pub fn write(&self, bytes: &[u8]) -> Result<()> {
+        write_file(&self.path, bytes, &self.what)
+    }
+}
 
 /// Resolves the folder of a file the host will create, once, before any guest
 /// runs: `path` made absolute, its parent canonicalized, its file name kept.
@@ -29,7 +103,7 @@ use std::path::{Component, Path, PathBuf};
 ///
 /// When `path` names no file (it ends in `..` or is `/`) or its folder does
 /// not exist.
-pub(crate) fn resolve_parent(path: &Path) -> Result<PathBuf> {
+fn resolve_parent(path: &Path) -> Result<PathBuf> {
     let absolute = std::path::absolute(path).with_context(|| format!("failed to resolve `{}`", path.display()))?;
     let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name()) else {
         anyhow::bail!("`{}` does not name a file; give a file path", path.display());
@@ -86,7 +160,7 @@ pub(crate) fn create_file(path: &Path, what: &str) -> Result<File> {
 /// # Errors
 ///
 /// As [`create_file`], and failing to write.
-pub(crate) fn write_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+fn write_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
     use std::io::Write as _;
     create_file(path, what)?
         .write_all(bytes)

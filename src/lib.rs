@@ -2,9 +2,11 @@
 //! capability policy, and tells you exactly how each run ended.
 //!
 //! A guest sees only what its [`Policy`] grants (directories, environment
-//! variables, stdio, clocks, randomness), and it is metered: fuel for CPU,
-//! a cap on linear memory, a wall-clock deadline that holds even while the
-//! guest blocks in a host call, and a cap on output. Every run returns an
+//! variables, stdio, clocks, randomness, and the network addresses, name
+//! lookups and HTTP origins listed under `[net]`, every refusal recorded as
+//! a [`Denial`]), and it is metered: fuel for CPU, a cap on linear memory, a
+//! wall-clock deadline that holds even while the guest blocks in a host
+//! call, and a cap on output. Every run returns an
 //! [`Outcome`] saying whether the guest exited, trapped, was cancelled, or
 //! was stopped by which limit.
 //!
@@ -13,6 +15,10 @@
 //! [`Program`] is pre-linked so a run only instantiates, runs can be
 //! blocking or async and are cancelled from anywhere with a
 //! [`CancelHandle`], and [`Allocator::Pooling`] makes short runs cheap.
+//!
+//! The public API is what this page lists; `ARCHITECTURE.md` in the
+//! repository says why each part is public. The `wasmcell` command line is
+//! built on it alone.
 //!
 //! ```no_run
 //! use wasmcell::{Policy, Sandbox, Status};
@@ -46,8 +52,8 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod cancel;
 mod capabilities;
-pub mod cli;
 mod engine;
 mod hostfs;
 mod limits;
@@ -55,22 +61,26 @@ pub mod matrix;
 mod outcome;
 pub mod policy;
 mod runner;
+mod store;
 mod term;
 
 pub use cache::{CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
+pub use cancel::CancelHandle;
+pub use capabilities::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
 };
+pub use hostfs::HostFile;
 pub use outcome::{
-    DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY,
-    EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX, EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, MAX_DENIALS, Outcome, Status,
-    exit_code_for_error,
+    EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
+    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status,
 };
 pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyBuilder,
     PolicyError, PolicyErrorKind, PolicyFile, Setting,
 };
-pub use runner::{CancelHandle, RunOptions, Sandbox, SandboxBuilder};
+pub use runner::{RunOptions, Sandbox, SandboxBuilder};
+pub use term::sanitize;
 
 /// Compiles the README's Rust examples as doctests, so they cannot rot.
 #[cfg(doctest)]

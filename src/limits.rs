@@ -1,5 +1,5 @@
-//! Turning [`Limits`] into wasmtime configuration, and enforcing the limits
-//! wasmtime leaves to the embedder.
+//! Enforcing the limits wasmtime leaves to the embedder. (The engine-wide
+//! part of the limits, fuel metering and stack size, is set in `engine`.)
 //!
 //! wasmtime meters fuel and checks epochs itself; this module closes the gaps:
 //! - memory refusals are not silent: the limiter stops the guest with a typed
@@ -11,15 +11,10 @@
 //!   runner also races the whole run against a timer, because a guest blocked
 //!   in a host call never reaches an epoch check.
 
-use crate::engine::{Allocator, EngineConfig};
 use crate::policy::{ByteSize, Limits};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use wasmtime::{Config, ResourceLimiter};
-
-/// How often the epoch ticker advances the engine's epoch. The deadline is
-/// checked at this granularity while the guest computes.
-pub(crate) const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(5);
+use wasmtime::ResourceLimiter;
 
 /// Most instances a guest may create: a component is several core instances.
 const MAX_INSTANCES: usize = 100;
@@ -35,47 +30,6 @@ pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// points to lives in the instance, however many elements name it. (GC
 /// references, which would be 4 bytes, are not enabled.)
 pub(crate) const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
-
-/// The engine-wide part of the limits: whether fuel is metered and how deep
-/// the Wasm stack may grow. Epoch interruption is always on.
-pub(crate) fn configure_engine(config: &mut Config, engine: &EngineConfig) {
-    config.consume_fuel(engine.fuel);
-    config.epoch_interruption(true);
-    let stack = usize::try_from(engine.stack).unwrap_or(usize::MAX);
-    config.max_wasm_stack(stack);
-    // Guests run on a fiber (async); its stack must hold the Wasm stack plus
-    // room for host frames under it.
-    config.async_stack_size(stack.saturating_add(1 << 20));
-    if let Allocator::Pooling(pool) = engine.allocator {
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling_config(pool)));
-    }
-}
-
-/// Most core instances one run may hold in a pool: a component made by
-/// wasm32-wasip2 instantiates a handful (its code plus small shim modules).
-const POOL_CORE_INSTANCES_PER_RUN: u32 = 8;
-/// Most tables one core module may define in a pool.
-const POOL_TABLES_PER_MODULE: u32 = 4;
-
-/// Pool sizes for `max_runs` concurrent runs. Each run gets one fiber stack,
-/// one component instance, and room for the core instances, memories and
-/// tables a wasm32-wasip1 or wasm32-wasip2 guest makes.
-fn pooling_config(pool: crate::engine::PoolingConfig) -> wasmtime::PoolingAllocationConfig {
-    let runs = pool.max_runs.max(1);
-    let mut config = wasmtime::PoolingAllocationConfig::new();
-    config
-        .total_component_instances(runs)
-        .total_core_instances(runs.saturating_mul(POOL_CORE_INSTANCES_PER_RUN))
-        .total_memories(runs.saturating_mul(2))
-        .total_tables(runs.saturating_mul(POOL_TABLES_PER_MODULE))
-        .total_stacks(runs)
-        .max_tables_per_module(POOL_TABLES_PER_MODULE)
-        .table_elements(MAX_TABLE_ELEMENTS)
-        .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX))
-        .linear_memory_keep_resident(usize::try_from(pool.keep_resident).unwrap_or(usize::MAX))
-        .table_keep_resident(usize::try_from(pool.keep_resident).unwrap_or(usize::MAX));
-    config
-}
 
 /// Caps the guest's WASI handle table at `limits.handles`. A guest that asks
 /// for one more is stopped with a trap (wasmtime-wasi's answer to a full

@@ -1,11 +1,12 @@
 //! The `wasmcell` binary: parse, execute, map the result to an exit code.
 
+mod cli;
+
 use clap::Parser as _;
 use std::process::ExitCode;
-use wasmcell::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             // Usage errors exit 2; --help and --version print and exit 0.
@@ -16,8 +17,8 @@ fn main() -> ExitCode {
     match cli.execute() {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            wasmcell::cli::print_error(&err);
-            ExitCode::from(wasmcell::exit_code_for_error(&err))
+            cli::print_error(&err);
+            ExitCode::from(cli::exit_code_for_error(&err))
         }
     }
 }

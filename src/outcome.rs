@@ -5,13 +5,11 @@
 //! [`Outcome`]. Classification looks at types (`I32Exit`, `Trap`, and the
 //! sandbox's own [`LimitExceeded`]), never at message text.
 
-use crate::engine::LoadError;
+use crate::cancel::Cancelled;
+use crate::capabilities::Denial;
 use crate::limits::LimitExceeded;
-use crate::matrix::MatrixError;
-use crate::policy::{ByteSize, Policy, PolicyError};
-use crate::runner::Cancelled;
+use crate::policy::{ByteSize, Policy};
 use crate::term::sanitize;
-use serde::Serialize;
 use std::time::Duration;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
@@ -90,36 +88,6 @@ impl Status {
     }
 }
 
-/// Most refusals one run records in [`Outcome::denials`]; later ones are only
-/// counted, in [`Outcome::denials_dropped`].
-pub const MAX_DENIALS: usize = 256;
-
-/// Longest `target` or `rule` of a recorded [`Denial`], in bytes; a longer
-/// one is cut on a character boundary and ends with `…[+N bytes]`.
-pub const DENIAL_FIELD_BYTES: usize = 256;
-
-/// Most bytes of `kind`, `target` and `rule` that one run's recorded
-/// denials hold together. Once a refusal would pass it, that one and every
-/// later one is only counted.
-pub const DENIAL_BYTES: usize = 64 * 1024;
-
-/// A capability use the policy refused. Filled by the network capability;
-/// the filesystem reports refusals to the guest as errors only.
-///
-/// The guest chooses `target` (a host name it looked up, say), so it is
-/// untrusted text: it is cut to [`DENIAL_FIELD_BYTES`], and wasmcell escapes
-/// its control characters before printing it. Escape it yourself before
-/// showing it on a terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Denial {
-    /// The kind of use, such as `tcp-connect`.
-    pub kind: String,
-    /// What the guest tried to reach.
-    pub target: String,
-    /// Why it was refused.
-    pub rule: String,
-}
-
 /// Everything known about how one run ended.
 ///
 /// # Example
@@ -160,7 +128,8 @@ pub struct Outcome {
     /// Captured stderr, when the run captured output; empty otherwise.
     pub stderr: Vec<u8>,
     /// Capability uses the policy refused, in order: the first
-    /// [`MAX_DENIALS`] that fit in [`DENIAL_BYTES`].
+    /// [`MAX_DENIALS`](crate::MAX_DENIALS) that fit in
+    /// [`DENIAL_BYTES`](crate::DENIAL_BYTES).
     pub denials: Vec<Denial>,
     /// Refusals left out of `denials` because the record was full; they were
     /// refused all the same.
@@ -194,8 +163,8 @@ impl Outcome {
     }
 
     /// One line explaining an ending the sandbox imposed (or an out-of-range
-    /// exit status), naming the limit and where it was set; `None` for a
-    /// plain exit. Guest-chosen text in it (a trap message) has its control
+    /// exit status), naming the limit's policy key and where it was set
+    /// (`limits.fuel in policies/tight.toml`); `None` for a plain exit. Guest-chosen text in it (a trap message) has its control
     /// characters escaped, so the line is safe to print.
     pub fn describe(&self, policy: &Policy) -> Option<String> {
         let l = policy.limits();
@@ -211,22 +180,22 @@ impl Outcome {
                 sanitize(self.trap.as_deref().unwrap_or("unknown trap"))
             ),
             Status::Timeout => format!(
-                "timed out after {} ({}); raise it with --timeout",
+                "timed out after {} ({})",
                 humantime::format_duration(l.timeout.value),
                 l.timeout.origin.describe("limits.timeout")
             ),
             Status::FuelExhausted => format!(
-                "fuel exhausted after {} units ({}); raise it with --fuel",
+                "fuel exhausted after {} units ({})",
                 l.fuel.value.unwrap_or_default(),
                 l.fuel.origin.describe("limits.fuel")
             ),
             Status::MemoryLimit => format!(
-                "memory limit reached: the guest asked for more than {} of linear memory and tables ({}); raise it with --memory",
+                "memory limit reached: the guest asked for more than {} of linear memory and tables ({})",
                 ByteSize(l.memory.value),
                 l.memory.origin.describe("limits.memory")
             ),
             Status::OutputLimit => format!(
-                "output limit reached: the guest wrote more than {} to stdout and stderr ({}); raise limits.output in the policy",
+                "output limit reached: the guest wrote more than {} to stdout and stderr ({})",
                 ByteSize(l.output.value),
                 l.output.origin.describe("limits.output")
             ),
@@ -234,7 +203,7 @@ impl Outcome {
         })
     }
 
-    /// The JSON report written by `--report`.
+    /// The JSON report: the CLI writes it for `--report`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "status": self.status.name(),
@@ -323,21 +292,6 @@ pub(crate) fn is_host_failure(err: &wasmtime::Error) -> bool {
         }
         e.is::<std::io::Error>()
     })
-}
-
-/// The exit code for an error that stopped `wasmcell` before or instead of a
-/// guest run: 2 for policy, usage and matrix-input errors, 126 for load errors, 125 otherwise.
-pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
-    if err
-        .chain()
-        .any(|e| e.is::<PolicyError>() || e.is::<clap::Error>() || e.is::<MatrixError>())
-    {
-        EXIT_USAGE
-    } else if err.chain().any(|e| e.is::<LoadError>()) {
-        EXIT_LOAD
-    } else {
-        EXIT_SANDBOX
-    }
 }
 
 #[cfg(test)]
@@ -455,6 +409,23 @@ mod tests {
         trapped.trap = Some("in `f\u{1b}[2J`\nwasmcell: forged\u{202e}".to_string());
         let line = trapped.describe(&Policy::deny_all()).unwrap();
         assert_eq!(line, r"guest trapped: in `f\u{1b}[2J`\nwasmcell: forged\u{202e}");
+    }
+
+    /// The library explains an ending with the policy key; which flag sets
+    /// it is the CLI's to say.
+    #[test]
+    fn describe_names_the_policy_key_not_a_flag() {
+        let cases = [
+            (Status::Timeout, "limits.timeout"),
+            (Status::FuelExhausted, "limits.fuel"),
+            (Status::MemoryLimit, "limits.memory"),
+            (Status::OutputLimit, "limits.output"),
+        ];
+        for (status, key) in cases {
+            let line = outcome(status).describe(&Policy::deny_all()).unwrap();
+            assert!(line.contains(&format!("default {key}")), "{line}");
+            assert!(!line.contains("--"), "a flag in a library message: {line}");
+        }
     }
 
     #[test]

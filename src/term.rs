@@ -1,5 +1,6 @@
-//! What the host itself prints: guest-chosen text made safe to show, and
-//! writes to stdout and stderr that a closed pipe cannot turn into a panic.
+//! What the host itself prints: guest-chosen text made safe to show
+//! ([`sanitize`], public), and denial lines on stderr that a closed pipe
+//! cannot turn into a panic.
 //!
 //! A guest picks the names it looks up, the URLs it requests, the symbols in
 //! its backtraces and its exit messages. Any of those may end up in a line
@@ -17,7 +18,18 @@ use std::io::Write as _;
 /// and the Unicode bidirectional overrides and isolates that reorder what
 /// follows them. Everything else, backslashes included, is kept, so ordinary
 /// text reads as it was written.
-pub(crate) fn sanitize(text: &str) -> Cow<'_, str> {
+///
+/// Use it on any guest-chosen text you print: a [`Denial`](crate::Denial)'s
+/// `target`, an [`Outcome`](crate::Outcome)'s `trap`, a load error that
+/// quotes a module's imports.
+///
+/// # Example
+///
+/// ```
+/// let target = "evil\n\u{1b}[2Jwasmcell: all good";
+/// assert_eq!(wasmcell::sanitize(target), r"evil\n\u{1b}[2Jwasmcell: all good");
+/// ```
+pub fn sanitize(text: &str) -> Cow<'_, str> {
     if !text.chars().any(is_unsafe) {
         return Cow::Borrowed(text);
     }
@@ -67,21 +79,6 @@ pub(crate) fn truncate(text: &str, max: usize) -> Cow<'_, str> {
 /// never decide how a run ends.
 pub(crate) fn eprint_line(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// Writes `text` to stdout and flushes it. A closed pipe (`EPIPE`) ends the
-/// output quietly, as in `wasmcell check | head -1`; other errors are
-/// returned.
-///
-/// # Errors
-///
-/// Any write error except a broken pipe.
-pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
 }
 
 #[cfg(test)]

@@ -1,59 +1,16 @@
-//! The `wasmcell` command line: one struct per subcommand, each with
-//! `execute(self)` returning the process exit code.
+//! `wasmcell run`: flags become a policy, the guest runs, the ending is
+//! explained with the flag that changes it, and the report is written.
 
-use crate::cache::DiskCache;
-use crate::engine::{Engine, EngineConfig, Program};
-use crate::outcome::EXIT_CODE_TABLE;
-use crate::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Policy};
-use crate::runner::{CancelHandle, RunOptions, Sandbox};
-use crate::term::{eprint_line, print_stdout, sanitize};
+use super::{Advised, ending_advice, eprint_line};
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
-
-/// Run untrusted WebAssembly under a deny-by-default capability policy.
-#[derive(Parser, Debug)]
-#[command(name = "wasmcell", version, propagate_version = true)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
-#[derive(Subcommand, Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one Command is parsed per process; boxing RunCommand would save nothing"
-)]
-pub enum Command {
-    /// Run a WebAssembly module or component under a policy.
-    Run(RunCommand),
-    /// Validate a policy file and print what it grants.
-    Check(CheckCommand),
-    /// Run every module under every policy and check each cell against expectations.
-    Matrix(MatrixCommand),
-    /// Precompile a module or component to native code (a .cwasm file).
-    Compile(CompileCommand),
-}
-
-impl Cli {
-    /// Runs the chosen subcommand and returns the process exit code.
-    ///
-    /// # Errors
-    ///
-    /// Policy, load and sandbox errors; map them to an exit code with
-    /// [`crate::exit_code_for_error`].
-    pub fn execute(self) -> Result<u8> {
-        match self.command {
-            Command::Run(c) => c.execute(),
-            Command::Check(c) => c.execute(),
-            Command::Matrix(c) => c.execute(),
-            Command::Compile(c) => c.execute(),
-        }
-    }
-}
+use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output};
+use wasmcell::{
+    CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile, LoadError, LoadErrorKind, Policy,
+    Program, RunOptions, Sandbox,
+};
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -201,11 +158,7 @@ impl RunCommand {
         // The report's folder is resolved now, before the guest can plant a
         // link on the way; the file is opened without following links later.
         let report_file = match &self.report {
-            Some(path) if path.as_os_str() != "-" => {
-                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                policy.check_host_path(&absolute, "--report")?;
-                Some(crate::hostfs::resolve_parent(path)?)
-            }
+            Some(path) if path.as_os_str() != "-" => Some(HostFile::resolve(&policy, path, "--report")?),
             _ => None,
         };
         let engine = self.engine(&policy)?;
@@ -218,10 +171,13 @@ impl RunCommand {
             .build()?;
         let (module, args) = self.module_and_args()?;
         let program = self.load(&sandbox, &module)?;
-        let cancel = cancel_on_signals(sandbox.engine())?;
+        let cancel = cancel_on_signals()?;
         let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
         if let Some(line) = outcome.describe(sandbox.policy()) {
-            eprint_line(format_args!("wasmcell: {line}"));
+            match ending_advice(outcome.status) {
+                Some(advice) => eprint_line(format_args!("wasmcell: {line}; {advice}")),
+                None => eprint_line(format_args!("wasmcell: {line}")),
+            }
         }
         if log_denials && outcome.denials_dropped > 0 {
             eprint_line(format_args!(
@@ -239,8 +195,7 @@ impl RunCommand {
             if report.as_os_str() == "-" {
                 eprint_line(format_args!("{json}"));
             } else if let Some(file) = &report_file {
-                crate::hostfs::write_file(file, (json + "\n").as_bytes(), "report")
-                    .map_err(|e| e.context("--report"))?;
+                file.write((json + "\n").as_bytes())?;
             }
         }
         Ok(outcome.exit_code())
@@ -272,7 +227,9 @@ impl RunCommand {
             return Engine::new(config);
         }
         let cache = match &self.cache_dir {
-            Some(dir) => Some(DiskCache::open(dir)?),
+            Some(dir) => Some(
+                DiskCache::open(dir).map_err(|e| Advised::wrap(e, "or choose another directory with --cache-dir"))?,
+            ),
             None => DiskCache::default_dir().and_then(|dir| match DiskCache::open(dir) {
                 Ok(cache) => Some(cache),
                 Err(err) => {
@@ -290,14 +247,23 @@ impl RunCommand {
     }
 
     /// Loads MODULE: WebAssembly through the caches, or precompiled code when
-    /// --allow-precompiled is given and the file is precompiled.
+    /// --allow-precompiled is given and the file is precompiled (the library
+    /// refuses it as WebAssembly with [`LoadErrorKind::Precompiled`]).
     fn load(&self, sandbox: &Sandbox, module: &std::path::Path) -> Result<Program> {
-        if self.allow_precompiled && is_precompiled(module) {
-            // SAFETY: the user vouched for this file with --allow-precompiled,
-            // whose help says what that means.
-            return Ok(unsafe { sandbox.load_precompiled(module) }?);
+        match sandbox.load(module) {
+            Err(err) if self.allow_precompiled && matches!(err.kind(), LoadErrorKind::Precompiled(_)) => {
+                // SAFETY: the user vouched for this file with --allow-precompiled,
+                // whose help says what that means.
+                unsafe { sandbox.load_precompiled(module) }.map_err(|err| {
+                    advise_load(
+                        err,
+                        "compile it again with `wasmcell compile` and the policy you run it with",
+                    )
+                })
+            }
+            other => other
+                .map_err(|err| advise_load(err, "run it only if you compiled it yourself, with --allow-precompiled")),
         }
-        Ok(sandbox.load(module)?)
     }
 
     /// Splits MODULE from the guest's arguments, which must be UTF-8 (WASI
@@ -422,288 +388,56 @@ fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
     .into())
 }
 
-/// Prints an error that stopped `wasmcell` as one `error: ...` line on
-/// stderr. The message may quote guest-chosen names (a module's imports,
-/// say), so its control characters, newlines included, are escaped: no part
-/// of it can colour the terminal or pass for a line of wasmcell's own.
-pub fn print_error(err: &anyhow::Error) {
-    let text = format!("{err:#}");
-    eprint_line(format_args!("error: {}", sanitize(text.trim_end())));
-}
-
-fn is_precompiled(path: &std::path::Path) -> bool {
-    matches!(wasmtime::Engine::detect_precompiled_file(path), Ok(Some(_)))
+/// The flag that fixes a load error, after the library's message:
+/// `precompiled` for precompiled code refused or not fitting the engine.
+fn advise_load(err: LoadError, precompiled: &'static str) -> anyhow::Error {
+    match err.kind() {
+        LoadErrorKind::TooLarge { .. } => Advised::wrap(err, "raise it with --max-module-size"),
+        LoadErrorKind::Precompiled(_) => Advised::wrap(err, precompiled),
+        _ => err.into(),
+    }
 }
 
 /// A handle cancelled when this process gets SIGINT (Ctrl-C) or SIGTERM, so
 /// the run ends with its outcome and report (exit 130) instead of dying
-/// mid-write.
-fn cancel_on_signals(engine: &Engine) -> Result<CancelHandle> {
+/// mid-write. The signals are watched by a thread of the CLI's own, on a
+/// small single-threaded runtime, so the command line needs nothing of the
+/// library's internals; the thread ends with the process.
+fn cancel_on_signals() -> Result<CancelHandle> {
     let cancel = CancelHandle::new();
     let handle = cancel.clone();
-    let rt = engine.runtime()?;
-    let _guard = rt.enter();
-    // Registered here, before the guest starts, not when the task first runs.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("failed to start the signal listener")?;
+    // Registered here, before the guest starts, not when the thread first runs.
     #[cfg(unix)]
-    {
+    let (mut interrupt, mut terminate) = {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?;
-        let mut terminate = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
-        rt.spawn(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            handle.cancel();
-        });
-    }
-    #[cfg(not(unix))]
-    rt.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            handle.cancel();
-        }
-    });
-    Ok(cancel)
-}
-
-/// Precompile a module or component to native code for `wasmcell run --allow-precompiled`.
-///
-/// The code is compiled for the engine configuration the policy needs (fuel
-/// metering, stack size) and this wasmcell's wasmtime version; running it
-/// under a policy that needs another configuration fails with a message
-/// saying so. `wasmcell run` caches compiled code on its own, so this is for
-/// shipping code compiled ahead of time to machines you control.
-#[derive(Parser, Debug)]
-#[command(after_help = "Examples:
-  wasmcell compile hello.wasm -o hello.cwasm
-  wasmcell compile --policy policies/tight.toml app.wasm -o app.cwasm
-  wasmcell run --policy policies/tight.toml --allow-precompiled app.cwasm")]
-pub struct CompileCommand {
-    /// Policy the code will run under (its limits.fuel and limits.stack decide the configuration).
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
-
-    /// Compile fuel metering in, for running with --fuel (implied by a policy that sets limits.fuel).
-    #[arg(long)]
-    pub fuel: bool,
-
-    /// Where to write the code [default: MODULE with the extension .cwasm].
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
-
-    /// The module (wasm32-wasip1) or component (wasm32-wasip2) to compile.
-    #[arg(value_name = "MODULE")]
-    pub module: PathBuf,
-}
-
-impl CompileCommand {
-    /// Compiles, links (so that a module WASI cannot run is refused now) and
-    /// writes the code.
-    ///
-    /// # Errors
-    ///
-    /// Policy and load errors, and failing to write the output.
-    pub fn execute(self) -> Result<u8> {
-        let layers = || match &self.policy {
-            Some(path) => Policy::builder().file(path),
-            None => Ok(Policy::builder()),
-        };
-        let mut policy = layers()?.build()?;
-        if self.fuel && policy.limits().fuel.value.is_none() {
-            policy = layers()?.origin(Origin::Flag("--fuel")).fuel(u64::MAX).build()?;
-        }
-        let engine = Engine::new(EngineConfig::for_policy(&policy))?;
-        let sandbox = Sandbox::builder().engine(engine).policy(policy).build()?;
-        let program = sandbox.load(&self.module)?;
-        let code = program.precompile()?;
-        let output = self.output.unwrap_or_else(|| self.module.with_extension("cwasm"));
-        std::fs::write(&output, &code).with_context(|| format!("failed to write `{}`", output.display()))?;
-        let config = sandbox.engine().config();
-        eprint_line(format_args!(
-            "wasmcell: compiled `{}` to `{}` ({}, fuel metering {}, stack {}); run it with --allow-precompiled",
-            self.module.display(),
-            output.display(),
-            ByteSize(code.len() as u64),
-            if config.fuel { "on" } else { "off" },
-            ByteSize(config.stack)
-        ));
-        Ok(0)
-    }
-}
-
-/// Validate a policy file and print what it grants, defaults included.
-#[derive(Parser, Debug)]
-#[command(after_help = "Example:\n  wasmcell check policies/read-only.toml")]
-pub struct CheckCommand {
-    /// The policy file.
-    #[arg(value_name = "POLICY")]
-    pub policy: PathBuf,
-}
-
-impl CheckCommand {
-    /// Loads the policy and prints its description.
-    ///
-    /// # Errors
-    ///
-    /// The [`crate::PolicyError`] when the policy is invalid.
-    pub fn execute(self) -> Result<u8> {
-        let policy = Policy::from_file(&self.policy)?;
-        print_stdout(&crate::policy::describe(&policy)).context("failed to write to stdout")?;
-        Ok(0)
-    }
-}
-
-/// Output formats of `wasmcell matrix`.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MatrixFormat {
-    /// The grid, colored on a terminal, then the mismatches.
-    Table,
-    /// Every cell with its outcome report.
-    Json,
-    /// JUnit XML, one test case per cell, for CI systems.
-    Junit,
-}
-
-const MATRIX_EXAMPLES: &str = "\
-Examples:
-  wasmcell matrix --modules target/wasm32-wasip1/release --policies policies
-  wasmcell matrix --modules a.wasm --modules b.wasm --policies policies/tight.toml --expect e.toml
-  wasmcell matrix --modules guests/ --policies policies --filter 'fs_*' --format junit
-
-Exit codes: 0 every checked cell matched; 1 a cell did not match; 2 bad input (nothing ran).";
-
-/// Run every module under every policy and check each cell against expectations.
-///
-/// Each cell runs through the library (modules are compiled once), in
-/// parallel. Expectations are TOML: `[[module]]` entries give a module's
-/// arguments and stdin, `[[cell]]` entries name a module and a policy (glob
-/// patterns allowed; the most specific entry wins, the later one on a tie) and
-/// expect any of status, exit-code, stdout-contains, stdout-matches,
-/// stderr-contains, stderr-matches, fuel-used-at-most and denial. A cell no
-/// entry names is reported as unchecked, never as passed.
-#[derive(Parser, Debug)]
-#[command(after_help = MATRIX_EXAMPLES)]
-pub struct MatrixCommand {
-    /// Modules: `.wasm`/`.wat` files, or directories holding them. Repeatable.
-    #[arg(long, value_name = "DIR|FILE", required = true, num_args = 1..)]
-    pub modules: Vec<PathBuf>,
-
-    /// Policies: `.toml` files, or directories holding them (their
-    /// `expectations.toml` is not a policy). Repeatable.
-    #[arg(long, value_name = "DIR|FILE", required = true, num_args = 1..)]
-    pub policies: Vec<PathBuf>,
-
-    /// Expectations file. Default: `expectations.toml` in the first policy directory, if present.
-    #[arg(long, value_name = "FILE")]
-    pub expect: Option<PathBuf>,
-
-    /// Cells to run at once. Default: one per CPU.
-    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
-    pub jobs: usize,
-
-    /// Only cells whose `module/policy`, module or policy name matches this glob.
-    #[arg(long, value_name = "PATTERN")]
-    pub filter: Option<String>,
-
-    /// Report format.
-    #[arg(long, value_enum, default_value_t = MatrixFormat::Table)]
-    pub format: MatrixFormat,
-
-    /// Write the report to FILE instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-}
-
-impl MatrixCommand {
-    /// Runs the matrix, writes the report, and returns 0 or 1.
-    ///
-    /// # Errors
-    ///
-    /// [`crate::matrix::MatrixError`] and [`crate::PolicyError`] for bad input.
-    pub fn execute(self) -> Result<u8> {
-        let progress = MatrixProgress::new();
-        let options = crate::matrix::MatrixOptions {
-            modules: self.modules,
-            policies: self.policies,
-            expect: self.expect,
-            jobs: self.jobs,
-            filter: self.filter,
-            progress: Some(progress.callback()),
-        };
-        let matrix = crate::matrix::Matrix::run(&options);
-        progress.finish();
-        let matrix = matrix?;
-        let colour =
-            self.output.is_none() && anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never;
-        let report = match self.format {
-            MatrixFormat::Table => crate::matrix::render_table(&matrix, colour),
-            MatrixFormat::Json => crate::matrix::render_json(&matrix),
-            MatrixFormat::Junit => crate::matrix::render_junit(&matrix),
-        };
-        match &self.output {
-            Some(path) => {
-                std::fs::write(path, report).with_context(|| format!("failed to write `{}`", path.display()))?;
-                let (ok, bad, unchecked) = matrix.counts();
-                eprint_line(format_args!(
-                    "wasmcell matrix: {ok} matched, {bad} mismatched, {unchecked} unchecked; report in {}",
-                    path.display()
-                ));
-            }
-            None => print_stdout(&report).context("failed to write the matrix report to stdout")?,
-        }
-        Ok(matrix.exit_code())
-    }
-}
-
-/// The `wasmcell matrix: 12/203 cells` line on stderr: drawn only on a
-/// terminal, and only once the cells have run for more than a moment, so that
-/// quick runs and CI logs stay quiet. indicatif rate-limits the redraws from
-/// the worker threads, fits the line to the terminal, ignores a closed stderr
-/// and clears the line at the end.
-struct MatrixProgress {
-    bar: indicatif::ProgressBar,
-    /// When the first cell started.
-    start: std::sync::OnceLock<std::time::Instant>,
-    shown: std::sync::atomic::AtomicBool,
-}
-
-impl MatrixProgress {
-    const QUIET_FOR: std::time::Duration = std::time::Duration::from_millis(500);
-
-    fn new() -> std::sync::Arc<MatrixProgress> {
-        let bar = indicatif::ProgressBar::hidden();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("wasmcell matrix: {pos}/{len} cells")
-                .expect("the progress template is valid"),
-        );
-        std::sync::Arc::new(MatrixProgress {
-            bar,
-            start: std::sync::OnceLock::new(),
-            shown: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// The matrix's progress hook. The bar stays hidden until
-    /// [`Self::QUIET_FOR`] after the first cell started; then it draws to
-    /// stderr, which indicatif does only when stderr is a terminal.
-    fn callback(self: &std::sync::Arc<Self>) -> crate::matrix::ProgressFn {
-        let this = self.clone();
-        std::sync::Arc::new(move |done, total| {
-            let start = *this.start.get_or_init(|| {
-                this.bar.set_length(total as u64);
-                std::time::Instant::now()
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?,
+            signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("wasmcell-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                #[cfg(unix)]
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                #[cfg(not(unix))]
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                handle.cancel();
             });
-            this.bar.set_position(done as u64);
-            if start.elapsed() >= Self::QUIET_FOR && !this.shown.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                this.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                this.bar.tick();
-            }
         })
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
+        .context("failed to start the signal thread")?;
+    Ok(cancel)
 }
 
 fn parse_dir(s: &str) -> Result<(PathBuf, String), String> {
@@ -748,12 +482,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn verify_cli() {
-        Cli::command().debug_assert();
-    }
+    use crate::cli::{Cli, Command};
 
     #[test]
     fn dir_syntax() {

@@ -1,0 +1,29 @@
+//! Preopened directories: exactly the policy's grants, opened without
+//! following links.
+
+use crate::policy::{Access, Policy};
+use anyhow::{Context as _, Result};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+pub(super) fn add_preopens(builder: &mut WasiCtxBuilder, policy: &Policy) -> Result<()> {
+    for dir in policy.dirs() {
+        let perms = match dir.access {
+            Access::ReadOnly => FsPerms::ReadOnly,
+            Access::ReadWrite => FsPerms::ReadWrite,
+        };
+        // wasmtime-wasi only takes a path, which it opens following links. A
+        // guest with a read-write grant around this one (or in an earlier
+        // run) may have replaced a folder on the way with a link, so open
+        // the canonical path ourselves without following any, then hand
+        // wasmtime-wasi the descriptor's own path: reopening
+        // `/proc/self/fd/N` yields that same directory, not whatever the
+        // name points to now. From here on the guest reaches files only
+        // through wasmtime-wasi's handle; ours is closed at the end of the loop.
+        let fd = crate::hostfs::open_dir(&dir.host, &format!("directory granted at `{}`", dir.guest))?;
+        builder
+            .preopened_dir(crate::hostfs::reopen_path(&fd, &dir.host), &dir.guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to open preopen `{}`", dir.host.display()))?;
+    }
+    Ok(())
+}

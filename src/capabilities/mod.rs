@@ -1,0 +1,77 @@
+//! Turning a [`Policy`] into the guest's WASI view: preopened directories,
+//! environment, arguments, stdio, clocks, randomness and network grants, and
+//! recording every capability use the policy refuses ([`Denial`]).
+//!
+//! Everything starts from `WasiCtxBuilder::new()`, which grants nothing, and
+//! only what the policy names is added. Sockets are switched on so that every
+//! use reaches one check here: each socket address, each name lookup
+//! ([`resolve_addresses`](net::resolve_addresses), wired in by the engine's linker) and each outgoing
+//! HTTP request is decided against the policy's `[net]` grants, and a refusal
+//! is recorded in the run's bounded [`DenialLog`](denial::DenialLog).
+
+mod clocks_random;
+mod denial;
+mod env;
+mod fs;
+mod net;
+mod stdio;
+
+pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
+pub(crate) use net::{NetAudit, resolve_addresses};
+
+use crate::limits::OutputBudget;
+use crate::policy::Policy;
+use anyhow::Result;
+use std::sync::{Arc, Mutex};
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// Per-run I/O choices that are not part of the policy: what an embedding
+/// host passes for one run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunIo {
+    /// Bytes to feed as stdin, replacing the policy's stdin.
+    pub stdin: Option<bytes::Bytes>,
+    /// Capture stdout/stderr that the policy sends to "inherit" into memory.
+    pub capture: bool,
+    /// Print each refused capability use to stderr as it happens.
+    pub log_denials: bool,
+}
+
+/// Output captured from one run, shared with the streams that fill it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Captured {
+    pub stdout: Arc<Mutex<Vec<u8>>>,
+    pub stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Policy {
+    /// Builds the guest's WASI context for one run.
+    ///
+    /// `argv` is the guest's full argument vector, `argv[0]` included.
+    ///
+    /// # Security
+    ///
+    /// Grants exactly the policy's directories, environment and stdio. The
+    /// host opens the directories and stdio files the policy names itself,
+    /// with its own authority, so it opens them without following symbolic
+    /// links (see [`crate::hostfs`]): a guest with write access may have
+    /// replaced any of them with a link since the policy was resolved.
+    pub(crate) fn wasi_builder(
+        &self,
+        argv: &[String],
+        io: &RunIo,
+        budget: &Arc<OutputBudget>,
+        captured: &Captured,
+        net: &NetAudit,
+    ) -> Result<WasiCtxBuilder> {
+        let mut builder = WasiCtxBuilder::new();
+        builder.args(argv);
+        env::add_env(&mut builder, self);
+        fs::add_preopens(&mut builder, self)?;
+        stdio::add_stdio(&mut builder, self, io, budget, captured)?;
+        clocks_random::add_clocks(&mut builder, self.clocks());
+        clocks_random::add_random(&mut builder, self.seed());
+        net::add_network(&mut builder, net);
+        Ok(builder)
+    }
+}

@@ -1,0 +1,225 @@
+//! Every network decision of a run in one place: the socket address check,
+//! the audited name lookup and the HTTP allowlist hook, each recording what
+//! it refuses in the run's [`NetAudit`].
+
+use super::denial::{DENIAL_FIELD_BYTES, Denial, DenialLog};
+use crate::policy::{NetGrants, NetKind};
+use crate::term::{eprint_line, sanitize, truncate};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
+use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
+use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpHooks;
+
+/// One run's network grants and the record of what they refused, shared by
+/// everything that decides a network use: the socket check, the name-lookup
+/// wrapper and the HTTP hook. Cloning shares the record.
+#[derive(Clone)]
+pub(crate) struct NetAudit {
+    pub(crate) grants: Arc<NetGrants>,
+    denials: Arc<Mutex<DenialLog>>,
+    log: bool,
+}
+
+impl NetAudit {
+    /// A fresh record for one run; `log` also prints each refusal to stderr.
+    pub(crate) fn new(grants: &NetGrants, log: bool) -> NetAudit {
+        NetAudit {
+            grants: Arc::new(grants.clone()),
+            denials: Arc::default(),
+            log,
+        }
+    }
+
+    /// Records a refused use of `kind` on `target`, printing it first when
+    /// asked to. `target` is the guest's choice: it is cut to
+    /// [`DENIAL_FIELD_BYTES`] and printed escaped. Past the record's caps a
+    /// refusal is only counted, and one line says so.
+    pub(crate) fn refuse(&self, kind: &str, target: &str, rule: &str) {
+        let denial = Denial {
+            kind: kind.to_string(),
+            target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
+            rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
+        };
+        let mut log = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = log.push(denial);
+        if !self.log {
+            return;
+        }
+        // Printed under the lock, so the lines come in the record's order.
+        if let (true, Some(d)) = (kept, log.kept.last()) {
+            eprint_line(format_args!(
+                "wasmcell: denied {} {}: {}",
+                d.kind,
+                sanitize(&d.target),
+                sanitize(&d.rule)
+            ));
+        } else if log.dropped == 1 {
+            eprint_line(format_args!(
+                "wasmcell: further refusals are only counted (`denials_dropped` in the report); {} recorded",
+                log.kept.len()
+            ));
+        }
+    }
+
+    /// Everything refused so far: the kept records and how many were dropped.
+    pub(crate) fn take(&self) -> (Vec<Denial>, u64) {
+        let log = std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()));
+        (log.kept, log.dropped)
+    }
+}
+
+/// Grants exactly the `[net]` entries. Sockets themselves are always
+/// available, so that every refused use reaches the check below and is
+/// recorded; a socket the policy grants nothing to can be created (counted
+/// against `limits.handles`) but cannot listen, connect, send or receive.
+pub(super) fn add_network(builder: &mut WasiCtxBuilder, net: &NetAudit) {
+    builder
+        .allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(net.grants.dns);
+    let net = net.clone();
+    builder.socket_addr_check(move |addr, usage| {
+        let allowed = match decide(&net.grants, addr, usage) {
+            Verdict::Allow => true,
+            Verdict::Drop => false,
+            Verdict::Deny(kind, rule) => {
+                net.refuse(kind.name(), &addr.to_string(), &rule);
+                false
+            }
+        };
+        Box::pin(std::future::ready(allowed))
+    });
+}
+
+enum Verdict {
+    Allow,
+    /// Refused and recorded.
+    Deny(NetKind, String),
+    /// Refused silently: an incoming datagram the guest never asked for.
+    Drop,
+}
+
+/// Whether one socket use is granted.
+///
+/// wasmtime-wasi also checks the implicit bind that `connect` and `send`
+/// perform, on the wildcard address and port 0. That only picks the local
+/// end, so it is always allowed: the connect or send that follows is what the
+/// policy decides, and a socket bound that way cannot listen without a
+/// `tcp-bind` entry. Accepting a client is only possible on a listener the
+/// policy granted; datagrams are received only when some UDP use is granted.
+fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Verdict {
+    let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+    let check = |kind| match net.check(kind, addr) {
+        Ok(()) => Verdict::Allow,
+        Err(rule) => Verdict::Deny(kind, rule),
+    };
+    match usage {
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind if implicit_bind => Verdict::Allow,
+        SocketAddrUse::TcpBind => check(NetKind::TcpBind),
+        SocketAddrUse::TcpListen => check(NetKind::TcpListen),
+        SocketAddrUse::TcpConnect => check(NetKind::TcpConnect),
+        SocketAddrUse::TcpAccept => Verdict::Allow,
+        SocketAddrUse::UdpBind => check(NetKind::UdpBind),
+        SocketAddrUse::UdpSend => check(NetKind::UdpSend),
+        SocketAddrUse::UdpReceive if net.any_udp() => Verdict::Allow,
+        SocketAddrUse::UdpReceive => Verdict::Drop,
+    }
+}
+
+/// The `wasi:sockets` `resolve-addresses` call, audited: a lookup the
+/// policy does not grant (`[net] dns = false`) is recorded in the run's
+/// denials and answered as wasmtime-wasi itself answers when lookups are off;
+/// a granted one is handed to wasmtime-wasi unchanged.
+///
+/// # Errors
+///
+/// Only when wasmtime-wasi's own lookup fails with something other than a
+/// `wasi:sockets` error code (which ends the guest).
+pub(crate) fn resolve_addresses(
+    net: &NetAudit,
+    ctx: &mut WasiCtx,
+    table: &mut ResourceTable,
+    network: Resource<Network>,
+    name: String,
+) -> wasmtime::Result<Result<Resource<ResolveAddressStream>, ErrorCode>> {
+    if !net.grants.dns {
+        net.refuse("dns", &name, "[net] dns is false: name lookups are not granted");
+        return Ok(Err(ErrorCode::PermanentResolverFailure));
+    }
+    let mut view = WasiSocketsCtxView {
+        ctx: ctx.sockets(),
+        table,
+    };
+    match Host::resolve_addresses(&mut view, network, name) {
+        Ok(stream) => Ok(Ok(stream)),
+        Err(err) => err.downcast().map(Err),
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+/// The `net.http` allowlist, consulted before every outgoing `wasi:http`
+/// request; an allowed request is sent by wasmtime-wasi-http unchanged.
+impl WasiHttpHooks for NetAudit {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        if let Err(rule) = self.grants.check_http(&scheme, &host, port) {
+            self.refuse("http", &format!("{scheme}://{host}:{port}"), &rule);
+            return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
+        }
+        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::denial::{DENIAL_BYTES, MAX_DENIALS};
+    use super::*;
+
+    #[test]
+    fn denial_log_keeps_a_prefix_within_count_and_bytes() {
+        let audit = NetAudit::new(&NetGrants::default(), false);
+        for i in 0..MAX_DENIALS + 10 {
+            audit.refuse("dns", &format!("host{i}"), "rule");
+        }
+        let (kept, dropped) = audit.take();
+        assert_eq!((kept.len(), dropped), (MAX_DENIALS, 10));
+        assert_eq!(kept[MAX_DENIALS - 1].target, format!("host{}", MAX_DENIALS - 1));
+
+        // Long targets are cut, and the byte budget stops the record before
+        // the count does; a short refusal after that is still only counted.
+        let audit = NetAudit::new(&NetGrants::default(), false);
+        for _ in 0..MAX_DENIALS {
+            audit.refuse("dns", &"x".repeat(100_000), &"r".repeat(100_000));
+        }
+        audit.refuse("dns", "short", "rule");
+        let (kept, dropped) = audit.take();
+        let bytes: usize = kept.iter().map(|d| d.kind.len() + d.target.len() + d.rule.len()).sum();
+        assert!(bytes <= DENIAL_BYTES && !kept.is_empty(), "{bytes}");
+        assert!(
+            kept.iter()
+                .all(|d| d.target.starts_with(&"x".repeat(DENIAL_FIELD_BYTES)))
+        );
+        assert!(kept.iter().all(|d| {
+            d.target
+                .ends_with(&format!("…[+{} bytes]", 100_000 - DENIAL_FIELD_BYTES))
+        }));
+        assert_eq!(kept.len() as u64 + dropped, MAX_DENIALS as u64 + 1);
+    }
+}

@@ -1,0 +1,73 @@
+//! `wasmcell compile`: precompiled native code for `run --allow-precompiled`.
+
+use super::eprint_line;
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use std::path::PathBuf;
+use wasmcell::policy::{ByteSize, Origin};
+use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
+
+/// Precompile a module or component to native code for `wasmcell run --allow-precompiled`.
+///
+/// The code is compiled for the engine configuration the policy needs (fuel
+/// metering, stack size) and this wasmcell's wasmtime version; running it
+/// under a policy that needs another configuration fails with a message
+/// saying so. `wasmcell run` caches compiled code on its own, so this is for
+/// shipping code compiled ahead of time to machines you control.
+#[derive(Parser, Debug)]
+#[command(after_help = "Examples:
+  wasmcell compile hello.wasm -o hello.cwasm
+  wasmcell compile --policy policies/tight.toml app.wasm -o app.cwasm
+  wasmcell run --policy policies/tight.toml --allow-precompiled app.cwasm")]
+pub struct CompileCommand {
+    /// Policy the code will run under (its limits.fuel and limits.stack decide the configuration).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Compile fuel metering in, for running with --fuel (implied by a policy that sets limits.fuel).
+    #[arg(long)]
+    pub fuel: bool,
+
+    /// Where to write the code [default: MODULE with the extension .cwasm].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The module (wasm32-wasip1) or component (wasm32-wasip2) to compile.
+    #[arg(value_name = "MODULE")]
+    pub module: PathBuf,
+}
+
+impl CompileCommand {
+    /// Compiles, links (so that a module WASI cannot run is refused now) and
+    /// writes the code.
+    ///
+    /// # Errors
+    ///
+    /// Policy and load errors, and failing to write the output.
+    pub fn execute(self) -> Result<u8> {
+        let layers = || match &self.policy {
+            Some(path) => Policy::builder().file(path),
+            None => Ok(Policy::builder()),
+        };
+        let mut policy = layers()?.build()?;
+        if self.fuel && policy.limits().fuel.value.is_none() {
+            policy = layers()?.origin(Origin::Flag("--fuel")).fuel(u64::MAX).build()?;
+        }
+        let engine = Engine::new(EngineConfig::for_policy(&policy))?;
+        let sandbox = Sandbox::builder().engine(engine).policy(policy).build()?;
+        let program = sandbox.load(&self.module)?;
+        let code = program.precompile()?;
+        let output = self.output.unwrap_or_else(|| self.module.with_extension("cwasm"));
+        std::fs::write(&output, &code).with_context(|| format!("failed to write `{}`", output.display()))?;
+        let config = sandbox.engine().config();
+        eprint_line(format_args!(
+            "wasmcell: compiled `{}` to `{}` ({}, fuel metering {}, stack {}); run it with --allow-precompiled",
+            self.module.display(),
+            output.display(),
+            ByteSize(code.len() as u64),
+            if config.fuel { "on" } else { "off" },
+            ByteSize(config.stack)
+        ));
+        Ok(0)
+    }
+}

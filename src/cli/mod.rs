@@ -1,0 +1,185 @@
+//! The `wasmcell` command line: one struct per subcommand, each with
+//! `execute(self)` returning the process exit code. It uses only the
+//! library's public API; what only a command line has lives here: flags and
+//! their parsers, the advice that names a flag, the terminal progress line,
+//! signal handling and the mapping of errors to exit codes.
+
+mod check;
+mod compile;
+mod matrix;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::fmt;
+use std::io::Write as _;
+use wasmcell::{LoadError, PolicyError, Status, sanitize};
+
+pub use check::CheckCommand;
+pub use compile::CompileCommand;
+pub use matrix::MatrixCommand;
+pub use run::RunCommand;
+
+/// Run untrusted WebAssembly under a deny-by-default capability policy.
+#[derive(Parser, Debug)]
+#[command(name = "wasmcell", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Command is parsed per process; boxing RunCommand would save nothing"
+)]
+pub enum Command {
+    /// Run a WebAssembly module or component under a policy.
+    Run(RunCommand),
+    /// Validate a policy file and print what it grants.
+    Check(CheckCommand),
+    /// Run every module under every policy and check each cell against expectations.
+    Matrix(MatrixCommand),
+    /// Precompile a module or component to native code (a .cwasm file).
+    Compile(CompileCommand),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand and returns the process exit code.
+    ///
+    /// # Errors
+    ///
+    /// Policy, load and sandbox errors; map them to an exit code with
+    /// [`exit_code_for_error`].
+    pub fn execute(self) -> Result<u8> {
+        match self.command {
+            Command::Run(c) => c.execute(),
+            Command::Check(c) => c.execute(),
+            Command::Matrix(c) => c.execute(),
+            Command::Compile(c) => c.execute(),
+        }
+    }
+}
+
+/// The exit code for an error that stopped `wasmcell` before or instead of a
+/// guest run: 2 for policy, usage and matrix-input errors, 126 for load
+/// errors, 125 otherwise.
+pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
+    if let Some(advised) = err.chain().find_map(|e| e.downcast_ref::<Advised>()) {
+        return exit_code_for_error(&advised.err);
+    }
+    if err
+        .chain()
+        .any(|e| e.is::<PolicyError>() || e.is::<clap::Error>() || e.is::<wasmcell::matrix::MatrixError>())
+    {
+        wasmcell::EXIT_USAGE
+    } else if err.chain().any(|e| e.is::<LoadError>()) {
+        wasmcell::EXIT_LOAD
+    } else {
+        wasmcell::EXIT_SANDBOX
+    }
+}
+
+/// Prints an error that stopped `wasmcell` as one `error: ...` line on
+/// stderr. The message may quote guest-chosen names (a module's imports,
+/// say), so its control characters, newlines included, are escaped: no part
+/// of it can colour the terminal or pass for a line of wasmcell's own.
+pub fn print_error(err: &anyhow::Error) {
+    let text = format!("{err:#}");
+    eprint_line(format_args!("error: {}", sanitize(text.trim_end())));
+}
+
+/// A library error with the command line's advice after it, such as
+/// "...; raise it with --max-module-size": the library names policy keys
+/// and API calls, and only the command line knows which flag sets them.
+/// [`exit_code_for_error`] looks through it to the error it wraps.
+#[derive(Debug)]
+pub(crate) struct Advised {
+    err: anyhow::Error,
+    advice: &'static str,
+}
+
+impl Advised {
+    /// `err` followed by `advice`.
+    pub(crate) fn wrap(err: impl Into<anyhow::Error>, advice: &'static str) -> anyhow::Error {
+        anyhow::Error::new(Advised {
+            err: err.into(),
+            advice,
+        })
+    }
+}
+
+impl fmt::Display for Advised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}; {}", self.err, self.advice)
+    }
+}
+
+/// The wrapped error is part of the message, so it is not also a `source`
+/// (that would print it twice in `{:#}` chains).
+impl std::error::Error for Advised {}
+
+/// The flag that raises the limit a run ended at, for the line after the
+/// library's description of the ending.
+pub(crate) fn ending_advice(status: Status) -> Option<&'static str> {
+    match status {
+        Status::Timeout => Some("raise it with --timeout"),
+        Status::FuelExhausted => Some("raise it with --fuel"),
+        Status::MemoryLimit => Some("raise it with --memory"),
+        Status::OutputLimit => Some("raise limits.output in the policy"),
+        Status::Exited(_) | Status::Trap | Status::Cancelled => None,
+    }
+}
+
+/// Writes one line to stderr. A closed or failing stderr loses the line
+/// instead of panicking as `eprintln!` would: wasmcell's own messages must
+/// never decide how a run ends.
+pub(crate) fn eprint_line(line: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Writes `text` to stdout and flushes it. A closed pipe (`EPIPE`) ends the
+/// output quietly, as in `wasmcell check | head -1`; other errors are
+/// returned.
+///
+/// # Errors
+///
+/// Any write error except a broken pipe.
+pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    /// Advice goes after the library's message, once, and the exit code is
+    /// still the wrapped error's.
+    #[test]
+    fn advice_follows_the_message_and_keeps_the_exit_code() {
+        let engine = wasmcell::Engine::new(wasmcell::EngineConfig::default()).unwrap();
+        let err = engine.load_bytes("lib.wasm", b"(module)").err().unwrap();
+        let message = err.to_string();
+        let advised = Advised::wrap(err, "try --something");
+        assert_eq!(format!("{advised:#}"), format!("{message}; try --something"));
+        assert_eq!(exit_code_for_error(&advised), wasmcell::EXIT_LOAD);
+        let wrapped = advised.context("while running");
+        assert_eq!(exit_code_for_error(&wrapped), wasmcell::EXIT_LOAD);
+        assert_eq!(
+            exit_code_for_error(&anyhow::anyhow!("host trouble")),
+            wasmcell::EXIT_SANDBOX
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! What loading produces: a [`Program`] ready to run, or a [`LoadError`]
+//! saying why there is none.
+
+use crate::policy::ByteSize;
+use crate::store::{P2Ctx, State};
+use anyhow::Result;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use wasmtime::InstancePre;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+/// A function type as WAT-like text: `(i32, i64) -> (f32)`.
+pub(super) fn signature(ty: &wasmtime::FuncType) -> String {
+    let list = |types: &mut dyn Iterator<Item = wasmtime::ValType>| {
+        types.map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    format!("({}) -> ({})", list(&mut ty.params()), list(&mut ty.results()))
+}
+
+pub(super) fn describe(e: wasmtime::Error) -> String {
+    format!("{e:#}")
+}
+
+pub(super) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A module or component compiled and linked against WASI, ready to run many
+/// times in any sandbox on the engine that compiled it. Cloning is cheap
+/// (reference counts) and a program may run on many threads at once.
+///
+/// # Example
+///
+/// Precompiling for a machine you control, and loading the code there:
+///
+/// ```
+/// use wasmcell::{Engine, EngineConfig, Policy, Sandbox, Status};
+///
+/// let engine = Engine::new(EngineConfig::default())?;
+/// let program = engine.load_bytes("noop.wasm", br#"(module (func (export "_start")))"#)?;
+/// assert!(!program.is_component());
+/// let dir = tempfile::tempdir()?;
+/// let cwasm = dir.path().join("noop.cwasm");
+/// std::fs::write(&cwasm, program.precompile()?)?;
+///
+/// // Refused as WebAssembly ...
+/// assert!(engine.load(&cwasm, 1 << 20).is_err());
+/// // ... loaded only by the call that says what it is.
+/// // SAFETY: written by this program a moment ago, in a private temp dir.
+/// let loaded = unsafe { engine.load_precompiled(&cwasm)? };
+/// let sandbox = Sandbox::builder().engine(engine).policy(Policy::deny_all()).build()?;
+/// assert_eq!(sandbox.run_program(&loaded, &[] as &[&str])?.status, Status::Exited(0));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Program {
+    pub(super) name: String,
+    pub(super) size: u64,
+    pub(crate) kind: ProgramKind,
+}
+
+#[derive(Clone)]
+pub(crate) enum ProgramKind {
+    Module(InstancePre<State<WasiP1Ctx>>),
+    Component(CommandPre<State<P2Ctx>>),
+}
+
+impl Program {
+    /// The name the guest sees as `argv[0]`: the file name it was loaded from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size in bytes of the binary it was compiled from.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether this is a component (`wasm32-wasip2`) rather than a core
+    /// module (`wasm32-wasip1`).
+    pub fn is_component(&self) -> bool {
+        matches!(self.kind, ProgramKind::Component(_))
+    }
+
+    /// The program as precompiled native code, as `wasmcell compile` writes
+    /// it; [`Engine::load_precompiled`](crate::Engine::load_precompiled) loads it into an engine with the same
+    /// configuration.
+    ///
+    /// # Errors
+    ///
+    /// When wasmtime cannot serialize the code (it always can for programs it
+    /// compiled).
+    pub fn precompile(&self) -> Result<Vec<u8>> {
+        self.kind.serialize().map_err(anyhow::Error::from)
+    }
+
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match &self.kind {
+            ProgramKind::Module(pre) => pre.module().engine(),
+            ProgramKind::Component(pre) => pre.engine(),
+        }
+    }
+}
+
+impl ProgramKind {
+    pub(super) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            ProgramKind::Module(pre) => pre.module().serialize(),
+            ProgramKind::Component(pre) => pre.instance_pre().component().serialize(),
+        }
+    }
+}
+
+/// A module or component that could not be loaded or linked. Nothing ran.
+#[derive(Debug)]
+pub struct LoadError {
+    pub(crate) module: PathBuf,
+    pub(crate) kind: LoadErrorKind,
+}
+
+/// Why a module could not be loaded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadErrorKind {
+    /// The file could not be read.
+    Read(std::io::Error),
+    /// The file is larger than `limits.module-size`.
+    TooLarge {
+        /// Bytes in the file (at least).
+        size: u64,
+        /// The limit.
+        limit: u64,
+        /// Where the limit was set.
+        origin: String,
+    },
+    /// Neither a WebAssembly binary nor WAT text.
+    NotWasm(String),
+    /// wasmtime rejected the module: malformed, truncated, or using a
+    /// proposal this sandbox turns off.
+    Invalid(String),
+    /// The module imports something WASI does not provide.
+    Link(String),
+    /// The module is not a WASI command (no `_start`, or a component that
+    /// does not export `wasi:cli/run`).
+    NotCommand(String),
+    /// The module's `_start` takes parameters or returns results; a WASI
+    /// command's `_start` is `() -> ()`.
+    StartSignature {
+        /// The type the module gives `_start`, such as `(i32) -> ()`.
+        found: String,
+    },
+    /// Precompiled native code given where WebAssembly was expected, or
+    /// precompiled code that does not fit this engine.
+    Precompiled(String),
+}
+
+impl LoadError {
+    /// The module that failed to load.
+    pub fn module(&self) -> &Path {
+        &self.module
+    }
+
+    /// Why it failed.
+    pub fn kind(&self) -> &LoadErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot load `{}`: ", self.module.display())?;
+        match &self.kind {
+            LoadErrorKind::Read(e) => write!(f, "{e}; check the path"),
+            LoadErrorKind::TooLarge { size, limit, origin } => write!(
+                f,
+                "the file is {}, over the {} allowed ({origin})",
+                ByteSize(*size),
+                ByteSize(*limit)
+            ),
+            LoadErrorKind::NotWasm(why) => write!(
+                f,
+                "not a WebAssembly module or component ({why}); build the guest for wasm32-wasip1 or wasm32-wasip2"
+            ),
+            LoadErrorKind::Invalid(why) => write!(f, "invalid WebAssembly: {why}"),
+            LoadErrorKind::Link(why) => write!(
+                f,
+                "{why}; wasmcell provides only WASI (wasi_snapshot_preview1 for modules, WASI 0.2 for components)"
+            ),
+            LoadErrorKind::NotCommand(why) | LoadErrorKind::Precompiled(why) => write!(f, "{why}"),
+            LoadErrorKind::StartSignature { found } => write!(
+                f,
+                "`_start` has type `{found}`, but a command's `_start` takes no parameters and returns nothing (`() -> ()`); export it with that type, as a `bin` target for wasm32-wasip1 does"
+            ),
+        }
+    }
+}
+
+/// The message already includes any I/O error, so it is not also given as a
+/// `source` (that would print it twice in `{:#}` chains); match on
+/// [`LoadError::kind`] to get at it.
+impl std::error::Error for LoadError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WasmKind {
+    Module,
+    Component,
+}
+
+pub(super) fn wasm_kind(bytes: &[u8]) -> Option<WasmKind> {
+    let header = bytes.get(..8)?;
+    if &header[..4] != b"\0asm" {
+        return None;
+    }
+    match header[4..8] {
+        [1, 0, 0, 0] => Some(WasmKind::Module),
+        [0x0d, 0, 1, 0] => Some(WasmKind::Component),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_modules_and_components() {
+        assert_eq!(wasm_kind(b"\0asm\x01\0\0\0"), Some(WasmKind::Module));
+        assert_eq!(wasm_kind(b"\0asm\x0d\0\x01\0"), Some(WasmKind::Component));
+        assert_eq!(wasm_kind(b"\0asm\x02\0\0\0"), None);
+        assert_eq!(wasm_kind(b"\0asm"), None);
+        assert_eq!(wasm_kind(b"#!/bin/sh\n"), None);
+    }
+}
