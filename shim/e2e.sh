@@ -30,7 +30,10 @@ fi
 # test build) and the guests -------------------------------------------------
 target=${CARGO_TARGET_DIR:-$repo/target}
 cargo build --quiet -p containerd-shim-wasmcell
+cargo test --quiet -p containerd-shim-wasmcell   # the shim's own unit tests
 cargo build --quiet --release -p wasmcell-modules --target wasm32-wasip1
+# WASI 0.2 sockets are where the policy's network refusals are recorded.
+cargo build --quiet --release -p wasmcell-modules --target wasm32-wasip2 --bin net_tcp_connect
 shim="$target/debug/containerd-shim-wasmcell-v1"
 guests="$target/wasm32-wasip1/release"
 [ -x "$shim" ] || die "the shim was not built at \`$shim\`"
@@ -57,7 +60,7 @@ cleanup() {
   # Shims outlive containerd by design; ours are the ones given our socket.
   for cmdline in /proc/[0-9]*/cmdline; do
     pid=${cmdline#/proc/}; pid=${pid%/cmdline}
-    if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -qF -- "-address $sock"; then
+    if { tr '\0' ' ' <"$cmdline"; } 2>/dev/null | grep -qF -- "-address $sock"; then
       kill "$pid" 2>/dev/null
     fi
   done
@@ -102,9 +105,11 @@ fi
 ctr_() { ctr --address "$sock" -n "$ns" "$@"; }
 
 # -- images ---------------------------------------------------------------------
-modules=(hello exit_code env_vars fs_read net_tcp_connect limits_memory_bomb limits_sleep_forever)
+modules=(hello exit_code env_vars fs_read limits_memory_bomb limits_sleep_forever)
 wasm=()
 for m in "${modules[@]}"; do wasm+=("$guests/$m.wasm"); done
+mkdir -p "$tmp/p2" && cp "$target/wasm32-wasip2/release/net_tcp_connect.wasm" "$tmp/p2/net_tcp_connect_p2.wasm"
+wasm+=("$tmp/p2/net_tcp_connect_p2.wasm")
 cat >"$tmp/image-policy.toml" <<'TOML'
 # The image's own policy: long runs (the kill test), one inherited variable,
 # and no network: the denial test relies on it.
@@ -162,7 +167,7 @@ check "exit_code: the guest's code 7 passes through" eval '[ "$code" = 7 ] && ha
 run_ctr "$img" --env GREETING=hi --env SECRET=s3cret -- /env_vars.wasm
 check "env_vars: only what the policy inherits" eval '[ "$code" = 0 ] && has "$out" "GREETING=hi" && lacks "$out" "SECRET" && lacks "$out" "PATH="'
 
-run_ctr "$img" -- /net_tcp_connect.wasm 127.0.0.1:9
+run_ctr "$img" -- /net_tcp_connect_p2.wasm 127.0.0.1:9
 check "net_tcp_connect: denied, and the report says so" eval '[ "$code" = 1 ] && has "$out" "refused" && has "$report" "\"kind\":\"tcp-connect\""'
 
 run_ctr "$img" --memory-limit 67108864 -- /limits_memory_bomb.wasm
@@ -184,7 +189,7 @@ run_ctr "$bare" --env SECRET=s3cret -- /env_vars.wasm
 check "no policy: an empty environment" eval '[ "$code" = 0 ] && [ -z "$out" ]'
 run_ctr "$bare" -- /fs_read.wasm /hello.wasm
 check "no policy: the image's files are not granted" eval '[ "$code" = 1 ] && has "$err" "error:"'
-run_ctr "$bare" -- /net_tcp_connect.wasm 127.0.0.1:9
+run_ctr "$bare" -- /net_tcp_connect_p2.wasm 127.0.0.1:9
 check "no policy: no network" eval '[ "$code" = 1 ] && has "$report" "\"kind\":\"tcp-connect\""'
 
 cat >"$tmp/policies/node-env.toml" <<'TOML'

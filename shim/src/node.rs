@@ -40,11 +40,31 @@ pub enum NodePolicy {
 }
 
 static NODE_POLICY: OnceLock<NodePolicy> = OnceLock::new();
+static SPEC_MEMORY_LIMIT: OnceLock<Option<u64>> = OnceLock::new();
 
-/// Reads the annotation and the policy it names, once per process.
+/// Reads the annotation and the policy it names, and the spec's memory
+/// limit, once per process.
 pub fn capture() {
     let dir = std::env::var_os(POLICY_DIR_ENV).map_or_else(|| PathBuf::from(DEFAULT_POLICY_DIR), PathBuf::from);
     NODE_POLICY.get_or_init(|| read_node_policy(Path::new("config.json"), &dir));
+    SPEC_MEMORY_LIMIT.get_or_init(|| read_memory_limit(Path::new("config.json")));
+}
+
+/// The memory limit of the container this shim was started for, when the
+/// shim serves that container alone (not a Kubernetes pod, whose shim is
+/// started for the pod sandbox): `linux.resources.memory.limit`.
+pub fn spec_memory_limit() -> Option<u64> {
+    SPEC_MEMORY_LIMIT.get().copied().flatten()
+}
+
+fn read_memory_limit(spec: &Path) -> Option<u64> {
+    let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(spec).ok()?).ok()?;
+    if spec.pointer("/annotations/io.kubernetes.cri.sandbox-id").is_some() {
+        return None;
+    }
+    spec.pointer("/linux/resources/memory/limit")?
+        .as_u64()
+        .filter(|&n| n > 0)
 }
 
 /// What [`capture`] found; [`NodePolicy::None`] when it did not run.
@@ -68,7 +88,9 @@ pub fn read_node_policy(spec: &Path, dir: &Path) -> NodePolicy {
         None => return NodePolicy::None,
         Some(serde_json::Value::String(name)) => name,
         Some(other) => {
-            return NodePolicy::Invalid(format!("annotation `{POLICY_ANNOTATION}` must be a string, not `{other}`"));
+            return NodePolicy::Invalid(format!(
+                "annotation `{POLICY_ANNOTATION}` must be a string, not `{other}`"
+            ));
         }
     };
     if let Err(why) = check_policy_name(name) {
@@ -97,7 +119,9 @@ fn check_policy_name(name: &str) -> Result<(), String> {
     let plain = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if plain {
         Ok(())
     } else {
@@ -150,8 +174,26 @@ mod tests {
 
     fn spec_with(dir: &Path, annotations: &str) -> PathBuf {
         let spec = dir.join("config.json");
-        std::fs::write(&spec, format!(r#"{{"ociVersion":"1.0.2","annotations":{annotations}}}"#)).unwrap();
+        std::fs::write(
+            &spec,
+            format!(r#"{{"ociVersion":"1.0.2","annotations":{annotations}}}"#),
+        )
+        .unwrap();
         spec
+    }
+
+    #[test]
+    fn the_memory_limit_is_read_only_for_a_lone_container() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = tmp.path().join("config.json");
+        std::fs::write(&spec, r#"{"linux":{"resources":{"memory":{"limit":67108864}}}}"#).unwrap();
+        assert_eq!(read_memory_limit(&spec), Some(64 << 20));
+        std::fs::write(
+            &spec,
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"x"},"linux":{"resources":{"memory":{"limit":1}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(read_memory_limit(&spec), None);
     }
 
     #[test]
@@ -159,7 +201,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spec = spec_with(tmp.path(), r#"{"other":"x"}"#);
         assert_eq!(read_node_policy(&spec, tmp.path()), NodePolicy::None);
-        assert_eq!(read_node_policy(&tmp.path().join("absent.json"), tmp.path()), NodePolicy::None);
+        assert_eq!(
+            read_node_policy(&tmp.path().join("absent.json"), tmp.path()),
+            NodePolicy::None
+        );
     }
 
     #[test]
@@ -180,7 +225,10 @@ mod tests {
     fn names_that_leave_the_directory_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         for name in ["../etc/passwd", "a/b", "", ".hidden", "x\u{1b}[2J"] {
-            let spec = spec_with(tmp.path(), &format!(r#"{{"wasmcell.dev/policy":{}}}"#, serde_json::json!(name)));
+            let spec = spec_with(
+                tmp.path(),
+                &format!(r#"{{"wasmcell.dev/policy":{}}}"#, serde_json::json!(name)),
+            );
             match read_node_policy(&spec, tmp.path()) {
                 NodePolicy::Invalid(why) => assert!(!why.contains('\u{1b}'), "{why}"),
                 other => panic!("{name}: {other:?}"),

@@ -22,11 +22,23 @@ pub const IMAGE_POLICY: &str = "/wasmcell.toml";
 
 /// What `limits.memory` is said to come from when the container's memory
 /// limit is the stricter.
-const CGROUP_ORIGIN: &str = "the container's memory limit (cgroup), less the runtime's own use";
+const CGROUP_ORIGIN: &str = "the container's memory limit, less the runtime's own use";
 
 /// Memory the runtime keeps for itself, beside what the cgroup already
 /// charges when the guest starts: compiled code, WASI buffers, the report.
-const RUNTIME_HEADROOM: u64 = 16 << 20;
+const RUNTIME_HEADROOM: u64 = 32 << 20;
+
+/// A policy the shim refuses to run under (exit 2, as a policy error).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// The shim's `Sandbox`: one per container, created inside it.
 #[derive(Default)]
@@ -41,7 +53,12 @@ impl Sandbox for WasmcellSandbox {
             Ok(code) => code,
             Err(err) => {
                 let _ = writeln!(std::io::stderr(), "wasmcell: error: {err:#}");
-                i32::from(wasmcell::exit_code_for_error(&err))
+                let code = if err.chain().any(|e| e.is::<Refused>()) {
+                    wasmcell::EXIT_USAGE
+                } else {
+                    wasmcell::exit_code_for_error(&err)
+                };
+                i32::from(code)
             }
         };
         Ok(code)
@@ -54,7 +71,9 @@ async fn run(ctx: &impl RuntimeContext) -> Result<i32> {
     let mut policy = choose_policy(node::node_policy(), Path::new(IMAGE_POLICY))?;
     refuse_runtime_dirs(&policy)?;
     policy.inherit_env_from(ctx.envs().iter().filter_map(|entry| entry.split_once('=')));
-    if let Some(budget) = cgroup_memory_budget(Path::new("/sys/fs/cgroup"))
+    let budget = cgroup_memory_budget(Path::new("/sys/fs/cgroup"))
+        .or_else(|| node::spec_memory_limit().map(|limit| limit.saturating_sub(RUNTIME_HEADROOM)));
+    if let Some(budget) = budget
         && budget < policy.limits.memory.value
     {
         policy
@@ -79,7 +98,7 @@ async fn run(ctx: &impl RuntimeContext) -> Result<i32> {
 /// `/wasmcell.toml`, else deny-all.
 fn choose_policy(node: &NodePolicy, image_policy: &Path) -> Result<Policy> {
     match node {
-        NodePolicy::Invalid(why) => bail!("{why}"),
+        NodePolicy::Invalid(why) => Err(Refused(why.clone()).into()),
         NodePolicy::Named { name, path, text } => Policy::from_toml(text, "/").with_context(|| {
             format!(
                 "node policy `{name}` (`{}`, named by annotation `{}`)",
@@ -89,11 +108,14 @@ fn choose_policy(node: &NodePolicy, image_policy: &Path) -> Result<Policy> {
         }),
         NodePolicy::None => match std::fs::symlink_metadata(image_policy) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Policy::deny_all()),
-            Err(e) => Err(e).with_context(|| format!("failed to inspect the image's policy `{}`", image_policy.display())),
-            Ok(meta) if !meta.is_file() => bail!(
+            Err(e) => {
+                Err(e).with_context(|| format!("failed to inspect the image's policy `{}`", image_policy.display()))
+            }
+            Ok(meta) if !meta.is_file() => Err(Refused(format!(
                 "the image's policy `{}` must be a regular file, not a link or a special file; copy the policy there",
                 image_policy.display()
-            ),
+            ))
+            .into()),
             Ok(_) => Ok(Policy::from_file(image_policy)?),
         },
     }
@@ -107,11 +129,12 @@ fn refuse_runtime_dirs(policy: &Policy) -> Result<()> {
         let host = &dir.host;
         let system = ["/proc", "/sys", "/dev"].iter().any(|p| host.starts_with(p));
         if host == Path::new("/") || system {
-            bail!(
+            return Err(Refused(format!(
                 "policy key `fs.dirs` grants `{}` as `{}`; inside a container the shim refuses `/`, `/proc`, `/sys` and `/dev`: grant a directory of the image or a mounted volume instead",
                 host.display(),
                 dir.guest.escape_debug()
-            );
+            ))
+            .into());
         }
     }
     Ok(())
@@ -228,7 +251,10 @@ mod tests {
         std::fs::create_dir(tmp.path().join("memory")).unwrap();
         std::fs::write(tmp.path().join("memory/memory.limit_in_bytes"), "67108864\n").unwrap();
         std::fs::write(tmp.path().join("memory/memory.usage_in_bytes"), "8388608\n").unwrap();
-        assert_eq!(cgroup_memory_budget(tmp.path()), Some((64 << 20) - (8 << 20) - RUNTIME_HEADROOM));
+        assert_eq!(
+            cgroup_memory_budget(tmp.path()),
+            Some((64 << 20) - (8 << 20) - RUNTIME_HEADROOM)
+        );
         std::fs::write(tmp.path().join("memory/memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
         assert_eq!(cgroup_memory_budget(tmp.path()), None);
 
@@ -257,7 +283,10 @@ mod tests {
             text: "[limits]\nfuel = 2\n".into(),
         };
         assert_eq!(choose_policy(&node, &image).unwrap().limits.fuel.value, Some(2));
-        assert_eq!(choose_policy(&NodePolicy::None, &image).unwrap().limits.fuel.value, Some(1));
+        assert_eq!(
+            choose_policy(&NodePolicy::None, &image).unwrap().limits.fuel.value,
+            Some(1)
+        );
         let invalid = NodePolicy::Invalid("bad annotation".into());
         assert!(choose_policy(&invalid, &image).is_err());
     }
@@ -282,7 +311,9 @@ mod tests {
         }
         let tmp = tempfile::tempdir().unwrap();
         let mut policy = Policy::deny_all();
-        policy.grant_dir(tmp.path(), "/data", wasmcell::Access::ReadOnly).unwrap();
+        policy
+            .grant_dir(tmp.path(), "/data", wasmcell::Access::ReadOnly)
+            .unwrap();
         refuse_runtime_dirs(&policy).unwrap();
     }
 
