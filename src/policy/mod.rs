@@ -576,6 +576,43 @@ impl Policy {
         Ok(())
     }
 
+    /// Resolves `env.inherit` against `source` instead of this process's
+    /// environment, then empties the inherit list: each inherited name that
+    /// `source` sets (and the policy does not set explicitly) becomes a set
+    /// variable. Like [`Policy::guest_env`] with another environment.
+    ///
+    /// For hosts that run a guest on someone else's behalf, such as a
+    /// container runtime whose guest should inherit from the container's
+    /// environment, so that none of this process's own variables reach it.
+    ///
+    /// # Security
+    ///
+    /// The guest sees `source`'s values for the names the policy inherits.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut policy = wasmcell::Policy::builder()
+    ///     .toml("[env]\ninherit = [\"LANG\", \"TZ\"]", ".")?
+    ///     .env("TZ", "UTC")
+    ///     .build()?;
+    /// policy.inherit_env_from([("LANG", "C.UTF-8"), ("SECRET", "hunter2"), ("TZ", "CET")]);
+    /// let env = policy.guest_env();
+    /// assert_eq!(env, [("LANG".into(), "C.UTF-8".into()), ("TZ".into(), "UTC".into())]);
+    /// assert!(policy.env_inherit().is_empty());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn inherit_env_from<'a>(&mut self, source: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let inherit = std::mem::take(&mut self.env_inherit);
+        let explicit: Vec<String> = self.env_vars.keys().cloned().collect();
+        // A later entry for the same name wins, as it does in an environment list.
+        for (name, value) in source {
+            if inherit.iter().any(|n| n == name) && !explicit.iter().any(|n| n == name) {
+                self.env_vars.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
     /// Refuses `path` (absolute, as the user wrote it) when it reaches
     /// through a symbolic link inside one of this policy's read-write grants,
     /// as every host path the policy names is refused; `what` names it in the
