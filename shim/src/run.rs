@@ -370,6 +370,7 @@ mod tests {
             stdout: Vec::new(),
             stderr: Vec::new(),
             denials: Vec::new(),
+            denials_dropped: 0,
         };
         assert_eq!(exit_code(&outcome, Some(15)), 143);
         assert_eq!(exit_code(&outcome, Some(2)), 130);
