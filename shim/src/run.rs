@@ -67,7 +67,10 @@ impl Sandbox for WasmcellSandbox {
         let code = match run(ctx).await {
             Ok(code) => code,
             Err(err) => {
-                let _ = writeln!(std::io::stderr(), "wasmcell: error: {err:#}");
+                // The message can quote the module's own names: escaped, so
+                // that it stays one line of the log and steers no terminal.
+                let message = format!("{err:#}");
+                let _ = writeln!(std::io::stderr(), "wasmcell: error: {}", wasmcell::sanitize(&message));
                 let code = if err.chain().any(|e| e.is::<Refused>()) {
                     wasmcell::EXIT_USAGE
                 } else {
