@@ -248,6 +248,24 @@ impl Sandbox {
         unsafe { self.inner.engine.load_precompiled(path) }
     }
 
+    /// Like [`Engine::load_precompiled_bytes`], refusing code over the
+    /// policy's `limits.module-size` as [`Sandbox::load_bytes`] does.
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`]: the bytes are native code that runs
+    /// unvalidated, so they must be code you compiled yourself and kept
+    /// where nobody else could change it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load_precompiled_bytes`], and when the code is too large.
+    pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        self.check_size(name, bytes.len() as u64)?;
+        // SAFETY: the caller vouches for the bytes.
+        unsafe { self.inner.engine.load_precompiled_bytes(name, bytes) }
+    }
+
     fn check_size(&self, name: &str, size: u64) -> Result<(), LoadError> {
         let limit = &self.inner.policy.limits().module_size;
         if size > limit.value {

@@ -229,7 +229,7 @@ impl Engine {
         };
         let size = std::fs::metadata(path).map_err(|e| fail(LoadErrorKind::Read(e)))?.len();
         // SAFETY: the caller vouches for the file.
-        let kind = unsafe { self.deserialize(path) }.map_err(fail)?;
+        let kind = unsafe { self.deserialize(Precompiled::File(path)) }.map_err(fail)?;
         Ok(Program {
             name: file_name(path),
             size,
@@ -237,29 +237,65 @@ impl Engine {
         })
     }
 
-    /// Compiled code from `path`, linked.
+    /// Like [`Engine::load_precompiled`], for code already in memory (for
+    /// example read from a content store that only the host can write);
+    /// `name` becomes the guest's `argv[0]`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`]: the bytes are native code that runs
+    /// unvalidated, so they must be code you compiled yourself and kept
+    /// where nobody else could change it.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] when the bytes are not precompiled code, were compiled
+    /// for another engine configuration, or are not a WASI command.
+    pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        // SAFETY: the caller vouches for the bytes.
+        let kind = unsafe { self.deserialize(Precompiled::Bytes(bytes)) }.map_err(|kind| LoadError {
+            module: name.into(),
+            kind,
+        })?;
+        Ok(Program {
+            name: name.to_string(),
+            size: bytes.len() as u64,
+            kind,
+        })
+    }
+
+    /// Compiled code from a file or memory, linked.
     ///
     /// # Safety
     ///
     /// As [`Engine::load_precompiled`].
-    unsafe fn deserialize(&self, path: &Path) -> Result<ProgramKind, LoadErrorKind> {
+    unsafe fn deserialize(&self, code: Precompiled<'_>) -> Result<ProgramKind, LoadErrorKind> {
         let engine = &self.inner.wasmtime;
         let mismatch = |e: wasmtime::Error| {
             LoadErrorKind::Precompiled(format!(
                 "{e:#}; it was compiled for another engine configuration (fuel metering, stack size, allocator or wasmtime version): precompile it again (`Program::precompile`) on an engine with this configuration"
             ))
         };
-        let kind = wasmtime::Engine::detect_precompiled_file(path)
-            .map_err(|e| LoadErrorKind::Read(std::io::Error::other(format!("{e:#}"))))?;
-        match kind {
-            // SAFETY: as the caller promised for the function.
-            Some(wasmtime::Precompiled::Module) => {
+        let kind = match code {
+            Precompiled::File(path) => wasmtime::Engine::detect_precompiled_file(path)
+                .map_err(|e| LoadErrorKind::Read(std::io::Error::other(format!("{e:#}"))))?,
+            Precompiled::Bytes(bytes) => wasmtime::Engine::detect_precompiled(bytes),
+        };
+        // SAFETY (every deserialize below): as the caller promised for the function.
+        match (kind, code) {
+            (Some(wasmtime::Precompiled::Module), Precompiled::File(path)) => {
                 self.link_module(unsafe { Module::deserialize_file(engine, path) }.map_err(mismatch)?)
             }
-            Some(wasmtime::Precompiled::Component) => {
+            (Some(wasmtime::Precompiled::Module), Precompiled::Bytes(bytes)) => {
+                self.link_module(unsafe { Module::deserialize(engine, bytes) }.map_err(mismatch)?)
+            }
+            (Some(wasmtime::Precompiled::Component), Precompiled::File(path)) => {
                 self.link_component(unsafe { Component::deserialize_file(engine, path) }.map_err(mismatch)?)
             }
-            None => Err(LoadErrorKind::Precompiled(
+            (Some(wasmtime::Precompiled::Component), Precompiled::Bytes(bytes)) => {
+                self.link_component(unsafe { Component::deserialize(engine, bytes) }.map_err(mismatch)?)
+            }
+            (None, _) => Err(LoadErrorKind::Precompiled(
                 "not precompiled wasmtime code; load WebAssembly with `load`".into(),
             )),
         }
@@ -335,7 +371,7 @@ impl Engine {
                     // a directory and file that only this user can write
                     // (checked by `DiskCache::open` and `trusted`): it is
                     // code this user's wasmcell compiled from these bytes.
-                    match unsafe { self.deserialize(path) } {
+                    match unsafe { self.deserialize(Precompiled::File(path)) } {
                         Ok(kind) => {
                             Counters::bump(&counters.disk_hits);
                             return Ok(kind);
@@ -431,4 +467,11 @@ impl Engine {
         let rt = ticker::new_io_runtime()?;
         Ok(self.inner.runtime.get_or_init(|| rt))
     }
+}
+
+/// Where precompiled code comes from.
+#[derive(Clone, Copy)]
+enum Precompiled<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
 }
