@@ -535,11 +535,19 @@ fn arm<W>(sandbox: &Sandbox, run: &mut RunState, store: &mut Store<State<W>>) ->
 fn no_export(program: &str, name: &str, exports: &[String]) -> String {
     let listed: Vec<String> = exports.iter().take(8).map(|e| format!("`{}`", sanitize(e))).collect();
     let more = exports.len().saturating_sub(listed.len());
-    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
     format!(
         "`{program}` exports no function `{}`; it exports {}{more}",
         sanitize(name),
-        if listed.is_empty() { "nothing".into() } else { listed.join(", ") }
+        if listed.is_empty() {
+            "nothing".into()
+        } else {
+            listed.join(", ")
+        }
     )
 }
 
@@ -554,11 +562,7 @@ fn check_core_args(name: &str, ty: &wasmtime::FuncType, args: &[Val], store: &St
     }
     for (i, (param, arg)) in ty.params().zip(args).enumerate() {
         if !arg.matches_ty(store, &param).unwrap_or(false) {
-            return refuse(format!(
-                "argument {} of `{}` must be {param}",
-                i + 1,
-                sanitize(name)
-            ));
+            return refuse(format!("argument {} of `{}` must be {param}", i + 1, sanitize(name)));
         }
     }
     Ok(())
@@ -566,7 +570,11 @@ fn check_core_args(name: &str, ty: &wasmtime::FuncType, args: &[Val], store: &St
 
 /// Numbers from text for a core function's parameters, as `wasmtime run
 /// --invoke` takes them.
-fn parse_core_args(name: &str, params: impl ExactSizeIterator<Item = ValType>, args: &[impl AsRef<str>]) -> Result<Vec<Val>> {
+fn parse_core_args(
+    name: &str,
+    params: impl ExactSizeIterator<Item = ValType>,
+    args: &[impl AsRef<str>],
+) -> Result<Vec<Val>> {
     if params.len() != args.len() {
         return refuse(format!(
             "`{}` takes {} arguments, not {}",

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{InstancePre, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtxBuilder, WasiView as _};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView as _};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Runs WebAssembly guests under one [`Policy`].
@@ -207,14 +207,12 @@ impl Sandbox {
     /// WebAssembly, invalid, imports anything but WASI, or is not a command.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
         let limit = &self.inner.policy.limits().module_size;
-        self.inner
-            .engine
-            .load_file(
-                path.as_ref(),
-                limit.value,
-                &limit.origin.describe("limits.module-size"),
-                Intent::Command,
-            )
+        self.inner.engine.load_file(
+            path.as_ref(),
+            limit.value,
+            &limit.origin.describe("limits.module-size"),
+            Intent::Command,
+        )
     }
 
     /// Like [`Sandbox::load`], for a guest whose exports are called through

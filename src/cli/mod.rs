@@ -70,15 +70,12 @@ pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
     if let Some(advised) = err.chain().find_map(|e| e.downcast_ref::<Advised>()) {
         return exit_code_for_error(&advised.err);
     }
-    if err
-        .chain()
-        .any(|e| {
-            e.is::<PolicyError>()
-                || e.is::<clap::Error>()
-                || e.is::<wasmcell::matrix::MatrixError>()
-                || e.is::<wasmcell::InvokeError>()
-        })
-    {
+    if err.chain().any(|e| {
+        e.is::<PolicyError>()
+            || e.is::<clap::Error>()
+            || e.is::<wasmcell::matrix::MatrixError>()
+            || e.is::<wasmcell::InvokeError>()
+    }) {
         wasmcell::EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {
         wasmcell::EXIT_LOAD

@@ -411,7 +411,12 @@ fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
 /// `--invoke`: instantiates MODULE as a library, calls the export and prints
 /// its results on stdout. Returns the call's outcome (or instantiation's,
 /// when that did not finish) and the report.
-fn invoke(sandbox: &Sandbox, module: &std::path::Path, call: &str, args: &[String]) -> Result<(Outcome, serde_json::Value)> {
+fn invoke(
+    sandbox: &Sandbox,
+    module: &std::path::Path,
+    call: &str,
+    args: &[String],
+) -> Result<(Outcome, serde_json::Value)> {
     let program = sandbox
         .load_library(module)
         .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code"))?;

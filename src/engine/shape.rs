@@ -170,12 +170,15 @@ fn read(bytes: &[u8]) -> wasmparser::Result<Shape> {
             exports: component_exports,
         });
     }
-    let start = exports.iter().find(|(name, ..)| name == "_start").map(|(_, kind, index)| match kind {
-        ExternalKind::Func | ExternalKind::FuncExact => funcs
-            .get(*index as usize)
-            .and_then(|ty| types.get(*ty as usize).cloned().flatten()),
-        _ => None,
-    });
+    let start = exports
+        .iter()
+        .find(|(name, ..)| name == "_start")
+        .map(|(_, kind, index)| match kind {
+            ExternalKind::Func | ExternalKind::FuncExact => funcs
+                .get(*index as usize)
+                .and_then(|ty| types.get(*ty as usize).cloned().flatten()),
+            _ => None,
+        });
     Ok(Shape::Module {
         exports: exports.into_iter().map(|(name, ..)| name).collect(),
         start,
@@ -206,7 +209,11 @@ mod tests {
             why.contains("a reactor exporting `memory`, `_initialize`, `ruby-init` and 2 more"),
             "{why}"
         );
-        assert!(check("(module)").unwrap_err().contains("a library module exporting nothing"));
+        assert!(
+            check("(module)")
+                .unwrap_err()
+                .contains("a library module exporting nothing")
+        );
         let why = check(r#"(module (func (export "f")) (func (export "g")))"#).unwrap_err();
         assert!(why.contains("exporting `f` and `g` ("), "{why}");
     }
@@ -234,7 +241,10 @@ mod tests {
                 (func (export "add") (param "a" u32) (param "b" u32) (result u32) (canon lift (core func $i "add"))))"#,
         )
         .unwrap_err();
-        assert!(why.contains("a component exporting `add` (it does not export `wasi:cli/run`)"), "{why}");
+        assert!(
+            why.contains("a component exporting `add` (it does not export `wasi:cli/run`)"),
+            "{why}"
+        );
         assert!(is_cli_run("wasi:cli/run@0.2.3"));
         assert!(!is_cli_run("wasi:cli/runner"));
     }
