@@ -184,7 +184,7 @@ fn r13_each_call_gets_its_own_fuel() {
 // See: #13
 #[test]
 fn r13_each_call_gets_its_own_deadline() {
-    let timeout = Duration::from_millis(300);
+    let timeout = Duration::from_millis(500);
     let sandbox = sandbox(Policy::builder().timeout(timeout).build().unwrap());
     let program = sandbox.load_library_bytes("reactor.wasm", REACTOR.as_bytes()).unwrap();
     let mut instance = sandbox.instantiate(&program).unwrap();
@@ -195,6 +195,9 @@ fn r13_each_call_gets_its_own_deadline() {
         instance.invoke("add", &["1", "2"]).unwrap().outcome.status,
         Status::Exited(0)
     );
+    // Long enough to meet epoch checks, which must see this call's deadline.
+    let spin = instance.invoke("spin", &["10000000"]).unwrap().outcome;
+    assert_eq!(spin.status, Status::Exited(0), "{spin:?}");
     let out = instance.invoke("forever", &[] as &[&str]).unwrap().outcome;
     assert_eq!(out.status, Status::Timeout);
     assert!(out.wall < Duration::from_secs(30));
