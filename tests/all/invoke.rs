@@ -336,3 +336,34 @@ fn r13_cli_reactor_without_invoke_is_advised() {
     );
     assert!(stderr.contains("add --invoke NAME"), "{stderr}");
 }
+
+// See: #13
+#[test]
+fn r13_matrix_invoke_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let reactor = write(dir.path(), "reactor.wat", REACTOR);
+    let expect = write(
+        dir.path(),
+        "e.toml",
+        "[[module]]\nname = \"reactor\"\ninvoke = \"add\"\nargs = [\"2\", \"3\"]\n\n\
+         [[cell]]\nmodule = \"reactor\"\npolicy = \"*\"\nstatus = \"exited\"\nstdout-contains = \"5\\n\"\n",
+    );
+    let deny_all = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deny-all.toml");
+    let out = wait_for(
+        wasmcell_command()
+            .args(["matrix", "--modules"])
+            .arg(&reactor)
+            .args(["--policies", deny_all, "--expect"])
+            .arg(&expect)
+            .args(["--format", "json"])
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let cell = &json["cells"][0];
+    assert_eq!(cell["verdict"], "match", "{cell:#}");
+    let reproduce = cell["reproduce"].as_str().unwrap();
+    assert!(reproduce.contains("--invoke add ") && reproduce.ends_with(" 2 3"), "{reproduce}");
+}
