@@ -435,7 +435,7 @@ impl Instance {
         let in_interface = |store: &mut Store<State<P2Ctx>>, interface: &str, func: &str| {
             let parent = instance.get_export_index(&mut *store, None, interface)?;
             let index = instance.get_export_index(&mut *store, Some(&parent), func)?;
-            instance.get_func(&mut *store, &index)
+            instance.get_func(&mut *store, index)
         };
         if let Some((interface, func)) = name.rsplit_once('#') {
             if let Some(found) = in_interface(store, interface, func) {

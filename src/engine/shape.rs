@@ -115,11 +115,7 @@ fn read(bytes: &[u8]) -> wasmparser::Result<Shape> {
     let mut funcs: Vec<u32> = Vec::new();
     let mut exports: Vec<(String, ExternalKind, u32)> = Vec::new();
     let mut component_exports: Vec<String> = Vec::new();
-    loop {
-        let (payload, consumed) = match parser.parse(data, true)? {
-            wasmparser::Chunk::Parsed { payload, consumed } => (payload, consumed),
-            wasmparser::Chunk::NeedMoreData(_) => break,
-        };
+    while let wasmparser::Chunk::Parsed { payload, consumed } = parser.parse(data, true)? {
         data = &data[consumed..];
         match payload {
             Payload::Version { encoding, .. } => component = encoding == wasmparser::Encoding::Component,

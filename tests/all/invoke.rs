@@ -360,10 +360,18 @@ fn r13_matrix_invoke_field() {
             .unwrap(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let cell = &json["cells"][0];
     assert_eq!(cell["verdict"], "match", "{cell:#}");
     let reproduce = cell["reproduce"].as_str().unwrap();
-    assert!(reproduce.contains("--invoke add ") && reproduce.ends_with(" 2 3"), "{reproduce}");
+    assert!(
+        reproduce.contains("--invoke add ") && reproduce.ends_with(" 2 3"),
+        "{reproduce}"
+    );
 }
