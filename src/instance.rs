@@ -71,6 +71,27 @@ enum Guest {
 
 /// How one call of an export ended: its [`Outcome`], and the values it
 /// returned when it returned.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{Policy, Sandbox, Status};
+/// use wasmtime::component::Val;
+///
+/// let calc = r#"(component
+///     (core module $m (func (export "add") (param i32 i32) (result i32)
+///         (i32.add (local.get 0) (local.get 1))))
+///     (core instance $i (instantiate $m))
+///     (func (export "add") (param "a" u32) (param "b" u32) (result u32)
+///         (canon lift (core func $i "add"))))"#;
+/// let sandbox = Sandbox::builder().policy(Policy::deny_all()).build()?;
+/// let program = sandbox.load_library_bytes("calc.wasm", calc.as_bytes())?;
+/// let mut instance = sandbox.instantiate(&program)?;
+/// let call = instance.call_component("add", &[Val::U32(40), Val::U32(2)])?;
+/// assert_eq!(call.outcome.status, Status::Exited(0));
+/// assert_eq!(call.results, Some(vec![Val::U32(42)]));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct CallOutcome<V> {
     /// How the call ended: `Status::Exited(0)` when it returned, otherwise
@@ -82,6 +103,22 @@ pub struct CallOutcome<V> {
 
 /// One call made through [`Instance::invoke`], with its results as text:
 /// what `wasmcell run --invoke` prints and reports.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{Policy, Sandbox};
+///
+/// let sandbox = Sandbox::builder().policy(Policy::deny_all()).build()?;
+/// let program = sandbox.load_library_bytes("half.wasm", br#"(module
+///     (func (export "half") (param f64) (result f64) (f64.div (local.get 0) (f64.const 2))))"#)?;
+/// let call = sandbox.instantiate(&program)?.invoke("half", &["5"])?;
+/// assert_eq!(call.results, Some(vec!["2.5".to_string()]));
+/// let report = call.to_json();
+/// assert_eq!(report["invoked"], "half");
+/// assert_eq!(report["status"], "exited");
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Invocation {
     /// The export called.
@@ -109,6 +146,24 @@ impl Invocation {
 
 /// A call that was refused before anything ran: no such export, arguments
 /// that do not fit its type, or an instance poisoned by an earlier call.
+/// The CLI exits 2 for it, as for other usage errors.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{InvokeError, Policy, Sandbox, Status};
+///
+/// let sandbox = Sandbox::builder().policy(Policy::deny_all()).build()?;
+/// let program = sandbox.load_library_bytes("trap.wasm", br#"(module
+///     (func (export "boom") unreachable) (func (export "ok")))"#)?;
+/// let mut instance = sandbox.instantiate(&program)?;
+/// assert!(instance.invoke("nope", &[] as &[&str]).unwrap_err().is::<InvokeError>());
+/// assert_eq!(instance.invoke("boom", &[] as &[&str])?.outcome.status, Status::Trap);
+/// let err = instance.invoke("ok", &[] as &[&str]).unwrap_err();
+/// assert!(err.is::<InvokeError>());
+/// assert!(err.to_string().contains("an earlier call of `boom` did not return"));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct InvokeError(String);
 

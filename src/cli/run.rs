@@ -31,6 +31,8 @@ fn run_long_help() -> String {
 /// wasm32-wasip2 (command world); which one is detected from its header.
 /// Everything after MODULE is passed to the guest as its arguments (a `--`
 /// before them is allowed). The guest's `argv[0]` is the module's file name.
+/// With --invoke, MODULE may also be a reactor or a component of any world,
+/// and one of its exports is called instead.
 ///
 /// Without --policy the guest gets nothing: no files, an empty environment,
 /// stdin closed, no network, and the default limits.

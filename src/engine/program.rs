@@ -182,7 +182,9 @@ pub enum LoadErrorKind {
     /// The module imports something WASI does not provide.
     Link(String),
     /// The module is not a WASI command (no `_start`, or a component that
-    /// does not export `wasi:cli/run`).
+    /// does not export `wasi:cli/run`). The message says what it is instead
+    /// (a reactor exporting `init`, ...); load such a guest with
+    /// [`Engine::load_library`](crate::Engine::load_library) to call its exports.
     NotCommand(String),
     /// The module's `_start` takes parameters or returns results; a WASI
     /// command's `_start` is `() -> ()`.
