@@ -64,16 +64,18 @@ impl Cli {
 }
 
 /// The exit code for an error that stopped `wasmcell` before or instead of a
-/// guest run: 2 for policy, usage and matrix-input errors, 126 for load
+/// guest run: 2 for policy, usage, matrix-input and refused `--invoke` calls, 126 for load
 /// errors, 125 otherwise.
 pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
     if let Some(advised) = err.chain().find_map(|e| e.downcast_ref::<Advised>()) {
         return exit_code_for_error(&advised.err);
     }
-    if err
-        .chain()
-        .any(|e| e.is::<PolicyError>() || e.is::<clap::Error>() || e.is::<wasmcell::matrix::MatrixError>())
-    {
+    if err.chain().any(|e| {
+        e.is::<PolicyError>()
+            || e.is::<clap::Error>()
+            || e.is::<wasmcell::matrix::MatrixError>()
+            || e.is::<wasmcell::InvokeError>()
+    }) {
         wasmcell::EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {
         wasmcell::EXIT_LOAD

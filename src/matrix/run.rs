@@ -116,9 +116,17 @@ fn load_programs(plan: &Plan) -> Result<Programs> {
     let mut programs = BTreeMap::new();
     for &(m, p) in &plan.jobs {
         let stack = plan.stack(p);
-        programs
-            .entry((stack, m))
-            .or_insert_with(|| engines[&stack].load(&plan.modules[m].path, max_size));
+        let library = plan
+            .expectations
+            .setup_for(&plan.modules[m].name)
+            .is_some_and(|s| s.invoke.is_some());
+        programs.entry((stack, m)).or_insert_with(|| {
+            let path = &plan.modules[m].path;
+            match library {
+                true => engines[&stack].load_library(path, max_size),
+                false => engines[&stack].load(path, max_size),
+            }
+        });
     }
     Ok(Programs { engines, programs })
 }
@@ -176,11 +184,32 @@ fn run_cell(
         builder = builder.stdin(stdin.clone().into_bytes());
     }
     let args: &[String] = setup.map(|s| &s.args[..]).unwrap_or_default();
-    match builder.build().and_then(|sandbox| sandbox.run_program(program, args)) {
+    let invoke = setup.and_then(|s| s.invoke.as_deref());
+    let ran = builder.build().and_then(|sandbox| match invoke {
+        Some(call) => invoke_cell(&sandbox, program, call, args),
+        None => sandbox.run_program(program, args),
+    });
+    match ran {
         Ok(outcome) => CellResult::Ran(outcome),
         Err(e) if e.is::<LoadError>() => CellResult::LoadFailed(format!("{e:#}")),
         Err(e) => CellResult::Failed(format!("{e:#}")),
     }
+}
+
+/// A cell whose module setup names an export: instantiate, call it, and
+/// append its results to stdout as `wasmcell run --invoke` prints them.
+fn invoke_cell(sandbox: &Sandbox, program: &Program, call: &str, args: &[String]) -> anyhow::Result<Outcome> {
+    let mut instance = sandbox.instantiate(program)?;
+    if instance.poisoned().is_some() {
+        return Ok(instance.started().clone());
+    }
+    let invocation = instance.invoke(call, args)?;
+    let mut outcome = invocation.outcome;
+    for result in invocation.results.iter().flatten() {
+        outcome.stdout.extend_from_slice(result.as_bytes());
+        outcome.stdout.push(b'\n');
+    }
+    Ok(outcome)
 }
 
 /// Each cell against its expectation, and the axes that kept a cell.
@@ -302,8 +331,12 @@ fn excerpt(text: &str) -> String {
 }
 
 fn reproduce(policy: &Path, module: &Path, setup: Option<&ModuleSetup>) -> String {
+    let invoke = match setup.and_then(|s| s.invoke.as_ref()) {
+        Some(call) => format!("--invoke {} ", quote(call)),
+        None => String::new(),
+    };
     let mut cmd = format!(
-        "wasmcell run --policy {} {}",
+        "wasmcell run --policy {} {invoke}{}",
         quote(&policy.display().to_string()),
         quote(&module.display().to_string())
     );

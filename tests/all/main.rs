@@ -9,6 +9,7 @@ mod embed;
 mod env;
 mod exit;
 mod fs;
+mod invoke;
 mod limits;
 mod matrix;
 mod net;
