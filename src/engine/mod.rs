@@ -10,6 +10,7 @@ mod config;
 mod linker;
 mod program;
 mod ticker;
+mod validate;
 
 pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
 pub(crate) use program::ProgramKind;
@@ -371,15 +372,20 @@ impl Engine {
                 &text_binary[..]
             }
         };
+        let Some(kind) = wasm_kind(bytes) else {
+            return Err(LoadErrorKind::NotWasm("unknown WebAssembly version".into()));
+        };
+        // Before Cranelift runs: a proposal the policy leaves off is named
+        // at once, however large the module.
+        validate::validate(bytes, self.inner.config.proposals)?;
         let engine = &self.inner.wasmtime;
-        match wasm_kind(bytes) {
-            Some(WasmKind::Module) => {
+        match kind {
+            WasmKind::Module => {
                 self.link_module(Module::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?)
             }
-            Some(WasmKind::Component) => {
+            WasmKind::Component => {
                 self.link_component(Component::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?)
             }
-            None => Err(LoadErrorKind::NotWasm("unknown WebAssembly version".into())),
         }
     }
 
