@@ -243,7 +243,7 @@ fn r13_gc_heaps_count_against_limits_memory() {
 // See: #13
 #[test]
 fn r13_externref_tables_are_bounded_like_funcref_tables() {
-    let table = r#"(module (table 2000000 externref) (func (export "_start")))"#;
+    let table = r#"(module (table 500000 externref) (func (export "_start")))"#;
     let policy = Policy::builder()
         .wasm_proposal(Proposal::Gc)
         .memory(1 << 20)
