@@ -33,7 +33,7 @@ const CGROUP_ORIGIN: &str = "the container's memory limit, less the runtime's ow
 const RUNTIME_HEADROOM: u64 = 32 << 20;
 
 /// The precompile engine in words, for the message when a policy does not fit it.
-const PRECOMPILED_ENGINE: &str = "fuel metering compiled in, a 1 MiB Wasm stack";
+const PRECOMPILED_ENGINE: &str = "fuel metering compiled in, a 1 MiB Wasm stack, no opt-in Wasm proposals";
 
 /// Whether the module is a Wasm-typed OCI layer the shim's `Compiler`
 /// already compiled.
@@ -134,7 +134,7 @@ fn build_sandbox(policy: Policy, precompiled: bool) -> Result<wasmcell::Sandbox>
     if precompiled {
         return sandbox.map_err(|e| {
             Refused(format!(
-                "{e:#}: the image's module layer was precompiled for the shim's engine ({PRECOMPILED_ENGINE}), which this policy does not fit; keep `limits.stack` at its default, or import the image again without its precompiled content"
+                "{e:#}: the image's module layer was precompiled for the shim's engine ({PRECOMPILED_ENGINE}), which this policy does not fit; keep `limits.stack` at its default and `wasm.proposals` empty, or import the image again without its precompiled content"
             ))
             .into()
         });

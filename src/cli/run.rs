@@ -1,12 +1,15 @@
 //! `wasmcell run`: flags become a policy, the guest runs, the ending is
 //! explained with the flag that changes it, and the report is written.
 
-use super::{Advised, ending_advice, eprint_line, print_stdout};
+use super::{
+    Advised, add_proposals, advise_proposals, ending_advice, eprint_line, parse_proposal, print_stdout,
+    with_compile_notice,
+};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output};
+use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal};
 use wasmcell::{
     CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile, LoadError, LoadErrorKind, Outcome,
     Policy, Program, RunOptions, Sandbox, sanitize,
@@ -19,7 +22,8 @@ Examples:
   wasmcell run --ro-dir ./data::/data --env LANG=C.UTF-8 --fuel 1000000 app.wasm --verbose
   wasmcell run --timeout 2s --memory 64MiB --report-fd 3 untrusted.wasm 3>report.json
   wasmcell run --invoke add --fuel 100000 plugin.wasm 1 2
-  wasmcell run --invoke 'greet(\"world\")' plugin-component.wasm";
+  wasmcell run --invoke 'greet(\"world\")' plugin-component.wasm
+  wasmcell run --wasm exceptions --wasm tail-call cxx-tool.wasm";
 
 fn run_long_help() -> String {
     format!("{RUN_EXAMPLES}\n\nExit codes:\n{EXIT_CODE_TABLE}")
@@ -97,6 +101,15 @@ pub struct RunCommand {
     /// It ends the guest even while it blocks in a host call.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
+
+    /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals). Repeatable.
+    ///
+    /// Names are spelled as `wasmtime run -W` spells them: exceptions,
+    /// tail-call, extended-const, function-references, gc, multi-memory,
+    /// memory64, relaxed-simd, custom-page-sizes, wide-arithmetic. All are
+    /// off by default; threads and shared memory cannot be turned on.
+    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
+    pub wasm: Vec<Proposal>,
 
     /// Largest module file accepted for compilation (overrides limits.module-size).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -188,7 +201,7 @@ impl RunCommand {
         let (outcome, json) = match &self.invoke {
             Some(call) => invoke(&sandbox, &module, call, &args)?,
             None => {
-                let program = self.load(&sandbox, &module)?;
+                let program = with_compile_notice(&module, || self.load(&sandbox, &module))?;
                 let cancel = cancel_on_signals()?;
                 let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
                 let json = outcome.to_json();
@@ -363,7 +376,7 @@ impl RunCommand {
         if let Some(size) = self.max_module_size {
             policy = policy.origin(Origin::Flag("--max-module-size")).module_size(size);
         }
-        Ok(policy.build()?)
+        Ok(add_proposals(policy, &self.wasm).build()?)
     }
 }
 
@@ -419,8 +432,7 @@ fn invoke(
     call: &str,
     args: &[String],
 ) -> Result<(Outcome, serde_json::Value)> {
-    let program = sandbox
-        .load_library(module)
+    let program = with_compile_notice(module, || sandbox.load_library(module))
         .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code"))?;
     let cancel = cancel_on_signals()?;
     let mut instance = sandbox.instantiate_with(&program, RunOptions::new().cancel(&cancel))?;
@@ -451,7 +463,7 @@ fn advise_load(err: LoadError, precompiled: &'static str) -> anyhow::Error {
             err,
             "to call one of its exports, add --invoke NAME (for a component, a call such as --invoke 'add(1, 2)')",
         ),
-        _ => err.into(),
+        _ => advise_proposals(err),
     }
 }
 

@@ -11,6 +11,7 @@ mod linker;
 mod program;
 mod shape;
 mod ticker;
+mod validate;
 
 pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
 pub(crate) use program::{Intent, ProgramKind};
@@ -455,6 +456,9 @@ impl Engine {
         if intent == Intent::Command {
             shape::check_command(bytes)?;
         }
+        // Before Cranelift runs: a proposal the policy leaves off is named
+        // at once, however large the module.
+        validate::validate(bytes, self.inner.config.proposals)?;
         let engine = &self.inner.wasmtime;
         Counters::bump(&self.inner.counters.compiled);
         let invalid = |e| LoadErrorKind::Invalid(describe(e));

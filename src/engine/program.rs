@@ -1,7 +1,7 @@
 //! What loading produces: a [`Program`] ready to run, or a [`LoadError`]
 //! saying why there is none.
 
-use crate::policy::ByteSize;
+use crate::policy::{ByteSize, Proposal, Proposals};
 use crate::store::{P2Ctx, State};
 use anyhow::Result;
 use std::fmt;
@@ -176,9 +176,22 @@ pub enum LoadErrorKind {
     },
     /// Neither a WebAssembly binary nor WAT text.
     NotWasm(String),
-    /// wasmtime rejected the module: malformed, truncated, or using a
-    /// proposal this sandbox turns off.
+    /// The module is malformed, truncated, or uses something no policy can
+    /// turn on (threads, shared memory).
     Invalid(String),
+    /// The module is valid WebAssembly once Wasm proposals the policy leaves
+    /// off are on: `[wasm] proposals` (or
+    /// [`PolicyBuilder::wasm_proposal`](crate::policy::PolicyBuilder::wasm_proposal))
+    /// would allow it. Found by validating before compiling, so it is
+    /// reported at once even for a large module.
+    Proposal {
+        /// The first proposal the module was found to need.
+        name: Proposal,
+        /// Every proposal it needs that the policy leaves off, `name` included.
+        needed: Proposals,
+        /// What the validator refused first, without its offset.
+        detail: String,
+    },
     /// The module imports something WASI does not provide.
     Link(String),
     /// The module is not a WASI command (no `_start`, or a component that
@@ -225,6 +238,17 @@ impl fmt::Display for LoadError {
                 "not a WebAssembly module or component ({why}); build the guest for wasm32-wasip1 or wasm32-wasip2"
             ),
             LoadErrorKind::Invalid(why) => write!(f, "invalid WebAssembly: {why}"),
+            LoadErrorKind::Proposal { needed, .. } => {
+                let titles: Vec<_> = needed.iter().map(Proposal::title).collect();
+                let names: Vec<_> = needed.iter().map(|p| format!("\"{p}\"")).collect();
+                let it = if titles.len() == 1 { "it" } else { "them" };
+                write!(
+                    f,
+                    "uses {}; allow {it} with [wasm] proposals = [{}]",
+                    titles.join(" and "),
+                    names.join(", ")
+                )
+            }
             LoadErrorKind::Link(why) => write!(
                 f,
                 "{why}; wasmcell provides only WASI (wasi_snapshot_preview1 for modules, WASI 0.2 for components)"

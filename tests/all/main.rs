@@ -16,6 +16,7 @@ mod net;
 mod policy;
 mod random;
 mod stdio;
+mod wasm;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
