@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn r13_a_needed_proposal_is_advised_as_flags() {
         let engine = wasmcell::Engine::new(wasmcell::EngineConfig::default()).unwrap();
-        let wat = r#"(module (func $f (return_call $f)) (tag) (func (throw 0)))"#;
+        let wat = r#"(module (func $f (return_call $f)) (tag) (func (throw 0)) (func (export "_start")))"#;
         let err = engine.load_bytes("cxx.wasm", wat.as_bytes()).err().unwrap();
         let advised = advise_proposals(err);
         assert_eq!(
