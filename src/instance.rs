@@ -571,12 +571,15 @@ fn quote_what(what: &str) -> String {
     }
 }
 
-/// Gives the guest a fresh `limits.fuel` and `limits.timeout` for one call.
+/// Gives the guest a fresh `limits.fuel` and `limits.timeout` for one call,
+/// and classifies it by its own ending: `limits.memory` stays charged for
+/// what the instance holds.
 fn arm<W>(sandbox: &Sandbox, run: &mut RunState, store: &mut Store<State<W>>) -> Result<()> {
     let limits = sandbox.policy().limits();
     run.start = Instant::now();
     run.deadline = run.start + limits.timeout.value;
     store.data_mut().deadline = run.deadline;
+    store.data_mut().limiter.forget_refusal();
     if sandbox.engine().config().fuel {
         store
             .set_fuel(limits.fuel.value.unwrap_or(u64::MAX))

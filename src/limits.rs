@@ -126,6 +126,13 @@ impl MemoryLimiter {
     pub(crate) fn refused(&self) -> Option<&LimitExceeded> {
         self.refused.as_ref()
     }
+
+    /// Forgets a refusal the guest carried on past (a GC heap that was
+    /// collected instead of grown), so that the next call of an instance
+    /// is classified by its own ending. The memory stays charged.
+    pub(crate) fn forget_refusal(&mut self) {
+        self.refused = None;
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {

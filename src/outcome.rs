@@ -239,7 +239,14 @@ pub(crate) fn classify(ending: Ending<'_>) -> (Status, Option<String>) {
     let Some(result) = ending.result else {
         return (Status::Timeout, None);
     };
-    if ending.memory_refused {
+    // A refusal the guest carried on past is not how it ended: when the GC
+    // heap may not grow, wasmtime collects instead and the guest goes on to
+    // return or exit. Any other ending after a refusal is the limit's doing.
+    let carried_on = match result {
+        Ok(_) => true,
+        Err(err) => err.is::<I32Exit>(),
+    };
+    if ending.memory_refused && !carried_on {
         return (Status::MemoryLimit, None);
     }
     if ending.output_exceeded {
@@ -392,6 +399,19 @@ mod tests {
             Status::MemoryLimit,
             "a recorded refusal beats the trap it caused"
         );
+        // See: #13
+        for survived in [&Ok(0), &exit] {
+            let carried_on = Ending {
+                result: Some(survived),
+                memory_refused: true,
+                output_exceeded: false,
+            };
+            assert_ne!(
+                classify(carried_on).0,
+                Status::MemoryLimit,
+                "a guest that returned or exited after a refusal was not stopped by it"
+            );
+        }
         let timer = Ending {
             result: None,
             memory_refused: false,

@@ -729,3 +729,47 @@ fn r9_many_tables_exit_137_from_the_cli() {
         "{err}"
     );
 }
+
+/// `[wasm] proposals = ["gc"]` and `limits.memory` as given.
+fn gc_policy(memory: &str) -> Policy {
+    policy_toml(
+        &format!("[wasm]\nproposals = [\"gc\"]\n[limits]\nmemory = \"{memory}\""),
+        std::path::Path::new("."),
+    )
+}
+
+// See: #13
+#[test]
+fn r13_gc_garbage_collected_within_the_limit_is_not_a_memory_limit() {
+    // 62 MiB allocated in all, never more than 1.5 MiB of it live: the GC
+    // heap cannot double past the 3 MiB limit, so wasmtime collects instead
+    // and the guest carries on. It stayed within its limit and returned, so
+    // the call returned; the refused growth is not an ending.
+    let wat = r#"
+    (module
+      (type $bytes (array (mut i8)))
+      (table $keep 24 (ref null $bytes))
+      (func (export "churn") (result i32) (local $i i32)
+        (loop $l
+          (table.set $keep (i32.rem_u (local.get $i) (i32.const 24))
+            (array.new_default $bytes (i32.const 65536)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+        (local.get $i))
+      (func (export "boom") unreachable))
+    "#;
+    let sandbox = sandbox(gc_policy("3 MiB"));
+    let program = sandbox.load_library_bytes("gc_garbage.wasm", wat.as_bytes()).unwrap();
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    let first = instance.call("churn", &[]).unwrap();
+    assert_eq!(
+        first.results.map(|r| r[0].unwrap_i32()),
+        Some(1000),
+        "the call returned"
+    );
+    assert_status(&first.outcome, Status::Exited(0));
+    // The next call is classified by its own ending, not the refusal the
+    // first one carried on past.
+    let second = instance.call("boom", &[]).unwrap();
+    assert_status(&second.outcome, Status::Trap);
+}
