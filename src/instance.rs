@@ -8,7 +8,7 @@ use crate::engine::{Program, ProgramKind};
 use crate::outcome::Outcome;
 use crate::runner::{Ended, RunOptions, RunState, Sandbox};
 use crate::store::{P2Ctx, State};
-use crate::term::sanitize;
+use crate::term::{sanitize, truncate};
 use anyhow::{Context as _, Result};
 use std::fmt;
 use std::time::Instant;
@@ -508,9 +508,9 @@ impl Instance {
                     return refuse(format!(
                         "`{}` is exported by more than one interface (`{}`, `{}`); name one, such as `{}#{}`",
                         sanitize(name),
-                        sanitize(first),
-                        sanitize(second),
-                        sanitize(first),
+                        guest_name(first),
+                        guest_name(second),
+                        guest_name(first),
                         sanitize(name)
                     ));
                 }
@@ -590,8 +590,17 @@ fn arm<W>(sandbox: &Sandbox, run: &mut RunState, store: &mut Store<State<W>>) ->
     Ok(())
 }
 
+/// Longest export name a message shows whole.
+const NAME_SHOWN: usize = 64;
+
+/// An export name the guest chose, fit for a message: shortened (saying by
+/// how much) and escaped.
+fn guest_name(name: &str) -> String {
+    sanitize(&truncate(name, NAME_SHOWN)).into_owned()
+}
+
 fn no_export(program: &str, name: &str, exports: &[String]) -> String {
-    let listed: Vec<String> = exports.iter().take(8).map(|e| format!("`{}`", sanitize(e))).collect();
+    let listed: Vec<String> = exports.iter().take(8).map(|e| format!("`{}`", guest_name(e))).collect();
     let more = exports.len().saturating_sub(listed.len());
     let more = if more > 0 {
         format!(" and {more} more")

@@ -375,3 +375,21 @@ fn r13_matrix_invoke_field() {
         "{reproduce}"
     );
 }
+
+// See: #13
+#[test]
+fn r13_missing_export_message_is_bounded() {
+    // Export names are the guest's choice: a few of 90 KB each must not
+    // make a 270 KB message.
+    let long = "x".repeat(90_000);
+    let wat = format!(r#"(module (func (export "a{long}")) (func (export "b{long}")) (func (export "c{long}")))"#);
+    let sandbox = sandbox(Policy::deny_all());
+    let program = sandbox.load_library_bytes("names.wasm", wat.as_bytes()).unwrap();
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    let err = instance.invoke("nope", &[] as &[&str]).unwrap_err();
+    let message = err.to_string();
+    assert!(err.is::<InvokeError>(), "{message}");
+    let head: String = message.chars().take(300).collect();
+    assert!(message.len() < 1_000, "{} bytes: {head}", message.len());
+    assert!(message.contains("bytes]`"), "shortened names say so: {head}");
+}
