@@ -44,11 +44,15 @@ pub(super) fn validate(bytes: &[u8], proposals: Proposals) -> Result<(), LoadErr
     let mut error = first.clone();
     // Each round adds the proposal that gets the validator past the error it
     // stopped at, until the module validates or nothing helps; at most one
-    // round per proposal.
-    while let Some(p) = SEARCH_ORDER
-        .into_iter()
-        .filter(|p| !enabled.contains(*p))
-        .find(|p| gets_past(bytes, wasm_features(enabled.with(*p)), error.offset()))
+    // round per proposal. A round first asks whether all the proposals still
+    // off together get past the error, so a module no proposal helps (the
+    // usual invalid module) costs one more validation, not one per proposal.
+    let everything = SEARCH_ORDER.into_iter().fold(proposals, Proposals::with);
+    while gets_past(bytes, wasm_features(everything), error.offset())
+        && let Some(p) = SEARCH_ORDER
+            .into_iter()
+            .filter(|p| !enabled.contains(*p))
+            .find(|p| gets_past(bytes, wasm_features(enabled.with(*p)), error.offset()))
     {
         needed = needed.with(p);
         enabled = enabled.with(p);
@@ -86,6 +90,8 @@ fn gets_past(bytes: &[u8], features: WasmFeatures, offset: usize) -> bool {
 /// sections, so that with `stop_after` it can stop at the first payload that
 /// starts past that offset: everything before it is valid.
 fn check(bytes: &[u8], features: WasmFeatures, stop_after: Option<usize>) -> Result<(), BinaryReaderError> {
+    #[cfg(test)]
+    tests::CHECKS.with(|n| n.set(n.get() + 1));
     let mut validator = Validator::new_with_features(features);
     let mut parser = Parser::new(0);
     parser.set_features(features);
@@ -119,6 +125,12 @@ fn start_of(payload: &Payload<'_>) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Validation passes made on this thread.
+        pub(super) static CHECKS: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn needs(wat: &str) -> Proposals {
         let bytes = wat::parse_str(wat).unwrap();
@@ -171,6 +183,21 @@ mod tests {
         for (wat, expected) in cases {
             assert_eq!(needs(wat).to_string(), expected, "{wat}");
         }
+    }
+
+    // See: #13
+    #[test]
+    fn r13_an_invalid_module_is_not_validated_once_per_proposal() {
+        // A large invalid module costs a validation pass per try; no
+        // proposal helps this one, so the search must not try each.
+        let bytes = wat::parse_str(r#"(module (func (result i32)))"#).unwrap();
+        CHECKS.with(|n| n.set(0));
+        assert!(matches!(
+            validate(&bytes, Proposals::EMPTY),
+            Err(LoadErrorKind::Invalid(_))
+        ));
+        let passes = CHECKS.with(Cell::get);
+        assert!(passes <= 3, "{passes} validation passes for a module no proposal helps");
     }
 
     #[test]
