@@ -15,7 +15,7 @@ pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
 pub(crate) use program::ProgramKind;
 pub use program::{LoadError, LoadErrorKind, Program};
 
-use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, MemoryCache};
+use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, FileStamp, MemoryCache};
 use crate::policy::Policy;
 use crate::store::{P2Ctx, State};
 use anyhow::Result;
@@ -72,8 +72,11 @@ pub struct Engine {
 struct EngineInner {
     wasmtime: wasmtime::Engine,
     config: EngineConfig,
-    p1_linker: wasmtime::Linker<State<WasiP1Ctx>>,
-    p2_linker: wasmtime::component::Linker<State<P2Ctx>>,
+    // Built on first use, for the world a guest needs: a CLI run links one
+    // guest, and the WASI 0.2 linker alone costs more than the rest of a
+    // warm start (see the README's start-up figures).
+    p1_linker: OnceLock<wasmtime::Linker<State<WasiP1Ctx>>>,
+    p2_linker: OnceLock<wasmtime::component::Linker<State<P2Ctx>>>,
     runtime: OnceLock<tokio::runtime::Runtime>,
     ticker_stop: Arc<AtomicBool>,
     programs: MemoryCache<ProgramKind>,
@@ -112,16 +115,14 @@ impl Engine {
 
     fn build(config: EngineConfig, disk: Option<DiskCache>) -> Result<Engine> {
         let wasmtime = config::new_wasmtime_engine(&config)?;
-        let p1_linker = linker::new_p1_linker(&wasmtime)?;
-        let p2_linker = linker::new_p2_linker(&wasmtime)?;
         let ticker_stop = ticker::start_epoch_ticker(&wasmtime)?;
         let disk = disk.map(|cache| (cache, cache::engine_key(&wasmtime)));
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 wasmtime,
                 config,
-                p1_linker,
-                p2_linker,
+                p1_linker: OnceLock::new(),
+                p2_linker: OnceLock::new(),
                 runtime: OnceLock::new(),
                 ticker_stop,
                 programs: MemoryCache::new(),
@@ -278,9 +279,12 @@ impl Engine {
             })
         };
         let file = std::fs::File::open(path).map_err(|e| fail(LoadErrorKind::Read(e)))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if size > max_size {
-            return Err(too_large(size));
+        let meta = file.metadata().map_err(|e| fail(LoadErrorKind::Read(e)))?;
+        if meta.len() > max_size {
+            return Err(too_large(meta.len()));
+        }
+        if let Some(program) = self.load_stamped(&meta, path) {
+            return Ok(program);
         }
         // The file can grow between the check and the read; reading at most
         // one byte past the limit keeps that from slipping through.
@@ -291,17 +295,62 @@ impl Engine {
         if bytes.len() as u64 > max_size {
             return Err(too_large(bytes.len() as u64));
         }
-        self.compile(&file_name(path), &bytes).map_err(fail)
+        let hash = cache::content_hash(&bytes);
+        let program = self.compile_hashed(&file_name(path), &bytes, hash).map_err(fail)?;
+        if let Some((cache, _)) = &self.inner.disk {
+            cache.record_hash(&meta, &hash);
+        }
+        Ok(program)
+    }
+
+    /// The program in the file `meta` describes, without reading the file,
+    /// when the disk cache recorded which bytes it holds ([`DiskCache`]'s
+    /// file stamps) and has their compiled code. `None` sends the load the
+    /// long way: read, hash, compile or look up.
+    fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path) -> Option<Program> {
+        let (cache, key) = self.inner.disk.as_ref()?;
+        let hash = cache.hash_for(&FileStamp::of(meta)?)?;
+        let mut fresh = false;
+        let kind = self
+            .inner
+            .programs
+            .get_or_try_insert(hash, || {
+                fresh = true;
+                let entry = cache.entry(&hash, key);
+                if DiskCache::trusted(&entry) != Ok(true) {
+                    return Err(());
+                }
+                // SAFETY: as in `compile_uncached`: the entry is named by the
+                // hash of the bytes the stamp vouches for and by this
+                // engine's configuration, in a directory only this user can
+                // write. Were the stamp stale, this would still be code
+                // wasmcell compiled from validated WebAssembly, only not the
+                // file's latest version; the stamp's status-change time rules
+                // that out.
+                unsafe { self.deserialize(&entry) }.map_err(|_| ())
+            })
+            .ok()?;
+        let counter = if fresh { &self.inner.counters.disk_hits } else { &self.inner.counters.memory_hits };
+        Counters::bump(counter);
+        Some(Program {
+            name: file_name(path),
+            size: meta.len(),
+            kind,
+        })
     }
 
     /// Compiles and links bytes already in memory, through the caches.
     pub(crate) fn compile(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadErrorKind> {
+        self.compile_hashed(name, bytes, cache::content_hash(bytes))
+    }
+
+    /// As [`Engine::compile`], for bytes whose content hash is `hash`.
+    fn compile_hashed(&self, name: &str, bytes: &[u8], hash: ContentHash) -> Result<Program, LoadErrorKind> {
         if wasmtime::Engine::detect_precompiled(bytes).is_some() {
             return Err(LoadErrorKind::Precompiled(
                 "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));
         }
-        let hash = cache::content_hash(bytes);
         let mut fresh = false;
         let kind = self.inner.programs.get_or_try_insert(hash, || {
             fresh = true;
@@ -396,18 +445,16 @@ impl Engine {
                 found: signature(&start),
             });
         }
-        let pre = self
-            .inner
-            .p1_linker
+        let linker = lazy_linker(&self.inner.p1_linker, || linker::new_p1_linker(&self.inner.wasmtime))?;
+        let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadErrorKind::Link(describe(e)))?;
         Ok(ProgramKind::Module(pre))
     }
 
     fn link_component(&self, component: Component) -> Result<ProgramKind, LoadErrorKind> {
-        let pre = self
-            .inner
-            .p2_linker
+        let linker = lazy_linker(&self.inner.p2_linker, || linker::new_p2_linker(&self.inner.wasmtime))?;
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadErrorKind::Link(describe(e)))?;
         let pre = CommandPre::new(pre).map_err(|e| {
@@ -431,4 +478,14 @@ impl Engine {
         let rt = ticker::new_io_runtime()?;
         Ok(self.inner.runtime.get_or_init(|| rt))
     }
+}
+
+/// The linker in `cell`, made by `make` on first use. Two threads may both
+/// make one; the first stored wins and the other is dropped.
+fn lazy_linker<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Result<&T, LoadErrorKind> {
+    if let Some(linker) = cell.get() {
+        return Ok(linker);
+    }
+    let linker = make().map_err(|e| LoadErrorKind::Link(format!("failed to set up the WASI linker: {e:#}")))?;
+    Ok(cell.get_or_init(|| linker))
 }
