@@ -3,6 +3,7 @@
 //! wasm32-wasip1 and wasm32-wasip2 by the `wasmcell-artifacts` build script.
 
 mod cli;
+mod corpus;
 mod clocks;
 mod cpu;
 mod embed;
