@@ -145,3 +145,23 @@ fn r13_corpus_ripgrep_runs_from_the_command_line() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
     let _ = WATCHDOG;
 }
+
+// See: #13
+/// The project matrix covers a real-world module: every cell of ripgrep under
+/// every bundled policy is checked by `policies/expectations.toml`.
+#[test]
+fn r13_corpus_ripgrep_is_in_the_project_matrix() {
+    let rg = corpus("ripgrep");
+    let child = wasmcell_command()
+        .args(["matrix", "--modules"])
+        .arg(&rg)
+        .arg("--policies")
+        .arg(Path::new(REPO).join("policies"))
+        .spawn()
+        .unwrap();
+    let out = wait_for(child);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" 0 mismatched, 0 unchecked"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("rg ")), "{stdout}");
+}
