@@ -56,6 +56,7 @@ mod cancel;
 mod capabilities;
 mod engine;
 mod hostfs;
+mod instance;
 mod limits;
 pub mod matrix;
 mod outcome;
@@ -71,6 +72,7 @@ pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
 };
 pub use hostfs::HostFile;
+pub use instance::{CallOutcome, Instance, Invocation, InvokeError};
 pub use outcome::{
     EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
     EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status,

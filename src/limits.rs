@@ -27,8 +27,9 @@ const MAX_MEMORIES: usize = 100;
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// Host bytes one table element takes: wasmtime 48 stores a funcref element
 /// as one pointer (`Option<SendSyncPtr<VMFuncRef>>`), and the function it
-/// points to lives in the instance, however many elements name it. (GC
-/// references, which would be 4 bytes, are not enabled.)
+/// points to lives in the instance, however many elements name it. (An
+/// `externref` element, allowed with the `gc` proposal, is a 4-byte GC
+/// reference: charging 8 over-counts it, never under.)
 pub(crate) const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
 /// Caps the guest's WASI handle table at `limits.handles`. A guest that asks

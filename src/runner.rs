@@ -5,7 +5,7 @@
 
 use crate::cancel::{CancelHandle, Cancelled};
 use crate::capabilities::{Captured, NetAudit, RunIo};
-use crate::engine::{Engine, EngineConfig, LoadError, LoadErrorKind, Program, ProgramKind};
+use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
 use crate::policy::Policy;
@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{InstancePre, Store, UpdateDeadline};
-use wasmtime_wasi::WasiView as _;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{WasiCtxBuilder, WasiView as _};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Runs WebAssembly guests under one [`Policy`].
@@ -207,9 +207,41 @@ impl Sandbox {
     /// WebAssembly, invalid, imports anything but WASI, or is not a command.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
         let limit = &self.inner.policy.limits().module_size;
-        self.inner
-            .engine
-            .load_file(path.as_ref(), limit.value, &limit.origin.describe("limits.module-size"))
+        self.inner.engine.load_file(
+            path.as_ref(),
+            limit.value,
+            &limit.origin.describe("limits.module-size"),
+            Intent::Command,
+        )
+    }
+
+    /// Like [`Sandbox::load`], for a guest whose exports are called through
+    /// [`Sandbox::instantiate`] rather than run as a command: a reactor or
+    /// library module, or a component of any world. See
+    /// [`Engine::load_library`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::load`], except that the guest need not be a command.
+    pub fn load_library(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
+        let limit = &self.inner.policy.limits().module_size;
+        self.inner.engine.load_file(
+            path.as_ref(),
+            limit.value,
+            &limit.origin.describe("limits.module-size"),
+            Intent::Library,
+        )
+    }
+
+    /// Like [`Sandbox::load_library`], for bytes already in memory (binary
+    /// or WAT).
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::load_library`].
+    pub fn load_library_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        self.check_size(name, bytes.len() as u64)?;
+        self.inner.engine.load_library_bytes(name, bytes)
     }
 
     /// Like [`Sandbox::load`], for bytes already in memory (binary or WAT);
@@ -246,6 +278,24 @@ impl Sandbox {
         self.check_size(&path.to_string_lossy(), size)?;
         // SAFETY: the caller vouches for the file.
         unsafe { self.inner.engine.load_precompiled(path) }
+    }
+
+    /// Like [`Engine::load_precompiled_bytes`], refusing code over the
+    /// policy's `limits.module-size` as [`Sandbox::load_bytes`] does.
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`]: the bytes are native code that runs
+    /// unvalidated, so they must be code you compiled yourself and kept
+    /// where nobody else could change it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load_precompiled_bytes`], and when the code is too large.
+    pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        self.check_size(name, bytes.len() as u64)?;
+        // SAFETY: the caller vouches for the bytes.
+        unsafe { self.inner.engine.load_precompiled_bytes(name, bytes) }
     }
 
     fn check_size(&self, name: &str, size: u64) -> Result<(), LoadError> {
@@ -388,6 +438,37 @@ impl Sandbox {
         args: &[impl AsRef<str>],
         options: RunOptions,
     ) -> Result<Outcome> {
+        if program.is_library() {
+            bail!(
+                "`{}` was loaded as a library (`load_library`): call its exports through `Sandbox::instantiate`, or load it with `load` to run it as a command",
+                program.name()
+            );
+        }
+        let (run, mut wasi) = self.begin(program, args, options)?;
+        match &program.kind {
+            ProgramKind::Module(pre) => {
+                let mut store = self.p1_store(&mut wasi, &run)?;
+                let ended = run.race(run_module(pre, &mut store)).await;
+                self.finish(&mut store, ended, &run)
+            }
+            ProgramKind::Component(pre) => {
+                let mut store = self.p2_store(&mut wasi, &run)?;
+                let ended = run.race(run_component(pre, &mut store)).await;
+                self.finish(&mut store, ended, &run)
+            }
+            ProgramKind::Library(_) => bail!("`{}` was loaded as a library", program.name()),
+        }
+    }
+
+    /// Checks that `program` fits this sandbox and prepares a run of it:
+    /// the output budget, records and deadline, and the WASI context the
+    /// policy grants. Limits are armed from here on.
+    pub(crate) fn begin(
+        &self,
+        program: &Program,
+        args: &[impl AsRef<str>],
+        options: RunOptions,
+    ) -> Result<(RunState, WasiCtxBuilder)> {
         let inner = &*self.inner;
         if !wasmtime::Engine::same(program.engine(), inner.engine.wasmtime()) {
             bail!(
@@ -413,8 +494,7 @@ impl Sandbox {
             }
             None => &inner.io,
         };
-        let mut wasi = policy.wasi_builder(&argv, io, &budget, &captured, &net)?;
-
+        let wasi = policy.wasi_builder(&argv, io, &budget, &captured, &net)?;
         // Limits are armed before instantiation: a start function can loop,
         // and the declared minimum memory already goes through the limiter.
         let start = Instant::now();
@@ -427,28 +507,27 @@ impl Sandbox {
             net,
             cancel: options.cancel,
         };
-        match &program.kind {
-            ProgramKind::Module(pre) => {
-                let mut ctx = wasi.build_p1();
-                limits::cap_handles(ctx.ctx().table, policy.limits());
-                let mut store = self.new_store(ctx, &run)?;
-                let ended = run.race(run_module(pre, &mut store)).await;
-                self.finish(&mut store, ended, &run)
-            }
-            ProgramKind::Component(pre) => {
-                let mut table = ResourceTable::new();
-                limits::cap_handles(&mut table, policy.limits());
-                let ctx = P2Ctx {
-                    ctx: wasi.build(),
-                    table,
-                    net: run.net.clone(),
-                    http: WasiHttpCtx::new(),
-                };
-                let mut store = self.new_store(ctx, &run)?;
-                let ended = run.race(run_component(pre, &mut store)).await;
-                self.finish(&mut store, ended, &run)
-            }
-        }
+        Ok((run, wasi))
+    }
+
+    /// A store for a core module, with the WASI preview 1 context.
+    pub(crate) fn p1_store(&self, wasi: &mut WasiCtxBuilder, run: &RunState) -> Result<Store<State<WasiP1Ctx>>> {
+        let mut ctx = wasi.build_p1();
+        limits::cap_handles(ctx.ctx().table, self.inner.policy.limits());
+        self.new_store(ctx, run)
+    }
+
+    /// A store for a component, with the WASI 0.2 and HTTP contexts.
+    pub(crate) fn p2_store(&self, wasi: &mut WasiCtxBuilder, run: &RunState) -> Result<Store<State<P2Ctx>>> {
+        let mut table = ResourceTable::new();
+        limits::cap_handles(&mut table, self.inner.policy.limits());
+        let ctx = P2Ctx {
+            ctx: wasi.build(),
+            table,
+            net: run.net.clone(),
+            http: WasiHttpCtx::new(),
+        };
+        self.new_store(ctx, run)
     }
 
     fn new_store<W: Send + 'static>(&self, wasi: W, run: &RunState) -> Result<Store<State<W>>> {
@@ -488,7 +567,9 @@ impl Sandbox {
         Ok(store)
     }
 
-    fn finish<W>(&self, store: &mut Store<State<W>>, ended: Ended, run: &RunState) -> Result<Outcome> {
+    /// How the run ended, as an [`Outcome`]; captured output and refusals
+    /// recorded so far are taken into it.
+    pub(crate) fn finish<W>(&self, store: &mut Store<State<W>>, ended: Ended, run: &RunState) -> Result<Outcome> {
         let wall = run.start.elapsed();
         let limiter = &store.data().limiter;
         let result = match ended {
@@ -542,18 +623,19 @@ impl Sandbox {
     }
 }
 
-/// What one run tracks outside its store.
-struct RunState {
-    start: Instant,
-    deadline: Instant,
+/// What one run tracks outside its store. An [`Instance`](crate::Instance)
+/// keeps one for its life and moves `start` and `deadline` for each call.
+pub(crate) struct RunState {
+    pub(crate) start: Instant,
+    pub(crate) deadline: Instant,
     budget: Arc<OutputBudget>,
     captured: Captured,
     net: NetAudit,
-    cancel: Option<CancelHandle>,
+    pub(crate) cancel: Option<CancelHandle>,
 }
 
 /// How the race between a guest, its deadline and its cancel handle ended.
-enum Ended {
+pub(crate) enum Ended {
     Finished(wasmtime::Result<i32>),
     TimedOut,
     Cancelled,
@@ -565,7 +647,7 @@ impl RunState {
     /// deadline; the timer and the cancel handle catch one blocked in a host
     /// call (sleeping, reading stdin), which never reaches an epoch check.
     /// Dropping the guest's future unwinds it cleanly.
-    async fn race(&self, guest: impl std::future::Future<Output = wasmtime::Result<i32>>) -> Ended {
+    pub(crate) async fn race(&self, guest: impl std::future::Future<Output = wasmtime::Result<i32>>) -> Ended {
         let timed = async {
             match tokio::time::timeout_at(self.deadline.into(), guest).await {
                 Ok(result) => Ended::Finished(result),
@@ -603,7 +685,7 @@ impl RunState {
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     stdin: Option<Bytes>,
-    cancel: Option<CancelHandle>,
+    pub(crate) cancel: Option<CancelHandle>,
 }
 
 impl RunOptions {

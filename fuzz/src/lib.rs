@@ -844,10 +844,16 @@ pub fn check_module_bytes(bytes: &[u8], limits: RunLimits, must_load: bool) -> M
     let program = match sandbox.load_bytes("fuzz.wasm", bytes) {
         Ok(program) => program,
         Err(e) => {
-            // wasmtime is built without its GC runtime, and externref needs
-            // it: modules using externref are refused although reference
-            // types are enabled (funcref tables work).
-            let externref = e.to_string().contains("gc types are disallowed");
+            // externref is a GC type: without `[wasm] proposals = ["gc"]`
+            // modules using it are refused (naming the proposal) although
+            // reference types are enabled (funcref tables work).
+            let externref = matches!(
+                e.kind(),
+                wasmcell::LoadErrorKind::Proposal {
+                    name: wasmcell::policy::Proposal::Gc,
+                    ..
+                }
+            );
             if std::env::var_os("WASMCELL_FUZZ_DEBUG").is_some() {
                 eprintln!("refused: {e:#}");
             }

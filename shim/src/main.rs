@@ -11,10 +11,11 @@
 //!
 //! See the README's "Kubernetes" section for installation.
 
+mod compile;
 mod node;
 mod run;
 
-use containerd_shim_wasm::shim::{Cli as _, Config, Shim, Version, version};
+use containerd_shim_wasm::shim::{Cli as _, Compiler, Config, Shim, Version, version};
 
 /// The shim: its name gives containerd's runtime type `io.containerd.wasmcell.v1`.
 struct WasmcellShim;
@@ -28,6 +29,12 @@ impl Shim for WasmcellShim {
 
     fn version() -> Version {
         version!()
+    }
+
+    /// Images whose module is a Wasm-typed OCI layer are compiled once, by
+    /// the first container, and containerd keeps the code for the next.
+    async fn compiler() -> Option<impl Compiler> {
+        Some(compile::WasmcellCompiler)
     }
 }
 

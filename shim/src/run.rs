@@ -6,6 +6,7 @@
 //! policy names are resolved inside the container, and no path can reach the
 //! node's files.
 
+use crate::compile;
 use crate::node::{self, NodePolicy};
 use anyhow::{Context as _, Result, bail};
 use containerd_shim_wasm::sandbox::Sandbox;
@@ -30,6 +31,15 @@ const CGROUP_ORIGIN: &str = "the container's memory limit, less the runtime's ow
 /// Memory the runtime keeps for itself, beside what the cgroup already
 /// charges when the guest starts: compiled code, WASI buffers, the report.
 const RUNTIME_HEADROOM: u64 = 32 << 20;
+
+/// The precompile engine in words, for the message when a policy does not fit it.
+const PRECOMPILED_ENGINE: &str = "fuel metering compiled in, a 1 MiB Wasm stack, no opt-in Wasm proposals";
+
+/// Whether the module is a Wasm-typed OCI layer the shim's `Compiler`
+/// already compiled.
+fn precompiled_layer(ctx: &impl RuntimeContext) -> bool {
+    matches!(ctx.entrypoint().source, Source::Oci([layer]) if layer.precompiled)
+}
 
 /// A policy the shim refuses to run under (exit 2, as a policy error).
 #[derive(Debug)]
@@ -103,11 +113,7 @@ async fn run(ctx: &impl RuntimeContext) -> Result<i32> {
     }
     refuse_runtime_dirs(&policy)?;
     policy.inherit_env_from(ctx.envs().iter().filter_map(|entry| entry.split_once('=')));
-    let sandbox = wasmcell::Sandbox::builder()
-        .policy(policy)
-        .capture_output(false)
-        .log_denials(true)
-        .build()?;
+    let sandbox = build_sandbox(policy, precompiled_layer(ctx))?;
     let program = load_program(&sandbox, ctx)?;
     let args = ctx.args().get(1..).unwrap_or_default();
     let options = RunOptions::new().cancel(&stop.cancel);
@@ -115,6 +121,25 @@ async fn run(ctx: &impl RuntimeContext) -> Result<i32> {
     let code = exit_code(&outcome, stop.signal());
     write_report(&outcome, code);
     Ok(i32::from(code))
+}
+
+/// The sandbox for the container: on the precompile engine when the module
+/// is code the shim's `Compiler` made, else on the engine the policy needs.
+fn build_sandbox(policy: Policy, precompiled: bool) -> Result<wasmcell::Sandbox> {
+    let mut builder = wasmcell::Sandbox::builder();
+    if precompiled {
+        builder = builder.engine(compile::precompile_engine()?);
+    }
+    let sandbox = builder.policy(policy).capture_output(false).log_denials(true).build();
+    if precompiled {
+        return sandbox.map_err(|e| {
+            Refused(format!(
+                "{e:#}: the image's module layer was precompiled for the shim's engine ({PRECOMPILED_ENGINE}), which this policy does not fit; keep `limits.stack` at its default and `wasm.proposals` empty, or import the image again without its precompiled content"
+            ))
+            .into()
+        });
+    }
+    sandbox
 }
 
 /// The node's policy when the annotation names one, else the image's own
@@ -176,7 +201,13 @@ fn load_program(sandbox: &wasmcell::Sandbox, ctx: &impl RuntimeContext) -> Resul
     Ok(match entrypoint.source {
         Source::File(path) => sandbox.load(&path)?,
         Source::Oci([layer]) if layer.precompiled => {
-            bail!("the image's module layer is precompiled, which this shim does not produce; re-import the image")
+            let name = entrypoint.name.unwrap_or_else(|| "module.wasm".to_string());
+            // SAFETY: precompiled layers come only from this shim's own
+            // `Compiler` (`compile.rs`), which containerd stored in its
+            // content store, writable by root alone and addressed by the
+            // digest of the code. wasmtime refuses code for another engine
+            // or version before mapping it.
+            unsafe { sandbox.load_precompiled_bytes(&name, &layer.layer)? }
         }
         Source::Oci([layer]) => {
             let name = entrypoint.name.unwrap_or_else(|| "module.wasm".to_string());
@@ -358,6 +389,29 @@ mod tests {
             .build()
             .unwrap();
         refuse_runtime_dirs(&policy).unwrap();
+    }
+
+    #[test]
+    fn precompiled_code_needs_a_policy_that_fits_its_engine() {
+        assert!(build_sandbox(Policy::builder().fuel(10).build().unwrap(), true).is_ok());
+        let deep = Policy::builder()
+            .toml("[limits]\nstack = \"4 MiB\"", "/")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(
+            build_sandbox(deep.clone(), false).is_ok(),
+            "compiled in the container, any engine fits"
+        );
+        let err = build_sandbox(deep, true)
+            .err()
+            .expect("the precompile engine has a 1 MiB stack");
+        assert!(err.is::<Refused>(), "a policy error, exit 2: {err:#}");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("limits.stack") && message.contains("precompiled"),
+            "{message}"
+        );
     }
 
     #[test]

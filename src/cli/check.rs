@@ -1,15 +1,22 @@
 //! `wasmcell check`: validate a policy and print what it grants.
 
-use super::print_stdout;
+use super::{add_proposals, parse_proposal, print_stdout};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;
 use wasmcell::Policy;
+use wasmcell::policy::Proposal;
 
 /// Validate a policy file and print what it grants, defaults included.
 #[derive(Parser, Debug)]
-#[command(after_help = "Example:\n  wasmcell check policies/read-only.toml")]
+#[command(
+    after_help = "Examples:\n  wasmcell check policies/read-only.toml\n  wasmcell check --wasm exceptions policies/deny-all.toml"
+)]
 pub struct CheckCommand {
+    /// Also turn on Wasm proposal NAME, as `run --wasm` would (adds to wasm.proposals). Repeatable.
+    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
+    pub wasm: Vec<Proposal>,
+
     /// The policy file.
     #[arg(value_name = "POLICY")]
     pub policy: PathBuf,
@@ -22,7 +29,7 @@ impl CheckCommand {
     ///
     /// The [`wasmcell::PolicyError`] when the policy is invalid.
     pub fn execute(self) -> Result<u8> {
-        let policy = Policy::from_file(&self.policy)?;
+        let policy = add_proposals(Policy::builder().file(&self.policy)?, &self.wasm).build()?;
         print_stdout(&wasmcell::policy::describe(&policy)).context("failed to write to stdout")?;
         Ok(0)
     }

@@ -1,10 +1,10 @@
 //! `wasmcell compile`: precompiled native code for `run --allow-precompiled`.
 
-use super::eprint_line;
+use super::{add_proposals, advise_proposals, eprint_line, parse_proposal, with_compile_notice};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;
-use wasmcell::policy::{ByteSize, Origin};
+use wasmcell::policy::{ByteSize, Origin, Proposal};
 use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
 
 /// Precompile a module or component to native code for `wasmcell run --allow-precompiled`.
@@ -18,6 +18,7 @@ use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
 #[command(after_help = "Examples:
   wasmcell compile hello.wasm -o hello.cwasm
   wasmcell compile --policy policies/tight.toml app.wasm -o app.cwasm
+  wasmcell compile --wasm exceptions cxx-tool.wasm
   wasmcell run --policy policies/tight.toml --allow-precompiled app.cwasm")]
 pub struct CompileCommand {
     /// Policy the code will run under (its limits.fuel and limits.stack decide the configuration).
@@ -27,6 +28,12 @@ pub struct CompileCommand {
     /// Compile fuel metering in, for running with --fuel (implied by a policy that sets limits.fuel).
     #[arg(long)]
     pub fuel: bool,
+
+    /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals). Repeatable.
+    ///
+    /// The code runs only under a policy with the same proposals.
+    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
+    pub wasm: Vec<Proposal>,
 
     /// Where to write the code [default: MODULE with the extension .cwasm].
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -45,9 +52,12 @@ impl CompileCommand {
     ///
     /// Policy and load errors, and failing to write the output.
     pub fn execute(self) -> Result<u8> {
-        let layers = || match &self.policy {
-            Some(path) => Policy::builder().file(path),
-            None => Ok(Policy::builder()),
+        let layers = || {
+            let policy = match &self.policy {
+                Some(path) => Policy::builder().file(path)?,
+                None => Policy::builder(),
+            };
+            Ok::<_, wasmcell::PolicyError>(add_proposals(policy, &self.wasm))
         };
         let mut policy = layers()?.build()?;
         if self.fuel && policy.limits().fuel.value.is_none() {
@@ -55,18 +65,19 @@ impl CompileCommand {
         }
         let engine = Engine::new(EngineConfig::for_policy(&policy))?;
         let sandbox = Sandbox::builder().engine(engine).policy(policy).build()?;
-        let program = sandbox.load(&self.module)?;
+        let program = with_compile_notice(&self.module, || sandbox.load(&self.module)).map_err(advise_proposals)?;
         let code = program.precompile()?;
         let output = self.output.unwrap_or_else(|| self.module.with_extension("cwasm"));
         std::fs::write(&output, &code).with_context(|| format!("failed to write `{}`", output.display()))?;
         let config = sandbox.engine().config();
         eprint_line(format_args!(
-            "wasmcell: compiled `{}` to `{}` ({}, fuel metering {}, stack {}); run it with --allow-precompiled",
+            "wasmcell: compiled `{}` to `{}` ({}, fuel metering {}, stack {}, Wasm proposals {}); run it with --allow-precompiled",
             self.module.display(),
             output.display(),
             ByteSize(code.len() as u64),
             if config.fuel { "on" } else { "off" },
-            ByteSize(config.stack)
+            ByteSize(config.stack),
+            config.proposals
         ));
         Ok(0)
     }

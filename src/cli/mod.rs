@@ -7,18 +7,23 @@
 mod check;
 mod compile;
 mod matrix;
+mod progress;
 mod run;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
-use wasmcell::{LoadError, PolicyError, Status, sanitize};
+use wasmcell::policy::{Origin, PolicyBuilder, Proposal};
+use wasmcell::{LoadError, LoadErrorKind, PolicyError, Status, sanitize};
 
 pub use check::CheckCommand;
 pub use compile::CompileCommand;
 pub use matrix::MatrixCommand;
 pub use run::RunCommand;
+
+pub(crate) use progress::with_compile_notice;
 
 /// Run untrusted WebAssembly under a deny-by-default capability policy.
 #[derive(Parser, Debug)]
@@ -64,16 +69,18 @@ impl Cli {
 }
 
 /// The exit code for an error that stopped `wasmcell` before or instead of a
-/// guest run: 2 for policy, usage and matrix-input errors, 126 for load
+/// guest run: 2 for policy, usage, matrix-input and refused `--invoke` calls, 126 for load
 /// errors, 125 otherwise.
 pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
     if let Some(advised) = err.chain().find_map(|e| e.downcast_ref::<Advised>()) {
         return exit_code_for_error(&advised.err);
     }
-    if err
-        .chain()
-        .any(|e| e.is::<PolicyError>() || e.is::<clap::Error>() || e.is::<wasmcell::matrix::MatrixError>())
-    {
+    if err.chain().any(|e| {
+        e.is::<PolicyError>()
+            || e.is::<clap::Error>()
+            || e.is::<wasmcell::matrix::MatrixError>()
+            || e.is::<wasmcell::InvokeError>()
+    }) {
         wasmcell::EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {
         wasmcell::EXIT_LOAD
@@ -98,17 +105,43 @@ pub fn print_error(err: &anyhow::Error) {
 #[derive(Debug)]
 pub(crate) struct Advised {
     err: anyhow::Error,
-    advice: &'static str,
+    advice: Cow<'static, str>,
 }
 
 impl Advised {
     /// `err` followed by `advice`.
-    pub(crate) fn wrap(err: impl Into<anyhow::Error>, advice: &'static str) -> anyhow::Error {
+    pub(crate) fn wrap(err: impl Into<anyhow::Error>, advice: impl Into<Cow<'static, str>>) -> anyhow::Error {
         anyhow::Error::new(Advised {
             err: err.into(),
-            advice,
+            advice: advice.into(),
         })
     }
+}
+
+/// A load error with the `--wasm` flags that allow what the module needs
+/// after the library's `[wasm] proposals` advice; other load errors as they are.
+pub(crate) fn advise_proposals(err: LoadError) -> anyhow::Error {
+    match err.kind() {
+        LoadErrorKind::Proposal { needed, .. } => {
+            let flags: Vec<_> = needed.iter().map(|p| format!("--wasm {p}")).collect();
+            let advice = format!("or with {}", flags.join(" "));
+            Advised::wrap(err, advice)
+        }
+        _ => err.into(),
+    }
+}
+
+/// Parses a `--wasm` value: a proposal as `wasmtime run -W` names it.
+pub(crate) fn parse_proposal(name: &str) -> Result<Proposal, String> {
+    name.parse()
+}
+
+/// `--wasm` flags as one more policy layer, each marked with the flag.
+pub(crate) fn add_proposals(mut policy: PolicyBuilder, proposals: &[Proposal]) -> PolicyBuilder {
+    for p in proposals {
+        policy = policy.origin(Origin::Flag("--wasm")).wasm_proposal(*p);
+    }
+    policy
 }
 
 impl fmt::Display for Advised {
@@ -159,6 +192,20 @@ pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    // See: #13
+    #[test]
+    fn r13_a_needed_proposal_is_advised_as_flags() {
+        let engine = wasmcell::Engine::new(wasmcell::EngineConfig::default()).unwrap();
+        let wat = r#"(module (func $f (return_call $f)) (tag) (func (throw 0)) (func (export "_start")))"#;
+        let err = engine.load_bytes("cxx.wasm", wat.as_bytes()).err().unwrap();
+        let advised = advise_proposals(err);
+        assert_eq!(
+            format!("{advised:#}"),
+            "cannot load `cxx.wasm`: uses Wasm exception handling and Wasm tail calls; allow them with [wasm] proposals = [\"exceptions\", \"tail-call\"]; or with --wasm exceptions --wasm tail-call"
+        );
+        assert_eq!(exit_code_for_error(&advised), wasmcell::EXIT_LOAD);
+    }
 
     #[test]
     fn verify_cli() {

@@ -1,15 +1,18 @@
 //! `wasmcell run`: flags become a policy, the guest runs, the ending is
 //! explained with the flag that changes it, and the report is written.
 
-use super::{Advised, ending_advice, eprint_line};
+use super::{
+    Advised, add_proposals, advise_proposals, ending_advice, eprint_line, parse_proposal, print_stdout,
+    with_compile_notice,
+};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output};
+use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal};
 use wasmcell::{
-    CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile, LoadError, LoadErrorKind, Policy,
-    Program, RunOptions, Sandbox,
+    CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile, LoadError, LoadErrorKind, Outcome,
+    Policy, Program, RunOptions, Sandbox, sanitize,
 };
 
 const RUN_EXAMPLES: &str = "\
@@ -17,7 +20,10 @@ Examples:
   wasmcell run hello.wasm
   wasmcell run --policy policies/read-only.toml fs_read.wasm /data/hello.txt
   wasmcell run --ro-dir ./data::/data --env LANG=C.UTF-8 --fuel 1000000 app.wasm --verbose
-  wasmcell run --timeout 2s --memory 64MiB --report-fd 3 untrusted.wasm 3>report.json";
+  wasmcell run --timeout 2s --memory 64MiB --report-fd 3 untrusted.wasm 3>report.json
+  wasmcell run --invoke add --fuel 100000 plugin.wasm 1 2
+  wasmcell run --invoke 'greet(\"world\")' plugin-component.wasm
+  wasmcell run --wasm exceptions --wasm tail-call cxx-tool.wasm";
 
 fn run_long_help() -> String {
     format!("{RUN_EXAMPLES}\n\nExit codes:\n{EXIT_CODE_TABLE}")
@@ -29,6 +35,8 @@ fn run_long_help() -> String {
 /// wasm32-wasip2 (command world); which one is detected from its header.
 /// Everything after MODULE is passed to the guest as its arguments (a `--`
 /// before them is allowed). The guest's `argv[0]` is the module's file name.
+/// With --invoke, MODULE may also be a reactor or a component of any world,
+/// and one of its exports is called instead.
 ///
 /// Without --policy the guest gets nothing: no files, an empty environment,
 /// stdin closed, no network, and the default limits.
@@ -94,6 +102,15 @@ pub struct RunCommand {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<std::time::Duration>,
 
+    /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals). Repeatable.
+    ///
+    /// Names are spelled as `wasmtime run -W` spells them: exceptions,
+    /// tail-call, extended-const, function-references, gc, multi-memory,
+    /// memory64, relaxed-simd, custom-page-sizes, wide-arithmetic. All are
+    /// off by default; threads and shared memory cannot be turned on.
+    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
+    pub wasm: Vec<Proposal>,
+
     /// Largest module file accepted for compilation (overrides limits.module-size).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_module_size: Option<u64>,
@@ -129,6 +146,17 @@ pub struct RunCommand {
     /// Compile the module without reading or writing the compile cache.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Call one export instead of running MODULE as a command, and print its results.
+    ///
+    /// For a core module, NAME is the export and the arguments after MODULE
+    /// are its parameters, one number each (i32, i64, f32, f64); results are
+    /// printed one per line, and a reactor's `_initialize` runs first. For a
+    /// component, give the call in WAVE syntax, such as `--invoke 'add(1, 2)'`
+    /// (quoted for the shell); the result is printed in WAVE. Policy and
+    /// limits apply as to a run, and the report names the call and results.
+    #[arg(long, value_name = "NAME|CALL")]
+    pub invoke: Option<String>,
 
     /// The module to run, followed by the guest's arguments.
     #[arg(
@@ -170,9 +198,16 @@ impl RunCommand {
             .log_denials(log_denials)
             .build()?;
         let (module, args) = self.module_and_args()?;
-        let program = self.load(&sandbox, &module)?;
-        let cancel = cancel_on_signals()?;
-        let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
+        let (outcome, json) = match &self.invoke {
+            Some(call) => invoke(&sandbox, &module, call, &args)?,
+            None => {
+                let program = with_compile_notice(&module, || self.load(&sandbox, &module))?;
+                let cancel = cancel_on_signals()?;
+                let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
+                let json = outcome.to_json();
+                (outcome, json)
+            }
+        };
         if let Some(line) = outcome.describe(sandbox.policy()) {
             match ending_advice(outcome.status) {
                 Some(advice) => eprint_line(format_args!("wasmcell: {line}; {advice}")),
@@ -185,7 +220,7 @@ impl RunCommand {
                 outcome.denials_dropped
             ));
         }
-        let json = serde_json::to_string_pretty(&outcome.to_json()).expect("a JSON value serializes");
+        let json = serde_json::to_string_pretty(&json).expect("a JSON value serializes");
         if let Some((n, file)) = &mut report_fd {
             use std::io::Write as _;
             file.write_all(format!("{json}\n").as_bytes())
@@ -341,7 +376,7 @@ impl RunCommand {
         if let Some(size) = self.max_module_size {
             policy = policy.origin(Origin::Flag("--max-module-size")).module_size(size);
         }
-        Ok(policy.build()?)
+        Ok(add_proposals(policy, &self.wasm).build()?)
     }
 }
 
@@ -388,13 +423,47 @@ fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
     .into())
 }
 
+/// `--invoke`: instantiates MODULE as a library, calls the export and prints
+/// its results on stdout. Returns the call's outcome (or instantiation's,
+/// when that did not finish) and the report.
+fn invoke(
+    sandbox: &Sandbox,
+    module: &std::path::Path,
+    call: &str,
+    args: &[String],
+) -> Result<(Outcome, serde_json::Value)> {
+    let program = with_compile_notice(module, || sandbox.load_library(module))
+        .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code"))?;
+    let cancel = cancel_on_signals()?;
+    let mut instance = sandbox.instantiate_with(&program, RunOptions::new().cancel(&cancel))?;
+    if instance.poisoned().is_some() {
+        let outcome = instance.started().clone();
+        let mut json = outcome.to_json();
+        if let Some(map) = json.as_object_mut() {
+            map.insert("invoked".into(), call.into());
+            map.insert("results".into(), serde_json::Value::Null);
+        }
+        return Ok((outcome, json));
+    }
+    let invocation = instance.invoke(call, args)?;
+    for result in invocation.results.iter().flatten() {
+        print_stdout(&format!("{}\n", sanitize(result))).context("failed to print the results")?;
+    }
+    let json = invocation.to_json();
+    Ok((invocation.outcome, json))
+}
+
 /// The flag that fixes a load error, after the library's message:
 /// `precompiled` for precompiled code refused or not fitting the engine.
 fn advise_load(err: LoadError, precompiled: &'static str) -> anyhow::Error {
     match err.kind() {
         LoadErrorKind::TooLarge { .. } => Advised::wrap(err, "raise it with --max-module-size"),
         LoadErrorKind::Precompiled(_) => Advised::wrap(err, precompiled),
-        _ => err.into(),
+        LoadErrorKind::NotCommand(_) => Advised::wrap(
+            err,
+            "to call one of its exports, add --invoke NAME (for a component, a call such as --invoke 'add(1, 2)')",
+        ),
+        _ => advise_proposals(err),
     }
 }
 

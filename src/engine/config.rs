@@ -3,7 +3,7 @@
 //! `Config`: the part of a policy's limits that is fixed when code is compiled.
 
 use crate::limits::MAX_TABLE_ELEMENTS;
-use crate::policy::{ByteSize, Policy};
+use crate::policy::{ByteSize, Policy, Proposal, Proposals};
 use anyhow::{Context as _, Result};
 use wasmtime::{Config, WasmFeatures};
 
@@ -42,6 +42,11 @@ pub struct EngineConfig {
     pub stack: u64,
     /// How instances, memories and fiber stacks are allocated.
     pub allocator: Allocator,
+    /// The Wasm proposals turned on beyond [`ENABLED_PROPOSALS`], those they
+    /// imply included (`[wasm] proposals`; none by default). Code compiled
+    /// with one set is never shared with an engine of another: the caches
+    /// key on the whole configuration.
+    pub proposals: Proposals,
 }
 
 impl Default for EngineConfig {
@@ -114,12 +119,14 @@ impl PoolingConfig {
 
 impl EngineConfig {
     /// The configuration a policy needs: fuel only when it meters fuel, its
-    /// stack size, and on-demand allocation.
+    /// stack size, its Wasm proposals with those they imply, and on-demand
+    /// allocation.
     pub fn for_policy(policy: &Policy) -> EngineConfig {
         EngineConfig {
             fuel: policy.limits().fuel.value.is_some(),
             stack: policy.limits().stack.value,
             allocator: Allocator::OnDemand,
+            proposals: policy.proposals().with_implied(),
         }
     }
 
@@ -137,6 +144,15 @@ impl EngineConfig {
                 ByteSize(pool.max_memory)
             ));
         }
+        // Exactly the policy's set: an engine with more would let guests
+        // reach code the policy did not opt in to.
+        let wanted = policy.proposals().with_implied();
+        if wanted != self.proposals {
+            return Some(format!(
+                "the policy's wasm.proposals need the Wasm proposals {wanted} but the engine turns on {}; create the engine with `EngineConfig::for_policy` (or `proposals` set to the policy's)",
+                self.proposals
+            ));
+        }
         if policy.limits().stack.value != self.stack {
             return Some(format!(
                 "the policy's limits.stack is {} but the engine's stack is {}; use an engine per stack size",
@@ -149,8 +165,11 @@ impl EngineConfig {
 }
 
 /// The Wasm proposals guests built for wasm32-wasip1 and wasm32-wasip2 use.
-/// Everything else is off, so a guest cannot reach less-tested compiler and
-/// runtime paths (GC, exceptions, threads, stack switching, ...).
+/// Everything else is off unless a policy turns it on (`[wasm] proposals`,
+/// [`EngineConfig::proposals`]), so a guest cannot reach less-tested compiler
+/// and runtime paths (GC, exceptions, tail calls, ...); threads, shared
+/// memory and stack switching are always off. `reference-types` means
+/// `funcref` only: `externref` is a GC type and needs the `gc` proposal.
 pub const ENABLED_PROPOSALS: &[&str] = &[
     "mutable-globals",
     "sign-extension",
@@ -162,34 +181,49 @@ pub const ENABLED_PROPOSALS: &[&str] = &[
     "component-model",
 ];
 
-/// Every proposal a `wasm32-wasip1`/`wasm32-wasip2` guest does not need,
-/// switched off by flag so that none is left to a default. Threads, GC,
-/// exceptions, stack switching and component-model async are not even
-/// compiled into this build of wasmtime; the flags make the validator reject
-/// modules that use them up front.
-const DISABLED_PROPOSALS: WasmFeatures = WasmFeatures::THREADS
-    .union(WasmFeatures::SHARED_EVERYTHING_THREADS)
-    .union(WasmFeatures::GC)
-    .union(WasmFeatures::FUNCTION_REFERENCES)
-    .union(WasmFeatures::EXCEPTIONS)
-    .union(WasmFeatures::LEGACY_EXCEPTIONS)
-    .union(WasmFeatures::STACK_SWITCHING)
-    .union(WasmFeatures::TAIL_CALL)
-    .union(WasmFeatures::MEMORY64)
-    .union(WasmFeatures::MULTI_MEMORY)
-    .union(WasmFeatures::CUSTOM_PAGE_SIZES)
-    .union(WasmFeatures::MEMORY_CONTROL)
-    .union(WasmFeatures::WIDE_ARITHMETIC)
-    .union(WasmFeatures::EXTENDED_CONST)
-    .union(WasmFeatures::RELAXED_SIMD);
+/// The features every engine has: the Wasm 2.0 set (what
+/// [`ENABLED_PROPOSALS`] lists) and the component model, without GC types
+/// (`externref`), which need a collector and come with `gc`. Deliberately
+/// not wasmtime's defaults, which grow with each release.
+const BASE_FEATURES: WasmFeatures = WasmFeatures::WASM2
+    .difference(WasmFeatures::GC_TYPES)
+    .union(WasmFeatures::COMPONENT_MODEL);
+
+/// What one proposal adds to the validator's and compiler's features.
+pub(super) fn proposal_features(p: Proposal) -> WasmFeatures {
+    match p {
+        // wasmtime keeps exception objects on the GC heap, so exceptions
+        // need GC types (a collector) even without the `gc` proposal.
+        Proposal::Exceptions => WasmFeatures::EXCEPTIONS | WasmFeatures::GC_TYPES,
+        Proposal::TailCall => WasmFeatures::TAIL_CALL,
+        Proposal::ExtendedConst => WasmFeatures::EXTENDED_CONST,
+        Proposal::FunctionReferences => WasmFeatures::FUNCTION_REFERENCES,
+        Proposal::Gc => WasmFeatures::GC | WasmFeatures::GC_TYPES,
+        Proposal::MultiMemory => WasmFeatures::MULTI_MEMORY,
+        Proposal::Memory64 => WasmFeatures::MEMORY64,
+        Proposal::RelaxedSimd => WasmFeatures::RELAXED_SIMD,
+        Proposal::CustomPageSizes => WasmFeatures::CUSTOM_PAGE_SIZES,
+        Proposal::WideArithmetic => WasmFeatures::WIDE_ARITHMETIC,
+    }
+}
+
+/// Exactly the features an engine with `proposals` validates and compiles
+/// with; the validator (`validate.rs`) uses the same set, so it refuses what
+/// wasmtime would.
+pub(super) fn wasm_features(proposals: Proposals) -> WasmFeatures {
+    proposals
+        .with_implied()
+        .iter()
+        .fold(BASE_FEATURES, |f, p| f | proposal_features(p))
+}
 
 pub(super) fn new_wasmtime_engine(config: &EngineConfig) -> Result<wasmtime::Engine> {
     let mut wasm = Config::new();
-    wasm.wasm_features(DISABLED_PROPOSALS, false)
-        .wasm_simd(true)
-        .wasm_bulk_memory(true)
-        .wasm_multi_value(true)
-        .wasm_component_model(true);
+    // Everything off, then exactly our set on: nothing is left to
+    // wasmtime's defaults.
+    let features = wasm_features(config.proposals);
+    wasm.wasm_features(WasmFeatures::all(), false)
+        .wasm_features(features, true);
     configure_engine(&mut wasm, config);
     wasmtime::Engine::new(&wasm)
         .map_err(anyhow::Error::from)

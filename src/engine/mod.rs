@@ -9,17 +9,19 @@
 mod config;
 mod linker;
 mod program;
+mod shape;
 mod ticker;
+mod validate;
 
 pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
-pub(crate) use program::ProgramKind;
+pub(crate) use program::{Intent, ProgramKind};
 pub use program::{LoadError, LoadErrorKind, Program};
 
 use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, FileStamp, MemoryCache};
 use crate::policy::Policy;
 use crate::store::{P2Ctx, State};
 use anyhow::Result;
-use program::{WasmKind, describe, file_name, signature, wasm_kind};
+use program::{Compiled, WasmKind, describe, file_name, signature, wasm_kind};
 use std::io::Read as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,7 +81,9 @@ struct EngineInner {
     p2_linker: OnceLock<wasmtime::component::Linker<State<P2Ctx>>>,
     runtime: OnceLock<tokio::runtime::Runtime>,
     ticker_stop: Arc<AtomicBool>,
-    programs: MemoryCache<ProgramKind>,
+    /// Compiled code, before linking: a guest that compiles but fails to
+    /// link is still compiled only once.
+    programs: MemoryCache<Compiled>,
     disk: Option<(DiskCache, String)>,
     counters: Counters,
 }
@@ -191,7 +195,32 @@ impl Engine {
     /// A [`LoadError`] when the file is unreadable, too large, not
     /// WebAssembly, invalid, imports anything but WASI, or is not a command.
     pub fn load(&self, path: impl AsRef<Path>, max_size: u64) -> Result<Program, LoadError> {
-        self.load_file(path.as_ref(), max_size, "the engine's load limit")
+        self.load_file(path.as_ref(), max_size, "the engine's load limit", Intent::Command)
+    }
+
+    /// Like [`Engine::load`], for a guest whose exports are called rather
+    /// than run as a command: a reactor or library module, or a component
+    /// of any world. The program is instantiated with
+    /// [`Sandbox::instantiate`](crate::Sandbox::instantiate), not run.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load`], except that the guest need not be a command.
+    pub fn load_library(&self, path: impl AsRef<Path>, max_size: u64) -> Result<Program, LoadError> {
+        self.load_file(path.as_ref(), max_size, "the engine's load limit", Intent::Library)
+    }
+
+    /// Like [`Engine::load_library`], for a guest already in memory (binary
+    /// or WAT).
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::load_library`], except that there is no size limit.
+    pub fn load_library_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        self.compile(name, bytes, Intent::Library).map_err(|kind| LoadError {
+            module: name.into(),
+            kind,
+        })
     }
 
     /// Compiles and links a guest already in memory (binary or WAT); `name`
@@ -201,7 +230,7 @@ impl Engine {
     ///
     /// As [`Engine::load`], except that there is no size limit.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
-        self.compile(name, bytes).map_err(|kind| LoadError {
+        self.compile(name, bytes, Intent::Command).map_err(|kind| LoadError {
             module: name.into(),
             kind,
         })
@@ -230,43 +259,90 @@ impl Engine {
         };
         let size = std::fs::metadata(path).map_err(|e| fail(LoadErrorKind::Read(e)))?.len();
         // SAFETY: the caller vouches for the file.
-        let kind = unsafe { self.deserialize(path) }.map_err(fail)?;
+        let compiled = unsafe { self.deserialize(Precompiled::File(path)) }.map_err(fail)?;
         Ok(Program {
             name: file_name(path),
             size,
-            kind,
+            kind: self.link(compiled, Intent::Command).map_err(fail)?,
+            intent: Intent::Command,
         })
     }
 
-    /// Compiled code from `path`, linked.
+    /// Like [`Engine::load_precompiled`], for code already in memory (for
+    /// example read from a content store that only the host can write);
+    /// `name` becomes the guest's `argv[0]`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`]: the bytes are native code that runs
+    /// unvalidated, so they must be code you compiled yourself and kept
+    /// where nobody else could change it.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] when the bytes are not precompiled code, were compiled
+    /// for another engine configuration, or are not a WASI command.
+    pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        let fail = |kind| LoadError {
+            module: name.into(),
+            kind,
+        };
+        // SAFETY: the caller vouches for the bytes.
+        let compiled = unsafe { self.deserialize(Precompiled::Bytes(bytes)) }.map_err(fail)?;
+        Ok(Program {
+            name: name.to_string(),
+            size: bytes.len() as u64,
+            kind: self.link(compiled, Intent::Command).map_err(fail)?,
+            intent: Intent::Command,
+        })
+    }
+
+    /// Compiled code from a file or memory.
     ///
     /// # Safety
     ///
     /// As [`Engine::load_precompiled`].
-    unsafe fn deserialize(&self, path: &Path) -> Result<ProgramKind, LoadErrorKind> {
+    unsafe fn deserialize(&self, code: Precompiled<'_>) -> Result<Compiled, LoadErrorKind> {
         let engine = &self.inner.wasmtime;
         let mismatch = |e: wasmtime::Error| {
             LoadErrorKind::Precompiled(format!(
                 "{e:#}; it was compiled for another engine configuration (fuel metering, stack size, allocator or wasmtime version): precompile it again (`Program::precompile`) on an engine with this configuration"
             ))
         };
-        let kind = wasmtime::Engine::detect_precompiled_file(path)
-            .map_err(|e| LoadErrorKind::Read(std::io::Error::other(format!("{e:#}"))))?;
-        match kind {
-            // SAFETY: as the caller promised for the function.
-            Some(wasmtime::Precompiled::Module) => {
-                self.link_module(unsafe { Module::deserialize_file(engine, path) }.map_err(mismatch)?)
+        let kind = match code {
+            Precompiled::File(path) => wasmtime::Engine::detect_precompiled_file(path)
+                .map_err(|e| LoadErrorKind::Read(std::io::Error::other(format!("{e:#}"))))?,
+            Precompiled::Bytes(bytes) => wasmtime::Engine::detect_precompiled(bytes),
+        };
+        // SAFETY (every deserialize below): as the caller promised for the function.
+        Ok(match (kind, code) {
+            (Some(wasmtime::Precompiled::Module), Precompiled::File(path)) => {
+                Compiled::Module(unsafe { Module::deserialize_file(engine, path) }.map_err(mismatch)?)
             }
-            Some(wasmtime::Precompiled::Component) => {
-                self.link_component(unsafe { Component::deserialize_file(engine, path) }.map_err(mismatch)?)
+            (Some(wasmtime::Precompiled::Module), Precompiled::Bytes(bytes)) => {
+                Compiled::Module(unsafe { Module::deserialize(engine, bytes) }.map_err(mismatch)?)
             }
-            None => Err(LoadErrorKind::Precompiled(
-                "not precompiled wasmtime code; load WebAssembly with `load`".into(),
-            )),
-        }
+            (Some(wasmtime::Precompiled::Component), Precompiled::File(path)) => {
+                Compiled::Component(unsafe { Component::deserialize_file(engine, path) }.map_err(mismatch)?)
+            }
+            (Some(wasmtime::Precompiled::Component), Precompiled::Bytes(bytes)) => {
+                Compiled::Component(unsafe { Component::deserialize(engine, bytes) }.map_err(mismatch)?)
+            }
+            (None, _) => {
+                return Err(LoadErrorKind::Precompiled(
+                    "not precompiled wasmtime code; load WebAssembly with `load`".into(),
+                ));
+            }
+        })
     }
 
-    pub(crate) fn load_file(&self, path: &Path, max_size: u64, origin: &str) -> Result<Program, LoadError> {
+    pub(crate) fn load_file(
+        &self,
+        path: &Path,
+        max_size: u64,
+        origin: &str,
+        intent: Intent,
+    ) -> Result<Program, LoadError> {
         let fail = |kind| LoadError {
             module: path.to_path_buf(),
             kind,
@@ -283,7 +359,7 @@ impl Engine {
         if meta.len() > max_size {
             return Err(too_large(meta.len()));
         }
-        if let Some(program) = self.load_stamped(&meta, path) {
+        if let Some(program) = self.load_stamped(&meta, path, intent) {
             return Ok(program);
         }
         // The file can grow between the check and the read; reading at most
@@ -296,7 +372,7 @@ impl Engine {
             return Err(too_large(bytes.len() as u64));
         }
         let hash = cache::content_hash(&bytes);
-        let program = self.compile_hashed(&file_name(path), &bytes, hash).map_err(fail)?;
+        let program = self.compile_hashed(&file_name(path), &bytes, hash, intent).map_err(fail)?;
         if let Some((cache, _)) = &self.inner.disk {
             cache.record_hash(&meta, &hash);
         }
@@ -306,12 +382,13 @@ impl Engine {
     /// The program in the file `meta` describes, without reading the file,
     /// when the disk cache recorded which bytes it holds ([`DiskCache`]'s
     /// file stamps) and has their compiled code. `None` sends the load the
-    /// long way: read, hash, compile or look up.
-    fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path) -> Option<Program> {
+    /// long way (read, hash, check, compile or look up), which also gives
+    /// any refusal its usual message.
+    fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path, intent: Intent) -> Option<Program> {
         let (cache, key) = self.inner.disk.as_ref()?;
         let hash = cache.hash_for(&FileStamp::of(meta)?)?;
         let mut fresh = false;
-        let kind = self
+        let compiled = self
             .inner
             .programs
             .get_or_try_insert(hash, || {
@@ -327,34 +404,47 @@ impl Engine {
                 // wasmcell compiled from validated WebAssembly, only not the
                 // file's latest version; the stamp's status-change time rules
                 // that out.
-                unsafe { self.deserialize(&entry) }.map_err(|_| ())
+                unsafe { self.deserialize(Precompiled::File(&entry)) }.map_err(|_| ())
             })
             .ok()?;
-        let counter = if fresh { &self.inner.counters.disk_hits } else { &self.inner.counters.memory_hits };
+        let kind = self.link(compiled, intent).ok()?;
+        let counter = if fresh {
+            &self.inner.counters.disk_hits
+        } else {
+            &self.inner.counters.memory_hits
+        };
         Counters::bump(counter);
         Some(Program {
             name: file_name(path),
             size: meta.len(),
             kind,
+            intent,
         })
     }
 
-    /// Compiles and links bytes already in memory, through the caches.
-    pub(crate) fn compile(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadErrorKind> {
-        self.compile_hashed(name, bytes, cache::content_hash(bytes))
+    /// Compiles bytes already in memory through the caches, and links them
+    /// for `intent`.
+    pub(crate) fn compile(&self, name: &str, bytes: &[u8], intent: Intent) -> Result<Program, LoadErrorKind> {
+        self.compile_hashed(name, bytes, cache::content_hash(bytes), intent)
     }
 
     /// As [`Engine::compile`], for bytes whose content hash is `hash`.
-    fn compile_hashed(&self, name: &str, bytes: &[u8], hash: ContentHash) -> Result<Program, LoadErrorKind> {
+    fn compile_hashed(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        hash: ContentHash,
+        intent: Intent,
+    ) -> Result<Program, LoadErrorKind> {
         if wasmtime::Engine::detect_precompiled(bytes).is_some() {
             return Err(LoadErrorKind::Precompiled(
                 "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));
         }
         let mut fresh = false;
-        let kind = self.inner.programs.get_or_try_insert(hash, || {
+        let compiled = self.inner.programs.get_or_try_insert(hash, || {
             fresh = true;
-            self.compile_uncached(&hash, bytes)
+            self.compile_uncached(&hash, bytes, intent)
         })?;
         if !fresh {
             Counters::bump(&self.inner.counters.memory_hits);
@@ -362,13 +452,14 @@ impl Engine {
         Ok(Program {
             name: name.to_string(),
             size: bytes.len() as u64,
-            kind,
+            kind: self.link(compiled, intent)?,
+            intent,
         })
     }
 
     /// The disk cache's copy of the guest if there is a good one, otherwise a
     /// fresh compile, stored to the disk cache.
-    fn compile_uncached(&self, hash: &ContentHash, bytes: &[u8]) -> Result<ProgramKind, LoadErrorKind> {
+    fn compile_uncached(&self, hash: &ContentHash, bytes: &[u8], intent: Intent) -> Result<Compiled, LoadErrorKind> {
         let counters = &self.inner.counters;
         let entry = self
             .inner
@@ -384,7 +475,7 @@ impl Engine {
                     // a directory and file that only this user can write
                     // (checked by `DiskCache::open` and `trusted`): it is
                     // code this user's wasmcell compiled from these bytes.
-                    match unsafe { self.deserialize(path) } {
+                    match unsafe { self.deserialize(Precompiled::File(path)) } {
                         Ok(kind) => {
                             Counters::bump(&counters.disk_hits);
                             return Ok(kind);
@@ -395,20 +486,23 @@ impl Engine {
                 Err(_) => Counters::bump(&counters.disk_errors),
             }
         }
-        Counters::bump(&counters.compiled);
-        let kind = self.compile_wasm(bytes)?;
+        let compiled = self.compile_wasm(bytes, intent)?;
         if let Some((cache, path)) = &entry {
-            let stored = ProgramKind::serialize(&kind)
+            let stored = compiled
+                .serialize()
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))
                 .and_then(|code| cache.store(path, &code));
             if stored.is_err() {
                 Counters::bump(&counters.disk_errors);
             }
         }
-        Ok(kind)
+        Ok(compiled)
     }
 
-    fn compile_wasm(&self, bytes: &[u8]) -> Result<ProgramKind, LoadErrorKind> {
+    /// Compiles WebAssembly (binary or WAT) after checking, for a command,
+    /// that it is one: a guest that cannot run is refused before Cranelift
+    /// spends seconds on it.
+    fn compile_wasm(&self, bytes: &[u8], intent: Intent) -> Result<Compiled, LoadErrorKind> {
         let text_binary;
         let bytes = match wasm_kind(bytes) {
             Some(_) => bytes,
@@ -420,30 +514,34 @@ impl Engine {
                 &text_binary[..]
             }
         };
+        let kind = wasm_kind(bytes).ok_or_else(|| LoadErrorKind::NotWasm("unknown WebAssembly version".into()))?;
+        if intent == Intent::Command {
+            shape::check_command(bytes)?;
+        }
+        // Before Cranelift runs: a proposal the policy leaves off is named
+        // at once, however large the module.
+        validate::validate(bytes, self.inner.config.proposals)?;
         let engine = &self.inner.wasmtime;
-        match wasm_kind(bytes) {
-            Some(WasmKind::Module) => {
-                self.link_module(Module::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?)
-            }
-            Some(WasmKind::Component) => {
-                self.link_component(Component::new(engine, bytes).map_err(|e| LoadErrorKind::Invalid(describe(e)))?)
-            }
-            None => Err(LoadErrorKind::NotWasm("unknown WebAssembly version".into())),
+        Counters::bump(&self.inner.counters.compiled);
+        let invalid = |e| LoadErrorKind::Invalid(describe(e));
+        Ok(match kind {
+            WasmKind::Module => Compiled::Module(Module::new(engine, bytes).map_err(invalid)?),
+            WasmKind::Component => Compiled::Component(Component::new(engine, bytes).map_err(invalid)?),
+        })
+    }
+
+    /// Links compiled code against WASI for `intent`. Linking is not cached:
+    /// a guest whose imports do not link stays compiled in the caches.
+    fn link(&self, compiled: Compiled, intent: Intent) -> Result<ProgramKind, LoadErrorKind> {
+        match compiled {
+            Compiled::Module(module) => self.link_module(module, intent),
+            Compiled::Component(component) => self.link_component(component, intent),
         }
     }
 
-    fn link_module(&self, module: Module) -> Result<ProgramKind, LoadErrorKind> {
-        let Some(wasmtime::ExternType::Func(start)) = module.get_export("_start") else {
-            return Err(LoadErrorKind::NotCommand(
-                "the module exports no `_start` function; build it as a command (a `bin` target for wasm32-wasip1), not a library or reactor".into(),
-            ));
-        };
-        // Checked now, not when the run calls it: a `_start` the runner
-        // cannot call is a module that cannot run, not a guest that trapped.
-        if start.params().len() != 0 || start.results().len() != 0 {
-            return Err(LoadErrorKind::StartSignature {
-                found: signature(&start),
-            });
+    fn link_module(&self, module: Module, intent: Intent) -> Result<ProgramKind, LoadErrorKind> {
+        if intent == Intent::Command {
+            check_start(&module)?;
         }
         let linker = lazy_linker(&self.inner.p1_linker, || linker::new_p1_linker(&self.inner.wasmtime))?;
         let pre = linker
@@ -452,11 +550,24 @@ impl Engine {
         Ok(ProgramKind::Module(pre))
     }
 
-    fn link_component(&self, component: Component) -> Result<ProgramKind, LoadErrorKind> {
+    fn link_component(&self, component: Component, intent: Intent) -> Result<ProgramKind, LoadErrorKind> {
+        let engine = &self.inner.wasmtime;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        // Checked before linking, as the shape check does before compiling.
+        if intent == Intent::Command && !exports.iter().any(|e| shape::is_cli_run(e)) {
+            return Err(shape::not_a_command(true, &exports));
+        }
         let linker = lazy_linker(&self.inner.p2_linker, || linker::new_p2_linker(&self.inner.wasmtime))?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadErrorKind::Link(describe(e)))?;
+        if intent == Intent::Library {
+            return Ok(ProgramKind::Library(pre));
+        }
         let pre = CommandPre::new(pre).map_err(|e| {
             LoadErrorKind::NotCommand(format!(
                 "the component is not a WASI command ({}); build it for wasm32-wasip2 as a `bin` target so that it exports wasi:cli/run",
@@ -478,6 +589,29 @@ impl Engine {
         let rt = ticker::new_io_runtime()?;
         Ok(self.inner.runtime.get_or_init(|| rt))
     }
+}
+
+/// A command module's `_start`: present, and `() -> ()`. Checked when the
+/// program is loaded, not when the run calls it: a `_start` the runner cannot
+/// call is a module that cannot run, not a guest that trapped.
+fn check_start(module: &Module) -> Result<(), LoadErrorKind> {
+    let Some(wasmtime::ExternType::Func(start)) = module.get_export("_start") else {
+        let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
+        return Err(shape::not_a_command(false, &exports));
+    };
+    if start.params().len() != 0 || start.results().len() != 0 {
+        return Err(LoadErrorKind::StartSignature {
+            found: signature(&start),
+        });
+    }
+    Ok(())
+}
+
+/// Where precompiled code comes from.
+#[derive(Clone, Copy)]
+enum Precompiled<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
 }
 
 /// The linker in `cell`, made by `make` on first use. Two threads may both

@@ -1,7 +1,7 @@
 //! What loading produces: a [`Program`] ready to run, or a [`LoadError`]
 //! saying why there is none.
 
-use crate::policy::ByteSize;
+use crate::policy::{ByteSize, Proposal, Proposals};
 use crate::store::{P2Ctx, State};
 use anyhow::Result;
 use std::fmt;
@@ -60,12 +60,41 @@ pub struct Program {
     pub(super) name: String,
     pub(super) size: u64,
     pub(crate) kind: ProgramKind,
+    pub(super) intent: Intent,
 }
 
 #[derive(Clone)]
 pub(crate) enum ProgramKind {
+    /// A core module: a command, or (loaded as a library) any module.
     Module(InstancePre<State<WasiP1Ctx>>),
+    /// A component exporting `wasi:cli/run`, loaded as a command.
     Component(CommandPre<State<P2Ctx>>),
+    /// A component of any world, loaded as a library.
+    Library(wasmtime::component::InstancePre<State<P2Ctx>>),
+}
+
+/// What a guest is loaded for: run as a command (`Engine::load`), or
+/// instantiated to call its exports (`Engine::load_library`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Intent {
+    Command,
+    Library,
+}
+
+/// Compiled code before linking: what the caches keep.
+#[derive(Clone)]
+pub(crate) enum Compiled {
+    Module(wasmtime::Module),
+    Component(wasmtime::component::Component),
+}
+
+impl Compiled {
+    pub(super) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Compiled::Module(module) => module.serialize(),
+            Compiled::Component(component) => component.serialize(),
+        }
+    }
 }
 
 impl Program {
@@ -82,7 +111,14 @@ impl Program {
     /// Whether this is a component (`wasm32-wasip2`) rather than a core
     /// module (`wasm32-wasip1`).
     pub fn is_component(&self) -> bool {
-        matches!(self.kind, ProgramKind::Component(_))
+        matches!(self.kind, ProgramKind::Component(_) | ProgramKind::Library(_))
+    }
+
+    /// Whether this program was loaded as a library
+    /// ([`Engine::load_library`](crate::Engine::load_library)): it is
+    /// instantiated to call its exports, not run as a command.
+    pub fn is_library(&self) -> bool {
+        self.intent == Intent::Library
     }
 
     /// The program as precompiled native code, as `wasmcell compile` writes
@@ -101,6 +137,7 @@ impl Program {
         match &self.kind {
             ProgramKind::Module(pre) => pre.module().engine(),
             ProgramKind::Component(pre) => pre.engine(),
+            ProgramKind::Library(pre) => pre.engine(),
         }
     }
 }
@@ -110,6 +147,7 @@ impl ProgramKind {
         match self {
             ProgramKind::Module(pre) => pre.module().serialize(),
             ProgramKind::Component(pre) => pre.instance_pre().component().serialize(),
+            ProgramKind::Library(pre) => pre.component().serialize(),
         }
     }
 }
@@ -138,13 +176,28 @@ pub enum LoadErrorKind {
     },
     /// Neither a WebAssembly binary nor WAT text.
     NotWasm(String),
-    /// wasmtime rejected the module: malformed, truncated, or using a
-    /// proposal this sandbox turns off.
+    /// The module is malformed, truncated, or uses something no policy can
+    /// turn on (threads, shared memory).
     Invalid(String),
+    /// The module is valid WebAssembly once Wasm proposals the policy leaves
+    /// off are on: `[wasm] proposals` (or
+    /// [`PolicyBuilder::wasm_proposal`](crate::policy::PolicyBuilder::wasm_proposal))
+    /// would allow it. Found by validating before compiling, so it is
+    /// reported at once even for a large module.
+    Proposal {
+        /// The first proposal the module was found to need.
+        name: Proposal,
+        /// Every proposal it needs that the policy leaves off, `name` included.
+        needed: Proposals,
+        /// What the validator refused first, without its offset.
+        detail: String,
+    },
     /// The module imports something WASI does not provide.
     Link(String),
     /// The module is not a WASI command (no `_start`, or a component that
-    /// does not export `wasi:cli/run`).
+    /// does not export `wasi:cli/run`). The message says what it is instead
+    /// (a reactor exporting `init`, ...); load such a guest with
+    /// [`Engine::load_library`](crate::Engine::load_library) to call its exports.
     NotCommand(String),
     /// The module's `_start` takes parameters or returns results; a WASI
     /// command's `_start` is `() -> ()`.
@@ -185,6 +238,17 @@ impl fmt::Display for LoadError {
                 "not a WebAssembly module or component ({why}); build the guest for wasm32-wasip1 or wasm32-wasip2"
             ),
             LoadErrorKind::Invalid(why) => write!(f, "invalid WebAssembly: {why}"),
+            LoadErrorKind::Proposal { needed, .. } => {
+                let titles: Vec<_> = needed.iter().map(Proposal::title).collect();
+                let names: Vec<_> = needed.iter().map(|p| format!("\"{p}\"")).collect();
+                let it = if titles.len() == 1 { "it" } else { "them" };
+                write!(
+                    f,
+                    "uses {}; allow {it} with [wasm] proposals = [{}]",
+                    titles.join(" and "),
+                    names.join(", ")
+                )
+            }
             LoadErrorKind::Link(why) => write!(
                 f,
                 "{why}; wasmcell provides only WASI (wasi_snapshot_preview1 for modules, WASI 0.2 for components)"

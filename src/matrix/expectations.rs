@@ -37,7 +37,8 @@ pub struct ExpectationsFile {
     pub cell: Vec<CellExpectation>,
 }
 
-/// Arguments and stdin for the modules whose name matches `name`.
+/// Arguments, stdin and the export to invoke for the modules whose name
+/// matches `name`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ModuleSetup {
@@ -48,6 +49,12 @@ pub struct ModuleSetup {
     pub args: Vec<String>,
     /// Text fed to stdin. Absent: the policy's stdin.
     pub stdin: Option<String>,
+    /// Call this export instead of running the module as a command, as
+    /// `wasmcell run --invoke` does: for a core module the export's name,
+    /// with `args` as its numeric arguments; for a component a call in WAVE
+    /// syntax such as `add(1, 2)`. The results follow the guest's output
+    /// in the cell's stdout, one per line.
+    pub invoke: Option<String>,
 }
 
 /// What one or more cells must show. Every key given must hold.

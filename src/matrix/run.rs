@@ -8,7 +8,7 @@ use super::{
 };
 use crate::engine::{Engine, EngineConfig, LoadError, Program};
 use crate::outcome::Outcome;
-use crate::policy::Policy;
+use crate::policy::{Policy, Proposals};
 use crate::runner::Sandbox;
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -32,6 +32,9 @@ impl Matrix {
     }
 }
 
+/// A matrix engine's stack size and Wasm proposals.
+type EngineKey = (u64, Proposals);
+
 /// What a matrix will run: its axes, its expectations and the cells kept by
 /// the filter, as `(module, policy)` indices.
 struct Plan {
@@ -43,8 +46,11 @@ struct Plan {
 }
 
 impl Plan {
-    fn stack(&self, policy: usize) -> u64 {
-        self.policies[policy].1.limits().stack.value
+    /// What decides the engine a policy's cells need: its stack size and
+    /// its Wasm proposals (fuel is compiled into every matrix engine).
+    fn engine_key(&self, policy: usize) -> EngineKey {
+        let config = EngineConfig::for_policy(&self.policies[policy].1);
+        (config.stack, config.proposals)
     }
 }
 
@@ -86,23 +92,24 @@ fn discover(options: &MatrixOptions) -> Result<Plan> {
 
 /// The engines and compiled modules the cells share.
 struct Programs {
-    /// One engine per stack size, with fuel compiled in so that metered and
-    /// unmetered policies share it.
-    engines: BTreeMap<u64, Engine>,
-    /// Each module compiled once per engine: by (stack size, module index).
-    programs: BTreeMap<(u64, usize), Result<Program, LoadError>>,
+    /// One engine per stack size and proposal set, with fuel compiled in so
+    /// that metered and unmetered policies share it.
+    engines: BTreeMap<EngineKey, Engine>,
+    /// Each module compiled once per engine: by (engine key, module index).
+    programs: BTreeMap<(EngineKey, usize), Result<Program, LoadError>>,
 }
 
 /// Creates the engines and compiles each module the cells need once per
 /// engine; a module that does not load is a result of its cells, not an error.
 fn load_programs(plan: &Plan) -> Result<Programs> {
-    let mut engines: BTreeMap<u64, Engine> = BTreeMap::new();
+    let mut engines: BTreeMap<EngineKey, Engine> = BTreeMap::new();
     for p in 0..plan.policies.len() {
-        let stack = plan.stack(p);
-        if let std::collections::btree_map::Entry::Vacant(slot) = engines.entry(stack) {
+        let key = plan.engine_key(p);
+        if let std::collections::btree_map::Entry::Vacant(slot) = engines.entry(key) {
             slot.insert(Engine::new(EngineConfig {
                 fuel: true,
-                stack,
+                stack: key.0,
+                proposals: key.1,
                 ..EngineConfig::default()
             })?);
         }
@@ -115,10 +122,18 @@ fn load_programs(plan: &Plan) -> Result<Programs> {
         .unwrap_or(0);
     let mut programs = BTreeMap::new();
     for &(m, p) in &plan.jobs {
-        let stack = plan.stack(p);
-        programs
-            .entry((stack, m))
-            .or_insert_with(|| engines[&stack].load(&plan.modules[m].path, max_size));
+        let key = plan.engine_key(p);
+        let library = plan
+            .expectations
+            .setup_for(&plan.modules[m].name)
+            .is_some_and(|s| s.invoke.is_some());
+        programs.entry((key, m)).or_insert_with(|| {
+            let path = &plan.modules[m].path;
+            match library {
+                true => engines[&key].load_library(path, max_size),
+                false => engines[&key].load(path, max_size),
+            }
+        });
     }
     Ok(Programs { engines, programs })
 }
@@ -142,10 +157,10 @@ fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<C
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(m, p)) = plan.jobs.get(index) else { break };
-                    let stack = plan.stack(p);
+                    let key = plan.engine_key(p);
                     let setup = plan.expectations.setup_for(&plan.modules[m].name);
-                    let program = &programs.programs[&(stack, m)];
-                    let result = run_cell(&programs.engines[&stack], program, &plan.policies[p].1, setup);
+                    let program = &programs.programs[&(key, m)];
+                    let result = run_cell(&programs.engines[&key], program, &plan.policies[p].1, setup);
                     results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
                     if let Some(progress) = &options.progress {
                         progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
@@ -176,11 +191,32 @@ fn run_cell(
         builder = builder.stdin(stdin.clone().into_bytes());
     }
     let args: &[String] = setup.map(|s| &s.args[..]).unwrap_or_default();
-    match builder.build().and_then(|sandbox| sandbox.run_program(program, args)) {
+    let invoke = setup.and_then(|s| s.invoke.as_deref());
+    let ran = builder.build().and_then(|sandbox| match invoke {
+        Some(call) => invoke_cell(&sandbox, program, call, args),
+        None => sandbox.run_program(program, args),
+    });
+    match ran {
         Ok(outcome) => CellResult::Ran(outcome),
         Err(e) if e.is::<LoadError>() => CellResult::LoadFailed(format!("{e:#}")),
         Err(e) => CellResult::Failed(format!("{e:#}")),
     }
+}
+
+/// A cell whose module setup names an export: instantiate, call it, and
+/// append its results to stdout as `wasmcell run --invoke` prints them.
+fn invoke_cell(sandbox: &Sandbox, program: &Program, call: &str, args: &[String]) -> anyhow::Result<Outcome> {
+    let mut instance = sandbox.instantiate(program)?;
+    if instance.poisoned().is_some() {
+        return Ok(instance.started().clone());
+    }
+    let invocation = instance.invoke(call, args)?;
+    let mut outcome = invocation.outcome;
+    for result in invocation.results.iter().flatten() {
+        outcome.stdout.extend_from_slice(result.as_bytes());
+        outcome.stdout.push(b'\n');
+    }
+    Ok(outcome)
 }
 
 /// Each cell against its expectation, and the axes that kept a cell.
@@ -302,8 +338,12 @@ fn excerpt(text: &str) -> String {
 }
 
 fn reproduce(policy: &Path, module: &Path, setup: Option<&ModuleSetup>) -> String {
+    let invoke = match setup.and_then(|s| s.invoke.as_ref()) {
+        Some(call) => format!("--invoke {} ", quote(call)),
+        None => String::new(),
+    };
     let mut cmd = format!(
-        "wasmcell run --policy {} {}",
+        "wasmcell run --policy {} {invoke}{}",
         quote(&policy.display().to_string()),
         quote(&module.display().to_string())
     );

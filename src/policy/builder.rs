@@ -8,8 +8,8 @@ use super::check::{
 use super::error::{PolicyError, invalid};
 use super::load::{Layer, LimitsLayer, Loader, absolute, load_layer, parse_layer, resolve_dir};
 use super::{
-    Access, ClockMode, Clocks, DirGrant, DirSite, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy, Setting,
-    key_for,
+    Access, ClockMode, Clocks, DirGrant, DirSite, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy, Proposal,
+    Setting, key_for,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,6 +69,8 @@ impl PolicyBuilder {
     /// - stdin closed, stdout and stderr inherited;
     /// - the host's clocks at full resolution, host entropy;
     /// - no sockets, no name lookups, no outgoing HTTP;
+    /// - no Wasm proposals beyond those every WASI guest uses (see
+    ///   [`PolicyBuilder::wasm_proposal`]);
     /// - every limit at its default (see [`Limits`](super::Limits)): fuel not
     ///   metered, 256 MiB of memory, a 10 s timeout, 1 MiB of stack, 16 MiB
     ///   of output, 64 MiB modules, 1024 handles.
@@ -359,6 +361,27 @@ impl PolicyBuilder {
             }
             Err(why) => self.fail(invalid(why).key(&key_for(&origin, "net.http"))),
         }
+        self
+    }
+
+    /// Turns on a Wasm proposal, as an entry of `[wasm] proposals` does;
+    /// proposals from every layer add up. Engines made for the policy
+    /// ([`EngineConfig::for_policy`](crate::EngineConfig::for_policy)) turn
+    /// it on, with the proposals it implies ([`Proposal::implies`]).
+    ///
+    /// # Security
+    ///
+    /// The guest reaches compiler and runtime code that guests built for
+    /// `wasm32-wasip1`/`wasm32-wasip2` never need; see [`Proposal::risk`].
+    pub fn wasm_proposal(mut self, proposal: Proposal) -> PolicyBuilder {
+        let origin = self.take_origin();
+        self.add(Layer {
+            proposals: vec![Setting {
+                value: proposal,
+                origin,
+            }],
+            ..Layer::default()
+        });
         self
     }
 

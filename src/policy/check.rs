@@ -5,7 +5,7 @@
 
 use super::error::{PolicyError, invalid};
 use super::file::ClockMode;
-use super::{ByteSize, Limits};
+use super::{ByteSize, Limits, Proposal};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -78,6 +78,12 @@ fn check_size(key: &str, bytes: u64, min: u64, max: u64) -> Result<(), PolicyErr
         )));
     }
     Ok(())
+}
+
+/// A `wasm.proposals` name: one of [`Proposal::ALL`], as `wasmtime run -W`
+/// spells it; threads and shared memory are refused.
+pub(super) fn check_wasm_proposal(name: &str) -> Result<Proposal, PolicyError> {
+    name.parse::<Proposal>().map_err(invalid)
 }
 
 /// `env.vars` and `env.inherit` names: what an environment can hold.
@@ -220,6 +226,13 @@ mod tests {
         assert!(check_limits_handles(1_000_000).is_ok());
         assert!(msg(check_limits_handles(15)).contains("limits.handles must be between 16"));
         assert!(check_limits_handles(1_000_001).is_err());
+    }
+
+    #[test]
+    fn test_check_wasm_proposal() {
+        assert_eq!(check_wasm_proposal("tail-call").unwrap(), Proposal::TailCall);
+        assert!(msg(check_wasm_proposal("tailcall")).contains("expected one of exceptions, tail-call"));
+        assert!(msg(check_wasm_proposal("threads")).contains("stays off"));
     }
 
     #[test]

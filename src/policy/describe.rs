@@ -22,6 +22,7 @@ pub fn describe(policy: &Policy) -> String {
     describe_stdio(&mut out, policy);
     describe_clocks_and_random(&mut out, policy);
     describe_net(&mut out, policy);
+    describe_wasm(&mut out, policy);
     describe_limits(&mut out, policy);
     out
 }
@@ -151,17 +152,49 @@ fn describe_net(out: &mut String, policy: &Policy) {
     }
 }
 
+fn describe_wasm(out: &mut String, policy: &Policy) {
+    line(out, "wasm proposals:");
+    let asked = policy.proposals();
+    if asked.is_empty() {
+        line(
+            out,
+            "  only those every wasm32-wasip1/wasm32-wasip2 guest uses; exceptions, GC, tail calls and the rest are off",
+        );
+    }
+    for setting in policy.proposal_settings() {
+        let p = setting.value;
+        let from = origin_words(&setting.origin);
+        line(out, format!("  {p} on ({from}): {}; risk: {}", p.title(), p.risk()));
+    }
+    for p in asked.with_implied().iter().filter(|p| !asked.contains(*p)) {
+        let by: Vec<_> = asked
+            .iter()
+            .filter(|q| q.implies().contains(p))
+            .map(|q| q.name())
+            .collect();
+        let by = by.join(", ");
+        line(
+            out,
+            format!("  {p} on (needed by {by}): {}; risk: {}", p.title(), p.risk()),
+        );
+    }
+    line(out, "  threads and shared memory: off (they cannot be turned on)");
+}
+
+fn origin_words(origin: &Origin) -> String {
+    match origin {
+        Origin::Default => "default".to_string(),
+        Origin::File(p) => format!("from {}", p.display()),
+        Origin::Flag(f) => format!("from {f}"),
+        Origin::Api => "set through the API".to_string(),
+    }
+}
+
 fn describe_limits(out: &mut String, policy: &Policy) {
     line(out, "limits:");
     let l = policy.limits();
     let mut limit = |key: &str, value: String, origin: &Origin| {
-        let from = match origin {
-            Origin::Default => "default".to_string(),
-            Origin::File(p) => format!("from {}", p.display()),
-            Origin::Flag(f) => format!("from {f}"),
-            Origin::Api => "set through the API".to_string(),
-        };
-        let _ = writeln!(out, "  {key}: {value} ({from})");
+        let _ = writeln!(out, "  {key}: {value} ({})", origin_words(origin));
     };
     let fuel = match l.fuel.value {
         Some(n) => format!("{n} units"),

@@ -39,6 +39,20 @@ pub struct PolicyFile {
     /// Network. Absent: no sockets and no name lookups.
     #[serde(default)]
     pub net: NetFile,
+    /// Wasm proposals. Absent: only those every WASI guest uses.
+    #[serde(default)]
+    pub wasm: WasmFile,
+}
+
+/// `[wasm]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WasmFile {
+    /// Proposals to turn on, named as `wasmtime run -W` names them
+    /// (`"exceptions"`, `"tail-call"`, ...). Absent or empty: none beyond
+    /// those every `wasm32-wasip1`/`wasm32-wasip2` guest uses.
+    #[serde(default)]
+    pub proposals: Vec<Spanned<String>>,
 }
 
 /// `[limits]` as written. Absent keys take the defaults listed on [`Limits`](super::Limits).
@@ -248,11 +262,26 @@ impl ByteSize {
 }
 
 impl fmt::Display for ByteSize {
+    /// Whole multiples of a binary unit exactly (`256 MiB`, the form a
+    /// policy is written in); other sizes from 1 KiB up to one decimal
+    /// (`65.7 MiB`), as a person reads them; below that in bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        const UNITS: [(&str, u32); 4] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
+        for (unit, shift) in UNITS {
             if n >= 1 << shift && n.is_multiple_of(1 << shift) {
                 return write!(f, "{} {unit}", n >> shift);
+            }
+        }
+        for (i, (unit, shift)) in UNITS.into_iter().enumerate() {
+            if n >= 1 << shift {
+                // Tenths, rounded; 1023.96 KiB is shown as 1.0 MiB, not 1024.0 KiB.
+                let tenths = (u128::from(n) * 10 + (1u128 << (shift - 1))) >> shift;
+                if tenths >= 10_240 && i > 0 {
+                    let (bigger, _) = UNITS[i - 1];
+                    return write!(f, "1.0 {bigger}");
+                }
+                return write!(f, "{}.{} {unit}", tenths / 10, tenths % 10);
             }
         }
         write!(f, "{n} B")

@@ -4,15 +4,15 @@
 use super::check::{
     check_clock_resolution, check_clock_start, check_clocks, check_env_name, check_guest_path, check_limits_fuel,
     check_limits_handles, check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack,
-    check_limits_timeout, check_stdin_file,
+    check_limits_timeout, check_stdin_file, check_wasm_proposal,
 };
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{
-    ClockMode, ClocksFile, EnvFile, FsFile, InputSpec, LimitsFile, NetFile, OutputSpec, PolicyFile, StdioFile,
+    ClockMode, ClocksFile, EnvFile, FsFile, InputSpec, LimitsFile, NetFile, OutputSpec, PolicyFile, StdioFile, WasmFile,
 };
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
-use super::{Access, ByteSize, DirGrant, DirSite, Input, Origin, Output, Setting};
+use super::{Access, ByteSize, DirGrant, DirSite, Input, Origin, Output, Proposal, Setting};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::ops::Range;
@@ -59,6 +59,8 @@ pub(super) struct Layer {
     pub(super) seed: Option<u64>,
     pub(super) net: NetGrants,
     pub(super) dns: Option<bool>,
+    /// `wasm.proposals`, each with where it was first asked for.
+    pub(super) proposals: Vec<Setting<Proposal>>,
     pub(super) files: Vec<PathBuf>,
 }
 
@@ -140,6 +142,13 @@ impl Layer {
         self.env_vars.extend(top.env_vars);
         append_new(&mut self.env_inherit, top.env_inherit);
         append_new(&mut self.files, top.files);
+        // Proposals are a union over the layers: a base that needs
+        // exceptions still needs them under a file that adds tail calls.
+        for p in top.proposals {
+            if !self.proposals.iter().any(|q| q.value == p.value) {
+                self.proposals.push(p);
+            }
+        }
         self
     }
 }
@@ -330,6 +339,7 @@ pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Resul
         &mut own,
     )?;
     parse_net(&src, &file.net, &mut own)?;
+    parse_wasm(&src, &file.wasm, &mut own)?;
     loader.stack.pop();
     Ok(merged.overlay(own))
 }
@@ -526,6 +536,15 @@ fn parse_net(src: &Source<'_>, net: &NetFile, own: &mut Layer) -> Result<(), Pol
     Ok(())
 }
 
+/// `[wasm]`.
+fn parse_wasm(src: &Source<'_>, wasm: &WasmFile, own: &mut Layer) -> Result<(), PolicyError> {
+    for name in &wasm.proposals {
+        let p = check_wasm_proposal(name.get_ref()).map_err(|e| src.at(e, "wasm.proposals", Some(name.span())))?;
+        own.proposals.push(src.set(p));
+    }
+    Ok(())
+}
+
 /// A file toml or serde refused, at its line, naming the key whose value was
 /// refused (a bad size, an unknown variant, a string where a number belongs).
 fn parse_error(err: &toml::de::Error, path: &Path, text: &str) -> PolicyError {
@@ -620,6 +639,8 @@ mod tests {
                 2,
             ),
             ("extends = [5]", "extends", 1),
+            ("[wasm]\nproposals = [\"gc\", \"threads\"]", "wasm.proposals", 2),
+            ("[wasm]\nproposals = \"gc\"", "wasm.proposals", 2),
         ];
         for (text, key, line) in cases {
             let e = err(text);

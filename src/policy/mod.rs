@@ -26,15 +26,17 @@ mod file;
 mod load;
 mod net;
 mod overlap;
+mod wasm;
 
 pub use builder::PolicyBuilder;
 pub use describe::describe;
 pub use error::{PolicyError, PolicyErrorKind};
 pub use file::{
     Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, LimitsFile,
-    OutputSpec, PolicyFile, RandomFile, StdioFile,
+    OutputSpec, PolicyFile, RandomFile, StdioFile, WasmFile,
 };
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
+pub use wasm::{Proposal, Proposals};
 
 use check::check_clocks;
 use error::invalid;
@@ -312,6 +314,7 @@ pub struct Policy {
     clocks: Clocks,
     seed: Option<u64>,
     net: NetGrants,
+    proposals: Vec<Setting<Proposal>>,
 }
 
 /// A host path a policy names, as written, with what to call it in a
@@ -399,7 +402,8 @@ pub const DEFAULT_FROZEN_START: &str = "2000-01-01T00:00:00Z";
 impl Policy {
     /// The policy that grants nothing: no directories, an empty environment,
     /// stdin closed, stdout and stderr inherited, host clocks, host entropy,
-    /// no network, and the default [`Limits`].
+    /// no network, no Wasm proposals beyond those every WASI guest uses, and
+    /// the default [`Limits`].
     pub fn deny_all() -> Policy {
         Policy {
             source: None,
@@ -416,6 +420,7 @@ impl Policy {
             clocks: Clocks::Host { resolution: None },
             seed: None,
             net: NetGrants::default(),
+            proposals: Vec::new(),
         }
     }
 
@@ -482,6 +487,7 @@ impl Policy {
         policy.resolve_stdio(layer.stdin, layer.stdout, layer.stderr);
         policy.clocks = resolve_clocks(layer.clock_mode, layer.clock_start, layer.clock_resolution)?;
         policy.seed = layer.seed;
+        policy.proposals = layer.proposals;
         policy.net = NetGrants {
             dns: layer.dns.unwrap_or(false),
             ..layer.net
@@ -702,6 +708,17 @@ impl Policy {
     /// Network grants.
     pub fn net(&self) -> &NetGrants {
         &self.net
+    }
+
+    /// The Wasm proposals `[wasm] proposals` (or a builder layer) turned on,
+    /// as asked for: not including those they imply ([`Proposals::with_implied`]).
+    pub fn proposals(&self) -> Proposals {
+        self.proposals.iter().map(|p| p.value).collect()
+    }
+
+    /// Each proposal turned on, with where it was first asked for.
+    pub fn proposal_settings(&self) -> &[Setting<Proposal>] {
+        &self.proposals
     }
 }
 
@@ -956,6 +973,53 @@ mod tests {
     }
 
     #[test]
+    fn test_wasm_proposals() {
+        let p = parse("[wasm]\nproposals = [\"exceptions\", \"tail-call\"]").unwrap();
+        assert_eq!(p.proposals().to_string(), "exceptions, tail-call");
+        assert!(parse("").unwrap().proposals().is_empty(), "off by default");
+        let e = err("[wasm]\n\nproposals = [\"exceptions\", \"exception-handling\"]");
+        assert_eq!((e.key_name(), e.line()), (Some("wasm.proposals"), Some(3)), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("unknown Wasm proposal `exception-handling`; expected one of exceptions, tail-call, extended-const, function-references, gc"), "{msg}");
+        let msg = err("[wasm]\nproposals = [\"shared-memory\"]").to_string();
+        assert!(msg.contains("wasm.proposals: Wasm `shared-memory` stays off"), "{msg}");
+        assert!(
+            err("[wasm]\nproposal = []")
+                .to_string()
+                .contains("unknown key `proposal` in [wasm]")
+        );
+    }
+
+    #[test]
+    fn wasm_proposals_are_a_union_over_layers_with_their_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("base.toml"), "[wasm]\nproposals = [\"exceptions\"]\n").unwrap();
+        std::fs::write(
+            d.join("top.toml"),
+            "extends = [\"base.toml\"]\n[wasm]\nproposals = [\"tail-call\", \"exceptions\"]\n",
+        )
+        .unwrap();
+        let p = Policy::builder()
+            .file(d.join("top.toml"))
+            .unwrap()
+            .origin(Origin::Flag("--wasm"))
+            .wasm_proposal(Proposal::Gc)
+            .build()
+            .unwrap();
+        assert_eq!(p.proposals().to_string(), "exceptions, tail-call, gc");
+        let origins: Vec<_> = p.proposal_settings().iter().map(|s| s.origin.clone()).collect();
+        assert_eq!(
+            origins,
+            [
+                Origin::File(d.join("base.toml")),
+                Origin::File(d.join("top.toml")),
+                Origin::Flag("--wasm")
+            ]
+        );
+    }
+
+    #[test]
     fn test_random() {
         assert_eq!(parse("[random]\nseed = 42").unwrap().seed(), Some(42));
         assert_eq!(parse("").unwrap().seed(), None);
@@ -1013,8 +1077,24 @@ mod tests {
 
     #[test]
     fn byte_size_display_round_trips() {
-        for text in ["256 MiB", "1 GiB", "3 KiB", "1000 B"] {
+        for text in ["256 MiB", "1 GiB", "3 KiB", "1000 B", "2 TiB"] {
             assert_eq!(ByteSize::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    // See: #13
+    #[test]
+    fn r13_byte_sizes_are_shown_as_people_read_them() {
+        let cases = [
+            (68_860_682, "65.7 MiB"),
+            (1_000_000, "976.6 KiB"),
+            (1536, "1.5 KiB"),
+            ((1 << 20) - 1, "1.0 MiB"),
+            ((4 << 30) + 1, "4.0 GiB"),
+            (1023, "1023 B"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(ByteSize(n).to_string(), text, "{n}");
         }
     }
 

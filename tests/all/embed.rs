@@ -244,6 +244,26 @@ fn precompiled_code_loads_only_through_the_unsafe_door() {
         // The library names its own call; the CLI adds `wasmcell compile`
         // (tests/all/cli.rs).
         assert!(err.to_string().contains("`Program::precompile`"), "{err}");
+
+        // The same door for code held in memory, as the containerd shim
+        // keeps it: it runs, and the same checks refuse what does not fit.
+        // SAFETY: compiled just above by this test.
+        let program = unsafe { engine.load_precompiled_bytes("hello.cwasm", &code) }.unwrap();
+        let outcome = sandbox(&engine, Policy::deny_all())
+            .run_program(&program, NO_ARGS)
+            .unwrap();
+        assert_eq!(stdout(&outcome), "hello from wasmcell\n");
+        // SAFETY: as above; refused before anything is mapped.
+        let err = unsafe { metered.load_precompiled_bytes("hello.cwasm", &code) }
+            .err()
+            .expect("config mismatch");
+        assert!(err.to_string().contains("`Program::precompile`"), "{err}");
+        let wasm = std::fs::read(guest).unwrap();
+        // SAFETY: WebAssembly, not native code: refused by its header.
+        let err = unsafe { engine.load_precompiled_bytes("hello.wasm", &wasm) }
+            .err()
+            .expect("WebAssembly is not precompiled code");
+        assert!(matches!(err.kind(), LoadErrorKind::Precompiled(_)), "{err}");
     }
 }
 

@@ -10,12 +10,14 @@ mod embed;
 mod env;
 mod exit;
 mod fs;
+mod invoke;
 mod limits;
 mod matrix;
 mod net;
 mod policy;
 mod random;
 mod stdio;
+mod wasm;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,377 @@
+//! Calling exports: the shape check before compiling, `Sandbox::instantiate`
+//! and `Instance`, and `wasmcell run --invoke`. Guests are inline WAT
+//! reactors and a WAT component (see issue #13).
+
+use crate::{wait_for, wasmcell_command};
+use std::time::Duration;
+use wasmcell::{
+    CancelHandle, DiskCache, Engine, EngineConfig, InvokeError, LoadErrorKind, Policy, RunOptions, Sandbox, Status,
+};
+use wasmtime::Val;
+
+/// A reactor: `_initialize` sets the counter to 40, `bump` adds to it,
+/// `add` adds, `boom` traps, `spin` loops `n` times, `forever` never ends.
+const REACTOR: &str = r#"(module
+    (memory (export "memory") 1)
+    (global $n (mut i32) (i32.const 0))
+    (func (export "_initialize") (global.set $n (i32.const 40)))
+    (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+    (func (export "mix") (param i64 f64) (result i64 f64) (local.get 0) (local.get 1))
+    (func (export "bump") (param i32) (result i32)
+        (global.set $n (i32.add (global.get $n) (local.get 0)))
+        (global.get $n))
+    (func (export "boom") unreachable)
+    (func (export "spin") (param i32)
+        (loop $l (local.set 0 (i32.sub (local.get 0) (i32.const 1))) (br_if $l (local.get 0))))
+    (func (export "forever") (loop $l (br $l))))"#;
+
+/// A component exporting `add(u32, u32) -> u32` and no `wasi:cli/run`.
+const CALC: &str = r#"(component
+    (core module $m
+        (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+        (func (export "boom") unreachable))
+    (core instance $i (instantiate $m))
+    (func (export "add") (param "a" u32) (param "b" u32) (result u32) (canon lift (core func $i "add")))
+    (func (export "boom") (canon lift (core func $i "boom"))))"#;
+
+fn sandbox(policy: Policy) -> Sandbox {
+    Sandbox::builder().policy(policy).build().unwrap()
+}
+
+/// A reactor with `n` functions of some size: compiling it takes Cranelift
+/// a noticeable while, so a check that happens after compiling shows.
+fn big_reactor(n: usize) -> String {
+    let mut wat = String::from("(module (func (export \"_initialize\"))\n");
+    for i in 0..n {
+        wat.push_str(&format!(
+            "(func (export \"f{i}\") (param i32) (result i32) {})\n",
+            "(local.get 0) (i32.const 7) (i32.mul) (i32.const 3) (i32.add) (drop) ".repeat(8) + "(local.get 0)"
+        ));
+    }
+    wat + ")"
+}
+
+// See: #13
+#[test]
+fn r13_reactor_refused_before_compiling() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let err = engine
+        .load_bytes("ruby.wasm", big_reactor(3000).as_bytes())
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err.kind(), LoadErrorKind::NotCommand(_)), "{text}");
+    assert!(
+        text.contains("a reactor exporting `_initialize`, `f0`, `f1` and 2998 more"),
+        "{text}"
+    );
+    assert!(text.contains("`Sandbox::instantiate`"), "{text}");
+    assert_eq!(engine.cache_stats().compiled, 0, "refused without compiling");
+
+    let err = engine
+        .load_bytes("calc.wasm", CALC.as_bytes())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("a component exporting `add` and `boom`"), "{err}");
+    assert_eq!(engine.cache_stats().compiled, 0);
+}
+
+// See: #13
+#[test]
+fn r13_link_failure_still_caches_the_compiled_code() {
+    let bad = r#"(module (import "env" "nope" (func)) (func (export "_start")))"#;
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    for _ in 0..3 {
+        let err = engine.load_bytes("bad.wasm", bad.as_bytes()).err().expect("refused");
+        assert!(matches!(err.kind(), LoadErrorKind::Link(_)), "{err}");
+    }
+    assert_eq!(engine.cache_stats().compiled, 1, "compiled once, refused three times");
+
+    // And on disk: the next process does not compile it either.
+    let dir = tempfile::tempdir().unwrap();
+    let first = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(dir.path()).unwrap()).unwrap();
+    assert!(first.load_bytes("bad.wasm", bad.as_bytes()).is_err());
+    let second = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(dir.path()).unwrap()).unwrap();
+    assert!(second.load_bytes("bad.wasm", bad.as_bytes()).is_err());
+    assert_eq!(second.cache_stats().compiled, 0);
+    assert_eq!(second.cache_stats().disk_hits, 1);
+}
+
+// See: #13
+#[test]
+fn r13_instance_calls_exports_and_keeps_state() {
+    let sandbox = sandbox(Policy::deny_all());
+    let program = sandbox.load_library_bytes("reactor.wasm", REACTOR.as_bytes()).unwrap();
+    assert!(program.is_library());
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    assert_eq!(instance.started().status, Status::Exited(0));
+
+    let add = instance.call("add", &[Val::I32(2), Val::I32(3)]).unwrap();
+    assert_eq!(add.outcome.status, Status::Exited(0));
+    assert_eq!(add.results.unwrap()[0].unwrap_i32(), 5);
+    // `_initialize` ran first (40), and the global persists between calls.
+    assert_eq!(
+        instance.invoke("bump", &["1"]).unwrap().results,
+        Some(vec!["41".into()])
+    );
+    assert_eq!(
+        instance.invoke("bump", &["-2"]).unwrap().results,
+        Some(vec!["39".into()])
+    );
+    let mix = instance.invoke("mix", &["-5", "2.5"]).unwrap();
+    assert_eq!(mix.results, Some(vec!["-5".into(), "2.5".into()]));
+
+    // Calls that cannot be made are refused without running or poisoning.
+    for (call, args, want) in [
+        ("nope", vec!["1"], "exports no function `nope`"),
+        ("add", vec!["1"], "takes 2 arguments, not 1"),
+        ("add", vec!["1", "x"], "argument 2 of `add` must be i32, not `x`"),
+    ] {
+        let err = instance.invoke(call, &args).unwrap_err();
+        assert!(err.is::<InvokeError>() && err.to_string().contains(want), "{err}");
+    }
+    let err = instance.call("add", &[Val::I32(1), Val::I64(2)]).unwrap_err();
+    assert!(err.to_string().contains("argument 2 of `add` must be i32"), "{err}");
+    assert_eq!(
+        instance.invoke("bump", &["1"]).unwrap().results,
+        Some(vec!["40".into()])
+    );
+
+    // A command loaded as a library is refused by `run_program`.
+    let err = sandbox.run_program(&program, &[] as &[&str]).unwrap_err();
+    assert!(err.to_string().contains("loaded as a library"), "{err}");
+}
+
+// See: #13
+#[test]
+fn r13_trap_poisons_the_instance() {
+    let sandbox = sandbox(Policy::deny_all());
+    let program = sandbox.load_library_bytes("reactor.wasm", REACTOR.as_bytes()).unwrap();
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    let boom = instance.call("boom", &[]).unwrap();
+    assert_eq!(boom.outcome.status, Status::Trap);
+    assert!(boom.results.is_none());
+    let err = instance.invoke("add", &["1", "2"]).unwrap_err();
+    assert!(err.is::<InvokeError>(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("an earlier call of `boom` did not return (guest trapped"),
+        "{err}"
+    );
+    assert!(instance.poisoned().is_some());
+}
+
+// See: #13
+#[test]
+fn r13_each_call_gets_its_own_fuel() {
+    let sandbox = sandbox(Policy::builder().fuel(20_000).build().unwrap());
+    let program = sandbox.load_library_bytes("reactor.wasm", REACTOR.as_bytes()).unwrap();
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    // Each call burns well over half the budget: only a fresh budget per
+    // call lets the second one finish.
+    let first = instance.invoke("spin", &["3000"]).unwrap().outcome;
+    let second = instance.invoke("spin", &["3000"]).unwrap().outcome;
+    assert_eq!(first.status, Status::Exited(0));
+    assert_eq!(second.status, Status::Exited(0), "{second:?}");
+    assert!(first.fuel_used.unwrap() > 10_000, "{first:?}");
+    assert_eq!(first.fuel_used, second.fuel_used);
+    let out = instance.invoke("spin", &["100000"]).unwrap().outcome;
+    assert_eq!(out.status, Status::FuelExhausted);
+    assert_eq!(out.fuel_used, Some(20_000));
+}
+
+// See: #13
+#[test]
+fn r13_each_call_gets_its_own_deadline() {
+    let timeout = Duration::from_millis(500);
+    let sandbox = sandbox(Policy::builder().timeout(timeout).build().unwrap());
+    let program = sandbox.load_library_bytes("reactor.wasm", REACTOR.as_bytes()).unwrap();
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    // The instance outlives one timeout: a deadline counted from
+    // instantiation would have passed, one per call has not.
+    std::thread::sleep(timeout * 2);
+    assert_eq!(
+        instance.invoke("add", &["1", "2"]).unwrap().outcome.status,
+        Status::Exited(0)
+    );
+    // Long enough to meet epoch checks, which must see this call's deadline.
+    let spin = instance.invoke("spin", &["10000000"]).unwrap().outcome;
+    assert_eq!(spin.status, Status::Exited(0), "{spin:?}");
+    let out = instance.invoke("forever", &[] as &[&str]).unwrap().outcome;
+    assert_eq!(out.status, Status::Timeout);
+    assert!(out.wall < Duration::from_secs(30));
+    assert!(instance.invoke("add", &["1", "2"]).is_err(), "poisoned");
+}
+
+// See: #13
+#[test]
+fn r13_cancel_ends_a_call() {
+    let sandbox = sandbox(Policy::deny_all());
+    let program = sandbox.load_library_bytes("reactor.wasm", REACTOR.as_bytes()).unwrap();
+    let cancel = CancelHandle::new();
+    let mut instance = sandbox
+        .instantiate_with(&program, RunOptions::new().cancel(&cancel))
+        .unwrap();
+    assert_eq!(
+        instance.invoke("add", &["1", "2"]).unwrap().outcome.status,
+        Status::Exited(0)
+    );
+    let canceller = cancel.clone();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        canceller.cancel();
+    });
+    let out = instance.invoke("forever", &[] as &[&str]).unwrap().outcome;
+    watchdog.join().unwrap();
+    assert_eq!(out.status, Status::Cancelled);
+    assert!(instance.invoke("add", &["1", "2"]).is_err(), "poisoned");
+}
+
+// See: #13
+#[test]
+fn r13_component_calls_in_wave() {
+    let sandbox = sandbox(Policy::deny_all());
+    let program = sandbox.load_library_bytes("calc.wasm", CALC.as_bytes()).unwrap();
+    assert!(program.is_component());
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    let add = instance.invoke("add(1, 2)", &[] as &[&str]).unwrap();
+    assert_eq!(add.outcome.status, Status::Exited(0));
+    assert_eq!(add.results, Some(vec!["3".into()]));
+    assert_eq!(add.to_json()["results"], serde_json::json!(["3"]));
+    assert_eq!(add.to_json()["invoked"], "add");
+    use wasmtime::component::Val as CVal;
+    let typed = instance.call_component("add", &[CVal::U32(40), CVal::U32(2)]).unwrap();
+    assert_eq!(typed.results, Some(vec![CVal::U32(42)]));
+
+    for (call, want) in [
+        ("add(1)", "do not fit its type"),
+        ("add(1, -2)", "do not fit its type"),
+        ("add(1, 2", "not a function call in WAVE syntax"),
+        ("sub(1, 2)", "exports no function `sub`"),
+    ] {
+        let err = instance.invoke(call, &[] as &[&str]).unwrap_err();
+        assert!(
+            err.is::<InvokeError>() && err.to_string().contains(want),
+            "{call}: {err}"
+        );
+    }
+    assert_eq!(
+        instance.invoke("boom()", &[] as &[&str]).unwrap().outcome.status,
+        Status::Trap
+    );
+    assert!(instance.invoke("add(1, 2)", &[] as &[&str]).is_err(), "poisoned");
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+// See: #13
+#[test]
+fn r13_cli_invoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let reactor = write(dir.path(), "reactor.wat", REACTOR);
+    let calc = write(dir.path(), "calc.wat", CALC);
+    let report = dir.path().join("report.json");
+
+    let out = wait_for(
+        wasmcell_command()
+            .args(["run", "--invoke", "add", "--report"])
+            .arg(&report)
+            .arg(&reactor)
+            .args(["2", "-3"])
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"-1\n");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["invoked"], "add");
+    assert_eq!(json["results"], serde_json::json!(["-1"]));
+
+    let out = wait_for(
+        wasmcell_command()
+            .args(["run", "--invoke", "add(1, 2)"])
+            .arg(&calc)
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"3\n");
+
+    let out = wait_for(
+        wasmcell_command()
+            .args(["run", "--invoke", "boom"])
+            .arg(&reactor)
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(134));
+
+    let out = wait_for(
+        wasmcell_command()
+            .args(["run", "--invoke", "add"])
+            .arg(&reactor)
+            .arg("1")
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+// See: #13
+#[test]
+fn r13_cli_reactor_without_invoke_is_advised() {
+    let dir = tempfile::tempdir().unwrap();
+    let reactor = write(dir.path(), "reactor.wat", REACTOR);
+    let out = wait_for(wasmcell_command().arg("run").arg(&reactor).spawn().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{stderr}");
+    assert!(
+        stderr.contains("a reactor exporting `memory`, `_initialize`, `add` and 5 more"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("add --invoke NAME"), "{stderr}");
+}
+
+// See: #13
+#[test]
+fn r13_matrix_invoke_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let reactor = write(dir.path(), "reactor.wat", REACTOR);
+    let expect = write(
+        dir.path(),
+        "e.toml",
+        "[[module]]\nname = \"reactor\"\ninvoke = \"add\"\nargs = [\"2\", \"3\"]\n\n\
+         [[cell]]\nmodule = \"reactor\"\npolicy = \"*\"\nstatus = \"exited\"\nstdout-contains = \"5\\n\"\n",
+    );
+    let deny_all = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deny-all.toml");
+    let out = wait_for(
+        wasmcell_command()
+            .args(["matrix", "--modules"])
+            .arg(&reactor)
+            .args(["--policies", deny_all, "--expect"])
+            .arg(&expect)
+            .args(["--format", "json"])
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let cell = &json["cells"][0];
+    assert_eq!(cell["verdict"], "match", "{cell:#}");
+    let reproduce = cell["reproduce"].as_str().unwrap();
+    assert!(
+        reproduce.contains("--invoke add ") && reproduce.ends_with(" 2 3"),
+        "{reproduce}"
+    );
+}
