@@ -507,7 +507,8 @@ mod tests {
 
         // Any change to the file's times (a write, a touch) is another stamp.
         let f = std::fs::File::options().write(true).open(&file).unwrap();
-        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)).unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+            .unwrap();
         let touched = FileStamp::of(&std::fs::metadata(&file).unwrap()).unwrap();
         assert_ne!(touched, stamp);
         assert_eq!(cache.hash_for(&touched), None);

@@ -372,7 +372,9 @@ impl Engine {
             return Err(too_large(bytes.len() as u64));
         }
         let hash = cache::content_hash(&bytes);
-        let program = self.compile_hashed(&file_name(path), &bytes, hash, intent).map_err(fail)?;
+        let program = self
+            .compile_hashed(&file_name(path), &bytes, hash, intent)
+            .map_err(fail)?;
         if let Some((cache, _)) = &self.inner.disk {
             cache.record_hash(&meta, &hash);
         }

@@ -10,7 +10,7 @@
 //! - `ruby` 3.4 with its standard library (a reactor, 29.2 MiB);
 //! - `quickjs-transform`, quickjs-rs's JavaScript transform plugin (a reactor).
 
-use crate::{WATCHDOG, assert_status, policy_toml, stdout, wait_for, wasmcell_command};
+use crate::{assert_status, policy_toml, stdout, wait_for, wasmcell_command};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,7 +87,10 @@ fn run_ripgrep(policy: wasmcell::Policy, args: &[&str]) -> wasmcell::Outcome {
 #[test]
 fn r13_corpus_ripgrep_searches_what_the_policy_grants() {
     let tmp = search_tree();
-    let outcome = run_ripgrep(ripgrep_policy(tmp.path(), ""), &["--sort", "path", "-n", "needle", "/src"]);
+    let outcome = run_ripgrep(
+        ripgrep_policy(tmp.path(), ""),
+        &["--sort", "path", "-n", "needle", "/src"],
+    );
     assert_status(&outcome, Status::Exited(0));
     assert_eq!(
         stdout(&outcome),
@@ -100,7 +103,13 @@ fn r13_corpus_ripgrep_searches_what_the_policy_grants() {
 fn r13_corpus_ripgrep_cannot_reach_past_its_grant() {
     let tmp = search_tree();
     let secret = tmp.path().join("secret.txt");
-    for target in ["/src/../secret.txt", "/secret.txt", secret.to_str().unwrap(), "/etc/passwd", "/"] {
+    for target in [
+        "/src/../secret.txt",
+        "/secret.txt",
+        secret.to_str().unwrap(),
+        "/etc/passwd",
+        "/",
+    ] {
         let outcome = run_ripgrep(ripgrep_policy(tmp.path(), ""), &["needle", target]);
         assert_status(&outcome, Status::Exited(2));
         assert!(!stdout(&outcome).contains("outside"), "{target}: {}", stdout(&outcome));
@@ -118,7 +127,10 @@ fn r13_corpus_ripgrep_cannot_reach_past_its_grant() {
 #[test]
 fn r13_corpus_ripgrep_is_stopped_by_fuel_and_memory_limits() {
     let tmp = search_tree();
-    let starved = run_ripgrep(ripgrep_policy(tmp.path(), "[limits]\nfuel = 10_000"), &["needle", "/src"]);
+    let starved = run_ripgrep(
+        ripgrep_policy(tmp.path(), "[limits]\nfuel = 10_000"),
+        &["needle", "/src"],
+    );
     assert_status(&starved, Status::FuelExhausted);
     let cramped = run_ripgrep(
         ripgrep_policy(tmp.path(), "[limits]\nmemory = \"256 KiB\""),
@@ -143,7 +155,6 @@ fn r13_corpus_ripgrep_runs_from_the_command_line() {
     let out = wait_for(child);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
-    let _ = WATCHDOG;
 }
 
 // See: #13
@@ -161,7 +172,202 @@ fn r13_corpus_ripgrep_is_in_the_project_matrix() {
         .unwrap();
     let out = wait_for(child);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(" 0 mismatched, 0 unchecked"), "{stdout}");
     assert!(stdout.lines().any(|l| l.starts_with("rg ")), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------
+// Reactors: CRuby 3.4 (what the 30 MB reactor is) and quickjs-rs's
+// transform plugin, driven through `--invoke` and `Instance`.
+// ---------------------------------------------------------------------------
+
+// See: #13
+/// A 29 MiB reactor run as a command is refused before anything compiles,
+/// saying what it is and how to call it.
+#[test]
+fn r13_corpus_ruby_reactor_is_refused_before_compiling() {
+    let ruby = corpus("ruby");
+    let sandbox = Sandbox::builder().policy(wasmcell::Policy::deny_all()).build().unwrap();
+    let before = sandbox.engine().cache_stats().compiled;
+    let Err(err) = sandbox.load(&ruby) else {
+        panic!("a reactor loaded as a command")
+    };
+    assert!(matches!(err.kind(), wasmcell::LoadErrorKind::NotCommand(_)), "{err:#}");
+    assert_eq!(sandbox.engine().cache_stats().compiled, before, "nothing was compiled");
+
+    let out = wait_for(wasmcell_command().arg("run").arg(&ruby).spawn().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{stderr}");
+    assert!(
+        stderr.contains("reactor exporting") && stderr.contains("--invoke"),
+        "{stderr}"
+    );
+}
+
+/// quickjs-rs's transform plugin: a reactor that imports only WASI.
+fn quickjs() -> PathBuf {
+    corpus("quickjs-transform")
+}
+
+// See: #13
+#[test]
+fn r13_corpus_quickjs_plugin_is_invoked_from_the_command_line() {
+    let out = wait_for(
+        wasmcell_command()
+            .args([
+                "run",
+                "--fuel",
+                "1000000",
+                "--memory",
+                "16MiB",
+                "--invoke",
+                "qjst_alloc",
+            ])
+            .arg(quickjs())
+            .arg("64")
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let pointer: u32 = stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("a pointer, not {stdout:?}"));
+    assert_ne!(pointer, 0);
+}
+
+// See: #13
+/// One instance, many calls: the plugin's heap persists between them, each
+/// call has its own fuel, and a call past the memory limit ends with it.
+#[test]
+fn r13_corpus_quickjs_plugin_keeps_its_heap_between_calls_under_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = policy_toml("[limits]\nfuel = 1_000_000\nmemory = \"16 MiB\"", tmp.path());
+    let sandbox = Sandbox::builder().policy(policy).build().unwrap();
+    let program = sandbox.load_library(quickjs()).unwrap();
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    let mut alloc = |n: &str| {
+        let call = instance.invoke("qjst_alloc", &[n]).unwrap();
+        assert_status(&call.outcome, Status::Exited(0));
+        call.results.unwrap()[0].clone()
+    };
+    let (first, second) = (alloc("64"), alloc("64"));
+    assert_ne!(first, second, "the first block is still allocated");
+    for _ in 0..50 {
+        // 50 calls of a fresh 1,000,000 units each: more than one budget in all.
+        alloc("1024");
+    }
+    let call = instance.invoke("qjst_alloc", &["100000000"]).unwrap();
+    assert_status(&call.outcome, Status::MemoryLimit);
+    assert!(instance.poisoned().is_some());
+    assert!(instance.invoke("qjst_alloc", &["8"]).is_err() || instance.poisoned().is_some());
+
+    let starved = policy_toml("[limits]\nfuel = 20", tmp.path());
+    let sandbox = Sandbox::builder().policy(starved).build().unwrap();
+    let program = sandbox.load_library(quickjs()).unwrap();
+    let call = sandbox
+        .instantiate(&program)
+        .unwrap()
+        .invoke("qjst_alloc", &["100"])
+        .unwrap();
+    assert_status(&call.outcome, Status::FuelExhausted);
+}
+
+// ---------------------------------------------------------------------------
+// Yosys 0.70: a 65.7 MiB C++ command built by wasi-sdk 33, using Wasm
+// exception handling. It compiles once per test run (a minute or more), into
+// the tests' compile cache, so every test here uses the command line with one
+// engine configuration (no fuel metering) and waits for the first.
+// ---------------------------------------------------------------------------
+
+/// A counter in Verilog for yosys to read.
+const COUNTER_V: &str =
+    "module counter(input clk, output reg [3:0] q);\n  always @(posedge clk) q <= q + 1;\nendmodule\n";
+
+/// `wasmcell run --wasm exceptions` on yosys with `flags` before the module
+/// and `args` after it. The first call compiles yosys; the others wait for it.
+fn yosys(flags: &[&str], args: &[&str]) -> std::process::Output {
+    static FIRST: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = FIRST.lock().unwrap_or_else(|e| e.into_inner());
+    let yosys = corpus("yosys");
+    let child = wasmcell_command()
+        .args(["run", "--wasm", "exceptions", "--max-module-size", "80MiB"])
+        .args(flags)
+        .arg(&yosys)
+        .args(args)
+        .spawn()
+        .unwrap();
+    crate::wait_for_with(child, std::time::Duration::from_secs(1200))
+}
+
+/// A folder holding the design, and a secret beside it.
+fn design() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("work")).unwrap();
+    std::fs::write(tmp.path().join("work/counter.v"), COUNTER_V).unwrap();
+    std::fs::write(tmp.path().join("secret.v"), COUNTER_V.replace("counter", "secret")).unwrap();
+    tmp
+}
+
+fn grant(tmp: &Path) -> String {
+    format!("{}::/work", tmp.join("work").display())
+}
+
+// See: #13
+#[test]
+fn r13_corpus_yosys_synthesizes_a_granted_design() {
+    let tmp = design();
+    let out = yosys(
+        &["--ro-dir", &grant(tmp.path()), "--timeout", "120s", "--memory", "1GiB"],
+        &["-p", "read_verilog /work/counter.v; proc; opt; stat"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The counter is one adder and one register.
+    assert!(stdout.contains("=== counter ==="), "{stdout}");
+    assert!(stdout.contains("$add") && stdout.contains("$dff"), "{stdout}");
+}
+
+// See: #13
+#[test]
+fn r13_corpus_yosys_cannot_read_past_its_grant() {
+    let tmp = design();
+    let secret = tmp.path().join("secret.v");
+    for target in ["/work/../secret.v", "/etc/passwd", secret.to_str().unwrap()] {
+        let out = yosys(
+            &["--ro-dir", &grant(tmp.path()), "--timeout", "120s"],
+            &["-q", "-p", &format!("read_verilog {target}")],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_ne!(out.status.code(), Some(0), "{target}: {stdout}");
+        assert!(!stdout.contains("secret"), "{target}: {stdout}");
+    }
+}
+
+// See: #13
+#[test]
+fn r13_corpus_yosys_is_stopped_by_memory_and_time_limits() {
+    let tmp = design();
+    let out = yosys(&["--memory", "8MiB"], &["-V"]);
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    // A script that reads the design 100,000 times: far longer than 2 seconds.
+    let script = "read_verilog /work/counter.v\ndesign -reset\n".repeat(100_000);
+    std::fs::write(tmp.path().join("work/forever.ys"), script).unwrap();
+    let out = yosys(
+        &["--ro-dir", &grant(tmp.path()), "--timeout", "2s"],
+        &["-q", "-s", "/work/forever.ys"],
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", String::from_utf8_lossy(&out.stderr));
 }

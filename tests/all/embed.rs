@@ -138,7 +138,9 @@ fn r13_warm_loads_trust_a_file_stamp_only_while_the_file_is_unchanged() {
     let run = |expected: i32| {
         let engine = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(&dir).unwrap()).unwrap();
         let program = engine.load(&guest, u64::MAX).unwrap();
-        let outcome = sandbox(&engine, Policy::deny_all()).run_program(&program, NO_ARGS).unwrap();
+        let outcome = sandbox(&engine, Policy::deny_all())
+            .run_program(&program, NO_ARGS)
+            .unwrap();
         assert_status(&outcome, Status::Exited(expected));
         engine.cache_stats()
     };
@@ -150,14 +152,22 @@ fn r13_warm_loads_trust_a_file_stamp_only_while_the_file_is_unchanged() {
     };
     std::fs::write(&guest, exiting(7)).unwrap();
     assert_eq!(run(7).compiled, 1);
-    assert_eq!(stamps(), 0, "a file changed within the file clock's granularity is not stamped");
+    assert_eq!(
+        stamps(),
+        0,
+        "a file changed within the file clock's granularity is not stamped"
+    );
 
     // Not synchronisation: a stamp is recorded only for a file unchanged for 2 s.
     std::thread::sleep(Duration::from_millis(2_100));
     assert_eq!(run(7).disk_hits, 1);
     assert_eq!(stamps(), 1);
     let stats = run(7);
-    assert_eq!((stats.compiled, stats.disk_hits), (0, 1), "answered through the stamp: {stats:?}");
+    assert_eq!(
+        (stats.compiled, stats.disk_hits),
+        (0, 1),
+        "answered through the stamp: {stats:?}"
+    );
 
     // The same length, the same inode, other bytes: the stamp no longer
     // matches, so the new guest is compiled and runs.
