@@ -625,3 +625,29 @@ fn lazy_linker<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Resul
     let linker = make().map_err(|e| LoadErrorKind::Link(format!("failed to set up the WASI linker: {e:#}")))?;
     Ok(cell.get_or_init(|| linker))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: #13
+    #[test]
+    fn r13_linkers_are_built_for_the_first_guest_that_needs_them() {
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        let linkers = |e: &Engine| (e.inner.p1_linker.get().is_some(), e.inner.p2_linker.get().is_some());
+        assert_eq!(linkers(&engine), (false, false), "an engine alone links nothing");
+        engine
+            .load_bytes(
+                "start.wasm",
+                br#"(module (memory (export "memory") 1) (func (export "_start")))"#,
+            )
+            .unwrap();
+        assert_eq!(linkers(&engine), (true, false), "a module needs no WASI 0.2 linker");
+        let component = r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func (export "f") (canon lift (core func $i "f"))))"#;
+        engine.load_library_bytes("f.wasm", component.as_bytes()).unwrap();
+        assert_eq!(linkers(&engine), (true, true));
+    }
+}
