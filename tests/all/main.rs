@@ -4,6 +4,7 @@
 
 mod cli;
 mod clocks;
+mod corpus;
 mod cpu;
 mod embed;
 mod env;
@@ -43,7 +44,13 @@ pub fn wasmcell_command() -> Command {
 
 /// Waits for `child`, collecting its output; kills it and fails the test if it
 /// outlives [`WATCHDOG`], so a hung sandbox cannot hang the suite.
-pub fn wait_for(mut child: Child) -> Output {
+pub fn wait_for(child: Child) -> Output {
+    wait_for_with(child, WATCHDOG)
+}
+
+/// Like [`wait_for`], with a watchdog of `limit`: for a guest that compiles
+/// for minutes on its first run (the corpus's 65.7 MiB yosys).
+pub fn wait_for_with(mut child: Child, limit: Duration) -> Output {
     fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -59,10 +66,10 @@ pub fn wait_for(mut child: Child) -> Output {
         if let Some(status) = child.try_wait().expect("wait for wasmcell") {
             break status;
         }
-        if started.elapsed() > WATCHDOG {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("wasmcell did not exit within {WATCHDOG:?}");
+            panic!("wasmcell did not exit within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
