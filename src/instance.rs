@@ -329,12 +329,7 @@ impl Instance {
             .run
             .race(async { func.call_async(&mut *store, args, &mut results).await.map(|()| 0) })
             .await;
-        let returned = matches!(ended, Ended::Finished(Ok(_)));
-        let outcome = self.settle(name, ended)?;
-        Ok(CallOutcome {
-            outcome,
-            results: returned.then_some(results),
-        })
+        self.finish_call(name, ended, results)
     }
 
     /// Calls the component's export `name` with `args`: a function exported
@@ -382,12 +377,7 @@ impl Instance {
             .run
             .race(async { func.call_async(&mut *store, args, &mut results).await.map(|()| 0) })
             .await;
-        let returned = matches!(ended, Ended::Finished(Ok(_)));
-        let outcome = self.settle(name, ended)?;
-        Ok(CallOutcome {
-            outcome,
-            results: returned.then_some(results),
-        })
+        self.finish_call(name, ended, results)
     }
 
     /// Calls an export given as text, as `wasmcell run --invoke` does. For
@@ -531,6 +521,16 @@ impl Instance {
 
     /// The outcome of what just ended, poisoning the instance unless it
     /// returned.
+    /// A call's outcome, with its results when it returned.
+    fn finish_call<V>(&mut self, name: &str, ended: Ended, results: Vec<V>) -> Result<CallOutcome<V>> {
+        let returned = matches!(ended, Ended::Finished(Ok(_)));
+        let outcome = self.settle(name, ended)?;
+        Ok(CallOutcome {
+            outcome,
+            results: returned.then_some(results),
+        })
+    }
+
     fn settle(&mut self, what: &str, ended: Ended) -> Result<Outcome> {
         let (outcome, poisoned) = settle(&self.sandbox, &mut self.guest, &self.run, what, ended)?;
         if self.poisoned.is_none() {

@@ -56,24 +56,7 @@ pub(crate) fn bench_cli(settings: &Settings, summary: &mut Vec<Target>) -> Resul
         cache.path.display(),
         guests.len()
     );
-    // Round robin, so that load from other processes falls on every command alike.
-    let mut times = vec![Vec::with_capacity(runs); commands.len()];
-    for _ in 0..runs {
-        for (command, times) in commands.iter().zip(&mut times) {
-            times.push(command.run_checked()?);
-        }
-    }
-    let stats: Vec<Stats> = times.into_iter().map(Stats::from).collect();
-    println!("{:<36} {:>9} {:>10} {:>9}", "command", "min ms", "median ms", "mean ms");
-    for (command, stats) in commands.iter().zip(&stats) {
-        println!(
-            "{:<36} {:>9.2} {:>10.2} {:>9.2}",
-            command.label,
-            ms(stats.min),
-            ms(stats.median),
-            ms(stats.mean)
-        );
-    }
+    let stats = time_round_robin(&commands, runs)?;
     if wasmtime.is_none() {
         println!("wasmtime run: no `wasmtime` from the corpus or on PATH; its columns are skipped");
     }
@@ -156,23 +139,7 @@ fn bench_big_start(
             command.run_checked()?;
         }
     }
-    let mut times = vec![Vec::with_capacity(runs); commands.len()];
-    for _ in 0..runs {
-        for (command, times) in commands.iter().zip(&mut times) {
-            times.push(command.run_checked()?);
-        }
-    }
-    let stats: Vec<Stats> = times.into_iter().map(Stats::from).collect();
-    println!("{:<36} {:>9} {:>10} {:>9}", "command", "min ms", "median ms", "mean ms");
-    for (command, stats) in commands.iter().zip(&stats) {
-        println!(
-            "{:<36} {:>9.2} {:>10.2} {:>9.2}",
-            command.label,
-            ms(stats.min),
-            ms(stats.median),
-            ms(stats.mean)
-        );
-    }
+    let stats = time_round_robin(&commands, runs)?;
     let ours = stats[0].median;
     summary.push(match stats.get(1) {
         Some(theirs) => Target::new(
@@ -258,4 +225,27 @@ impl CliCommand {
         );
         Ok(elapsed)
     }
+}
+
+/// Times each command `runs` times, round robin so that load from other processes falls on
+/// every command alike, and prints a table of their times.
+fn time_round_robin(commands: &[CliCommand], runs: usize) -> Result<Vec<Stats>> {
+    let mut times = vec![Vec::with_capacity(runs); commands.len()];
+    for _ in 0..runs {
+        for (command, times) in commands.iter().zip(&mut times) {
+            times.push(command.run_checked()?);
+        }
+    }
+    let stats: Vec<Stats> = times.into_iter().map(Stats::from).collect();
+    println!("{:<36} {:>9} {:>10} {:>9}", "command", "min ms", "median ms", "mean ms");
+    for (command, stats) in commands.iter().zip(&stats) {
+        println!(
+            "{:<36} {:>9.2} {:>10.2} {:>9.2}",
+            command.label,
+            ms(stats.min),
+            ms(stats.median),
+            ms(stats.mean)
+        );
+    }
+    Ok(stats)
 }
