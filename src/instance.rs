@@ -126,7 +126,8 @@ pub struct Invocation {
     /// How the call ended.
     pub outcome: Outcome,
     /// The results, one string each (numbers for a core module, WAVE for a
-    /// component), when the call returned.
+    /// component), when the call returned. A component's result is cut at
+    /// the policy's `limits.output` bytes, marked `…[+N bytes]`.
     pub results: Option<Vec<String>>,
 }
 
@@ -447,11 +448,17 @@ impl Instance {
             ))
         })?;
         let called = self.call_component_async(parsed.name(), &params).await?;
+        // A result is guest-made text the host prints and reports: no more
+        // of it than the guest could have printed (`limits.output`).
+        let budget = usize::try_from(self.sandbox.policy().limits().output.value).unwrap_or(usize::MAX);
         let results = match called.results {
             Some(values) => Some(
                 values
                     .iter()
-                    .map(|v| wasm_wave::to_string(v).context("failed to write a result in WAVE"))
+                    .map(|v| {
+                        let text = wasm_wave::to_string(v).context("failed to write a result in WAVE")?;
+                        Ok(truncate(&text, budget).into_owned())
+                    })
                     .collect::<Result<Vec<_>>>()?,
             ),
             None => None,

@@ -25,14 +25,21 @@ const REACTOR: &str = r#"(module
         (loop $l (local.set 0 (i32.sub (local.get 0) (i32.const 1))) (br_if $l (local.get 0))))
     (func (export "forever") (loop $l (br $l))))"#;
 
-/// A component exporting `add(u32, u32) -> u32` and no `wasi:cli/run`.
+/// A component exporting `add(u32, u32) -> u32`, `boom()`, and `big() ->
+/// list<u8>` (60,000 zeros), and no `wasi:cli/run`.
 const CALC: &str = r#"(component
     (core module $m
+        (memory (export "memory") 1)
         (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
-        (func (export "boom") unreachable))
+        (func (export "boom") unreachable)
+        (func (export "big") (result i32)
+            (i32.store (i32.const 0) (i32.const 16))
+            (i32.store (i32.const 4) (i32.const 60000))
+            (i32.const 0)))
     (core instance $i (instantiate $m))
     (func (export "add") (param "a" u32) (param "b" u32) (result u32) (canon lift (core func $i "add")))
-    (func (export "boom") (canon lift (core func $i "boom"))))"#;
+    (func (export "boom") (canon lift (core func $i "boom")))
+    (func (export "big") (result (list u8)) (canon lift (core func $i "big") (memory (core memory $i "memory")))))"#;
 
 fn sandbox(policy: Policy) -> Sandbox {
     Sandbox::builder().policy(policy).build().unwrap()
@@ -73,7 +80,7 @@ fn r13_reactor_refused_before_compiling() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(err.contains("a component exporting `add` and `boom`"), "{err}");
+    assert!(err.contains("a component exporting `add`, `boom` and `big`"), "{err}");
     assert_eq!(engine.cache_stats().compiled, 0);
 }
 
@@ -261,6 +268,28 @@ fn r13_component_calls_in_wave() {
         Status::Trap
     );
     assert!(instance.invoke("add(1, 2)", &[] as &[&str]).is_err(), "poisoned");
+}
+
+// See: #13
+#[test]
+fn r13_component_results_are_bounded_by_the_output_limit() {
+    // 60,000 list elements are about 180 KB of WAVE; the host prints and
+    // reports no more of it than the guest could have printed.
+    let sandbox = sandbox(Policy::from_toml("[limits]\noutput = \"1 KiB\"", ".").unwrap());
+    let program = sandbox.load_library_bytes("calc.wasm", CALC.as_bytes()).unwrap();
+    let mut instance = sandbox.instantiate(&program).unwrap();
+    let big = instance.invoke("big()", &[] as &[&str]).unwrap();
+    assert_eq!(big.outcome.status, Status::Exited(0));
+    let results = big.results.clone().unwrap();
+    assert!(results[0].starts_with("[0, 0, "), "{}", &results[0][..20]);
+    assert!(results[0].len() <= 1024 + 32, "{} bytes", results[0].len());
+    assert!(results[0].ends_with(" bytes]"), "marked as cut");
+    let report = big.to_json().to_string();
+    assert!(
+        report.len() < 4096,
+        "the report carries the cut result: {} bytes",
+        report.len()
+    );
 }
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
