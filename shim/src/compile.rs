@@ -13,7 +13,7 @@
 use containerd_shim_wasm::sandbox::context::WasmLayer;
 use containerd_shim_wasm::shim::Compiler;
 use std::sync::OnceLock;
-use wasmcell::{Engine, EngineConfig};
+use wasmcell::{Engine, EngineConfig, Policy};
 
 /// The engine configuration precompiled layers are compiled for.
 pub fn precompile_config() -> EngineConfig {
@@ -61,7 +61,12 @@ impl Compiler for WasmcellCompiler {
 }
 
 fn compile_layer(engine: &Engine, layer: &WasmLayer) -> Option<Vec<u8>> {
-    if layer.precompiled {
+    // The image's bytes are untrusted and this is the shim's own process on
+    // the node, outside any container: nothing over the default
+    // `limits.module-size` is compiled here. Such a layer runs from its
+    // original bytes, under the container's policy and its own size limit.
+    let max = Policy::deny_all().limits().module_size.value;
+    if layer.precompiled || layer.layer.len() as u64 > max {
         return None;
     }
     let program = engine.load_bytes("layer.wasm", &layer.layer).ok()?;
@@ -72,7 +77,7 @@ fn compile_layer(engine: &Engine, layer: &WasmLayer) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use containerd_shim_wasm::sandbox::context::WasmLayer;
-    use wasmcell::{Policy, Sandbox, Status};
+    use wasmcell::{Sandbox, Status};
 
     fn layer(bytes: &[u8], precompiled: bool) -> WasmLayer {
         WasmLayer {
@@ -96,9 +101,15 @@ mod tests {
             layer(EXIT7.as_bytes(), false),
             layer(b"not wasm", false),
             layer(b"already native", true),
+            // Over the default module-size limit: not compiled on the node.
+            layer(&[EXIT7.as_bytes(), &vec![b' '; 64 << 20]].concat(), false),
         ];
         let compiled = WasmcellCompiler.compile(&layers).await.unwrap();
-        assert_eq!(compiled.len(), 3, "one answer per layer");
+        assert_eq!(compiled.len(), 4, "one answer per layer");
+        assert!(
+            compiled[3].is_none(),
+            "an oversized layer is left for the container to refuse"
+        );
         assert!(compiled[1].is_none(), "a broken layer is left for the run to report");
         assert!(compiled[2].is_none(), "precompiled layers are not compiled again");
         let code = compiled[0].as_ref().expect("WebAssembly compiles");
