@@ -3,13 +3,13 @@
 use super::check::{
     check_clock_resolution, check_clock_start, check_env_name, check_limits_fuel, check_limits_handles,
     check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack, check_limits_timeout,
-    check_stdin_file,
+    check_rules, check_stdin_file,
 };
 use super::error::{PolicyError, invalid};
 use super::load::{Layer, LimitsLayer, Loader, absolute, load_layer, parse_layer, resolve_dir};
 use super::{
-    Access, ClockMode, Clocks, DirGrant, DirSite, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy, Proposal,
-    Setting, key_for,
+    Access, ClockMode, Clocks, DirGrant, DirSite, FsRules, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy,
+    Proposal, Setting, key_for,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -187,14 +187,45 @@ impl PolicyBuilder {
     /// created there later by other processes. A read-write grant that
     /// contains, is or aliases a grant with less access is refused by
     /// [`PolicyBuilder::build`] ([`PolicyErrorKind::OverlappingGrants`](super::PolicyErrorKind::OverlappingGrants)).
-    pub fn grant_dir(mut self, host: impl AsRef<Path>, guest: &str, access: Access) -> PolicyBuilder {
+    pub fn grant_dir(self, host: impl AsRef<Path>, guest: &str, access: Access) -> PolicyBuilder {
+        self.grant_dir_with_rules(host, guest, access, FsRules::default())
+    }
+
+    /// As [`grant_dir`](Self::grant_dir), with rules inside the grant, as a
+    /// `[[fs.dirs]]` entry's `deny`, `read-only` and `hide` keys give.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wasmcell::PolicyError> {
+    /// use wasmcell::policy::{Access, FsRules, PathGlob, Policy};
+    /// let rules = FsRules {
+    ///     deny: vec![PathGlob::new("**/.env")?],
+    ///     read_only: vec![PathGlob::new(".git/**")?],
+    ///     hide: true,
+    /// };
+    /// let policy = Policy::builder()
+    ///     .grant_dir_with_rules(std::env::temp_dir(), "/work", Access::ReadWrite, rules)
+    ///     .build()?;
+    /// assert_eq!(policy.dirs()[0].rules.deny[0].as_str(), "**/.env");
+    /// # Ok(()) }
+    /// ```
+    pub fn grant_dir_with_rules(
+        mut self,
+        host: impl AsRef<Path>,
+        guest: &str,
+        access: Access,
+        rules: FsRules,
+    ) -> PolicyBuilder {
         let site = match self.take_origin() {
             Origin::Flag(flag) => DirSite::Flag(flag),
             _ => DirSite::Api,
         };
+        if let Err(e) = check_rules(&rules) {
+            self.fail(site.locate(e.key("fs.dirs.hide")));
+            return self;
+        }
         match resolve_dir(host.as_ref(), guest) {
             Ok(dir) => self.add(Layer {
-                dirs: vec![DirGrant { access, ..dir }],
+                dirs: vec![DirGrant { access, rules, ..dir }],
                 dir_sites: vec![(site, absolute(host.as_ref()))],
                 ..Layer::default()
             }),

@@ -5,7 +5,7 @@
 
 use super::error::{PolicyError, invalid};
 use super::file::ClockMode;
-use super::{ByteSize, Limits, Proposal};
+use super::{ByteSize, FsRules, Limits, Proposal};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -103,6 +103,25 @@ pub(super) fn check_guest_path(guest: &str) -> Result<(), PolicyError> {
         return Err(invalid(
             "guest path must not be empty; use an absolute path such as `/data`",
         ));
+    }
+    Ok(())
+}
+
+/// Most `deny` plus `read-only` patterns one grant may have: every
+/// filesystem operation in the grant is matched against each.
+pub(super) const MAX_RULES: usize = 256;
+
+/// The rules of one `[[fs.dirs]]` grant.
+pub(super) fn check_rules(rules: &FsRules) -> Result<(), PolicyError> {
+    if rules.hide && rules.deny.is_empty() {
+        return Err(invalid(
+            "fs.dirs.hide = true hides nothing without `deny` patterns; add them or remove `hide`",
+        ));
+    }
+    if rules.deny.len() + rules.read_only.len() > MAX_RULES {
+        return Err(invalid(format!(
+            "a grant has more than {MAX_RULES} `deny` and `read-only` patterns; merge them with `*` and `**`"
+        )));
     }
     Ok(())
 }

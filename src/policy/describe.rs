@@ -54,6 +54,40 @@ fn describe_fs(out: &mut String, policy: &Policy) {
             Access::ReadWrite => "read-write: the guest can create, change and delete files inside",
         };
         line(out, format!("  {} -> host {} ({what})", d.guest, d.host.display()));
+        describe_rules(out, &d.rules);
+    }
+}
+
+fn describe_rules(out: &mut String, rules: &super::FsRules) {
+    let list = |globs: &[super::PathGlob]| {
+        globs
+            .iter()
+            .map(|g| format!("`{}`", g.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !rules.deny.is_empty() {
+        let how = if rules.hide {
+            "cannot be read, listed, created, changed, renamed or linked, and look absent (hide = true)"
+        } else {
+            "cannot be read, created, changed, renamed or linked (refused with \"permission denied\"; their names still show in listings)"
+        };
+        line(out, format!("    denied: {}: {how}", list(&rules.deny)));
+    }
+    if !rules.read_only.is_empty() {
+        line(
+            out,
+            format!(
+                "    read-only: {}: can be read, not changed, removed, renamed or linked",
+                list(&rules.read_only)
+            ),
+        );
+    }
+    if !rules.is_empty() {
+        line(
+            out,
+            "    rules hold for paths below them, through links and `..`; a folder a rule reaches into cannot be renamed",
+        );
     }
 }
 

@@ -94,6 +94,16 @@ pub struct DirFile {
     pub guest: Spanned<String>,
     /// Required: `read-only` or `read-write`.
     pub access: Access,
+    /// Paths below the grant the guest may not touch at all (globs relative
+    /// to the grant, such as `**/.env`). Deny wins over everything.
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    /// Paths below a read-write grant the guest may read but not change.
+    #[serde(default)]
+    pub read_only: Vec<Spanned<String>>,
+    /// Make denied paths look absent rather than refused.
+    #[serde(default)]
+    pub hide: bool,
 }
 
 /// `[env]` as written.

@@ -4,15 +4,16 @@
 use super::check::{
     check_clock_resolution, check_clock_start, check_clocks, check_env_name, check_guest_path, check_limits_fuel,
     check_limits_handles, check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack,
-    check_limits_timeout, check_stdin_file, check_wasm_proposal,
+    check_limits_timeout, check_rules, check_stdin_file, check_wasm_proposal,
 };
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{
-    ClockMode, ClocksFile, EnvFile, FsFile, InputSpec, LimitsFile, NetFile, OutputSpec, PolicyFile, StdioFile, WasmFile,
+    ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, LimitsFile, NetFile, OutputSpec, PolicyFile, StdioFile,
+    WasmFile,
 };
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
-use super::{Access, ByteSize, DirGrant, DirSite, Input, Origin, Output, Proposal, Setting};
+use super::{Access, ByteSize, DirGrant, DirSite, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::ops::Range;
@@ -126,9 +127,13 @@ impl Layer {
                 .iter()
                 .position(|d| d.guest == dir.guest && d.host == dir.host)
             {
-                Some(i) if self.dirs[i].access == dir.access => self.dir_sites[i] = site,
+                Some(i) if self.dirs[i].access == dir.access => {
+                    self.dirs[i].rules.merge(dir.rules);
+                    self.dir_sites[i] = site;
+                }
                 Some(i) => {
-                    self.dirs.remove(i);
+                    let mut dir = dir;
+                    dir.rules.merge(self.dirs.remove(i).rules);
                     self.dir_sites.remove(i);
                     self.dirs.push(dir);
                     self.dir_sites.push(site);
@@ -431,6 +436,7 @@ fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), Policy
         })?;
         own.dirs.push(DirGrant {
             access: d.access,
+            rules: parse_rules(src, d)?,
             ..grant
         });
         let site = DirSite::File(src.path.to_path_buf(), line_of(src.text, d.host.span().start));
@@ -567,6 +573,22 @@ impl PolicyError {
     }
 }
 
+/// The `deny`, `read-only` and `hide` keys of one `[[fs.dirs]]` entry.
+fn parse_rules(src: &Source<'_>, d: &DirFile) -> Result<FsRules, PolicyError> {
+    let globs = |list: &[Spanned<String>], key: &str| {
+        list.iter()
+            .map(|p| PathGlob::new(p.get_ref()).map_err(|e| src.at(e, key, Some(p.span()))))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let rules = FsRules {
+        deny: globs(&d.deny, "fs.dirs.deny")?,
+        read_only: globs(&d.read_only, "fs.dirs.read-only")?,
+        hide: d.hide,
+    };
+    check_rules(&rules).map_err(|e| src.at(e, "fs.dirs.hide", Some(d.guest.span())))?;
+    Ok(rules)
+}
+
 pub(super) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
@@ -583,6 +605,7 @@ pub(super) fn resolve_dir(host: &Path, guest: &str) -> Result<DirGrant, PolicyEr
         host: canonical,
         guest: guest.to_string(),
         access: Access::ReadOnly,
+        rules: FsRules::default(),
     })
 }
 
@@ -703,6 +726,7 @@ mod tests {
             host: dir.path().to_path_buf(),
             guest: "/d".into(),
             access,
+            rules: Default::default(),
         };
         let layer = |access, rule: &str| Layer {
             dirs: vec![grant(access)],

@@ -23,6 +23,7 @@ mod check;
 mod describe;
 mod error;
 mod file;
+mod fs;
 mod load;
 mod net;
 mod overlap;
@@ -35,6 +36,7 @@ pub use file::{
     Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, LimitsFile,
     OutputSpec, PolicyFile, RandomFile, StdioFile, WasmFile,
 };
+pub use fs::{FsDecision, FsOp, FsRules, PathGlob};
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 pub use wasm::{Proposal, Proposals};
 
@@ -244,6 +246,8 @@ pub struct DirGrant {
     pub guest: String,
     /// What the guest may do inside it.
     pub access: Access,
+    /// Rules inside the grant: paths denied, read-only or hidden.
+    pub rules: FsRules,
 }
 
 /// Where stdin comes from, resolved.
@@ -553,6 +557,7 @@ impl Policy {
                 // overlap the other grants either.
                 check_overlap(others(Some(i)), (&dir, &site))?;
                 self.dirs[i].access = dir.access;
+                self.dirs[i].rules.merge(dir.rules);
                 self.dir_sites[i] = site;
                 return Ok(());
             }

@@ -105,6 +105,7 @@ mod tests {
             host: host.canonicalize().unwrap(),
             guest: guest.into(),
             access,
+            rules: Default::default(),
         }
     }
 
