@@ -1,7 +1,9 @@
 //! What a refused capability use leaves behind: a [`Denial`], kept in a
 //! bounded [`DenialLog`] per run.
 
+use crate::term::{eprint_line, sanitize, truncate};
 use serde::Serialize;
+use std::sync::{Arc, Mutex};
 
 /// Most refusals one run records in [`Outcome::denials`](crate::Outcome::denials); later ones are only
 /// counted, in [`Outcome::denials_dropped`](crate::Outcome::denials_dropped).
@@ -16,10 +18,11 @@ pub const DENIAL_FIELD_BYTES: usize = 256;
 /// later one is only counted.
 pub const DENIAL_BYTES: usize = 64 * 1024;
 
-/// A capability use the policy refused. Filled by the network capability;
-/// the filesystem reports refusals to the guest as errors only.
+/// A capability use the policy refused: a network use (`tcp-connect`,
+/// `dns`, `http`, ...) or a filesystem operation (`fs-read`, `fs-write`,
+/// `fs-create`, `fs-remove`, `fs-rename`, `fs-link`, `fs-symlink`).
 ///
-/// The guest chooses `target` (a host name it looked up, say), so it is
+/// The guest chooses `target` (a host name it looked up, a path), so it is
 /// untrusted text: it is cut to [`DENIAL_FIELD_BYTES`], and wasmcell escapes
 /// its control characters before printing it. Escape it yourself before
 /// showing it on a terminal.
@@ -27,7 +30,7 @@ pub const DENIAL_BYTES: usize = 64 * 1024;
 pub struct Denial {
     /// The kind of use, such as `tcp-connect`.
     pub kind: String,
-    /// What the guest tried to reach.
+    /// What the guest tried to reach: an address, a name, a guest path.
     pub target: String,
     /// Why it was refused.
     pub rule: String,
@@ -37,17 +40,17 @@ pub struct Denial {
 /// it likes, with names as long as it likes, and none of that may grow the
 /// host's memory or output past these caps.
 #[derive(Default)]
-pub(super) struct DenialLog {
-    pub(super) kept: Vec<Denial>,
+struct DenialLog {
+    kept: Vec<Denial>,
     /// Bytes of `kind`, `target` and `rule` in `kept`.
     bytes: usize,
     /// Refusals counted but not kept; once one is dropped, all later ones are.
-    pub(super) dropped: u64,
+    dropped: u64,
 }
 
 impl DenialLog {
     /// Keeps `denial` if it fits; `false` when it was only counted.
-    pub(super) fn push(&mut self, denial: Denial) -> bool {
+    fn push(&mut self, denial: Denial) -> bool {
         let size = denial.kind.len() + denial.target.len() + denial.rule.len();
         if self.dropped > 0 || self.kept.len() >= MAX_DENIALS || self.bytes + size > DENIAL_BYTES {
             self.dropped += 1;
@@ -56,5 +59,96 @@ impl DenialLog {
         self.bytes += size;
         self.kept.push(denial);
         true
+    }
+}
+
+/// One run's record of refusals, shared by every capability that refuses
+/// (network and filesystem). Cloning shares the record.
+#[derive(Clone, Default)]
+pub(crate) struct Denials {
+    log: Arc<Mutex<DenialLog>>,
+    print: bool,
+}
+
+impl Denials {
+    /// A fresh record for one run; `print` also prints each refusal to stderr.
+    pub(crate) fn new(print: bool) -> Denials {
+        Denials {
+            log: Arc::default(),
+            print,
+        }
+    }
+
+    /// Records a refused use of `kind` on `target`, printing it first when
+    /// asked to. `target` is the guest's choice: it is cut to
+    /// [`DENIAL_FIELD_BYTES`] and printed escaped. Past the record's caps a
+    /// refusal is only counted, and one line says so.
+    pub(crate) fn refuse(&self, kind: &str, target: &str, rule: &str) {
+        let denial = Denial {
+            kind: kind.to_string(),
+            target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
+            rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
+        };
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = log.push(denial);
+        if !self.print {
+            return;
+        }
+        // Printed under the lock, so the lines come in the record's order.
+        if let (true, Some(d)) = (kept, log.kept.last()) {
+            eprint_line(format_args!(
+                "wasmcell: denied {} {}: {}",
+                d.kind,
+                sanitize(&d.target),
+                sanitize(&d.rule)
+            ));
+        } else if log.dropped == 1 {
+            eprint_line(format_args!(
+                "wasmcell: further refusals are only counted (`denials_dropped` in the report); {} recorded",
+                log.kept.len()
+            ));
+        }
+    }
+
+    /// Everything refused so far: the kept records and how many were dropped.
+    pub(crate) fn take(&self) -> (Vec<Denial>, u64) {
+        let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()));
+        (log.kept, log.dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denial_log_keeps_a_prefix_within_count_and_bytes() {
+        let audit = Denials::new(false);
+        for i in 0..MAX_DENIALS + 10 {
+            audit.refuse("dns", &format!("host{i}"), "rule");
+        }
+        let (kept, dropped) = audit.take();
+        assert_eq!((kept.len(), dropped), (MAX_DENIALS, 10));
+        assert_eq!(kept[MAX_DENIALS - 1].target, format!("host{}", MAX_DENIALS - 1));
+
+        // Long targets are cut, and the byte budget stops the record before
+        // the count does; a short refusal after that is still only counted.
+        let audit = Denials::new(false);
+        for _ in 0..MAX_DENIALS {
+            audit.refuse("dns", &"x".repeat(100_000), &"r".repeat(100_000));
+        }
+        audit.refuse("dns", "short", "rule");
+        let (kept, dropped) = audit.take();
+        let bytes: usize = kept.iter().map(|d| d.kind.len() + d.target.len() + d.rule.len()).sum();
+        assert!(bytes <= DENIAL_BYTES && !kept.is_empty(), "{bytes}");
+        assert!(
+            kept.iter()
+                .all(|d| d.target.starts_with(&"x".repeat(DENIAL_FIELD_BYTES)))
+        );
+        assert!(kept.iter().all(|d| {
+            d.target
+                .ends_with(&format!("…[+{} bytes]", 100_000 - DENIAL_FIELD_BYTES))
+        }));
+        assert_eq!(kept.len() as u64 + dropped, MAX_DENIALS as u64 + 1);
     }
 }

@@ -2,12 +2,11 @@
 //! the audited name lookup and the HTTP allowlist hook, each recording what
 //! it refuses in the run's [`NetAudit`].
 
-use super::denial::{DENIAL_FIELD_BYTES, Denial, DenialLog};
+use super::denial::Denials;
 use crate::policy::{NetGrants, NetKind};
-use crate::term::{eprint_line, sanitize, truncate};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
 use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
@@ -15,61 +14,27 @@ use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpHooks;
 
-/// One run's network grants and the record of what they refused, shared by
+/// One run's network grants and the run's record of refusals, shared by
 /// everything that decides a network use: the socket check, the name-lookup
 /// wrapper and the HTTP hook. Cloning shares the record.
 #[derive(Clone)]
 pub(crate) struct NetAudit {
     pub(crate) grants: Arc<NetGrants>,
-    denials: Arc<Mutex<DenialLog>>,
-    log: bool,
+    denials: Denials,
 }
 
 impl NetAudit {
-    /// A fresh record for one run; `log` also prints each refusal to stderr.
-    pub(crate) fn new(grants: &NetGrants, log: bool) -> NetAudit {
+    /// The run's grants, recording refusals in `denials`.
+    pub(crate) fn new(grants: &NetGrants, denials: Denials) -> NetAudit {
         NetAudit {
             grants: Arc::new(grants.clone()),
-            denials: Arc::default(),
-            log,
+            denials,
         }
     }
 
-    /// Records a refused use of `kind` on `target`, printing it first when
-    /// asked to. `target` is the guest's choice: it is cut to
-    /// [`DENIAL_FIELD_BYTES`] and printed escaped. Past the record's caps a
-    /// refusal is only counted, and one line says so.
+    /// Records a refused use of `kind` on `target` (see [`Denials::refuse`]).
     pub(crate) fn refuse(&self, kind: &str, target: &str, rule: &str) {
-        let denial = Denial {
-            kind: kind.to_string(),
-            target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
-            rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
-        };
-        let mut log = self.denials.lock().unwrap_or_else(|e| e.into_inner());
-        let kept = log.push(denial);
-        if !self.log {
-            return;
-        }
-        // Printed under the lock, so the lines come in the record's order.
-        if let (true, Some(d)) = (kept, log.kept.last()) {
-            eprint_line(format_args!(
-                "wasmcell: denied {} {}: {}",
-                d.kind,
-                sanitize(&d.target),
-                sanitize(&d.rule)
-            ));
-        } else if log.dropped == 1 {
-            eprint_line(format_args!(
-                "wasmcell: further refusals are only counted (`denials_dropped` in the report); {} recorded",
-                log.kept.len()
-            ));
-        }
-    }
-
-    /// Everything refused so far: the kept records and how many were dropped.
-    pub(crate) fn take(&self) -> (Vec<Denial>, u64) {
-        let log = std::mem::take(&mut *self.denials.lock().unwrap_or_else(|e| e.into_inner()));
-        (log.kept, log.dropped)
+        self.denials.refuse(kind, target, rule);
     }
 }
 
@@ -184,42 +149,5 @@ impl WasiHttpHooks for NetAudit {
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         }
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::denial::{DENIAL_BYTES, MAX_DENIALS};
-    use super::*;
-
-    #[test]
-    fn denial_log_keeps_a_prefix_within_count_and_bytes() {
-        let audit = NetAudit::new(&NetGrants::default(), false);
-        for i in 0..MAX_DENIALS + 10 {
-            audit.refuse("dns", &format!("host{i}"), "rule");
-        }
-        let (kept, dropped) = audit.take();
-        assert_eq!((kept.len(), dropped), (MAX_DENIALS, 10));
-        assert_eq!(kept[MAX_DENIALS - 1].target, format!("host{}", MAX_DENIALS - 1));
-
-        // Long targets are cut, and the byte budget stops the record before
-        // the count does; a short refusal after that is still only counted.
-        let audit = NetAudit::new(&NetGrants::default(), false);
-        for _ in 0..MAX_DENIALS {
-            audit.refuse("dns", &"x".repeat(100_000), &"r".repeat(100_000));
-        }
-        audit.refuse("dns", "short", "rule");
-        let (kept, dropped) = audit.take();
-        let bytes: usize = kept.iter().map(|d| d.kind.len() + d.target.len() + d.rule.len()).sum();
-        assert!(bytes <= DENIAL_BYTES && !kept.is_empty(), "{bytes}");
-        assert!(
-            kept.iter()
-                .all(|d| d.target.starts_with(&"x".repeat(DENIAL_FIELD_BYTES)))
-        );
-        assert!(kept.iter().all(|d| {
-            d.target
-                .ends_with(&format!("…[+{} bytes]", 100_000 - DENIAL_FIELD_BYTES))
-        }));
-        assert_eq!(kept.len() as u64 + dropped, MAX_DENIALS as u64 + 1);
     }
 }
