@@ -247,7 +247,7 @@ impl Sandbox {
     async fn start_component(
         &self,
         pre: &component::InstancePre<State<P2Ctx>>,
-        wasi: &mut wasmtime_wasi::WasiCtxBuilder,
+        wasi: &mut crate::capabilities::WasiSetup,
         run: &RunState,
     ) -> Result<(Guest, Ended)> {
         let mut store = self.p2_store(wasi, run)?;

@@ -4,7 +4,7 @@
 //! an [`Outcome`].
 
 use crate::cancel::{CancelHandle, Cancelled};
-use crate::capabilities::{Captured, NetAudit, RunIo};
+use crate::capabilities::{Captured, Denials, FsGuard, NetAudit, RunIo, WasiSetup};
 use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{InstancePre, Store, UpdateDeadline};
+use wasmtime_wasi::WasiView as _;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{WasiCtxBuilder, WasiView as _};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Runs WebAssembly guests under one [`Policy`].
@@ -468,7 +468,7 @@ impl Sandbox {
         program: &Program,
         args: &[impl AsRef<str>],
         options: RunOptions,
-    ) -> Result<(RunState, WasiCtxBuilder)> {
+    ) -> Result<(RunState, WasiSetup)> {
         let inner = &*self.inner;
         if !wasmtime::Engine::same(program.engine(), inner.engine.wasmtime()) {
             bail!(
@@ -482,7 +482,8 @@ impl Sandbox {
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
         let budget = Arc::new(OutputBudget::new(policy.limits().output.value));
         let captured = Captured::default();
-        let net = NetAudit::new(policy.net(), inner.io.log_denials);
+        let denials = Denials::new(inner.io.log_denials);
+        let net = NetAudit::new(policy.net(), denials.clone());
         let io;
         let io = match options.stdin {
             Some(stdin) => {
@@ -494,7 +495,7 @@ impl Sandbox {
             }
             None => &inner.io,
         };
-        let wasi = policy.wasi_builder(&argv, io, &budget, &captured, &net)?;
+        let wasi = policy.wasi_builder(&argv, io, &budget, &captured, &net, &denials)?;
         // Limits are armed before instantiation: a start function can loop,
         // and the declared minimum memory already goes through the limiter.
         let start = Instant::now();
@@ -505,35 +506,39 @@ impl Sandbox {
             budget,
             captured,
             net,
+            denials,
             cancel: options.cancel,
         };
         Ok((run, wasi))
     }
 
     /// A store for a core module, with the WASI preview 1 context.
-    pub(crate) fn p1_store(&self, wasi: &mut WasiCtxBuilder, run: &RunState) -> Result<Store<State<WasiP1Ctx>>> {
-        let mut ctx = wasi.build_p1();
+    pub(crate) fn p1_store(&self, wasi: &mut WasiSetup, run: &RunState) -> Result<Store<State<WasiP1Ctx>>> {
+        let mut ctx = wasi.builder.build_p1();
         limits::cap_handles(ctx.ctx().table, self.inner.policy.limits());
-        self.new_store(ctx, run)
+        let mut fs = std::mem::take(&mut wasi.fs);
+        fs.p1_preopens();
+        self.new_store(ctx, fs, run)
     }
 
     /// A store for a component, with the WASI 0.2 and HTTP contexts.
-    pub(crate) fn p2_store(&self, wasi: &mut WasiCtxBuilder, run: &RunState) -> Result<Store<State<P2Ctx>>> {
+    pub(crate) fn p2_store(&self, wasi: &mut WasiSetup, run: &RunState) -> Result<Store<State<P2Ctx>>> {
         let mut table = ResourceTable::new();
         limits::cap_handles(&mut table, self.inner.policy.limits());
         let ctx = P2Ctx {
-            ctx: wasi.build(),
+            ctx: wasi.builder.build(),
             table,
             net: run.net.clone(),
             http: WasiHttpCtx::new(),
         };
-        self.new_store(ctx, run)
+        self.new_store(ctx, std::mem::take(&mut wasi.fs), run)
     }
 
-    fn new_store<W: Send + 'static>(&self, wasi: W, run: &RunState) -> Result<Store<State<W>>> {
+    fn new_store<W: Send + 'static>(&self, wasi: W, fs: FsGuard, run: &RunState) -> Result<Store<State<W>>> {
         let limits = self.inner.policy.limits();
         let state = State {
             wasi,
+            fs,
             limiter: MemoryLimiter::new(limits.memory.value),
             deadline: run.deadline,
             cancel: run.cancel.clone(),
@@ -605,7 +610,7 @@ impl Sandbox {
             .fuel
             .value
             .map(|total| total.saturating_sub(store.get_fuel().unwrap_or(0)));
-        let (denials, denials_dropped) = run.net.take();
+        let (denials, denials_dropped) = run.denials.take();
         let take = |b: &std::sync::Mutex<Vec<u8>>| std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(Outcome {
             status,
@@ -631,6 +636,8 @@ pub(crate) struct RunState {
     budget: Arc<OutputBudget>,
     captured: Captured,
     net: NetAudit,
+    /// Every refusal of the run, network and filesystem.
+    denials: Denials,
     pub(crate) cancel: Option<CancelHandle>,
 }
 

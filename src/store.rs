@@ -2,7 +2,7 @@
 //! bindings reach the guest's context through.
 
 use crate::cancel::CancelHandle;
-use crate::capabilities::NetAudit;
+use crate::capabilities::{FsGuard, NetAudit};
 use crate::limits::MemoryLimiter;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -12,6 +12,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// Per-run store data: the guest's WASI context and its limiter.
 pub(crate) struct State<W> {
     pub(crate) wasi: W,
+    /// The filesystem guard every file operation of the guest asks first.
+    pub(crate) fs: FsGuard,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) deadline: Instant,
     pub(crate) cancel: Option<CancelHandle>,

@@ -16,7 +16,9 @@ mod fs;
 mod net;
 mod stdio;
 
+pub(crate) use denial::Denials;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
+pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
 pub(crate) use net::{NetAudit, resolve_addresses};
 
 use crate::limits::OutputBudget;
@@ -35,6 +37,13 @@ pub(crate) struct RunIo {
     pub capture: bool,
     /// Print each refused capability use to stderr as it happens.
     pub log_denials: bool,
+}
+
+/// What a policy builds for one run: the WASI context's builder and the
+/// filesystem guard that goes into the store beside it.
+pub(crate) struct WasiSetup {
+    pub(crate) builder: WasiCtxBuilder,
+    pub(crate) fs: FsGuard,
 }
 
 /// Output captured from one run, shared with the streams that fill it.
@@ -63,15 +72,16 @@ impl Policy {
         budget: &Arc<OutputBudget>,
         captured: &Captured,
         net: &NetAudit,
-    ) -> Result<WasiCtxBuilder> {
+        denials: &Denials,
+    ) -> Result<WasiSetup> {
         let mut builder = WasiCtxBuilder::new();
         builder.args(argv);
         env::add_env(&mut builder, self);
-        fs::add_preopens(&mut builder, self)?;
+        let fs = fs::add_preopens(&mut builder, self, denials)?;
         stdio::add_stdio(&mut builder, self, io, budget, captured)?;
         clocks_random::add_clocks(&mut builder, self.clocks());
         clocks_random::add_random(&mut builder, self.seed());
         net::add_network(&mut builder, net);
-        Ok(builder)
+        Ok(WasiSetup { builder, fs })
     }
 }

@@ -1,14 +1,17 @@
 //! The WASI linkers every program is linked with: wasi_snapshot_preview1 for
-//! modules; WASI 0.2 and outgoing wasi:http for components. Two functions are
-//! shadowed: `proc_exit`, so every exit status is reported as what it is,
-//! and `resolve-addresses`, whose decision and record belong to the network
-//! capability ([`capabilities::resolve_addresses`]).
+//! modules; WASI 0.2 and outgoing wasi:http for components. Shadowed:
+//! `proc_exit`, so every exit status is reported as what it is;
+//! `resolve-addresses`, whose decision and record belong to the network
+//! capability ([`capabilities::resolve_addresses`]); and the filesystem, whose
+//! calls pass the run's guard first: preview 1's path functions one by one
+//! ([`capabilities::fs_p1`]), preview 2's `wasi:filesystem` as a whole
+//! ([`capabilities::fs_p2`]). The guard's state lives in the store.
 
-use crate::capabilities;
+use crate::capabilities::{self, fs_p1, fs_p2};
 use crate::store::{P2Ctx, State};
 use anyhow::Result;
-use wasmtime::StoreContextMut;
 use wasmtime::component::Resource;
+use wasmtime::{AsContextMut as _, Caller, Extern, StoreContextMut};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -27,14 +30,62 @@ pub(super) fn new_p1_linker(engine: &wasmtime::Engine) -> Result<wasmtime::Linke
             |status: i32| -> wasmtime::Result<()> { Err(wasmtime::Error::new(I32Exit(status))) },
         )
         .map_err(anyhow::Error::from)?;
+    guard_p1_files(&mut linker)?;
     linker.allow_shadowing(false);
     Ok(linker)
+}
+
+/// Shadows one preview 1 function with its guarded version in
+/// [`capabilities::fs_p1`], doing first what wasmtime-wasi's own glue does
+/// before each call: find the guest's memory and hand the context the
+/// store's host-call fuel (which bounds what a call may copy).
+macro_rules! guard_p1 {
+    ($linker:expr, $name:ident, ($($ty:ty),*)) => {
+        $linker
+            .func_wrap_async(
+                "wasi_snapshot_preview1",
+                stringify!($name),
+                |mut caller: Caller<'_, State<WasiP1Ctx>>, args: ($($ty,)*)| {
+                    Box::new(async move {
+                        use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
+                        let fuel = caller.as_context_mut().hostcall_fuel();
+                        let memory = caller
+                            .get_export("memory")
+                            .and_then(Extern::into_memory)
+                            .ok_or_else(|| wasmtime::Error::msg("missing required memory export"))?;
+                        let (mem, state) = memory.data_and_store_mut(&mut caller);
+                        state.wasi.set_hostcall_fuel(fuel);
+                        fs_p1::$name(&mut state.wasi, &mut state.fs, mem, args).await
+                    })
+                },
+            )
+            .map_err(anyhow::Error::from)?
+    };
+}
+
+fn guard_p1_files(linker: &mut wasmtime::Linker<State<WasiP1Ctx>>) -> Result<()> {
+    guard_p1!(linker, path_open, (i32, i32, i32, i32, i32, i64, i64, i32, i32));
+    guard_p1!(linker, path_filestat_get, (i32, i32, i32, i32, i32));
+    guard_p1!(linker, path_filestat_set_times, (i32, i32, i32, i32, i64, i64, i32));
+    guard_p1!(linker, path_readlink, (i32, i32, i32, i32, i32, i32));
+    guard_p1!(linker, path_create_directory, (i32, i32, i32));
+    guard_p1!(linker, path_unlink_file, (i32, i32, i32));
+    guard_p1!(linker, path_remove_directory, (i32, i32, i32));
+    guard_p1!(linker, path_rename, (i32, i32, i32, i32, i32, i32));
+    guard_p1!(linker, path_link, (i32, i32, i32, i32, i32, i32, i32));
+    guard_p1!(linker, path_symlink, (i32, i32, i32, i32, i32));
+    guard_p1!(linker, fd_filestat_set_times, (i32, i64, i64, i32));
+    guard_p1!(linker, fd_close, (i32));
+    guard_p1!(linker, fd_renumber, (i32, i32));
+    guard_p1!(linker, fd_readdir, (i32, i32, i32, i64, i32));
+    Ok(())
 }
 
 pub(super) fn new_p2_linker(engine: &wasmtime::Engine) -> Result<wasmtime::component::Linker<State<P2Ctx>>> {
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     audit_name_lookups(&mut linker)?;
+    guard_p2_files(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     Ok(linker)
 }
@@ -62,6 +113,26 @@ fn audit_name_lookups(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) ->
             },
         )
         .map_err(anyhow::Error::from)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Registers the guarded view of wasmtime-wasi's `wasi:filesystem` over its
+/// own: every `types` and `preopens` function now asks the store's guard.
+fn guard_p2_files(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Result<()> {
+    use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
+    fn view(state: &mut State<P2Ctx>) -> fs_p2::Guarded<'_> {
+        fs_p2::Guarded {
+            inner: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: state.wasi.ctx.filesystem(),
+                table: &mut state.wasi.table,
+            },
+            guard: &mut state.fs,
+        }
+    }
+    linker.allow_shadowing(true);
+    types::add_to_linker::<State<P2Ctx>, fs_p2::GuardedFs>(linker, view).map_err(anyhow::Error::from)?;
+    preopens::add_to_linker::<State<P2Ctx>, fs_p2::GuardedFs>(linker, view).map_err(anyhow::Error::from)?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -13,7 +13,7 @@ use wasmcell_artifacts::{
 };
 use wasmcell_artifacts::{
     FS_ESCAPE_ABSOLUTE, FS_ESCAPE_ABSOLUTE_COMPONENT, FS_ESCAPE_DOTDOT, FS_ESCAPE_DOTDOT_COMPONENT, FS_ESCAPE_SYMLINK,
-    FS_ESCAPE_SYMLINK_COMPONENT, FS_READ, FS_READ_COMPONENT, FS_READONLY_LINK_RENAME,
+    FS_ESCAPE_SYMLINK_COMPONENT, FS_OPS, FS_OPS_COMPONENT, FS_READ, FS_READ_COMPONENT, FS_READONLY_LINK_RENAME,
     FS_READONLY_LINK_RENAME_COMPONENT, FS_READONLY_WRITE, FS_READONLY_WRITE_COMPONENT, FS_WRITE, FS_WRITE_COMPONENT,
 };
 
@@ -853,4 +853,331 @@ fn r9_read_write_grant_over_a_read_only_one_is_refused() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "fine");
     layout.assert_secrets_intact("cli");
+}
+
+// ---------------------------------------------------------------------------
+// Rules inside grants: `deny`, `read-only`, `hide` (and what every guest
+// filesystem call now passes through). `fs_ops` runs one operation per
+// argument and prints `<op> -> ok[: detail]` or `-> err <WASI errno>`.
+
+const EACCES: &str = "err 2";
+const ENOENT: &str = "err 44";
+const ENOTDIR: &str = "err 54";
+
+/// An agent's workspace: sources to change, secrets and hooks to keep out of
+/// reach, configuration to read only.
+fn workspace() -> tempfile::TempDir {
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    for dir in ["src", "config", ".git/hooks", "sub"] {
+        fs::create_dir_all(p.join(dir)).unwrap();
+    }
+    fs::write(p.join(".env"), SECRET).unwrap();
+    fs::write(p.join("sub/.env"), SECRET).unwrap();
+    fs::write(p.join(".git/hooks/pre-commit"), "#!/bin/sh\n").unwrap();
+    fs::write(p.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    fs::write(p.join("config/app.toml"), "port = 1\n").unwrap();
+    fs::write(p.join("src/main.rs"), "fn main() {}\n").unwrap();
+    w
+}
+
+fn workspace_policy(root: &Path, hide: bool) -> Policy {
+    crate::policy_toml(
+        &format!(
+            "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/w\"\naccess = \"read-write\"\n\
+             deny = [\"**/.env\", \".git/hooks/**\"]\nread-only = [\"config/**\"]\nhide = {hide}\n",
+            root.display()
+        ),
+        root,
+    )
+}
+
+/// Runs `fs_ops` and gives each operation's answer, keyed by the operation.
+fn ops(policy: &Policy, guest: &str, ops: &[&str]) -> (BTreeMap<String, String>, wasmcell::Outcome) {
+    let outcome = run(policy.clone(), guest, ops);
+    assert_status(&outcome, Status::Exited(0));
+    let answers = stdout(&outcome)
+        .lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .map(|(op, answer)| (op.to_string(), answer.to_string()))
+        .collect();
+    (answers, outcome)
+}
+
+#[track_caller]
+fn assert_answers(answers: &BTreeMap<String, String>, want: &[(&str, &str)], guest: &str) {
+    for (op, answer) in want {
+        assert_eq!(
+            answers.get(*op).map(String::as_str),
+            Some(*answer),
+            "{guest}: {op}; all: {answers:#?}"
+        );
+    }
+}
+
+/// The protected parts of the workspace, to compare before and after.
+fn protected(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut all = snapshot(root);
+    all.retain(|p, _| {
+        let p = p.to_string_lossy();
+        p.ends_with(".env") || p.starts_with(".git/hooks") || p.starts_with("config")
+    });
+    all
+}
+
+/// The workspace policy end to end, on both targets: allowed work works;
+/// denied paths look absent; read-only paths read but do not change; and
+/// every route around a rule (a link, `..`, renaming the folder a rule names,
+/// a hard link, renaming into a denied folder) is refused and recorded,
+/// leaving the protected files byte for byte as they were.
+#[test]
+fn fs_ops() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = workspace();
+        let before = protected(w.path());
+        fs::create_dir(w.path().join("payload")).unwrap();
+        fs::write(w.path().join("payload/evil"), "#!/bin/sh\nrm -rf ~\n").unwrap();
+        let policy = workspace_policy(w.path(), true);
+        let (answers, outcome) = ops(
+            &policy,
+            guest,
+            &[
+                "read:/w/src/main.rs",
+                "write:/w/src/new.rs:fn x() {}",
+                "ls:/w",
+                "ls:/w/.git",
+                "ls:/w/sub",
+                "read:/w/.env",
+                "stat:/w/sub/.env",
+                "write:/w/.env:stolen",
+                "read:/w/.git/hooks/pre-commit",
+                "write:/w/.git/hooks/post-checkout:evil",
+                "read:/w/config/app.toml",
+                "write:/w/config/app.toml:port = 2",
+                "append:/w/config/app.toml:x",
+                "rm:/w/config/app.toml",
+                "touch:/w/config/app.toml",
+                "write:/w/config/new.toml:x",
+                // Routes around the rules.
+                "symlink:.env:/w/src/env-link",
+                "read:/w/src/env-link",
+                "symlink:../config:/w/src/cfg",
+                "write:/w/src/cfg/app.toml:port = 3",
+                "read:/w/src/../.env",
+                "mv:/w/.git:/w/git",
+                "mv:/w/config:/w/conf",
+                "mv:/w/payload:/w/.git",
+                "mv:/w/payload/evil:/w/.git/hooks/pre-push",
+                "ln:/w/config/app.toml:/w/src/app.toml",
+                "ln:/w/.env:/w/src/env",
+                "mv:/w/.env:/w/src/env",
+                "mkdir:/w/.git/hooks/new",
+                "rmdir:/w/.git/hooks",
+            ],
+        );
+        assert_answers(
+            &answers,
+            &[
+                ("read:/w/src/main.rs", "ok: fn main() {}"),
+                ("write:/w/src/new.rs:fn x() {}", "ok"),
+                ("ls:/w", "ok: .git,config,payload,src,sub"),
+                ("ls:/w/.git", "ok: HEAD"),
+                ("ls:/w/sub", "ok"),
+                ("read:/w/.env", ENOENT),
+                ("stat:/w/sub/.env", ENOENT),
+                ("write:/w/.env:stolen", ENOENT),
+                ("read:/w/.git/hooks/pre-commit", ENOENT),
+                ("write:/w/.git/hooks/post-checkout:evil", ENOENT),
+                ("read:/w/config/app.toml", "ok: port = 1"),
+                ("write:/w/config/app.toml:port = 2", EACCES),
+                ("append:/w/config/app.toml:x", EACCES),
+                ("rm:/w/config/app.toml", EACCES),
+                ("touch:/w/config/app.toml", EACCES),
+                ("write:/w/config/new.toml:x", EACCES),
+                ("symlink:.env:/w/src/env-link", "ok"),
+                ("read:/w/src/env-link", ENOENT),
+                ("write:/w/src/cfg/app.toml:port = 3", EACCES),
+                ("read:/w/src/../.env", ENOENT),
+                ("mv:/w/.git:/w/git", EACCES),
+                ("mv:/w/config:/w/conf", EACCES),
+                ("mv:/w/payload:/w/.git", EACCES),
+                ("mv:/w/payload/evil:/w/.git/hooks/pre-push", ENOENT),
+                ("ln:/w/config/app.toml:/w/src/app.toml", EACCES),
+                ("ln:/w/.env:/w/src/env", ENOENT),
+                ("mv:/w/.env:/w/src/env", ENOENT),
+                ("mkdir:/w/.git/hooks/new", ENOENT),
+                ("rmdir:/w/.git/hooks", ENOENT),
+            ],
+            guest,
+        );
+        // The relative link to `../config` is a fine thing to create; only
+        // writing through it is refused.
+        assert_eq!(
+            answers.get("symlink:../config:/w/src/cfg").map(String::as_str),
+            Some("ok"),
+            "{guest}"
+        );
+        assert_eq!(protected(w.path()), before, "{guest}: a protected file changed");
+        assert_eq!(fs::read_to_string(w.path().join("src/new.rs")).unwrap(), "fn x() {}");
+        assert!(w.path().join("payload/evil").exists(), "{guest}");
+
+        // Every refusal is recorded, with the guest path and the rule.
+        let kinds: std::collections::BTreeSet<&str> = outcome.denials.iter().map(|d| d.kind.as_str()).collect();
+        for kind in ["fs-read", "fs-write", "fs-create", "fs-remove", "fs-rename", "fs-link"] {
+            assert!(
+                kinds.contains(kind),
+                "{guest}: no {kind} denial in {:#?}",
+                outcome.denials
+            );
+        }
+        assert!(
+            outcome.denials.iter().any(|d| d.kind == "fs-read"
+                && d.target == "/w/.env"
+                && d.rule == "deny \"**/.env\" in the grant at /w"),
+            "{guest}: {:#?}",
+            outcome.denials
+        );
+        assert!(
+            outcome.denials.iter().any(|d| d.kind == "fs-rename"
+                && d.target == "/w/.git"
+                && d.rule.starts_with("deny \".git/hooks/**\", which reaches inside")),
+            "{guest}: {:#?}",
+            outcome.denials
+        );
+    }
+}
+
+/// Without `hide`, denied paths are refused with `EACCES` and their names
+/// stay in listings (a name is not the content).
+#[test]
+fn fs_rules_without_hide_refuse_in_the_open() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = workspace();
+        let policy = workspace_policy(w.path(), false);
+        let (answers, _) = ops(
+            &policy,
+            guest,
+            &[
+                "read:/w/.env",
+                "stat:/w/.env",
+                "ls:/w/.git",
+                "ls:/w/.git/hooks",
+                "write:/w/sub/.env:x",
+            ],
+        );
+        assert_answers(
+            &answers,
+            &[
+                ("read:/w/.env", EACCES),
+                ("stat:/w/.env", EACCES),
+                ("ls:/w/.git", "ok: HEAD,hooks"),
+                ("ls:/w/.git/hooks", EACCES),
+                ("write:/w/sub/.env:x", EACCES),
+            ],
+            guest,
+        );
+        assert_eq!(fs::read(w.path().join("sub/.env")).unwrap(), SECRET);
+    }
+}
+
+/// Hiding drops entries from listings however many there are: the guest's
+/// buffer is refilled until it is full, so a hidden entry never ends a listing
+/// early (libc reads a short buffer as the end of the directory).
+#[test]
+fn fs_hidden_entries_leave_long_listings_whole() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        for i in 0..600 {
+            let name = if i % 3 == 0 {
+                format!("f{i:03}.key")
+            } else {
+                format!("f{i:03}.txt")
+            };
+            fs::write(w.path().join(name), "x").unwrap();
+        }
+        let policy = crate::policy_toml(
+            &format!(
+                "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/w\"\naccess = \"read-only\"\ndeny = [\"*.key\"]\nhide = true\n",
+                w.path().display()
+            ),
+            w.path(),
+        );
+        let (answers, _) = ops(&policy, guest, &["ls:/w"]);
+        let listed = answers["ls:/w"]
+            .strip_prefix("ok: ")
+            .unwrap()
+            .split(',')
+            .collect::<Vec<_>>();
+        let want: Vec<String> = (0..600)
+            .filter(|i| i % 3 != 0)
+            .map(|i| format!("f{i:03}.txt"))
+            .collect();
+        assert_eq!(listed, want, "{guest}");
+    }
+}
+
+/// POSIX trailing slashes, in any grant (rules or not): `rmdir("dir/")`
+/// removes the directory (wasmtime-wasi 48 alone answers `EINVAL`),
+/// `rmdir("file/")` and `open("file/")` are `ENOTDIR`.
+#[test]
+fn fs_trailing_slashes_answer_as_posix_says() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        fs::create_dir(w.path().join("dir")).unwrap();
+        fs::create_dir(w.path().join("dir2")).unwrap();
+        fs::write(w.path().join("file"), "x").unwrap();
+        let policy = grant(&[(w.path(), "/w", Access::ReadWrite)]);
+        let (answers, outcome) = ops(
+            &policy,
+            guest,
+            &[
+                "rmdir:/w/dir/",
+                "rmdir:/w/dir2//",
+                "rmdir:/w/file/",
+                "read:/w/file/",
+                "rm:/w/file/",
+                "rmdir:/w/none/",
+            ],
+        );
+        assert_answers(
+            &answers,
+            &[
+                ("rmdir:/w/dir/", "ok"),
+                ("rmdir:/w/dir2//", "ok"),
+                ("rmdir:/w/file/", ENOTDIR),
+                ("read:/w/file/", ENOTDIR),
+                ("rm:/w/file/", ENOTDIR),
+                ("rmdir:/w/none/", ENOENT),
+            ],
+            guest,
+        );
+        assert!(!w.path().join("dir").exists() && !w.path().join("dir2").exists());
+        assert!(w.path().join("file").is_file());
+        assert!(outcome.denials.is_empty(), "{:?}", outcome.denials);
+    }
+}
+
+/// What wasmtime-wasi refuses on its own (a change in a read-only grant, a
+/// path leaving its grant) is recorded too, with the reason.
+#[test]
+fn fs_refusals_by_the_grants_themselves_are_recorded() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let layout = Layout::new();
+        let policy = grant(&[(&layout.data(), "/data", Access::ReadOnly)]);
+        let (answers, outcome) = ops(
+            &policy,
+            guest,
+            &["write:/data/new.txt:x", "mkdir:/data/d", "read:/data/../outside.txt"],
+        );
+        assert!(answers.values().all(|a| a.starts_with("err")), "{guest}: {answers:?}");
+        let find = |target: &str| outcome.denials.iter().find(|d| d.target == target);
+        let write = find("/data/new.txt").unwrap_or_else(|| panic!("{guest}: {:#?}", outcome.denials));
+        assert_eq!(write.rule, "the grant at /data is read-only", "{guest}");
+        let mkdir = find("/data/d").unwrap_or_else(|| panic!("{guest}: {:#?}", outcome.denials));
+        assert_eq!(
+            (mkdir.kind.as_str(), mkdir.rule.as_str()),
+            ("fs-create", "the grant at /data is read-only")
+        );
+        layout.assert_secrets_intact(guest);
+    }
 }

@@ -43,6 +43,7 @@ fn every_bundled_policy_loads() {
     // Exact, so a policy that fails to be found (or a new one nobody listed
     // here, in the README and in expectations.toml) fails the test.
     let bundled = [
+        "agent-workspace",
         "deny-all",
         "deterministic",
         "interactive",
@@ -438,4 +439,43 @@ fn r9_bad_size_names_its_key() {
     let (code, err) = wasmcell(&["check", s(&path)]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("lots.toml:2: limits.memory: invalid size `lots`"), "{err}");
+}
+
+/// Rule patterns and `hide` are checked when the policy loads, naming the
+/// key, the line and the fix; a grant repeated through `extends` keeps the
+/// rules of every layer.
+#[test]
+fn fs_rules_are_checked_and_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let grant = "[[fs.dirs]]\nhost = \".\"\nguest = \"/w\"\naccess = \"read-write\"\n";
+    let e = Policy::from_toml(&format!("{grant}deny = [\"ok\", \"/etc/passwd\"]\n"), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":5:") && e.contains("fs.dirs.deny") && e.contains("absolute"),
+        "{e}"
+    );
+    let e = Policy::from_toml(&format!("{grant}read-only = [\"a/**b\"]\n"), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fs.dirs.read-only") && e.contains("must stand alone"), "{e}");
+    let e = Policy::from_toml(&format!("{grant}hide = true\n"), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("hides nothing"), "{e}");
+
+    std::fs::write(
+        dir.path().join("base.toml"),
+        format!("{grant}deny = [\"**/.env\"]\nhide = true\n"),
+    )
+    .unwrap();
+    let top = format!("extends = [\"base.toml\"]\n{grant}read-only = [\"config/**\"]\n");
+    let policy = Policy::from_toml(&top, dir.path()).unwrap();
+    let [d] = policy.dirs() else {
+        panic!("{:?}", policy.dirs())
+    };
+    let names = |g: &[wasmcell::policy::PathGlob]| g.iter().map(|g| g.as_str().to_string()).collect::<Vec<_>>();
+    assert_eq!(names(&d.rules.deny), ["**/.env"]);
+    assert_eq!(names(&d.rules.read_only), ["config/**"]);
+    assert!(d.rules.hide);
 }

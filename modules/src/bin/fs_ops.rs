@@ -1,0 +1,84 @@
+//! Runs filesystem operations named by its arguments, one per argument, and
+//! prints one line each: `<op> <path> -> ok[: detail]` or `-> err <errno>`
+//! (the WASI errno: 2 EACCES, 44 ENOENT, 54 ENOTDIR, ...). Never stops early,
+//! so one run tries every route a test plants.
+//!
+//! Operations (`:` separates an operation's arguments):
+//! `read:P` `write:P:TEXT` `append:P:TEXT` `mkdir:P` `rmdir:P` `rm:P` `mv:A:B`
+//! `ln:A:B` (hard link) `symlink:TARGET:LINK` `stat:P` `ls:DIR` (names, sorted)
+//! `readlink:P` `touch:P` (sets the modified time through a file opened for reading).
+
+use std::fs;
+use std::io::Write as _;
+use std::time::{Duration, SystemTime};
+
+fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
+    let arg = |i: usize| args.get(i).copied().unwrap_or("");
+    match op {
+        "read" => fs::read_to_string(arg(0)),
+        "write" => fs::write(arg(0), arg(1)).map(|()| String::new()),
+        "append" => fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(arg(0))
+            .and_then(|mut f| f.write_all(arg(1).as_bytes()))
+            .map(|()| String::new()),
+        "mkdir" => fs::create_dir(arg(0)).map(|()| String::new()),
+        "rmdir" => fs::remove_dir(arg(0)).map(|()| String::new()),
+        "rm" => fs::remove_file(arg(0)).map(|()| String::new()),
+        "mv" => fs::rename(arg(0), arg(1)).map(|()| String::new()),
+        "ln" => fs::hard_link(arg(0), arg(1)).map(|()| String::new()),
+        "symlink" => symlink(arg(0), arg(1)).map(|()| String::new()),
+        "stat" => fs::symlink_metadata(arg(0)).map(|m| format!("{} bytes", m.len())),
+        "ls" => fs::read_dir(arg(0)).and_then(|entries| {
+            let mut names = entries
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            names.sort();
+            Ok(names.join(","))
+        }),
+        "readlink" => fs::read_link(arg(0)).map(|t| t.display().to_string()),
+        "touch" => fs::File::open(arg(0))
+            .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
+            .map(|()| String::new()),
+        other => Err(std::io::Error::other(format!("unknown operation `{other}`"))),
+    }
+}
+
+// `std::os::wasi::fs::symlink_path` is unstable, so call wasi-libc's `symlink` directly.
+#[cfg(target_os = "wasi")]
+fn symlink(target: &str, link: &str) -> std::io::Result<()> {
+    use std::ffi::{CString, c_char, c_int};
+
+    unsafe extern "C" {
+        fn symlink(target: *const c_char, link: *const c_char) -> c_int;
+    }
+    let target = CString::new(target)?;
+    let link = CString::new(link)?;
+    // SAFETY: both pointers are to NUL-terminated strings that outlive the call.
+    match unsafe { symlink(target.as_ptr(), link.as_ptr()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn symlink(target: &str, link: &str) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+fn main() {
+    for spec in std::env::args().skip(1) {
+        let mut parts = spec.split(':');
+        let op = parts.next().unwrap_or("");
+        let args: Vec<&str> = parts.collect();
+        match run(op, &args) {
+            Ok(detail) if detail.is_empty() => println!("{spec} -> ok"),
+            Ok(detail) => println!("{spec} -> ok: {detail}"),
+            Err(e) => match e.raw_os_error() {
+                Some(errno) => println!("{spec} -> err {errno}"),
+                None => println!("{spec} -> err {e}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The one decision point every guest filesystem operation passes, preview 1
+//! and preview 2 alike: [`FsGuard`] knows where each open handle points,
+//! decides the path an operation names against its grant's rules (as the
+//! guest wrote it and where it leads), and records every refusal.
+
+use super::resolve::{Rel, lexical, resolve};
+use crate::capabilities::denial::Denials;
+use crate::policy::{DirGrant, FsDecision, FsOp, FsRules};
+use cap_std::fs::Dir;
+use std::collections::HashMap;
+
+/// One granted directory as the guard sees it.
+struct Grant {
+    guest: String,
+    read_only: bool,
+    rules: FsRules,
+    /// The grant's root, opened without following links; only for a grant
+    /// with rules, whose paths are resolved by following links ourselves.
+    root: Option<Dir>,
+}
+
+/// Where a handle or path points: a grant and a normalized path inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Loc {
+    grant: usize,
+    rel: Rel,
+}
+
+/// Why an operation is refused, as the guest will see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The path is hidden: it does not exist, as far as the guest can tell.
+    NotFound,
+    /// Permission denied.
+    Denied,
+}
+
+/// An allowed operation's path: where it leads, when the guard knows.
+#[derive(Debug, Default)]
+pub(crate) struct Checked {
+    /// `None` when the base handle is unknown (not a directory the guest
+    /// holds) or the path leaves the grant: wasmtime-wasi refuses those.
+    pub(crate) loc: Option<Loc>,
+    /// Whether it is an existing directory (known only in grants with rules).
+    pub(crate) is_dir: bool,
+}
+
+/// Per-run filesystem state: the grants, where each guest handle points and
+/// the run's refusal record.
+#[derive(Default)]
+pub(crate) struct FsGuard {
+    grants: Vec<Grant>,
+    denials: Denials,
+    /// Preview 1 fds, or preview 2 descriptors by resource index.
+    handles: HashMap<u32, Loc>,
+    /// Preview 2 directory listings being read (by resource index) in a
+    /// grant that hides paths: the directory listed.
+    listings: HashMap<u32, Loc>,
+}
+
+impl FsGuard {
+    pub(super) fn new(denials: Denials) -> FsGuard {
+        FsGuard {
+            denials,
+            ..FsGuard::default()
+        }
+    }
+
+    /// Adds the next grant (grants are numbered in policy order, as
+    /// wasmtime-wasi numbers its preopens).
+    pub(super) fn add_grant(&mut self, grant: &DirGrant, root: Option<Dir>) {
+        self.grants.push(Grant {
+            guest: grant.guest.clone(),
+            read_only: grant.access == crate::policy::Access::ReadOnly,
+            rules: grant.rules.clone(),
+            root,
+        });
+    }
+
+    /// Preview 1: preopened directories are fds 3, 4, ... in grant order.
+    pub(crate) fn p1_preopens(&mut self) {
+        for grant in 0..self.grants.len() {
+            self.handles.insert(3 + grant as u32, Loc { grant, rel: Vec::new() });
+        }
+    }
+
+    /// Preview 2: a preopened directory descriptor the guest was handed.
+    pub(crate) fn preopened(&mut self, handle: u32, guest: &str) {
+        if let Some(grant) = self.grants.iter().position(|g| g.guest == guest) {
+            self.handles.insert(handle, Loc { grant, rel: Vec::new() });
+        }
+    }
+
+    /// A handle opened at `loc` (unknown: forgotten, so a reused number never
+    /// inherits another file's place).
+    pub(crate) fn opened(&mut self, handle: u32, loc: Option<Loc>) {
+        match loc {
+            Some(loc) => self.handles.insert(handle, loc),
+            None => self.handles.remove(&handle),
+        };
+    }
+
+    pub(crate) fn closed(&mut self, handle: u32) {
+        self.handles.remove(&handle);
+        self.listings.remove(&handle);
+    }
+
+    /// Preview 1 `fd_renumber`: `to` now holds what `from` held.
+    pub(crate) fn renumbered(&mut self, from: u32, to: u32) {
+        let loc = self.handles.remove(&from);
+        self.opened(to, loc);
+    }
+
+    /// Decides `op` on `path`, taken from the directory `base`; `follow`
+    /// follows a link in the last component. Both the path as written and
+    /// where it leads are decided; a refusal is recorded.
+    pub(crate) fn check(&self, base: u32, path: &str, follow: bool, op: FsOp) -> Result<Checked, Refusal> {
+        let Some(from) = self.handles.get(&base) else {
+            return Ok(Checked::default());
+        };
+        let grant = &self.grants[from.grant];
+        let Some(lex) = lexical(&from.rel, path) else {
+            return Ok(Checked::default());
+        };
+        let Some(root) = grant.root.as_ref().filter(|_| !grant.rules.is_empty()) else {
+            let loc = Loc {
+                grant: from.grant,
+                rel: lex,
+            };
+            return Ok(Checked {
+                loc: Some(loc),
+                is_dir: false,
+            });
+        };
+        let resolved = resolve(root, &from.rel, path, follow);
+        // Opening an existing file with "create" only writes it.
+        let op = match &resolved {
+            Some(r) if op == FsOp::Create && r.exists => FsOp::Write,
+            _ => op,
+        };
+        for rel in std::iter::once(&lex).chain(resolved.as_ref().map(|r| &r.rel)) {
+            self.decide(from.grant, rel, op)?;
+        }
+        Ok(match resolved {
+            Some(r) => Checked {
+                loc: Some(Loc {
+                    grant: from.grant,
+                    rel: r.rel,
+                }),
+                is_dir: r.is_dir,
+            },
+            None => Checked::default(),
+        })
+    }
+
+    /// Decides `op` on what `handle` itself points at (changing an open
+    /// file's times, say).
+    pub(crate) fn check_handle(&self, handle: u32, op: FsOp) -> Result<(), Refusal> {
+        match self.handles.get(&handle) {
+            Some(loc) => self.decide(loc.grant, &loc.rel, op),
+            None => Ok(()),
+        }
+    }
+
+    /// Decides a rename (or a link, with `op`) of `old` from `old_base` to
+    /// `new` from `new_base`: both ends, and for a directory, whether a
+    /// rule reaches inside it at either place.
+    pub(crate) fn check_move(
+        &self,
+        (old_base, old, follow_old): (u32, &str, bool),
+        (new_base, new): (u32, &str),
+        op: FsOp,
+    ) -> Result<(), Refusal> {
+        let from = self.check(old_base, old, follow_old, op)?;
+        let to = self.check(new_base, new, false, op)?;
+        if !from.is_dir {
+            return Ok(());
+        }
+        for loc in [&from.loc, &to.loc].into_iter().flatten() {
+            let grant = &self.grants[loc.grant];
+            if let Some(rule) = grant.rules.rule_inside(&loc.rel.join("/")) {
+                self.record(op, loc, &format!("{rule}, which reaches inside the directory moved"));
+                return Err(Refusal::Denied);
+            }
+        }
+        Ok(())
+    }
+
+    fn decide(&self, grant: usize, rel: &Rel, op: FsOp) -> Result<(), Refusal> {
+        let rules = &self.grants[grant].rules;
+        if rules.is_empty() {
+            return Ok(());
+        }
+        match rules.decide(&rel.join("/"), op) {
+            FsDecision::Allow => Ok(()),
+            FsDecision::Deny { rule, hide } => {
+                self.record(
+                    op,
+                    &Loc {
+                        grant,
+                        rel: rel.clone(),
+                    },
+                    &rule,
+                );
+                Err(if hide { Refusal::NotFound } else { Refusal::Denied })
+            }
+        }
+    }
+
+    fn record(&self, op: FsOp, loc: &Loc, rule: &str) {
+        let grant = &self.grants[loc.grant];
+        let rule = format!("{rule} in the grant at {}", grant.guest);
+        self.denials.refuse(op.kind(), &self.guest_path(loc), &rule);
+    }
+
+    /// Records a refusal wasmtime-wasi made on its own (a change in a
+    /// read-only grant, a path leaving its grant, the host's permissions).
+    pub(crate) fn refused_by_wasi(&self, base: u32, path: &str, op: FsOp) {
+        let Some(from) = self.handles.get(&base) else {
+            let rule = "not below a granted directory";
+            return self.denials.refuse(op.kind(), path, rule);
+        };
+        let grant = &self.grants[from.grant];
+        let (target, rule) = match lexical(&from.rel, path) {
+            None => (
+                format!("{}/{path}", self.guest_path(from).trim_end_matches('/')),
+                format!("the path leaves the grant at {}", grant.guest),
+            ),
+            Some(rel) => {
+                let loc = Loc { grant: from.grant, rel };
+                let rule = if grant.read_only && op.modifies() {
+                    format!("the grant at {} is read-only", grant.guest)
+                } else {
+                    format!(
+                        "refused by the host in the grant at {} (its permissions or links)",
+                        grant.guest
+                    )
+                };
+                (self.guest_path(&loc), rule)
+            }
+        };
+        self.denials.refuse(op.kind(), &target, &rule);
+    }
+
+    /// The directory `handle` lists, when its grant hides paths.
+    pub(crate) fn hiding_in(&self, handle: u32) -> Option<Loc> {
+        let loc = self.handles.get(&handle)?;
+        let grant = &self.grants[loc.grant];
+        (grant.rules.hide && !grant.rules.deny.is_empty()).then(|| loc.clone())
+    }
+
+    /// Preview 2: a listing of `dir` (from [`FsGuard::hiding_in`]) started.
+    pub(crate) fn listing(&mut self, stream: u32, dir: Loc) {
+        self.listings.insert(stream, dir);
+    }
+
+    pub(crate) fn listing_of(&self, stream: u32) -> Option<&Loc> {
+        self.listings.get(&stream)
+    }
+
+    /// Whether entry `name` of directory `dir` is hidden.
+    pub(crate) fn hidden(&self, dir: &Loc, name: &str) -> bool {
+        let mut rel = dir.rel.clone();
+        rel.push(name.to_string());
+        let rules = &self.grants[dir.grant].rules;
+        matches!(
+            rules.decide(&rel.join("/"), FsOp::Stat),
+            FsDecision::Deny { hide: true, .. }
+        )
+    }
+
+    fn guest_path(&self, loc: &Loc) -> String {
+        let guest = self.grants[loc.grant].guest.trim_end_matches('/');
+        if loc.rel.is_empty() {
+            return if guest.is_empty() { "/".into() } else { guest.into() };
+        }
+        format!("{guest}/{}", loc.rel.join("/"))
+    }
+}

@@ -1,0 +1,411 @@
+//! Preview 1 filesystem calls, checked by the run's [`FsGuard`] and then
+//! performed by wasmtime-wasi's own implementation (its generated
+//! `wasi_snapshot_preview1` functions, which take raw guest arguments).
+//! The engine's linker shadows each function with one of these; every one
+//! takes the guest's memory and the store's WASI context and guard.
+//!
+//! Besides the rules, two answers are corrected: `rmdir("dir/")` succeeds as
+//! POSIX says (wasmtime-wasi 48 answers `EINVAL`), and a listing leaves out
+//! the entries a grant hides.
+
+use super::FsGuard;
+use super::guard::Refusal;
+use crate::policy::FsOp;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p1::wasi_snapshot_preview1 as wasi;
+use wiggle::GuestMemory;
+
+/// Errno values of wasi_snapshot_preview1.
+mod errno {
+    pub(super) const ACCES: i32 = 2;
+    pub(super) const NOENT: i32 = 44;
+    pub(super) const NOTDIR: i32 = 54;
+    pub(super) const PERM: i32 = 63;
+    pub(super) const ROFS: i32 = 69;
+    pub(super) const NOTCAPABLE: i32 = 76;
+}
+
+const LOOKUP_SYMLINK_FOLLOW: i32 = 1;
+const OFLAGS_CREAT: i32 = 1;
+const OFLAGS_TRUNC: i32 = 8;
+const RIGHTS_FD_WRITE: i64 = 1 << 6;
+const FDFLAGS_APPEND: i32 = 1;
+const FILETYPE_DIRECTORY: u8 = 3;
+
+/// Raw guest arguments: a path is a pointer and a length.
+type Ptr = i32;
+
+fn errno_of(refusal: Refusal) -> i32 {
+    match refusal {
+        Refusal::NotFound => errno::NOENT,
+        Refusal::Denied => errno::ACCES,
+    }
+}
+
+/// The guest string at `ptr`, or `None` when it is out of bounds or not
+/// UTF-8 (wasmtime-wasi then refuses the call itself).
+fn read_path(mem: &[u8], ptr: Ptr, len: i32) -> Option<String> {
+    let start = ptr as u32 as usize;
+    let bytes = mem.get(start..start.checked_add(len as u32 as usize)?)?;
+    std::str::from_utf8(bytes).ok().map(str::to_string)
+}
+
+fn read_u32(mem: &[u8], ptr: Ptr) -> Option<u32> {
+    let at = ptr as u32 as usize;
+    Some(u32::from_le_bytes(mem.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+/// Records what wasmtime-wasi refused on its own, by the errno it gave.
+fn after(guard: &FsGuard, rc: i32, base: i32, path: Option<&str>, op: FsOp) -> i32 {
+    if let (errno::ACCES | errno::PERM | errno::ROFS | errno::NOTCAPABLE, Some(path)) = (rc, path) {
+        guard.refused_by_wasi(base as u32, path, op);
+    }
+    rc
+}
+
+/// Checks `op` on the path at `ptr`, giving the path read, or the errno
+/// that refuses the call.
+fn check(
+    guard: &FsGuard,
+    mem: &[u8],
+    fd: i32,
+    (ptr, len): (Ptr, i32),
+    follow: bool,
+    op: FsOp,
+) -> Result<Option<String>, i32> {
+    let Some(path) = read_path(mem, ptr, len) else {
+        return Ok(None);
+    };
+    guard.check(fd as u32, &path, follow, op).map_err(errno_of)?;
+    Ok(Some(path))
+}
+
+fn open_op(oflags: i32, rights: i64, fdflags: i32) -> FsOp {
+    if oflags & OFLAGS_CREAT != 0 {
+        FsOp::Create
+    } else if oflags & OFLAGS_TRUNC != 0 || rights & RIGHTS_FD_WRITE != 0 || fdflags & FDFLAGS_APPEND != 0 {
+        FsOp::Write
+    } else {
+        FsOp::Read
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn path_open(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out): (i32, i32, Ptr, i32, i32, i64, i64, i32, Ptr),
+) -> wasmtime::Result<i32> {
+    let op = open_op(oflags, base, fdflags);
+    let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
+    let path = read_path(mem, ptr, len);
+    let checked = match &path {
+        Some(p) => match guard.check(fd as u32, p, follow, op) {
+            Ok(c) => Some(c),
+            Err(r) => return Ok(errno_of(r)),
+        },
+        None => None,
+    };
+    let mut memory = GuestMemory::Unshared(mem);
+    let rc = wasi::path_open(
+        ctx,
+        &mut memory,
+        fd,
+        dirflags,
+        ptr,
+        len,
+        oflags,
+        base,
+        inheriting,
+        fdflags,
+        out,
+    )
+    .await?;
+    let rc = after(guard, rc, fd, path.as_deref(), op);
+    if rc == 0
+        && let Some(new) = read_u32(mem, out)
+    {
+        guard.opened(new, checked.and_then(|c| c.loc));
+    }
+    Ok(rc)
+}
+
+pub(crate) async fn path_filestat_get(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, flags, ptr, len, buf): (i32, i32, Ptr, i32, Ptr),
+) -> wasmtime::Result<i32> {
+    let path = match check(
+        guard,
+        mem,
+        fd,
+        (ptr, len),
+        flags & LOOKUP_SYMLINK_FOLLOW != 0,
+        FsOp::Stat,
+    ) {
+        Ok(p) => p,
+        Err(e) => return Ok(e),
+    };
+    let rc = wasi::path_filestat_get(ctx, &mut GuestMemory::Unshared(mem), fd, flags, ptr, len, buf).await?;
+    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Stat))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn path_filestat_set_times(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, flags, ptr, len, atim, mtim, fst): (i32, i32, Ptr, i32, i64, i64, i32),
+) -> wasmtime::Result<i32> {
+    let path = match check(
+        guard,
+        mem,
+        fd,
+        (ptr, len),
+        flags & LOOKUP_SYMLINK_FOLLOW != 0,
+        FsOp::Write,
+    ) {
+        Ok(p) => p,
+        Err(e) => return Ok(e),
+    };
+    let mut memory = GuestMemory::Unshared(mem);
+    let rc = wasi::path_filestat_set_times(ctx, &mut memory, fd, flags, ptr, len, atim, mtim, fst).await?;
+    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Write))
+}
+
+pub(crate) async fn path_readlink(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, ptr, len, buf, buf_len, used): (i32, Ptr, i32, Ptr, i32, Ptr),
+) -> wasmtime::Result<i32> {
+    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Read) {
+        Ok(p) => p,
+        Err(e) => return Ok(e),
+    };
+    let rc = wasi::path_readlink(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len, buf, buf_len, used).await?;
+    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Read))
+}
+
+pub(crate) async fn path_create_directory(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, ptr, len): (i32, Ptr, i32),
+) -> wasmtime::Result<i32> {
+    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Create) {
+        Ok(p) => p,
+        Err(e) => return Ok(e),
+    };
+    let rc = wasi::path_create_directory(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
+    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Create))
+}
+
+pub(crate) async fn path_unlink_file(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, ptr, len): (i32, Ptr, i32),
+) -> wasmtime::Result<i32> {
+    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Remove) {
+        Ok(p) => p,
+        Err(e) => return Ok(e),
+    };
+    let rc = wasi::path_unlink_file(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
+    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Remove))
+}
+
+/// `rmdir`, with POSIX's answer for a trailing slash: `"dir/"` removes the
+/// directory, `"file/"` is `ENOTDIR`.
+pub(crate) async fn path_remove_directory(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, ptr, len): (i32, Ptr, i32),
+) -> wasmtime::Result<i32> {
+    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Remove) {
+        Ok(p) => p,
+        Err(e) => return Ok(e),
+    };
+    let mut len = len;
+    if let Some(p) = path.as_deref().filter(|p| p.len() > 1 && p.ends_with('/')) {
+        let trimmed = p.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Ok(after(guard, errno::PERM, fd, Some(p), FsOp::Remove));
+        }
+        match stat_type(ctx, fd, trimmed).await? {
+            Ok(FILETYPE_DIRECTORY) => len = trimmed.len() as i32,
+            Ok(_) => return Ok(errno::NOTDIR),
+            Err(e) => return Ok(e),
+        }
+    }
+    let rc = wasi::path_remove_directory(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
+    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Remove))
+}
+
+/// The file type of `path` (links not followed), through wasmtime-wasi with
+/// a scratch memory of our own.
+async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, path: &str) -> wasmtime::Result<Result<u8, i32>> {
+    // The filestat (64 bytes) first, then the path.
+    let mut scratch = vec![0u8; 64 + path.len()];
+    scratch[64..].copy_from_slice(path.as_bytes());
+    let mut memory = GuestMemory::Unshared(&mut scratch);
+    let rc = wasi::path_filestat_get(ctx, &mut memory, fd, 0, 64, path.len() as i32, 0).await?;
+    Ok(if rc == 0 { Ok(scratch[16]) } else { Err(rc) })
+}
+
+pub(crate) async fn path_rename(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, old_ptr, old_len, new_fd, new_ptr, new_len): (i32, Ptr, i32, i32, Ptr, i32),
+) -> wasmtime::Result<i32> {
+    let (old, new) = (read_path(mem, old_ptr, old_len), read_path(mem, new_ptr, new_len));
+    if let (Some(o), Some(n)) = (&old, &new)
+        && let Err(r) = guard.check_move((fd as u32, o, false), (new_fd as u32, n), FsOp::Rename)
+    {
+        return Ok(errno_of(r));
+    }
+    let mut memory = GuestMemory::Unshared(mem);
+    let rc = wasi::path_rename(ctx, &mut memory, fd, old_ptr, old_len, new_fd, new_ptr, new_len).await?;
+    Ok(after(guard, rc, fd, old.as_deref(), FsOp::Rename))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn path_link(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len): (i32, i32, Ptr, i32, i32, Ptr, i32),
+) -> wasmtime::Result<i32> {
+    let (old, new) = (read_path(mem, old_ptr, old_len), read_path(mem, new_ptr, new_len));
+    let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
+    if let (Some(o), Some(n)) = (&old, &new)
+        && let Err(r) = guard.check_move((fd as u32, o, follow), (new_fd as u32, n), FsOp::Link)
+    {
+        return Ok(errno_of(r));
+    }
+    let mut memory = GuestMemory::Unshared(mem);
+    let rc = wasi::path_link(ctx, &mut memory, fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len).await?;
+    Ok(after(guard, rc, new_fd, new.as_deref(), FsOp::Link))
+}
+
+/// A symbolic link is checked where it is created; what it points to is
+/// only text until a later call follows it, and is checked then.
+pub(crate) async fn path_symlink(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (old_ptr, old_len, fd, new_ptr, new_len): (Ptr, i32, i32, Ptr, i32),
+) -> wasmtime::Result<i32> {
+    let new = match check(guard, mem, fd, (new_ptr, new_len), false, FsOp::Symlink) {
+        Ok(p) => p,
+        Err(e) => return Ok(e),
+    };
+    let mut memory = GuestMemory::Unshared(mem);
+    let rc = wasi::path_symlink(ctx, &mut memory, old_ptr, old_len, fd, new_ptr, new_len).await?;
+    Ok(after(guard, rc, fd, new.as_deref(), FsOp::Symlink))
+}
+
+pub(crate) async fn fd_filestat_set_times(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, atim, mtim, fst): (i32, i64, i64, i32),
+) -> wasmtime::Result<i32> {
+    if let Err(r) = guard.check_handle(fd as u32, FsOp::Write) {
+        return Ok(errno_of(r));
+    }
+    wasi::fd_filestat_set_times(ctx, &mut GuestMemory::Unshared(mem), fd, atim, mtim, fst).await
+}
+
+pub(crate) async fn fd_close(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd,): (i32,),
+) -> wasmtime::Result<i32> {
+    let rc = wasi::fd_close(ctx, &mut GuestMemory::Unshared(mem), fd).await?;
+    if rc == 0 {
+        guard.closed(fd as u32);
+    }
+    Ok(rc)
+}
+
+pub(crate) async fn fd_renumber(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (from, to): (i32, i32),
+) -> wasmtime::Result<i32> {
+    let rc = wasi::fd_renumber(ctx, &mut GuestMemory::Unshared(mem), from, to).await?;
+    if rc == 0 && from != to {
+        guard.renumbered(from as u32, to as u32);
+    }
+    Ok(rc)
+}
+
+/// Host memory one listing call uses at most; far above a name's 255 bytes.
+const LISTING_CHUNK: usize = 64 * 1024;
+/// A `dirent`: next cookie (u64), inode (u64), name length (u32), type (u8), padding.
+const DIRENT: usize = 24;
+
+/// `fd_readdir`, leaving out the entries a grant hides. wasmtime-wasi lists
+/// into our own buffer; the kept entries are copied to the guest's, refilled
+/// from the last cookie until it is full, since a short buffer means "end of
+/// directory" to the guest. A full buffer ends with a cut entry, as
+/// wasmtime-wasi's does, and the guest asks again from that entry's cookie.
+pub(crate) async fn fd_readdir(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, buf, len, cookie, used_ptr): (i32, Ptr, i32, i64, Ptr),
+) -> wasmtime::Result<i32> {
+    let (start, want, used_at) = (buf as u32 as usize, len as u32 as usize, used_ptr as u32 as usize);
+    let in_bounds = start.checked_add(want).is_some_and(|end| end <= mem.len())
+        && used_at.checked_add(4).is_some_and(|end| end <= mem.len());
+    let dir = guard.hiding_in(fd as u32);
+    let Some(dir) = dir.filter(|_| in_bounds) else {
+        return wasi::fd_readdir(ctx, &mut GuestMemory::Unshared(mem), fd, buf, len, cookie, used_ptr).await;
+    };
+    let mut scratch = vec![0u8; LISTING_CHUNK + 4];
+    let chunk = LISTING_CHUNK as i32;
+    let (mut filled, mut cookie) = (0usize, cookie);
+    'refill: loop {
+        let mut memory = GuestMemory::Unshared(&mut scratch);
+        let rc = wasi::fd_readdir(ctx, &mut memory, fd, 0, chunk, cookie, chunk).await?;
+        if rc != 0 {
+            return Ok(rc);
+        }
+        let used = read_u32(&scratch, chunk).unwrap_or(0) as usize;
+        let mut at = 0;
+        while at + DIRENT <= used {
+            let namlen = read_u32(&scratch, (at + 16) as i32).unwrap_or(0) as usize;
+            let end = at + DIRENT + namlen;
+            if end > used {
+                break;
+            }
+            let name = std::str::from_utf8(&scratch[at + DIRENT..end]);
+            if !name.is_ok_and(|n| guard.hidden(&dir, n)) {
+                let room = want - filled;
+                let take = (end - at).min(room);
+                mem[start + filled..start + filled + take].copy_from_slice(&scratch[at..at + take]);
+                filled += take;
+                if take < end - at {
+                    break 'refill;
+                }
+            }
+            cookie = i64::from_le_bytes(scratch[at..at + 8].try_into().unwrap_or_default());
+            at = end;
+        }
+        // wasmtime-wasi filled less than the chunk: the directory ended. An
+        // entry that did not fit a whole chunk cannot be: names are short.
+        if used < LISTING_CHUNK || at == 0 || filled == want {
+            break;
+        }
+    }
+    mem[used_at..used_at + 4].copy_from_slice(&(filled as u32).to_le_bytes());
+    Ok(0)
+}
