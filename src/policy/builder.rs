@@ -201,6 +201,8 @@ impl PolicyBuilder {
     ///     deny: vec![PathGlob::new("**/.env")?],
     ///     read_only: vec![PathGlob::new(".git/**")?],
     ///     hide: true,
+    ///     quota: Some(100 << 20),
+    ///     max_files: None,
     /// };
     /// let policy = Policy::builder()
     ///     .grant_dir_with_rules(std::env::temp_dir(), "/work", Access::ReadWrite, rules)
@@ -219,8 +221,8 @@ impl PolicyBuilder {
             Origin::Flag(flag) => DirSite::Flag(flag),
             _ => DirSite::Api,
         };
-        if let Err(e) = check_rules(&rules) {
-            self.fail(site.locate(e.key("fs.dirs.hide")));
+        if let Err(e) = check_rules(&rules, access) {
+            self.fail(site.locate(e));
             return self;
         }
         match resolve_dir(host.as_ref(), guest) {

@@ -5,7 +5,7 @@
 
 use super::error::{PolicyError, invalid};
 use super::file::ClockMode;
-use super::{ByteSize, FsRules, Limits, Proposal};
+use super::{Access, ByteSize, FsRules, Limits, Proposal};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -112,16 +112,29 @@ pub(super) fn check_guest_path(guest: &str) -> Result<(), PolicyError> {
 pub(super) const MAX_RULES: usize = 256;
 
 /// The rules of one `[[fs.dirs]]` grant.
-pub(super) fn check_rules(rules: &FsRules) -> Result<(), PolicyError> {
+pub(super) fn check_rules(rules: &FsRules, access: Access) -> Result<(), PolicyError> {
     if rules.hide && rules.deny.is_empty() {
-        return Err(invalid(
-            "fs.dirs.hide = true hides nothing without `deny` patterns; add them or remove `hide`",
-        ));
+        return Err(
+            invalid("fs.dirs.hide = true hides nothing without `deny` patterns; add them or remove `hide`")
+                .key("fs.dirs.hide"),
+        );
+    }
+    if rules.has_quota() && access == Access::ReadOnly {
+        let key = if rules.quota.is_some() {
+            "fs.dirs.quota"
+        } else {
+            "fs.dirs.max-files"
+        };
+        return Err(invalid(format!(
+            "{key} on a read-only grant: nothing can be written there; remove it or make the grant read-write"
+        ))
+        .key(key));
     }
     if rules.deny.len() + rules.read_only.len() > MAX_RULES {
         return Err(invalid(format!(
             "a grant has more than {MAX_RULES} `deny` and `read-only` patterns; merge them with `*` and `**`"
-        )));
+        ))
+        .key("fs.dirs.deny"));
     }
     Ok(())
 }

@@ -83,6 +83,20 @@ fn describe_rules(out: &mut String, rules: &super::FsRules) {
             ),
         );
     }
+    if let Some(bytes) = rules.quota {
+        let what =
+            "here (writes, appends, resizing; removing gives nothing back); past it writes fail as on a full disk";
+        line(
+            out,
+            format!("    quota: the run may add at most {} {what}", super::ByteSize(bytes)),
+        );
+    }
+    if let Some(files) = rules.max_files {
+        line(
+            out,
+            format!("    max-files: at most {files} new files, directories and links"),
+        );
+    }
     if !rules.is_empty() {
         line(
             out,

@@ -104,6 +104,10 @@ pub struct DirFile {
     /// Make denied paths look absent rather than refused.
     #[serde(default)]
     pub hide: bool,
+    /// Bytes the run may add below a read-write grant.
+    pub quota: Option<Spanned<ByteSize>>,
+    /// Files, directories and links the run may create below a read-write grant.
+    pub max_files: Option<Spanned<u64>>,
 }
 
 /// `[env]` as written.

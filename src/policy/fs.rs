@@ -78,12 +78,23 @@ pub struct FsRules {
     /// Denied paths look absent: `NotFound` on open and stat, left out of
     /// directory listings.
     pub hide: bool,
+    /// Bytes the run may add below a read-write grant (`quota`): growth of
+    /// files by writes, appends and resizing, counted over the whole run;
+    /// removing or truncating gives nothing back.
+    pub quota: Option<u64>,
+    /// Files, directories and links the run may create (`max-files`).
+    pub max_files: Option<u64>,
 }
 
 impl FsRules {
-    /// Whether there is any rule (a grant without rules is never checked).
+    /// Whether there is no path rule (paths in such a grant are not decided).
     pub fn is_empty(&self) -> bool {
         self.deny.is_empty() && self.read_only.is_empty()
+    }
+
+    /// Whether the grant counts what the run adds (`quota`, `max-files`).
+    pub fn has_quota(&self) -> bool {
+        self.quota.is_some() || self.max_files.is_some()
     }
 
     /// Adds `other`'s rules to these (a grant repeated across layers keeps
@@ -100,6 +111,12 @@ impl FsRules {
             }
         }
         self.hide |= other.hide;
+        let stricter = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.quota = stricter(self.quota, other.quota);
+        self.max_files = stricter(self.max_files, other.max_files);
     }
 
     /// Decides `op` on `rel` (normalized, relative to the grant). A rule
@@ -294,6 +311,7 @@ mod tests {
             deny: deny.iter().map(|p| PathGlob::new(p).unwrap()).collect(),
             read_only: read_only.iter().map(|p| PathGlob::new(p).unwrap()).collect(),
             hide,
+            ..FsRules::default()
         }
     }
 

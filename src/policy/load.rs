@@ -584,8 +584,18 @@ fn parse_rules(src: &Source<'_>, d: &DirFile) -> Result<FsRules, PolicyError> {
         deny: globs(&d.deny, "fs.dirs.deny")?,
         read_only: globs(&d.read_only, "fs.dirs.read-only")?,
         hide: d.hide,
+        quota: d.quota.as_ref().map(|q| q.get_ref().0),
+        max_files: d.max_files.as_ref().map(|m| *m.get_ref()),
     };
-    check_rules(&rules).map_err(|e| src.at(e, "fs.dirs.hide", Some(d.guest.span())))?;
+    check_rules(&rules, d.access).map_err(|e| {
+        let span = d
+            .quota
+            .as_ref()
+            .map(Spanned::span)
+            .or(d.max_files.as_ref().map(Spanned::span));
+        let key = e.key_name().unwrap_or("fs.dirs").to_string();
+        src.at(e, &key, span.or(Some(d.guest.span())))
+    })?;
     Ok(rules)
 }
 

@@ -1181,3 +1181,67 @@ fn fs_refusals_by_the_grants_themselves_are_recorded() {
         layout.assert_secrets_intact(guest);
     }
 }
+
+/// Write quotas on both targets: the write that would pass `quota` does not
+/// happen (the file keeps its size) and is refused as a full disk; growth by
+/// appending and resizing counts; rewriting bytes a file already has does
+/// not; `max-files` bounds creations (files, directories, links); every
+/// refusal is an `fs-quota` record.
+#[test]
+fn fs_quotas_stop_the_write_that_crosses_them() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        fs::write(w.path().join("old.txt"), "0123456789").unwrap();
+        let policy = crate::policy_toml(
+            &format!(
+                "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/q\"\naccess = \"read-write\"\nquota = \"100 B\"\nmax-files = 3\n",
+                w.path().display()
+            ),
+            w.path(),
+        );
+        let sixty = format!("write:/q/a.txt:{}", "a".repeat(60));
+        let fifty = format!("write:/q/b.txt:{}", "b".repeat(50));
+        let (answers, outcome) = ops(
+            &policy,
+            guest,
+            &[
+                &sixty,
+                &fifty,
+                "append:/q/a.txt:0123456789",
+                "write:/q/old.txt:9876543210",
+                "append:/q/old.txt:abcdefghijklmnopqrstuvwxyz",
+                "mkdir:/q/d",
+                "symlink:x:/q/l",
+                "mkdir:/q/e",
+            ],
+        );
+        let refused = |op: &str| answers[op].starts_with("err ");
+        assert_eq!(answers[&sixty], "ok", "{guest}");
+        assert!(refused(&fifty), "{guest}: {answers:?}");
+        assert_eq!(answers["append:/q/a.txt:0123456789"], "ok", "{guest}");
+        assert_eq!(
+            answers["write:/q/old.txt:9876543210"], "ok",
+            "{guest}: no growth, no charge"
+        );
+        assert!(
+            refused("append:/q/old.txt:abcdefghijklmnopqrstuvwxyz"),
+            "{guest}: {answers:?}"
+        );
+        assert_eq!(answers["mkdir:/q/d"], "ok", "{guest}");
+        // a.txt, b.txt (created before its write was refused) and d: three.
+        assert_eq!(answers["symlink:x:/q/l"], "err 51", "{guest}: ENOSPC");
+        assert_eq!(answers["mkdir:/q/e"], "err 51", "{guest}: ENOSPC");
+
+        let size = |name: &str| fs::metadata(w.path().join(name)).unwrap().len();
+        assert_eq!((size("a.txt"), size("b.txt"), size("old.txt")), (70, 0, 10), "{guest}");
+        assert!(!w.path().join("l").exists() && !w.path().join("e").exists());
+        let quota: Vec<_> = outcome.denials.iter().filter(|d| d.kind == "fs-quota").collect();
+        assert_eq!(quota.len(), 4, "{guest}: {:#?}", outcome.denials);
+        assert_eq!(quota[0].target, "/q/b.txt");
+        assert_eq!(
+            quota[0].rule,
+            "quota 100 B of the grant at /q: 60 B used, this write adds 50 B"
+        );
+        assert_eq!(quota[2].rule, "max-files 3 of the grant at /q: all used");
+    }
+}

@@ -479,3 +479,28 @@ fn fs_rules_are_checked_and_merged() {
     assert_eq!(names(&d.rules.read_only), ["config/**"]);
     assert!(d.rules.hide);
 }
+
+/// `quota` and `max-files` belong on read-write grants, and are described.
+#[test]
+fn fs_quotas_need_a_read_write_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[[fs.dirs]]\nhost = \".\"\nguest = \"/w\"\naccess = \"read-only\"\nquota = \"1 MiB\"\n";
+    let e = Policy::from_toml(text, dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("fs.dirs.quota") && e.contains("read-only grant") && e.contains(":5:"),
+        "{e}"
+    );
+    let text =
+        "[[fs.dirs]]\nhost = \".\"\nguest = \"/w\"\naccess = \"read-write\"\nquota = \"1 MiB\"\nmax-files = 10\n";
+    let policy = Policy::from_toml(text, dir.path()).unwrap();
+    assert_eq!(
+        (policy.dirs()[0].rules.quota, policy.dirs()[0].rules.max_files),
+        (Some(1 << 20), Some(10))
+    );
+    let described = wasmcell::policy::describe(&policy);
+    assert!(
+        described.contains("quota: the run may add at most 1 MiB"),
+        "{described}"
+    );
+    assert!(described.contains("at most 10 new files"), "{described}");
+}

@@ -3,11 +3,13 @@
 //! decides the path an operation names against its grant's rules (as the
 //! guest wrote it and where it leads), and records every refusal.
 
+use super::quota::Quota;
 use super::resolve::{Rel, lexical, resolve};
 use crate::capabilities::denial::Denials;
 use crate::policy::{DirGrant, FsDecision, FsOp, FsRules};
 use cap_std::fs::Dir;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One granted directory as the guard sees it.
 struct Grant {
@@ -15,8 +17,10 @@ struct Grant {
     read_only: bool,
     rules: FsRules,
     /// The grant's root, opened without following links; only for a grant
-    /// with rules, whose paths are resolved by following links ourselves.
+    /// with rules or a quota, whose paths are resolved by following links
+    /// ourselves.
     root: Option<Dir>,
+    quota: Option<Arc<Quota>>,
 }
 
 /// Where a handle or path points: a grant and a normalized path inside it.
@@ -33,16 +37,41 @@ pub(crate) enum Refusal {
     NotFound,
     /// Permission denied.
     Denied,
+    /// The grant's quota is used up: no space left.
+    Full,
 }
 
 /// An allowed operation's path: where it leads, when the guard knows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Checked {
     /// `None` when the base handle is unknown (not a directory the guest
     /// holds) or the path leaves the grant: wasmtime-wasi refuses those.
     pub(crate) loc: Option<Loc>,
-    /// Whether it is an existing directory (known only in grants with rules).
+    /// Whether it is an existing directory (known only in grants with rules
+    /// or a quota).
     pub(crate) is_dir: bool,
+    /// Whether it exists (likewise; `true` when unknown).
+    pub(crate) exists: bool,
+}
+
+impl Default for Checked {
+    fn default() -> Checked {
+        Checked {
+            loc: None,
+            is_dir: false,
+            exists: true,
+        }
+    }
+}
+
+/// A preview 1 fd open for writing below a grant with a byte quota: its
+/// size and offset as the run's own writes, seeks and resizes left them.
+pub(crate) struct Written {
+    pub(crate) quota: Arc<Quota>,
+    pub(crate) target: String,
+    pub(crate) size: u64,
+    pub(crate) offset: u64,
+    pub(crate) append: bool,
 }
 
 /// Per-run filesystem state: the grants, where each guest handle points and
@@ -56,6 +85,8 @@ pub(crate) struct FsGuard {
     /// Preview 2 directory listings being read (by resource index) in a
     /// grant that hides paths: the directory listed.
     listings: HashMap<u32, Loc>,
+    /// Preview 1 fds written below a grant with a byte quota.
+    written: HashMap<u32, Written>,
 }
 
 impl FsGuard {
@@ -69,11 +100,16 @@ impl FsGuard {
     /// Adds the next grant (grants are numbered in policy order, as
     /// wasmtime-wasi numbers its preopens).
     pub(super) fn add_grant(&mut self, grant: &DirGrant, root: Option<Dir>) {
+        let rules = &grant.rules;
+        let quota = rules
+            .has_quota()
+            .then(|| Quota::new(rules.quota, rules.max_files, &grant.guest, self.denials.clone()));
         self.grants.push(Grant {
             guest: grant.guest.clone(),
             read_only: grant.access == crate::policy::Access::ReadOnly,
             rules: grant.rules.clone(),
             root,
+            quota,
         });
     }
 
@@ -103,12 +139,67 @@ impl FsGuard {
     pub(crate) fn closed(&mut self, handle: u32) {
         self.handles.remove(&handle);
         self.listings.remove(&handle);
+        self.written.remove(&handle);
     }
 
     /// Preview 1 `fd_renumber`: `to` now holds what `from` held.
     pub(crate) fn renumbered(&mut self, from: u32, to: u32) {
         let loc = self.handles.remove(&from);
         self.opened(to, loc);
+        match self.written.remove(&from) {
+            Some(w) => self.written.insert(to, w),
+            None => self.written.remove(&to),
+        };
+    }
+
+    /// The byte quota `loc`'s grant counts writes against, with `loc`'s
+    /// guest path for the record.
+    pub(crate) fn byte_quota(&self, loc: &Loc) -> Option<(Arc<Quota>, String)> {
+        let quota = self.grants[loc.grant].quota.as_ref().filter(|q| q.counts_bytes())?;
+        Some((quota.clone(), self.guest_path(loc)))
+    }
+
+    /// As [`byte_quota`](Self::byte_quota), for what `handle` points at.
+    pub(crate) fn handle_quota(&self, handle: u32) -> Option<(Arc<Quota>, String)> {
+        self.byte_quota(self.handles.get(&handle)?)
+    }
+
+    /// Preview 1: `fd` was opened for writing at `loc`, `size` bytes long.
+    pub(crate) fn track_write(&mut self, fd: u32, loc: &Loc, size: u64, append: bool) {
+        if let Some((quota, target)) = self.byte_quota(loc) {
+            let offset = if append { size } else { 0 };
+            self.written.insert(
+                fd,
+                Written {
+                    quota,
+                    target,
+                    size,
+                    offset,
+                    append,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn written(&mut self, fd: u32) -> Option<&mut Written> {
+        self.written.get_mut(&fd)
+    }
+
+    /// Charges the creation of what `checked` names against its grant's
+    /// `max-files`, when it does not exist yet. The quota charged is given
+    /// back, to refund a creation that then fails.
+    pub(crate) fn charge_create(&self, checked: &Checked) -> Result<Option<Arc<Quota>>, Refusal> {
+        let Some(loc) = checked.loc.as_ref().filter(|_| !checked.exists) else {
+            return Ok(None);
+        };
+        let Some(quota) = self.grants[loc.grant].quota.as_ref() else {
+            return Ok(None);
+        };
+        if quota.charge_file(&self.guest_path(loc)) {
+            Ok(Some(quota.clone()))
+        } else {
+            Err(Refusal::Full)
+        }
     }
 
     /// Decides `op` on `path`, taken from the directory `base`; `follow`
@@ -122,7 +213,7 @@ impl FsGuard {
         let Some(lex) = lexical(&from.rel, path) else {
             return Ok(Checked::default());
         };
-        let Some(root) = grant.root.as_ref().filter(|_| !grant.rules.is_empty()) else {
+        let Some(root) = grant.root.as_ref() else {
             let loc = Loc {
                 grant: from.grant,
                 rel: lex,
@@ -130,6 +221,7 @@ impl FsGuard {
             return Ok(Checked {
                 loc: Some(loc),
                 is_dir: false,
+                exists: true,
             });
         };
         let resolved = resolve(root, &from.rel, path, follow);
@@ -148,6 +240,7 @@ impl FsGuard {
                     rel: r.rel,
                 }),
                 is_dir: r.is_dir,
+                exists: r.exists,
             },
             None => Checked::default(),
         })
@@ -164,17 +257,17 @@ impl FsGuard {
 
     /// Decides a rename (or a link, with `op`) of `old` from `old_base` to
     /// `new` from `new_base`: both ends, and for a directory, whether a
-    /// rule reaches inside it at either place.
+    /// rule reaches inside it at either place. Gives where `new` leads.
     pub(crate) fn check_move(
         &self,
         (old_base, old, follow_old): (u32, &str, bool),
         (new_base, new): (u32, &str),
         op: FsOp,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Checked, Refusal> {
         let from = self.check(old_base, old, follow_old, op)?;
         let to = self.check(new_base, new, false, op)?;
         if !from.is_dir {
-            return Ok(());
+            return Ok(to);
         }
         for loc in [&from.loc, &to.loc].into_iter().flatten() {
             let grant = &self.grants[loc.grant];
@@ -183,7 +276,7 @@ impl FsGuard {
                 return Err(Refusal::Denied);
             }
         }
-        Ok(())
+        Ok(to)
     }
 
     fn decide(&self, grant: usize, rel: &Rel, op: FsOp) -> Result<(), Refusal> {

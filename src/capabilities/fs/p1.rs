@@ -10,7 +10,9 @@
 
 use super::FsGuard;
 use super::guard::Refusal;
+use super::quota::Quota;
 use crate::policy::FsOp;
+use std::sync::Arc;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as wasi;
 use wiggle::GuestMemory;
@@ -19,6 +21,7 @@ use wiggle::GuestMemory;
 mod errno {
     pub(super) const ACCES: i32 = 2;
     pub(super) const NOENT: i32 = 44;
+    pub(super) const NOSPC: i32 = 51;
     pub(super) const NOTDIR: i32 = 54;
     pub(super) const PERM: i32 = 63;
     pub(super) const ROFS: i32 = 69;
@@ -39,6 +42,7 @@ fn errno_of(refusal: Refusal) -> i32 {
     match refusal {
         Refusal::NotFound => errno::NOENT,
         Refusal::Denied => errno::ACCES,
+        Refusal::Full => errno::NOSPC,
     }
 }
 
@@ -80,6 +84,31 @@ fn check(
     Ok(Some(path))
 }
 
+/// As [`check`], for an operation creating what the path names: also
+/// charged against the grant's `max-files` (see [`settle`]).
+fn check_create(
+    guard: &FsGuard,
+    mem: &[u8],
+    fd: i32,
+    path: (Ptr, i32),
+    op: FsOp,
+) -> Result<(Option<String>, Option<Arc<Quota>>), i32> {
+    let Some(text) = read_path(mem, path.0, path.1) else {
+        return Ok((None, None));
+    };
+    let checked = guard.check(fd as u32, &text, false, op).map_err(errno_of)?;
+    let charged = guard.charge_create(&checked).map_err(errno_of)?;
+    Ok((Some(text), charged))
+}
+
+/// [`after`], also giving back a creation charged for a call that failed.
+fn settle(guard: &FsGuard, rc: i32, charged: Option<Arc<Quota>>, base: i32, path: Option<&str>, op: FsOp) -> i32 {
+    if rc != 0 {
+        charged.inspect(|q| q.refund_file());
+    }
+    after(guard, rc, base, path, op)
+}
+
 fn open_op(oflags: i32, rights: i64, fdflags: i32) -> FsOp {
     if oflags & OFLAGS_CREAT != 0 {
         FsOp::Create
@@ -107,6 +136,15 @@ pub(crate) async fn path_open(
         },
         None => None,
     };
+    let charged = match checked
+        .as_ref()
+        .filter(|_| op == FsOp::Create)
+        .map(|c| guard.charge_create(c))
+    {
+        Some(Err(r)) => return Ok(errno_of(r)),
+        Some(Ok(q)) => q,
+        None => None,
+    };
     let mut memory = GuestMemory::Unshared(mem);
     let rc = wasi::path_open(
         ctx,
@@ -123,10 +161,19 @@ pub(crate) async fn path_open(
     )
     .await?;
     let rc = after(guard, rc, fd, path.as_deref(), op);
-    if rc == 0
-        && let Some(new) = read_u32(mem, out)
-    {
-        guard.opened(new, checked.and_then(|c| c.loc));
+    if rc != 0 {
+        charged.inspect(|q| q.refund_file());
+        return Ok(rc);
+    }
+    if let Some(new) = read_u32(mem, out) {
+        let loc = checked.and_then(|c| c.loc);
+        if let Some(loc) = loc.as_ref().filter(|_| op != FsOp::Read)
+            && guard.byte_quota(loc).is_some()
+        {
+            let size = fd_size(ctx, new).await?.unwrap_or(0);
+            guard.track_write(new, loc, size, fdflags & FDFLAGS_APPEND != 0);
+        }
+        guard.opened(new, loc);
     }
     Ok(rc)
 }
@@ -195,12 +242,12 @@ pub(crate) async fn path_create_directory(
     mem: &mut [u8],
     (fd, ptr, len): (i32, Ptr, i32),
 ) -> wasmtime::Result<i32> {
-    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Create) {
+    let (path, charged) = match check_create(guard, mem, fd, (ptr, len), FsOp::Create) {
         Ok(p) => p,
         Err(e) => return Ok(e),
     };
     let rc = wasi::path_create_directory(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
-    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Create))
+    Ok(settle(guard, rc, charged, fd, path.as_deref(), FsOp::Create))
 }
 
 pub(crate) async fn path_unlink_file(
@@ -245,6 +292,13 @@ pub(crate) async fn path_remove_directory(
     Ok(after(guard, rc, fd, path.as_deref(), FsOp::Remove))
 }
 
+/// The size of open file `fd`, through wasmtime-wasi with a scratch memory.
+async fn fd_size(ctx: &mut WasiP1Ctx, fd: u32) -> wasmtime::Result<Option<u64>> {
+    let mut scratch = [0u8; 64];
+    let rc = wasi::fd_filestat_get(ctx, &mut GuestMemory::Unshared(&mut scratch), fd as i32, 0).await?;
+    Ok((rc == 0).then(|| u64::from_le_bytes(scratch[32..40].try_into().unwrap_or_default())))
+}
+
 /// The file type of `path` (links not followed), through wasmtime-wasi with
 /// a scratch memory of our own.
 async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, path: &str) -> wasmtime::Result<Result<u8, i32>> {
@@ -282,14 +336,17 @@ pub(crate) async fn path_link(
 ) -> wasmtime::Result<i32> {
     let (old, new) = (read_path(mem, old_ptr, old_len), read_path(mem, new_ptr, new_len));
     let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
-    if let (Some(o), Some(n)) = (&old, &new)
-        && let Err(r) = guard.check_move((fd as u32, o, follow), (new_fd as u32, n), FsOp::Link)
-    {
-        return Ok(errno_of(r));
+    let mut charged = None;
+    if let (Some(o), Some(n)) = (&old, &new) {
+        let checked = guard.check_move((fd as u32, o, follow), (new_fd as u32, n), FsOp::Link);
+        match checked.and_then(|to| guard.charge_create(&to)) {
+            Ok(q) => charged = q,
+            Err(r) => return Ok(errno_of(r)),
+        }
     }
     let mut memory = GuestMemory::Unshared(mem);
     let rc = wasi::path_link(ctx, &mut memory, fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len).await?;
-    Ok(after(guard, rc, new_fd, new.as_deref(), FsOp::Link))
+    Ok(settle(guard, rc, charged, new_fd, new.as_deref(), FsOp::Link))
 }
 
 /// A symbolic link is checked where it is created; what it points to is
@@ -300,13 +357,13 @@ pub(crate) async fn path_symlink(
     mem: &mut [u8],
     (old_ptr, old_len, fd, new_ptr, new_len): (Ptr, i32, i32, Ptr, i32),
 ) -> wasmtime::Result<i32> {
-    let new = match check(guard, mem, fd, (new_ptr, new_len), false, FsOp::Symlink) {
+    let (new, charged) = match check_create(guard, mem, fd, (new_ptr, new_len), FsOp::Symlink) {
         Ok(p) => p,
         Err(e) => return Ok(e),
     };
     let mut memory = GuestMemory::Unshared(mem);
     let rc = wasi::path_symlink(ctx, &mut memory, old_ptr, old_len, fd, new_ptr, new_len).await?;
-    Ok(after(guard, rc, fd, new.as_deref(), FsOp::Symlink))
+    Ok(settle(guard, rc, charged, fd, new.as_deref(), FsOp::Symlink))
 }
 
 pub(crate) async fn fd_filestat_set_times(
@@ -408,4 +465,140 @@ pub(crate) async fn fd_readdir(
     }
     mem[used_at..used_at + 4].copy_from_slice(&(filled as u32).to_le_bytes());
     Ok(0)
+}
+
+/// Bytes the iovecs at `iovs` (`{buf: u32, len: u32}` each) hold, or `None`
+/// when the list is out of bounds (wasmtime-wasi then refuses the call).
+fn iovecs_len(mem: &[u8], iovs: Ptr, count: i32) -> Option<u64> {
+    let count = count as u32 as usize;
+    let start = iovs as u32 as usize;
+    let bytes = mem.get(start..start.checked_add(count.checked_mul(8)?)?)?;
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|iov| u64::from(u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]])))
+            .sum(),
+    )
+}
+
+/// A write of `len` bytes at `at` (the end of the file when appending) to a
+/// tracked fd: charges what it adds past the file's size first. `None` when
+/// the fd is not counted; `Err` with the errno when the quota refuses.
+fn charge_write(guard: &mut FsGuard, fd: i32, at: Option<u64>, len: u64) -> Result<Option<u64>, i32> {
+    let Some(w) = guard.written(fd as u32) else {
+        return Ok(None);
+    };
+    let start = if w.append { w.size } else { at.unwrap_or(w.offset) };
+    let growth = start.saturating_add(len).saturating_sub(w.size);
+    if !w.quota.charge_bytes(&w.target, growth) {
+        return Err(errno::NOSPC);
+    }
+    Ok(Some(growth))
+}
+
+/// After a counted write of `n` bytes at `at` (`None`: at the fd's offset,
+/// which moves), updates the fd's size and offset and gives back what a
+/// short or failed write did not add.
+fn wrote(guard: &mut FsGuard, fd: i32, at: Option<u64>, n: Option<u64>, charged: u64) {
+    let Some(w) = guard.written(fd as u32) else {
+        return;
+    };
+    let Some(n) = n else {
+        return w.quota.refund_bytes(charged);
+    };
+    let start = if w.append { w.size } else { at.unwrap_or(w.offset) };
+    let end = start.saturating_add(n);
+    let added = end.saturating_sub(w.size);
+    w.quota.refund_bytes(charged.saturating_sub(added));
+    w.size = w.size.max(end);
+    if at.is_none() {
+        w.offset = end;
+    }
+}
+
+pub(crate) async fn fd_write(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, iovs, count, nwritten): (i32, Ptr, i32, Ptr),
+) -> wasmtime::Result<i32> {
+    let charged = match iovecs_len(mem, iovs, count).map(|len| charge_write(guard, fd, None, len)) {
+        Some(Err(e)) => return Ok(e),
+        Some(Ok(c)) => c,
+        None => None,
+    };
+    let rc = wasi::fd_write(ctx, &mut GuestMemory::Unshared(mem), fd, iovs, count, nwritten).await?;
+    if let Some(charged) = charged {
+        let n = (rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from);
+        wrote(guard, fd, None, n, charged);
+    }
+    Ok(rc)
+}
+
+pub(crate) async fn fd_pwrite(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, iovs, count, offset, nwritten): (i32, Ptr, i32, i64, Ptr),
+) -> wasmtime::Result<i32> {
+    let at = Some(offset as u64);
+    let charged = match iovecs_len(mem, iovs, count).map(|len| charge_write(guard, fd, at, len)) {
+        Some(Err(e)) => return Ok(e),
+        Some(Ok(c)) => c,
+        None => None,
+    };
+    let mut memory = GuestMemory::Unshared(mem);
+    let rc = wasi::fd_pwrite(ctx, &mut memory, fd, iovs, count, offset, nwritten).await?;
+    if let Some(charged) = charged {
+        let n = (rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from);
+        wrote(guard, fd, at, n, charged);
+    }
+    Ok(rc)
+}
+
+pub(crate) async fn fd_seek(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, delta, whence, new_offset): (i32, i64, i32, Ptr),
+) -> wasmtime::Result<i32> {
+    let rc = wasi::fd_seek(ctx, &mut GuestMemory::Unshared(mem), fd, delta, whence, new_offset).await?;
+    if rc == 0
+        && let Some(w) = guard.written(fd as u32)
+    {
+        let at = new_offset as u32 as usize;
+        if let Some(bytes) = at.checked_add(8).and_then(|end| mem.get(at..end)) {
+            w.offset = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+        }
+    }
+    Ok(rc)
+}
+
+/// Growing a file by resizing it is charged like a write.
+pub(crate) async fn fd_filestat_set_size(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, size): (i32, i64),
+) -> wasmtime::Result<i32> {
+    let size = size as u64;
+    let charged = match guard.written(fd as u32) {
+        Some(w) => {
+            let growth = size.saturating_sub(w.size);
+            if !w.quota.charge_bytes(&w.target, growth) {
+                return Ok(errno::NOSPC);
+            }
+            Some(growth)
+        }
+        None => None,
+    };
+    let rc = wasi::fd_filestat_set_size(ctx, &mut GuestMemory::Unshared(mem), fd, size as i64).await?;
+    if let (Some(charged), Some(w)) = (charged, guard.written(fd as u32)) {
+        if rc == 0 {
+            w.size = size;
+        } else {
+            w.quota.refund_bytes(charged);
+        }
+    }
+    Ok(rc)
 }

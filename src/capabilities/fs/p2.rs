@@ -10,8 +10,11 @@
 
 use super::FsGuard;
 use super::guard::{Checked, Refusal};
+use super::quota::{Quota, QuotaStream};
 use crate::policy::FsOp;
+use std::sync::Arc;
 use wasmtime::component::{HasData, Resource};
+use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::p2::bindings::filesystem::preopens;
 use wasmtime_wasi::p2::bindings::filesystem::types::{self, HostDescriptor, HostDirectoryEntryStream};
@@ -34,6 +37,7 @@ fn code(refusal: Refusal) -> FsError {
     match refusal {
         Refusal::NotFound => types::ErrorCode::NoEntry.into(),
         Refusal::Denied => types::ErrorCode::Access.into(),
+        Refusal::Full => types::ErrorCode::InsufficientSpace.into(),
     }
 }
 
@@ -62,6 +66,84 @@ impl Guarded<'_> {
             self.guard.refused_by_wasi(base, path, op);
         }
         result
+    }
+}
+
+impl Guarded<'_> {
+    /// [`after`](Self::after), also giving back a creation charged for a
+    /// call that failed.
+    fn settle<T>(
+        &self,
+        result: FsResult<T>,
+        charged: Option<Arc<Quota>>,
+        base: u32,
+        path: &str,
+        op: FsOp,
+    ) -> FsResult<T> {
+        if result.is_err() {
+            charged.inspect(|q| q.refund_file());
+        }
+        self.after(result, base, path, op)
+    }
+
+    /// The size of the file `fd` is, when it is a file below a grant with
+    /// a byte quota: the quota and the guest path for its record.
+    fn quota_and_size(&self, fd: &Resource<types::Descriptor>) -> FsResult<Option<(Arc<Quota>, String, u64)>> {
+        let Some((quota, target)) = self.guard.handle_quota(fd.rep()) else {
+            return Ok(None);
+        };
+        let size = match self.inner.table.get(fd)? {
+            Descriptor::File(f) => f.file.metadata().map(|m| m.len()).unwrap_or(0),
+            Descriptor::Dir(_) => return Ok(None),
+        };
+        Ok(Some((quota, target, size)))
+    }
+
+    /// Charges a write of `len` bytes at `at` (or a resize to `at` when
+    /// `len` is 0) for what it adds past the file's size, before it happens.
+    fn charge_write(
+        &self,
+        fd: &Resource<types::Descriptor>,
+        at: Option<u64>,
+        len: u64,
+    ) -> FsResult<Option<(Arc<Quota>, u64)>> {
+        let Some((quota, target, size)) = self.quota_and_size(fd)? else {
+            return Ok(None);
+        };
+        let growth = at.unwrap_or(size).saturating_add(len).saturating_sub(size);
+        if !quota.charge_bytes(&target, growth) {
+            return Err(code(Refusal::Full));
+        }
+        Ok(Some((quota, growth)))
+    }
+
+    fn refund_failed<T>(result: &FsResult<T>, charged: Option<(Arc<Quota>, u64)>) {
+        if let (Err(_), Some((quota, growth))) = (result, charged) {
+            quota.refund_bytes(growth);
+        }
+    }
+
+    /// Wraps an output stream on a file below a grant with a byte quota so
+    /// that each of its writes is charged first; `at` is `None` to append.
+    fn counted(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+        fd: u32,
+        at: Option<u64>,
+    ) -> FsResult<Resource<DynOutputStream>> {
+        let Some((quota, target, size)) = self.quota_and_size(&Resource::new_borrow(fd))? else {
+            return Ok(stream);
+        };
+        let inner = self.inner.table.delete(stream)?;
+        let wrapped: DynOutputStream = Box::new(QuotaStream {
+            inner,
+            quota,
+            target,
+            position: at.unwrap_or(size),
+            size,
+            append: at.is_none(),
+        });
+        Ok(self.inner.table.push(wrapped)?)
     }
 }
 
@@ -103,7 +185,10 @@ impl HostDescriptor for Guarded<'_> {
         HostDescriptor::get_type(&mut self.inner, fd).await
     }
     async fn set_size(&mut self, fd: Resource<types::Descriptor>, size: types::Filesize) -> FsResult<()> {
-        HostDescriptor::set_size(&mut self.inner, fd, size).await
+        let charged = self.charge_write(&fd, Some(size), 0)?;
+        let r = HostDescriptor::set_size(&mut self.inner, fd, size).await;
+        Self::refund_failed(&r, charged);
+        r
     }
     async fn set_times(
         &mut self,
@@ -128,7 +213,10 @@ impl HostDescriptor for Guarded<'_> {
         buf: Vec<u8>,
         offset: types::Filesize,
     ) -> FsResult<types::Filesize> {
-        HostDescriptor::write(&mut self.inner, fd, buf, offset).await
+        let charged = self.charge_write(&fd, Some(offset), buf.len() as u64)?;
+        let r = HostDescriptor::write(&mut self.inner, fd, buf, offset).await;
+        Self::refund_failed(&r, charged);
+        r
     }
     async fn read_directory(
         &mut self,
@@ -146,9 +234,10 @@ impl HostDescriptor for Guarded<'_> {
     }
     async fn create_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
         let rep = fd.rep();
-        self.check(&fd, &path, false, FsOp::Create)?;
+        let checked = self.check(&fd, &path, false, FsOp::Create)?;
+        let charged = self.guard.charge_create(&checked).map_err(code)?;
         let r = HostDescriptor::create_directory_at(&mut self.inner, fd, path.clone()).await;
-        self.after(r, rep, &path, FsOp::Create)
+        self.settle(r, charged, rep, &path, FsOp::Create)
     }
     async fn stat(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorStat> {
         HostDescriptor::stat(&mut self.inner, fd).await
@@ -187,9 +276,11 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<()> {
         let follow = old_path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
         let (rep, new_rep) = (fd.rep(), new_descriptor.rep());
-        self.guard
+        let to = self
+            .guard
             .check_move((rep, &old_path, follow), (new_rep, &new_path), FsOp::Link)
             .map_err(code)?;
+        let charged = self.guard.charge_create(&to).map_err(code)?;
         let r = HostDescriptor::link_at(
             &mut self.inner,
             fd,
@@ -199,7 +290,7 @@ impl HostDescriptor for Guarded<'_> {
             new_path.clone(),
         )
         .await;
-        self.after(r, new_rep, &new_path, FsOp::Link)
+        self.settle(r, charged, new_rep, &new_path, FsOp::Link)
     }
     async fn open_at(
         &mut self,
@@ -212,8 +303,13 @@ impl HostDescriptor for Guarded<'_> {
         let op = open_op(oflags, flags);
         let follow = path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
         let (rep, checked) = (fd.rep(), self.check(&fd, &path, follow, op)?);
+        let charged = if op == FsOp::Create {
+            self.guard.charge_create(&checked).map_err(code)?
+        } else {
+            None
+        };
         let opened = HostDescriptor::open_at(&mut self.inner, fd, path_flags, path.clone(), oflags, flags).await;
-        let opened = self.after(opened, rep, &path, op)?;
+        let opened = self.settle(opened, charged, rep, &path, op)?;
         self.guard.opened(opened.rep(), checked.loc);
         Ok(opened)
     }
@@ -272,9 +368,10 @@ impl HostDescriptor for Guarded<'_> {
         dest_path: String,
     ) -> FsResult<()> {
         let rep = fd.rep();
-        self.check(&fd, &dest_path, false, FsOp::Symlink)?;
+        let checked = self.check(&fd, &dest_path, false, FsOp::Symlink)?;
+        let charged = self.guard.charge_create(&checked).map_err(code)?;
         let r = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path.clone()).await;
-        self.after(r, rep, &dest_path, FsOp::Symlink)
+        self.settle(r, charged, rep, &dest_path, FsOp::Symlink)
     }
     async fn unlink_file_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
         let rep = fd.rep();
@@ -294,10 +391,14 @@ impl HostDescriptor for Guarded<'_> {
         fd: Resource<types::Descriptor>,
         offset: types::Filesize,
     ) -> FsResult<Resource<DynOutputStream>> {
-        HostDescriptor::write_via_stream(&mut self.inner, fd, offset)
+        let rep = fd.rep();
+        let stream = HostDescriptor::write_via_stream(&mut self.inner, fd, offset)?;
+        self.counted(stream, rep, Some(offset))
     }
     fn append_via_stream(&mut self, fd: Resource<types::Descriptor>) -> FsResult<Resource<DynOutputStream>> {
-        HostDescriptor::append_via_stream(&mut self.inner, fd)
+        let rep = fd.rep();
+        let stream = HostDescriptor::append_via_stream(&mut self.inner, fd)?;
+        self.counted(stream, rep, None)
     }
     async fn is_same_object(
         &mut self,

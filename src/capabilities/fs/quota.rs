@@ -1,0 +1,163 @@
+//! Write quotas of read-write grants (`quota`, `max-files`): what the run
+//! may add below a grant, charged *before* each write or creation so that
+//! the one crossing the limit does not happen, and refused as a full disk
+//! is (`ENOSPC`). Growth is counted over the whole run: removing or
+//! truncating files gives nothing back, so a guest cannot churn its way
+//! past the limit.
+
+use crate::capabilities::denial::Denials;
+use crate::policy::ByteSize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime_wasi::async_trait;
+use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
+
+/// One grant's quota and what the run has used of it; shared with the
+/// preview 2 streams that write below the grant.
+pub(crate) struct Quota {
+    bytes: Option<u64>,
+    files: Option<u64>,
+    used_bytes: AtomicU64,
+    used_files: AtomicU64,
+    guest: String,
+    denials: Denials,
+}
+
+impl Quota {
+    pub(super) fn new(bytes: Option<u64>, files: Option<u64>, guest: &str, denials: Denials) -> Arc<Quota> {
+        Arc::new(Quota {
+            bytes,
+            files,
+            used_bytes: AtomicU64::new(0),
+            used_files: AtomicU64::new(0),
+            guest: guest.to_string(),
+            denials,
+        })
+    }
+
+    /// Charges `n` added bytes for a write to `target`; `false` (recorded)
+    /// when they would pass the quota.
+    pub(crate) fn charge_bytes(&self, target: &str, n: u64) -> bool {
+        let Some(limit) = self.bytes.filter(|_| n > 0) else {
+            return true;
+        };
+        let charged = self
+            .used_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(n).filter(|total| *total <= limit)
+            });
+        if let Err(used) = charged {
+            let rule = format!(
+                "quota {} of the grant at {}: {} used, this write adds {}",
+                ByteSize(limit),
+                self.guest,
+                ByteSize(used),
+                ByteSize(n)
+            );
+            self.denials.refuse("fs-quota", target, &rule);
+        }
+        charged.is_ok()
+    }
+
+    /// Gives back bytes charged for a write that did not happen.
+    pub(crate) fn refund_bytes(&self, n: u64) {
+        if self.bytes.is_some() {
+            let _ = self
+                .used_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                    Some(used.saturating_sub(n))
+                });
+        }
+    }
+
+    /// Charges one new file, directory or link at `target`.
+    pub(crate) fn charge_file(&self, target: &str) -> bool {
+        let Some(limit) = self.files else {
+            return true;
+        };
+        let charged = self
+            .used_files
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used < limit).then_some(used + 1)
+            });
+        if charged.is_err() {
+            let rule = format!("max-files {limit} of the grant at {}: all used", self.guest);
+            self.denials.refuse("fs-quota", target, &rule);
+        }
+        charged.is_ok()
+    }
+
+    /// Gives back a file charged for a creation that did not happen.
+    pub(crate) fn refund_file(&self) {
+        if self.files.is_some() {
+            let _ = self
+                .used_files
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                    Some(used.saturating_sub(1))
+                });
+        }
+    }
+
+    /// Whether writes are counted (not only creations).
+    pub(crate) fn counts_bytes(&self) -> bool {
+        self.bytes.is_some()
+    }
+}
+
+/// The error a refused write gives: a full disk.
+pub(crate) fn no_space() -> std::io::Error {
+    std::io::Error::from_raw_os_error(libc::ENOSPC)
+}
+
+/// A preview 2 output stream on a file below a grant with a quota: each
+/// write is charged for what it adds past the largest size the file had
+/// through this stream, before wasmtime-wasi's stream performs it.
+pub(crate) struct QuotaStream {
+    pub(crate) inner: DynOutputStream,
+    pub(crate) quota: Arc<Quota>,
+    pub(crate) target: String,
+    /// Where the next write goes (unused when appending).
+    pub(crate) position: u64,
+    /// The file's size as this stream knows it.
+    pub(crate) size: u64,
+    pub(crate) append: bool,
+}
+
+#[async_trait]
+impl Pollable for QuotaStream {
+    async fn ready(&mut self) {
+        self.inner.ready().await;
+    }
+}
+
+#[async_trait]
+impl OutputStream for QuotaStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        let n = bytes.len() as u64;
+        let start = if self.append { self.size } else { self.position };
+        let end = start.saturating_add(n);
+        let growth = end.saturating_sub(self.size);
+        if !self.quota.charge_bytes(&self.target, growth) {
+            return Err(StreamError::LastOperationFailed(no_space().into()));
+        }
+        if let Err(e) = self.inner.write(bytes) {
+            self.quota.refund_bytes(growth);
+            return Err(e);
+        }
+        self.position = end;
+        self.size = self.size.max(end);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.inner.flush()
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        self.inner.check_write()
+    }
+
+    async fn cancel(&mut self) {
+        self.inner.cancel().await;
+    }
+}
