@@ -236,7 +236,7 @@ impl PathGlob {
     /// Whether the pattern matches `rel` or one of its ancestors.
     pub fn covers(&self, rel: &str) -> bool {
         let comps: Vec<&str> = components(rel).collect();
-        (0..=comps.len()).any(|n| matches(&self.parts, &comps[..n]))
+        matches(&self.parts, &comps).contains(&true)
     }
 
     fn could_match_below(&self, dir: &[&str]) -> bool {
@@ -273,9 +273,10 @@ fn part_matches(part: &Part, comp: &str) -> bool {
     }
 }
 
-/// Whether `parts` match exactly `comps` (a table over both, so a pattern
-/// with many `**` costs parts × components, not exponential time).
-fn matches(parts: &[Part], comps: &[&str]) -> bool {
+/// For each prefix of `comps` (by length), whether `parts` match it
+/// exactly: one table over both, so a pattern with many `**` costs parts ×
+/// components, not exponential time, and all prefixes come in one pass.
+fn matches(parts: &[Part], comps: &[&str]) -> Vec<bool> {
     // ok[j]: parts[..i] match comps[..j].
     let mut ok = vec![false; comps.len() + 1];
     ok[0] = true;
@@ -289,7 +290,7 @@ fn matches(parts: &[Part], comps: &[&str]) -> bool {
         }
         ok = next;
     }
-    ok[comps.len()]
+    ok
 }
 
 /// Whether `parts` could match some path strictly below `dir`.

@@ -8,7 +8,7 @@
 //! read-only one, and a read-write grant inside a read-only one gives the
 //! guest no write access it was not granted.
 
-use super::error::{PolicyError, PolicyErrorKind};
+use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::{Access, DirGrant};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,7 +50,9 @@ impl fmt::Display for DirSite {
     }
 }
 
-/// Refuses `new` when it and one of `existing` overlap with different access.
+/// Refuses `new` when it and one of `existing` overlap with different access,
+/// or overlap at all when either has path rules (the other grant would be a
+/// way around them).
 /// Grants at the same guest path are left to the caller: the same directory
 /// granted again there replaces the earlier access, another one is an error.
 pub(super) fn check_overlap<'a>(
@@ -58,7 +60,28 @@ pub(super) fn check_overlap<'a>(
     new: (&DirGrant, &DirSite),
 ) -> Result<(), PolicyError> {
     for old in existing {
-        if old.0.guest == new.0.guest || old.0.access == new.0.access {
+        if old.0.guest == new.0.guest {
+            continue;
+        }
+        let ruled = [old.0, new.0].into_iter().find(|g| !g.rules.is_empty());
+        if let Some(ruled) = ruled
+            && (reaches(&old.0.host, &new.0.host) || reaches(&new.0.host, &old.0.host))
+        {
+            let other = if std::ptr::eq(ruled, old.0) { new.0 } else { old.0 };
+            let err = invalid(format!(
+                "the grants at `{}` (host `{}`) and `{}` (host `{}`) overlap, and the one at `{}` has deny or \
+                 read-only rules: the guest could reach what they protect through the other grant; make the \
+                 grants not overlap",
+                ruled.guest,
+                ruled.host.display(),
+                other.guest,
+                other.host.display(),
+                ruled.guest
+            ))
+            .key("fs.dirs");
+            return Err(new.1.locate(err));
+        }
+        if old.0.access == new.0.access {
             continue;
         }
         let (writable, other) = if new.0.access == Access::ReadWrite {

@@ -1040,7 +1040,8 @@ fn fs_ops() {
         assert!(
             outcome.denials.iter().any(|d| d.kind == "fs-rename"
                 && d.target == "/w/.git"
-                && d.rule.starts_with("deny \".git/hooks/**\", which reaches inside")),
+                && d.rule
+                    .starts_with("deny \".git/hooks/**\" reaches inside it; moving it")),
             "{guest}: {:#?}",
             outcome.denials
         );
@@ -1243,5 +1244,67 @@ fn fs_quotas_stop_the_write_that_crosses_them() {
             "quota 100 B of the grant at /q: 60 B used, this write adds 50 B"
         );
         assert_eq!(quota[2].rule, "max-files 3 of the grant at /q: all used");
+    }
+}
+
+/// Routes found by review, each planted on both targets: a link followed by
+/// a trailing `/` (which the OS follows even when the call does not); a link
+/// or a folder standing in, by name, for the folder a rule reaches into; a
+/// folder carried to a grant without rules; a path longer than any host path.
+#[test]
+fn fs_rules_hold_against_stand_ins_and_other_grants() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        let (ruled, plain) = (w.path().join("ruled"), w.path().join("plain"));
+        fs::create_dir_all(ruled.join("proj/secrets")).unwrap();
+        fs::create_dir(&plain).unwrap();
+        fs::write(ruled.join("proj/.env"), SECRET).unwrap();
+        fs::write(ruled.join("proj/secrets/key"), SECRET).unwrap();
+        let text = "[[fs.dirs]]\nhost = \"ruled\"\nguest = \"/w\"\naccess = \"read-write\"\n\
+             deny = [\"**/.env\", \".git/hooks/**\", \"proj/secrets\"]\nhide = true\n\
+             [[fs.dirs]]\nhost = \"plain\"\nguest = \"/p\"\naccess = \"read-write\"\n";
+        let policy = crate::policy_toml(text, w.path());
+        let long = format!("read:/w/{}x", "a/".repeat(2100));
+        let (answers, _) = ops(
+            &policy,
+            guest,
+            &[
+                "symlink:proj/secrets:/w/s",
+                "stat:/w/s",
+                "stat:/w/s/",
+                "ls:/w/s/",
+                "symlink:g:/w/.git",
+                "mkdir:/w/g",
+                "mkdir:/w/g/hooks",
+                "write:/w/g/hooks/pre-commit:evil",
+                "mv:/w/g:/w/.git",
+                "mv:/w/proj:/p/proj",
+                "read:/p/proj/.env",
+                &long,
+            ],
+        );
+        assert_answers(
+            &answers,
+            &[
+                ("symlink:proj/secrets:/w/s", "ok"),
+                ("stat:/w/s/", ENOENT),
+                ("ls:/w/s/", ENOENT),
+                ("symlink:g:/w/.git", EACCES),
+                ("write:/w/g/hooks/pre-commit:evil", "ok"),
+                ("mv:/w/g:/w/.git", EACCES),
+                ("mv:/w/proj:/p/proj", EACCES),
+                ("read:/p/proj/.env", ENOENT),
+                (&long, "err 37"),
+            ],
+            guest,
+        );
+        assert!(
+            answers["stat:/w/s"].starts_with("ok"),
+            "{guest}: the link itself is not denied"
+        );
+        assert!(
+            !w.path().join("ruled/.git").exists() && ruled.join("proj/.env").exists(),
+            "{guest}"
+        );
     }
 }

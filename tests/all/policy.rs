@@ -504,3 +504,18 @@ fn fs_quotas_need_a_read_write_grant() {
     );
     assert!(described.contains("at most 10 new files"), "{described}");
 }
+
+/// A grant with rules may not overlap another grant: the other one would be
+/// a way around them.
+#[test]
+fn fs_rules_refuse_overlapping_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("inner")).unwrap();
+    let text = "[[fs.dirs]]\nhost = \".\"\nguest = \"/all\"\naccess = \"read-only\"\n\
+                [[fs.dirs]]\nhost = \"inner\"\nguest = \"/w\"\naccess = \"read-write\"\ndeny = [\"**/.env\"]\n";
+    let e = Policy::from_toml(text, dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("overlap") && e.contains("`/w`") && e.contains("deny or read-only rules"),
+        "{e}"
+    );
+}

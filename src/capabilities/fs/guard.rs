@@ -4,7 +4,7 @@
 //! guest wrote it and where it leads), and records every refusal.
 
 use super::quota::Quota;
-use super::resolve::{Rel, lexical, resolve};
+use super::resolve::{Rel, Unresolved, lexical, resolve};
 use crate::capabilities::denial::Denials;
 use crate::policy::{DirGrant, FsDecision, FsOp, FsRules};
 use cap_std::fs::Dir;
@@ -16,10 +16,9 @@ struct Grant {
     guest: String,
     read_only: bool,
     rules: FsRules,
-    /// The grant's root, opened without following links; only for a grant
-    /// with rules or a quota, whose paths are resolved by following links
-    /// ourselves.
-    root: Option<Dir>,
+    /// The grant's root, opened without following links: paths in a grant
+    /// with rules or a quota are resolved by following links ourselves.
+    root: Dir,
     quota: Option<Arc<Quota>>,
 }
 
@@ -39,7 +38,13 @@ pub(crate) enum Refusal {
     Denied,
     /// The grant's quota is used up: no space left.
     Full,
+    /// The path is longer than any host path can be.
+    TooLong,
 }
+
+/// Longest path the guard takes (Linux's `PATH_MAX`): longer ones could not
+/// be opened by the host anyway, and every check costs time in their length.
+const MAX_PATH: usize = 4096;
 
 /// An allowed operation's path: where it leads, when the guard knows.
 #[derive(Debug)]
@@ -52,6 +57,8 @@ pub(crate) struct Checked {
     pub(crate) is_dir: bool,
     /// Whether it exists (likewise; `true` when unknown).
     pub(crate) exists: bool,
+    /// Whether it is a symbolic link, not followed (likewise).
+    pub(crate) is_link: bool,
 }
 
 impl Default for Checked {
@@ -60,6 +67,7 @@ impl Default for Checked {
             loc: None,
             is_dir: false,
             exists: true,
+            is_link: false,
         }
     }
 }
@@ -87,6 +95,9 @@ pub(crate) struct FsGuard {
     listings: HashMap<u32, Loc>,
     /// Preview 1 fds written below a grant with a byte quota.
     written: HashMap<u32, Written>,
+    /// Whether any grant has path rules: then a path from a handle the
+    /// guard does not know is refused rather than left to wasmtime-wasi.
+    any_rules: bool,
 }
 
 impl FsGuard {
@@ -99,7 +110,8 @@ impl FsGuard {
 
     /// Adds the next grant (grants are numbered in policy order, as
     /// wasmtime-wasi numbers its preopens).
-    pub(super) fn add_grant(&mut self, grant: &DirGrant, root: Option<Dir>) {
+    pub(super) fn add_grant(&mut self, grant: &DirGrant, root: Dir) {
+        self.any_rules |= !grant.rules.is_empty();
         let rules = &grant.rules;
         let quota = rules
             .has_quota()
@@ -206,44 +218,111 @@ impl FsGuard {
     /// follows a link in the last component. Both the path as written and
     /// where it leads are decided; a refusal is recorded.
     pub(crate) fn check(&self, base: u32, path: &str, follow: bool, op: FsOp) -> Result<Checked, Refusal> {
+        if path.len() > MAX_PATH {
+            return Err(Refusal::TooLong);
+        }
         let Some(from) = self.handles.get(&base) else {
-            return Ok(Checked::default());
+            if !self.any_rules {
+                return Ok(Checked::default());
+            }
+            // Every directory the guest holds came from a preopen or an open
+            // the guard saw; a path from anything else cannot be placed.
+            self.denials.refuse(
+                op.kind(),
+                path,
+                "not relative to a directory the guest opened in a grant",
+            );
+            return Err(Refusal::Denied);
         };
         let grant = &self.grants[from.grant];
         let Some(lex) = lexical(&from.rel, path) else {
+            // Absolute, or `..` above the grant: wasmtime-wasi refuses it.
             return Ok(Checked::default());
         };
-        let Some(root) = grant.root.as_ref() else {
-            let loc = Loc {
+        let lexical_only = |lex: Rel| Checked {
+            loc: Some(Loc {
                 grant: from.grant,
                 rel: lex,
-            };
-            return Ok(Checked {
-                loc: Some(loc),
-                is_dir: false,
-                exists: true,
-            });
+            }),
+            ..Checked::default()
         };
-        let resolved = resolve(root, &from.rel, path, follow);
+        if grant.rules.is_empty() && !grant.rules.has_quota() {
+            return Ok(lexical_only(lex));
+        }
+        let resolved = match resolve(&grant.root, &from.rel, path, follow) {
+            Ok(r) => r,
+            // A link out of the grant, or a loop: wasmtime-wasi refuses it.
+            Err(Unresolved::Leaves) => return Ok(Checked::default()),
+            Err(Unresolved::Unreadable) if grant.rules.is_empty() => return Ok(lexical_only(lex)),
+            Err(Unresolved::Unreadable) => {
+                let loc = Loc {
+                    grant: from.grant,
+                    rel: lex,
+                };
+                self.record(op, &loc, "the path passes a link or name the guard cannot follow");
+                return Err(Refusal::Denied);
+            }
+        };
         // Opening an existing file with "create" only writes it.
-        let op = match &resolved {
-            Some(r) if op == FsOp::Create && r.exists => FsOp::Write,
-            _ => op,
+        let op = if op == FsOp::Create && resolved.exists {
+            FsOp::Write
+        } else {
+            op
         };
-        for rel in std::iter::once(&lex).chain(resolved.as_ref().map(|r| &r.rel)) {
+        for rel in [&lex, &resolved.rel] {
             self.decide(from.grant, rel, op)?;
         }
-        Ok(match resolved {
-            Some(r) => Checked {
-                loc: Some(Loc {
-                    grant: from.grant,
-                    rel: r.rel,
-                }),
-                is_dir: r.is_dir,
-                exists: r.exists,
-            },
-            None => Checked::default(),
+        Ok(Checked {
+            loc: Some(Loc {
+                grant: from.grant,
+                rel: resolved.rel,
+            }),
+            is_dir: resolved.is_dir,
+            exists: resolved.exists,
+            is_link: resolved.is_link,
         })
+    }
+
+    /// Decides creating a symbolic link at `path`: as [`check`](Self::check),
+    /// and refused where a rule reaches inside the name (a link `.git` would
+    /// stand in for the folder `.git/hooks/**` protects).
+    pub(crate) fn check_symlink(&self, base: u32, path: &str) -> Result<Checked, Refusal> {
+        let checked = self.check(base, path, false, FsOp::Symlink)?;
+        self.no_rule_inside(&checked, FsOp::Symlink, "a link there would stand in for that folder")?;
+        Ok(checked)
+    }
+
+    fn no_rule_inside(&self, checked: &Checked, op: FsOp, why: &str) -> Result<(), Refusal> {
+        let Some(loc) = &checked.loc else {
+            return Ok(());
+        };
+        match self.grants[loc.grant].rules.rule_inside(&loc.rel.join("/")) {
+            Some(rule) => {
+                self.record(op, loc, &format!("{rule} reaches inside it; {why}"));
+                Err(Refusal::Denied)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `loc` is a directory or a link (what could carry a folder's
+    /// contents to another place when moved), reading the disk if needed.
+    fn moves_a_tree(&self, checked: &Checked) -> bool {
+        if checked.is_dir || checked.is_link {
+            return true;
+        }
+        let Some(loc) = &checked.loc else {
+            return false;
+        };
+        let rel = loc.rel.join("/");
+        let grant = &self.grants[loc.grant];
+        grant.rules.is_empty()
+            && !grant.rules.has_quota()
+            && !rel.is_empty()
+            && grant
+                .root
+                .symlink_metadata(&rel)
+                .is_ok_and(|m| m.is_dir() || m.file_type().is_symlink())
     }
 
     /// Decides `op` on what `handle` itself points at (changing an open
@@ -266,16 +345,22 @@ impl FsGuard {
     ) -> Result<Checked, Refusal> {
         let from = self.check(old_base, old, follow_old, op)?;
         let to = self.check(new_base, new, false, op)?;
-        if !from.is_dir {
+        if !self.moves_a_tree(&from) {
             return Ok(to);
         }
-        for loc in [&from.loc, &to.loc].into_iter().flatten() {
-            let grant = &self.grants[loc.grant];
-            if let Some(rule) = grant.rules.rule_inside(&loc.rel.join("/")) {
-                self.record(op, loc, &format!("{rule}, which reaches inside the directory moved"));
-                return Err(Refusal::Denied);
-            }
+        if let (Some(f), Some(t)) = (&from.loc, &to.loc)
+            && f.grant != t.grant
+            && !(self.grants[f.grant].rules.is_empty() && self.grants[t.grant].rules.is_empty())
+        {
+            self.record(
+                op,
+                f,
+                "a folder or link cannot move between grants when either has rules",
+            );
+            return Err(Refusal::Denied);
         }
+        self.no_rule_inside(&from, op, "moving it would carry files out from under the rule")?;
+        self.no_rule_inside(&to, op, "moving a folder there would carry files under the rule")?;
         Ok(to)
     }
 

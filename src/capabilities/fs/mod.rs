@@ -32,17 +32,14 @@ pub(super) fn add_preopens(builder: &mut WasiCtxBuilder, policy: &Policy, denial
         // wasmtime-wasi the descriptor's own path: reopening
         // `/proc/self/fd/N` yields that same directory, not whatever the
         // name points to now. From here on the guest reaches files only
-        // through wasmtime-wasi's handle; ours is closed at the end of the
-        // loop, unless the grant has rules or a quota: then the guard keeps
-        // it to follow links itself, inside that same directory.
+        // through wasmtime-wasi's handle. The guard keeps ours to follow
+        // links itself, inside that same directory.
         let fd = crate::hostfs::open_dir(&dir.host, &format!("directory granted at `{}`", dir.guest))?;
         builder
             .preopened_dir(crate::hostfs::reopen_path(&fd, &dir.host), &dir.guest, perms)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to open preopen `{}`", dir.host.display()))?;
-        let keep = !dir.rules.is_empty() || dir.rules.has_quota();
-        let root = keep.then(|| cap_std::fs::Dir::from_std_file(std::fs::File::from(fd)));
-        guard.add_grant(dir, root);
+        guard.add_grant(dir, cap_std::fs::Dir::from_std_file(std::fs::File::from(fd)));
     }
     Ok(guard)
 }

@@ -20,6 +20,8 @@ use wiggle::GuestMemory;
 /// Errno values of wasi_snapshot_preview1.
 mod errno {
     pub(super) const ACCES: i32 = 2;
+    pub(super) const FAULT: i32 = 21;
+    pub(super) const NAMETOOLONG: i32 = 37;
     pub(super) const NOENT: i32 = 44;
     pub(super) const NOSPC: i32 = 51;
     pub(super) const NOTDIR: i32 = 54;
@@ -43,6 +45,7 @@ fn errno_of(refusal: Refusal) -> i32 {
         Refusal::NotFound => errno::NOENT,
         Refusal::Denied => errno::ACCES,
         Refusal::Full => errno::NOSPC,
+        Refusal::TooLong => errno::NAMETOOLONG,
     }
 }
 
@@ -96,7 +99,11 @@ fn check_create(
     let Some(text) = read_path(mem, path.0, path.1) else {
         return Ok((None, None));
     };
-    let checked = guard.check(fd as u32, &text, false, op).map_err(errno_of)?;
+    let checked = match op {
+        FsOp::Symlink => guard.check_symlink(fd as u32, &text),
+        op => guard.check(fd as u32, &text, false, op),
+    }
+    .map_err(errno_of)?;
     let charged = guard.charge_create(&checked).map_err(errno_of)?;
     Ok((Some(text), charged))
 }
@@ -423,10 +430,14 @@ pub(crate) async fn fd_readdir(
     let (start, want, used_at) = (buf as u32 as usize, len as u32 as usize, used_ptr as u32 as usize);
     let in_bounds = start.checked_add(want).is_some_and(|end| end <= mem.len())
         && used_at.checked_add(4).is_some_and(|end| end <= mem.len());
-    let dir = guard.hiding_in(fd as u32);
-    let Some(dir) = dir.filter(|_| in_bounds) else {
+    let Some(dir) = guard.hiding_in(fd as u32) else {
         return wasi::fd_readdir(ctx, &mut GuestMemory::Unshared(mem), fd, buf, len, cookie, used_ptr).await;
     };
+    if !in_bounds {
+        // wasmtime-wasi would list into what is in bounds before refusing,
+        // hidden entries too.
+        return Ok(errno::FAULT);
+    }
     let mut scratch = vec![0u8; LISTING_CHUNK + 4];
     let chunk = LISTING_CHUNK as i32;
     let (mut filled, mut cookie) = (0usize, cookie);

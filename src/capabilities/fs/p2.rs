@@ -38,6 +38,7 @@ fn code(refusal: Refusal) -> FsError {
         Refusal::NotFound => types::ErrorCode::NoEntry.into(),
         Refusal::Denied => types::ErrorCode::Access.into(),
         Refusal::Full => types::ErrorCode::InsufficientSpace.into(),
+        Refusal::TooLong => types::ErrorCode::NameTooLong.into(),
     }
 }
 
@@ -368,7 +369,7 @@ impl HostDescriptor for Guarded<'_> {
         dest_path: String,
     ) -> FsResult<()> {
         let rep = fd.rep();
-        let checked = self.check(&fd, &dest_path, false, FsOp::Symlink)?;
+        let checked = self.guard.check_symlink(fd.rep(), &dest_path).map_err(code)?;
         let charged = self.guard.charge_create(&checked).map_err(code)?;
         let r = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path.clone()).await;
         self.settle(r, charged, rep, &dest_path, FsOp::Symlink)
@@ -416,11 +417,13 @@ impl HostDescriptor for Guarded<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::MetadataHashValue> {
-        // wasi-libc asks this of every entry it lists (for `d_ino`), and an
-        // identity hash says nothing of a file's content: only a hidden
-        // path is refused, so that listings of visible denied names work.
+        // wasi-libc asks this of every entry it lists (for `d_ino`): for
+        // an entry of a directory the guest holds (one name, no link
+        // followed) only a hidden name is refused, so that a listing shows
+        // visible denied names; any other path is decided as `stat` is.
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
-        if self.guard.hiding_in(rep).is_some() {
+        let entry = !follow && !path.is_empty() && !path.contains('/') && path != "." && path != "..";
+        if !entry || self.guard.hiding_in(rep).is_some() {
             self.check(&fd, &path, follow, FsOp::Stat)?;
         }
         let r = HostDescriptor::metadata_hash_at(&mut self.inner, fd, path_flags, path.clone()).await;

@@ -33,38 +33,52 @@ pub(super) fn lexical(base: &[String], path: &str) -> Option<Rel> {
 }
 
 /// What following the links of a path found.
+#[derive(Debug)]
 pub(super) struct Resolved {
     /// Where the path leads, as far as it exists (the rest lexically).
     pub(super) rel: Rel,
     /// Whether that is an existing directory.
     pub(super) is_dir: bool,
+    /// Whether it is a symbolic link, left unfollowed.
+    pub(super) is_link: bool,
     /// Whether it exists.
     pub(super) exists: bool,
 }
 
+/// Why a path could not be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unresolved {
+    /// It leaves the grant: an absolute link or `..` above the root
+    /// (wasmtime-wasi refuses it too), or too many links.
+    Leaves,
+    /// A component could not be read (a link that is not UTF-8, a path too
+    /// long for the host, an I/O error): where it leads is unknown.
+    Unreadable,
+}
+
 /// Follows `path` from `base` inside `root`, reading each link itself.
-/// `follow_last` follows a link in the last component too. `None` when the
-/// path leaves the grant (an absolute link, `..` above the root) or loops:
-/// wasmtime-wasi refuses those itself.
-pub(super) fn resolve(root: &Dir, base: &[String], path: &str, follow_last: bool) -> Option<Resolved> {
+/// `follow_last` follows a link in the last component too; a component
+/// followed by anything (even a trailing `/` or `/.`) is always followed, as
+/// the OS does.
+pub(super) fn resolve(root: &Dir, base: &[String], path: &str, follow_last: bool) -> Result<Resolved, Unresolved> {
     if path.starts_with('/') {
-        return None;
+        return Err(Unresolved::Leaves);
     }
     let mut done: Rel = base.to_vec();
     let mut todo: VecDeque<String> = path.split('/').map(str::to_string).collect();
     let mut links = 0;
-    let mut is_dir = true;
+    let (mut is_dir, mut is_link) = (true, false);
     // How deep the path existed when a component was first missing.
     let mut missing: Option<usize> = None;
     while let Some(c) = todo.pop_front() {
         match c.as_str() {
             "" | "." => continue,
             ".." => {
-                done.pop()?;
+                done.pop().ok_or(Unresolved::Leaves)?;
                 if missing.is_some_and(|depth| done.len() <= depth) {
                     missing = None;
                 }
-                is_dir = true;
+                (is_dir, is_link) = (true, false);
                 continue;
             }
             _ => {}
@@ -79,34 +93,38 @@ pub(super) fn resolve(root: &Dir, base: &[String], path: &str, follow_last: bool
         } else {
             format!("{}/{c}", done.join("/"))
         };
-        let Ok(meta) = root.symlink_metadata(&here) else {
-            missing = Some(done.len());
-            is_dir = false;
-            done.push(c);
-            continue;
+        let meta = match root.symlink_metadata(&here) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                missing = Some(done.len());
+                (is_dir, is_link) = (false, false);
+                done.push(c);
+                continue;
+            }
+            Err(_) => return Err(Unresolved::Unreadable),
         };
-        let last = todo.iter().all(|t| t.is_empty() || t == ".");
-        if meta.file_type().is_symlink() && (!last || follow_last) {
+        if meta.file_type().is_symlink() && (!todo.is_empty() || follow_last) {
             links += 1;
             if links > MAX_LINKS {
-                return None;
+                return Err(Unresolved::Leaves);
             }
-            let target = root.read_link(&here).ok()?;
-            let target = target.to_str()?;
+            let target = root.read_link_contents(&here).map_err(|_| Unresolved::Unreadable)?;
+            let target = target.to_str().ok_or(Unresolved::Unreadable)?;
             if target.starts_with('/') {
-                return None;
+                return Err(Unresolved::Leaves);
             }
             for part in target.split('/').rev() {
                 todo.push_front(part.to_string());
             }
             continue;
         }
-        is_dir = meta.is_dir();
+        (is_dir, is_link) = (meta.is_dir(), meta.file_type().is_symlink());
         done.push(c);
     }
-    Some(Resolved {
+    Ok(Resolved {
         rel: done,
         is_dir: is_dir && missing.is_none(),
+        is_link: is_link && missing.is_none(),
         exists: missing.is_none(),
     })
 }
@@ -149,8 +167,23 @@ mod tests {
         // The last link is left alone unless asked (unlink, rename, readlink).
         assert_eq!(resolve(&root, &[], "short", false).unwrap().rel, rel(&["short"]));
         assert_eq!(resolve(&root, &[], "short", true).unwrap().rel, rel(&["real", "inner"]));
-        assert!(resolve(&root, &[], "abs/passwd", true).is_none());
-        assert!(resolve(&root, &[], "loop", true).is_none());
+        assert_eq!(resolve(&root, &[], "abs/passwd", true).unwrap_err(), Unresolved::Leaves);
+        assert_eq!(resolve(&root, &[], "loop", true).unwrap_err(), Unresolved::Leaves);
+        // A trailing `/` or `/.` follows the link even when the last
+        // component is not to be followed, as Linux does.
+        assert_eq!(
+            resolve(&root, &[], "short/", false).unwrap().rel,
+            rel(&["real", "inner"])
+        );
+        assert_eq!(
+            resolve(&root, &[], "short/.", false).unwrap().rel,
+            rel(&["real", "inner"])
+        );
+        assert!(resolve(&root, &[], "short", false).unwrap().is_link);
+        // A link whose target is not UTF-8 cannot be placed.
+        use std::os::unix::ffi::OsStrExt as _;
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"\xff"), p.join("odd")).unwrap();
+        assert_eq!(resolve(&root, &[], "odd", true).unwrap_err(), Unresolved::Unreadable);
         let r = resolve(&root, &[], "short/new/file", true).unwrap();
         assert_eq!(r.rel, rel(&["real", "inner", "new", "file"]));
         assert!(!r.is_dir);
