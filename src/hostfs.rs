@@ -93,6 +93,16 @@ impl HostFile {
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
         write_file(&self.path, bytes, &self.what)
     }
+
+    /// Creates or truncates the file, without following links, and gives it
+    /// open for writing.
+    ///
+    /// # Errors
+    ///
+    /// As [`HostFile::write`].
+    pub fn create(&self) -> Result<File> {
+        create_file(&self.path, &self.what)
+    }
 }
 
 /// Resolves the folder of a file the host will create, once, before any guest

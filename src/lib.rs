@@ -67,7 +67,9 @@ mod term;
 
 pub use cache::{CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
 pub use cancel::CancelHandle;
-pub use capabilities::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
+pub use capabilities::{
+    AuditFile, AuditSink, CapabilityUse, DENIAL_BYTES, DENIAL_FIELD_BYTES, Decision, Denial, MAX_DENIALS, UseCounts,
+};
 pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
 };

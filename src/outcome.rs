@@ -134,6 +134,9 @@ pub struct Outcome {
     /// Refusals left out of `denials` because the record was full; they were
     /// refused all the same.
     pub denials_dropped: u64,
+    /// Capability uses the policy decided, allowed and denied, counted per
+    /// kind (`fs-read`, `tcp-connect`, ...; see [`CapabilityUse::kind`](crate::CapabilityUse::kind)).
+    pub uses: std::collections::BTreeMap<String, crate::UseCounts>,
 }
 
 impl Outcome {
@@ -217,6 +220,7 @@ impl Outcome {
             "stderr_bytes": self.stderr_bytes,
             "denials": self.denials,
             "denials_dropped": self.denials_dropped,
+            "uses": self.uses,
         })
     }
 }
@@ -318,6 +322,7 @@ mod tests {
             stderr: Vec::new(),
             denials: Vec::new(),
             denials_dropped: 0,
+            uses: Default::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! an [`Outcome`].
 
 use crate::cancel::{CancelHandle, Cancelled};
-use crate::capabilities::{Captured, Denials, FsGuard, NetAudit, RunIo, WasiSetup};
+use crate::capabilities::{Captured, FsGuard, NetAudit, Records, RunIo, WasiSetup};
 use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
@@ -114,6 +114,7 @@ impl Default for SandboxBuilder {
                 stdin: None,
                 capture: true,
                 log_denials: false,
+                audit: None,
             },
         }
     }
@@ -153,6 +154,15 @@ impl SandboxBuilder {
     /// asked to be verbose or to write a report). Refusals are always in [`Outcome::denials`].
     pub fn log_denials(mut self, log: bool) -> Self {
         self.io.log_denials = log;
+        self
+    }
+
+    /// Hands every capability use of each run (file operations and network
+    /// uses, allowed or refused) to `sink` as it happens; [`AuditFile`](crate::AuditFile)
+    /// writes them as JSON lines, bounded. Counts per kind are in
+    /// [`Outcome::uses`] either way.
+    pub fn audit(mut self, sink: Arc<dyn crate::AuditSink>) -> Self {
+        self.io.audit = Some(crate::capabilities::AuditHook(sink));
         self
     }
 
@@ -482,7 +492,7 @@ impl Sandbox {
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
         let budget = Arc::new(OutputBudget::new(policy.limits().output.value));
         let captured = Captured::default();
-        let denials = Denials::new(inner.io.log_denials);
+        let denials = Records::new(inner.io.log_denials, inner.io.audit.clone());
         let net = NetAudit::new(policy.net(), denials.clone());
         let io;
         let io = match options.stdin {
@@ -610,7 +620,7 @@ impl Sandbox {
             .fuel
             .value
             .map(|total| total.saturating_sub(store.get_fuel().unwrap_or(0)));
-        let (denials, denials_dropped) = run.denials.take();
+        let (denials, denials_dropped, uses) = run.denials.take();
         let take = |b: &std::sync::Mutex<Vec<u8>>| std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(Outcome {
             status,
@@ -624,6 +634,7 @@ impl Sandbox {
             stderr: take(&run.captured.stderr),
             denials,
             denials_dropped,
+            uses,
         })
     }
 }
@@ -637,7 +648,7 @@ pub(crate) struct RunState {
     captured: Captured,
     net: NetAudit,
     /// Every refusal of the run, network and filesystem.
-    denials: Denials,
+    denials: Records,
     pub(crate) cancel: Option<CancelHandle>,
 }
 

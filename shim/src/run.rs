@@ -428,6 +428,7 @@ mod tests {
             stderr: Vec::new(),
             denials: Vec::new(),
             denials_dropped: 0,
+            uses: Default::default(),
         };
         assert_eq!(exit_code(&outcome, Some(15)), 143);
         assert_eq!(exit_code(&outcome, Some(2)), 130);

@@ -1,8 +1,10 @@
 //! What a refused capability use leaves behind: a [`Denial`], kept in a
 //! bounded [`DenialLog`] per run.
 
+use super::audit::{AuditHook, CapabilityUse, Decision, UseCounts};
 use crate::term::{eprint_line, sanitize, truncate};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 /// Most refusals one run records in [`Outcome::denials`](crate::Outcome::denials); later ones are only
@@ -62,20 +64,56 @@ impl DenialLog {
     }
 }
 
-/// One run's record of refusals, shared by every capability that refuses
-/// (network and filesystem). Cloning shares the record.
+/// One run's record of capability uses, shared by every capability that
+/// decides one (network and filesystem): refusals kept as [`Denial`]s, every
+/// use counted per kind and handed to the run's audit hook, if any. Cloning
+/// shares the record.
 #[derive(Clone, Default)]
-pub(crate) struct Denials {
-    log: Arc<Mutex<DenialLog>>,
+pub(crate) struct Records {
+    inner: Arc<Mutex<Inner>>,
     print: bool,
+    audit: Option<AuditHook>,
 }
 
-impl Denials {
-    /// A fresh record for one run; `print` also prints each refusal to stderr.
-    pub(crate) fn new(print: bool) -> Denials {
-        Denials {
-            log: Arc::default(),
+#[derive(Default)]
+struct Inner {
+    denials: DenialLog,
+    /// Keyed by kind: names from wasmcell's code, never from the guest.
+    counts: BTreeMap<&'static str, UseCounts>,
+}
+
+impl Records {
+    /// A fresh record for one run; `print` also prints each refusal to
+    /// stderr; `audit` receives every use.
+    pub(crate) fn new(print: bool, audit: Option<AuditHook>) -> Records {
+        Records {
+            inner: Arc::default(),
             print,
+            audit,
+        }
+    }
+
+    fn audit(&self, kind: &str, target: &str, decision: Decision, rule: &str) {
+        if let Some(hook) = &self.audit {
+            hook.0.record(&CapabilityUse {
+                time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                kind: kind.to_string(),
+                target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
+                decision,
+                rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
+            });
+        }
+    }
+
+    /// Counts an allowed use of `kind`; the target and rule are only made
+    /// when an audit hook will read them.
+    pub(crate) fn allow(&self, kind: &'static str, target: impl FnOnce() -> String, rule: impl FnOnce() -> String) {
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.counts.entry(kind).or_default().allowed += 1;
+        }
+        if self.audit.is_some() {
+            self.audit(kind, &target(), Decision::Allowed, &rule());
         }
     }
 
@@ -83,13 +121,16 @@ impl Denials {
     /// asked to. `target` is the guest's choice: it is cut to
     /// [`DENIAL_FIELD_BYTES`] and printed escaped. Past the record's caps a
     /// refusal is only counted, and one line says so.
-    pub(crate) fn refuse(&self, kind: &str, target: &str, rule: &str) {
+    pub(crate) fn refuse(&self, kind: &'static str, target: &str, rule: &str) {
+        self.audit(kind, target, Decision::Denied, rule);
         let denial = Denial {
             kind: kind.to_string(),
             target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
             rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
         };
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.counts.entry(kind).or_default().denied += 1;
+        let log = &mut inner.denials;
         let kept = log.push(denial);
         if !self.print {
             return;
@@ -110,10 +151,12 @@ impl Denials {
         }
     }
 
-    /// Everything refused so far: the kept records and how many were dropped.
-    pub(crate) fn take(&self) -> (Vec<Denial>, u64) {
-        let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()));
-        (log.kept, log.dropped)
+    /// Everything so far: the kept refusals, how many were dropped, and the
+    /// uses counted per kind.
+    pub(crate) fn take(&self) -> (Vec<Denial>, u64, BTreeMap<String, UseCounts>) {
+        let inner = std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+        let counts = inner.counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        (inner.denials.kept, inner.denials.dropped, counts)
     }
 }
 
@@ -123,22 +166,22 @@ mod tests {
 
     #[test]
     fn denial_log_keeps_a_prefix_within_count_and_bytes() {
-        let audit = Denials::new(false);
+        let audit = Records::new(false, None);
         for i in 0..MAX_DENIALS + 10 {
             audit.refuse("dns", &format!("host{i}"), "rule");
         }
-        let (kept, dropped) = audit.take();
+        let (kept, dropped, _) = audit.take();
         assert_eq!((kept.len(), dropped), (MAX_DENIALS, 10));
         assert_eq!(kept[MAX_DENIALS - 1].target, format!("host{}", MAX_DENIALS - 1));
 
         // Long targets are cut, and the byte budget stops the record before
         // the count does; a short refusal after that is still only counted.
-        let audit = Denials::new(false);
+        let audit = Records::new(false, None);
         for _ in 0..MAX_DENIALS {
             audit.refuse("dns", &"x".repeat(100_000), &"r".repeat(100_000));
         }
         audit.refuse("dns", "short", "rule");
-        let (kept, dropped) = audit.take();
+        let (kept, dropped, _) = audit.take();
         let bytes: usize = kept.iter().map(|d| d.kind.len() + d.target.len() + d.rule.len()).sum();
         assert!(bytes <= DENIAL_BYTES && !kept.is_empty(), "{bytes}");
         assert!(

@@ -9,6 +9,7 @@
 //! HTTP request is decided against the policy's `[net]` grants, and a refusal
 //! is recorded in the run's bounded [`DenialLog`](denial::DenialLog).
 
+mod audit;
 mod clocks_random;
 mod denial;
 mod env;
@@ -16,7 +17,9 @@ mod fs;
 mod net;
 mod stdio;
 
-pub(crate) use denial::Denials;
+pub(crate) use audit::AuditHook;
+pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, UseCounts};
+pub(crate) use denial::Records;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
 pub(crate) use net::{NetAudit, resolve_addresses};
@@ -37,6 +40,8 @@ pub(crate) struct RunIo {
     pub capture: bool,
     /// Print each refused capability use to stderr as it happens.
     pub log_denials: bool,
+    /// Receives every capability use.
+    pub audit: Option<AuditHook>,
 }
 
 /// What a policy builds for one run: the WASI context's builder and the
@@ -72,7 +77,7 @@ impl Policy {
         budget: &Arc<OutputBudget>,
         captured: &Captured,
         net: &NetAudit,
-        denials: &Denials,
+        denials: &Records,
     ) -> Result<WasiSetup> {
         let mut builder = WasiCtxBuilder::new();
         builder.args(argv);

@@ -2,7 +2,7 @@
 //! the audited name lookup and the HTTP allowlist hook, each recording what
 //! it refuses in the run's [`NetAudit`].
 
-use super::denial::Denials;
+use super::denial::Records;
 use crate::policy::{NetGrants, NetKind};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,21 +20,26 @@ use wasmtime_wasi_http::WasiHttpHooks;
 #[derive(Clone)]
 pub(crate) struct NetAudit {
     pub(crate) grants: Arc<NetGrants>,
-    denials: Denials,
+    denials: Records,
 }
 
 impl NetAudit {
     /// The run's grants, recording refusals in `denials`.
-    pub(crate) fn new(grants: &NetGrants, denials: Denials) -> NetAudit {
+    pub(crate) fn new(grants: &NetGrants, denials: Records) -> NetAudit {
         NetAudit {
             grants: Arc::new(grants.clone()),
             denials,
         }
     }
 
-    /// Records a refused use of `kind` on `target` (see [`Denials::refuse`]).
-    pub(crate) fn refuse(&self, kind: &str, target: &str, rule: &str) {
+    /// Records a refused use of `kind` on `target` (see [`Records::refuse`]).
+    pub(crate) fn refuse(&self, kind: &'static str, target: &str, rule: &str) {
         self.denials.refuse(kind, target, rule);
+    }
+
+    /// Counts (and audits) a granted use of `kind` on `target`.
+    pub(crate) fn allow(&self, kind: &'static str, target: impl FnOnce() -> String) {
+        self.denials.allow(kind, target, || format!("granted by [net] {kind}"));
     }
 }
 
@@ -50,7 +55,11 @@ pub(super) fn add_network(builder: &mut WasiCtxBuilder, net: &NetAudit) {
     let net = net.clone();
     builder.socket_addr_check(move |addr, usage| {
         let allowed = match decide(&net.grants, addr, usage) {
-            Verdict::Allow => true,
+            Verdict::Allow(Some(kind)) => {
+                net.allow(kind, || addr.to_string());
+                true
+            }
+            Verdict::Allow(None) => true,
             Verdict::Drop => false,
             Verdict::Deny(kind, rule) => {
                 net.refuse(kind.name(), &addr.to_string(), &rule);
@@ -62,7 +71,9 @@ pub(super) fn add_network(builder: &mut WasiCtxBuilder, net: &NetAudit) {
 }
 
 enum Verdict {
-    Allow,
+    /// Granted: a use of this kind, or (`None`) one that only follows from
+    /// another (an implicit bind, an incoming datagram), not counted.
+    Allow(Option<&'static str>),
     /// Refused and recorded.
     Deny(NetKind, String),
     /// Refused silently: an incoming datagram the guest never asked for.
@@ -79,19 +90,19 @@ enum Verdict {
 /// policy granted; datagrams are received only when some UDP use is granted.
 fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Verdict {
     let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
-    let check = |kind| match net.check(kind, addr) {
-        Ok(()) => Verdict::Allow,
+    let check = |kind: NetKind| match net.check(kind, addr) {
+        Ok(()) => Verdict::Allow(Some(kind.name())),
         Err(rule) => Verdict::Deny(kind, rule),
     };
     match usage {
-        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind if implicit_bind => Verdict::Allow,
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind if implicit_bind => Verdict::Allow(None),
         SocketAddrUse::TcpBind => check(NetKind::TcpBind),
         SocketAddrUse::TcpListen => check(NetKind::TcpListen),
         SocketAddrUse::TcpConnect => check(NetKind::TcpConnect),
-        SocketAddrUse::TcpAccept => Verdict::Allow,
+        SocketAddrUse::TcpAccept => Verdict::Allow(Some("tcp-accept")),
         SocketAddrUse::UdpBind => check(NetKind::UdpBind),
         SocketAddrUse::UdpSend => check(NetKind::UdpSend),
-        SocketAddrUse::UdpReceive if net.any_udp() => Verdict::Allow,
+        SocketAddrUse::UdpReceive if net.any_udp() => Verdict::Allow(None),
         SocketAddrUse::UdpReceive => Verdict::Drop,
     }
 }
@@ -116,6 +127,7 @@ pub(crate) fn resolve_addresses(
         net.refuse("dns", &name, "[net] dns is false: name lookups are not granted");
         return Ok(Err(ErrorCode::PermanentResolverFailure));
     }
+    net.allow("dns", || name.clone());
     let mut view = WasiSocketsCtxView {
         ctx: ctx.sockets(),
         table,
@@ -148,6 +160,7 @@ impl WasiHttpHooks for NetAudit {
             self.refuse("http", &format!("{scheme}://{host}:{port}"), &rule);
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         }
+        self.allow("http", || format!("{scheme}://{host}:{port}"));
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
     }
 }

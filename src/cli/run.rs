@@ -11,8 +11,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal};
 use wasmcell::{
-    CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile, LoadError, LoadErrorKind, Outcome,
-    Policy, Program, RunOptions, Sandbox, sanitize,
+    AuditFile, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile, LoadError, LoadErrorKind,
+    Outcome, Policy, Program, RunOptions, Sandbox, sanitize,
 };
 
 const RUN_EXAMPLES: &str = "\
@@ -130,6 +130,19 @@ pub struct RunCommand {
     #[arg(long, value_name = "N")]
     pub report_fd: Option<i32>,
 
+    /// Write every capability use (file operations and network uses, allowed or denied) to FILE, one JSON object per line.
+    ///
+    /// Each line has `time`, `kind`, `target`, `decision` (`allowed` or
+    /// `denied`) and `rule`. The file holds at most --audit-limit bytes and
+    /// then ends with a `{"truncated": true, ...}` line; the report's `uses`
+    /// counts every use either way. Created without following links.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+
+    /// Most bytes --audit writes (default 64 MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "audit", default_value = "64MiB")]
+    pub audit_limit: u64,
+
     /// Accept a precompiled MODULE (a .cwasm from `wasmcell compile`).
     ///
     /// Precompiled code is native code that runs without being validated:
@@ -189,14 +202,24 @@ impl RunCommand {
             Some(path) if path.as_os_str() != "-" => Some(HostFile::resolve(&policy, path, "--report")?),
             _ => None,
         };
+        let audit = match &self.audit {
+            Some(path) => Some(AuditFile::create(
+                &HostFile::resolve(&policy, path, "--audit")?,
+                self.audit_limit,
+            )?),
+            None => None,
+        };
         let engine = self.engine(&policy)?;
         let log_denials = self.verbose || self.report.is_some() || report_fd.is_some();
-        let sandbox = Sandbox::builder()
+        let mut builder = Sandbox::builder()
             .engine(engine)
             .policy(policy)
             .capture_output(false)
-            .log_denials(log_denials)
-            .build()?;
+            .log_denials(log_denials);
+        if let Some(audit) = &audit {
+            builder = builder.audit(audit.clone());
+        }
+        let sandbox = builder.build()?;
         let (module, args) = self.module_and_args()?;
         let (outcome, json) = match &self.invoke {
             Some(call) => invoke(&sandbox, &module, call, &args)?,
@@ -219,6 +242,9 @@ impl RunCommand {
                 "wasmcell: {} more refusals were counted but not recorded",
                 outcome.denials_dropped
             ));
+        }
+        if let Some(audit) = &audit {
+            audit.finish()?;
         }
         let json = serde_json::to_string_pretty(&json).expect("a JSON value serializes");
         if let Some((n, file)) = &mut report_fd {

@@ -1308,3 +1308,43 @@ fn fs_rules_hold_against_stand_ins_and_other_grants() {
         );
     }
 }
+
+/// The library's audit hook sees each use as it happens, in order, and the
+/// outcome counts the same uses.
+#[test]
+fn fs_audit_hook_sees_every_use() {
+    use std::sync::{Arc, Mutex};
+    let w = workspace();
+    let seen: Arc<Mutex<Vec<wasmcell::CapabilityUse>>> = Arc::default();
+    let sink = seen.clone();
+    let sandbox = wasmcell::Sandbox::builder()
+        .policy(workspace_policy(w.path(), true))
+        .audit(Arc::new(move |u: &wasmcell::CapabilityUse| {
+            sink.lock().unwrap().push(u.clone())
+        }))
+        .build()
+        .unwrap();
+    let outcome = sandbox
+        .run(
+            FS_OPS,
+            &["read:/w/src/main.rs", "read:/w/.env", "write:/w/config/app.toml:x"],
+        )
+        .unwrap();
+    assert_status(&outcome, Status::Exited(0));
+    let seen = seen.lock().unwrap();
+    let brief: Vec<(&str, &str, wasmcell::Decision)> = seen
+        .iter()
+        .map(|u| (u.kind.as_str(), u.target.as_str(), u.decision))
+        .collect();
+    use wasmcell::Decision::{Allowed, Denied};
+    assert_eq!(
+        brief,
+        [
+            ("fs-read", "/w/src/main.rs", Allowed),
+            ("fs-read", "/w/.env", Denied),
+            ("fs-write", "/w/config/app.toml", Denied)
+        ]
+    );
+    let counted: u64 = outcome.uses.values().map(|c| c.allowed + c.denied).sum();
+    assert_eq!(counted, 3, "{:?}", outcome.uses);
+}

@@ -165,6 +165,8 @@ fn assert_connected(outcome: &Outcome, server: JoinHandle<Option<String>>) {
     assert_status(outcome, Status::Exited(0));
     assert_eq!(stdout(outcome).trim_end(), "connected, reply pong");
     assert!(outcome.denials.is_empty(), "{:?}", outcome.denials);
+    // The granted connect is counted as a use (and reaches an audit hook).
+    assert_eq!(outcome.uses["tcp-connect"].allowed, 1, "{:?}", outcome.uses);
     assert_eq!(
         server.join().unwrap().as_deref(),
         Some("ping\n"),
@@ -195,6 +197,7 @@ fn assert_refused(outcome: &Outcome, kind: &str, target: &str) {
         denial.rule.contains("[net]"),
         "the rule should name the table: {denial:?}"
     );
+    assert_eq!(outcome.uses[kind].denied, 1, "{:?}", outcome.uses);
 }
 
 /// Nothing arrived on a non-blocking UDP `socket`.

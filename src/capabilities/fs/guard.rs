@@ -5,7 +5,7 @@
 
 use super::quota::Quota;
 use super::resolve::{Rel, Unresolved, lexical, resolve};
-use crate::capabilities::denial::Denials;
+use crate::capabilities::denial::Records;
 use crate::policy::{DirGrant, FsDecision, FsOp, FsRules};
 use cap_std::fs::Dir;
 use std::collections::HashMap;
@@ -87,7 +87,7 @@ pub(crate) struct Written {
 #[derive(Default)]
 pub(crate) struct FsGuard {
     grants: Vec<Grant>,
-    denials: Denials,
+    denials: Records,
     /// Preview 1 fds, or preview 2 descriptors by resource index.
     handles: HashMap<u32, Loc>,
     /// Preview 2 directory listings being read (by resource index) in a
@@ -101,7 +101,7 @@ pub(crate) struct FsGuard {
 }
 
 impl FsGuard {
-    pub(super) fn new(denials: Denials) -> FsGuard {
+    pub(super) fn new(denials: Records) -> FsGuard {
         FsGuard {
             denials,
             ..FsGuard::default()
@@ -389,6 +389,26 @@ impl FsGuard {
         let grant = &self.grants[loc.grant];
         let rule = format!("{rule} in the grant at {}", grant.guest);
         self.denials.refuse(op.kind(), &self.guest_path(loc), &rule);
+    }
+
+    /// Counts (and audits) an operation that was allowed and done.
+    pub(crate) fn allowed(&self, base: u32, path: &str, op: FsOp) {
+        let rule = || match self.handles.get(&base) {
+            Some(from) => {
+                let grant = &self.grants[from.grant];
+                let access = if grant.read_only { "read-only" } else { "read-write" };
+                format!("the grant at {} ({access})", grant.guest)
+            }
+            None => "no grant".to_string(),
+        };
+        let target = || match self.handles.get(&base) {
+            Some(from) => match lexical(&from.rel, path) {
+                Some(rel) => self.guest_path(&Loc { grant: from.grant, rel }),
+                None => format!("{}/{path}", self.guest_path(from).trim_end_matches('/')),
+            },
+            None => path.to_string(),
+        };
+        self.denials.allow(op.kind(), target, rule);
     }
 
     /// Records a refusal wasmtime-wasi made on its own (a change in a

@@ -13,12 +13,12 @@ mod resolve;
 
 pub(crate) use guard::FsGuard;
 
-use super::denial::Denials;
+use super::denial::Records;
 use crate::policy::{Access, Policy};
 use anyhow::{Context as _, Result};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-pub(super) fn add_preopens(builder: &mut WasiCtxBuilder, policy: &Policy, denials: &Denials) -> Result<FsGuard> {
+pub(super) fn add_preopens(builder: &mut WasiCtxBuilder, policy: &Policy, denials: &Records) -> Result<FsGuard> {
     let mut guard = FsGuard::new(denials.clone());
     for dir in policy.dirs() {
         let perms = match dir.access {

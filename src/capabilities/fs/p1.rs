@@ -62,10 +62,16 @@ fn read_u32(mem: &[u8], ptr: Ptr) -> Option<u32> {
     Some(u32::from_le_bytes(mem.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
-/// Records what wasmtime-wasi refused on its own, by the errno it gave.
+/// Counts and audits a call the guard let through: what wasmtime-wasi
+/// refused on its own (by the errno it gave) as a refusal, the rest as uses.
 fn after(guard: &FsGuard, rc: i32, base: i32, path: Option<&str>, op: FsOp) -> i32 {
-    if let (errno::ACCES | errno::PERM | errno::ROFS | errno::NOTCAPABLE, Some(path)) = (rc, path) {
-        guard.refused_by_wasi(base as u32, path, op);
+    // Any other answer (a missing file, say) is a use the policy allowed.
+    match (rc, path) {
+        (errno::ACCES | errno::PERM | errno::ROFS | errno::NOTCAPABLE, Some(path)) => {
+            guard.refused_by_wasi(base as u32, path, op);
+        }
+        (_, Some(path)) => guard.allowed(base as u32, path, op),
+        (_, None) => {}
     }
     rc
 }

@@ -58,13 +58,16 @@ impl Guarded<'_> {
         self.guard.check(fd.rep(), path, follow, op).map_err(code)
     }
 
-    /// Records what wasmtime-wasi refused on its own.
+    /// Counts and audits a call the guard let through: what wasmtime-wasi
+    /// refused on its own as a refusal, the rest as uses.
     fn after<T>(&self, result: FsResult<T>, base: u32, path: &str, op: FsOp) -> FsResult<T> {
         use types::ErrorCode as E;
-        if let Err(e) = &result
-            && matches!(e.downcast_ref(), Some(E::Access | E::NotPermitted | E::ReadOnly))
-        {
-            self.guard.refused_by_wasi(base, path, op);
+        // Any other answer (a missing file, say) is a use the policy allowed.
+        match &result {
+            Err(e) if matches!(e.downcast_ref(), Some(E::Access | E::NotPermitted | E::ReadOnly)) => {
+                self.guard.refused_by_wasi(base, path, op);
+            }
+            _ => self.guard.allowed(base, path, op),
         }
         result
     }

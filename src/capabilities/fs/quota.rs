@@ -5,7 +5,7 @@
 //! truncating files gives nothing back, so a guest cannot churn its way
 //! past the limit.
 
-use crate::capabilities::denial::Denials;
+use crate::capabilities::denial::Records;
 use crate::policy::ByteSize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,11 +20,11 @@ pub(crate) struct Quota {
     used_bytes: AtomicU64,
     used_files: AtomicU64,
     guest: String,
-    denials: Denials,
+    denials: Records,
 }
 
 impl Quota {
-    pub(super) fn new(bytes: Option<u64>, files: Option<u64>, guest: &str, denials: Denials) -> Arc<Quota> {
+    pub(super) fn new(bytes: Option<u64>, files: Option<u64>, guest: &str, denials: Records) -> Arc<Quota> {
         Arc::new(Quota {
             bytes,
             files,
