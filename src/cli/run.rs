@@ -60,6 +60,14 @@ pub struct RunCommand {
     #[arg(long = "ro-dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub ro_dirs: Vec<(PathBuf, String)>,
 
+    /// Grant one host file read-write at GUEST (an absolute path keeping the file's name), alone in its guest folder. Repeatable.
+    #[arg(long = "file", value_name = "HOST::GUEST", value_parser = parse_dir)]
+    pub files: Vec<(PathBuf, String)>,
+
+    /// Grant one host file read-only at GUEST, alone in its guest folder. Repeatable.
+    #[arg(long = "ro-file", value_name = "HOST::GUEST", value_parser = parse_dir)]
+    pub ro_files: Vec<(PathBuf, String)>,
+
     /// Set NAME=VALUE in the guest's environment, or copy NAME from the host when it is set.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     pub envs: Vec<(String, Option<String>)>,
@@ -366,6 +374,16 @@ impl RunCommand {
             policy = policy
                 .origin(Origin::Flag("--ro-dir"))
                 .grant_dir(host, guest, Access::ReadOnly);
+        }
+        for (host, guest) in &self.files {
+            policy = policy
+                .origin(Origin::Flag("--file"))
+                .grant_file(host, guest, Access::ReadWrite);
+        }
+        for (host, guest) in &self.ro_files {
+            policy = policy
+                .origin(Origin::Flag("--ro-file"))
+                .grant_file(host, guest, Access::ReadOnly);
         }
         for (name, value) in &self.envs {
             policy = policy.origin(Origin::Flag("--env"));

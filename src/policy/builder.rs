@@ -6,7 +6,7 @@ use super::check::{
     check_rules, check_stdin_file,
 };
 use super::error::{PolicyError, invalid};
-use super::load::{Layer, LimitsLayer, Loader, absolute, load_layer, parse_layer, resolve_dir};
+use super::load::{Layer, LimitsLayer, Loader, absolute, load_layer, parse_layer, resolve_dir, resolve_file};
 use super::{
     Access, ClockMode, Clocks, DirGrant, DirSite, FsRules, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy,
     Proposal, Setting, key_for,
@@ -191,6 +191,28 @@ impl PolicyBuilder {
         self.grant_dir_with_rules(host, guest, access, FsRules::default())
     }
 
+    /// Grants the one file `host` to the guest at `guest`, as a
+    /// `[[fs.files]]` entry does: the guest sees the file there, in a folder
+    /// that shows nothing else of the host folder. `guest` is absolute and
+    /// keeps the host file's name (`/etc/app.conf` for `conf/app.conf`).
+    /// Several files of one host folder may share a guest folder, each with
+    /// its own access.
+    pub fn grant_file(mut self, host: impl AsRef<Path>, guest: &str, access: Access) -> PolicyBuilder {
+        let site = match self.take_origin() {
+            Origin::Flag(flag) => DirSite::Flag(flag),
+            _ => DirSite::Api,
+        };
+        match resolve_file(host.as_ref(), guest, access) {
+            Ok(dir) => self.add(Layer {
+                dirs: vec![dir],
+                dir_sites: vec![(site, absolute(host.as_ref()))],
+                ..Layer::default()
+            }),
+            Err(e) => self.fail(site.locate(e.key("fs.files"))),
+        }
+        self
+    }
+
     /// As [`grant_dir`](Self::grant_dir), with rules inside the grant, as a
     /// `[[fs.dirs]]` entry's `deny`, `read-only` and `hide` keys give.
     ///
@@ -202,7 +224,7 @@ impl PolicyBuilder {
     ///     read_only: vec![PathGlob::new(".git/**")?],
     ///     hide: true,
     ///     quota: Some(100 << 20),
-    ///     max_files: None,
+    ///     ..FsRules::default()
     /// };
     /// let policy = Policy::builder()
     ///     .grant_dir_with_rules(std::env::temp_dir(), "/work", Access::ReadWrite, rules)

@@ -49,6 +49,24 @@ fn describe_fs(out: &mut String, policy: &Policy) {
         line(out, "  no directories: the guest sees no files at all");
     }
     for d in policy.dirs() {
+        if !d.rules.files.is_empty() {
+            for f in &d.rules.files {
+                let what = match f.access {
+                    Access::ReadOnly => "read-only: the guest can read it, and change nothing",
+                    Access::ReadWrite => "read-write: the guest can read and change it, not remove or rename it",
+                };
+                let guest = format!("{}/{}", d.guest.trim_end_matches('/'), f.name);
+                line(
+                    out,
+                    format!("  {guest} -> host file {} ({what})", d.host.join(&f.name).display()),
+                );
+            }
+            line(
+                out,
+                format!("    nothing else of {} is visible in {}", d.host.display(), d.guest),
+            );
+            continue;
+        }
         let what = match d.access {
             Access::ReadOnly => "read-only: the guest can list and read, and change nothing",
             Access::ReadWrite => "read-write: the guest can create, change and delete files inside",

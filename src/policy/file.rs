@@ -82,6 +82,21 @@ pub struct FsFile {
     /// Directories granted to the guest. Absent or empty: no directories are visible.
     #[serde(default)]
     pub dirs: Vec<DirFile>,
+    /// Single files granted to the guest, each alone in its guest folder.
+    #[serde(default)]
+    pub files: Vec<FileGrantFile>,
+}
+
+/// One `[[fs.files]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileGrantFile {
+    /// Host file, relative to the policy file's folder. Must exist.
+    pub host: Spanned<String>,
+    /// Where the guest sees it, e.g. `/etc/app.conf`; the same file name as `host`.
+    pub guest: Spanned<String>,
+    /// Required: `read-only` or `read-write`.
+    pub access: Access,
 }
 
 /// One `[[fs.dirs]]` entry as written.

@@ -7,8 +7,8 @@
 //! capability layer turns what the guest wrote into that form (lexically, and
 //! once more after following links itself) and asks for both.
 
-use super::PolicyError;
 use super::error::invalid;
+use super::{Access, PolicyError};
 
 /// What a guest operation does to the path it names; each kind of refusal is
 /// recorded under [`FsOp::kind`].
@@ -84,12 +84,25 @@ pub struct FsRules {
     pub quota: Option<u64>,
     /// Files, directories and links the run may create (`max-files`).
     pub max_files: Option<u64>,
+    /// For the folder of `[[fs.files]]` grants: the only entries the guest
+    /// sees there, each with its own access; everything else is hidden.
+    /// Empty for a directory grant.
+    pub files: Vec<FileRule>,
+}
+
+/// One file granted by `[[fs.files]]`: its name in its folder and access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRule {
+    /// The file's name (one path component).
+    pub name: String,
+    /// What the guest may do with it.
+    pub access: Access,
 }
 
 impl FsRules {
     /// Whether there is no path rule (paths in such a grant are not decided).
     pub fn is_empty(&self) -> bool {
-        self.deny.is_empty() && self.read_only.is_empty()
+        self.deny.is_empty() && self.read_only.is_empty() && self.files.is_empty()
     }
 
     /// Whether the grant counts what the run adds (`quota`, `max-files`).
@@ -111,6 +124,11 @@ impl FsRules {
             }
         }
         self.hide |= other.hide;
+        for f in other.files {
+            if !self.files.contains(&f) {
+                self.files.push(f);
+            }
+        }
         let stricter = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -122,6 +140,9 @@ impl FsRules {
     /// Decides `op` on `rel` (normalized, relative to the grant). A rule
     /// applies to the path it matches and to everything below it.
     pub fn decide(&self, rel: &str, op: FsOp) -> FsDecision {
+        if !self.files.is_empty() {
+            return self.decide_file(rel, op);
+        }
         if let Some(g) = self.deny.iter().find(|g| g.covers(rel)) {
             return FsDecision::Deny {
                 rule: format!("deny \"{}\"", g.text),
@@ -137,6 +158,43 @@ impl FsRules {
             };
         }
         FsDecision::Allow
+    }
+
+    /// In the folder of file grants: the folder itself can be listed, each
+    /// granted file used as its access says but not removed, renamed or
+    /// linked, and nothing else is there.
+    fn decide_file(&self, rel: &str, op: FsOp) -> FsDecision {
+        let deny = |rule: String, hide: bool| FsDecision::Deny { rule, hide };
+        let names = || {
+            self.files
+                .iter()
+                .map(|f| format!("`{}`", f.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let only = || format!("[[fs.files]] grants only {} in this folder", names());
+        if rel.is_empty() {
+            return match op {
+                FsOp::Read | FsOp::Stat => FsDecision::Allow,
+                _ => deny(only(), false),
+            };
+        }
+        // Every access to a name counts, the most restrictive winning, so a
+        // file granted twice with different access stays read-only.
+        let mut granted = self.files.iter().filter(|f| f.name == rel).map(|f| f.access);
+        let Some(first) = granted.next() else {
+            return deny(only(), true);
+        };
+        let read_only = first == Access::ReadOnly || granted.any(|a| a == Access::ReadOnly);
+        match op {
+            FsOp::Read | FsOp::Stat => FsDecision::Allow,
+            FsOp::Write if !read_only => FsDecision::Allow,
+            FsOp::Write => deny(format!("[[fs.files]] grants `{rel}` read-only"), false),
+            _ => deny(
+                format!("[[fs.files]] grants `{rel}` itself: it cannot be created, removed, renamed or linked"),
+                false,
+            ),
+        }
     }
 
     /// A rule that could match something strictly inside directory `rel`
@@ -313,6 +371,36 @@ mod tests {
             read_only: read_only.iter().map(|p| PathGlob::new(p).unwrap()).collect(),
             hide,
             ..FsRules::default()
+        }
+    }
+
+    #[test]
+    fn a_file_grants_folder_shows_its_files_only() {
+        let r = FsRules {
+            files: vec![
+                FileRule {
+                    name: "app.conf".into(),
+                    access: Access::ReadOnly,
+                },
+                FileRule {
+                    name: "state.json".into(),
+                    access: Access::ReadWrite,
+                },
+            ],
+            hide: true,
+            ..FsRules::default()
+        };
+        let denied = |d: FsDecision, want: bool| matches!(d, FsDecision::Deny { hide, .. } if hide == want);
+        assert_eq!(r.decide("", FsOp::Read), FsDecision::Allow);
+        assert!(denied(r.decide("", FsOp::Create), false));
+        assert_eq!(r.decide("app.conf", FsOp::Read), FsDecision::Allow);
+        assert!(denied(r.decide("app.conf", FsOp::Write), false));
+        assert_eq!(r.decide("state.json", FsOp::Write), FsDecision::Allow);
+        for op in [FsOp::Remove, FsOp::Rename, FsOp::Link, FsOp::Create] {
+            assert!(denied(r.decide("state.json", op), false), "{op:?}");
+        }
+        for path in ["other.txt", "app.conf/x", "sub/app.conf"] {
+            assert!(denied(r.decide(path, FsOp::Stat), true), "{path}");
         }
     }
 

@@ -13,7 +13,9 @@ use super::file::{
     WasmFile,
 };
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
-use super::{Access, ByteSize, DirGrant, DirSite, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting};
+use super::{
+    Access, ByteSize, DirGrant, DirSite, FileRule, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::ops::Range;
@@ -122,10 +124,13 @@ impl Layer {
         // moves to the end, so that it is checked against every grant before
         // it and a collision is reported where the access was changed.
         for (dir, site) in top.dirs.into_iter().zip(top.dir_sites) {
+            // A file grant's folder and a directory grant never merge: the
+            // policy refuses the pair (see `Policy::push_dir`).
+            let kind = |d: &DirGrant| d.rules.files.is_empty();
             match self
                 .dirs
                 .iter()
-                .position(|d| d.guest == dir.guest && d.host == dir.host)
+                .position(|d| d.guest == dir.guest && d.host == dir.host && kind(d) == kind(&dir))
             {
                 Some(i) if self.dirs[i].access == dir.access => {
                     self.dirs[i].rules.merge(dir.rules);
@@ -442,7 +447,68 @@ fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), Policy
         let site = DirSite::File(src.path.to_path_buf(), line_of(src.text, d.host.span().start));
         own.dir_sites.push((site, absolute(&host)));
     }
+    for f in &fs.files {
+        let host = src.base_dir.join(f.host.get_ref());
+        let grant = resolve_file(&host, f.guest.get_ref(), f.access).map_err(|e| {
+            let span = if e.to_string().contains("guest") {
+                f.guest.span()
+            } else {
+                f.host.span()
+            };
+            src.at(e, "fs.files", Some(span))
+        })?;
+        own.dirs.push(grant);
+        let site = DirSite::File(src.path.to_path_buf(), line_of(src.text, f.host.span().start));
+        own.dir_sites.push((site, absolute(&host)));
+    }
     Ok(())
+}
+
+/// A granted file: the grant of its host folder at its guest folder, in
+/// which only that file is visible (see [`FsRules::files`]).
+pub(super) fn resolve_file(host: &Path, guest: &str, access: Access) -> Result<DirGrant, PolicyError> {
+    let file_name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
+    let (guest_dir, guest_name) = match guest.rsplit_once('/') {
+        Some((dir, name)) if guest.starts_with('/') && !name.is_empty() && name != "." && name != ".." => {
+            (if dir.is_empty() { "/" } else { dir }, name)
+        }
+        _ => {
+            return Err(invalid(format!(
+                "fs.files guest `{guest}` must be an absolute path naming a file, such as `/etc/app.conf`"
+            )));
+        }
+    };
+    let canonical = std::fs::canonicalize(host)
+        .ok()
+        .filter(|p| p.is_file())
+        .ok_or_else(|| {
+            invalid(format!(
+                "fs.files host `{}` is not an existing regular file; create it or fix the path",
+                absolute(host).display()
+            ))
+        })?;
+    let host_name = file_name(&canonical).unwrap_or_default();
+    if host_name != guest_name {
+        return Err(invalid(format!(
+            "fs.files guest `{guest}` must keep the host file's name `{host_name}` (the guest sees the file in \
+             its own folder); use `{guest_dir}/{host_name}`",
+            guest_dir = guest_dir.trim_end_matches('/')
+        )));
+    }
+    let parent = canonical.parent().unwrap_or(Path::new("/")).to_path_buf();
+    Ok(DirGrant {
+        host: parent,
+        guest: guest_dir.to_string(),
+        access,
+        rules: FsRules {
+            files: vec![FileRule {
+                name: host_name,
+                access,
+            }],
+            hide: true,
+            ..FsRules::default()
+        },
+    })
 }
 
 /// `[env]`.
@@ -586,6 +652,7 @@ fn parse_rules(src: &Source<'_>, d: &DirFile) -> Result<FsRules, PolicyError> {
         hide: d.hide,
         quota: d.quota.as_ref().map(|q| q.get_ref().0),
         max_files: d.max_files.as_ref().map(|m| *m.get_ref()),
+        files: Vec::new(),
     };
     check_rules(&rules, d.access).map_err(|e| {
         let span = d

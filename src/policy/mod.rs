@@ -36,7 +36,7 @@ pub use file::{
     Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, LimitsFile,
     OutputSpec, PolicyFile, RandomFile, StdioFile, WasmFile,
 };
-pub use fs::{FsDecision, FsOp, FsRules, PathGlob};
+pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 pub use wasm::{Proposal, Proposals};
 
@@ -540,7 +540,13 @@ impl Policy {
 
     /// Adds a grant, refusing a second directory at one guest path and
     /// grants that overlap with different access (see [`PolicyErrorKind::OverlappingGrants`]).
-    fn push_dir(&mut self, dir: DirGrant, site: DirSite) -> Result<(), PolicyError> {
+    fn push_dir(&mut self, mut dir: DirGrant, site: DirSite) -> Result<(), PolicyError> {
+        // A file grant's folder is as writable as its most writable file
+        // (layers may have merged grants of several files into it).
+        if !dir.rules.files.is_empty() {
+            let writable = dir.rules.files.iter().any(|f| f.access == Access::ReadWrite);
+            dir.access = if writable { Access::ReadWrite } else { Access::ReadOnly };
+        }
         let others = |skip: Option<usize>| {
             self.dirs
                 .iter()
@@ -551,6 +557,14 @@ impl Policy {
         };
         if let Some(i) = self.dirs.iter().position(|d| d.guest == dir.guest) {
             let existing = &self.dirs[i];
+            if existing.rules.files.is_empty() != dir.rules.files.is_empty() {
+                let e = invalid(format!(
+                    "guest path `{}` is both a granted directory and the folder of a [[fs.files]] grant; \
+                     give the file another guest folder",
+                    dir.guest
+                ));
+                return Err(site.locate(e.key("fs.files")));
+            }
             if existing.host == dir.host {
                 // The same grant twice (e.g. from a base file and a flag): the
                 // later access wins, as for any other scalar, and must not
@@ -558,6 +572,12 @@ impl Policy {
                 check_overlap(others(Some(i)), (&dir, &site))?;
                 self.dirs[i].access = dir.access;
                 self.dirs[i].rules.merge(dir.rules);
+                // A file grant's folder is as writable as its most writable file.
+                let files = &self.dirs[i].rules.files;
+                if !files.is_empty() {
+                    let writable = files.iter().any(|f| f.access == Access::ReadWrite);
+                    self.dirs[i].access = if writable { Access::ReadWrite } else { Access::ReadOnly };
+                }
                 self.dir_sites[i] = site;
                 return Ok(());
             }

@@ -60,7 +60,9 @@ pub(super) fn check_overlap<'a>(
     new: (&DirGrant, &DirSite),
 ) -> Result<(), PolicyError> {
     for old in existing {
-        if old.0.guest == new.0.guest {
+        // A file grant's folder reaches only its files, which the policy
+        // names on purpose, whatever other grants show of the same folder.
+        if old.0.guest == new.0.guest || !old.0.rules.files.is_empty() || !new.0.rules.files.is_empty() {
             continue;
         }
         let ruled = [old.0, new.0].into_iter().find(|g| !g.rules.is_empty());

@@ -1348,3 +1348,78 @@ fn fs_audit_hook_sees_every_use() {
     let counted: u64 = outcome.uses.values().map(|c| c.allowed + c.denied).sum();
     assert_eq!(counted, 3, "{:?}", outcome.uses);
 }
+
+/// `[[fs.files]]` on both targets: the guest sees exactly the granted files in
+/// their guest folder, each with its own access; nothing else of the host
+/// folder can be read, listed, created or reached by `..` or a link, and a
+/// granted file cannot be removed or renamed away.
+#[test]
+fn fs_file_grants_show_one_file_and_nothing_else() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        fs::create_dir(&conf).unwrap();
+        fs::write(conf.join("app.conf"), "port = 1").unwrap();
+        fs::write(conf.join("state.json"), "{}").unwrap();
+        fs::write(conf.join("secret.key"), SECRET).unwrap();
+        let policy = Policy::builder()
+            .grant_file(conf.join("app.conf"), "/etc/app.conf", Access::ReadOnly)
+            .grant_file(conf.join("state.json"), "/etc/state.json", Access::ReadWrite)
+            .build()
+            .unwrap();
+        let before = snapshot(&conf);
+        let (answers, outcome) = ops(
+            &policy,
+            guest,
+            &[
+                "ls:/etc",
+                "read:/etc/app.conf",
+                "write:/etc/app.conf:port = 2",
+                "write:/etc/state.json:state=2",
+                "read:/etc/secret.key",
+                "stat:/etc/secret.key",
+                "write:/etc/new.txt:x",
+                "rm:/etc/state.json",
+                "mv:/etc/state.json:/etc/moved.json",
+                "ln:/etc/app.conf:/etc/copy.conf",
+                "symlink:secret.key:/etc/key",
+                "read:/etc/../etc/secret.key",
+            ],
+        );
+        assert_answers(
+            &answers,
+            &[
+                ("ls:/etc", "ok: app.conf,state.json"),
+                ("read:/etc/app.conf", "ok: port = 1"),
+                ("write:/etc/app.conf:port = 2", EACCES),
+                ("write:/etc/state.json:state=2", "ok"),
+                ("read:/etc/secret.key", ENOENT),
+                ("stat:/etc/secret.key", ENOENT),
+                ("write:/etc/new.txt:x", ENOENT),
+                ("rm:/etc/state.json", EACCES),
+                ("mv:/etc/state.json:/etc/moved.json", EACCES),
+                ("ln:/etc/app.conf:/etc/copy.conf", EACCES),
+                ("symlink:secret.key:/etc/key", ENOENT),
+            ],
+            guest,
+        );
+        assert!(
+            answers["read:/etc/../etc/secret.key"].starts_with("err"),
+            "{guest}: {answers:?}"
+        );
+        let mut after = snapshot(&conf);
+        assert_eq!(
+            after.remove(Path::new("state.json")),
+            Some(Entry::File(b"state=2".to_vec()))
+        );
+        let mut before = before;
+        before.remove(Path::new("state.json"));
+        assert_eq!(after, before, "{guest}: only state.json may change");
+        fs::write(conf.join("state.json"), "{}").unwrap();
+        assert!(
+            outcome.denials.iter().any(|d| d.target == "/etc/secret.key"),
+            "{:#?}",
+            outcome.denials
+        );
+    }
+}

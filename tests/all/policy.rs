@@ -519,3 +519,32 @@ fn fs_rules_refuse_overlapping_grants() {
         "{e}"
     );
 }
+
+/// `[[fs.files]]` names an existing file and keeps its name; its folder may
+/// not also be a directory grant.
+#[test]
+fn fs_file_grants_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.conf"), "x").unwrap();
+    let entry = |host: &str, guest: &str| {
+        format!("[[fs.files]]\nhost = \"{host}\"\nguest = \"{guest}\"\naccess = \"read-only\"\n")
+    };
+    let err = |text: &str| Policy::from_toml(text, dir.path()).unwrap_err().to_string();
+    let e = err(&entry("app.conf", "/etc/other.conf"));
+    assert!(
+        e.contains("must keep the host file's name `app.conf`") && e.contains("use `/etc/app.conf`"),
+        "{e}"
+    );
+    assert!(err(&entry("missing.conf", "/etc/missing.conf")).contains("not an existing regular file"));
+    assert!(err(&entry(".", "/etc/x")).contains("not an existing regular file"));
+    assert!(err(&entry("app.conf", "app.conf")).contains("absolute path naming a file"));
+    let both =
+        entry("app.conf", "/etc/app.conf") + "[[fs.dirs]]\nhost = \".\"\nguest = \"/etc\"\naccess = \"read-only\"\n";
+    assert!(err(&both).contains("both a granted directory and the folder of a [[fs.files]] grant"));
+    let policy = Policy::from_toml(&entry("app.conf", "/etc/app.conf"), dir.path()).unwrap();
+    let described = wasmcell::policy::describe(&policy);
+    assert!(
+        described.contains("/etc/app.conf -> host file") && described.contains("nothing else of"),
+        "{described}"
+    );
+}

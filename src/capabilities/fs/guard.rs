@@ -444,7 +444,7 @@ impl FsGuard {
     pub(crate) fn hiding_in(&self, handle: u32) -> Option<Loc> {
         let loc = self.handles.get(&handle)?;
         let grant = &self.grants[loc.grant];
-        (grant.rules.hide && !grant.rules.deny.is_empty()).then(|| loc.clone())
+        (grant.rules.hide && !(grant.rules.deny.is_empty() && grant.rules.files.is_empty())).then(|| loc.clone())
     }
 
     /// Preview 2: a listing of `dir` (from [`FsGuard::hiding_in`]) started.
