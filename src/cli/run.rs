@@ -211,10 +211,11 @@ impl RunCommand {
             _ => None,
         };
         let audit = match &self.audit {
-            Some(path) => Some(AuditFile::create(
-                &HostFile::resolve(&policy, path, "--audit")?,
-                self.audit_limit,
-            )?),
+            Some(path) => {
+                let file = HostFile::resolve(&policy, path, "--audit")?;
+                check_audit_outside_grants(&policy, &file)?;
+                Some(AuditFile::create(&file, self.audit_limit)?)
+            }
             None => None,
         };
         let engine = self.engine(&policy)?;
@@ -590,6 +591,29 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     HumanDuration::parse(s).map(|d| d.0)
+}
+
+/// Refuses an audit file inside a read-write grant: the guest writes there
+/// while the audit is being written, and could change or forge its lines.
+fn check_audit_outside_grants(policy: &Policy, file: &HostFile) -> Result<()> {
+    let inside = policy
+        .dirs()
+        .iter()
+        .find(|d| d.access == Access::ReadWrite && file.path().starts_with(&d.host));
+    if let Some(grant) = inside {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "--audit `{}` is inside the read-write grant at `{}` (host `{}`), where the guest could change it; \
+                 write the audit elsewhere\n",
+                file.path().display(),
+                grant.guest,
+                grant.host.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ fn guard_p1_files(linker: &mut wasmtime::Linker<State<WasiP1Ctx>>) -> Result<()>
     guard_p1!(linker, fd_readdir, (i32, i32, i32, i64, i32));
     guard_p1!(linker, fd_write, (i32, i32, i32, i32));
     guard_p1!(linker, fd_pwrite, (i32, i32, i32, i64, i32));
-    guard_p1!(linker, fd_seek, (i32, i64, i32, i32));
+    guard_p1!(linker, fd_fdstat_set_flags, (i32, i32));
     guard_p1!(linker, fd_filestat_set_size, (i32, i64));
     Ok(())
 }

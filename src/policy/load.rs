@@ -469,7 +469,7 @@ fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), Policy
 pub(super) fn resolve_file(host: &Path, guest: &str, access: Access) -> Result<DirGrant, PolicyError> {
     let file_name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
     let (guest_dir, guest_name) = match guest.rsplit_once('/') {
-        Some((dir, name)) if guest.starts_with('/') && !name.is_empty() && name != "." && name != ".." => {
+        Some((dir, name)) if guest.starts_with('/') && guest[1..].split('/').all(|c| !matches!(c, "" | "." | "..")) => {
             (if dir.is_empty() { "/" } else { dir }, name)
         }
         _ => {

@@ -60,12 +60,14 @@ pub(super) fn check_overlap<'a>(
     new: (&DirGrant, &DirSite),
 ) -> Result<(), PolicyError> {
     for old in existing {
-        // A file grant's folder reaches only its files, which the policy
-        // names on purpose, whatever other grants show of the same folder.
-        if old.0.guest == new.0.guest || !old.0.rules.files.is_empty() || !new.0.rules.files.is_empty() {
+        if old.0.guest == new.0.guest {
             continue;
         }
-        let ruled = [old.0, new.0].into_iter().find(|g| !g.rules.is_empty());
+        // A file grant's folder reaches only its files, which the policy
+        // names on purpose, whatever other grants show of the same folder;
+        // its access is compared below like any grant's.
+        let files = !old.0.rules.files.is_empty() || !new.0.rules.files.is_empty();
+        let ruled = [old.0, new.0].into_iter().find(|g| !files && !g.rules.is_empty());
         if let Some(ruled) = ruled
             && (reaches(&old.0.host, &new.0.host) || reaches(&new.0.host, &old.0.host))
         {

@@ -1106,3 +1106,20 @@ fn audit_does_not_follow_a_planted_link() {
     assert_exit(&out, 2, &["audit"]);
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
 }
+
+/// The audit may not sit where the guest can write while it is written.
+#[test]
+fn audit_refuses_a_file_inside_a_read_write_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let out = run(&[
+        "run",
+        "--dir",
+        &format!("{}::/w", s(dir.path())),
+        "--audit",
+        s(&audit),
+        HELLO,
+    ]);
+    assert_exit(&out, 2, &["--audit", "inside the read-write grant at `/w`"]);
+    assert!(!audit.exists());
+}

@@ -1423,3 +1423,30 @@ fn fs_file_grants_show_one_file_and_nothing_else() {
         );
     }
 }
+
+/// Routes around quotas found by review: a handle whose reads move its
+/// position (so a write lands past where the last write ended), and moving
+/// files in from another grant, which the quota never charged.
+#[test]
+fn fs_quotas_hold_against_reads_and_moves_between_grants() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        fs::create_dir_all(w.path().join("q")).unwrap();
+        fs::create_dir_all(w.path().join("other")).unwrap();
+        fs::write(w.path().join("other/big.bin"), vec![7u8; 64 * 1024]).unwrap();
+        let text = "[[fs.dirs]]\nhost = \"q\"\nguest = \"/q\"\naccess = \"read-write\"\nquota = \"4 KiB\"\n\
+                    [[fs.dirs]]\nhost = \"other\"\nguest = \"/other\"\naccess = \"read-write\"\n";
+        let policy = crate::policy_toml(text, w.path());
+        let (answers, _) = ops(
+            &policy,
+            guest,
+            &["grow:/q/g:10", "mv:/other/big.bin:/q/big.bin", "ln:/other/big.bin:/q/l"],
+        );
+        assert!(answers["grow:/q/g:10"].starts_with("err"), "{guest}: {answers:?}");
+        let size = fs::metadata(w.path().join("q/g")).unwrap().len();
+        assert!(size <= 4096, "{guest}: grew to {size} bytes past a 4 KiB quota");
+        assert_eq!(answers["mv:/other/big.bin:/q/big.bin"], "err 75", "{guest}: EXDEV");
+        assert_eq!(answers["ln:/other/big.bin:/q/l"], "err 75", "{guest}: EXDEV");
+        assert!(w.path().join("other/big.bin").exists() && !w.path().join("q/big.bin").exists());
+    }
+}

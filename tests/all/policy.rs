@@ -548,3 +548,24 @@ fn fs_file_grants_are_checked() {
         "{described}"
     );
 }
+
+/// A file grant's guest path is normalized (no empty, `.` or `..`
+/// components), and a read-only file grant inside a read-write directory
+/// grant is refused like any read-only grant reachable through a writable one.
+#[test]
+fn fs_file_grants_cannot_be_reached_around() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.conf"), "x").unwrap();
+    let entry =
+        |guest: &str| format!("[[fs.files]]\nhost = \"app.conf\"\nguest = \"{guest}\"\naccess = \"read-only\"\n");
+    for guest in ["/etc//app.conf", "/etc/./app.conf", "/etc/../app.conf"] {
+        let e = Policy::from_toml(&entry(guest), dir.path()).unwrap_err().to_string();
+        assert!(e.contains("absolute path naming a file"), "{guest}: {e}");
+    }
+    let both = entry("/etc/app.conf") + "[[fs.dirs]]\nhost = \".\"\nguest = \"/w\"\naccess = \"read-write\"\n";
+    let e = Policy::from_toml(&both, dir.path()).unwrap_err();
+    assert!(
+        matches!(e.kind(), wasmcell::PolicyErrorKind::OverlappingGrants { .. }),
+        "{e}"
+    );
+}

@@ -6,7 +6,11 @@
 //! Operations (`:` separates an operation's arguments):
 //! `read:P` `write:P:TEXT` `append:P:TEXT` `mkdir:P` `rmdir:P` `rm:P` `mv:A:B`
 //! `ln:A:B` (hard link) `symlink:TARGET:LINK` `stat:P` `ls:DIR` (names, sorted)
-//! `readlink:P` `touch:P` (sets the modified time through a file opened for reading).
+//! `readlink:P` `touch:P` (sets the modified time through a file opened for reading)
+//! `grow:P:N` (on one handle opened read-write: write 1 KiB, then N times seek
+//! back 1 KiB, read it and write 1 KiB more; prints the final size).
+
+use std::io::{Read as _, Seek as _, SeekFrom};
 
 use std::fs;
 use std::io::Write as _;
@@ -38,11 +42,30 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
             Ok(names.join(","))
         }),
         "readlink" => fs::read_link(arg(0)).map(|t| t.display().to_string()),
+        "grow" => grow(arg(0), arg(1).parse().unwrap_or(0)),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
         other => Err(std::io::Error::other(format!("unknown operation `{other}`"))),
     }
+}
+
+fn grow(path: &str, rounds: u32) -> std::io::Result<String> {
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let block = [b'x'; 1024];
+    f.write_all(&block)?;
+    let mut back = [0u8; 1024];
+    for _ in 0..rounds {
+        f.seek(SeekFrom::Current(-1024))?;
+        f.read_exact(&mut back)?;
+        f.write_all(&block)?;
+    }
+    Ok(format!("{} bytes", f.metadata()?.len()))
 }
 
 // `std::os::wasi::fs::symlink_path` is unstable, so call wasi-libc's `symlink` directly.

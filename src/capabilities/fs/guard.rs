@@ -40,6 +40,8 @@ pub(crate) enum Refusal {
     Full,
     /// The path is longer than any host path can be.
     TooLong,
+    /// A rename or link between grants the guard keeps apart.
+    CrossDevice,
 }
 
 /// Longest path the guard takes (Linux's `PATH_MAX`): longer ones could not
@@ -47,7 +49,7 @@ pub(crate) enum Refusal {
 const MAX_PATH: usize = 4096;
 
 /// An allowed operation's path: where it leads, when the guard knows.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Checked {
     /// `None` when the base handle is unknown (not a directory the guest
     /// holds) or the path leaves the grant: wasmtime-wasi refuses those.
@@ -55,30 +57,17 @@ pub(crate) struct Checked {
     /// Whether it is an existing directory (known only in grants with rules
     /// or a quota).
     pub(crate) is_dir: bool,
-    /// Whether it exists (likewise; `true` when unknown).
-    pub(crate) exists: bool,
     /// Whether it is a symbolic link, not followed (likewise).
     pub(crate) is_link: bool,
 }
 
-impl Default for Checked {
-    fn default() -> Checked {
-        Checked {
-            loc: None,
-            is_dir: false,
-            exists: true,
-            is_link: false,
-        }
-    }
-}
-
 /// A preview 1 fd open for writing below a grant with a byte quota: its
-/// size and offset as the run's own writes, seeks and resizes left them.
+/// size as the run's own writes and resizes through it left it, and whether
+/// it appends (its position is wasmtime-wasi's, asked before each write).
 pub(crate) struct Written {
     pub(crate) quota: Arc<Quota>,
     pub(crate) target: String,
     pub(crate) size: u64,
-    pub(crate) offset: u64,
     pub(crate) append: bool,
 }
 
@@ -176,17 +165,24 @@ impl FsGuard {
         self.byte_quota(self.handles.get(&handle)?)
     }
 
+    /// Whether creating what `checked` names is counted (its grant has
+    /// `max-files`).
+    pub(crate) fn counts_files(&self, checked: &Checked) -> bool {
+        checked
+            .loc
+            .as_ref()
+            .is_some_and(|loc| self.grants[loc.grant].quota.as_ref().is_some_and(|q| q.counts_files()))
+    }
+
     /// Preview 1: `fd` was opened for writing at `loc`, `size` bytes long.
     pub(crate) fn track_write(&mut self, fd: u32, loc: &Loc, size: u64, append: bool) {
         if let Some((quota, target)) = self.byte_quota(loc) {
-            let offset = if append { size } else { 0 };
             self.written.insert(
                 fd,
                 Written {
                     quota,
                     target,
                     size,
-                    offset,
                     append,
                 },
             );
@@ -198,10 +194,11 @@ impl FsGuard {
     }
 
     /// Charges the creation of what `checked` names against its grant's
-    /// `max-files`, when it does not exist yet. The quota charged is given
-    /// back, to refund a creation that then fails.
-    pub(crate) fn charge_create(&self, checked: &Checked) -> Result<Option<Arc<Quota>>, Refusal> {
-        let Some(loc) = checked.loc.as_ref().filter(|_| !checked.exists) else {
+    /// `max-files`, unless `exists` (which the caller asks wasmtime-wasi,
+    /// whose answer does not depend on the guard's picture of the tree). The
+    /// quota charged is given back, to refund a creation that then fails.
+    pub(crate) fn charge_create(&self, checked: &Checked, exists: bool) -> Result<Option<Arc<Quota>>, Refusal> {
+        let Some(loc) = checked.loc.as_ref().filter(|_| !exists) else {
             return Ok(None);
         };
         let Some(quota) = self.grants[loc.grant].quota.as_ref() else {
@@ -278,7 +275,6 @@ impl FsGuard {
                 rel: resolved.rel,
             }),
             is_dir: resolved.is_dir,
-            exists: resolved.exists,
             is_link: resolved.is_link,
         })
     }
@@ -345,6 +341,20 @@ impl FsGuard {
     ) -> Result<Checked, Refusal> {
         let from = self.check(old_base, old, follow_old, op)?;
         let to = self.check(new_base, new, false, op)?;
+        if let (Some(f), Some(t)) = (&from.loc, &to.loc)
+            && f.grant != t.grant
+            && self.grants[t.grant].quota.is_some()
+        {
+            // What moves in would bring bytes and entries the quota never
+            // charged; answered as a move across file systems, so the guest
+            // copies instead, and the copy is charged.
+            self.record(
+                op,
+                t,
+                "a grant with a quota takes no renames or links from another grant",
+            );
+            return Err(Refusal::CrossDevice);
+        }
         if !self.moves_a_tree(&from) {
             return Ok(to);
         }

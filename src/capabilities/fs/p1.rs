@@ -27,6 +27,7 @@ mod errno {
     pub(super) const NOTDIR: i32 = 54;
     pub(super) const PERM: i32 = 63;
     pub(super) const ROFS: i32 = 69;
+    pub(super) const XDEV: i32 = 75;
     pub(super) const NOTCAPABLE: i32 = 76;
 }
 
@@ -46,6 +47,7 @@ fn errno_of(refusal: Refusal) -> i32 {
         Refusal::Denied => errno::ACCES,
         Refusal::Full => errno::NOSPC,
         Refusal::TooLong => errno::NAMETOOLONG,
+        Refusal::CrossDevice => errno::XDEV,
     }
 }
 
@@ -110,7 +112,8 @@ fn check_create(
         op => guard.check(fd as u32, &text, false, op),
     }
     .map_err(errno_of)?;
-    let charged = guard.charge_create(&checked).map_err(errno_of)?;
+    // Creating over an existing entry fails (`EEXIST`) and is refunded.
+    let charged = guard.charge_create(&checked, false).map_err(errno_of)?;
     Ok((Some(text), charged))
 }
 
@@ -149,15 +152,16 @@ pub(crate) async fn path_open(
         },
         None => None,
     };
-    let charged = match checked
-        .as_ref()
-        .filter(|_| op == FsOp::Create)
-        .map(|c| guard.charge_create(c))
+    let mut charged = None;
+    if let (Some(c), Some(p), FsOp::Create) = (&checked, &path, op)
+        && guard.counts_files(c)
     {
-        Some(Err(r)) => return Ok(errno_of(r)),
-        Some(Ok(q)) => q,
-        None => None,
-    };
+        let exists = stat_type(ctx, fd, dirflags, p).await?.is_ok();
+        charged = match guard.charge_create(c, exists) {
+            Err(r) => return Ok(errno_of(r)),
+            Ok(q) => q,
+        };
+    }
     let mut memory = GuestMemory::Unshared(mem);
     let rc = wasi::path_open(
         ctx,
@@ -295,7 +299,7 @@ pub(crate) async fn path_remove_directory(
         if trimmed.is_empty() {
             return Ok(after(guard, errno::PERM, fd, Some(p), FsOp::Remove));
         }
-        match stat_type(ctx, fd, trimmed).await? {
+        match stat_type(ctx, fd, 0, trimmed).await? {
             Ok(FILETYPE_DIRECTORY) => len = trimmed.len() as i32,
             Ok(_) => return Ok(errno::NOTDIR),
             Err(e) => return Ok(e),
@@ -312,14 +316,14 @@ async fn fd_size(ctx: &mut WasiP1Ctx, fd: u32) -> wasmtime::Result<Option<u64>> 
     Ok((rc == 0).then(|| u64::from_le_bytes(scratch[32..40].try_into().unwrap_or_default())))
 }
 
-/// The file type of `path` (links not followed), through wasmtime-wasi with
-/// a scratch memory of our own.
-async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, path: &str) -> wasmtime::Result<Result<u8, i32>> {
+/// The file type of `path` (links followed as `lookup` says), through
+/// wasmtime-wasi with a scratch memory of our own.
+async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, lookup: i32, path: &str) -> wasmtime::Result<Result<u8, i32>> {
     // The filestat (64 bytes) first, then the path.
     let mut scratch = vec![0u8; 64 + path.len()];
     scratch[64..].copy_from_slice(path.as_bytes());
     let mut memory = GuestMemory::Unshared(&mut scratch);
-    let rc = wasi::path_filestat_get(ctx, &mut memory, fd, 0, 64, path.len() as i32, 0).await?;
+    let rc = wasi::path_filestat_get(ctx, &mut memory, fd, lookup, 64, path.len() as i32, 0).await?;
     Ok(if rc == 0 { Ok(scratch[16]) } else { Err(rc) })
 }
 
@@ -352,7 +356,7 @@ pub(crate) async fn path_link(
     let mut charged = None;
     if let (Some(o), Some(n)) = (&old, &new) {
         let checked = guard.check_move((fd as u32, o, follow), (new_fd as u32, n), FsOp::Link);
-        match checked.and_then(|to| guard.charge_create(&to)) {
+        match checked.and_then(|to| guard.charge_create(&to, false)) {
             Ok(q) => charged = q,
             Err(r) => return Ok(errno_of(r)),
         }
@@ -501,11 +505,11 @@ fn iovecs_len(mem: &[u8], iovs: Ptr, count: i32) -> Option<u64> {
 /// A write of `len` bytes at `at` (the end of the file when appending) to a
 /// tracked fd: charges what it adds past the file's size first. `None` when
 /// the fd is not counted; `Err` with the errno when the quota refuses.
-fn charge_write(guard: &mut FsGuard, fd: i32, at: Option<u64>, len: u64) -> Result<Option<u64>, i32> {
+fn charge_write(guard: &mut FsGuard, fd: i32, at: u64, len: u64) -> Result<Option<u64>, i32> {
     let Some(w) = guard.written(fd as u32) else {
         return Ok(None);
     };
-    let start = if w.append { w.size } else { at.unwrap_or(w.offset) };
+    let start = if w.append { w.size } else { at };
     let growth = start.saturating_add(len).saturating_sub(w.size);
     if !w.quota.charge_bytes(&w.target, growth) {
         return Err(errno::NOSPC);
@@ -513,24 +517,28 @@ fn charge_write(guard: &mut FsGuard, fd: i32, at: Option<u64>, len: u64) -> Resu
     Ok(Some(growth))
 }
 
-/// After a counted write of `n` bytes at `at` (`None`: at the fd's offset,
-/// which moves), updates the fd's size and offset and gives back what a
-/// short or failed write did not add.
-fn wrote(guard: &mut FsGuard, fd: i32, at: Option<u64>, n: Option<u64>, charged: u64) {
+/// After a counted write of `n` bytes at `at`, updates the fd's size and
+/// gives back what a short or failed write did not add.
+fn wrote(guard: &mut FsGuard, fd: i32, at: u64, n: Option<u64>, charged: u64) {
     let Some(w) = guard.written(fd as u32) else {
         return;
     };
     let Some(n) = n else {
         return w.quota.refund_bytes(charged);
     };
-    let start = if w.append { w.size } else { at.unwrap_or(w.offset) };
+    let start = if w.append { w.size } else { at };
     let end = start.saturating_add(n);
     let added = end.saturating_sub(w.size);
     w.quota.refund_bytes(charged.saturating_sub(added));
     w.size = w.size.max(end);
-    if at.is_none() {
-        w.offset = end;
-    }
+}
+
+/// The position of `fd` as wasmtime-wasi keeps it (reads, seeks and writes
+/// all move it; asking costs no system call).
+fn fd_position(ctx: &mut WasiP1Ctx, fd: i32) -> wasmtime::Result<Option<u64>> {
+    let mut scratch = [0u8; 8];
+    let rc = wasi::fd_tell(ctx, &mut GuestMemory::Unshared(&mut scratch), fd, 0)?;
+    Ok((rc == 0).then(|| u64::from_le_bytes(scratch)))
 }
 
 pub(crate) async fn fd_write(
@@ -539,15 +547,20 @@ pub(crate) async fn fd_write(
     mem: &mut [u8],
     (fd, iovs, count, nwritten): (i32, Ptr, i32, Ptr),
 ) -> wasmtime::Result<i32> {
-    let charged = match iovecs_len(mem, iovs, count).map(|len| charge_write(guard, fd, None, len)) {
-        Some(Err(e)) => return Ok(e),
-        Some(Ok(c)) => c,
-        None => None,
-    };
+    let mut charged = None;
+    if guard.written(fd as u32).is_some()
+        && let Some(len) = iovecs_len(mem, iovs, count)
+        && let Some(at) = fd_position(ctx, fd)?
+    {
+        match charge_write(guard, fd, at, len) {
+            Err(e) => return Ok(e),
+            Ok(c) => charged = c.map(|c| (at, c)),
+        }
+    }
     let rc = wasi::fd_write(ctx, &mut GuestMemory::Unshared(mem), fd, iovs, count, nwritten).await?;
-    if let Some(charged) = charged {
+    if let Some((at, charged)) = charged {
         let n = (rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from);
-        wrote(guard, fd, None, n, charged);
+        wrote(guard, fd, at, n, charged);
     }
     Ok(rc)
 }
@@ -558,7 +571,7 @@ pub(crate) async fn fd_pwrite(
     mem: &mut [u8],
     (fd, iovs, count, offset, nwritten): (i32, Ptr, i32, i64, Ptr),
 ) -> wasmtime::Result<i32> {
-    let at = Some(offset as u64);
+    let at = offset as u64;
     let charged = match iovecs_len(mem, iovs, count).map(|len| charge_write(guard, fd, at, len)) {
         Some(Err(e)) => return Ok(e),
         Some(Ok(c)) => c,
@@ -573,20 +586,18 @@ pub(crate) async fn fd_pwrite(
     Ok(rc)
 }
 
-pub(crate) async fn fd_seek(
+/// Turning `O_APPEND` on or off changes where a counted fd's writes land.
+pub(crate) async fn fd_fdstat_set_flags(
     ctx: &mut WasiP1Ctx,
     guard: &mut FsGuard,
     mem: &mut [u8],
-    (fd, delta, whence, new_offset): (i32, i64, i32, Ptr),
+    (fd, flags): (i32, i32),
 ) -> wasmtime::Result<i32> {
-    let rc = wasi::fd_seek(ctx, &mut GuestMemory::Unshared(mem), fd, delta, whence, new_offset).await?;
+    let rc = wasi::fd_fdstat_set_flags(ctx, &mut GuestMemory::Unshared(mem), fd, flags)?;
     if rc == 0
         && let Some(w) = guard.written(fd as u32)
     {
-        let at = new_offset as u32 as usize;
-        if let Some(bytes) = at.checked_add(8).and_then(|end| mem.get(at..end)) {
-            w.offset = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
-        }
+        w.append = flags & FDFLAGS_APPEND != 0;
     }
     Ok(rc)
 }

@@ -39,6 +39,7 @@ fn code(refusal: Refusal) -> FsError {
         Refusal::Denied => types::ErrorCode::Access.into(),
         Refusal::Full => types::ErrorCode::InsufficientSpace.into(),
         Refusal::TooLong => types::ErrorCode::NameTooLong.into(),
+        Refusal::CrossDevice => types::ErrorCode::CrossDevice.into(),
     }
 }
 
@@ -239,7 +240,7 @@ impl HostDescriptor for Guarded<'_> {
     async fn create_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
         let rep = fd.rep();
         let checked = self.check(&fd, &path, false, FsOp::Create)?;
-        let charged = self.guard.charge_create(&checked).map_err(code)?;
+        let charged = self.guard.charge_create(&checked, false).map_err(code)?;
         let r = HostDescriptor::create_directory_at(&mut self.inner, fd, path.clone()).await;
         self.settle(r, charged, rep, &path, FsOp::Create)
     }
@@ -284,7 +285,7 @@ impl HostDescriptor for Guarded<'_> {
             .guard
             .check_move((rep, &old_path, follow), (new_rep, &new_path), FsOp::Link)
             .map_err(code)?;
-        let charged = self.guard.charge_create(&to).map_err(code)?;
+        let charged = self.guard.charge_create(&to, false).map_err(code)?;
         let r = HostDescriptor::link_at(
             &mut self.inner,
             fd,
@@ -307,11 +308,14 @@ impl HostDescriptor for Guarded<'_> {
         let op = open_op(oflags, flags);
         let follow = path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
         let (rep, checked) = (fd.rep(), self.check(&fd, &path, follow, op)?);
-        let charged = if op == FsOp::Create {
-            self.guard.charge_create(&checked).map_err(code)?
-        } else {
-            None
-        };
+        let mut charged = None;
+        if op == FsOp::Create && self.guard.counts_files(&checked) {
+            let at = Resource::new_borrow(rep);
+            let exists = HostDescriptor::stat_at(&mut self.inner, at, path_flags, path.clone())
+                .await
+                .is_ok();
+            charged = self.guard.charge_create(&checked, exists).map_err(code)?;
+        }
         let opened = HostDescriptor::open_at(&mut self.inner, fd, path_flags, path.clone(), oflags, flags).await;
         let opened = self.settle(opened, charged, rep, &path, op)?;
         self.guard.opened(opened.rep(), checked.loc);
@@ -373,7 +377,7 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<()> {
         let rep = fd.rep();
         let checked = self.guard.check_symlink(fd.rep(), &dest_path).map_err(code)?;
-        let charged = self.guard.charge_create(&checked).map_err(code)?;
+        let charged = self.guard.charge_create(&checked, false).map_err(code)?;
         let r = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path.clone()).await;
         self.settle(r, charged, rep, &dest_path, FsOp::Symlink)
     }

@@ -98,6 +98,11 @@ impl Quota {
         }
     }
 
+    /// Whether creations are counted.
+    pub(crate) fn counts_files(&self) -> bool {
+        self.files.is_some()
+    }
+
     /// Whether writes are counted (not only creations).
     pub(crate) fn counts_bytes(&self) -> bool {
         self.bytes.is_some()
