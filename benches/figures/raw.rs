@@ -1,6 +1,8 @@
-//! Raw wasmtime, set up by hand the way a plain embedder would: the baseline of figures 2 and 3.
+//! Raw wasmtime, set up by hand the way a plain embedder would: the baseline of figures 2, 3
+//! and 6.
 
 use anyhow::{Context as _, Result};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -9,7 +11,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// How often wasmcell's epoch thread ticks; the raw wasmtime engines tick as often.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -78,12 +80,18 @@ impl RawWasmtime {
     }
 
     /// A store whose guest sees `args` and writes stdout to the returned pipe, with all the
-    /// fuel there is and an epoch callback at every tick.
-    fn new_store(&self, args: &[&str]) -> Result<(Store<WasiP1Ctx>, MemoryOutputPipe)> {
+    /// fuel there is and an epoch callback at every tick; `dir` (host, guest) is preopened
+    /// read-write.
+    fn new_store(&self, args: &[&str], dir: Option<(&Path, &str)>) -> Result<(Store<WasiP1Ctx>, MemoryOutputPipe)> {
         let stdout = MemoryOutputPipe::new(1 << 20);
         let mut argv = vec!["guest.wasm"];
         argv.extend_from_slice(args);
-        let wasi = WasiCtxBuilder::new().args(&argv).stdout(stdout.clone()).build_p1();
+        let mut builder = WasiCtxBuilder::new();
+        builder.args(&argv).stdout(stdout.clone());
+        if let Some((host, guest)) = dir {
+            builder.preopened_dir(host, guest, FsPerms::ReadWrite)?;
+        }
+        let wasi = builder.build_p1();
         let mut store = Store::new(&self.engine, wasi);
         if self.config.fuel {
             store.set_fuel(u64::MAX)?;
@@ -105,7 +113,7 @@ impl RawWasmtime {
 
     /// Instantiates, runs `_start` and drops the instance; returns what it printed.
     pub(crate) fn run(&self, pre: &InstancePre<WasiP1Ctx>, args: &[&str]) -> Result<Vec<u8>> {
-        let (mut store, stdout) = self.new_store(args)?;
+        let (mut store, stdout) = self.new_store(args, None)?;
         let instance = pre.instantiate(&mut store)?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         check_exit(start.call(&mut store, ()))?;
@@ -114,7 +122,17 @@ impl RawWasmtime {
     }
 
     pub(crate) async fn run_async(&self, pre: &InstancePre<WasiP1Ctx>, args: &[&str]) -> Result<Vec<u8>> {
-        let (mut store, stdout) = self.new_store(args)?;
+        self.run_async_in(pre, args, None).await
+    }
+
+    /// As [`run_async`](Self::run_async), with `dir` (host, guest) preopened read-write.
+    pub(crate) async fn run_async_in(
+        &self,
+        pre: &InstancePre<WasiP1Ctx>,
+        args: &[&str],
+        dir: Option<(&Path, &str)>,
+    ) -> Result<Vec<u8>> {
+        let (mut store, stdout) = self.new_store(args, dir)?;
         let instance = pre.instantiate_async(&mut store).await?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         check_exit(start.call_async(&mut store, ()).await)?;

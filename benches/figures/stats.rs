@@ -13,8 +13,8 @@ pub(crate) fn percentile(values: &[Duration], p: f64) -> Duration {
 #[derive(Clone, Copy)]
 pub(crate) struct Spread {
     pub(crate) median: f64,
-    min: f64,
-    max: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
 }
 
 impl Spread {
@@ -26,6 +26,13 @@ impl Spread {
             min: samples[0],
             max: samples[n - 1],
         }
+    }
+}
+
+impl Spread {
+    /// As the `Display` form, to one decimal place.
+    pub(crate) fn fine(&self) -> String {
+        format!("{:.1} ({:.1}-{:.1})", self.median, self.min, self.max)
     }
 }
 

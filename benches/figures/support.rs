@@ -51,16 +51,20 @@ pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// A directory under `target/` that does not exist yet, removed again on drop.
+/// A directory under `target/` (or another parent) that does not exist yet, removed again on
+/// drop.
 pub(crate) struct ScratchDir {
     pub(crate) path: PathBuf,
 }
 
 impl ScratchDir {
     pub(crate) fn new(prefix: &str) -> Result<ScratchDir> {
-        let path = Path::new(WORKSPACE)
-            .join("target")
-            .join(format!("{prefix}-{}", std::process::id()));
+        ScratchDir::new_in(&Path::new(WORKSPACE).join("target"), prefix)
+    }
+
+    /// As [`ScratchDir::new`], in `parent` rather than `target/`.
+    pub(crate) fn new_in(parent: &Path, prefix: &str) -> Result<ScratchDir> {
+        let path = parent.join(format!("{prefix}-{}", std::process::id()));
         if path.exists() {
             std::fs::remove_dir_all(&path).with_context(|| format!("failed to clear `{}`", path.display()))?;
         }
