@@ -59,6 +59,9 @@ pub(crate) struct Checked {
     pub(crate) is_dir: bool,
     /// Whether it is a symbolic link, not followed (likewise).
     pub(crate) is_link: bool,
+    /// Whether it exists, when the guard followed the path (in grants with
+    /// rules or a quota): `None` when the guard did not look.
+    pub(crate) exists: Option<bool>,
 }
 
 /// A preview 1 fd open for writing below a grant with a byte quota: its
@@ -276,6 +279,7 @@ impl FsGuard {
             }),
             is_dir: resolved.is_dir,
             is_link: resolved.is_link,
+            exists: Some(resolved.exists),
         })
     }
 
@@ -464,6 +468,25 @@ impl FsGuard {
 
     pub(crate) fn listing_of(&self, stream: u32) -> Option<&Loc> {
         self.listings.get(&stream)
+    }
+
+    /// Decides a look at `name`, an entry of the directory `handle` (one
+    /// name, its last link not followed, so the path as written is where it
+    /// leads and the disk need not be read): only a hidden entry is refused,
+    /// as absent, and recorded.
+    pub(crate) fn check_entry(&self, handle: u32, name: &str) -> Result<(), Refusal> {
+        let Some(dir) = self.hiding_in(handle) else {
+            return Ok(());
+        };
+        let mut rel = dir.rel;
+        rel.push(name.to_string());
+        match self.grants[dir.grant].rules.decide(&rel.join("/"), FsOp::Stat) {
+            FsDecision::Deny { rule, hide: true } => {
+                self.record(FsOp::Stat, &Loc { grant: dir.grant, rel }, &rule);
+                Err(Refusal::NotFound)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether entry `name` of directory `dir` is hidden.

@@ -156,7 +156,10 @@ pub(crate) async fn path_open(
     if let (Some(c), Some(p), FsOp::Create) = (&checked, &path, op)
         && guard.counts_files(c)
     {
-        let exists = stat_type(ctx, fd, dirflags, p).await?.is_ok();
+        let exists = match c.exists {
+            Some(exists) => exists,
+            None => stat_type(ctx, fd, dirflags, p).await?.is_ok(),
+        };
         charged = match guard.charge_create(c, exists) {
             Err(r) => return Ok(errno_of(r)),
             Ok(q) => q,
@@ -183,11 +186,17 @@ pub(crate) async fn path_open(
         return Ok(rc);
     }
     if let Some(new) = read_u32(mem, out) {
+        // Truncated, or created by this open: empty without asking.
+        let empty = oflags & OFLAGS_TRUNC != 0 || checked.as_ref().is_some_and(|c| c.exists == Some(false));
         let loc = checked.and_then(|c| c.loc);
         if let Some(loc) = loc.as_ref().filter(|_| op != FsOp::Read)
             && guard.byte_quota(loc).is_some()
         {
-            let size = fd_size(ctx, new).await?.unwrap_or(0);
+            let size = if empty {
+                0
+            } else {
+                fd_size(ctx, new).await?.unwrap_or(0)
+            };
             guard.track_write(new, loc, size, fdflags & FDFLAGS_APPEND != 0);
         }
         guard.opened(new, loc);

@@ -310,10 +310,14 @@ impl HostDescriptor for Guarded<'_> {
         let (rep, checked) = (fd.rep(), self.check(&fd, &path, follow, op)?);
         let mut charged = None;
         if op == FsOp::Create && self.guard.counts_files(&checked) {
-            let at = Resource::new_borrow(rep);
-            let exists = HostDescriptor::stat_at(&mut self.inner, at, path_flags, path.clone())
-                .await
-                .is_ok();
+            let exists = match checked.exists {
+                Some(exists) => exists,
+                None => {
+                    let at = Resource::new_borrow(rep);
+                    let stat = HostDescriptor::stat_at(&mut self.inner, at, path_flags, path.clone()).await;
+                    stat.is_ok()
+                }
+            };
             charged = self.guard.charge_create(&checked, exists).map_err(code)?;
         }
         let opened = HostDescriptor::open_at(&mut self.inner, fd, path_flags, path.clone(), oflags, flags).await;
@@ -426,11 +430,14 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<types::MetadataHashValue> {
         // wasi-libc asks this of every entry it lists (for `d_ino`): for
         // an entry of a directory the guest holds (one name, no link
-        // followed) only a hidden name is refused, so that a listing shows
-        // visible denied names; any other path is decided as `stat` is.
+        // followed: it is where it leads) only a hidden name is refused, so
+        // that a listing shows visible denied names; any other path is
+        // decided as `stat` is.
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
         let entry = !follow && !path.is_empty() && !path.contains('/') && path != "." && path != "..";
-        if !entry || self.guard.hiding_in(rep).is_some() {
+        if entry {
+            self.guard.check_entry(rep, &path).map_err(code)?;
+        } else {
             self.check(&fd, &path, follow, FsOp::Stat)?;
         }
         let r = HostDescriptor::metadata_hash_at(&mut self.inner, fd, path_flags, path.clone()).await;
