@@ -233,18 +233,8 @@ pub(super) struct Pattern {
 
 impl Pattern {
     pub(super) fn new(pattern: &str) -> Result<Pattern> {
-        // `(?s)`: a `*` or `?` also matches a newline in a name.
-        let mut re = String::from("(?s)^");
-        for c in pattern.chars() {
-            match c {
-                '*' if re.ends_with(".*") => {}
-                '*' => re.push_str(".*"),
-                '?' => re.push('.'),
-                c => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
-            }
-        }
-        re.push('$');
-        let re = regex::Regex::new(&re).map_err(|e| bad_input(format!("invalid name pattern `{pattern}`: {e}")))?;
+        let re = crate::policy::name_regex(pattern)
+            .map_err(|e| bad_input(format!("invalid name pattern `{pattern}`: {e}")))?;
         let literal = pattern.chars().filter(|c| !matches!(c, '*' | '?')).count();
         let exact = usize::from(literal == pattern.chars().count());
         Ok(Pattern { re, exact, literal })

@@ -307,10 +307,13 @@ impl PathGlob {
     }
 }
 
-fn component_regex(c: &str) -> regex::Regex {
+/// A name pattern as a regex: `*` any run of characters, `?` one, the rest
+/// literal, matched against the whole name (policy globs' components and
+/// the matrix's module and policy names).
+pub(crate) fn name_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
     // `(?s)`: a wildcard also matches a newline in a name.
     let mut re = String::from("(?s)^");
-    for ch in c.chars() {
+    for ch in pattern.chars() {
         match ch {
             '*' if re.ends_with(".*") => {}
             '*' => re.push_str(".*"),
@@ -319,8 +322,12 @@ fn component_regex(c: &str) -> regex::Regex {
         }
     }
     re.push('$');
+    regex::Regex::new(&re)
+}
+
+fn component_regex(c: &str) -> regex::Regex {
     // Built only from escaped literals, `.` and `.*`: always valid.
-    regex::Regex::new(&re).unwrap_or_else(|_| unreachable!("component pattern {re}"))
+    name_regex(c).unwrap_or_else(|e| unreachable!("component pattern {c}: {e}"))
 }
 
 fn part_matches(part: &Part, comp: &str) -> bool {

@@ -42,6 +42,7 @@ pub use wasm::{Proposal, Proposals};
 
 use check::check_clocks;
 use error::invalid;
+pub(crate) use fs::name_regex;
 use load::{Layer, LimitsLayer};
 pub(crate) use overlap::DirSite;
 use overlap::check_overlap;

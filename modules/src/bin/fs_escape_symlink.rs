@@ -2,7 +2,7 @@
 //! paths outside it) and `rel_link` (-> `../outside.txt`); reading through any symlink that
 //! leaves `/data`, including ones the guest makes itself, must fail.
 
-use std::io;
+use wasmcell_modules::symlink;
 
 const READS: &[&str] = &["/data/link_file", "/data/link_dir/secret.txt", "/data/rel_link"];
 
@@ -35,26 +35,4 @@ fn assert_read_denied(path: &str) {
             println!("denied {path}");
         }
     }
-}
-
-// `std::os::wasi::fs::symlink_path` is unstable, so call wasi-libc's `symlink` directly.
-#[cfg(target_os = "wasi")]
-fn symlink(target: &str, link: &str) -> io::Result<()> {
-    use std::ffi::{CString, c_char, c_int};
-
-    unsafe extern "C" {
-        fn symlink(target: *const c_char, link: *const c_char) -> c_int;
-    }
-    let target = CString::new(target)?;
-    let link = CString::new(link)?;
-    // SAFETY: both pointers are to NUL-terminated strings that outlive the call.
-    match unsafe { symlink(target.as_ptr(), link.as_ptr()) } {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
-#[cfg(unix)]
-fn symlink(target: &str, link: &str) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
 }

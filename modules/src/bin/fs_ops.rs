@@ -10,6 +10,8 @@
 //! `grow:P:N` (on one handle opened read-write: write 1 KiB, then N times seek
 //! back 1 KiB, read it and write 1 KiB more; prints the final size).
 
+use wasmcell_modules::symlink;
+
 use std::io::{Read as _, Seek as _, SeekFrom};
 
 use std::fs;
@@ -66,28 +68,6 @@ fn grow(path: &str, rounds: u32) -> std::io::Result<String> {
         f.write_all(&block)?;
     }
     Ok(format!("{} bytes", f.metadata()?.len()))
-}
-
-// `std::os::wasi::fs::symlink_path` is unstable, so call wasi-libc's `symlink` directly.
-#[cfg(target_os = "wasi")]
-fn symlink(target: &str, link: &str) -> std::io::Result<()> {
-    use std::ffi::{CString, c_char, c_int};
-
-    unsafe extern "C" {
-        fn symlink(target: *const c_char, link: *const c_char) -> c_int;
-    }
-    let target = CString::new(target)?;
-    let link = CString::new(link)?;
-    // SAFETY: both pointers are to NUL-terminated strings that outlive the call.
-    match unsafe { symlink(target.as_ptr(), link.as_ptr()) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
-}
-
-#[cfg(not(target_os = "wasi"))]
-fn symlink(target: &str, link: &str) -> std::io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
 }
 
 fn main() {

@@ -2,6 +2,8 @@
 //! directory tree) with a symbolic link to args[2], as a hostile guest would to redirect the
 //! host's next open of that path, and prints `planted <link> -> <target>`.
 
+use wasmcell_modules::symlink;
+
 use std::io;
 
 fn main() {
@@ -17,26 +19,4 @@ fn main() {
     }
     symlink(&target, &link).unwrap_or_else(|e| panic!("symlink {link} -> {target}: {e}"));
     println!("planted {link} -> {target}");
-}
-
-// `std::os::wasi::fs::symlink_path` is unstable, so call wasi-libc's `symlink` directly.
-#[cfg(target_os = "wasi")]
-fn symlink(target: &str, link: &str) -> io::Result<()> {
-    use std::ffi::{CString, c_char, c_int};
-
-    unsafe extern "C" {
-        fn symlink(target: *const c_char, link: *const c_char) -> c_int;
-    }
-    let target = CString::new(target)?;
-    let link = CString::new(link)?;
-    // SAFETY: both pointers are to NUL-terminated strings that outlive the call.
-    match unsafe { symlink(target.as_ptr(), link.as_ptr()) } {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
-#[cfg(unix)]
-fn symlink(target: &str, link: &str) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
 }
