@@ -269,8 +269,9 @@ impl FsGuard {
         } else {
             op
         };
-        for rel in [&lex, &resolved.rel] {
-            self.decide(from.grant, rel, op)?;
+        self.decide(from.grant, &lex, op)?;
+        if resolved.rel != lex {
+            self.decide(from.grant, &resolved.rel, op)?;
         }
         Ok(Checked {
             loc: Some(Loc {
