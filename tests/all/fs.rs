@@ -1247,6 +1247,46 @@ fn fs_quotas_stop_the_write_that_crosses_them() {
     }
 }
 
+/// Growth by `set_size` (`ftruncate`) counts against the quota on both
+/// targets, and shrinking gives nothing back: a guest cannot reserve space
+/// by cutting a file and growing it again. The extension that would pass
+/// the quota does not happen, and is an `fs-quota` record.
+#[test]
+fn fs_quota_counts_growth_by_set_size() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        fs::write(w.path().join("old.txt"), "0123456789").unwrap();
+        let policy = crate::policy_toml(
+            &format!(
+                "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/q\"\naccess = \"read-write\"\nquota = \"100 B\"\n",
+                w.path().display()
+            ),
+            w.path(),
+        );
+        let steps = [
+            "size:/q/old.txt:60",  // +50: 50 B used
+            "size:/q/old.txt:30",  // shrinks: still 50 B used
+            "size:/q/old.txt:100", // +70 would make 120 B: refused
+            "size:/q/old.txt:80",  // +50: exactly 100 B
+            "size:/q/old.txt:81",  // +1: refused
+        ];
+        let (answers, outcome) = ops(&policy, guest, &steps);
+        assert_eq!(answers[steps[0]], "ok: 60 bytes", "{guest}: {answers:?}");
+        assert_eq!(answers[steps[1]], "ok: 30 bytes", "{guest}: {answers:?}");
+        assert_eq!(answers[steps[2]], "err 51", "{guest}: ENOSPC, {answers:?}");
+        assert_eq!(answers[steps[3]], "ok: 80 bytes", "{guest}: {answers:?}");
+        assert_eq!(answers[steps[4]], "err 51", "{guest}: ENOSPC, {answers:?}");
+        assert_eq!(fs::metadata(w.path().join("old.txt")).unwrap().len(), 80, "{guest}");
+        let quota: Vec<_> = outcome.denials.iter().filter(|d| d.kind == "fs-quota").collect();
+        assert_eq!(quota.len(), 2, "{guest}: {:#?}", outcome.denials);
+        assert_eq!(quota[0].target, "/q/old.txt");
+        assert_eq!(
+            quota[0].rule,
+            "quota 100 B of the grant at /q: 50 B used, this write adds 70 B"
+        );
+    }
+}
+
 /// Routes found by review, each planted on both targets: a link followed by
 /// a trailing `/` (which the OS follows even when the call does not); a link
 /// or a folder standing in, by name, for the folder a rule reaches into; a

@@ -8,7 +8,9 @@
 //! `ln:A:B` (hard link) `symlink:TARGET:LINK` `stat:P` `ls:DIR` (names, sorted)
 //! `readlink:P` `touch:P` (sets the modified time through a file opened for reading)
 //! `grow:P:N` (on one handle opened read-write: write 1 KiB, then N times seek
-//! back 1 KiB, read it and write 1 KiB more; prints the final size).
+//! back 1 KiB, read it and write 1 KiB more; prints the final size)
+//! `size:P:N` (opens an existing file for writing and sets its length to N
+//! bytes, as `ftruncate` does; prints the size it then has).
 
 use wasmcell_modules::symlink;
 
@@ -45,6 +47,10 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         }),
         "readlink" => fs::read_link(arg(0)).map(|t| t.display().to_string()),
         "grow" => grow(arg(0), arg(1).parse().unwrap_or(0)),
+        "size" => fs::OpenOptions::new().write(true).open(arg(0)).and_then(|f| {
+            f.set_len(arg(1).parse().unwrap_or(0))?;
+            Ok(format!("{} bytes", f.metadata()?.len()))
+        }),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
