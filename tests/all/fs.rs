@@ -1305,7 +1305,7 @@ fn fs_rules_hold_against_stand_ins_and_other_grants() {
              [[fs.dirs]]\nhost = \"plain\"\nguest = \"/p\"\naccess = \"read-write\"\n";
         let policy = crate::policy_toml(text, w.path());
         let long = format!("read:/w/{}x", "a/".repeat(2100));
-        let (answers, _) = ops(
+        let (answers, outcome) = ops(
             &policy,
             guest,
             &[
@@ -1345,6 +1345,15 @@ fn fs_rules_hold_against_stand_ins_and_other_grants() {
         assert!(
             !w.path().join("ruled/.git").exists() && ruled.join("proj/.env").exists(),
             "{guest}"
+        );
+        // The stand-in link is recorded under its own kind, with the rule.
+        assert!(
+            outcome.denials.iter().any(|d| d.kind == "fs-symlink"
+                && d.target == "/w/.git"
+                && d.rule
+                    .starts_with("deny \".git/hooks/**\" reaches inside it; a link there")),
+            "{guest}: {:#?}",
+            outcome.denials
         );
     }
 }

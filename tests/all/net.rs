@@ -233,6 +233,48 @@ fn tcp_connect_admits_only_the_listed_port() {
     assert_nothing_connected(&other);
 }
 
+/// An audit hook sees each network use as it is decided, allowed and
+/// denied alike, with the address and the `[net]` entry or table that
+/// decided it: the record a later "learn a policy from a run" reads.
+#[test]
+fn tcp_connect_uses_reach_the_audit_hook() {
+    use std::sync::{Arc, Mutex};
+    use wasmcell::{CapabilityUse, Decision};
+    let (port, server) = pong_server();
+    let (other, other_port) = listener();
+    let seen: Arc<Mutex<Vec<CapabilityUse>>> = Arc::default();
+    let sink = seen.clone();
+    let sandbox = wasmcell::Sandbox::builder()
+        .policy(net_policy(&format!("tcp-connect = [\"127.0.0.1:{port}\"]")))
+        .audit(Arc::new(move |u: &CapabilityUse| sink.lock().unwrap().push(u.clone())))
+        .build()
+        .unwrap();
+    let allowed = format!("127.0.0.1:{port}");
+    let denied = format!("127.0.0.1:{other_port}");
+    assert_connected(&sandbox.run(NET_TCP_CONNECT_COMPONENT, &[&allowed]).unwrap(), server);
+    let outcome = sandbox.run(NET_TCP_CONNECT_COMPONENT, &[&denied]).unwrap();
+    assert_refused(&outcome, "tcp-connect", &denied);
+    assert_nothing_connected(&other);
+
+    let seen = seen.lock().unwrap();
+    let brief: Vec<(&str, &str, Decision)> = seen
+        .iter()
+        .map(|u| (u.kind.as_str(), u.target.as_str(), u.decision))
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            ("tcp-connect", allowed.as_str(), Decision::Allowed),
+            ("tcp-connect", denied.as_str(), Decision::Denied)
+        ]
+    );
+    assert!(seen.iter().all(|u| u.rule.contains("[net]")), "{seen:#?}");
+    assert!(
+        seen.iter().all(|u| u.time.ends_with('Z') && u.time.contains('T')),
+        "RFC 3339 UTC times: {seen:#?}"
+    );
+}
+
 /// A port range admits a port inside it and refuses the port just past its end.
 #[test]
 fn tcp_connect_port_range() {
