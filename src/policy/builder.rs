@@ -208,7 +208,7 @@ impl PolicyBuilder {
                 dir_sites: vec![(site, absolute(host.as_ref()))],
                 ..Layer::default()
             }),
-            Err(e) => self.fail(site.locate(e.key("fs.files"))),
+            Err((_, e)) => self.fail(site.locate(e.key("fs.files"))),
         }
         self
     }

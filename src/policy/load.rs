@@ -449,11 +449,10 @@ fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), Policy
     }
     for f in &fs.files {
         let host = src.base_dir.join(f.host.get_ref());
-        let grant = resolve_file(&host, f.guest.get_ref(), f.access).map_err(|e| {
-            let span = if e.to_string().contains("guest") {
-                f.guest.span()
-            } else {
-                f.host.span()
+        let grant = resolve_file(&host, f.guest.get_ref(), f.access).map_err(|(key, e)| {
+            let span = match key {
+                FileKey::Host => f.host.span(),
+                FileKey::Guest => f.guest.span(),
             };
             src.at(e, "fs.files", Some(span))
         })?;
@@ -464,36 +463,50 @@ fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), Policy
     Ok(())
 }
 
+/// Which key of a `[[fs.files]]` entry an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileKey {
+    Host,
+    Guest,
+}
+
 /// A granted file: the grant of its host folder at its guest folder, in
 /// which only that file is visible (see [`FsRules::files`]).
-pub(super) fn resolve_file(host: &Path, guest: &str, access: Access) -> Result<DirGrant, PolicyError> {
+pub(super) fn resolve_file(host: &Path, guest: &str, access: Access) -> Result<DirGrant, (FileKey, PolicyError)> {
     let file_name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
     let (guest_dir, guest_name) = match guest.rsplit_once('/') {
         Some((dir, name)) if guest.starts_with('/') && guest[1..].split('/').all(|c| !matches!(c, "" | "." | "..")) => {
             (if dir.is_empty() { "/" } else { dir }, name)
         }
         _ => {
-            return Err(invalid(format!(
-                "fs.files guest `{guest}` must be an absolute path naming a file, such as `/etc/app.conf`"
-            )));
+            return Err((
+                FileKey::Guest,
+                invalid(format!(
+                    "fs.files guest `{guest}` must be an absolute path naming a file, such as `/etc/app.conf`"
+                )),
+            ));
         }
     };
     let canonical = std::fs::canonicalize(host)
         .ok()
         .filter(|p| p.is_file())
         .ok_or_else(|| {
-            invalid(format!(
+            let e = invalid(format!(
                 "fs.files host `{}` is not an existing regular file; create it or fix the path",
                 absolute(host).display()
-            ))
+            ));
+            (FileKey::Host, e)
         })?;
     let host_name = file_name(&canonical).unwrap_or_default();
     if host_name != guest_name {
-        return Err(invalid(format!(
-            "fs.files guest `{guest}` must keep the host file's name `{host_name}` (the guest sees the file in \
-             its own folder); use `{guest_dir}/{host_name}`",
-            guest_dir = guest_dir.trim_end_matches('/')
-        )));
+        return Err((
+            FileKey::Guest,
+            invalid(format!(
+                "fs.files guest `{guest}` must keep the host file's name `{host_name}` (the guest sees the file \
+                 in its own folder); use `{guest_dir}/{host_name}`",
+                guest_dir = guest_dir.trim_end_matches('/')
+            )),
+        ));
     }
     let parent = canonical.parent().unwrap_or(Path::new("/")).to_path_buf();
     Ok(DirGrant {

@@ -530,6 +530,13 @@ fn fs_file_grants_are_checked() {
         format!("[[fs.files]]\nhost = \"{host}\"\nguest = \"{guest}\"\naccess = \"read-only\"\n")
     };
     let err = |text: &str| Policy::from_toml(text, dir.path()).unwrap_err().to_string();
+    // Each error points at the key it is about: `host` on line 2, `guest` on
+    // line 3, whatever words the paths hold.
+    let line = |text: &str| Policy::from_toml(text, dir.path()).unwrap_err().line();
+    assert_eq!(line(&entry("missing.conf", "/etc/missing.conf")), Some(2));
+    assert_eq!(line(&entry("guest.conf", "/etc/guest.conf")), Some(2));
+    assert_eq!(line(&entry("app.conf", "/etc/other.conf")), Some(3));
+    assert_eq!(line(&entry("app.conf", "etc")), Some(3));
     let e = err(&entry("app.conf", "/etc/other.conf"));
     assert!(
         e.contains("must keep the host file's name `app.conf`") && e.contains("use `/etc/app.conf`"),
