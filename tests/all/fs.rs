@@ -1287,6 +1287,34 @@ fn fs_quota_counts_growth_by_set_size() {
     }
 }
 
+/// A folder handle keeps the place it was opened at, but the guest may
+/// rename that folder and put a new one of the same name, holding files of
+/// the same names, where it was: creating files through the old handle must
+/// still be charged against `max-files` (the guard cannot trust its own
+/// picture of what exists below a handle that may have moved).
+#[test]
+fn fs_max_files_holds_through_a_renamed_folder_handle() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        let policy = crate::policy_toml(
+            &format!(
+                "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/q\"\naccess = \"read-write\"\nmax-files = 6\n",
+                w.path().display()
+            ),
+            w.path(),
+        );
+        // Charged: d, the new d, its f1..f3 (5), then one create through
+        // the old handle (6); the other two are past max-files.
+        let (answers, _) = ops(&policy, guest, &["mkdir:/q/d", "stale:/q/d:/q/r:3"]);
+        assert_eq!(
+            answers["stale:/q/d:/q/r:3"], "ok: ok,err 51,err 51",
+            "{guest}: {answers:?}"
+        );
+        let landed = fs::read_dir(w.path().join("r")).unwrap().count();
+        assert_eq!(landed, 1, "{guest}: files created in the renamed folder");
+    }
+}
+
 /// Routes found by review, each planted on both targets: a link followed by
 /// a trailing `/` (which the OS follows even when the call does not); a link
 /// or a folder standing in, by name, for the folder a rule reaches into; a

@@ -11,6 +11,9 @@
 //! back 1 KiB, read it and write 1 KiB more; prints the final size)
 //! `size:P:N` (opens an existing file for writing and sets its length to N
 //! bytes, as `ftruncate` does; prints the size it then has).
+//! `stale:D:R:N` (opens folder D and keeps the handle, renames D to R, makes
+//! a new D with files `f1`..`fN`, then creates `f1`..`fN` through the kept
+//! handle, which lands them in R; prints each create's answer).
 
 use wasmcell_modules::symlink;
 
@@ -51,6 +54,7 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
             f.set_len(arg(1).parse().unwrap_or(0))?;
             Ok(format!("{} bytes", f.metadata()?.len()))
         }),
+        "stale" => stale(arg(0), arg(1), arg(2).parse().unwrap_or(0)),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
@@ -74,6 +78,41 @@ fn grow(path: &str, rounds: u32) -> std::io::Result<String> {
         f.write_all(&block)?;
     }
     Ok(format!("{} bytes", f.metadata()?.len()))
+}
+
+/// Creates files through a handle on a folder that was renamed since it was
+/// opened, beside a new folder of the old name that holds files of the same
+/// names: where the handle really points decides what exists.
+fn stale(dir: &str, renamed: &str, n: usize) -> std::io::Result<String> {
+    use std::ffi::CString;
+    let c = |s: &str| CString::new(s).map_err(std::io::Error::other);
+    // SAFETY: a NUL-terminated path that outlives the call.
+    let fd = unsafe { libc::open(c(dir)?.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    fs::rename(dir, renamed)?;
+    fs::create_dir(dir)?;
+    for i in 1..=n {
+        fs::write(format!("{dir}/f{i}"), "x")?;
+    }
+    let mut answers = Vec::new();
+    for i in 1..=n {
+        let name = c(&format!("f{i}"))?;
+        // SAFETY: `fd` is open and `name` is NUL-terminated and outlives the call.
+        let file = unsafe { libc::openat(fd, name.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) };
+        if file < 0 {
+            let e = std::io::Error::last_os_error();
+            answers.push(format!("err {}", e.raw_os_error().unwrap_or(0)));
+        } else {
+            // SAFETY: `file` was just opened and is closed once.
+            unsafe { libc::close(file) };
+            answers.push("ok".to_string());
+        }
+    }
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    Ok(answers.join(","))
 }
 
 fn main() {

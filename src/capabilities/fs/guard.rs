@@ -60,7 +60,8 @@ pub(crate) struct Checked {
     /// Whether it is a symbolic link, not followed (likewise).
     pub(crate) is_link: bool,
     /// Whether it exists, when the guard followed the path (in grants with
-    /// rules or a quota): `None` when the guard did not look.
+    /// rules or a quota) from the grant's root: `None` when it did not look,
+    /// or looked from a folder handle whose place may be stale.
     pub(crate) exists: Option<bool>,
 }
 
@@ -197,8 +198,9 @@ impl FsGuard {
     }
 
     /// Charges the creation of what `checked` names against its grant's
-    /// `max-files`, unless `exists` (which the caller asks wasmtime-wasi,
-    /// whose answer does not depend on the guard's picture of the tree). The
+    /// `max-files`, unless `exists` (from [`Checked::exists`], else asked of
+    /// wasmtime-wasi, whose answer does not depend on the guard's picture of
+    /// the tree). The
     /// quota charged is given back, to refund a creation that then fails.
     pub(crate) fn charge_create(&self, checked: &Checked, exists: bool) -> Result<Option<Arc<Quota>>, Refusal> {
         let Some(loc) = checked.loc.as_ref().filter(|_| !exists) else {
@@ -280,7 +282,11 @@ impl FsGuard {
             }),
             is_dir: resolved.is_dir,
             is_link: resolved.is_link,
-            exists: Some(resolved.exists),
+            // Only from a grant's root: a folder handle keeps the place it
+            // was opened at, and the guest may since have renamed that
+            // folder (in a grant whose rules do not reach into it), so
+            // wasmtime-wasi, which opens below the real folder, is asked.
+            exists: from.rel.is_empty().then_some(resolved.exists),
         })
     }
 
