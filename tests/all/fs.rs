@@ -1183,6 +1183,15 @@ fn fs_refusals_by_the_grants_themselves_are_recorded() {
     }
 }
 
+/// A read-write grant of `dir` at `/q` with the quota keys `keys` (TOML lines).
+fn quota_grant(dir: &Path, keys: &str) -> Policy {
+    let text = format!(
+        "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/q\"\naccess = \"read-write\"\n{keys}",
+        dir.display()
+    );
+    crate::policy_toml(&text, dir)
+}
+
 /// Write quotas on both targets: the write that would pass `quota` does not
 /// happen (the file keeps its size) and is refused as a full disk; growth by
 /// appending and resizing counts; rewriting bytes a file already has does
@@ -1193,13 +1202,7 @@ fn fs_quotas_stop_the_write_that_crosses_them() {
     for guest in both(FS_OPS, FS_OPS_COMPONENT) {
         let w = tempfile::tempdir().unwrap();
         fs::write(w.path().join("old.txt"), "0123456789").unwrap();
-        let policy = crate::policy_toml(
-            &format!(
-                "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/q\"\naccess = \"read-write\"\nquota = \"100 B\"\nmax-files = 3\n",
-                w.path().display()
-            ),
-            w.path(),
-        );
+        let policy = quota_grant(w.path(), "quota = \"100 B\"\nmax-files = 3\n");
         let sixty = format!("write:/q/a.txt:{}", "a".repeat(60));
         let fifty = format!("write:/q/b.txt:{}", "b".repeat(50));
         let (answers, outcome) = ops(
@@ -1256,13 +1259,7 @@ fn fs_quota_counts_growth_by_set_size() {
     for guest in both(FS_OPS, FS_OPS_COMPONENT) {
         let w = tempfile::tempdir().unwrap();
         fs::write(w.path().join("old.txt"), "0123456789").unwrap();
-        let policy = crate::policy_toml(
-            &format!(
-                "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/q\"\naccess = \"read-write\"\nquota = \"100 B\"\n",
-                w.path().display()
-            ),
-            w.path(),
-        );
+        let policy = quota_grant(w.path(), "quota = \"100 B\"\n");
         let steps = [
             "size:/q/old.txt:60",  // +50: 50 B used
             "size:/q/old.txt:30",  // shrinks: still 50 B used
@@ -1296,13 +1293,7 @@ fn fs_quota_counts_growth_by_set_size() {
 fn fs_max_files_holds_through_a_renamed_folder_handle() {
     for guest in both(FS_OPS, FS_OPS_COMPONENT) {
         let w = tempfile::tempdir().unwrap();
-        let policy = crate::policy_toml(
-            &format!(
-                "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/q\"\naccess = \"read-write\"\nmax-files = 6\n",
-                w.path().display()
-            ),
-            w.path(),
-        );
+        let policy = quota_grant(w.path(), "max-files = 6\n");
         // Charged: d, the new d, its f1..f3 (5), then one create through
         // the old handle (6); the other two are past max-files.
         let (answers, _) = ops(&policy, guest, &["mkdir:/q/d", "stale:/q/d:/q/r:3"]);
