@@ -1048,6 +1048,93 @@ fn fs_ops() {
     }
 }
 
+/// A link that is one name in the grant's root is followed under the rules
+/// like any other path: the guard decides such a name without reading the
+/// disk and has wasmtime-wasi open or stat it without following a link
+/// there, so a link planted at the name (by the host, or by the guest just
+/// before) must send the operation back to be decided where it leads.
+#[test]
+fn fs_links_named_in_the_grant_root_are_decided_where_they_lead() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = workspace();
+        let before = protected(w.path());
+        for (link, target) in [
+            ("k", ".env"),
+            ("c", "config/app.toml"),
+            ("h", ".git/hooks"),
+            ("d", "made.txt"),
+        ] {
+            std::os::unix::fs::symlink(target, w.path().join(link)).unwrap();
+        }
+        let policy = workspace_policy(w.path(), true);
+        let (answers, outcome) = ops(
+            &policy,
+            guest,
+            &[
+                "read:/w/k",
+                "meta:/w/k",
+                "write:/w/k:stolen",
+                "append:/w/k:stolen",
+                "stat:/w/k",
+                "read:/w/c",
+                "meta:/w/c",
+                "write:/w/c:port = 2",
+                "append:/w/c:x",
+                "touch:/w/c",
+                "meta:/w/h",
+                "ls:/w/h",
+                "write:/w/d:made through a link",
+                "read:/w/d",
+                "symlink:.env:/w/g",
+                "read:/w/g",
+                "write:/w/g:stolen",
+                "rm:/w/k",
+            ],
+        );
+        assert_answers(
+            &answers,
+            &[
+                ("read:/w/k", ENOENT),
+                ("meta:/w/k", ENOENT),
+                ("write:/w/k:stolen", ENOENT),
+                ("append:/w/k:stolen", ENOENT),
+                // The link itself is a name the rules allow.
+                ("stat:/w/k", "ok: 4 bytes"),
+                ("read:/w/c", "ok: port = 1"),
+                ("meta:/w/c", "ok: 9 bytes"),
+                ("write:/w/c:port = 2", EACCES),
+                ("append:/w/c:x", EACCES),
+                ("touch:/w/c", EACCES),
+                ("meta:/w/h", ENOENT),
+                ("ls:/w/h", ENOENT),
+                ("write:/w/d:made through a link", "ok"),
+                ("read:/w/d", "ok: made through a link"),
+                ("symlink:.env:/w/g", "ok"),
+                ("read:/w/g", ENOENT),
+                ("write:/w/g:stolen", ENOENT),
+                ("rm:/w/k", "ok"),
+            ],
+            guest,
+        );
+        assert_eq!(protected(w.path()), before, "{guest}: a protected file changed");
+        assert_eq!(
+            fs::read_to_string(w.path().join("made.txt")).unwrap(),
+            "made through a link"
+        );
+        for (kind, target) in [
+            ("fs-read", "/w/.env"),
+            ("fs-write", "/w/.env"),
+            ("fs-write", "/w/config/app.toml"),
+        ] {
+            assert!(
+                outcome.denials.iter().any(|d| d.kind == kind && d.target == target),
+                "{guest}: no {kind} denial of {target} in {:#?}",
+                outcome.denials
+            );
+        }
+    }
+}
+
 /// Without `hide`, denied paths are refused with `EACCES` and their names
 /// stay in listings (a name is not the content).
 #[test]
@@ -1217,6 +1304,10 @@ fn fs_quotas_stop_the_write_that_crosses_them() {
                 "mkdir:/q/d",
                 "symlink:x:/q/l",
                 "mkdir:/q/e",
+                // With max-files used up, a rewrite still works and a new
+                // file still does not.
+                "write:/q/old.txt:0123456789",
+                "write:/q/c.txt:x",
             ],
         );
         let refused = |op: &str| answers[op].starts_with("err ");
@@ -1235,12 +1326,16 @@ fn fs_quotas_stop_the_write_that_crosses_them() {
         // a.txt, b.txt (created before its write was refused) and d: three.
         assert_eq!(answers["symlink:x:/q/l"], "err 51", "{guest}: ENOSPC");
         assert_eq!(answers["mkdir:/q/e"], "err 51", "{guest}: ENOSPC");
+        assert_eq!(answers["write:/q/old.txt:0123456789"], "ok", "{guest}");
+        assert_eq!(answers["write:/q/c.txt:x"], "err 51", "{guest}: ENOSPC");
 
         let size = |name: &str| fs::metadata(w.path().join(name)).unwrap().len();
         assert_eq!((size("a.txt"), size("b.txt"), size("old.txt")), (70, 0, 10), "{guest}");
         assert!(!w.path().join("l").exists() && !w.path().join("e").exists());
+        assert!(!w.path().join("c.txt").exists(), "{guest}");
         let quota: Vec<_> = outcome.denials.iter().filter(|d| d.kind == "fs-quota").collect();
-        assert_eq!(quota.len(), 4, "{guest}: {:#?}", outcome.denials);
+        assert_eq!(quota.len(), 5, "{guest}: {:#?}", outcome.denials);
+        assert_eq!(quota[4].target, "/q/c.txt");
         assert_eq!(quota[0].target, "/q/b.txt");
         assert_eq!(
             quota[0].rule,

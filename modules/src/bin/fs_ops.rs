@@ -5,7 +5,8 @@
 //!
 //! Operations (`:` separates an operation's arguments):
 //! `read:P` `write:P:TEXT` `append:P:TEXT` `mkdir:P` `rmdir:P` `rm:P` `mv:A:B`
-//! `ln:A:B` (hard link) `symlink:TARGET:LINK` `stat:P` `ls:DIR` (names, sorted)
+//! `ln:A:B` (hard link) `symlink:TARGET:LINK` `stat:P` (a link itself) `meta:P`
+//! (what a link leads to) `ls:DIR` (names, sorted)
 //! `readlink:P` `touch:P` (sets the modified time through a file opened for reading)
 //! `grow:P:N` (on one handle opened read-write: write 1 KiB, then N times seek
 //! back 1 KiB, read it and write 1 KiB more; prints the final size)
@@ -41,6 +42,7 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         "ln" => fs::hard_link(arg(0), arg(1)).map(|()| String::new()),
         "symlink" => symlink(arg(0), arg(1)).map(|()| String::new()),
         "stat" => fs::symlink_metadata(arg(0)).map(|m| format!("{} bytes", m.len())),
+        "meta" => fs::metadata(arg(0)).map(|m| format!("{} bytes", m.len())),
         "ls" => fs::read_dir(arg(0)).and_then(|entries| {
             let mut names = entries
                 .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))

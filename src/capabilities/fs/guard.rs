@@ -216,6 +216,18 @@ impl FsGuard {
         }
     }
 
+    /// Charges creating what `checked` (from [`check_name`](Self::check_name))
+    /// names against its grant's `max-files` *before* knowing whether it
+    /// exists, recording nothing: `Some` with the quota charged (to give
+    /// back unless the creation makes a new file), `None` when it is used up
+    /// and the full way must decide. The caller creates exclusively, so
+    /// that an existing name (a rewrite, which is not charged) fails and is
+    /// checked again the full way.
+    pub(crate) fn reserve_create(&self, checked: &Checked) -> Option<Arc<Quota>> {
+        let quota = self.grants[checked.loc.as_ref()?.grant].quota.as_ref()?;
+        quota.reserve_file().then(|| quota.clone())
+    }
+
     /// Decides `op` on `path`, taken from the directory `base`; `follow`
     /// follows a link in the last component. Both the path as written and
     /// where it leads are decided; a refusal is recorded.
@@ -287,6 +299,40 @@ impl FsGuard {
             // folder (in a grant whose rules do not reach into it), so
             // wasmtime-wasi, which opens below the real folder, is asked.
             exists: from.rel.is_empty().then_some(resolved.exists),
+        })
+    }
+
+    /// Decides `op` on `path` by its name alone, without reading the disk,
+    /// when that is the whole decision: `path` is one name in a directory
+    /// the guest holds, in a grant with rules or a quota, the rules allow
+    /// the name.
+    /// `None` otherwise, and then [`check`](Self::check) decides, recording
+    /// a refusal.
+    ///
+    /// The caller must then perform the operation *without following* a
+    /// link at the name, so that what it reaches is the name itself: an
+    /// operation that follows one is tried that way first (an open of a
+    /// link fails, a stat shows the link), and on any failure checked again
+    /// with [`check`](Self::check) and performed as the guest asked. Unlike
+    /// a look at the disk before the operation, this leaves no moment in
+    /// which a link planted at the name could be followed unchecked.
+    pub(crate) fn check_name(&self, base: u32, path: &str, op: FsOp) -> Option<Checked> {
+        if path.is_empty() || path.len() > MAX_PATH || path.contains('/') || path == "." || path == ".." {
+            return None;
+        }
+        let from = self.handles.get(&base)?;
+        let grant = &self.grants[from.grant];
+        if grant.rules.is_empty() && !grant.rules.has_quota() {
+            return None;
+        }
+        let mut rel = from.rel.clone();
+        rel.push(path.to_string());
+        if grant.rules.decide(&rel.join("/"), op) != FsDecision::Allow {
+            return None;
+        }
+        Some(Checked {
+            loc: Some(Loc { grant: from.grant, rel }),
+            ..Checked::default()
         })
     }
 

@@ -9,7 +9,7 @@
 //! the entries a grant hides.
 
 use super::FsGuard;
-use super::guard::Refusal;
+use super::guard::{Checked, Refusal};
 use super::quota::Quota;
 use crate::policy::FsOp;
 use std::sync::Arc;
@@ -33,10 +33,15 @@ mod errno {
 
 const LOOKUP_SYMLINK_FOLLOW: i32 = 1;
 const OFLAGS_CREAT: i32 = 1;
+const OFLAGS_EXCL: i32 = 4;
 const OFLAGS_TRUNC: i32 = 8;
 const RIGHTS_FD_WRITE: i64 = 1 << 6;
 const FDFLAGS_APPEND: i32 = 1;
 const FILETYPE_DIRECTORY: u8 = 3;
+const FILETYPE_SYMBOLIC_LINK: u8 = 7;
+/// A filestat's size in guest memory, and where in it the file type is.
+const FILESTAT_SIZE: usize = 64;
+const FILESTAT_TYPE: usize = 16;
 
 /// Raw guest arguments: a path is a pointer and a length.
 type Ptr = i32;
@@ -145,6 +150,48 @@ pub(crate) async fn path_open(
     let op = open_op(oflags, base, fdflags);
     let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
     let path = read_path(mem, ptr, len);
+    if let Some(p) = &path
+        && let Some(mut checked) = guard.check_name(fd as u32, p, op)
+    {
+        // A creation counted by `max-files` is charged first and made
+        // exclusive: an existing name fails and takes the full way.
+        let counted = op == FsOp::Create && guard.counts_files(&checked);
+        let charged = if counted { guard.reserve_create(&checked) } else { None };
+        if !counted || charged.is_some() {
+            // Not following a link at the name: see `FsGuard::check_name`.
+            let no_follow = dirflags & !LOOKUP_SYMLINK_FOLLOW;
+            let oflags_tried = if counted { oflags | OFLAGS_EXCL } else { oflags };
+            let mut memory = GuestMemory::Unshared(mem);
+            let rc = wasi::path_open(
+                ctx,
+                &mut memory,
+                fd,
+                no_follow,
+                ptr,
+                len,
+                oflags_tried,
+                base,
+                inheriting,
+                fdflags,
+                out,
+            )
+            .await?;
+            if rc == 0 {
+                // Made by this open when exclusive: empty without asking.
+                checked.exists = counted.then_some(false);
+                after(guard, rc, fd, Some(p), op);
+                opened(ctx, guard, mem, out, Some(checked), op, (oflags, fdflags)).await?;
+                return Ok(rc);
+            }
+            // Without following, nothing else differs: the answer stands; a
+            // link at the name, an existing name, or a failure is checked
+            // and done again.
+            if !follow && !counted {
+                return Ok(after(guard, rc, fd, Some(p), op));
+            }
+            charged.inspect(|q| q.refund_file());
+        }
+    }
     let checked = match &path {
         Some(p) => match guard.check(fd as u32, p, follow, op) {
             Ok(c) => Some(c),
@@ -185,6 +232,22 @@ pub(crate) async fn path_open(
         charged.inspect(|q| q.refund_file());
         return Ok(rc);
     }
+    opened(ctx, guard, mem, out, checked, op, (oflags, fdflags)).await?;
+    Ok(rc)
+}
+
+/// After `path_open` opened the fd written at `out` where `checked` says:
+/// starts counting its writes below a grant with a byte quota, and keeps
+/// where it points.
+async fn opened(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &[u8],
+    out: Ptr,
+    checked: Option<Checked>,
+    op: FsOp,
+    (oflags, fdflags): (i32, i32),
+) -> wasmtime::Result<()> {
     if let Some(new) = read_u32(mem, out) {
         // Truncated, or created by this open: empty without asking.
         let empty = oflags & OFLAGS_TRUNC != 0 || checked.as_ref().is_some_and(|c| c.exists == Some(false));
@@ -201,7 +264,7 @@ pub(crate) async fn path_open(
         }
         guard.opened(new, loc);
     }
-    Ok(rc)
+    Ok(())
 }
 
 pub(crate) async fn path_filestat_get(
@@ -210,14 +273,24 @@ pub(crate) async fn path_filestat_get(
     mem: &mut [u8],
     (fd, flags, ptr, len, buf): (i32, i32, Ptr, i32, Ptr),
 ) -> wasmtime::Result<i32> {
-    let path = match check(
-        guard,
-        mem,
-        fd,
-        (ptr, len),
-        flags & LOOKUP_SYMLINK_FOLLOW != 0,
-        FsOp::Stat,
-    ) {
+    let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
+    if let Some(path) = read_path(mem, ptr, len).filter(|p| guard.check_name(fd as u32, p, FsOp::Stat).is_some()) {
+        // Decided by the name, so stat the name itself (see
+        // `FsGuard::check_name`); a link there is followed the full way.
+        let at = buf as u32 as usize;
+        match filestat(ctx, fd, 0, &path).await? {
+            Ok(stat) if !follow || stat[FILESTAT_TYPE] != FILETYPE_SYMBOLIC_LINK => {
+                // A buffer out of bounds is left to wasmtime-wasi to answer.
+                if let Some(out) = mem.get_mut(at..at.saturating_add(FILESTAT_SIZE)) {
+                    out.copy_from_slice(&stat);
+                    return Ok(after(guard, 0, fd, Some(&path), FsOp::Stat));
+                }
+            }
+            Err(rc) if !follow => return Ok(after(guard, rc, fd, Some(&path), FsOp::Stat)),
+            _ => {}
+        }
+    }
+    let path = match check(guard, mem, fd, (ptr, len), follow, FsOp::Stat) {
         Ok(p) => p,
         Err(e) => return Ok(e),
     };
@@ -282,9 +355,13 @@ pub(crate) async fn path_unlink_file(
     mem: &mut [u8],
     (fd, ptr, len): (i32, Ptr, i32),
 ) -> wasmtime::Result<i32> {
-    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Remove) {
-        Ok(p) => p,
-        Err(e) => return Ok(e),
+    // A link at the name is removed, not followed: its name decides.
+    let path = match read_path(mem, ptr, len).filter(|p| guard.check_name(fd as u32, p, FsOp::Remove).is_some()) {
+        Some(p) => Some(p),
+        None => match check(guard, mem, fd, (ptr, len), false, FsOp::Remove) {
+            Ok(p) => p,
+            Err(e) => return Ok(e),
+        },
     };
     let rc = wasi::path_unlink_file(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
     Ok(after(guard, rc, fd, path.as_deref(), FsOp::Remove))
@@ -325,15 +402,28 @@ async fn fd_size(ctx: &mut WasiP1Ctx, fd: u32) -> wasmtime::Result<Option<u64>> 
     Ok((rc == 0).then(|| u64::from_le_bytes(scratch[32..40].try_into().unwrap_or_default())))
 }
 
-/// The file type of `path` (links followed as `lookup` says), through
+/// The filestat of `path` (links followed as `lookup` says), through
 /// wasmtime-wasi with a scratch memory of our own.
-async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, lookup: i32, path: &str) -> wasmtime::Result<Result<u8, i32>> {
-    // The filestat (64 bytes) first, then the path.
-    let mut scratch = vec![0u8; 64 + path.len()];
-    scratch[64..].copy_from_slice(path.as_bytes());
+async fn filestat(
+    ctx: &mut WasiP1Ctx,
+    fd: i32,
+    lookup: i32,
+    path: &str,
+) -> wasmtime::Result<Result<[u8; FILESTAT_SIZE], i32>> {
+    // The filestat first, then the path.
+    let mut scratch = vec![0u8; FILESTAT_SIZE + path.len()];
+    scratch[FILESTAT_SIZE..].copy_from_slice(path.as_bytes());
     let mut memory = GuestMemory::Unshared(&mut scratch);
-    let rc = wasi::path_filestat_get(ctx, &mut memory, fd, lookup, 64, path.len() as i32, 0).await?;
-    Ok(if rc == 0 { Ok(scratch[16]) } else { Err(rc) })
+    let (at, len) = (FILESTAT_SIZE as i32, path.len() as i32);
+    let rc = wasi::path_filestat_get(ctx, &mut memory, fd, lookup, at, len, 0).await?;
+    let mut stat = [0u8; FILESTAT_SIZE];
+    stat.copy_from_slice(&scratch[..FILESTAT_SIZE]);
+    Ok(if rc == 0 { Ok(stat) } else { Err(rc) })
+}
+
+/// The file type of `path` (links followed as `lookup` says).
+async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, lookup: i32, path: &str) -> wasmtime::Result<Result<u8, i32>> {
+    Ok(filestat(ctx, fd, lookup, path).await?.map(|stat| stat[FILESTAT_TYPE]))
 }
 
 pub(crate) async fn path_rename(

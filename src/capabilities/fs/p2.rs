@@ -128,6 +128,21 @@ impl Guarded<'_> {
         }
     }
 
+    /// `stat-at` of `path` decided by its name alone, not following a link
+    /// there (see [`FsGuard::check_name`]). `None` when the name does not
+    /// decide, or when `follow` asks to follow and the stat failed or found
+    /// a link: then the caller checks and stats the full way.
+    async fn stat_by_name(&mut self, rep: u32, path: &str, follow: bool) -> Option<FsResult<types::DescriptorStat>> {
+        self.guard.check_name(rep, path, FsOp::Stat)?;
+        let at = Resource::new_borrow(rep);
+        let stat = HostDescriptor::stat_at(&mut self.inner, at, types::PathFlags::empty(), path.to_string()).await;
+        match stat {
+            Ok(s) if follow && s.type_ == types::DescriptorType::SymbolicLink => None,
+            Err(_) if follow => None,
+            r => Some(r),
+        }
+    }
+
     /// Wraps an output stream on a file below a grant with a byte quota so
     /// that each of its writes is charged first; `at` is `None` to append.
     fn counted(
@@ -254,6 +269,9 @@ impl HostDescriptor for Guarded<'_> {
         path: String,
     ) -> FsResult<types::DescriptorStat> {
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
+        if let Some(r) = self.stat_by_name(rep, &path, follow).await {
+            return self.after(r, rep, &path, FsOp::Stat);
+        }
         self.check(&fd, &path, follow, FsOp::Stat)?;
         let r = HostDescriptor::stat_at(&mut self.inner, fd, path_flags, path.clone()).await;
         self.after(r, rep, &path, FsOp::Stat)
@@ -306,8 +324,44 @@ impl HostDescriptor for Guarded<'_> {
         flags: types::DescriptorFlags,
     ) -> FsResult<Resource<types::Descriptor>> {
         let op = open_op(oflags, flags);
-        let follow = path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
-        let (rep, checked) = (fd.rep(), self.check(&fd, &path, follow, op)?);
+        let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
+        if let Some(checked) = self.guard.check_name(rep, &path, op) {
+            // A creation counted by `max-files` is charged first and made
+            // exclusive: an existing name fails and takes the full way.
+            let counted = op == FsOp::Create && self.guard.counts_files(&checked);
+            let charged = if counted {
+                self.guard.reserve_create(&checked)
+            } else {
+                None
+            };
+            if !counted || charged.is_some() {
+                // Not following a link at the name: see `FsGuard::check_name`.
+                let at = Resource::new_borrow(rep);
+                // `symlink-follow` is the only path flag.
+                let no_follow = types::PathFlags::empty();
+                let oflags = if counted {
+                    oflags | types::OpenFlags::EXCLUSIVE
+                } else {
+                    oflags
+                };
+                let opened = HostDescriptor::open_at(&mut self.inner, at, no_follow, path.clone(), oflags, flags).await;
+                match opened {
+                    Ok(opened) => {
+                        self.guard.allowed(rep, &path, op);
+                        self.guard.opened(opened.rep(), checked.loc);
+                        return Ok(opened);
+                    }
+                    // Without following, nothing else differs: the answer stands.
+                    Err(e) if !follow && !counted => return self.after(Err(e), rep, &path, op),
+                    // A link at the name, an existing name, or a failure:
+                    // checked and done again.
+                    Err(_) => {
+                        charged.inspect(|q| q.refund_file());
+                    }
+                }
+            }
+        }
+        let checked = self.check(&fd, &path, follow, op)?;
         let mut charged = None;
         if op == FsOp::Create && self.guard.counts_files(&checked) {
             let exists = match checked.exists {
@@ -387,7 +441,10 @@ impl HostDescriptor for Guarded<'_> {
     }
     async fn unlink_file_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
         let rep = fd.rep();
-        self.check(&fd, &path, false, FsOp::Remove)?;
+        // A link at the name is removed, not followed: its name decides.
+        if self.guard.check_name(rep, &path, FsOp::Remove).is_none() {
+            self.check(&fd, &path, false, FsOp::Remove)?;
+        }
         let r = HostDescriptor::unlink_file_at(&mut self.inner, fd, path.clone()).await;
         self.after(r, rep, &path, FsOp::Remove)
     }

@@ -72,19 +72,24 @@ impl Quota {
 
     /// Charges one new file, directory or link at `target`.
     pub(crate) fn charge_file(&self, target: &str) -> bool {
-        let Some(limit) = self.files else {
-            return true;
-        };
-        let charged = self
-            .used_files
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used < limit).then_some(used + 1)
-            });
-        if charged.is_err() {
+        let charged = self.reserve_file();
+        if let (false, Some(limit)) = (charged, self.files) {
             let rule = format!("max-files {limit} of the grant at {}: all used", self.guest);
             self.denials.refuse("fs-quota", target, &rule);
         }
-        charged.is_ok()
+        charged
+    }
+
+    /// As [`charge_file`](Self::charge_file), recording nothing.
+    pub(crate) fn reserve_file(&self) -> bool {
+        let Some(limit) = self.files else {
+            return true;
+        };
+        self.used_files
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used < limit).then_some(used + 1)
+            })
+            .is_ok()
     }
 
     /// Gives back a file charged for a creation that did not happen.
