@@ -476,11 +476,14 @@ fn report_hello(labels: &[&str], samples: &mut [Vec<f64>], summary: &mut Vec<Tar
             let (text, within) = compare(ruled, &samples[base]);
             let verdict = if within { "within noise" } else { "measurable" };
             println!("hello {kind}, ruled grant vs {against}: {text}: {verdict}");
+            // The interposition is what the rules add to a grant; what a grant itself
+            // costs (opening its folder without following links) is reported beside it.
+            let interposition = base == first + 1;
             summary.push(Target::new(
                 format!("6 hello {kind}, ruled grant vs {against}"),
-                "nothing measurable",
+                if interposition { "nothing measurable" } else { "-" },
                 text,
-                Some(within),
+                interposition.then_some(within),
             ));
         }
     }
