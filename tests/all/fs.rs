@@ -1279,6 +1279,63 @@ fn quota_grant(dir: &Path, keys: &str) -> Policy {
     crate::policy_toml(&text, dir)
 }
 
+/// A guest that fills its handle table while creating files in a ruled grant
+/// with `max-files` is stopped by the `limits.handles` trap on both targets.
+/// The trap comes from wasmtime-wasi after it made the file; a shortcut that
+/// took it for an error and tried again the full way let the guest run on
+/// (`EEXIST`), and made files past `max-files` without charging them.
+#[test]
+fn fs_handle_limit_stops_creations_in_a_ruled_grant() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        let keys = "deny = [\"**/.env\"]\nmax-files = 1000\n[limits]\nhandles = 24\n";
+        let outcome = run(
+            quota_grant(w.path(), keys),
+            guest,
+            &["hold:/q:200", "write:/q/after.txt:x"],
+        );
+        assert_status(&outcome, Status::Trap);
+        let trap = outcome.trap.as_deref().unwrap_or("");
+        assert!(trap.contains("limits.handles"), "{guest}: {trap}");
+        assert!(!stdout(&outcome).contains("hold:"), "{guest}: {}", stdout(&outcome));
+        assert!(!w.path().join("after.txt").exists(), "{guest}: the guest ran on");
+        let made = fs::read_dir(w.path()).unwrap().count();
+        assert!(made <= 24, "{guest}: {made} files made with 24 handles");
+    }
+}
+
+/// A preview 1 `path_filestat_get` into a misaligned buffer traps, as
+/// wasmtime-wasi makes it, also for one name in a ruled grant (where the
+/// guard stats the name itself and copies the answer into guest memory);
+/// an aligned buffer gets the stat.
+#[test]
+fn fs_stat_into_a_misaligned_buffer_traps_in_a_ruled_grant() {
+    let w = workspace();
+    let sandbox = wasmcell::Sandbox::builder()
+        .policy(workspace_policy(w.path(), true))
+        .build()
+        .unwrap();
+    // fd 3 is the grant; the name is `.git` at 0, the buffer at `BUF`.
+    let stat = |buf: u32| {
+        format!(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "path_filestat_get"
+                   (func $stat (param i32 i32 i32 i32 i32) (result i32)))
+                 (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                 (memory (export "memory") 1)
+                 (data (i32.const 0) ".git")
+                 (func (export "_start")
+                   (call $exit (call $stat (i32.const 3) (i32.const 1) (i32.const 0) (i32.const 4) (i32.const {buf})))))"#
+        )
+    };
+    let no_args: &[&str] = &[];
+    let aligned = sandbox.load_bytes("aligned.wat", stat(64).as_bytes()).unwrap();
+    assert_status(&sandbox.run_program(&aligned, no_args).unwrap(), Status::Exited(0));
+    let misaligned = sandbox.load_bytes("misaligned.wat", stat(65).as_bytes()).unwrap();
+    let outcome = sandbox.run_program(&misaligned, no_args).unwrap();
+    assert_status(&outcome, Status::Trap);
+}
+
 /// Write quotas on both targets: the write that would pass `quota` does not
 /// happen (the file keeps its size) and is refused as a full disk; growth by
 /// appending and resizing counts; rewriting bytes a file already has does

@@ -15,6 +15,8 @@
 //! `stale:D:R:N` (opens folder D and keeps the handle, renames D to R, makes
 //! a new D with files `f1`..`fN`, then creates `f1`..`fN` through the kept
 //! handle, which lands them in R; prints each create's answer).
+//! `hold:D:N` (creates new files `D/h0`..`D/hN-1`, each exclusively, and keeps
+//! every one open; prints how many it holds, or the first error).
 
 use wasmcell_modules::symlink;
 
@@ -57,11 +59,20 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
             Ok(format!("{} bytes", f.metadata()?.len()))
         }),
         "stale" => stale(arg(0), arg(1), arg(2).parse().unwrap_or(0)),
+        "hold" => hold(arg(0), arg(1).parse().unwrap_or(0)),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
         other => Err(std::io::Error::other(format!("unknown operation `{other}`"))),
     }
+}
+
+fn hold(dir: &str, n: usize) -> std::io::Result<String> {
+    let mut held = Vec::new();
+    for i in 0..n {
+        held.push(fs::File::create_new(format!("{dir}/h{i}"))?);
+    }
+    Ok(format!("holding {}", held.len()))
 }
 
 fn grow(path: &str, rounds: u32) -> std::io::Result<String> {

@@ -42,6 +42,7 @@ const FILETYPE_SYMBOLIC_LINK: u8 = 7;
 /// A filestat's size in guest memory, and where in it the file type is.
 const FILESTAT_SIZE: usize = 64;
 const FILESTAT_TYPE: usize = 16;
+const FILESTAT_ALIGN: usize = 8;
 
 /// Raw guest arguments: a path is a pointer and a length.
 type Ptr = i32;
@@ -280,8 +281,12 @@ pub(crate) async fn path_filestat_get(
         let at = buf as u32 as usize;
         match filestat(ctx, fd, 0, &path).await? {
             Ok(stat) if !follow || stat[FILESTAT_TYPE] != FILETYPE_SYMBOLIC_LINK => {
-                // A buffer out of bounds is left to wasmtime-wasi to answer.
-                if let Some(out) = mem.get_mut(at..at.saturating_add(FILESTAT_SIZE)) {
+                // A buffer out of bounds or misaligned is left to
+                // wasmtime-wasi to answer (it traps).
+                if let Some(out) = mem
+                    .get_mut(at..at.saturating_add(FILESTAT_SIZE))
+                    .filter(|_| at.is_multiple_of(FILESTAT_ALIGN))
+                {
                     out.copy_from_slice(&stat);
                     return Ok(after(guard, 0, fd, Some(&path), FsOp::Stat));
                 }

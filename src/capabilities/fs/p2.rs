@@ -43,6 +43,12 @@ fn code(refusal: Refusal) -> FsError {
     }
 }
 
+/// Whether `e` ends the run (a trap, such as a full handle table) rather
+/// than answering the guest with an error code.
+fn is_trap(e: &FsError) -> bool {
+    e.downcast_ref().is_none()
+}
+
 fn open_op(oflags: types::OpenFlags, flags: types::DescriptorFlags) -> FsOp {
     use types::{DescriptorFlags as D, OpenFlags as O};
     if oflags.contains(O::CREATE) {
@@ -138,7 +144,7 @@ impl Guarded<'_> {
         let stat = HostDescriptor::stat_at(&mut self.inner, at, types::PathFlags::empty(), path.to_string()).await;
         match stat {
             Ok(s) if follow && s.type_ == types::DescriptorType::SymbolicLink => None,
-            Err(_) if follow => None,
+            Err(e) if follow && !is_trap(&e) => None,
             r => Some(r),
         }
     }
@@ -351,8 +357,11 @@ impl HostDescriptor for Guarded<'_> {
                         self.guard.opened(opened.rep(), checked.loc);
                         return Ok(opened);
                     }
-                    // Without following, nothing else differs: the answer stands.
-                    Err(e) if !follow && !counted => return self.after(Err(e), rep, &path, op),
+                    // A trap (the handle table is full) ends the run; without
+                    // following, nothing else differs: the answer stands.
+                    Err(e) if is_trap(&e) || !follow && !counted => {
+                        return self.settle(Err(e), charged, rep, &path, op);
+                    }
                     // A link at the name, an existing name, or a failure:
                     // checked and done again.
                     Err(_) => {
