@@ -141,57 +141,24 @@ fn open_op(oflags: i32, rights: i64, fdflags: i32) -> FsOp {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `path_open`'s raw arguments: `fd, dirflags, path, path_len, oflags,
+/// rights_base, rights_inheriting, fdflags, opened_fd`.
+type OpenArgs = (i32, i32, Ptr, i32, i32, i64, i64, i32, Ptr);
+
 pub(crate) async fn path_open(
     ctx: &mut WasiP1Ctx,
     guard: &mut FsGuard,
     mem: &mut [u8],
-    (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out): (i32, i32, Ptr, i32, i32, i64, i64, i32, Ptr),
+    args: OpenArgs,
 ) -> wasmtime::Result<i32> {
+    let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = args;
     let op = open_op(oflags, base, fdflags);
     let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
     let path = read_path(mem, ptr, len);
     if let Some(p) = &path
-        && let Some(mut checked) = guard.check_name(fd as u32, p, op)
+        && let Some(rc) = open_by_name(ctx, guard, mem, args, p, op).await?
     {
-        // A creation counted by `max-files` is charged first and made
-        // exclusive: an existing name fails and takes the full way.
-        let counted = op == FsOp::Create && guard.counts_files(&checked);
-        let charged = if counted { guard.reserve_create(&checked) } else { None };
-        if !counted || charged.is_some() {
-            // Not following a link at the name: see `FsGuard::check_name`.
-            let no_follow = dirflags & !LOOKUP_SYMLINK_FOLLOW;
-            let oflags_tried = if counted { oflags | OFLAGS_EXCL } else { oflags };
-            let mut memory = GuestMemory::Unshared(mem);
-            let rc = wasi::path_open(
-                ctx,
-                &mut memory,
-                fd,
-                no_follow,
-                ptr,
-                len,
-                oflags_tried,
-                base,
-                inheriting,
-                fdflags,
-                out,
-            )
-            .await?;
-            if rc == 0 {
-                // Made by this open when exclusive: empty without asking.
-                checked.exists = counted.then_some(false);
-                after(guard, rc, fd, Some(p), op);
-                opened(ctx, guard, mem, out, Some(checked), op, (oflags, fdflags)).await?;
-                return Ok(rc);
-            }
-            // Without following, nothing else differs: the answer stands; a
-            // link at the name, an existing name, or a failure is checked
-            // and done again.
-            if !follow && !counted {
-                return Ok(after(guard, rc, fd, Some(p), op));
-            }
-            charged.inspect(|q| q.refund_file());
-        }
+        return Ok(rc);
     }
     let checked = match &path {
         Some(p) => match guard.check(fd as u32, p, follow, op) {
@@ -235,6 +202,62 @@ pub(crate) async fn path_open(
     }
     opened(ctx, guard, mem, out, checked, op, (oflags, fdflags)).await?;
     Ok(rc)
+}
+
+/// `path_open` of `path` when it is one name its grant's rules decide by
+/// the name (see `FsGuard::check_name`): opened without following a link
+/// there. `Some` with the answer when that settles it; `None` when the
+/// full way must check and open it as the guest asked (a link at the name,
+/// an existing name for a counted creation, or any other failure).
+async fn open_by_name(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    args: OpenArgs,
+    path: &str,
+    op: FsOp,
+) -> wasmtime::Result<Option<i32>> {
+    let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = args;
+    let Some(mut checked) = guard.check_name(fd as u32, path, op) else {
+        return Ok(None);
+    };
+    // A creation counted by `max-files` is charged first and made
+    // exclusive: an existing name fails and takes the full way.
+    let counted = op == FsOp::Create && guard.counts_files(&checked);
+    let charged = if counted { guard.reserve_create(&checked) } else { None };
+    if counted && charged.is_none() {
+        return Ok(None);
+    }
+    let no_follow = dirflags & !LOOKUP_SYMLINK_FOLLOW;
+    let oflags_tried = if counted { oflags | OFLAGS_EXCL } else { oflags };
+    let mut memory = GuestMemory::Unshared(mem);
+    let rc = wasi::path_open(
+        ctx,
+        &mut memory,
+        fd,
+        no_follow,
+        ptr,
+        len,
+        oflags_tried,
+        base,
+        inheriting,
+        fdflags,
+        out,
+    )
+    .await?;
+    if rc == 0 {
+        // Made by this open when exclusive: empty without asking.
+        checked.exists = counted.then_some(false);
+        after(guard, rc, fd, Some(path), op);
+        opened(ctx, guard, mem, out, Some(checked), op, (oflags, fdflags)).await?;
+        return Ok(Some(rc));
+    }
+    // Without following, nothing else differs: the answer stands.
+    if dirflags & LOOKUP_SYMLINK_FOLLOW == 0 && !counted {
+        return Ok(Some(after(guard, rc, fd, Some(path), op)));
+    }
+    charged.inspect(|q| q.refund_file());
+    Ok(None)
 }
 
 /// After `path_open` opened the fd written at `out` where `checked` says:
