@@ -65,6 +65,17 @@ pub(crate) struct Checked {
     pub(crate) exists: Option<bool>,
 }
 
+/// An open decided by its name ([`FsGuard::open_name`]), to be made without
+/// following a link at the name.
+pub(crate) struct NamedOpen {
+    /// Where it leads, if the open succeeds.
+    pub(crate) checked: Checked,
+    /// The `max-files` charge taken, to give back if the open fails.
+    pub(crate) charged: Option<Arc<Quota>>,
+    /// Whether the open must be exclusive (the charge assumes a new file).
+    pub(crate) exclusive: bool,
+}
+
 /// A preview 1 fd open for writing below a grant with a byte quota: its
 /// size as the run's own writes and resizes through it left it, and whether
 /// it appends (its position is wasmtime-wasi's, asked before each write).
@@ -216,18 +227,6 @@ impl FsGuard {
         }
     }
 
-    /// Charges creating what `checked` (from [`check_name`](Self::check_name))
-    /// names against its grant's `max-files` *before* knowing whether it
-    /// exists, recording nothing: `Some` with the quota charged (to give
-    /// back unless the creation makes a new file), `None` when it is used up
-    /// and the full way must decide. The caller creates exclusively, so
-    /// that an existing name (a rewrite, which is not charged) fails and is
-    /// checked again the full way.
-    pub(crate) fn reserve_create(&self, checked: &Checked) -> Option<Arc<Quota>> {
-        let quota = self.grants[checked.loc.as_ref()?.grant].quota.as_ref()?;
-        quota.reserve_file().then(|| quota.clone())
-    }
-
     /// Decides `op` on `path`, taken from the directory `base`; `follow`
     /// follows a link in the last component. Both the path as written and
     /// where it leads are decided; a refusal is recorded.
@@ -333,6 +332,32 @@ impl FsGuard {
         Some(Checked {
             loc: Some(Loc { grant: from.grant, rel }),
             ..Checked::default()
+        })
+    }
+
+    /// An open of `path` decided by its name ([`check_name`](Self::check_name)).
+    /// A creation counted by `max-files` is charged here, before anyone knows
+    /// whether the name exists, recording nothing, and must be made
+    /// exclusive: an existing name (a rewrite, which is not charged) then
+    /// fails, the charge is given back, and the full way decides. `None`
+    /// when the name does not decide or `max-files` is used up (the full way
+    /// then refuses and records, or finds a rewrite).
+    pub(crate) fn open_name(&self, base: u32, path: &str, op: FsOp) -> Option<NamedOpen> {
+        let mut checked = self.check_name(base, path, op)?;
+        let counted = op == FsOp::Create && self.counts_files(&checked);
+        let charged = match counted {
+            true => {
+                let quota = self.grants[checked.loc.as_ref()?.grant].quota.as_ref()?;
+                Some(quota.reserve_file().then(|| quota.clone())?)
+            }
+            false => None,
+        };
+        // What an exclusive creation makes, when it succeeds, is new.
+        checked.exists = counted.then_some(false);
+        Some(NamedOpen {
+            checked,
+            charged,
+            exclusive: counted,
         })
     }
 

@@ -151,7 +151,7 @@ pub(crate) async fn path_open(
     mem: &mut [u8],
     args: OpenArgs,
 ) -> wasmtime::Result<i32> {
-    let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = args;
+    let (fd, dirflags, ptr, len, oflags, base, _, fdflags, out) = args;
     let op = open_op(oflags, base, fdflags);
     let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
     let path = read_path(mem, ptr, len);
@@ -180,21 +180,7 @@ pub(crate) async fn path_open(
             Ok(q) => q,
         };
     }
-    let mut memory = GuestMemory::Unshared(mem);
-    let rc = wasi::path_open(
-        ctx,
-        &mut memory,
-        fd,
-        dirflags,
-        ptr,
-        len,
-        oflags,
-        base,
-        inheriting,
-        fdflags,
-        out,
-    )
-    .await?;
+    let rc = wasi_path_open(ctx, mem, args).await?;
     let rc = after(guard, rc, fd, path.as_deref(), op);
     if rc != 0 {
         charged.inspect(|q| q.refund_file());
@@ -218,46 +204,44 @@ async fn open_by_name(
     op: FsOp,
 ) -> wasmtime::Result<Option<i32>> {
     let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = args;
-    let Some(mut checked) = guard.check_name(fd as u32, path, op) else {
+    let Some(named) = guard.open_name(fd as u32, path, op) else {
         return Ok(None);
     };
-    // A creation counted by `max-files` is charged first and made
-    // exclusive: an existing name fails and takes the full way.
-    let counted = op == FsOp::Create && guard.counts_files(&checked);
-    let charged = if counted { guard.reserve_create(&checked) } else { None };
-    if counted && charged.is_none() {
-        return Ok(None);
-    }
     let no_follow = dirflags & !LOOKUP_SYMLINK_FOLLOW;
-    let oflags_tried = if counted { oflags | OFLAGS_EXCL } else { oflags };
+    let oflags_tried = if named.exclusive { oflags | OFLAGS_EXCL } else { oflags };
+    let tried = (fd, no_follow, ptr, len, oflags_tried, base, inheriting, fdflags, out);
+    let rc = wasi_path_open(ctx, mem, tried).await?;
+    if rc == 0 {
+        after(guard, rc, fd, Some(path), op);
+        opened(ctx, guard, mem, out, Some(named.checked), op, (oflags, fdflags)).await?;
+        return Ok(Some(rc));
+    }
+    // Without following, nothing else differs: the answer stands.
+    if dirflags & LOOKUP_SYMLINK_FOLLOW == 0 && !named.exclusive {
+        return Ok(Some(after(guard, rc, fd, Some(path), op)));
+    }
+    named.charged.inspect(|q| q.refund_file());
+    Ok(None)
+}
+
+/// wasmtime-wasi's own `path_open`, on the guest's memory.
+async fn wasi_path_open(ctx: &mut WasiP1Ctx, mem: &mut [u8], args: OpenArgs) -> wasmtime::Result<i32> {
+    let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = args;
     let mut memory = GuestMemory::Unshared(mem);
-    let rc = wasi::path_open(
+    wasi::path_open(
         ctx,
         &mut memory,
         fd,
-        no_follow,
+        dirflags,
         ptr,
         len,
-        oflags_tried,
+        oflags,
         base,
         inheriting,
         fdflags,
         out,
     )
-    .await?;
-    if rc == 0 {
-        // Made by this open when exclusive: empty without asking.
-        checked.exists = counted.then_some(false);
-        after(guard, rc, fd, Some(path), op);
-        opened(ctx, guard, mem, out, Some(checked), op, (oflags, fdflags)).await?;
-        return Ok(Some(rc));
-    }
-    // Without following, nothing else differs: the answer stands.
-    if dirflags & LOOKUP_SYMLINK_FOLLOW == 0 && !counted {
-        return Ok(Some(after(guard, rc, fd, Some(path), op)));
-    }
-    charged.inspect(|q| q.refund_file());
-    Ok(None)
+    .await
 }
 
 /// After `path_open` opened the fd written at `out` where `checked` says:

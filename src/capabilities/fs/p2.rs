@@ -149,6 +149,43 @@ impl Guarded<'_> {
         }
     }
 
+    /// `open-at` of `path` decided by its name ([`FsGuard::open_name`]),
+    /// not following a link there. `None` when the name does not decide, or
+    /// when the open failed with an error code and the full way must check
+    /// and open it as the guest asked (a link at the name, an existing name
+    /// for a counted creation); a trap ends the run.
+    async fn open_by_name(
+        &mut self,
+        rep: u32,
+        path: &str,
+        follow: bool,
+        (op, oflags, flags): (FsOp, types::OpenFlags, types::DescriptorFlags),
+    ) -> Option<FsResult<Resource<types::Descriptor>>> {
+        let named = self.guard.open_name(rep, path, op)?;
+        let at = Resource::new_borrow(rep);
+        // `symlink-follow` is the only path flag.
+        let no_follow = types::PathFlags::empty();
+        let oflags = match named.exclusive {
+            true => oflags | types::OpenFlags::EXCLUSIVE,
+            false => oflags,
+        };
+        match HostDescriptor::open_at(&mut self.inner, at, no_follow, path.to_string(), oflags, flags).await {
+            Ok(opened) => {
+                self.guard.allowed(rep, path, op);
+                self.guard.opened(opened.rep(), named.checked.loc);
+                Some(Ok(opened))
+            }
+            // Without following, nothing else differs: the answer stands.
+            Err(e) if is_trap(&e) || !follow && !named.exclusive => {
+                Some(self.settle(Err(e), named.charged, rep, path, op))
+            }
+            Err(_) => {
+                named.charged.inspect(|q| q.refund_file());
+                None
+            }
+        }
+    }
+
     /// Wraps an output stream on a file below a grant with a byte quota so
     /// that each of its writes is charged first; `at` is `None` to append.
     fn counted(
@@ -331,44 +368,8 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<Resource<types::Descriptor>> {
         let op = open_op(oflags, flags);
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
-        if let Some(checked) = self.guard.check_name(rep, &path, op) {
-            // A creation counted by `max-files` is charged first and made
-            // exclusive: an existing name fails and takes the full way.
-            let counted = op == FsOp::Create && self.guard.counts_files(&checked);
-            let charged = if counted {
-                self.guard.reserve_create(&checked)
-            } else {
-                None
-            };
-            if !counted || charged.is_some() {
-                // Not following a link at the name: see `FsGuard::check_name`.
-                let at = Resource::new_borrow(rep);
-                // `symlink-follow` is the only path flag.
-                let no_follow = types::PathFlags::empty();
-                let oflags = if counted {
-                    oflags | types::OpenFlags::EXCLUSIVE
-                } else {
-                    oflags
-                };
-                let opened = HostDescriptor::open_at(&mut self.inner, at, no_follow, path.clone(), oflags, flags).await;
-                match opened {
-                    Ok(opened) => {
-                        self.guard.allowed(rep, &path, op);
-                        self.guard.opened(opened.rep(), checked.loc);
-                        return Ok(opened);
-                    }
-                    // A trap (the handle table is full) ends the run; without
-                    // following, nothing else differs: the answer stands.
-                    Err(e) if is_trap(&e) || !follow && !counted => {
-                        return self.settle(Err(e), charged, rep, &path, op);
-                    }
-                    // A link at the name, an existing name, or a failure:
-                    // checked and done again.
-                    Err(_) => {
-                        charged.inspect(|q| q.refund_file());
-                    }
-                }
-            }
+        if let Some(opened) = self.open_by_name(rep, &path, follow, (op, oflags, flags)).await {
+            return opened;
         }
         let checked = self.check(&fd, &path, follow, op)?;
         let mut charged = None;
