@@ -1644,6 +1644,284 @@ fn fs_file_grants_show_one_file_and_nothing_else() {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The path walk: a path that passes through a name a rule hides or denies is
+// decided as if that name were absent (hidden) or refused (denied), before
+// anything below or after it is looked at. Each probe shape below is run
+// with a ruled folder, a ruled file and a ruled absent name in place of `@`,
+// and must answer the same for all three. See: #20
+
+/// One probe shape: an `fs_ops` operation where `{G}` is the grant's guest
+/// folder, `{K}` a file the rules let the guest read, `@` the name probed.
+/// `ours` says the guard answers it (with the rule's errno); otherwise
+/// wasmtime-wasi refuses it (a `..` above a held folder), the same for all.
+struct Probe {
+    shape: String,
+    ours: bool,
+}
+
+/// Every shape of path that walks through `@` (and on, or back out).
+fn probe_shapes() -> Vec<Probe> {
+    let long = "n".repeat(300);
+    let ours = [
+        "read:{G}/@/../{K}".to_string(),
+        "read:{G}/@/./../{K}".to_string(),
+        "read:{G}/@/inner/../../{K}".to_string(),
+        "read:{G}/@/nosuch/../../{K}".to_string(),
+        "read:{G}/@//..//{K}".to_string(),
+        format!("read:{{G}}/@/{long}"),
+        format!("read:{{G}}/@/{long}/../../{{K}}"),
+        format!("stat:{{G}}/@/{long}"),
+        "read:{G}/@/".to_string(),
+        "read:{G}/@/.".to_string(),
+        "read:{G}/@/..".to_string(),
+        "stat:{G}/@/".to_string(),
+        "stat:{G}/@/.".to_string(),
+        "stat:{G}/@/..".to_string(),
+        "meta:{G}/@/../{K}".to_string(),
+        "ls:{G}/@/..".to_string(),
+        "ls:{G}/@/../".to_string(),
+        "ls:{G}/@/../.".to_string(),
+        "write:{G}/@/../{K}:changed".to_string(),
+        "append:{G}/@/../{K}:changed".to_string(),
+        "touch:{G}/@/../{K}".to_string(),
+        "mkdir:{G}/@/../made".to_string(),
+        "rmdir:{G}/@/../nosuchdir".to_string(),
+        "rmdir:{G}/@/../nosuchdir/".to_string(),
+        "rm:{G}/@/../nosuchfile".to_string(),
+        "mv:{G}/@/../{K}:{G}/moved".to_string(),
+        "ln:{G}/@/../{K}:{G}/linked".to_string(),
+        "symlink:x:{G}/@/../sl".to_string(),
+        "readlink:{G}/@/../{K}".to_string(),
+        "at:{G}:@/../{K}".to_string(),
+        "at:{G}:@/x/../../{K}".to_string(),
+        // Links the host planted, one per name: `via-@ -> @/../{K}` and
+        // `to-@ -> @`; the walk through a link's target is the same walk.
+        "read:{G}/via-@".to_string(),
+        "read:{G}/to-@/../{K}".to_string(),
+        "ls:{G}/to-@/..".to_string(),
+    ];
+    let mut shapes: Vec<Probe> = ours.into_iter().map(|shape| Probe { shape, ours: true }).collect();
+    // From a held folder, `..` above it is refused by wasmtime-wasi,
+    // whatever follows.
+    for shape in ["at:{G}/sub:../@/../{K}", "at:{G}/sub:../@"] {
+        shapes.push(Probe {
+            shape: shape.to_string(),
+            ours: false,
+        });
+    }
+    shapes
+}
+
+/// Plants in `root` the links the probe shapes follow, for each name.
+fn plant_probe_links(root: &Path, names: &[&str], readable: &str) {
+    for name in names {
+        let flat = name.replace('/', "-");
+        std::os::unix::fs::symlink(format!("{name}/../{readable}"), root.join(format!("via-{flat}"))).unwrap();
+        std::os::unix::fs::symlink(name, root.join(format!("to-{flat}"))).unwrap();
+    }
+}
+
+/// Runs every probe shape with each of `names` in place of `@` (the guest
+/// folder `grant`, the readable file `readable`) on both targets, and
+/// asserts that each shape answers alike for every name: `errno` where the
+/// guard answers, an error in any case.
+#[track_caller]
+fn assert_probes_alike(policy: &Policy, grant: &str, readable: &str, names: &[&str], errno: &str) {
+    let shapes = probe_shapes();
+    let fill = |shape: &str, name: &str| {
+        let flat = name.replace('/', "-");
+        shape
+            .replace("via-@", &format!("via-{flat}"))
+            .replace("to-@", &format!("to-{flat}"))
+            .replace("{G}", grant)
+            .replace("{K}", readable)
+            .replace('@', name)
+    };
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let all: Vec<String> = names
+            .iter()
+            .flat_map(|name| shapes.iter().map(|p| fill(&p.shape, name)))
+            .collect();
+        let args: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (answers, _) = ops(policy, guest, &args);
+        let mut wrong = Vec::new();
+        for probe in &shapes {
+            let per_name: Vec<(&str, &str)> = names
+                .iter()
+                .map(|name| {
+                    let op = fill(&probe.shape, name);
+                    let answer = answers.get(&op).map(String::as_str).unwrap_or("(no answer)");
+                    (*name, answer)
+                })
+                .collect();
+            let first = per_name[0].1;
+            let alike = per_name.iter().all(|(_, a)| *a == first);
+            let right = if probe.ours {
+                first == errno
+            } else {
+                first.starts_with("err")
+            };
+            if !(alike && right) {
+                let want = if probe.ours { errno } else { "one error" };
+                wrong.push(format!(
+                    "`{}` must answer {want} for every name: {per_name:?}",
+                    probe.shape
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{guest}:\n{}", wrong.join("\n"));
+    }
+}
+
+/// The workspace the probes run in: `keep.txt` beside a ruled folder (with
+/// `inner/` and `sub/` in it), a ruled file and room for a ruled absent name.
+fn probe_workspace(folder: &str, file: &str) -> tempfile::TempDir {
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    fs::write(p.join("keep.txt"), "kept").unwrap();
+    fs::create_dir(p.join("sub")).unwrap();
+    fs::create_dir_all(p.join(folder).join("inner")).unwrap();
+    fs::create_dir_all(p.join(folder).join("sub")).unwrap();
+    fs::write(p.join(folder).join("id.key"), SECRET).unwrap();
+    fs::write(p.join(file), SECRET).unwrap();
+    w
+}
+
+fn ruled_policy(root: &Path, rules: &str) -> Policy {
+    crate::policy_toml(
+        &format!(
+            "[[fs.dirs]]\nhost = \"{}\"\nguest = \"/w\"\naccess = \"read-write\"\n{rules}",
+            root.display()
+        ),
+        root,
+    )
+}
+
+/// Hidden names: a hidden folder, a hidden file and a hidden name that does
+/// not exist answer every probe shape with the same `ENOENT`, and so do
+/// names inside the hidden folder; nothing the probes name changes.
+#[test]
+fn fs_hidden_names_answer_alike_through_any_path_shape() {
+    let w = probe_workspace("sealed", ".env");
+    let names = [
+        "sealed",
+        ".env",
+        "ghost",
+        "sealed/id.key",
+        "sealed/sub",
+        "sealed/nosuch",
+    ];
+    plant_probe_links(w.path(), &names, "keep.txt");
+    let before = snapshot(w.path());
+    let policy = ruled_policy(w.path(), "deny = [\"sealed\", \"**/.env\", \"ghost\"]\nhide = true\n");
+    assert_probes_alike(&policy, "/w", "keep.txt", &names, ENOENT);
+    assert_eq!(snapshot(w.path()), before, "a probe changed the workspace");
+}
+
+/// Denied names without `hide`: a denied folder, file and absent name, and
+/// names inside the denied folder (`keys/id.key/../../keep.txt` and
+/// `keys/nosuch/../../keep.txt`), answer every probe shape with the same
+/// `EACCES`.
+#[test]
+fn fs_denied_names_answer_alike_through_any_path_shape() {
+    let w = probe_workspace("keys", "locked.txt");
+    let names = ["keys", "locked.txt", "absent", "keys/id.key", "keys/sub", "keys/nosuch"];
+    plant_probe_links(w.path(), &names, "keep.txt");
+    let before = snapshot(w.path());
+    let policy = ruled_policy(w.path(), "deny = [\"keys\", \"locked.txt\", \"absent\"]\n");
+    assert_probes_alike(&policy, "/w", "keep.txt", &names, EACCES);
+    assert_eq!(snapshot(w.path()), before, "a probe changed the workspace");
+}
+
+/// The folder of a file grant shows only the granted file, whatever else the
+/// host folder holds: a host file, a host folder and an absent name beside it
+/// answer every probe shape alike (`ENOENT`), and so does a path through the
+/// granted file itself (`app.conf/../NAME`).
+#[test]
+fn fs_file_grants_folder_answers_alike_through_any_path_shape() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        fs::create_dir_all(conf.join("private/inner")).unwrap();
+        fs::write(conf.join("app.conf"), "port = 1").unwrap();
+        fs::write(conf.join("secret.key"), SECRET).unwrap();
+        let policy = Policy::builder()
+            .grant_file(conf.join("app.conf"), "/etc/app.conf", Access::ReadOnly)
+            .build()
+            .unwrap();
+        let names = ["private", "secret.key", "nothere"];
+        let mut per_name = Vec::new();
+        for name in names {
+            let ops_here = [
+                format!("read:/etc/app.conf/../{name}"),
+                format!("stat:/etc/app.conf/../{name}"),
+                format!("read:/etc/app.conf/../{name}/../app.conf"),
+                format!("read:/etc/{name}/../app.conf"),
+                format!("stat:/etc/{name}/.."),
+                format!("ls:/etc/{name}/.."),
+                format!("read:/etc/{name}/inner/../../app.conf"),
+                format!("read:/etc/{name}/{}", "n".repeat(300)),
+                format!("stat:/etc/{name}/"),
+                format!("at:/etc:{name}/../app.conf"),
+            ];
+            let args: Vec<&str> = ops_here.iter().map(String::as_str).collect();
+            let (answers, _) = ops(&policy, guest, &args);
+            per_name.push(ops_here.iter().map(|op| answers[op].clone()).collect::<Vec<_>>());
+        }
+        for (i, answers) in per_name.iter().enumerate() {
+            assert!(
+                answers.iter().all(|a| a == ENOENT),
+                "{guest}: `{}` answered {answers:?}",
+                names[i]
+            );
+        }
+    }
+}
+
+/// `read-only` rules refuse a change with `EACCES` whatever the path passes
+/// on its way: a folder, a file, an absent name or a link (out of the grant,
+/// or a loop) below the read-only folder, followed by `..`, a long name or
+/// more components.
+#[test]
+fn fs_read_only_rules_refuse_alike_through_any_path_shape() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = probe_workspace("config", "config/app.toml");
+        // Links the walk would follow out of the grant, or round forever.
+        std::os::unix::fs::symlink("/etc", w.path().join("config/out")).unwrap();
+        std::os::unix::fs::symlink("loop", w.path().join("config/loop")).unwrap();
+        let policy = ruled_policy(w.path(), "read-only = [\"config/**\"]\n");
+        let before = snapshot(w.path());
+        let long = "n".repeat(300);
+        let mut rows = Vec::new();
+        for name in [
+            "config/sub",
+            "config/app.toml",
+            "config/nosuch",
+            "config/out",
+            "config/loop",
+        ] {
+            let shapes = [
+                format!("write:/w/{name}/../new.txt:x"),
+                format!("write:/w/{name}/x/../../app.toml:x"),
+                format!("write:/w/{name}/{long}:x"),
+                format!("mkdir:/w/{name}/../made"),
+                format!("rm:/w/{name}/../app.toml"),
+            ];
+            let args: Vec<&str> = shapes.iter().map(String::as_str).collect();
+            let (answers, _) = ops(&policy, guest, &args);
+            rows.push((name, shapes.iter().map(|op| answers[op].clone()).collect::<Vec<_>>()));
+        }
+        for (name, answers) in &rows {
+            assert!(
+                answers.iter().all(|a| a == EACCES),
+                "{guest}: `{name}` answered {answers:?}"
+            );
+        }
+        assert_eq!(snapshot(w.path()), before, "{guest}: a read-only file changed");
+    }
+}
+
 /// Routes around quotas found by review: a handle whose reads move its
 /// position (so a write lands past where the last write ended), and moving
 /// files in from another grant, which the quota never charged.

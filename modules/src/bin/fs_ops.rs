@@ -17,6 +17,8 @@
 //! handle, which lands them in R; prints each create's answer).
 //! `hold:D:N` (creates new files `D/h0`..`D/hN-1`, each exclusively, and keeps
 //! every one open; prints how many it holds, or the first error).
+//! `at:D:P` (opens folder D and keeps the handle, then reads P relative to
+//! that handle with `openat`, as a program holding a folder does).
 
 use wasmcell_modules::symlink;
 
@@ -60,6 +62,7 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         }),
         "stale" => stale(arg(0), arg(1), arg(2).parse().unwrap_or(0)),
         "hold" => hold(arg(0), arg(1).parse().unwrap_or(0)),
+        "at" => read_at(arg(0), arg(1)),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
@@ -91,6 +94,25 @@ fn grow(path: &str, rounds: u32) -> std::io::Result<String> {
         f.write_all(&block)?;
     }
     Ok(format!("{} bytes", f.metadata()?.len()))
+}
+
+/// Reads `path` relative to a handle on the folder `dir`.
+fn read_at(dir: &str, path: &str) -> std::io::Result<String> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    let folder = fs::File::open(dir)?;
+    let name = CString::new(path).map_err(std::io::Error::other)?;
+    // SAFETY: the folder's fd is open while `folder` lives, and `name` is
+    // NUL-terminated and outlives the call.
+    let fd = unsafe { libc::openat(folder.as_raw_fd(), name.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and nothing else owns it.
+    let mut file = unsafe { fs::File::from_raw_fd(fd) };
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Creates files through a handle on a folder that was renamed since it was

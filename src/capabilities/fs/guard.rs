@@ -4,7 +4,7 @@
 //! guest wrote it and where it leads), and records every refusal.
 
 use super::quota::Quota;
-use super::resolve::{Rel, Unresolved, lexical, resolve};
+use super::resolve::{Rel, Unresolved, lexical, resolve, walk};
 use crate::capabilities::denial::Records;
 use crate::policy::{DirGrant, FsDecision, FsOp, FsRules};
 use cap_std::fs::Dir;
@@ -42,6 +42,15 @@ pub(crate) enum Refusal {
     TooLong,
     /// A rename or link between grants the guard keeps apart.
     CrossDevice,
+}
+
+/// A rule that refuses a path, found before it is recorded: the path (or
+/// the name on its way) it refuses, the rule as written, and the answer.
+#[derive(Debug)]
+pub(super) struct Ruled {
+    rel: Rel,
+    rule: String,
+    refusal: Refusal,
 }
 
 /// Longest path the guard takes (Linux's `PATH_MAX`): longer ones could not
@@ -229,28 +238,28 @@ impl FsGuard {
 
     /// Decides `op` on `path`, taken from the directory `base`; `follow`
     /// follows a link in the last component. Both the path as written and
-    /// where it leads are decided; a refusal is recorded.
+    /// where it leads are decided, and so is every name either passes on
+    /// the way (see [`ruling`](Self::ruling)); a refusal is recorded.
+    ///
+    /// The path as written is decided before the disk is read, so a rule's
+    /// answer never depends on what lies behind it.
     pub(crate) fn check(&self, base: u32, path: &str, follow: bool, op: FsOp) -> Result<Checked, Refusal> {
         if path.len() > MAX_PATH {
             return Err(Refusal::TooLong);
         }
-        let Some(from) = self.handles.get(&base) else {
-            if !self.any_rules {
-                return Ok(Checked::default());
-            }
-            // Every directory the guest holds came from a preopen or an open
-            // the guard saw; a path from anything else cannot be placed.
-            self.denials.refuse(
-                op.kind(),
-                path,
-                "not relative to a directory the guest opened in a grant",
-            );
-            return Err(Refusal::Denied);
+        let Some(from) = self.folder(base, path, op)? else {
+            return Ok(Checked::default());
         };
         let grant = &self.grants[from.grant];
-        let Some(lex) = lexical(&from.rel, path) else {
-            // Absolute, or `..` above the grant: wasmtime-wasi refuses it.
-            return Ok(Checked::default());
+        let passing = |rel: &[String]| match self.ruling(from.grant, rel, FsOp::Stat) {
+            Some(ruled) => Err(ruled),
+            None => Ok(()),
+        };
+        let lex = match walk(&from.rel, path, passing) {
+            Ok(Some(lex)) => lex,
+            // Absolute, or `..` above the folder: wasmtime-wasi refuses it.
+            Ok(None) => return Ok(Checked::default()),
+            Err(ruled) => return Err(self.refuse(from, (path, follow), op, ruled)),
         };
         let lexical_only = |lex: Rel| Checked {
             loc: Some(Loc {
@@ -262,8 +271,15 @@ impl FsGuard {
         if grant.rules.is_empty() && !grant.rules.has_quota() {
             return Ok(lexical_only(lex));
         }
-        let resolved = match resolve(&grant.root, &from.rel, path, follow) {
+        // A creation is decided as a write until the disk tells which it is:
+        // every rule that refuses a write refuses the creation too.
+        let early = if op == FsOp::Create { FsOp::Write } else { op };
+        if let Some(ruled) = self.ruling(from.grant, &lex, early) {
+            return Err(self.refuse(from, (path, follow), op, ruled));
+        }
+        let resolved = match resolve(&grant.root, &from.rel, path, follow, passing) {
             Ok(r) => r,
+            Err(Unresolved::Ruled(ruled)) => return Err(self.refuse(from, (path, follow), op, ruled)),
             // A link out of the grant, or a loop: wasmtime-wasi refuses it.
             Err(Unresolved::Leaves) => return Ok(Checked::default()),
             Err(Unresolved::Unreadable) if grant.rules.is_empty() => return Ok(lexical_only(lex)),
@@ -282,7 +298,9 @@ impl FsGuard {
         } else {
             op
         };
-        self.decide(from.grant, &lex, op)?;
+        if op != early {
+            self.decide(from.grant, &lex, op)?;
+        }
         if resolved.rel != lex {
             self.decide(from.grant, &resolved.rel, op)?;
         }
@@ -299,6 +317,46 @@ impl FsGuard {
             // wasmtime-wasi, which opens below the real folder, is asked.
             exists: from.rel.is_empty().then_some(resolved.exists),
         })
+    }
+
+    /// Where the folder `base` a path is taken from is. `None` when the
+    /// guard does not know it and no grant has rules: wasmtime-wasi decides.
+    fn folder(&self, base: u32, path: &str, op: FsOp) -> Result<Option<&Loc>, Refusal> {
+        match self.handles.get(&base) {
+            Some(from) => Ok(Some(from)),
+            None if !self.any_rules => Ok(None),
+            None => {
+                // Every directory the guest holds came from a preopen or an
+                // open the guard saw; a path from anything else cannot be
+                // placed.
+                let why = "not relative to a directory the guest opened in a grant";
+                self.denials.refuse(op.kind(), path, why);
+                Err(Refusal::Denied)
+            }
+        }
+    }
+
+    /// Records `ruled`, which refused `op` on `path` (from `from`, its last
+    /// link followed as `follow` says) before the disk was read, and gives
+    /// its answer. The disk is read only to name the refusal in the record:
+    /// a creation of what exists is a write.
+    fn refuse(&self, from: &Loc, (path, follow): (&str, bool), op: FsOp, ruled: Ruled) -> Refusal {
+        let op = match op == FsOp::Create && self.exists(from, path, follow) {
+            true => FsOp::Write,
+            false => op,
+        };
+        let loc = Loc {
+            grant: from.grant,
+            rel: ruled.rel,
+        };
+        self.record(op, &loc, &ruled.rule);
+        ruled.refusal
+    }
+
+    /// Whether `path` from `from` exists, for a record only.
+    fn exists(&self, from: &Loc, path: &str, follow: bool) -> bool {
+        let root = &self.grants[from.grant].root;
+        resolve(root, &from.rel, path, follow, |_| Ok::<(), ()>(())).is_ok_and(|r| r.exists)
     }
 
     /// Decides `op` on `path` by its name alone, without reading the disk,
@@ -456,24 +514,34 @@ impl FsGuard {
         Ok(to)
     }
 
-    fn decide(&self, grant: usize, rel: &Rel, op: FsOp) -> Result<(), Refusal> {
+    fn decide(&self, grant: usize, rel: &[String], op: FsOp) -> Result<(), Refusal> {
+        match self.ruling(grant, rel, op) {
+            None => Ok(()),
+            Some(ruled) => {
+                let loc = Loc { grant, rel: ruled.rel };
+                self.record(op, &loc, &ruled.rule);
+                Err(ruled.refusal)
+            }
+        }
+    }
+
+    /// The rule refusing `op` on `rel`, if one does (not yet recorded).
+    /// `FsOp::Stat` asks whether a path may pass through `rel` on its way
+    /// (into it and out by `..`, or on below it): refused when a rule hides
+    /// or denies it, as a path ending there would be; a `read-only` rule
+    /// lets it pass, since the guest may look there.
+    fn ruling(&self, grant: usize, rel: &[String], op: FsOp) -> Option<Ruled> {
         let rules = &self.grants[grant].rules;
         if rules.is_empty() {
-            return Ok(());
+            return None;
         }
         match rules.decide(&rel.join("/"), op) {
-            FsDecision::Allow => Ok(()),
-            FsDecision::Deny { rule, hide } => {
-                self.record(
-                    op,
-                    &Loc {
-                        grant,
-                        rel: rel.clone(),
-                    },
-                    &rule,
-                );
-                Err(if hide { Refusal::NotFound } else { Refusal::Denied })
-            }
+            FsDecision::Allow => None,
+            FsDecision::Deny { rule, hide } => Some(Ruled {
+                rel: rel.to_vec(),
+                rule,
+                refusal: if hide { Refusal::NotFound } else { Refusal::Denied },
+            }),
         }
     }
 

@@ -1,6 +1,12 @@
 //! Where a guest path leads inside a grant: lexically (the path as the
 //! guest wrote it) and after following links ourselves, one component at a
 //! time and never through the OS, so that a link cannot route around a rule.
+//!
+//! Both walks show the caller every name the path passes on its way (a
+//! `passing` callback), before anything below or after that name is looked
+//! at: a name a rule hides or denies then ends the walk, so what the answer
+//! says cannot depend on what lies behind the rule (`hidden/../x` must not
+//! tell whether `hidden` is a folder, a file or nothing).
 
 use cap_std::fs::Dir;
 use std::collections::VecDeque;
@@ -13,8 +19,8 @@ const MAX_LINKS: usize = 40;
 pub(super) type Rel = Vec<String>;
 
 /// `path` (as the guest wrote it) taken from `base`, normalized without
-/// looking at the disk. `None` when it is absolute or `..` climbs above the
-/// grant's root: wasmtime-wasi refuses such paths itself.
+/// looking at the disk, to name it in records. `None` when it is absolute
+/// or `..` climbs above the grant's root.
 pub(super) fn lexical(base: &[String], path: &str) -> Option<Rel> {
     if path.starts_with('/') {
         return None;
@@ -32,6 +38,36 @@ pub(super) fn lexical(base: &[String], path: &str) -> Option<Rel> {
     Some(out)
 }
 
+/// `path` taken from the folder at `base`, normalized without looking at
+/// the disk, as the decision sees it. Each name the path enters and then
+/// leaves by `..` is handed to `passing` first (with the path to it), which
+/// may end the walk; the names that remain are prefixes of the result and
+/// are the caller's to decide with it. `Ok(None)` when the path is
+/// absolute or `..` climbs above `base`: wasmtime-wasi refuses those itself
+/// (every folder handle is confined to its folder), whatever follows.
+pub(super) fn walk<E>(
+    base: &[String],
+    path: &str,
+    mut passing: impl FnMut(&[String]) -> Result<(), E>,
+) -> Result<Option<Rel>, E> {
+    if path.starts_with('/') {
+        return Ok(None);
+    }
+    let mut out = base.to_vec();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if out.len() == base.len() => return Ok(None),
+            ".." => {
+                passing(&out)?;
+                out.pop();
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    Ok(Some(out))
+}
+
 /// What following the links of a path found.
 #[derive(Debug)]
 pub(super) struct Resolved {
@@ -47,20 +83,32 @@ pub(super) struct Resolved {
 
 /// Why a path could not be followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Unresolved {
-    /// It leaves the grant: an absolute link or `..` above the root
-    /// (wasmtime-wasi refuses it too), or too many links.
+pub(super) enum Unresolved<E> {
+    /// It leaves the folder it is taken from: an absolute link or `..`
+    /// above it (wasmtime-wasi refuses it too), or too many links.
     Leaves,
     /// A component could not be read (a link that is not UTF-8, a path too
     /// long for the host, an I/O error): where it leads is unknown.
     Unreadable,
+    /// `passing` ended the walk at a name it passes.
+    Ruled(E),
 }
 
 /// Follows `path` from `base` inside `root`, reading each link itself.
 /// `follow_last` follows a link in the last component too; a component
 /// followed by anything (even a trailing `/` or `/.`) is always followed, as
 /// the OS does.
-pub(super) fn resolve(root: &Dir, base: &[String], path: &str, follow_last: bool) -> Result<Resolved, Unresolved> {
+///
+/// Until a link is followed the walk passes the names [`walk`] passed, which
+/// the caller has decided; after one, every name it reaches is handed to
+/// `passing` before it is looked at on the disk.
+pub(super) fn resolve<E>(
+    root: &Dir,
+    base: &[String],
+    path: &str,
+    follow_last: bool,
+    mut passing: impl FnMut(&[String]) -> Result<(), E>,
+) -> Result<Resolved, Unresolved<E>> {
     if path.starts_with('/') {
         return Err(Unresolved::Leaves);
     }
@@ -73,8 +121,10 @@ pub(super) fn resolve(root: &Dir, base: &[String], path: &str, follow_last: bool
     while let Some(c) = todo.pop_front() {
         match c.as_str() {
             "" | "." => continue,
+            // A folder handle is confined to its folder, as wasmtime-wasi's is.
+            ".." if done.len() == base.len() => return Err(Unresolved::Leaves),
             ".." => {
-                done.pop().ok_or(Unresolved::Leaves)?;
+                done.pop();
                 if missing.is_some_and(|depth| done.len() <= depth) {
                     missing = None;
                 }
@@ -83,22 +133,20 @@ pub(super) fn resolve(root: &Dir, base: &[String], path: &str, follow_last: bool
             }
             _ => {}
         }
+        done.push(c);
+        if links > 0 {
+            passing(&done).map_err(Unresolved::Ruled)?;
+        }
         if missing.is_some() {
             // Below a missing component nothing exists to follow.
-            done.push(c);
             continue;
         }
-        let here = if done.is_empty() {
-            c.clone()
-        } else {
-            format!("{}/{c}", done.join("/"))
-        };
+        let here = done.join("/");
         let meta = match root.symlink_metadata(&here) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
-                missing = Some(done.len());
+                missing = Some(done.len() - 1);
                 (is_dir, is_link) = (false, false);
-                done.push(c);
                 continue;
             }
             Err(_) => return Err(Unresolved::Unreadable),
@@ -113,13 +161,13 @@ pub(super) fn resolve(root: &Dir, base: &[String], path: &str, follow_last: bool
             if target.starts_with('/') {
                 return Err(Unresolved::Leaves);
             }
+            done.pop();
             for part in target.split('/').rev() {
                 todo.push_front(part.to_string());
             }
             continue;
         }
         (is_dir, is_link) = (meta.is_dir(), meta.file_type().is_symlink());
-        done.push(c);
     }
     Ok(Resolved {
         rel: done,
@@ -146,6 +194,69 @@ mod tests {
         assert_eq!(lexical(&[], "dir/"), Some(rel(&["dir"])));
     }
 
+    /// [`resolve`] with nothing ruled.
+    fn follow(root: &Dir, path: &str, follow_last: bool) -> Result<Resolved, Unresolved<()>> {
+        resolve(root, &[], path, follow_last, |_| Ok(()))
+    }
+
+    #[test]
+    fn walks_hand_over_every_name_they_leave() {
+        let mut left = Vec::new();
+        let walked = walk(&rel(&["a"]), "b/c/../../d/./e/..", |p: &[String]| {
+            left.push(p.join("/"));
+            Ok::<(), ()>(())
+        });
+        assert_eq!(walked, Ok(Some(rel(&["a", "d"]))));
+        assert_eq!(left, ["a/b/c", "a/b", "a/d/e"]);
+        // `..` above the folder the path is taken from: refused whatever
+        // follows, before anything is passed.
+        assert_eq!(walk(&rel(&["a"]), "../a/b", |_| Err(())), Ok(None));
+        assert_eq!(walk(&[], "/etc", |_| Err(())), Ok(None));
+        // A name ruled on the way ends the walk.
+        let ruled = |p: &[String]| {
+            if p.last().is_some_and(|c| c == "hidden") {
+                Err("hidden")
+            } else {
+                Ok(())
+            }
+        };
+        assert_eq!(walk(&[], "hidden/../x", ruled), Err("hidden"));
+        assert_eq!(walk(&[], "x/hidden/..//../y", ruled), Err("hidden"));
+        assert_eq!(walk(&[], "hidden/../../y", ruled), Err("hidden"));
+    }
+
+    #[test]
+    fn names_reached_through_a_link_are_passed_before_they_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path();
+        std::fs::create_dir_all(p.join("hidden/inner")).unwrap();
+        std::os::unix::fs::symlink("/etc", p.join("hidden/abs")).unwrap();
+        std::os::unix::fs::symlink("hidden/abs", p.join("via")).unwrap();
+        std::os::unix::fs::symlink("hidden/../x", p.join("back")).unwrap();
+        let root = Dir::open_ambient_dir(p, cap_std::ambient_authority()).unwrap();
+        let ruled = |p: &[String]| match p.first().is_some_and(|c| c == "hidden") {
+            true => Err("hidden"),
+            false => Ok(()),
+        };
+        // Ruled before the absolute link inside is found (which would leave).
+        assert_eq!(
+            resolve(&root, &[], "via", true, ruled).unwrap_err(),
+            Unresolved::Ruled("hidden")
+        );
+        assert_eq!(
+            resolve(&root, &[], "back", true, ruled).unwrap_err(),
+            Unresolved::Ruled("hidden")
+        );
+        // Names of the path as written are the caller's (from `walk`).
+        assert!(resolve(&root, &[], "hidden/inner", true, ruled).is_ok());
+        // A folder handle is confined to its folder.
+        let sub = rel(&["hidden"]);
+        assert_eq!(
+            resolve(&root, &sub, "../x", true, |_| Ok::<(), ()>(())).unwrap_err(),
+            Unresolved::Leaves
+        );
+    }
+
     #[test]
     fn links_are_followed_inside_the_grant_only() {
         let tmp = tempfile::tempdir().unwrap();
@@ -158,33 +269,27 @@ mod tests {
         std::os::unix::fs::symlink("loop", p.join("loop")).unwrap();
         let root = Dir::open_ambient_dir(p, cap_std::ambient_authority()).unwrap();
 
-        let r = resolve(&root, &[], "short/secret", true).unwrap();
+        let r = follow(&root, "short/secret", true).unwrap();
         assert_eq!(r.rel, rel(&["real", "inner", "secret"]));
         assert!(!r.is_dir);
-        let r = resolve(&root, &[], "short/up/inner", true).unwrap();
+        let r = follow(&root, "short/up/inner", true).unwrap();
         assert_eq!(r.rel, rel(&["real", "inner"]));
         assert!(r.is_dir);
         // The last link is left alone unless asked (unlink, rename, readlink).
-        assert_eq!(resolve(&root, &[], "short", false).unwrap().rel, rel(&["short"]));
-        assert_eq!(resolve(&root, &[], "short", true).unwrap().rel, rel(&["real", "inner"]));
-        assert_eq!(resolve(&root, &[], "abs/passwd", true).unwrap_err(), Unresolved::Leaves);
-        assert_eq!(resolve(&root, &[], "loop", true).unwrap_err(), Unresolved::Leaves);
+        assert_eq!(follow(&root, "short", false).unwrap().rel, rel(&["short"]));
+        assert_eq!(follow(&root, "short", true).unwrap().rel, rel(&["real", "inner"]));
+        assert_eq!(follow(&root, "abs/passwd", true).unwrap_err(), Unresolved::Leaves);
+        assert_eq!(follow(&root, "loop", true).unwrap_err(), Unresolved::Leaves);
         // A trailing `/` or `/.` follows the link even when the last
         // component is not to be followed, as Linux does.
-        assert_eq!(
-            resolve(&root, &[], "short/", false).unwrap().rel,
-            rel(&["real", "inner"])
-        );
-        assert_eq!(
-            resolve(&root, &[], "short/.", false).unwrap().rel,
-            rel(&["real", "inner"])
-        );
-        assert!(resolve(&root, &[], "short", false).unwrap().is_link);
+        assert_eq!(follow(&root, "short/", false).unwrap().rel, rel(&["real", "inner"]));
+        assert_eq!(follow(&root, "short/.", false).unwrap().rel, rel(&["real", "inner"]));
+        assert!(follow(&root, "short", false).unwrap().is_link);
         // A link whose target is not UTF-8 cannot be placed.
         use std::os::unix::ffi::OsStrExt as _;
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"\xff"), p.join("odd")).unwrap();
-        assert_eq!(resolve(&root, &[], "odd", true).unwrap_err(), Unresolved::Unreadable);
-        let r = resolve(&root, &[], "short/new/file", true).unwrap();
+        assert_eq!(follow(&root, "odd", true).unwrap_err(), Unresolved::Unreadable);
+        let r = follow(&root, "short/new/file", true).unwrap();
         assert_eq!(r.rel, rel(&["real", "inner", "new", "file"]));
         assert!(!r.is_dir);
     }
