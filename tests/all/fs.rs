@@ -1744,7 +1744,14 @@ fn assert_probes_alike(policy: &Policy, grant: &str, readable: &str, names: &[&s
             .flat_map(|name| shapes.iter().map(|p| fill(&p.shape, name)))
             .collect();
         let args: Vec<&str> = all.iter().map(String::as_str).collect();
-        let (answers, _) = ops(policy, guest, &args);
+        let (answers, outcome) = ops(policy, guest, &args);
+        // A refusal on the way is recorded, naming the ruled name passed.
+        let first = format!("{grant}/{}", names[0]);
+        assert!(
+            outcome.denials.iter().any(|d| d.target == first),
+            "{guest}: no denial of {first} in {:#?}",
+            outcome.denials
+        );
         let mut wrong = Vec::new();
         for probe in &shapes {
             let per_name: Vec<(&str, &str)> = names
