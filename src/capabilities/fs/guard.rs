@@ -47,7 +47,7 @@ pub(crate) enum Refusal {
 /// A rule that refuses a path, found before it is recorded: the path (or
 /// the name on its way) it refuses, the rule as written, and the answer.
 #[derive(Debug)]
-pub(super) struct Ruled {
+struct Ruled {
     rel: Rel,
     rule: String,
     refusal: Refusal,
@@ -337,9 +337,9 @@ impl FsGuard {
     }
 
     /// Records `ruled`, which refused `op` on `path` (from `from`, its last
-    /// link followed as `follow` says) before the disk was read, and gives
-    /// its answer. The disk is read only to name the refusal in the record:
-    /// a creation of what exists is a write.
+    /// link followed as `follow` says) before anything behind the rule was
+    /// read, and gives its answer. Only then is the disk read, and only to
+    /// name the refusal in the record: a creation of what exists is a write.
     fn refuse(&self, from: &Loc, (path, follow): (&str, bool), op: FsOp, ruled: Ruled) -> Refusal {
         let op = match op == FsOp::Create && self.exists(from, path, follow) {
             true => FsOp::Write,
