@@ -77,12 +77,36 @@ impl std::error::Error for LimitExceeded {}
 /// Tables count because they are host memory the guest chooses the size of:
 /// without the charge, 100 tables of 2^20 elements held 800 MiB of host
 /// memory under a 16 MiB limit. Each element costs [`TABLE_ELEMENT_BYTES`].
+///
+/// # Accounting: charges are never given back
+///
+/// The charge is the sum of every growth this limiter approved, and nothing
+/// ever lowers it. That is the only rule wasmtime 48's calls allow to be
+/// right for every sequence (`vm/memory.rs`, `vm/table.rs`):
+///
+/// - a call does not say which memory or table it is about, so a growth can
+///   only be charged as a difference, never checked against a size we hold;
+/// - `memory_grow_failed` comes both after a growth we approved that the host
+///   then could not provide, and with no `memory_growing` before it at all (a
+///   memory of 1-byte pages asked to reach 4 GiB): the two are told apart by
+///   nothing but the error's text. Giving back "the last growth" on it gave
+///   back a growth that had happened, once per failing `memory.grow`: a loop
+///   of 1 MiB growths each followed by one that fails grew 48 MiB under an
+///   8 MiB limit (see #20);
+/// - `table_grow_failed` likewise comes without a `table_growing` (a size
+///   that overflows) or for a growth past the table's maximum, which
+///   [`MemoryLimiter::table_growing`] already refuses without charging.
+///
+/// Memories and tables only grow while a store lives, so the charge equals
+/// the guest's real sizes (its memories' bytes plus 8 bytes per table
+/// element) except in two cases, both over the real size, never under: a
+/// growth we approved that the operating system then failed (the guest sees
+/// -1 and the rest of its budget is smaller by that much), and an
+/// instantiation that failed after its memories were charged (the run ends).
 pub(crate) struct MemoryLimiter {
     limit: u64,
     total: u64,
     peak: u64,
-    /// The growth most recently charged, undone if wasmtime then fails it.
-    last_growth: u64,
     refused: Option<LimitExceeded>,
 }
 
@@ -92,7 +116,6 @@ impl MemoryLimiter {
             limit,
             total: 0,
             peak: 0,
-            last_growth: 0,
             refused: None,
         }
     }
@@ -143,18 +166,14 @@ impl ResourceLimiter for MemoryLimiter {
         if maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
-        let growth = desired.saturating_sub(current) as u64;
-        self.charge(growth)?;
-        self.last_growth = growth;
+        self.charge(desired.saturating_sub(current) as u64)?;
         Ok(true)
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        // The host could not provide memory we had allowed: the guest sees -1
-        // and keeps the size it had, so the charge is returned. The peak was
-        // never reached, but an over-estimate there is harmless.
-        self.total = self.total.saturating_sub(self.last_growth);
-        self.last_growth = 0;
+        // The guest sees -1. Nothing is given back: this call may follow a
+        // growth that happened (see "Accounting" on the type), and a growth
+        // we approved that the host failed stays charged, an over-count.
         Ok(())
     }
 
@@ -168,10 +187,13 @@ impl ResourceLimiter for MemoryLimiter {
             return Ok(false);
         }
         let growth = (desired.saturating_sub(current) as u64).saturating_mul(TABLE_ELEMENT_BYTES);
-        // wasmtime 48 calls `table_grow_failed` only for growth it never
-        // charged here (an overflowing size), so no refund is kept for tables.
         self.charge(growth)?;
         Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // As for memories: the guest sees -1 and nothing is given back.
+        Ok(())
     }
 
     fn instances(&self) -> usize {
@@ -285,15 +307,44 @@ mod tests {
         assert!(l.refused().is_none());
     }
 
+    // See: #20
     #[test]
-    fn a_failed_growth_is_given_back() {
+    fn a_failed_growth_never_gives_back_a_growth_that_happened() {
+        // wasmtime's sequence for the attack: a 1 MiB growth approved (and
+        // done), then `memory_grow_failed` alone for a growth to 4 GiB of a
+        // memory of 1-byte pages, which never reached `memory_growing`.
+        let mut l = MemoryLimiter::new(8 << 20);
+        let mut size = 0;
+        let ended = (0..16).find_map(|_| {
+            let grown = l.memory_growing(size, size + (1 << 20), None);
+            l.memory_grow_failed(wasmtime::Error::msg("memory growth exceeds memory type's limits"))
+                .unwrap();
+            size += 1 << 20;
+            grown.err()
+        });
+        let err = ended.expect("the ninth growth is refused");
+        assert!(matches!(
+            err.downcast_ref::<LimitExceeded>(),
+            Some(LimitExceeded::Memory { requested, .. }) if *requested == 9 << 20
+        ));
+        assert_eq!(l.peak(), 8 << 20);
+        // The same for tables: a lone `table_grow_failed` gives nothing back.
+        let mut l = MemoryLimiter::new(1 << 16);
+        assert!(l.table_growing(0, 8192, None).unwrap());
+        l.table_grow_failed(wasmtime::Error::msg("overflow calculating new table size"))
+            .unwrap();
+        assert!(l.table_growing(8192, 8193, None).is_err());
+    }
+
+    #[test]
+    fn a_growth_the_host_failed_stays_charged() {
+        // An over-count, never an under-count: the charge may only exceed
+        // what the guest holds.
         let mut l = MemoryLimiter::new(2 << 16);
         assert!(l.memory_growing(0, 2 << 16, None).unwrap());
         l.memory_grow_failed(wasmtime::Error::msg("mmap failed")).unwrap();
-        assert!(
-            l.memory_growing(0, 2 << 16, None).unwrap(),
-            "the failed growth no longer counts"
-        );
+        assert!(l.memory_growing(0, 1, None).is_err());
+        assert_eq!(l.peak(), 2 << 16);
     }
 
     // See: #9

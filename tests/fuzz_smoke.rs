@@ -10,15 +10,19 @@
 #[allow(dead_code)]
 mod harness;
 
-use harness::{ModuleCase, PolicyCase, RunLimits};
+use harness::{GrowthCase, ModuleCase, PolicyCase, RunLimits};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use wasmcell::Status;
+use wasmcell::policy::Proposals;
 
 /// Policy cases per run.
 const POLICY_CASES: u64 = 1_500;
 /// wasm-smith module cases per run.
 const MODULE_CASES: u64 = 1_500;
+/// Growth sequences per run.
+const GROWTH_CASES: u64 = 600;
 /// Mutations of each real guest per run.
 const GUEST_MUTATIONS: u64 = 8;
 
@@ -132,6 +136,78 @@ fn fuzz_smoke_modules() {
     }
 }
 
+// See: #20
+#[test]
+fn fuzz_smoke_growth_sequences() {
+    let started = Instant::now();
+    let seeds = seeds(3 << 32..(3 << 32) + GROWTH_CASES);
+    let cases = run_cases("growth", &seeds, |seed| {
+        harness::check_growth(&SplitMix(seed).bytes(16, 512))
+    });
+    let count = |f: fn(&GrowthCase) -> bool| cases.iter().filter(|c| f(c)).count();
+    let stopped = count(|c| c.status == Some(Status::MemoryLimit));
+    let exited = count(|c| c.status == Some(Status::Exited(0)));
+    let unasked = count(|c| c.unasked_failures > 0 && c.grown > 0);
+    let refused = count(|c| c.refused_by_type > 0);
+    println!(
+        "fuzz smoke: {} growth cases in {:.1?}: {stopped} stopped at the limit, {exited} exited, \
+         {unasked} with a growth and a failure the limiter was never asked about, {refused} with a growth \
+         refused by the type",
+        cases.len(),
+        started.elapsed(),
+    );
+    if seeds.len() as u64 == GROWTH_CASES {
+        // The generator must keep reaching each kind of ending and the
+        // sequence that once let a guest past its limit.
+        for (what, n) in [
+            ("stopped", stopped),
+            ("exited", exited),
+            ("unasked", unasked),
+            ("refused", refused),
+        ] {
+            assert!(n >= 20, "only {n} growth cases {what}");
+        }
+    }
+}
+
+// See: #27
+#[test]
+fn fuzz_module_check_takes_the_empty_input_and_every_limit_extreme() {
+    // The empty input draws the least of every range; it once drew
+    // `limits.output = 0`, which the loader refuses, and the harness's own
+    // policy panicked on the first input of every long run.
+    harness::check_module(&[]);
+    let mut seen = Vec::new();
+    for (i, input) in harness::extreme_inputs(&SplitMix(7).bytes(512, 512)).iter().enumerate() {
+        let limits = RunLimits::arbitrary(&mut arbitrary::Unstructured::new(input)).expect("enough bytes");
+        seen.push(limits);
+        // A harness panic here names the corner.
+        let ran = std::panic::catch_unwind(|| harness::check_module(input));
+        assert!(ran.is_ok(), "corner {i} ({limits:?}) panicked");
+    }
+    let ends =
+        |f: fn(&RunLimits) -> u64, lo: u64, hi: u64| seen.iter().any(|l| f(l) == lo) && seen.iter().any(|l| f(l) == hi);
+    assert!(ends(|l| l.fuel, *harness::FUEL.start(), *harness::FUEL.end()));
+    assert!(ends(|l| l.memory, harness::MEMORIES[0], harness::MEMORIES[4]));
+    assert!(ends(
+        |l| l.timeout.as_millis() as u64,
+        *harness::TIMEOUT_MS.start(),
+        *harness::TIMEOUT_MS.end()
+    ));
+    assert!(ends(|l| l.output, *harness::OUTPUT.start(), *harness::OUTPUT.end()));
+    // The ranges themselves lie inside the policy's declared bounds.
+    use wasmcell::Limits;
+    assert!(harness::FUEL.start() >= &Limits::MIN_FUEL);
+    assert!(
+        harness::MEMORIES
+            .iter()
+            .all(|m| (Limits::MIN_MEMORY..=Limits::MAX_MEMORY).contains(m))
+    );
+    assert!(Duration::from_millis(*harness::TIMEOUT_MS.start()) >= Limits::MIN_TIMEOUT);
+    assert!(Duration::from_millis(*harness::TIMEOUT_MS.end()) <= Limits::MAX_TIMEOUT);
+    assert!(harness::OUTPUT.start() >= &Limits::MIN_OUTPUT && harness::OUTPUT.end() <= &Limits::MAX_OUTPUT);
+}
+
 /// Real guests with a few bytes changed: mostly refused by the validator,
 /// sometimes a different valid program.
 #[test]
@@ -156,6 +232,7 @@ fn fuzz_smoke_mutated_guests() {
                 memory: 16 << 20,
                 timeout: Duration::from_millis(500),
                 output: 4096,
+                proposals: Proposals::EMPTY,
             };
             harness::check_module_bytes(&bytes, limits, false)
         }));

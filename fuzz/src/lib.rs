@@ -12,18 +12,30 @@
 //!   dir runs a small probe guest to an `Outcome` (or a `LoadError`);
 //! - a module is either refused with a `LoadError` or runs to an `Outcome`
 //!   (never another `Err`), within its timeout plus a margin; a module that
-//!   wasm-smith generated with only the enabled proposals, WASI imports and a
-//!   `_start` export always loads;
+//!   wasm-smith generated with only the proposals its policy turns on (any of
+//!   `[wasm] proposals`), WASI imports and a `_start` export always loads;
+//! - the limits a case draws are ones the policy loader accepts: every range
+//!   starts at the policy's own least value (`Limits::MIN_*`);
+//! - a growth sequence (`growth.rs`) ends as a reference of wasmtime's and
+//!   the limiter's decisions says, and reports exactly the guest's real size
+//!   as its peak;
 //! - host RSS during a run grows by at most the run's `limits.memory` plus
 //!   [`RSS_OVERHEAD`] (Linux only: peak RSS is reset through
 //!   `/proc/self/clear_refs` before the run and read as `VmHWM` after it).
 
+#[path = "growth.rs"]
+mod growth;
+
+pub use growth::{GrowthCase, check_growth};
+
 use arbitrary::{Result as AResult, Unstructured};
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
-use wasmcell::{Engine, EngineConfig, Input, LoadError, Outcome, Output, Policy, RunOptions, Sandbox, Status};
+use wasmcell::policy::{Proposal, Proposals};
+use wasmcell::{Engine, EngineConfig, Input, Limits, LoadError, Outcome, Output, Policy, RunOptions, Sandbox, Status};
 
 /// What host RSS may grow by during one run beyond the run's `limits.memory`:
 /// the instance, its fiber stack, WASI state and captured output.
@@ -687,7 +699,7 @@ const COMMAND_EXPORTS: &str = r#"(module
     (func (export "_start")))"#;
 
 /// Limits one module case runs under: tight, so a case costs milliseconds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {
     /// `limits.fuel`.
     pub fuel: u64,
@@ -697,43 +709,118 @@ pub struct RunLimits {
     pub timeout: Duration,
     /// `limits.output` in bytes.
     pub output: u64,
+    /// `[wasm] proposals`.
+    pub proposals: Proposals,
+}
+
+/// `limits.fuel` of a module case: from the policy's own least, up to what
+/// runs in a few milliseconds.
+pub const FUEL: RangeInclusive<u64> = Limits::MIN_FUEL..=2_000_000;
+/// `limits.memory` of a module case, from the policy's own least.
+pub const MEMORIES: [u64; 5] = [Limits::MIN_MEMORY, 64 << 10, 1 << 20, 4 << 20, 16 << 20];
+/// `limits.timeout` of a module case, in milliseconds: long enough to
+/// instantiate a small module on a loaded machine, short enough to be cheap.
+pub const TIMEOUT_MS: RangeInclusive<u64> = 20..=300;
+/// `limits.output` of a module case, from the policy's own least.
+pub const OUTPUT: RangeInclusive<u64> = Limits::MIN_OUTPUT..=64 << 10;
+
+/// A value from `range`, taking an end one time in four each: the ends are
+/// where the loader's bounds are, and an empty input gives the least of
+/// every range. A selector byte of 0 takes the start, 1 the end.
+fn draw(u: &mut Unstructured, range: RangeInclusive<u64>) -> AResult<u64> {
+    Ok(match u.int_in_range(0u8..=3)? {
+        0 => *range.start(),
+        1 => *range.end(),
+        _ => u.int_in_range(range)?,
+    })
+}
+
+/// The inputs that make [`check_module`] draw the ends of every range: one
+/// selector byte per limit (see [`draw`]), memory, fuel, timeout, output in
+/// that order, followed by `rest`.
+pub fn extreme_inputs(rest: &[u8]) -> Vec<Vec<u8>> {
+    (0u8..16)
+        .map(|corner| {
+            let mut input: Vec<u8> = (0..4).map(|bit| (corner >> bit) & 1).collect();
+            input.extend_from_slice(rest);
+            input
+        })
+        .collect()
 }
 
 impl RunLimits {
-    /// Limits chosen from `u`.
+    /// Limits chosen from `u`, each inside what the policy loader accepts
+    /// (the ranges above start at the policy's own bounds, `Limits::MIN_*`,
+    /// and stay below `Limits::MAX_*`), and the proposals a policy may turn
+    /// on, one case in two none.
     pub fn arbitrary(u: &mut Unstructured) -> AResult<RunLimits> {
+        let memory = draw(u, 0..=MEMORIES.len() as u64 - 1)?;
         Ok(RunLimits {
-            fuel: u.int_in_range(1u64..=2_000_000)?,
-            memory: *u.choose(&[1, 64 << 10, 1 << 20, 4 << 20, 16 << 20])?,
-            timeout: Duration::from_millis(u.int_in_range(20u64..=300)?),
-            output: u.int_in_range(0u64..=64 << 10)?,
+            fuel: draw(u, FUEL)?,
+            memory: MEMORIES[memory as usize],
+            timeout: Duration::from_millis(draw(u, TIMEOUT_MS)?),
+            output: draw(u, OUTPUT)?,
+            proposals: arbitrary_proposals(u)?,
         })
     }
 
     fn policy(&self, scratch: &Path) -> Policy {
         let toml = format!(
             "[limits]\nfuel = {}\nmemory = {}\ntimeout = \"{}ms\"\noutput = {}\nhandles = 32\n\
-             [[fs.dirs]]\nhost = {:?}\nguest = \"/scratch\"\naccess = \"read-write\"\n",
+             [[fs.dirs]]\nhost = {:?}\nguest = \"/scratch\"\naccess = \"read-write\"\n{}",
             self.fuel,
             self.memory,
             self.timeout.as_millis(),
             self.output,
             scratch.display().to_string(),
+            proposals_table(self.proposals),
         );
         Policy::from_toml(&toml, scratch).unwrap_or_else(|e| panic!("the module check's policy is invalid: {e}"))
     }
 }
 
-/// The engine every module case runs on: fuel metered, default stack.
-fn module_engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        Engine::new(EngineConfig {
-            fuel: true,
-            ..EngineConfig::default()
-        })
-        .expect("create the fuzz engine")
-    })
+/// Any of the proposals a policy may turn on, one case in two none.
+fn arbitrary_proposals(u: &mut Unstructured) -> AResult<Proposals> {
+    if u.arbitrary()? {
+        return Ok(Proposals::EMPTY);
+    }
+    let mut set = Proposals::EMPTY;
+    for p in Proposal::ALL {
+        if u.ratio(1, 3)? {
+            set = set.with(p);
+        }
+    }
+    Ok(set)
+}
+
+/// `[wasm] proposals = [...]` for `set`, or nothing for the empty set.
+fn proposals_table(set: Proposals) -> String {
+    if set.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = set.iter().map(|p| format!("{:?}", p.name())).collect();
+    format!("[wasm]\nproposals = [{}]\n", names.join(", "))
+}
+
+/// One engine per configuration the module and growth cases have needed,
+/// fuel metered or not: a fresh engine would compile every module from
+/// scratch, and up to 2^10 proposal sets could each want one, so the cache
+/// is emptied when it fills.
+fn engine_for(config: EngineConfig) -> Engine {
+    static ENGINES: OnceLock<Mutex<HashMap<EngineConfig, Engine>>> = OnceLock::new();
+    let mut engines = ENGINES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(engine) = engines.get(&config) {
+        return engine.clone();
+    }
+    if engines.len() >= 32 {
+        engines.clear();
+    }
+    let engine = Engine::new(config).expect("create a fuzz engine");
+    engines.insert(config, engine.clone());
+    engine
 }
 
 /// A read-write directory shared by the module cases, seen as `/scratch`,
@@ -744,33 +831,43 @@ fn scratch_dir() -> &'static Path {
         .path()
 }
 
-/// The wasm-smith configuration: only the proposals wasmcell enables (see
-/// `wasmcell::ENABLED_PROPOSALS`), imports only from WASI, and usually the
-/// exports of a command. Returns whether the module must load.
-fn smith_config(u: &mut Unstructured) -> AResult<(wasm_smith::Config, bool)> {
+/// The wasm-smith configuration: the proposals every engine has (see
+/// `wasmcell::ENABLED_PROPOSALS`) and those in `proposals`, imports only from
+/// WASI, and usually the exports of a command. Returns whether the module
+/// must load.
+fn smith_config(u: &mut Unstructured, proposals: Proposals) -> AResult<(wasm_smith::Config, bool)> {
+    let on = |p: Proposal| proposals.with_implied().contains(p);
+    // `exceptions` and `gc` bring GC types, which `externref` needs.
+    let gc_types = on(Proposal::Gc) || on(Proposal::Exceptions);
+    let memories = if on(Proposal::MultiMemory) {
+        u.int_in_range(1..=3)?
+    } else {
+        1
+    };
     let mut c = wasm_smith::Config {
         // Enabled in wasmcell.
         bulk_memory_enabled: true,
-        // Only funcref loads: externref needs wasmtime's GC runtime, which is
-        // not compiled in (see `check_module_bytes`), and wasm-smith has no knob
-        // for one without the other, so most cases leave reference types out.
-        reference_types_enabled: u.ratio(1, 4)?,
+        // Without GC types only funcref loads, and wasm-smith has no knob for
+        // one without the other, so most such cases leave reference types out.
+        reference_types_enabled: gc_types || u.ratio(1, 4)?,
         simd_enabled: true,
         multi_value_enabled: true,
         saturating_float_to_int_enabled: true,
         sign_extension_ops_enabled: true,
-        // Refused by wasmcell.
-        relaxed_simd_enabled: false,
-        exceptions_enabled: false,
-        gc_enabled: false,
+        // Opt-in proposals, as the case's policy turns them on (wasm-smith
+        // has no knob for `function-references` alone: `gc` brings it).
+        relaxed_simd_enabled: on(Proposal::RelaxedSimd),
+        exceptions_enabled: on(Proposal::Exceptions),
+        gc_enabled: on(Proposal::Gc),
+        memory64_enabled: on(Proposal::Memory64),
+        tail_call_enabled: on(Proposal::TailCall),
+        custom_page_sizes_enabled: on(Proposal::CustomPageSizes),
+        wide_arithmetic_enabled: on(Proposal::WideArithmetic),
+        extended_const_enabled: on(Proposal::ExtendedConst),
+        // Refused by wasmcell whatever the policy says.
         custom_descriptors_enabled: false,
-        memory64_enabled: false,
-        tail_call_enabled: false,
         threads_enabled: false,
         shared_everything_threads_enabled: false,
-        custom_page_sizes_enabled: false,
-        wide_arithmetic_enabled: false,
-        extended_const_enabled: false,
         // Small modules: compiling dominates a case's cost.
         max_funcs: u.int_in_range(1..=24)?,
         max_instructions: u.int_in_range(1..=400)?,
@@ -779,7 +876,7 @@ fn smith_config(u: &mut Unstructured) -> AResult<(wasm_smith::Config, bool)> {
         max_data_segments: 8,
         max_element_segments: 8,
         max_elements: 64,
-        max_memories: 1,
+        max_memories: memories,
         max_tables: u.int_in_range(0..=4)?,
         max_imports: 12,
         max_nesting_depth: 8,
@@ -790,9 +887,8 @@ fn smith_config(u: &mut Unstructured) -> AResult<(wasm_smith::Config, bool)> {
     let command = u.ratio(7, 8)?;
     if command {
         c.exports = Some(wat::parse_str(COMMAND_EXPORTS).expect("valid WAT"));
-        // The exports bring their own memory; a second would need the
-        // (refused) multi-memory proposal.
-        c.max_memories = 0;
+        // The exports bring their own memory; more need `multi-memory`.
+        c.max_memories = memories - 1;
     }
     Ok((c, command))
 }
@@ -814,7 +910,7 @@ pub fn check_module(data: &[u8]) -> ModuleCase {
         let bytes = u.bytes(u.len()).unwrap_or_default().to_vec();
         return check_module_bytes(&bytes, limits, false);
     }
-    let Ok((config, must_load)) = smith_config(&mut u) else {
+    let Ok((config, must_load)) = smith_config(&mut u, limits.proposals) else {
         return ModuleCase::default();
     };
     let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
@@ -833,7 +929,7 @@ pub fn check_module_bytes(bytes: &[u8], limits: RunLimits, must_load: bool) -> M
     let _serial = serial();
     let policy = limits.policy(scratch_dir());
     let sandbox = Sandbox::builder()
-        .engine(module_engine().clone())
+        .engine(engine_for(EngineConfig::for_policy(&policy)))
         .policy(policy.clone())
         .build()
         .expect("the fuzz engine fits the fuzz policy");

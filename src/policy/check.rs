@@ -11,22 +11,23 @@ use std::time::{Duration, SystemTime};
 
 /// `limits.fuel`: at least one unit; metering is turned off by leaving it out.
 pub(super) fn check_limits_fuel(fuel: u64) -> Result<(), PolicyError> {
-    if fuel == 0 {
-        return Err(invalid(
-            "limits.fuel must be at least 1; remove it to turn metering off",
-        ));
+    if fuel < Limits::MIN_FUEL {
+        return Err(invalid(format!(
+            "limits.fuel must be at least {}; remove it to turn metering off",
+            Limits::MIN_FUEL
+        )));
     }
     Ok(())
 }
 
 /// `limits.memory`: 1 byte to what a wasm32 guest can address.
 pub(super) fn check_limits_memory(bytes: u64) -> Result<(), PolicyError> {
-    check_size("limits.memory", bytes, 1, Limits::MAX_MEMORY)
+    check_size("limits.memory", bytes, Limits::MIN_MEMORY, Limits::MAX_MEMORY)
 }
 
 /// `limits.timeout`: longer than zero, at most [`Limits::MAX_TIMEOUT`].
 pub(super) fn check_limits_timeout(timeout: Duration) -> Result<(), PolicyError> {
-    if timeout.is_zero() || timeout > Limits::MAX_TIMEOUT {
+    if !(Limits::MIN_TIMEOUT..=Limits::MAX_TIMEOUT).contains(&timeout) {
         return Err(invalid(format!(
             "limits.timeout must be longer than zero and at most {}, such as \"10s\"",
             humantime::format_duration(Limits::MAX_TIMEOUT)
@@ -43,13 +44,18 @@ pub(super) fn check_limits_stack(bytes: u64) -> Result<(), PolicyError> {
 /// `limits.output`: 1 byte to [`Limits::MAX_OUTPUT`]. Output a run captures
 /// is held in memory up to this limit, so it is bounded like memory.
 pub(super) fn check_limits_output(bytes: u64) -> Result<(), PolicyError> {
-    check_size("limits.output", bytes, 1, Limits::MAX_OUTPUT)
+    check_size("limits.output", bytes, Limits::MIN_OUTPUT, Limits::MAX_OUTPUT)
 }
 
 /// `limits.module-size`: 1 byte to [`Limits::MAX_MODULE_SIZE`]; the file is
 /// read into memory whole before it is compiled.
 pub(super) fn check_limits_module_size(bytes: u64) -> Result<(), PolicyError> {
-    check_size("limits.module-size", bytes, 1, Limits::MAX_MODULE_SIZE)
+    check_size(
+        "limits.module-size",
+        bytes,
+        Limits::MIN_MODULE_SIZE,
+        Limits::MAX_MODULE_SIZE,
+    )
 }
 
 /// `limits.handles`: [`Limits::MIN_HANDLES`] to [`Limits::MAX_HANDLES`].

@@ -203,6 +203,16 @@ impl Limits {
     /// Default for `limits.handles`: the usual soft limit on a process's
     /// open files.
     pub const DEFAULT_HANDLES: u64 = 1024;
+    /// Fewest accepted `limits.fuel` units (leave it out to turn metering off).
+    pub const MIN_FUEL: u64 = 1;
+    /// Smallest accepted `limits.memory`.
+    pub const MIN_MEMORY: u64 = 1;
+    /// Shortest accepted `limits.timeout`: anything longer than zero.
+    pub const MIN_TIMEOUT: Duration = Duration::from_nanos(1);
+    /// Smallest accepted `limits.output`.
+    pub const MIN_OUTPUT: u64 = 1;
+    /// Smallest accepted `limits.module-size`.
+    pub const MIN_MODULE_SIZE: u64 = 1;
     /// Fewest accepted `limits.handles`.
     pub const MIN_HANDLES: u64 = 16;
     /// Most accepted `limits.handles`: wasmtime's own table ceiling.

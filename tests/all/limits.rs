@@ -773,3 +773,123 @@ fn r13_gc_garbage_collected_within_the_limit_is_not_a_memory_limit() {
     let second = instance.call("boom", &[]).unwrap();
     assert_status(&second.outcome, Status::Trap);
 }
+
+// ---------------------------------------------------------------------------
+// A failed growth gives nothing back. wasmtime calls the limiter's
+// `memory_grow_failed` without a `memory_growing` before it when a memory of
+// 1-byte pages is asked to reach 4 GiB; a limiter that gave back "the last
+// growth" then gave back one that had happened.
+// ---------------------------------------------------------------------------
+
+/// `[wasm] proposals` as given, and `limits.memory` of 8 MiB.
+fn proposals_policy(proposals: &[&str]) -> Policy {
+    let names: Vec<String> = proposals.iter().map(|p| format!("{p:?}")).collect();
+    policy_toml(
+        &format!(
+            "[wasm]\nproposals = [{}]\n[limits]\nmemory = \"8 MiB\"",
+            names.join(", ")
+        ),
+        std::path::Path::new("."),
+    )
+}
+
+/// A `_start` that runs `body` `times` times and then returns. Each failing
+/// `memory.grow` in `body` is checked to return -1, so the guest traps if
+/// the fixture stops doing what it says.
+fn grow_loop(decls: &str, times: u32, body: &str) -> String {
+    format!(
+        r#"(module
+          {decls}
+          (func (export "_start") (local $i i32)
+            (loop $l
+              {body}
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $l (i32.lt_u (local.get $i) (i32.const {times}))))))"#
+    )
+}
+
+/// Fails a growth of the memory `$small` (1-byte pages) to 4 GiB: wasmtime
+/// refuses it before asking the limiter, then tells the limiter it failed.
+const FAIL_SMALL: &str =
+    "(if (i32.ne (memory.grow $small (i32.const 0xFFFFFFFF)) (i32.const -1)) (then (unreachable)))";
+
+// See: #20
+#[test]
+fn wat_failed_growths_give_back_nothing_that_was_grown() {
+    let one_mib_small = "(if (i32.eq (memory.grow $small (i32.const 0x100000)) (i32.const -1)) (then (unreachable)))";
+    let one_mib_big = "(if (i32.eq (memory.grow $big (i32.const 16)) (i32.const -1)) (then (unreachable)))";
+    let quarter_mib_table =
+        "(if (i32.eq (table.grow $t (ref.null func) (i32.const 0x8000)) (i32.const -1)) (then (unreachable)))";
+    let small = "(memory $small 0 (pagesize 1))";
+    let big = "(memory $big 0 (pagesize 65536))";
+    // (name, proposals, memories and tables, times, body, status, peak)
+    let cases = [
+        // The attack as reported: 1 MiB grown, then a growth that fails, 48
+        // times. Refunding reached 48 MiB under 8 MiB and reported 1 MiB.
+        (
+            "one_byte_pages",
+            &["custom-page-sizes"][..],
+            small.to_string(),
+            48,
+            format!("{one_mib_small} {FAIL_SMALL}"),
+            Status::MemoryLimit,
+            8 * MIB,
+        ),
+        // The growth of another memory (64 KiB pages) was given back.
+        (
+            "multi_memory",
+            &["custom-page-sizes", "multi-memory"][..],
+            format!("{big} {small}"),
+            48,
+            format!("{one_mib_big} {FAIL_SMALL}"),
+            Status::MemoryLimit,
+            8 * MIB,
+        ),
+        // Tables and memories interleaved: each round holds 1.25 MiB, and the
+        // seventh round's memory growth is refused at 8.75 MiB.
+        (
+            "tables_and_memory",
+            &["custom-page-sizes"][..],
+            format!("{small} (table $t 0 funcref)"),
+            24,
+            format!("{quarter_mib_table} {one_mib_small} {FAIL_SMALL}"),
+            Status::MemoryLimit,
+            8 * MIB - MIB / 4,
+        ),
+        // 64 KiB pages: growth past 4 GiB is refused as past the maximum,
+        // uncharged, and the real growth is charged.
+        (
+            "sixty_four_kib_pages",
+            &["custom-page-sizes"][..],
+            big.to_string(),
+            48,
+            format!(
+                "{one_mib_big} (if (i32.ne (memory.grow $big (i32.const 0xFFFFFFFF)) (i32.const -1)) (then (unreachable)))"
+            ),
+            Status::MemoryLimit,
+            8 * MIB,
+        ),
+        // Control: within the limit the failing growths return -1, the guest
+        // returns, and the peak is exactly what it grew.
+        (
+            "within_the_limit",
+            &["custom-page-sizes", "multi-memory"][..],
+            format!("{big} {small}"),
+            4,
+            format!("{one_mib_big} {one_mib_small} {FAIL_SMALL}"),
+            Status::Exited(0),
+            8 * MIB,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, proposals, decls, times, body, status, peak) in cases {
+        let outcome = run_wat(proposals_policy(proposals), name, &grow_loop(&decls, times, &body));
+        if (outcome.status, outcome.peak_memory_bytes) != (status, peak) {
+            wrong.push(format!(
+                "{name}: {:?} with a peak of {} (expected {status:?}, {peak}); trap: {:?}",
+                outcome.status, outcome.peak_memory_bytes, outcome.trap
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
