@@ -517,8 +517,9 @@ impl Engine {
             }
         };
         let kind = wasm_kind(bytes).ok_or_else(|| LoadErrorKind::NotWasm("unknown WebAssembly version".into()))?;
-        if intent == Intent::Command {
-            shape::check_command(bytes)?;
+        match intent {
+            Intent::Command => shape::check_command(bytes)?,
+            Intent::Library => shape::check_library(bytes)?,
         }
         // Before Cranelift runs: a proposal the policy leaves off is named
         // at once, however large the module.
@@ -542,8 +543,9 @@ impl Engine {
     }
 
     fn link_module(&self, module: Module, intent: Intent) -> Result<ProgramKind, LoadErrorKind> {
-        if intent == Intent::Command {
-            check_start(&module)?;
+        match intent {
+            Intent::Command => check_start(&module)?,
+            Intent::Library => check_initialize(&module)?,
         }
         let linker = lazy_linker(&self.inner.p1_linker, || linker::new_p1_linker(&self.inner.wasmtime))?;
         let pre = linker
@@ -607,6 +609,23 @@ fn check_start(module: &Module) -> Result<(), LoadErrorKind> {
         });
     }
     Ok(())
+}
+
+/// A library module's `_initialize`: absent, or `() -> ()`. Instantiating
+/// the module calls it, so one of another type is a module that cannot be
+/// instantiated (a load error, nothing ran), not a guest that trapped. Also
+/// checked by `Sandbox::instantiate` for a module loaded as a command.
+pub(crate) fn check_initialize(module: &Module) -> Result<(), LoadErrorKind> {
+    let found = match module.get_export("_initialize") {
+        None => return Ok(()),
+        Some(wasmtime::ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => return Ok(()),
+        Some(wasmtime::ExternType::Func(ty)) => signature(&ty),
+        Some(wasmtime::ExternType::Global(_)) => "global".into(),
+        Some(wasmtime::ExternType::Table(_)) => "table".into(),
+        Some(wasmtime::ExternType::Memory(_)) => "memory".into(),
+        Some(wasmtime::ExternType::Tag(_)) => "tag".into(),
+    };
+    Err(LoadErrorKind::InitializeSignature { found })
 }
 
 /// Where precompiled code comes from.
