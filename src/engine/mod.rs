@@ -304,9 +304,12 @@ impl Engine {
     /// As [`Engine::load_precompiled`].
     unsafe fn deserialize(&self, code: Precompiled<'_>) -> Result<Compiled, LoadErrorKind> {
         let engine = &self.inner.wasmtime;
+        let config = &self.inner.config;
         let mismatch = |e: wasmtime::Error| {
             LoadErrorKind::Precompiled(format!(
-                "{e:#}; it was compiled for another engine configuration (fuel metering, stack size, allocator or wasmtime version): precompile it again (`Program::precompile`) on an engine with this configuration"
+                "{e:#}; it was compiled for another engine configuration (fuel metering, Wasm proposals, allocator or wasmtime version; this engine has fuel metering {} and Wasm proposals {}): precompile it again (`Program::precompile`) on an engine with this configuration",
+                if config.fuel { "on" } else { "off" },
+                config.proposals.with_implied()
             ))
         };
         let kind = match code {
