@@ -4,7 +4,7 @@
 //! (`wasmtime::Val`, `wasmtime::component::Val`), or as text: numbers for a
 //! core module's exports, a WAVE function call for a component's.
 
-use crate::engine::{Program, ProgramKind};
+use crate::engine::{LoadError, Program, ProgramKind, check_initialize};
 use crate::outcome::Outcome;
 use crate::runner::{Ended, RunOptions, RunState, Sandbox};
 use crate::store::{P2Ctx, State};
@@ -212,6 +212,14 @@ impl Sandbox {
     ///
     /// As [`Sandbox::instantiate`].
     pub async fn instantiate_async(&self, program: &Program, options: RunOptions) -> Result<Instance> {
+        // A module loaded as a command was not checked for the `_initialize`
+        // instantiation calls: check it before anything runs.
+        if let ProgramKind::Module(pre) = &program.kind {
+            check_initialize(pre.module()).map_err(|kind| LoadError {
+                module: program.name().into(),
+                kind,
+            })?;
+        }
         let (run, mut wasi) = self.begin(program, &[] as &[&str], options)?;
         let (guest, ended) = match &program.kind {
             ProgramKind::Module(pre) => {

@@ -10,9 +10,9 @@ use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
 /// Precompile a module or component to native code for `wasmcell run --allow-precompiled`.
 ///
 /// The code is compiled for the engine configuration the policy needs (fuel
-/// metering, stack size) and this wasmcell's wasmtime version; running it
-/// under a policy that needs another configuration fails with a message
-/// saying so. `wasmcell run` caches compiled code on its own, so this is for
+/// metering, exactly its Wasm proposals) and this wasmcell's wasmtime
+/// version; running it under a policy that needs another configuration (a
+/// Wasm proposal more or fewer included) fails with a message saying so. `wasmcell run` caches compiled code on its own, so this is for
 /// shipping code compiled ahead of time to machines you control.
 #[derive(Parser, Debug)]
 #[command(after_help = "Examples:
@@ -21,7 +21,7 @@ use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
   wasmcell compile --wasm exceptions cxx-tool.wasm
   wasmcell run --policy policies/tight.toml --allow-precompiled app.cwasm")]
 pub struct CompileCommand {
-    /// Policy the code will run under (its limits.fuel and limits.stack decide the configuration).
+    /// Policy the code will run under (its limits.fuel and wasm.proposals decide the configuration).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
 

@@ -327,7 +327,7 @@ impl RunCommand {
                 unsafe { sandbox.load_precompiled(module) }.map_err(|err| {
                     advise_load(
                         err,
-                        "compile it again with `wasmcell compile` and the policy you run it with",
+                        "compile it again with `wasmcell compile`, the policy you run it with and the same --fuel and --wasm flags",
                     )
                 })
             }

@@ -5,7 +5,7 @@
 use crate::limits::MAX_TABLE_ELEMENTS;
 use crate::policy::{ByteSize, Policy, Proposal, Proposals};
 use anyhow::{Context as _, Result};
-use wasmtime::{Config, WasmFeatures};
+use wasmtime::{Config, ModuleVersionStrategy, WasmFeatures};
 
 /// The engine-wide settings: the parts of a policy's limits that wasmtime
 /// fixes when it compiles code, and how instances are allocated. Every
@@ -225,9 +225,24 @@ pub(super) fn new_wasmtime_engine(config: &EngineConfig) -> Result<wasmtime::Eng
     wasm.wasm_features(WasmFeatures::all(), false)
         .wasm_features(features, true);
     configure_engine(&mut wasm, config);
+    wasm.module_version(ModuleVersionStrategy::Custom(code_version(config.proposals)))?;
     wasmtime::Engine::new(&wasm)
         .map_err(anyhow::Error::from)
         .context("failed to configure the WebAssembly engine")
+}
+
+/// The version written into compiled code, which wasmtime refuses to load
+/// into an engine whose version differs: wasmtime's own (its default) and
+/// the Wasm proposals. wasmtime on its own accepts code compiled with fewer
+/// features than the engine has; naming the set here makes code compiled for
+/// one set of proposals refused by an engine with any other, so precompiled
+/// code runs only under the proposals it was compiled for.
+pub(super) fn code_version(proposals: Proposals) -> String {
+    format!(
+        "{} (wasmcell; Wasm proposals: {})",
+        ModuleVersionStrategy::WasmtimeVersion.as_str(),
+        proposals.with_implied()
+    )
 }
 
 /// The engine-wide part of the limits: whether fuel is metered and how deep
@@ -301,5 +316,18 @@ mod tests {
             ..config
         };
         assert!(deep.mismatch(&Policy::deny_all()).unwrap().contains("limits.stack"));
+    }
+
+    // See: #20
+    #[test]
+    fn code_versions_name_every_proposal_set_apart_and_fit_wasmtime() {
+        let all = Proposal::ALL.iter().fold(Proposals::EMPTY, |set, p| set.with(*p));
+        let version = code_version(all);
+        // wasmtime stores the version's length in one byte.
+        assert!(version.len() < 256, "{} bytes: {version}", version.len());
+        assert_ne!(code_version(Proposals::EMPTY), version);
+        let one = code_version(Proposals::EMPTY.with(Proposal::TailCall));
+        assert!(one.contains("tail-call"), "{one}");
+        assert_ne!(one, code_version(Proposals::EMPTY.with(Proposal::Exceptions)));
     }
 }

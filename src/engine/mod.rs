@@ -304,9 +304,12 @@ impl Engine {
     /// As [`Engine::load_precompiled`].
     unsafe fn deserialize(&self, code: Precompiled<'_>) -> Result<Compiled, LoadErrorKind> {
         let engine = &self.inner.wasmtime;
+        let config = &self.inner.config;
         let mismatch = |e: wasmtime::Error| {
             LoadErrorKind::Precompiled(format!(
-                "{e:#}; it was compiled for another engine configuration (fuel metering, stack size, allocator or wasmtime version): precompile it again (`Program::precompile`) on an engine with this configuration"
+                "{e:#}; it was compiled for another engine configuration (fuel metering, Wasm proposals, allocator or wasmtime version; this engine has fuel metering {} and Wasm proposals {}): precompile it again (`Program::precompile`) on an engine with this configuration",
+                if config.fuel { "on" } else { "off" },
+                config.proposals.with_implied()
             ))
         };
         let kind = match code {
@@ -517,8 +520,9 @@ impl Engine {
             }
         };
         let kind = wasm_kind(bytes).ok_or_else(|| LoadErrorKind::NotWasm("unknown WebAssembly version".into()))?;
-        if intent == Intent::Command {
-            shape::check_command(bytes)?;
+        match intent {
+            Intent::Command => shape::check_command(bytes)?,
+            Intent::Library => shape::check_library(bytes)?,
         }
         // Before Cranelift runs: a proposal the policy leaves off is named
         // at once, however large the module.
@@ -542,8 +546,9 @@ impl Engine {
     }
 
     fn link_module(&self, module: Module, intent: Intent) -> Result<ProgramKind, LoadErrorKind> {
-        if intent == Intent::Command {
-            check_start(&module)?;
+        match intent {
+            Intent::Command => check_start(&module)?,
+            Intent::Library => check_initialize(&module)?,
         }
         let linker = lazy_linker(&self.inner.p1_linker, || linker::new_p1_linker(&self.inner.wasmtime))?;
         let pre = linker
@@ -607,6 +612,23 @@ fn check_start(module: &Module) -> Result<(), LoadErrorKind> {
         });
     }
     Ok(())
+}
+
+/// A library module's `_initialize`: absent, or `() -> ()`. Instantiating
+/// the module calls it, so one of another type is a module that cannot be
+/// instantiated (a load error, nothing ran), not a guest that trapped. Also
+/// checked by `Sandbox::instantiate` for a module loaded as a command.
+pub(crate) fn check_initialize(module: &Module) -> Result<(), LoadErrorKind> {
+    let found = match module.get_export("_initialize") {
+        None => return Ok(()),
+        Some(wasmtime::ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => return Ok(()),
+        Some(wasmtime::ExternType::Func(ty)) => signature(&ty),
+        Some(wasmtime::ExternType::Global(_)) => "global".into(),
+        Some(wasmtime::ExternType::Table(_)) => "table".into(),
+        Some(wasmtime::ExternType::Memory(_)) => "memory".into(),
+        Some(wasmtime::ExternType::Tag(_)) => "tag".into(),
+    };
+    Err(LoadErrorKind::InitializeSignature { found })
 }
 
 /// Where precompiled code comes from.

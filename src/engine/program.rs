@@ -205,6 +205,15 @@ pub enum LoadErrorKind {
         /// The type the module gives `_start`, such as `(i32) -> ()`.
         found: String,
     },
+    /// The module's `_initialize`, which instantiating it as a library (or
+    /// through [`Sandbox::instantiate`](crate::Sandbox::instantiate)) calls,
+    /// takes parameters, returns results or is not a function; a reactor's
+    /// `_initialize` is `() -> ()`.
+    InitializeSignature {
+        /// The type the module gives `_initialize`, such as `(i32) -> ()`,
+        /// or what it is instead of a function (`global`, `memory`, ...).
+        found: String,
+    },
     /// Precompiled native code given where WebAssembly was expected, or
     /// precompiled code that does not fit this engine.
     Precompiled(String),
@@ -257,6 +266,10 @@ impl fmt::Display for LoadError {
             LoadErrorKind::StartSignature { found } => write!(
                 f,
                 "`_start` has type `{found}`, but a command's `_start` takes no parameters and returns nothing (`() -> ()`); export it with that type, as a `bin` target for wasm32-wasip1 does"
+            ),
+            LoadErrorKind::InitializeSignature { found } => write!(
+                f,
+                "`_initialize` has type `{found}`, but a reactor's `_initialize` is a function that takes no parameters and returns nothing (`() -> ()`); export it with that type, as a `cdylib` for wasm32-wasip1 does"
             ),
         }
     }

@@ -22,12 +22,12 @@ pub(super) fn check_command(bytes: &[u8]) -> Result<(), LoadErrorKind> {
         return Ok(());
     };
     match shape {
-        Shape::Module { exports, start } => match start {
-            Some(Some(ty)) if ty.params().is_empty() && ty.results().is_empty() => Ok(()),
-            Some(Some(ty)) => Err(LoadErrorKind::StartSignature { found: signature(&ty) }),
+        Shape::Module { exports, start, .. } => match start {
+            Some(Export::Func(Some(ty))) if ty.params().is_empty() && ty.results().is_empty() => Ok(()),
+            Some(Export::Func(Some(ty))) => Err(LoadErrorKind::StartSignature { found: signature(&ty) }),
             // `_start` is not a function, or its type could not be read:
             // linking says which.
-            Some(None) => Ok(()),
+            Some(Export::Func(None) | Export::Other(_)) => Ok(()),
             None => Err(not_a_command(false, &exports)),
         },
         Shape::Component { exports } => {
@@ -37,6 +37,26 @@ pub(super) fn check_command(bytes: &[u8]) -> Result<(), LoadErrorKind> {
                 Err(not_a_command(true, &exports))
             }
         }
+    }
+}
+
+/// Whether `bytes` can be instantiated as a library: a core module's
+/// `_initialize`, which instantiation calls, is absent or `() -> ()`. `Ok`
+/// when its exports could not be read (compilation will say why), or the
+/// type of `_initialize` could not be (linking checks it again).
+pub(super) fn check_library(bytes: &[u8]) -> Result<(), LoadErrorKind> {
+    match read(bytes) {
+        Ok(Shape::Module {
+            initialize: Some(Export::Func(Some(ty))),
+            ..
+        }) if !(ty.params().is_empty() && ty.results().is_empty()) => {
+            Err(LoadErrorKind::InitializeSignature { found: signature(&ty) })
+        }
+        Ok(Shape::Module {
+            initialize: Some(Export::Other(kind)),
+            ..
+        }) => Err(LoadErrorKind::InitializeSignature { found: kind.into() }),
+        _ => Ok(()),
     }
 }
 
@@ -90,14 +110,24 @@ fn signature(ty: &FuncType) -> String {
     format!("({}) -> ({})", list(ty.params()), list(ty.results()))
 }
 
+/// What a module exports under one name.
+#[derive(Debug)]
+enum Export {
+    /// A function, with its type when it could be read.
+    Func(Option<FuncType>),
+    /// Something else: `memory`, `table`, `global` or `tag`.
+    Other(&'static str),
+}
+
 /// What the check needs to know about a guest.
 #[derive(Debug)]
 enum Shape {
     Module {
         exports: Vec<String>,
-        /// `None`: no export named `_start`; `Some(None)`: one that is not a
-        /// function of a known type.
-        start: Option<Option<FuncType>>,
+        /// The export named `_start`, if any.
+        start: Option<Export>,
+        /// The export named `_initialize`, if any.
+        initialize: Option<Export>,
     },
     Component {
         /// The top-level export names.
@@ -166,18 +196,34 @@ fn read(bytes: &[u8]) -> wasmparser::Result<Shape> {
             exports: component_exports,
         });
     }
-    let start = exports
-        .iter()
-        .find(|(name, ..)| name == "_start")
-        .map(|(_, kind, index)| match kind {
-            ExternalKind::Func | ExternalKind::FuncExact => funcs
-                .get(*index as usize)
-                .and_then(|ty| types.get(*ty as usize).cloned().flatten()),
-            _ => None,
-        });
+    let export = |name: &str| find_export(&exports, &funcs, &types, name);
+    let (start, initialize) = (export("_start"), export("_initialize"));
     Ok(Shape::Module {
         exports: exports.into_iter().map(|(name, ..)| name).collect(),
         start,
+        initialize,
+    })
+}
+
+/// The export named `wanted`, with a function's type when it can be read
+/// (`funcs` holds each function's type index, imports first).
+fn find_export(
+    exports: &[(String, ExternalKind, u32)],
+    funcs: &[u32],
+    types: &[Option<FuncType>],
+    wanted: &str,
+) -> Option<Export> {
+    let (_, kind, index) = exports.iter().find(|(name, ..)| name == wanted)?;
+    Some(match kind {
+        ExternalKind::Func | ExternalKind::FuncExact => Export::Func(
+            funcs
+                .get(*index as usize)
+                .and_then(|ty| types.get(*ty as usize).cloned().flatten()),
+        ),
+        ExternalKind::Memory => Export::Other("memory"),
+        ExternalKind::Table => Export::Other("table"),
+        ExternalKind::Global => Export::Other("global"),
+        ExternalKind::Tag => Export::Other("tag"),
     })
 }
 
@@ -243,6 +289,36 @@ mod tests {
         );
         assert!(is_cli_run("wasi:cli/run@0.2.3"));
         assert!(!is_cli_run("wasi:cli/runner"));
+    }
+
+    // See: #20
+    #[test]
+    fn a_library_initialize_must_be_a_function_of_no_arguments_and_results() {
+        let library = |wat: &str| {
+            check_library(&wat::parse_str(wat).unwrap()).map_err(|e| match e {
+                LoadErrorKind::InitializeSignature { found } => found,
+                other => format!("{other:?}"),
+            })
+        };
+        assert_eq!(library(r#"(module (func (export "_initialize")))"#), Ok(()));
+        assert_eq!(library(r#"(module (func (export "add")))"#), Ok(()));
+        assert_eq!(
+            library(r#"(module (func (export "_initialize") (param i32)))"#),
+            Err("(i32) -> ()".into())
+        );
+        assert_eq!(
+            library(r#"(module (func (export "_initialize") (result i64) i64.const 0))"#),
+            Err("() -> (i64)".into())
+        );
+        assert_eq!(
+            library(r#"(module (global (export "_initialize") i32 (i32.const 0)))"#),
+            Err("global".into())
+        );
+        // A command's `_initialize` is not looked at when it loads as one.
+        assert_eq!(
+            check(r#"(module (func (export "_start")) (func (export "_initialize") (param i32)))"#),
+            Ok(())
+        );
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //! grants that overlap lose nothing, nor does a read-only grant inside a
 //! read-only one, and a read-write grant inside a read-only one gives the
 //! guest no write access it was not granted.
+//!
+//! A grant with rules overlaps no other directory grant at all, and a file
+//! grant may not name a file those rules protect: layers only add grants,
+//! so without this a child policy or a `--file` flag would undo a base
+//! policy's `deny`.
 
 use super::error::{PolicyError, PolicyErrorKind, invalid};
-use super::{Access, DirGrant};
+use super::{Access, DirGrant, FsDecision, FsOp};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -65,22 +70,33 @@ pub(super) fn check_overlap<'a>(
         }
         // A file grant's folder reaches only its files, which the policy
         // names on purpose, whatever other grants show of the same folder;
-        // its access is compared below like any grant's.
+        // its access is compared below like any grant's. What it names must
+        // not be what another grant's rules protect (whichever came first).
         let files = !old.0.rules.files.is_empty() || !new.0.rules.files.is_empty();
+        if files {
+            check_file_rules(old, new, new)?;
+            check_file_rules(new, old, new)?;
+        }
         let ruled = [old.0, new.0].into_iter().find(|g| !files && !g.rules.is_empty());
         if let Some(ruled) = ruled
             && (reaches(&old.0.host, &new.0.host) || reaches(&new.0.host, &old.0.host))
         {
-            let other = if std::ptr::eq(ruled, old.0) { new.0 } else { old.0 };
+            let (ruled, other) = if std::ptr::eq(ruled, old.0) {
+                (old, new)
+            } else {
+                (new, old)
+            };
             let err = invalid(format!(
-                "the grants at `{}` (host `{}`) and `{}` (host `{}`) overlap, and the one at `{}` has deny or \
-                 read-only rules: the guest could reach what they protect through the other grant; make the \
-                 grants not overlap",
-                ruled.guest,
-                ruled.host.display(),
-                other.guest,
-                other.host.display(),
-                ruled.guest
+                "the grants at `{}` (host `{}`, {}) and `{}` (host `{}`, {}) overlap, and the one at `{}` has \
+                 deny or read-only rules: the guest could reach what they protect through the other grant; \
+                 make the grants not overlap",
+                ruled.0.guest,
+                ruled.0.host.display(),
+                place(ruled),
+                other.0.guest,
+                other.0.host.display(),
+                place(other),
+                ruled.0.guest
             ))
             .key("fs.dirs");
             return Err(new.1.locate(err));
@@ -102,6 +118,93 @@ pub(super) fn check_overlap<'a>(
         }
     }
     Ok(())
+}
+
+/// Refuses a file grant (`[[fs.files]]`, `--file`, `--ro-file`) of a file
+/// that the rules of directory grant `ruled` protect: one it denies (and so
+/// may hide), or, when the file is granted read-write, one it keeps
+/// read-only. A file grant shows the file at a guest path of its own,
+/// outside the directory grant and its rules, so a later layer (a file that
+/// `extends` a base, or a flag) could otherwise undo a base's `deny`. The
+/// error is placed at `at`, the grant added last, and names both.
+fn check_file_rules(
+    file: (&DirGrant, &DirSite),
+    ruled: (&DirGrant, &DirSite),
+    at: (&DirGrant, &DirSite),
+) -> Result<(), PolicyError> {
+    if ruled.0.rules.is_empty() || !ruled.0.rules.files.is_empty() {
+        return Ok(());
+    }
+    for granted in &file.0.rules.files {
+        let host = file.0.host.join(&granted.name);
+        let Some(rel) = path_inside(&ruled.0.host, &host) else {
+            continue;
+        };
+        let op = match granted.access {
+            Access::ReadWrite => FsOp::Write,
+            Access::ReadOnly => FsOp::Read,
+        };
+        if let FsDecision::Deny { rule, .. } = ruled.0.rules.decide(&rel, op) {
+            let err = invalid(format!(
+                "the file grant of `{}` ({}) reaches `{rel}` in the grant at `{}` ({}), which its rule {rule} \
+                 protects: a file grant cannot undo a directory grant's rules, whichever layer adds it; \
+                 remove the file grant, or the rule if the file is meant to be reached",
+                host.display(),
+                place(file),
+                ruled.0.guest,
+                place(ruled),
+            ));
+            let err = at.1.locate(err);
+            // A flag keeps its own name as the key.
+            return Err(match at.1 {
+                DirSite::File(..) => err.key(key_of(at.0)),
+                _ => err,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Which key a grant was written with.
+fn key_of(grant: &DirGrant) -> &'static str {
+    if grant.rules.files.is_empty() {
+        "fs.dirs"
+    } else {
+        "fs.files"
+    }
+}
+
+/// Where a grant was made, for a message that names two: `fs.dirs at
+/// FILE:LINE`, the flag, or the API.
+fn place((grant, site): (&DirGrant, &DirSite)) -> String {
+    match site {
+        DirSite::File(path, line) => format!("{} at {}:{line}", key_of(grant), path.display()),
+        DirSite::Flag(flag) => format!("`{flag}`"),
+        DirSite::Api => "granted through the API".into(),
+    }
+}
+
+/// `inner` relative to `outer` (components joined by `/`, as grant rules
+/// take paths), when a grant of `outer` reaches it: by path, or through an
+/// ancestor of `inner` that is `outer` by device and inode. Both canonical.
+fn path_inside(outer: &Path, inner: &Path) -> Option<String> {
+    let rel = match inner.strip_prefix(outer) {
+        Ok(rel) => rel,
+        Err(_) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt as _;
+                let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+                let outer = id(outer)?;
+                let ancestor = inner.ancestors().find(|a| id(a) == Some(outer))?;
+                inner.strip_prefix(ancestor).ok()?
+            }
+            #[cfg(not(unix))]
+            return None;
+        }
+    };
+    let parts: Vec<_> = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect();
+    Some(parts.join("/"))
 }
 
 /// Whether the guest can reach `inner` through a grant of `outer`: `inner`
@@ -214,6 +317,52 @@ mod tests {
         let rw = grant(tmp.path(), "/d", Access::ReadWrite);
         let ro = grant(tmp.path(), "/d", Access::ReadOnly);
         check(&rw, &ro).unwrap();
+    }
+
+    /// The grant of one file of `dir` at `/etc`, as `[[fs.files]]` makes it.
+    fn file_grant(dir: &Path, name: &str, access: Access) -> DirGrant {
+        let mut g = grant(dir, "/etc", access);
+        g.rules.files = vec![super::super::FileRule {
+            name: name.into(),
+            access,
+        }];
+        g.rules.hide = true;
+        g
+    }
+
+    // See: #20
+    #[test]
+    fn file_grants_of_ruled_files_are_refused_in_either_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("sub")).unwrap();
+        let mut ruled = grant(tmp.path(), "/w", Access::ReadWrite);
+        ruled.rules.deny = vec![crate::policy::PathGlob::new("sub/secret").unwrap()];
+        ruled.rules.read_only = vec![crate::policy::PathGlob::new("sub/*.conf").unwrap()];
+        let sub = tmp.path().join("sub");
+        let (s1, s2) = (DirSite::File("base.toml".into(), 2), DirSite::Flag("--file"));
+        for (file, refused) in [
+            (file_grant(&sub, "secret", Access::ReadOnly), true),
+            (file_grant(&sub, "app.conf", Access::ReadWrite), true),
+            (file_grant(&sub, "notes", Access::ReadWrite), false),
+        ] {
+            let name = &file.rules.files[0].name;
+            let forward = check_overlap([(&ruled, &s1)], (&file, &s2));
+            let backward = check_overlap([(&file, &s2)], (&ruled, &s1));
+            assert_eq!(forward.is_err(), refused, "{name}: {forward:?}");
+            assert_eq!(backward.is_err(), refused, "{name}: {backward:?}");
+            if let (Err(f), Err(b)) = (forward, backward) {
+                assert_eq!(f.key_name(), Some("--file"), "{f}");
+                assert_eq!((b.key_name(), b.line()), (Some("fs.dirs"), Some(2)), "{b}");
+                for e in [f.to_string(), b.to_string()] {
+                    assert!(e.contains("fs.dirs at base.toml:2") && e.contains("`--file`"), "{e}");
+                }
+            }
+        }
+        assert_eq!(
+            path_inside(tmp.path(), &sub.join("secret")).as_deref(),
+            Some("sub/secret")
+        );
+        assert_eq!(path_inside(&sub, tmp.path()), None);
     }
 
     #[test]

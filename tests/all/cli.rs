@@ -673,6 +673,47 @@ fn compile_then_run_precompiled_only_when_allowed() {
     assert_exit(&out, 126, &["--max-module-size"]);
 }
 
+// See: #20
+/// Precompiled code runs only under exactly the Wasm proposals it was
+/// compiled with: a run with one more (which wasmtime alone accepts, the
+/// code using a subset of what the engine allows) is refused like a run with
+/// one fewer, with a load error saying how to compile it again.
+#[test]
+fn precompiled_code_runs_only_under_the_proposals_it_was_compiled_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain.cwasm");
+    let tail = tmp.path().join("tail.cwasm");
+    assert_exit(&run(&["compile", HELLO, "-o", s(&plain)]), 0, &[]);
+    assert_exit(
+        &run(&["compile", "--wasm", "tail-call", HELLO, "-o", s(&tail)]),
+        0,
+        &["tail-call"],
+    );
+    for (cwasm, wasm) in [
+        (&plain, &["--wasm", "tail-call"][..]),
+        (&plain, &["--wasm", "tail-call", "--wasm", "exceptions"][..]),
+        (&tail, &[][..]),
+        (&tail, &["--wasm", "exceptions"][..]),
+        (&tail, &["--wasm", "tail-call", "--wasm", "exceptions"][..]),
+    ] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(wasm);
+        args.extend(["--allow-precompiled", s(cwasm)]);
+        let out = run(&args);
+        assert_exit(&out, 126, &["Wasm proposals", "wasmcell compile", "--wasm"]);
+        assert!(stdout(&out).is_empty(), "{args:?}: nothing ran");
+    }
+    // Control: the same set runs.
+    for (cwasm, wasm) in [(&plain, &[][..]), (&tail, &["--wasm", "tail-call"][..])] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(wasm);
+        args.extend(["--allow-precompiled", s(cwasm)]);
+        let out = run(&args);
+        assert_exit(&out, 0, &[]);
+        assert_eq!(stdout(&out), "hello from wasmcell\n", "{args:?}");
+    }
+}
+
 #[test]
 fn compile_refuses_what_run_would_refuse() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1955,3 +1955,36 @@ fn fs_quotas_hold_against_reads_and_moves_between_grants() {
         assert!(w.path().join("other/big.bin").exists() && !w.path().join("q/big.bin").exists());
     }
 }
+
+// See: #20
+/// A handle's writes are charged against the file's size as it is, not as
+/// that handle last left it: after another handle opens the file with
+/// `O_TRUNC`, rewriting the lost bytes is growth again, charged again
+/// (truncation gives nothing back). Without that, five rounds wrote 360,000
+/// bytes under a 64 KiB quota on preview 1. Both shapes: the rewrite starts
+/// after the truncation, or a first byte goes in before it (the rest
+/// continuing one write stream on preview 2, which then charged against the
+/// size the file had when the stream was made).
+#[test]
+fn fs_quota_charges_a_rewrite_after_another_handle_truncates() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        for before in [0, 1] {
+            let w = tempfile::tempdir().unwrap();
+            let policy = quota_grant(w.path(), "quota = \"64 KiB\"\n");
+            let op = format!("retrunc:/q/f:60000:5:{before}");
+            let (answers, outcome) = ops(&policy, guest, &[&op]);
+            // Preview 1 says ENOSPC; a component's libc reports a refused
+            // stream write as EIO. The record says it was the quota.
+            let answer = &answers[&op];
+            assert!(answer.starts_with("err "), "{guest}, {before}: {answers:?}");
+            if guest == FS_OPS {
+                assert_eq!(answer, "err 51", "{guest}, {before}: ENOSPC");
+            }
+            let size = fs::metadata(w.path().join("f")).unwrap().len();
+            assert!(size <= 64 * 1024, "{guest}, {before}: {size} bytes");
+            let quota: Vec<_> = outcome.denials.iter().filter(|d| d.kind == "fs-quota").collect();
+            assert_eq!(quota.len(), 1, "{guest}, {before}: {:#?}", outcome.denials);
+            assert_eq!(quota[0].target, "/q/f", "{guest}, {before}");
+        }
+    }
+}

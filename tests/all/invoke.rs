@@ -422,3 +422,127 @@ fn r13_missing_export_message_is_bounded() {
     assert!(message.len() < 1_000, "{} bytes: {head}", message.len());
     assert!(message.contains("bytes]`"), "shortened names say so: {head}");
 }
+
+/// `_initialize` exports instantiation cannot call: (file name, module, what
+/// the error must show).
+const BAD_INITIALIZES: [(&str, &str, &str); 3] = [
+    (
+        "init_param.wat",
+        r#"(module (func (export "_initialize") (param i32)) (func (export "f") (result i32) i32.const 1))"#,
+        "(i32) -> ()",
+    ),
+    (
+        "init_result.wat",
+        r#"(module (func (export "_initialize") (result i32) i32.const 0) (func (export "f") (result i32) i32.const 1))"#,
+        "() -> (i32)",
+    ),
+    (
+        "init_global.wat",
+        r#"(module (global (export "_initialize") i32 (i32.const 0)) (func (export "f") (result i32) i32.const 1))"#,
+        "global",
+    ),
+];
+
+// See: #20
+/// A library whose `_initialize` is not `() -> ()` is a load error, like a
+/// command's `_start` of the wrong type: refused before compiling, from the
+/// compiled code too, and by `Sandbox::instantiate` for a module loaded as a
+/// command, before its start function runs (not a trap, 134, after it).
+#[test]
+fn initialize_of_the_wrong_type_is_a_load_error() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let sandbox = Sandbox::builder()
+        .engine(engine.clone())
+        .policy(Policy::deny_all())
+        .build()
+        .unwrap();
+    for (name, wat, found) in BAD_INITIALIZES {
+        let err = sandbox
+            .load_library_bytes(name, wat.as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("{name}: loaded"));
+        match err.kind() {
+            LoadErrorKind::InitializeSignature { found: f } => assert_eq!(f, found, "{name}"),
+            other => panic!("{name}: expected InitializeSignature, got {other:?}"),
+        }
+        assert!(err.to_string().contains("`() -> ()`"), "{name}: {err}");
+    }
+    assert_eq!(engine.cache_stats().compiled, 0, "refused before compiling");
+
+    // A command with such an `_initialize` runs (nothing calls it), but is
+    // not instantiated: its start function, which exits 7, never runs.
+    let command = r#"(module
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (func $s (call $exit (i32.const 7)))
+        (start $s)
+        (func (export "_start"))
+        (func (export "_initialize") (param i32)))"#;
+    let program = sandbox.load_bytes("command.wat", command.as_bytes()).unwrap();
+    let err = sandbox.instantiate(&program).err().expect("refused");
+    let load = err.downcast_ref::<wasmcell::LoadError>().expect("a load error");
+    assert!(
+        matches!(load.kind(), LoadErrorKind::InitializeSignature { found } if found == "(i32) -> ()"),
+        "{load}"
+    );
+    // Control: the right type instantiates, and `_initialize` runs.
+    let good = sandbox.load_library_bytes("reactor.wasm", REACTOR.as_bytes()).unwrap();
+    let mut instance = sandbox.instantiate(&good).unwrap();
+    assert_eq!(
+        instance.invoke("bump", &["1"]).unwrap().results,
+        Some(vec!["41".into()])
+    );
+}
+
+// See: #20
+/// `wasmcell run --invoke` and the matrix report such a module as a load
+/// error, 126, not a trap.
+#[test]
+fn cli_and_matrix_refuse_an_initialize_of_the_wrong_type_with_126() {
+    let dir = tempfile::tempdir().unwrap();
+    let deny_all = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deny-all.toml");
+    for (name, wat, found) in BAD_INITIALIZES {
+        let module = write(dir.path(), name, wat);
+        let out = wait_for(
+            wasmcell_command()
+                .args(["run", "--invoke", "f"])
+                .arg(&module)
+                .spawn()
+                .unwrap(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`_initialize` has type `{found}`")),
+            "{name}: {stderr}"
+        );
+
+        let stem = name.trim_end_matches(".wat");
+        let expect = write(
+            dir.path(),
+            "e.toml",
+            &format!(
+                "[[module]]\nname = \"{stem}\"\ninvoke = \"f\"\n\n\
+                 [[cell]]\nmodule = \"{stem}\"\npolicy = \"*\"\nstatus = \"load-error\"\nexit-code = 126\n"
+            ),
+        );
+        let out = wait_for(
+            wasmcell_command()
+                .args(["matrix", "--modules"])
+                .arg(&module)
+                .args(["--policies", deny_all, "--expect"])
+                .arg(&expect)
+                .args(["--format", "json"])
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(json["cells"][0]["verdict"], "match", "{name}: {:#}", json["cells"][0]);
+    }
+}

@@ -576,3 +576,149 @@ fn fs_file_grants_cannot_be_reached_around() {
         "{e}"
     );
 }
+
+/// A workspace `ws` with `secret.txt`, `notes.txt`, `config/app.toml` and
+/// `keys/id.key`, and `base.toml` granting it read-write at `/w` with
+/// `rules` (TOML lines).
+fn ruled_base(dir: &Path, rules: &str) -> PathBuf {
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(ws.join("config")).unwrap();
+    std::fs::create_dir_all(ws.join("keys")).unwrap();
+    for file in ["secret.txt", "notes.txt", "config/app.toml", "keys/id.key"] {
+        std::fs::write(ws.join(file), "x").unwrap();
+    }
+    write(
+        dir,
+        "base.toml",
+        &format!("[[fs.dirs]]\nhost = \"ws\"\nguest = \"/w\"\naccess = \"read-write\"\n{rules}"),
+    )
+}
+
+/// `child.toml`: extends `base.toml` and grants the file `ws/FILE` at
+/// `/etc/NAME` with `access`; the grant's `host` is on line 3.
+fn file_grant_child(dir: &Path, file: &str, access: &str) -> PathBuf {
+    let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+    write(
+        dir,
+        "child.toml",
+        &format!(
+            "extends = [\"base.toml\"]\n[[fs.files]]\nhost = \"ws/{file}\"\nguest = \"/etc/{name}\"\naccess = \"{access}\"\n"
+        ),
+    )
+}
+
+// See: #20
+/// A base policy's `deny` (hidden or not) and `read-only` rules hold
+/// against a file grant a later layer adds for the same file: an extending
+/// file's `[[fs.files]]`, or `--file`/`--ro-file`. The policy is refused,
+/// naming both places; a file the rules leave alone may still be granted.
+#[test]
+fn a_file_grant_cannot_undo_a_base_policys_rules() {
+    let rules = "deny = [\"secret.txt\", \"keys\"]\nread-only = [\"config/**\"]\nhide = true\n";
+    let refused = [
+        ("secret.txt", "read-write", "deny \"secret.txt\""),
+        ("secret.txt", "read-only", "deny \"secret.txt\""),
+        ("keys/id.key", "read-only", "deny \"keys\""),
+        ("config/app.toml", "read-write", "read-only \"config/**\""),
+    ];
+    for (file, access, rule) in refused {
+        let dir = tempfile::tempdir().unwrap();
+        let base = ruled_base(dir.path(), rules);
+        let child = file_grant_child(dir.path(), file, access);
+        let e = Policy::from_file(&child).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e.kind(), PolicyErrorKind::Invalid(_)), "{file}: {msg}");
+        assert_eq!(
+            (e.path(), e.line(), e.key_name()),
+            (Some(child.as_path()), Some(3), Some("fs.files")),
+            "{msg}"
+        );
+        for needle in [
+            rule,
+            &format!("{}:2", base.display()),
+            &format!("{}:3", child.display()),
+            "`/w`",
+        ] {
+            assert!(msg.contains(needle), "{file}: `{needle}` missing from {msg}");
+        }
+
+        // The same grant as a flag over the base.
+        let flag = if access == "read-write" { "--file" } else { "--ro-file" };
+        let access = if access == "read-write" {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+        let e = Policy::builder()
+            .file(&base)
+            .unwrap()
+            .origin(Origin::Flag(flag))
+            .grant_file(dir.path().join("ws").join(file), &format!("/etc/{name}"), access)
+            .build()
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("{flag}: ")), "{msg}");
+        assert!(
+            msg.contains(rule) && msg.contains(&format!("{}:2", base.display())),
+            "{msg}"
+        );
+    }
+    // What the rules leave alone can be granted.
+    let dir = tempfile::tempdir().unwrap();
+    ruled_base(dir.path(), rules);
+    let child = file_grant_child(dir.path(), "notes.txt", "read-write");
+    Policy::from_file(&child).unwrap_or_else(|e| panic!("{e}"));
+}
+
+// See: #20
+/// The rule wins whichever layer comes first: a child that adds a `deny`
+/// over a file its base grants is refused too, and so is one file holding
+/// both (a contradiction).
+#[test]
+fn a_deny_added_over_a_granted_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    ruled_base(dir.path(), "");
+    let files = write(
+        dir.path(),
+        "files.toml",
+        "[[fs.files]]\nhost = \"ws/secret.txt\"\nguest = \"/etc/secret.txt\"\naccess = \"read-write\"\n",
+    );
+    let child = write(
+        dir.path(),
+        "child.toml",
+        "extends = [\"files.toml\"]\n[[fs.dirs]]\nhost = \"ws\"\nguest = \"/w\"\naccess = \"read-write\"\ndeny = [\"*.txt\"]\n",
+    );
+    let e = Policy::from_file(&child).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!((e.path(), e.line()), (Some(child.as_path()), Some(3)), "{msg}");
+    assert!(
+        msg.contains(&format!("{}:2", files.display())) && msg.contains("deny \"*.txt\""),
+        "{msg}"
+    );
+
+    let both = "[[fs.dirs]]\nhost = \"ws\"\nguest = \"/w\"\naccess = \"read-write\"\ndeny = [\"secret.txt\"]\n\
+                [[fs.files]]\nhost = \"ws/secret.txt\"\nguest = \"/etc/secret.txt\"\naccess = \"read-only\"\n";
+    let e = Policy::from_toml(both, dir.path()).unwrap_err().to_string();
+    assert!(e.contains("deny \"secret.txt\""), "{e}");
+}
+
+// See: #20
+/// On the command line: `wasmcell run` and `wasmcell check` refuse the
+/// policy with exit 2 before anything runs.
+#[test]
+fn cli_refuses_a_file_grant_of_a_denied_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ruled_base(dir.path(), "deny = [\"secret.txt\"]\n");
+    let child = file_grant_child(dir.path(), "secret.txt", "read-write");
+    let (code, stderr) = wasmcell(&["check", s(&child)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("deny \"secret.txt\""), "{stderr}");
+    let grant = format!("{}::/etc/secret.txt", s(&dir.path().join("ws/secret.txt")));
+    let (code, stderr) = wasmcell(&["run", "--policy", s(&base), "--file", &grant, wasmcell_artifacts::HELLO]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--file") && stderr.contains(&format!("{}:2", base.display())),
+        "{stderr}"
+    );
+}

@@ -19,6 +19,10 @@
 //! every one open; prints how many it holds, or the first error).
 //! `at:D:P` (opens folder D and keeps the handle, then reads P relative to
 //! that handle with `openat`, as a program holding a folder does).
+//! `retrunc:P:N:R:K` (handle A creates P and writes N bytes; then R times: A
+//! seeks to 0 and writes K of the N bytes, a second handle opens P with
+//! `O_TRUNC`, and A writes the rest; prints the bytes A wrote in all, or the
+//! first error).
 
 use wasmcell_modules::symlink;
 
@@ -63,6 +67,10 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         "stale" => stale(arg(0), arg(1), arg(2).parse().unwrap_or(0)),
         "hold" => hold(arg(0), arg(1).parse().unwrap_or(0)),
         "at" => read_at(arg(0), arg(1)),
+        "retrunc" => {
+            let num = |i: usize| arg(i).parse().unwrap_or(0);
+            retrunc(arg(0), num(1), num(2), num(3))
+        }
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
@@ -76,6 +84,28 @@ fn hold(dir: &str, n: usize) -> std::io::Result<String> {
         held.push(fs::File::create_new(format!("{dir}/h{i}"))?);
     }
     Ok(format!("holding {}", held.len()))
+}
+
+/// Rewrites a file through one handle after another handle truncated it:
+/// each round writes `n` bytes into a file that another open just emptied.
+fn retrunc(path: &str, n: usize, rounds: usize, before: usize) -> std::io::Result<String> {
+    let mut a = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let bytes = vec![b'r'; n];
+    a.write_all(&bytes)?;
+    let before = before.min(n);
+    let mut written = n;
+    for _ in 0..rounds {
+        a.seek(SeekFrom::Start(0))?;
+        a.write_all(&bytes[..before])?;
+        drop(fs::OpenOptions::new().write(true).truncate(true).open(path)?);
+        a.write_all(&bytes[before..])?;
+        written += n;
+    }
+    Ok(format!("{written} bytes written"))
 }
 
 fn grow(path: &str, rounds: u32) -> std::io::Result<String> {

@@ -85,13 +85,13 @@ pub(crate) struct NamedOpen {
     pub(crate) exclusive: bool,
 }
 
-/// A preview 1 fd open for writing below a grant with a byte quota: its
-/// size as the run's own writes and resizes through it left it, and whether
-/// it appends (its position is wasmtime-wasi's, asked before each write).
+/// A preview 1 fd open for writing below a grant with a byte quota, and
+/// whether it appends. Neither its size nor its position is kept here: other
+/// handles (and other processes) resize the file, so each write asks both of
+/// wasmtime-wasi.
 pub(crate) struct Written {
     pub(crate) quota: Arc<Quota>,
     pub(crate) target: String,
-    pub(crate) size: u64,
     pub(crate) append: bool,
 }
 
@@ -198,18 +198,10 @@ impl FsGuard {
             .is_some_and(|loc| self.grants[loc.grant].quota.as_ref().is_some_and(|q| q.counts_files()))
     }
 
-    /// Preview 1: `fd` was opened for writing at `loc`, `size` bytes long.
-    pub(crate) fn track_write(&mut self, fd: u32, loc: &Loc, size: u64, append: bool) {
+    /// Preview 1: `fd` was opened for writing at `loc`.
+    pub(crate) fn track_write(&mut self, fd: u32, loc: &Loc, append: bool) {
         if let Some((quota, target)) = self.byte_quota(loc) {
-            self.written.insert(
-                fd,
-                Written {
-                    quota,
-                    target,
-                    size,
-                    append,
-                },
-            );
+            self.written.insert(fd, Written { quota, target, append });
         }
     }
 

@@ -186,7 +186,7 @@ pub(crate) async fn path_open(
         charged.inspect(|q| q.refund_file());
         return Ok(rc);
     }
-    opened(ctx, guard, mem, out, checked, op, (oflags, fdflags)).await?;
+    opened(guard, mem, out, checked, op, fdflags);
     Ok(rc)
 }
 
@@ -213,7 +213,7 @@ async fn open_by_name(
     let rc = wasi_path_open(ctx, mem, tried).await?;
     if rc == 0 {
         after(guard, rc, fd, Some(path), op);
-        opened(ctx, guard, mem, out, Some(named.checked), op, (oflags, fdflags)).await?;
+        opened(guard, mem, out, Some(named.checked), op, fdflags);
         return Ok(Some(rc));
     }
     // Without following, nothing else differs: the answer stands.
@@ -247,32 +247,14 @@ async fn wasi_path_open(ctx: &mut WasiP1Ctx, mem: &mut [u8], args: OpenArgs) -> 
 /// After `path_open` opened the fd written at `out` where `checked` says:
 /// starts counting its writes below a grant with a byte quota, and keeps
 /// where it points.
-async fn opened(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &[u8],
-    out: Ptr,
-    checked: Option<Checked>,
-    op: FsOp,
-    (oflags, fdflags): (i32, i32),
-) -> wasmtime::Result<()> {
+fn opened(guard: &mut FsGuard, mem: &[u8], out: Ptr, checked: Option<Checked>, op: FsOp, fdflags: i32) {
     if let Some(new) = read_u32(mem, out) {
-        // Truncated, or created by this open: empty without asking.
-        let empty = oflags & OFLAGS_TRUNC != 0 || checked.as_ref().is_some_and(|c| c.exists == Some(false));
         let loc = checked.and_then(|c| c.loc);
-        if let Some(loc) = loc.as_ref().filter(|_| op != FsOp::Read)
-            && guard.byte_quota(loc).is_some()
-        {
-            let size = if empty {
-                0
-            } else {
-                fd_size(ctx, new).await?.unwrap_or(0)
-            };
-            guard.track_write(new, loc, size, fdflags & FDFLAGS_APPEND != 0);
+        if let Some(loc) = loc.as_ref().filter(|_| op != FsOp::Read) {
+            guard.track_write(new, loc, fdflags & FDFLAGS_APPEND != 0);
         }
         guard.opened(new, loc);
     }
-    Ok(())
 }
 
 pub(crate) async fn path_filestat_get(
@@ -613,35 +595,69 @@ fn iovecs_len(mem: &[u8], iovs: Ptr, count: i32) -> Option<u64> {
     )
 }
 
-/// A write of `len` bytes at `at` (the end of the file when appending) to a
-/// tracked fd: charges what it adds past the file's size first. `None` when
-/// the fd is not counted; `Err` with the errno when the quota refuses.
-fn charge_write(guard: &mut FsGuard, fd: i32, at: u64, len: u64) -> Result<Option<u64>, i32> {
-    let Some(w) = guard.written(fd as u32) else {
-        return Ok(None);
-    };
-    let start = if w.append { w.size } else { at };
-    let growth = start.saturating_add(len).saturating_sub(w.size);
-    if !w.quota.charge_bytes(&w.target, growth) {
-        return Err(errno::NOSPC);
-    }
-    Ok(Some(growth))
+/// A change to a counted file: a write of `len` bytes at `at` (at the end
+/// of the file when the fd appends, wherever `at` says), or a resize.
+#[derive(Clone, Copy)]
+enum Change {
+    Write { at: u64, len: u64 },
+    Resize(u64),
 }
 
-/// After a counted write of `n` bytes at `at`, updates the fd's size and
-/// gives back what a short or failed write did not add.
-fn wrote(guard: &mut FsGuard, fd: i32, at: u64, n: Option<u64>, charged: u64) {
+/// A counted change about to happen: what was charged for it, and the
+/// file's size it was charged against.
+#[derive(Clone, Copy)]
+struct Charge {
+    charged: u64,
+    size: u64,
+}
+
+/// Charges `change` to a tracked fd for what it adds past the file's size
+/// *now*, before it happens. The size is asked of the file each time, never
+/// remembered: another handle (or another process) may have truncated it
+/// since, and a remembered size would let a rewrite of the lost bytes go
+/// uncharged. `None` when the fd is not counted; `Err` with the errno when
+/// the quota refuses.
+async fn charge(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    fd: i32,
+    change: Change,
+) -> wasmtime::Result<Result<Option<Charge>, i32>> {
+    if guard.written(fd as u32).is_none() {
+        return Ok(Ok(None));
+    }
+    // A size that cannot be read counts as empty: the change is charged in
+    // full (and fails anyway on a descriptor that cannot be stat-ed).
+    let size = fd_size(ctx, fd as u32).await?.unwrap_or(0);
+    let Some(w) = guard.written(fd as u32) else {
+        return Ok(Ok(None));
+    };
+    let end = match change {
+        Change::Write { len, .. } if w.append => size.saturating_add(len),
+        Change::Write { at, len } => at.saturating_add(len),
+        Change::Resize(to) => to,
+    };
+    let growth = end.saturating_sub(size);
+    if !w.quota.charge_bytes(&w.target, growth) {
+        return Ok(Err(errno::NOSPC));
+    }
+    Ok(Ok(Some(Charge { charged: growth, size })))
+}
+
+/// After a counted write of `n` bytes at `at` (`None`: it failed), gives
+/// back what a short or failed write did not add.
+fn wrote(guard: &mut FsGuard, fd: i32, at: u64, n: Option<u64>, charge: Charge) {
     let Some(w) = guard.written(fd as u32) else {
         return;
     };
-    let Some(n) = n else {
-        return w.quota.refund_bytes(charged);
+    let added = match n {
+        Some(n) => {
+            let start = if w.append { charge.size } else { at };
+            start.saturating_add(n).saturating_sub(charge.size)
+        }
+        None => 0,
     };
-    let start = if w.append { w.size } else { at };
-    let end = start.saturating_add(n);
-    let added = end.saturating_sub(w.size);
-    w.quota.refund_bytes(charged.saturating_sub(added));
-    w.size = w.size.max(end);
+    w.quota.refund_bytes(charge.charged.saturating_sub(added));
 }
 
 /// The position of `fd` as wasmtime-wasi keeps it (reads, seeks and writes
@@ -663,15 +679,15 @@ pub(crate) async fn fd_write(
         && let Some(len) = iovecs_len(mem, iovs, count)
         && let Some(at) = fd_position(ctx, fd)?
     {
-        match charge_write(guard, fd, at, len) {
+        match charge(ctx, guard, fd, Change::Write { at, len }).await? {
             Err(e) => return Ok(e),
             Ok(c) => charged = c.map(|c| (at, c)),
         }
     }
     let rc = wasi::fd_write(ctx, &mut GuestMemory::Unshared(mem), fd, iovs, count, nwritten).await?;
-    if let Some((at, charged)) = charged {
+    if let Some((at, charge)) = charged {
         let n = (rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from);
-        wrote(guard, fd, at, n, charged);
+        wrote(guard, fd, at, n, charge);
     }
     Ok(rc)
 }
@@ -683,16 +699,18 @@ pub(crate) async fn fd_pwrite(
     (fd, iovs, count, offset, nwritten): (i32, Ptr, i32, i64, Ptr),
 ) -> wasmtime::Result<i32> {
     let at = offset as u64;
-    let charged = match iovecs_len(mem, iovs, count).map(|len| charge_write(guard, fd, at, len)) {
-        Some(Err(e)) => return Ok(e),
-        Some(Ok(c)) => c,
+    let charged = match iovecs_len(mem, iovs, count) {
+        Some(len) => match charge(ctx, guard, fd, Change::Write { at, len }).await? {
+            Err(e) => return Ok(e),
+            Ok(c) => c,
+        },
         None => None,
     };
     let mut memory = GuestMemory::Unshared(mem);
     let rc = wasi::fd_pwrite(ctx, &mut memory, fd, iovs, count, offset, nwritten).await?;
-    if let Some(charged) = charged {
+    if let Some(charge) = charged {
         let n = (rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from);
-        wrote(guard, fd, at, n, charged);
+        wrote(guard, fd, at, n, charge);
     }
     Ok(rc)
 }
@@ -713,7 +731,8 @@ pub(crate) async fn fd_fdstat_set_flags(
     Ok(rc)
 }
 
-/// Growing a file by resizing it is charged like a write.
+/// Growing a file by resizing it is charged like a write: for what it adds
+/// past the file's size now.
 pub(crate) async fn fd_filestat_set_size(
     ctx: &mut WasiP1Ctx,
     guard: &mut FsGuard,
@@ -721,23 +740,15 @@ pub(crate) async fn fd_filestat_set_size(
     (fd, size): (i32, i64),
 ) -> wasmtime::Result<i32> {
     let size = size as u64;
-    let charged = match guard.written(fd as u32) {
-        Some(w) => {
-            let growth = size.saturating_sub(w.size);
-            if !w.quota.charge_bytes(&w.target, growth) {
-                return Ok(errno::NOSPC);
-            }
-            Some(growth)
-        }
-        None => None,
+    let charged = match charge(ctx, guard, fd, Change::Resize(size)).await? {
+        Err(e) => return Ok(e),
+        Ok(c) => c,
     };
     let rc = wasi::fd_filestat_set_size(ctx, &mut GuestMemory::Unshared(mem), fd, size as i64).await?;
-    if let (Some(charged), Some(w)) = (charged, guard.written(fd as u32)) {
-        if rc == 0 {
-            w.size = size;
-        } else {
-            w.quota.refund_bytes(charged);
-        }
+    if let (Some(charge), Some(w)) = (charged, guard.written(fd as u32))
+        && rc != 0
+    {
+        w.quota.refund_bytes(charge.charged);
     }
     Ok(rc)
 }

@@ -10,7 +10,7 @@
 
 use super::FsGuard;
 use super::guard::{Checked, Refusal};
-use super::quota::{Quota, QuotaStream};
+use super::quota::{Quota, QuotaStream, size_of};
 use crate::policy::FsOp;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource};
@@ -31,6 +31,14 @@ pub(crate) struct GuardedFs;
 
 impl HasData for GuardedFs {
     type Data<'a> = Guarded<'a>;
+}
+
+/// A file below a grant with a byte quota: the quota, the guest path for
+/// its records, and the file, to ask its size at each write.
+struct CountedFile {
+    quota: Arc<Quota>,
+    target: String,
+    file: Arc<std::fs::File>,
 }
 
 fn code(refusal: Refusal) -> FsError {
@@ -97,17 +105,16 @@ impl Guarded<'_> {
         self.after(result, base, path, op)
     }
 
-    /// The size of the file `fd` is, when it is a file below a grant with
-    /// a byte quota: the quota and the guest path for its record.
-    fn quota_and_size(&self, fd: &Resource<types::Descriptor>) -> FsResult<Option<(Arc<Quota>, String, u64)>> {
+    /// The file `fd` is, when it is a file below a grant with a byte quota.
+    fn counted_file(&self, fd: &Resource<types::Descriptor>) -> FsResult<Option<CountedFile>> {
         let Some((quota, target)) = self.guard.handle_quota(fd.rep()) else {
             return Ok(None);
         };
-        let size = match self.inner.table.get(fd)? {
-            Descriptor::File(f) => f.file.metadata().map(|m| m.len()).unwrap_or(0),
+        let file = match self.inner.table.get(fd)? {
+            Descriptor::File(f) => f.file.clone(),
             Descriptor::Dir(_) => return Ok(None),
         };
-        Ok(Some((quota, target, size)))
+        Ok(Some(CountedFile { quota, target, file }))
     }
 
     /// Charges a write of `len` bytes at `at` (or a resize to `at` when
@@ -118,9 +125,10 @@ impl Guarded<'_> {
         at: Option<u64>,
         len: u64,
     ) -> FsResult<Option<(Arc<Quota>, u64)>> {
-        let Some((quota, target, size)) = self.quota_and_size(fd)? else {
+        let Some(CountedFile { quota, target, file }) = self.counted_file(fd)? else {
             return Ok(None);
         };
+        let size = size_of(&file);
         let growth = at.unwrap_or(size).saturating_add(len).saturating_sub(size);
         if !quota.charge_bytes(&target, growth) {
             return Err(code(Refusal::Full));
@@ -194,7 +202,7 @@ impl Guarded<'_> {
         fd: u32,
         at: Option<u64>,
     ) -> FsResult<Resource<DynOutputStream>> {
-        let Some((quota, target, size)) = self.quota_and_size(&Resource::new_borrow(fd))? else {
+        let Some(CountedFile { quota, target, file }) = self.counted_file(&Resource::new_borrow(fd))? else {
             return Ok(stream);
         };
         let inner = self.inner.table.delete(stream)?;
@@ -202,8 +210,8 @@ impl Guarded<'_> {
             inner,
             quota,
             target,
-            position: at.unwrap_or(size),
-            size,
+            file,
+            position: at.unwrap_or(0),
             append: at.is_none(),
         });
         Ok(self.inner.table.push(wrapped)?)

@@ -120,17 +120,27 @@ pub(crate) fn no_space() -> std::io::Error {
 }
 
 /// A preview 2 output stream on a file below a grant with a quota: each
-/// write is charged for what it adds past the largest size the file had
-/// through this stream, before wasmtime-wasi's stream performs it.
+/// write is charged for what it adds past the file's size at that moment,
+/// before wasmtime-wasi's stream performs it. The size is asked of the file
+/// each time, never remembered: another descriptor may have truncated the
+/// file since the stream was made, and the lost bytes written again are
+/// growth again. (wasmtime-wasi refuses a write while the stream's previous
+/// one is still under way, so the size asked includes that one.)
 pub(crate) struct QuotaStream {
     pub(crate) inner: DynOutputStream,
     pub(crate) quota: Arc<Quota>,
     pub(crate) target: String,
+    /// The file written, to ask its size.
+    pub(crate) file: Arc<std::fs::File>,
     /// Where the next write goes (unused when appending).
     pub(crate) position: u64,
-    /// The file's size as this stream knows it.
-    pub(crate) size: u64,
     pub(crate) append: bool,
+}
+
+/// The size of `file` now; one that cannot be read counts as empty, so a
+/// write is charged in full.
+pub(crate) fn size_of(file: &std::fs::File) -> u64 {
+    file.metadata().map(|m| m.len()).unwrap_or(0)
 }
 
 #[async_trait]
@@ -144,9 +154,10 @@ impl Pollable for QuotaStream {
 impl OutputStream for QuotaStream {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
         let n = bytes.len() as u64;
-        let start = if self.append { self.size } else { self.position };
+        let size = size_of(&self.file);
+        let start = if self.append { size } else { self.position };
         let end = start.saturating_add(n);
-        let growth = end.saturating_sub(self.size);
+        let growth = end.saturating_sub(size);
         if !self.quota.charge_bytes(&self.target, growth) {
             return Err(StreamError::LastOperationFailed(no_space().into()));
         }
@@ -155,7 +166,6 @@ impl OutputStream for QuotaStream {
             return Err(e);
         }
         self.position = end;
-        self.size = self.size.max(end);
         Ok(())
     }
 
