@@ -37,6 +37,8 @@ const OFLAGS_EXCL: i32 = 4;
 const OFLAGS_TRUNC: i32 = 8;
 const RIGHTS_FD_WRITE: i64 = 1 << 6;
 const FDFLAGS_APPEND: i32 = 1;
+const WHENCE_SET: i32 = 0;
+const WHENCE_END: i32 = 2;
 const FILETYPE_DIRECTORY: u8 = 3;
 const FILETYPE_SYMBOLIC_LINK: u8 = 7;
 /// A filestat's size in guest memory, and where in it the file type is.
@@ -628,7 +630,7 @@ async fn charge(
     }
     // A size that cannot be read counts as empty: the change is charged in
     // full (and fails anyway on a descriptor that cannot be stat-ed).
-    let size = fd_size(ctx, fd as u32).await?.unwrap_or(0);
+    let size = counted_size(ctx, fd).await?.unwrap_or(0);
     let Some(w) = guard.written(fd as u32) else {
         return Ok(Ok(None));
     };
@@ -658,6 +660,31 @@ fn wrote(guard: &mut FsGuard, fd: i32, at: u64, n: Option<u64>, charge: Charge) 
         None => 0,
     };
     w.quota.refund_bytes(charge.charged.saturating_sub(added));
+}
+
+/// The size of counted file `fd` now, from one `fstat`: wasmtime-wasi
+/// answers a seek to the end with one stat (one hand-off to its blocking
+/// pool, where `fd_filestat_get` makes two), and the position that seek
+/// moves is put back at once, before the guest runs again.
+async fn counted_size(ctx: &mut WasiP1Ctx, fd: i32) -> wasmtime::Result<Option<u64>> {
+    let Some(back) = fd_position(ctx, fd)?.and_then(|p| i64::try_from(p).ok()) else {
+        return fd_size(ctx, fd as u32).await;
+    };
+    let mut scratch = [0u8; 8];
+    let rc = wasi::fd_seek(ctx, &mut GuestMemory::Unshared(&mut scratch), fd, 0, WHENCE_END, 0).await?;
+    if rc != 0 {
+        return fd_size(ctx, fd as u32).await;
+    }
+    let size = u64::from_le_bytes(scratch);
+    let rc = wasi::fd_seek(ctx, &mut GuestMemory::Unshared(&mut scratch), fd, back, WHENCE_SET, 0).await?;
+    // Setting a position the file had cannot fail; if it did, the guest
+    // must not go on writing where it did not mean to.
+    if rc != 0 {
+        return Err(wasmtime::Error::msg(format!(
+            "failed to restore the position of fd {fd} after asking its size"
+        )));
+    }
+    Ok(Some(size))
 }
 
 /// The position of `fd` as wasmtime-wasi keeps it (reads, seeks and writes
