@@ -4,14 +4,17 @@
 //! read-write grant contains a read-only one (or is the same directory under
 //! another guest path), the guest changes the read-only grant's files through
 //! the read-write one, so the read-only promise would be false. Two read-write
-//! grants that overlap lose nothing, nor does a read-only grant inside a
+//! grants that overlap lose nothing (unless one has a write quota, below),
+//! nor does a read-only grant inside a
 //! read-only one, and a read-write grant inside a read-only one gives the
 //! guest no write access it was not granted.
 //!
 //! A grant with rules overlaps no other directory grant at all, and a file
 //! grant may not name a file those rules protect: layers only add grants,
 //! so without this a child policy or a `--file` flag would undo a base
-//! policy's `deny`.
+//! policy's `deny`. A grant with a write quota (`quota`, `max-files`)
+//! overlaps no grant that can write, folder or file: the quota counts only
+//! what is written through its own grant.
 
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::{Access, DirGrant, FsDecision, FsOp};
@@ -77,7 +80,13 @@ pub(super) fn check_overlap<'a>(
             check_file_rules(old, new, new)?;
             check_file_rules(new, old, new)?;
         }
-        let ruled = [old.0, new.0].into_iter().find(|g| !files && !g.rules.is_empty());
+        // A quota counts only what is written through its own grant, so any
+        // other grant that can write the same tree would write uncounted.
+        let writes_around = |g: &DirGrant, other: &DirGrant| g.rules.has_quota() && other.access == Access::ReadWrite;
+        let ruled = [(old.0, new.0), (new.0, old.0)]
+            .into_iter()
+            .find(|(g, other)| !files && (!g.rules.is_empty() || writes_around(g, other)))
+            .map(|(g, _)| g);
         if let Some(ruled) = ruled
             && (reaches(&old.0.host, &new.0.host) || reaches(&new.0.host, &old.0.host))
         {
@@ -88,8 +97,8 @@ pub(super) fn check_overlap<'a>(
             };
             let err = invalid(format!(
                 "the grants at `{}` (host `{}`, {}) and `{}` (host `{}`, {}) overlap, and the one at `{}` has \
-                 deny or read-only rules: the guest could reach what they protect through the other grant; \
-                 make the grants not overlap",
+                 deny or read-only rules or a write quota: the guest could reach what they protect, or write \
+                 uncounted, through the other grant; make the grants not overlap",
                 ruled.0.guest,
                 ruled.0.host.display(),
                 place(ruled),
@@ -132,7 +141,8 @@ fn check_file_rules(
     ruled: (&DirGrant, &DirSite),
     at: (&DirGrant, &DirSite),
 ) -> Result<(), PolicyError> {
-    if ruled.0.rules.is_empty() || !ruled.0.rules.files.is_empty() {
+    let quota = ruled.0.rules.has_quota();
+    if (ruled.0.rules.is_empty() && !quota) || !ruled.0.rules.files.is_empty() {
         return Ok(());
     }
     for granted in &file.0.rules.files {
@@ -140,6 +150,18 @@ fn check_file_rules(
         let Some(rel) = path_inside(&ruled.0.host, &host) else {
             continue;
         };
+        if quota && granted.access == Access::ReadWrite {
+            let err = invalid(format!(
+                "the read-write file grant of `{}` ({}) reaches `{rel}` in the grant at `{}` ({}), which has a \
+                 write quota: writes through the file grant would not be counted; grant the file read-only, or \
+                 reach it through the quota grant",
+                host.display(),
+                place(file),
+                ruled.0.guest,
+                place(ruled),
+            ));
+            return Err(locate_file_error(at, err));
+        }
         let op = match granted.access {
             Access::ReadWrite => FsOp::Write,
             Access::ReadOnly => FsOp::Read,
@@ -154,15 +176,20 @@ fn check_file_rules(
                 ruled.0.guest,
                 place(ruled),
             ));
-            let err = at.1.locate(err);
-            // A flag keeps its own name as the key.
-            return Err(match at.1 {
-                DirSite::File(..) => err.key(key_of(at.0)),
-                _ => err,
-            });
+            return Err(locate_file_error(at, err));
         }
     }
     Ok(())
+}
+
+/// `err` placed at `at`, the grant added last; a flag keeps its own name as
+/// the key.
+fn locate_file_error(at: (&DirGrant, &DirSite), err: PolicyError) -> PolicyError {
+    let err = at.1.locate(err);
+    match at.1 {
+        DirSite::File(..) => err.key(key_of(at.0)),
+        _ => err,
+    }
 }
 
 /// Which key a grant was written with.

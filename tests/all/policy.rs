@@ -722,3 +722,63 @@ fn cli_refuses_a_file_grant_of_a_denied_file() {
         "{stderr}"
     );
 }
+
+// See: #20
+/// A write quota counts what is written through its own grant, so no other
+/// grant that can write the same tree is allowed beside it, whichever layer
+/// adds it: the same folder at another guest path, a folder inside it, a
+/// read-write file grant of a file in it, or a child policy's grant. Each
+/// is refused before the guest runs, and nothing lands in the folder.
+#[test]
+fn a_later_grant_cannot_write_around_a_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ruled_base(dir.path(), "quota = \"100 B\"\nmax-files = 2\n");
+    let ws = dir.path().join("ws");
+    let big = "x".repeat(5000);
+    let around = [
+        ("--dir", format!("{}::/x", s(&ws)), "/x/big.txt"),
+        ("--dir", format!("{}::/x", s(&ws.join("config"))), "/x/big.txt"),
+        (
+            "--file",
+            format!("{}::/x/notes.txt", s(&ws.join("notes.txt"))),
+            "/x/notes.txt",
+        ),
+    ];
+    for flags @ (flag, grant, target) in &around {
+        let write = format!("write:{target}:{big}");
+        let args = [
+            "run",
+            "--policy",
+            s(&base),
+            flag,
+            grant,
+            wasmcell_artifacts::FS_OPS,
+            &write,
+        ];
+        let (code, stderr) = wasmcell(&args);
+        assert_eq!(code, Some(2), "{flags:?} must be refused: {stderr}");
+        assert!(stderr.contains("write quota"), "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}:2", base.display())),
+            "names the quota grant: {stderr}"
+        );
+    }
+    let child = write(
+        dir.path(),
+        "child.toml",
+        "extends = [\"base.toml\"]\n[[fs.dirs]]\nhost = \"ws\"\nguest = \"/x\"\naccess = \"read-write\"\n",
+    );
+    let (code, stderr) = wasmcell(&["check", s(&child)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("write quota") && stderr.contains("child.toml:3"),
+        "{stderr}"
+    );
+    for entry in std::fs::read_dir(ws.join("config"))
+        .unwrap()
+        .chain(std::fs::read_dir(&ws).unwrap())
+    {
+        let meta = entry.unwrap().metadata().unwrap();
+        assert!(meta.len() <= 1 || meta.is_dir(), "a refused run wrote nothing");
+    }
+}
