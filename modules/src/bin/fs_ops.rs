@@ -19,6 +19,8 @@
 //! every one open; prints how many it holds, or the first error).
 //! `at:D:P` (opens folder D and keeps the handle, then reads P relative to
 //! that handle with `openat`, as a program holding a folder does).
+//! `nlink:P` (`stat` and then `fstat` of P opened: link count and size of
+//! each) `cookies:D` (wasi-libc's `readdir` of D: `name@telldir` each).
 
 use wasmcell_modules::symlink;
 
@@ -63,11 +65,67 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         "stale" => stale(arg(0), arg(1), arg(2).parse().unwrap_or(0)),
         "hold" => hold(arg(0), arg(1).parse().unwrap_or(0)),
         "at" => read_at(arg(0), arg(1)),
+        "nlink" => nlink(arg(0)),
+        "cookies" => cookies(arg(0)),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
         other => Err(std::io::Error::other(format!("unknown operation `{other}`"))),
     }
+}
+
+/// `stat` of `path`, then `fstat` of it opened: the link count and size each
+/// gives (what counts a folder's entries).
+fn nlink(path: &str) -> std::io::Result<String> {
+    let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid C string and `st` a `stat` to write to.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let by_path = format!("nlink {} size {}", st.st_nlink, st.st_size);
+    // SAFETY: as above; the fd opened is closed before returning.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let rc = unsafe { libc::fstat(fd, &mut st) };
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(format!("{by_path}; open: nlink {} size {}", st.st_nlink, st.st_size))
+}
+
+unsafe extern "C" {
+    fn telldir(d: *mut libc::DIR) -> libc::c_long;
+}
+
+/// wasi-libc's `readdir` of `path`: each name with the position after it
+/// (`telldir`, the listing's cookie).
+fn cookies(path: &str) -> std::io::Result<String> {
+    let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    let mut out = Vec::new();
+    // SAFETY: `d` is checked before use and closed once; each entry is read
+    // before the next `readdir`.
+    unsafe {
+        let d = libc::opendir(c.as_ptr());
+        if d.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        loop {
+            let e = libc::readdir(d);
+            if e.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*e).d_name.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            out.push(format!("{name}@{}", telldir(d)));
+        }
+        libc::closedir(d);
+    }
+    Ok(out.join(","))
 }
 
 fn hold(dir: &str, n: usize) -> std::io::Result<String> {

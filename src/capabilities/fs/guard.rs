@@ -603,8 +603,19 @@ impl FsGuard {
     /// The directory `handle` lists, when its grant hides paths.
     pub(crate) fn hiding_in(&self, handle: u32) -> Option<Loc> {
         let loc = self.handles.get(&handle)?;
-        let grant = &self.grants[loc.grant];
-        (grant.rules.hide && !(grant.rules.deny.is_empty() && grant.rules.files.is_empty())).then(|| loc.clone())
+        self.grant_hides(loc.grant).then(|| loc.clone())
+    }
+
+    /// Whether `handle` (a folder or file the guest holds) is in a grant
+    /// that hides paths: then what a stat counts of a folder's entries is
+    /// not given out (see `fs::p1::masked_filestat`).
+    pub(crate) fn hides(&self, handle: u32) -> bool {
+        self.handles.get(&handle).is_some_and(|loc| self.grant_hides(loc.grant))
+    }
+
+    fn grant_hides(&self, grant: usize) -> bool {
+        let rules = &self.grants[grant].rules;
+        rules.hide && !(rules.deny.is_empty() && rules.files.is_empty())
     }
 
     /// Preview 2: a listing of `dir` (from [`FsGuard::hiding_in`]) started.
