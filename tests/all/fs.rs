@@ -1366,6 +1366,47 @@ fn fs_hidden_entries_leave_no_gaps_in_listing_cookies() {
     }
 }
 
+/// The one bit a hidden name still gives (see the README): a folder holding
+/// only hidden entries is not empty to `rmdir` or to a rename onto it. The
+/// answer is the one a folder with a visible entry gives, whether the hidden
+/// entry is a file, a folder or many, and changes nothing.
+#[test]
+fn fs_folders_of_hidden_entries_refuse_removal_alike() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        let p = w.path();
+        for dir in ["empty", "visible", "file", "folder/sealed/inner", "many/sealed"] {
+            fs::create_dir_all(p.join(dir)).unwrap();
+        }
+        fs::write(p.join("visible/keep.txt"), "kept").unwrap();
+        fs::write(p.join("file/.env"), SECRET).unwrap();
+        for i in 0..20 {
+            fs::write(p.join(format!("many/.cache-{i}")), "x").unwrap();
+        }
+        let before = snapshot(p);
+        let policy = ruled_policy(p, HIDDEN_TRACES_RULES);
+        let folders = ["visible", "file", "folder", "many"];
+        let probes: Vec<String> = folders
+            .iter()
+            .flat_map(|f| [format!("rmdir:/w/{f}"), format!("mv:/w/empty:/w/{f}")])
+            .collect();
+        let args: Vec<&str> = probes.iter().map(String::as_str).collect();
+        let (answers, _) = ops(&policy, guest, &args);
+        for f in folders {
+            let answer = |op: &str| answers.get(&format!("{op}:/w/{}", f)).cloned();
+            assert_eq!(
+                answer("rmdir"),
+                answers.get("rmdir:/w/visible").cloned(),
+                "{guest}: {f}"
+            );
+            let moved = answers.get(&format!("mv:/w/empty:/w/{f}")).cloned();
+            assert_eq!(moved, answers.get("mv:/w/empty:/w/visible").cloned(), "{guest}: {f}");
+        }
+        assert_eq!(answers["rmdir:/w/visible"], "err 55", "{guest}: ENOTEMPTY");
+        assert_eq!(snapshot(p), before, "{guest}: a refused removal changed the workspace");
+    }
+}
+
 /// The answer (with hidden entries) to `op` among `pairs`.
 fn pairs_answer(pairs: &AnswersWithAndWithout, op: &str) -> String {
     pairs
