@@ -591,9 +591,9 @@ const DIRENT: usize = 24;
 /// Cookies are our own: the kept entries are numbered without gaps (entry
 /// `n` of the filtered listing has `d_next` `n`), since wasmtime-wasi's
 /// positions count the hidden entries between them. Given cookie `n`, the
-/// listing is read again from its start and `n` kept entries skipped:
-/// nothing is kept between calls, and wasmtime-wasi reads the whole folder
-/// on every call anyway.
+/// listing goes on from where the fd's last call ended when that was `n`
+/// (one position per fd is kept), or else is read again from its start
+/// with `n` kept entries skipped.
 pub(crate) async fn fd_readdir(
     ctx: &mut WasiP1Ctx,
     guard: &mut FsGuard,
@@ -614,9 +614,11 @@ pub(crate) async fn fd_readdir(
     let mut scratch = vec![0u8; LISTING_CHUNK + 4];
     let chunk = LISTING_CHUNK as i32;
     // Kept entries to pass over, kept entries seen, and wasmtime-wasi's
-    // cookie to list on from.
-    let (skip, mut kept, mut theirs) = (cookie as u64, 0u64, 0i64);
-    let mut filled = 0usize;
+    // cookie to list on from: where the last call ended, when the guest
+    // goes on from there.
+    let skip = cookie as u64;
+    let (mut kept, mut theirs) = guard.listed_to(fd as u32, skip).map_or((0, 0), |at| (skip, at));
+    let (mut filled, mut last) = (0usize, None);
     'refill: loop {
         let mut memory = GuestMemory::Unshared(&mut scratch);
         let rc = wasi::fd_readdir(ctx, &mut memory, fd, 0, chunk, theirs, chunk).await?;
@@ -643,6 +645,7 @@ pub(crate) async fn fd_readdir(
                 if take < end - at {
                     break 'refill;
                 }
+                last = Some((kept, theirs));
             }
             at = end;
         }
@@ -651,6 +654,9 @@ pub(crate) async fn fd_readdir(
         if used < LISTING_CHUNK || at == 0 || filled == want {
             break;
         }
+    }
+    if let Some((ours, at)) = last {
+        guard.listed(fd as u32, ours, at);
     }
     mem[used_at..used_at + 4].copy_from_slice(&(filled as u32).to_le_bytes());
     Ok(0)
