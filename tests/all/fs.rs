@@ -1332,10 +1332,11 @@ fn fs_hidden_entries_do_not_count_in_folder_sizes() {
 /// number the entries shown without gaps, so they do not tell how many
 /// hidden entries lie between them; and a listing read in many short calls
 /// (Rust's `read_dir` starts with a 128-byte buffer and resumes from the
-/// last cookie) is still whole.
+/// last cookie) is still whole, and so is one resumed from an earlier
+/// position (`seekdir`).
 #[test]
 fn fs_hidden_entries_leave_no_gaps_in_listing_cookies() {
-    let probes = ["cookies:/w", "cookies:/w/sub", "ls:/w/sub"];
+    let probes = ["cookies:/w", "cookies:/w/sub", "ls:/w/sub", "seek:/w/sub"];
     for (guest, pairs) in answers_with_and_without_hidden(&probes) {
         for (op, with, without) in &pairs {
             // The order entries come in is the disk's: compare the positions
@@ -1354,8 +1355,29 @@ fn fs_hidden_entries_leave_no_gaps_in_listing_cookies() {
                 names.sort();
                 (names, positions)
             };
+            if op.starts_with("seek:") {
+                // Back to each position, last first: what follows it.
+                assert_eq!(with, without, "{guest}: {op} shows the hidden entries");
+                continue;
+            }
             assert_eq!(split(with), split(without), "{guest}: {op} shows the hidden entries");
         }
+        // Going back to a position (`seekdir`) lists on from there: the
+        // entry after each one, last first, is each entry but the first.
+        let cookies = pairs_answer(&pairs, "cookies:/w/sub");
+        let mut after: Vec<&str> = cookies
+            .trim_start_matches("ok: ")
+            .split(',')
+            .skip(1)
+            .map(|e| e.rsplit_once('@').map_or(e, |(n, _)| n))
+            .collect();
+        after.push("-");
+        after.reverse();
+        assert_eq!(
+            pairs_answer(&pairs, "seek:/w/sub"),
+            format!("ok: {}", after.join(",")),
+            "{guest}"
+        );
         let listed = |op: &str| pairs_answer(&pairs, op);
         let mut want: Vec<String> = (0..40)
             .map(|i| format!("file-{i:03}-with-a-name-long-enough-to-fill-a-buffer"))

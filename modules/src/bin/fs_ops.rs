@@ -20,7 +20,9 @@
 //! `at:D:P` (opens folder D and keeps the handle, then reads P relative to
 //! that handle with `openat`, as a program holding a folder does).
 //! `nlink:P` (`stat` and then `fstat` of P opened: link count and size of
-//! each) `cookies:D` (wasi-libc's `readdir` of D: `name@telldir` each).
+//! each) `cookies:D` (wasi-libc's `readdir` of D: `name@telldir` each)
+//! `seek:D` (reads D's positions, then for each, last first, `seekdir`s
+//! there and prints the name `readdir` gives next, `-` at the end).
 
 use wasmcell_modules::symlink;
 
@@ -67,6 +69,7 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         "at" => read_at(arg(0), arg(1)),
         "nlink" => nlink(arg(0)),
         "cookies" => cookies(arg(0)),
+        "seek" => seek(arg(0)),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
@@ -99,6 +102,44 @@ fn nlink(path: &str) -> std::io::Result<String> {
 
 unsafe extern "C" {
     fn telldir(d: *mut libc::DIR) -> libc::c_long;
+    fn seekdir(d: *mut libc::DIR, at: libc::c_long);
+}
+
+/// The name `readdir` of `d` gives next, or `-` at the end.
+///
+/// # Safety
+/// `d` is an open directory stream.
+unsafe fn next_name(d: *mut libc::DIR) -> String {
+    // SAFETY: `d` is open; the entry is read before the next `readdir`.
+    let e = unsafe { libc::readdir(d) };
+    if e.is_null() {
+        return "-".to_string();
+    }
+    unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn seek(path: &str) -> std::io::Result<String> {
+    let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    // SAFETY: `d` is checked before use and closed once.
+    unsafe {
+        let d = libc::opendir(c.as_ptr());
+        if d.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut positions = Vec::new();
+        while next_name(d) != "-" {
+            positions.push(telldir(d));
+        }
+        let mut out = Vec::new();
+        for at in positions.into_iter().rev() {
+            seekdir(d, at);
+            out.push(next_name(d));
+        }
+        libc::closedir(d);
+        Ok(out.join(","))
+    }
 }
 
 /// wasi-libc's `readdir` of `path`: each name with the position after it
