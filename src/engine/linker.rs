@@ -66,6 +66,7 @@ macro_rules! guard_p1 {
 fn guard_p1_files(linker: &mut wasmtime::Linker<State<WasiP1Ctx>>) -> Result<()> {
     guard_p1!(linker, path_open, (i32, i32, i32, i32, i32, i64, i64, i32, i32));
     guard_p1!(linker, path_filestat_get, (i32, i32, i32, i32, i32));
+    guard_p1!(linker, fd_filestat_get, (i32, i32));
     guard_p1!(linker, path_filestat_set_times, (i32, i32, i32, i32, i64, i64, i32));
     guard_p1!(linker, path_readlink, (i32, i32, i32, i32, i32, i32));
     guard_p1!(linker, path_create_directory, (i32, i32, i32));

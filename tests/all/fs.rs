@@ -1204,6 +1204,240 @@ fn fs_hidden_entries_leave_long_listings_whole() {
     }
 }
 
+// Hidden entries leave no count behind: a stat or a listing answers the same
+// whether the entries a grant hides are there or not. See: #20
+
+/// The rules of [`hidden_traces_workspace`]'s grant.
+const HIDDEN_TRACES_RULES: &str = "deny = [\"**/sealed\", \"**/.env\", \"**/.cache-*\"]\nhide = true\n";
+
+/// A workspace with `keep.txt` and `sub/` holding `keep.txt` and 40
+/// long-named files; when `hidden`, also what the rules hide beside them:
+/// folders `sealed/` (with a folder inside) at the root and in `sub/`,
+/// `sub/.env` (a hard link to `sub/keep.txt`) and 150 long-named
+/// `sub/.cache-*` files, created between the visible ones.
+fn hidden_traces_workspace(hidden: bool) -> tempfile::TempDir {
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    fs::write(p.join("keep.txt"), "kept").unwrap();
+    fs::create_dir(p.join("sub")).unwrap();
+    fs::write(p.join("sub/keep.txt"), "kept").unwrap();
+    for i in 0..150 {
+        if i < 40 {
+            fs::write(
+                p.join(format!("sub/file-{i:03}-with-a-name-long-enough-to-fill-a-buffer")),
+                "x",
+            )
+            .unwrap();
+        }
+        if hidden {
+            fs::write(
+                p.join(format!(".cache-{i:03}-with-a-name-long-enough-to-grow-a-folder")),
+                "x",
+            )
+            .unwrap();
+            fs::write(
+                p.join(format!("sub/.cache-{i:03}-with-a-name-long-enough-to-grow-a-folder")),
+                "x",
+            )
+            .unwrap();
+        }
+    }
+    if hidden {
+        fs::create_dir_all(p.join("sealed/inner")).unwrap();
+        fs::create_dir_all(p.join("sub/sealed/inner")).unwrap();
+        fs::hard_link(p.join("sub/keep.txt"), p.join("sub/.env")).unwrap();
+    }
+    w
+}
+
+/// Each probe with its answers in a workspace with hidden entries and in one
+/// without.
+type AnswersWithAndWithout = Vec<(String, String, String)>;
+
+/// Runs `probes` on both targets in a [`hidden_traces_workspace`] with the
+/// hidden entries and in one without, and gives each target's two answers
+/// to every probe (with, without).
+fn answers_with_and_without_hidden(probes: &[&str]) -> Vec<(&'static str, AnswersWithAndWithout)> {
+    let mut out = Vec::new();
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let mut runs = Vec::new();
+        for hidden in [true, false] {
+            let w = hidden_traces_workspace(hidden);
+            let policy = ruled_policy(w.path(), HIDDEN_TRACES_RULES);
+            runs.push(ops(&policy, guest, probes).0);
+        }
+        let pairs = probes
+            .iter()
+            .map(|op| {
+                let answer = |run: &BTreeMap<String, String>| run.get(*op).cloned().unwrap_or_default();
+                (op.to_string(), answer(&runs[0]), answer(&runs[1]))
+            })
+            .collect();
+        out.push((guest, pairs));
+    }
+    out
+}
+
+/// The values of `key` in an `nlink:` probe's answer (`ok: nlink N size S;
+/// open: nlink N size S`), or the whole answer when it failed.
+fn stat_fields(answer: &str, key: &str) -> Vec<String> {
+    let Some(fields) = answer.strip_prefix("ok: ") else {
+        return vec![answer.to_string()];
+    };
+    let words: Vec<&str> = fields.split([' ', ';']).filter(|w| !w.is_empty()).collect();
+    words
+        .windows(2)
+        .filter(|pair| pair[0] == key)
+        .map(|pair| pair[1].to_string())
+        .collect()
+}
+
+/// A folder's link count counts its subfolders (each one's `..`), and a
+/// file's counts its hard links: in a grant that hides paths, hidden
+/// subfolders and a hidden hard link leave every link count as it would be
+/// without them, by `stat` and by `fstat`, for the grant's root, a folder
+/// in it and a file.
+#[test]
+fn fs_hidden_entries_do_not_count_in_link_counts() {
+    let probes = ["nlink:/w", "nlink:/w/sub", "nlink:/w/sub/keep.txt", "nlink:/w/keep.txt"];
+    for (guest, pairs) in answers_with_and_without_hidden(&probes) {
+        for (op, with, without) in pairs {
+            let (with, without) = (stat_fields(&with, "nlink"), stat_fields(&without, "nlink"));
+            assert_eq!(with.len(), 2, "{guest}: {op} answered {with:?}");
+            assert_eq!(with, without, "{guest}: {op} counts the hidden entries");
+        }
+    }
+}
+
+/// A folder's size grows with its entries (by their names on tmpfs, by
+/// blocks on ext4): in a grant that hides paths, 150 hidden names and two
+/// hidden folders leave a folder's size as it would be without them, by
+/// `stat` and `fstat` in libc and by Rust's metadata.
+#[test]
+fn fs_hidden_entries_do_not_count_in_folder_sizes() {
+    let probes = ["nlink:/w", "nlink:/w/sub", "stat:/w/sub", "meta:/w/sub", "stat:/w"];
+    for (guest, pairs) in answers_with_and_without_hidden(&probes) {
+        for (op, with, without) in pairs {
+            let (with, without) = match op.starts_with("nlink:") {
+                true => (stat_fields(&with, "size"), stat_fields(&without, "size")),
+                false => (vec![with], vec![without]),
+            };
+            assert!(!with[0].starts_with("err"), "{guest}: {op} answered {with:?}");
+            assert_eq!(with, without, "{guest}: {op} counts the hidden entries");
+        }
+    }
+}
+
+/// Preview 1 listing positions (`telldir`, the cookies `fd_readdir` gives)
+/// number the entries shown without gaps, so they do not tell how many
+/// hidden entries lie between them; and a listing read in many short calls
+/// (Rust's `read_dir` starts with a 128-byte buffer and resumes from the
+/// last cookie) is still whole, and so is one resumed from an earlier
+/// position (`seekdir`).
+#[test]
+fn fs_hidden_entries_leave_no_gaps_in_listing_cookies() {
+    let probes = ["cookies:/w", "cookies:/w/sub", "ls:/w/sub", "seek:/w/sub"];
+    for (guest, pairs) in answers_with_and_without_hidden(&probes) {
+        for (op, with, without) in &pairs {
+            // The order entries come in is the disk's: compare the positions
+            // in order and the names as a set.
+            let split = |answer: &str| {
+                let entries = answer
+                    .strip_prefix("ok: ")
+                    .unwrap_or_else(|| panic!("{guest}: {op}: {answer}"));
+                let mut names = Vec::new();
+                let mut positions = Vec::new();
+                for entry in entries.split(',') {
+                    let (name, at) = entry.rsplit_once('@').unwrap_or((entry, ""));
+                    names.push(name.to_string());
+                    positions.push(at.to_string());
+                }
+                names.sort();
+                (names, positions)
+            };
+            if op.starts_with("seek:") {
+                // Back to each position, last first: what follows it.
+                assert_eq!(with, without, "{guest}: {op} shows the hidden entries");
+                continue;
+            }
+            assert_eq!(split(with), split(without), "{guest}: {op} shows the hidden entries");
+        }
+        // Going back to a position (`seekdir`) lists on from there: the
+        // entry after each one, last first, is each entry but the first.
+        let cookies = pairs_answer(&pairs, "cookies:/w/sub");
+        let mut after: Vec<&str> = cookies
+            .trim_start_matches("ok: ")
+            .split(',')
+            .skip(1)
+            .map(|e| e.rsplit_once('@').map_or(e, |(n, _)| n))
+            .collect();
+        after.push("-");
+        after.reverse();
+        assert_eq!(
+            pairs_answer(&pairs, "seek:/w/sub"),
+            format!("ok: {}", after.join(",")),
+            "{guest}"
+        );
+        let listed = |op: &str| pairs_answer(&pairs, op);
+        let mut want: Vec<String> = (0..40)
+            .map(|i| format!("file-{i:03}-with-a-name-long-enough-to-fill-a-buffer"))
+            .chain(["keep.txt".to_string()])
+            .collect();
+        want.sort();
+        assert_eq!(listed("ls:/w/sub"), format!("ok: {}", want.join(",")), "{guest}");
+    }
+}
+
+/// The one bit a hidden name still gives (see the README): a folder holding
+/// only hidden entries is not empty to `rmdir` or to a rename onto it. The
+/// answer is the one a folder with a visible entry gives, whether the hidden
+/// entry is a file, a folder or many, and changes nothing.
+#[test]
+fn fs_folders_of_hidden_entries_refuse_removal_alike() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        let p = w.path();
+        for dir in ["empty", "visible", "file", "folder/sealed/inner", "many/sealed"] {
+            fs::create_dir_all(p.join(dir)).unwrap();
+        }
+        fs::write(p.join("visible/keep.txt"), "kept").unwrap();
+        fs::write(p.join("file/.env"), SECRET).unwrap();
+        for i in 0..20 {
+            fs::write(p.join(format!("many/.cache-{i}")), "x").unwrap();
+        }
+        let before = snapshot(p);
+        let policy = ruled_policy(p, HIDDEN_TRACES_RULES);
+        let folders = ["visible", "file", "folder", "many"];
+        let probes: Vec<String> = folders
+            .iter()
+            .flat_map(|f| [format!("rmdir:/w/{f}"), format!("mv:/w/empty:/w/{f}")])
+            .collect();
+        let args: Vec<&str> = probes.iter().map(String::as_str).collect();
+        let (answers, _) = ops(&policy, guest, &args);
+        for f in folders {
+            let answer = |op: &str| answers.get(&format!("{op}:/w/{}", f)).cloned();
+            assert_eq!(
+                answer("rmdir"),
+                answers.get("rmdir:/w/visible").cloned(),
+                "{guest}: {f}"
+            );
+            let moved = answers.get(&format!("mv:/w/empty:/w/{f}")).cloned();
+            assert_eq!(moved, answers.get("mv:/w/empty:/w/visible").cloned(), "{guest}: {f}");
+        }
+        assert_eq!(answers["rmdir:/w/visible"], "err 55", "{guest}: ENOTEMPTY");
+        assert_eq!(snapshot(p), before, "{guest}: a refused removal changed the workspace");
+    }
+}
+
+/// The answer (with hidden entries) to `op` among `pairs`.
+fn pairs_answer(pairs: &AnswersWithAndWithout, op: &str) -> String {
+    pairs
+        .iter()
+        .find(|(o, ..)| o == op)
+        .map(|(_, with, _)| with.clone())
+        .unwrap_or_default()
+}
+
 /// POSIX trailing slashes, in any grant (rules or not): `rmdir("dir/")`
 /// removes the directory (wasmtime-wasi 48 alone answers `EINVAL`),
 /// `rmdir("file/")` and `open("file/")` are `ENOTDIR`.

@@ -23,6 +23,10 @@
 //! seeks to 0 and writes K of the N bytes, a second handle opens P with
 //! `O_TRUNC`, and A writes the rest; prints the bytes A wrote in all, or the
 //! first error).
+//! `nlink:P` (`stat` and then `fstat` of P opened: link count and size of
+//! each) `cookies:D` (wasi-libc's `readdir` of D: `name@telldir` each)
+//! `seek:D` (reads D's positions, then for each, last first, `seekdir`s
+//! there and prints the name `readdir` gives next, `-` at the end).
 
 use wasmcell_modules::symlink;
 
@@ -71,11 +75,106 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
             let num = |i: usize| arg(i).parse().unwrap_or(0);
             retrunc(arg(0), num(1), num(2), num(3))
         }
+        "nlink" => nlink(arg(0)),
+        "cookies" => cookies(arg(0)),
+        "seek" => seek(arg(0)),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
         other => Err(std::io::Error::other(format!("unknown operation `{other}`"))),
     }
+}
+
+/// `stat` of `path`, then `fstat` of it opened: the link count and size each
+/// gives (what counts a folder's entries).
+fn nlink(path: &str) -> std::io::Result<String> {
+    let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is a valid C string and `st` a `stat` to write to.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let by_path = format!("nlink {} size {}", st.st_nlink, st.st_size);
+    // SAFETY: as above; the fd opened is closed before returning.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let rc = unsafe { libc::fstat(fd, &mut st) };
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(format!("{by_path}; open: nlink {} size {}", st.st_nlink, st.st_size))
+}
+
+unsafe extern "C" {
+    fn telldir(d: *mut libc::DIR) -> libc::c_long;
+    fn seekdir(d: *mut libc::DIR, at: libc::c_long);
+}
+
+/// The name `readdir` of `d` gives next, or `-` at the end.
+///
+/// # Safety
+/// `d` is an open directory stream.
+unsafe fn next_name(d: *mut libc::DIR) -> String {
+    // SAFETY: `d` is open; the entry is read before the next `readdir`.
+    let e = unsafe { libc::readdir(d) };
+    if e.is_null() {
+        return "-".to_string();
+    }
+    unsafe { std::ffi::CStr::from_ptr((*e).d_name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn seek(path: &str) -> std::io::Result<String> {
+    let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    // SAFETY: `d` is checked before use and closed once.
+    unsafe {
+        let d = libc::opendir(c.as_ptr());
+        if d.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut positions = Vec::new();
+        while next_name(d) != "-" {
+            positions.push(telldir(d));
+        }
+        let mut out = Vec::new();
+        for at in positions.into_iter().rev() {
+            seekdir(d, at);
+            out.push(next_name(d));
+        }
+        libc::closedir(d);
+        Ok(out.join(","))
+    }
+}
+
+/// wasi-libc's `readdir` of `path`: each name with the position after it
+/// (`telldir`, the listing's cookie).
+fn cookies(path: &str) -> std::io::Result<String> {
+    let c = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    let mut out = Vec::new();
+    // SAFETY: `d` is checked before use and closed once; each entry is read
+    // before the next `readdir`.
+    unsafe {
+        let d = libc::opendir(c.as_ptr());
+        if d.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        loop {
+            let e = libc::readdir(d);
+            if e.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*e).d_name.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            out.push(format!("{name}@{}", telldir(d)));
+        }
+        libc::closedir(d);
+    }
+    Ok(out.join(","))
 }
 
 fn hold(dir: &str, n: usize) -> std::io::Result<String> {

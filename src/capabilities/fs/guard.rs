@@ -108,6 +108,9 @@ pub(crate) struct FsGuard {
     listings: HashMap<u32, Loc>,
     /// Preview 1 fds written below a grant with a byte quota.
     written: HashMap<u32, Written>,
+    /// Preview 1 folder fds listed in a grant that hides paths: the cookie
+    /// the last listing gave its last whole entry, and wasmtime-wasi's.
+    listed: HashMap<u32, (u64, i64)>,
     /// Whether any grant has path rules: then a path from a handle the
     /// guard does not know is refused rather than left to wasmtime-wasi.
     any_rules: bool,
@@ -155,6 +158,7 @@ impl FsGuard {
     /// A handle opened at `loc` (unknown: forgotten, so a reused number never
     /// inherits another file's place).
     pub(crate) fn opened(&mut self, handle: u32, loc: Option<Loc>) {
+        self.listed.remove(&handle);
         match loc {
             Some(loc) => self.handles.insert(handle, loc),
             None => self.handles.remove(&handle),
@@ -165,12 +169,17 @@ impl FsGuard {
         self.handles.remove(&handle);
         self.listings.remove(&handle);
         self.written.remove(&handle);
+        self.listed.remove(&handle);
     }
 
     /// Preview 1 `fd_renumber`: `to` now holds what `from` held.
     pub(crate) fn renumbered(&mut self, from: u32, to: u32) {
         let loc = self.handles.remove(&from);
         self.opened(to, loc);
+        match self.listed.remove(&from) {
+            Some(at) => self.listed.insert(to, at),
+            None => self.listed.remove(&to),
+        };
         match self.written.remove(&from) {
             Some(w) => self.written.insert(to, w),
             None => self.written.remove(&to),
@@ -595,8 +604,34 @@ impl FsGuard {
     /// The directory `handle` lists, when its grant hides paths.
     pub(crate) fn hiding_in(&self, handle: u32) -> Option<Loc> {
         let loc = self.handles.get(&handle)?;
-        let grant = &self.grants[loc.grant];
-        (grant.rules.hide && !(grant.rules.deny.is_empty() && grant.rules.files.is_empty())).then(|| loc.clone())
+        self.grant_hides(loc.grant).then(|| loc.clone())
+    }
+
+    /// Whether `handle` (a folder or file the guest holds) is in a grant
+    /// that hides paths: then what a stat counts of a folder's entries is
+    /// not given out (see `fs::p1::masked_filestat`).
+    pub(crate) fn hides(&self, handle: u32) -> bool {
+        self.handles.get(&handle).is_some_and(|loc| self.grant_hides(loc.grant))
+    }
+
+    fn grant_hides(&self, grant: usize) -> bool {
+        let rules = &self.grants[grant].rules;
+        rules.hide && !(rules.deny.is_empty() && rules.files.is_empty())
+    }
+
+    /// Preview 1: a listing of `fd` in a grant that hides paths gave `ours`
+    /// as its last whole entry's cookie, which is wasmtime-wasi's `theirs`.
+    pub(crate) fn listed(&mut self, fd: u32, ours: u64, theirs: i64) {
+        self.listed.insert(fd, (ours, theirs));
+    }
+
+    /// wasmtime-wasi's cookie for our cookie `ours` of `fd`, when the fd's
+    /// last listing ended there.
+    pub(crate) fn listed_to(&self, fd: u32, ours: u64) -> Option<i64> {
+        self.listed
+            .get(&fd)
+            .filter(|(at, _)| *at == ours && ours > 0)
+            .map(|(_, theirs)| *theirs)
     }
 
     /// Preview 2: a listing of `dir` (from [`FsGuard::hiding_in`]) started.

@@ -13,6 +13,17 @@ mod resolve;
 
 pub(crate) use guard::FsGuard;
 
+/// What a stat in a grant that hides paths answers for a folder's size and
+/// any entry's link count. Both count a folder's entries, hidden ones too
+/// (a hidden subfolder's `..` adds a link, a hidden name adds bytes on
+/// tmpfs, a hidden hard link makes a visible file's count 2), so one fixed
+/// answer is given whatever the disk says: a link count of 1 is what
+/// filesystems without link counts report and what `find`/`fts` take as
+/// "unknown", and 4096 bytes is the size a small folder has on ext4.
+/// An open file already unlinked keeps its count of 0.
+const FOLDER_SIZE: u64 = 4096;
+const MAX_LINK_COUNT: u64 = 1;
+
 use super::denial::Records;
 use crate::policy::{Access, Policy};
 use anyhow::{Context as _, Result};

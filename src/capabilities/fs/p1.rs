@@ -4,9 +4,10 @@
 //! The engine's linker shadows each function with one of these; every one
 //! takes the guest's memory and the store's WASI context and guard.
 //!
-//! Besides the rules, two answers are corrected: `rmdir("dir/")` succeeds as
-//! POSIX says (wasmtime-wasi 48 answers `EINVAL`), and a listing leaves out
-//! the entries a grant hides.
+//! Besides the rules, some answers are corrected: `rmdir("dir/")` succeeds as
+//! POSIX says (wasmtime-wasi 48 answers `EINVAL`), and in a grant that hides
+//! paths a listing leaves out the entries it hides (numbering the rest
+//! without gaps) and a stat does not count them.
 
 use super::FsGuard;
 use super::guard::{Checked, Refusal};
@@ -41,9 +42,12 @@ const WHENCE_SET: i32 = 0;
 const WHENCE_END: i32 = 2;
 const FILETYPE_DIRECTORY: u8 = 3;
 const FILETYPE_SYMBOLIC_LINK: u8 = 7;
-/// A filestat's size in guest memory, and where in it the file type is.
+/// A filestat's size in guest memory, and where in it the file type, link
+/// count and size are.
 const FILESTAT_SIZE: usize = 64;
 const FILESTAT_TYPE: usize = 16;
+const FILESTAT_NLINK: usize = 24;
+const FILESTAT_BYTES: usize = 32;
 const FILESTAT_ALIGN: usize = 8;
 
 /// Raw guest arguments: a path is a pointer and a length.
@@ -259,6 +263,43 @@ fn opened(guard: &mut FsGuard, mem: &[u8], out: Ptr, checked: Option<Checked>, o
     }
 }
 
+/// A filestat (at the start of `stat`) as a grant that hides paths gives it:
+/// no count of a folder's entries, hidden ones included (see
+/// `fs::FOLDER_SIZE`).
+fn mask_filestat(stat: &mut [u8]) {
+    let Some(stat) = stat.get_mut(..FILESTAT_SIZE) else {
+        return;
+    };
+    let field = |stat: &[u8], at: usize| u64::from_le_bytes(stat[at..at + 8].try_into().unwrap_or_default());
+    let nlink = field(stat, FILESTAT_NLINK).min(super::MAX_LINK_COUNT);
+    stat[FILESTAT_NLINK..FILESTAT_NLINK + 8].copy_from_slice(&nlink.to_le_bytes());
+    if stat[FILESTAT_TYPE] == FILETYPE_DIRECTORY {
+        stat[FILESTAT_BYTES..FILESTAT_BYTES + 8].copy_from_slice(&super::FOLDER_SIZE.to_le_bytes());
+    }
+}
+
+/// After a stat that succeeded into the guest's `buf`: masked when `fd`'s
+/// grant hides paths (no system call either way).
+fn stat_answered(guard: &FsGuard, mem: &mut [u8], fd: i32, buf: Ptr, rc: i32) -> i32 {
+    if rc == 0 && guard.hides(fd as u32) {
+        let at = buf as u32 as usize;
+        if let Some(stat) = mem.get_mut(at..) {
+            mask_filestat(stat);
+        }
+    }
+    rc
+}
+
+pub(crate) async fn fd_filestat_get(
+    ctx: &mut WasiP1Ctx,
+    guard: &mut FsGuard,
+    mem: &mut [u8],
+    (fd, buf): (i32, Ptr),
+) -> wasmtime::Result<i32> {
+    let rc = wasi::fd_filestat_get(ctx, &mut GuestMemory::Unshared(mem), fd, buf).await?;
+    Ok(stat_answered(guard, mem, fd, buf, rc))
+}
+
 pub(crate) async fn path_filestat_get(
     ctx: &mut WasiP1Ctx,
     guard: &mut FsGuard,
@@ -271,7 +312,10 @@ pub(crate) async fn path_filestat_get(
         // `FsGuard::check_name`); a link there is followed the full way.
         let at = buf as u32 as usize;
         match filestat(ctx, fd, 0, &path).await? {
-            Ok(stat) if !follow || stat[FILESTAT_TYPE] != FILETYPE_SYMBOLIC_LINK => {
+            Ok(mut stat) if !follow || stat[FILESTAT_TYPE] != FILETYPE_SYMBOLIC_LINK => {
+                if guard.hides(fd as u32) {
+                    mask_filestat(&mut stat);
+                }
                 // A buffer out of bounds or misaligned is left to
                 // wasmtime-wasi to answer (it traps).
                 if let Some(out) = mem
@@ -291,6 +335,7 @@ pub(crate) async fn path_filestat_get(
         Err(e) => return Ok(e),
     };
     let rc = wasi::path_filestat_get(ctx, &mut GuestMemory::Unshared(mem), fd, flags, ptr, len, buf).await?;
+    let rc = stat_answered(guard, mem, fd, buf, rc);
     Ok(after(guard, rc, fd, path.as_deref(), FsOp::Stat))
 }
 
@@ -523,9 +568,16 @@ const DIRENT: usize = 24;
 
 /// `fd_readdir`, leaving out the entries a grant hides. wasmtime-wasi lists
 /// into our own buffer; the kept entries are copied to the guest's, refilled
-/// from the last cookie until it is full, since a short buffer means "end of
-/// directory" to the guest. A full buffer ends with a cut entry, as
-/// wasmtime-wasi's does, and the guest asks again from that entry's cookie.
+/// until it is full, since a short buffer means "end of directory" to the
+/// guest. A full buffer ends with a cut entry, as wasmtime-wasi's does, and
+/// the guest asks again from the last whole entry's cookie.
+///
+/// Cookies are our own: the kept entries are numbered without gaps (entry
+/// `n` of the filtered listing has `d_next` `n`), since wasmtime-wasi's
+/// positions count the hidden entries between them. Given cookie `n`, the
+/// listing goes on from where the fd's last call ended when that was `n`
+/// (one position per fd is kept), or else is read again from its start
+/// with `n` kept entries skipped.
 pub(crate) async fn fd_readdir(
     ctx: &mut WasiP1Ctx,
     guard: &mut FsGuard,
@@ -545,10 +597,15 @@ pub(crate) async fn fd_readdir(
     }
     let mut scratch = vec![0u8; LISTING_CHUNK + 4];
     let chunk = LISTING_CHUNK as i32;
-    let (mut filled, mut cookie) = (0usize, cookie);
+    // Kept entries to pass over, kept entries seen, and wasmtime-wasi's
+    // cookie to list on from: where the last call ended, when the guest
+    // goes on from there.
+    let skip = cookie as u64;
+    let (mut kept, mut theirs) = guard.listed_to(fd as u32, skip).map_or((0, 0), |at| (skip, at));
+    let (mut filled, mut last) = (0usize, None);
     'refill: loop {
         let mut memory = GuestMemory::Unshared(&mut scratch);
-        let rc = wasi::fd_readdir(ctx, &mut memory, fd, 0, chunk, cookie, chunk).await?;
+        let rc = wasi::fd_readdir(ctx, &mut memory, fd, 0, chunk, theirs, chunk).await?;
         if rc != 0 {
             return Ok(rc);
         }
@@ -560,17 +617,20 @@ pub(crate) async fn fd_readdir(
             if end > used {
                 break;
             }
+            theirs = i64::from_le_bytes(scratch[at..at + 8].try_into().unwrap_or_default());
             let name = std::str::from_utf8(&scratch[at + DIRENT..end]);
-            if !name.is_ok_and(|n| guard.hidden(&dir, n)) {
-                let room = want - filled;
-                let take = (end - at).min(room);
+            let shown = !name.is_ok_and(|n| guard.hidden(&dir, n));
+            kept += u64::from(shown);
+            if shown && kept > skip {
+                scratch[at..at + 8].copy_from_slice(&kept.to_le_bytes());
+                let take = (end - at).min(want - filled);
                 mem[start + filled..start + filled + take].copy_from_slice(&scratch[at..at + take]);
                 filled += take;
                 if take < end - at {
                     break 'refill;
                 }
+                last = Some((kept, theirs));
             }
-            cookie = i64::from_le_bytes(scratch[at..at + 8].try_into().unwrap_or_default());
             at = end;
         }
         // wasmtime-wasi filled less than the chunk: the directory ended. An
@@ -578,6 +638,9 @@ pub(crate) async fn fd_readdir(
         if used < LISTING_CHUNK || at == 0 || filled == want {
             break;
         }
+    }
+    if let Some((ours, at)) = last {
+        guard.listed(fd as u32, ours, at);
     }
     mem[used_at..used_at + 4].copy_from_slice(&(filled as u32).to_le_bytes());
     Ok(0)

@@ -6,7 +6,8 @@
 //! relative path can be placed and hidden entries left out.
 //!
 //! As in [`p1`](super::p1), `remove-directory-at("dir/")` succeeds as POSIX
-//! says.
+//! says, and a stat in a grant that hides paths does not count hidden
+//! entries.
 
 use super::FsGuard;
 use super::guard::{Checked, Refusal};
@@ -140,6 +141,19 @@ impl Guarded<'_> {
         if let (Err(_), Some((quota, growth))) = (result, charged) {
             quota.refund_bytes(growth);
         }
+    }
+
+    /// A stat of something `rep`'s grant holds, as a grant that hides paths
+    /// gives it: no count of a folder's entries, hidden ones included (see
+    /// `fs::FOLDER_SIZE`).
+    fn masked(&self, rep: u32, mut stat: types::DescriptorStat) -> types::DescriptorStat {
+        if self.guard.hides(rep) {
+            stat.link_count = stat.link_count.min(super::MAX_LINK_COUNT);
+            if stat.type_ == types::DescriptorType::Directory {
+                stat.size = super::FOLDER_SIZE;
+            }
+        }
+        stat
     }
 
     /// `stat-at` of `path` decided by its name alone, not following a link
@@ -311,7 +325,9 @@ impl HostDescriptor for Guarded<'_> {
         self.settle(r, charged, rep, &path, FsOp::Create)
     }
     async fn stat(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorStat> {
-        HostDescriptor::stat(&mut self.inner, fd).await
+        let rep = fd.rep();
+        let r = HostDescriptor::stat(&mut self.inner, fd).await;
+        Ok(self.masked(rep, r?))
     }
     async fn stat_at(
         &mut self,
@@ -321,11 +337,11 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<types::DescriptorStat> {
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
         if let Some(r) = self.stat_by_name(rep, &path, follow).await {
-            return self.after(r, rep, &path, FsOp::Stat);
+            return self.after(r, rep, &path, FsOp::Stat).map(|s| self.masked(rep, s));
         }
         self.check(&fd, &path, follow, FsOp::Stat)?;
         let r = HostDescriptor::stat_at(&mut self.inner, fd, path_flags, path.clone()).await;
-        self.after(r, rep, &path, FsOp::Stat)
+        self.after(r, rep, &path, FsOp::Stat).map(|s| self.masked(rep, s))
     }
     async fn set_times_at(
         &mut self,
