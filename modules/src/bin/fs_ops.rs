@@ -17,6 +17,9 @@
 //! handle, which lands them in R; prints each create's answer).
 //! `hold:D:N` (creates new files `D/h0`..`D/hN-1`, each exclusively, and keeps
 //! every one open; prints how many it holds, or the first error).
+//! `cp:A:B` (copies file A's bytes over B; prints how many).
+//! `fill:P:OFFSET:LEN:BYTE` (overwrites LEN bytes of an existing file from
+//! OFFSET with BYTE, a decimal number, as a patch of its code would).
 
 use wasmcell_modules::symlink;
 
@@ -60,11 +63,25 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         }),
         "stale" => stale(arg(0), arg(1), arg(2).parse().unwrap_or(0)),
         "hold" => hold(arg(0), arg(1).parse().unwrap_or(0)),
+        "cp" => fs::copy(arg(0), arg(1)).map(|n| format!("{n} bytes")),
+        "fill" => fill(
+            arg(0),
+            arg(1).parse().unwrap_or(0),
+            arg(2).parse().unwrap_or(0),
+            arg(3).parse().unwrap_or(0),
+        ),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
         other => Err(std::io::Error::other(format!("unknown operation `{other}`"))),
     }
+}
+
+fn fill(path: &str, offset: u64, len: usize, byte: u8) -> std::io::Result<String> {
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.write_all(&vec![byte; len])?;
+    Ok(format!("{len} bytes"))
 }
 
 fn hold(dir: &str, n: usize) -> std::io::Result<String> {
