@@ -65,7 +65,7 @@ mod runner;
 mod store;
 mod term;
 
-pub use cache::{CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
+pub use cache::{CacheInGrant, CacheKeyError, CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
 pub use cancel::CancelHandle;
 pub use capabilities::{
     AuditFile, AuditSink, CapabilityUse, DENIAL_BYTES, DENIAL_FIELD_BYTES, Decision, Denial, MAX_DENIALS, UseCounts,

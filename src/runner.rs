@@ -3,6 +3,7 @@
 //! deadline and the run's cancel handle in `RunState::race`) → `finish` into
 //! an [`Outcome`].
 
+use crate::cache::CacheInGrant;
 use crate::cancel::{CancelHandle, Cancelled};
 use crate::capabilities::{Captured, FsGuard, NetAudit, Records, RunIo, WasiSetup};
 use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
@@ -63,6 +64,7 @@ struct Inner {
     engine: Engine,
     policy: Policy,
     io: RunIo,
+    cache_in_grant: Option<CacheInGrant>,
 }
 
 /// Builds a [`Sandbox`].
@@ -181,11 +183,21 @@ impl SandboxBuilder {
         if let Some(why) = engine.config().mismatch(&self.policy) {
             bail!("the engine cannot enforce this policy: {why}");
         }
+        // A run never reads compiled code or stamps its guest could have
+        // written (see `CacheInGrant`).
+        let cache_in_grant = engine
+            .disk_cache()
+            .and_then(|cache| CacheInGrant::find(&self.policy, cache.dir()));
+        let engine = match cache_in_grant {
+            Some(_) => engine.without_disk_cache(),
+            None => engine,
+        };
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 policy: self.policy,
                 io: self.io,
+                cache_in_grant,
             }),
         })
     }
@@ -205,6 +217,14 @@ impl Sandbox {
     /// The engine runs happen on.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Why this sandbox loads without its engine's disk cache: one of the
+    /// policy's read-write grants reaches the cache folder, so a guest could
+    /// have planted code there. `None` when the engine has no disk cache or
+    /// the grants leave it alone.
+    pub fn cache_in_grant(&self) -> Option<&CacheInGrant> {
+        self.inner.cache_in_grant.as_ref()
     }
 
     /// Reads, compiles and links a module (`wasm32-wasip1`) or component
@@ -266,7 +286,9 @@ impl Sandbox {
     }
 
     /// Like [`Engine::load_precompiled`], refusing files over the policy's
-    /// `limits.module-size` as [`Sandbox::load`] does.
+    /// `limits.module-size` as [`Sandbox::load`] does, and files that one of
+    /// the policy's read-write grants reaches ([`Policy::writable_overlap`]):
+    /// a guest under this policy could have written them in an earlier run.
     ///
     /// # Safety
     ///
@@ -276,9 +298,20 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// As [`Engine::load_precompiled`], and when the file is too large.
+    /// As [`Engine::load_precompiled`], and when the file is too large or
+    /// inside a read-write grant ([`LoadErrorKind::Precompiled`]).
     pub unsafe fn load_precompiled(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
         let path = path.as_ref();
+        if let Some((host, guest)) = self.inner.policy.writable_overlap(path) {
+            return Err(LoadError {
+                module: path.to_path_buf(),
+                kind: LoadErrorKind::Precompiled(format!(
+                    "refusing precompiled code inside the read-write grant at `{guest}` (host `{}`): a guest could \
+                     have written it; keep compiled code outside every read-write grant",
+                    host.display()
+                )),
+            });
+        }
         let size = std::fs::metadata(path)
             .map_err(|e| LoadError {
                 module: path.to_path_buf(),

@@ -9,6 +9,12 @@
 //! engine with fuel runs unmetered policies too) and every other setting at
 //! its default. A policy that needs another engine (a different
 //! `limits.stack`, say) cannot run precompiled code; the run says so.
+//!
+//! This is not a cache a guest can write, so its code carries no MAC as the
+//! CLI's disk cache does: containerd's content store is root's, outside
+//! every container's filesystem, and no grant of a container reaches it
+//! (the shim refuses `/`, `/proc`, `/sys` and `/dev`; a pod that mounts
+//! containerd's state directory from the node owns the node anyway).
 
 use containerd_shim_wasm::sandbox::context::WasmLayer;
 use containerd_shim_wasm::shim::Compiler;

@@ -205,8 +205,12 @@ fn load_program(sandbox: &wasmcell::Sandbox, ctx: &impl RuntimeContext) -> Resul
             // SAFETY: precompiled layers come only from this shim's own
             // `Compiler` (`compile.rs`), which containerd stored in its
             // content store, writable by root alone and addressed by the
-            // digest of the code. wasmtime refuses code for another engine
-            // or version before mapping it.
+            // digest of the code. No guest's grant reaches it (the rule the
+            // CLI's compile cache keeps with `CacheInGrant`): the store lies
+            // outside every container's filesystem, and a pod that mounts
+            // containerd's state from the node has the node anyway. The
+            // bytes are in memory before the guest starts. wasmtime refuses
+            // code for another engine or version before mapping it.
             unsafe { sandbox.load_precompiled_bytes(&name, &layer.layer)? }
         }
         Source::Oci([layer]) => {

@@ -4,8 +4,8 @@ use super::{add_proposals, parse_proposal, print_stdout};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;
-use wasmcell::Policy;
 use wasmcell::policy::Proposal;
+use wasmcell::{CacheInGrant, DiskCache, Policy};
 
 /// Validate a policy file and print what it grants, defaults included.
 #[derive(Parser, Debug)]
@@ -23,14 +23,23 @@ pub struct CheckCommand {
 }
 
 impl CheckCommand {
-    /// Loads the policy and prints its description.
+    /// Loads the policy and prints its description, and a warning when its
+    /// read-write grants reach the default compile cache folder.
     ///
     /// # Errors
     ///
     /// The [`wasmcell::PolicyError`] when the policy is invalid.
     pub fn execute(self) -> Result<u8> {
         let policy = add_proposals(Policy::builder().file(&self.policy)?, &self.wasm).build()?;
-        print_stdout(&wasmcell::policy::describe(&policy)).context("failed to write to stdout")?;
+        let mut text = wasmcell::policy::describe(&policy);
+        // What `run` would warn of with the default cache folder.
+        if let Some(why) = DiskCache::default_dir().and_then(|dir| CacheInGrant::find(&policy, &dir)) {
+            text.push_str(&format!(
+                "compile cache:\n  {why}; `wasmcell run` under this policy compiles every guest afresh \
+                 (choose a folder outside the grants with --cache-dir)\n"
+            ));
+        }
+        print_stdout(&text).context("failed to write to stdout")?;
         Ok(0)
     }
 }

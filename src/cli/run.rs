@@ -11,8 +11,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal};
 use wasmcell::{
-    AuditFile, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile, LoadError, LoadErrorKind,
-    Outcome, Policy, Program, RunOptions, Sandbox, sanitize,
+    AuditFile, CacheInGrant, CacheKeyError, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile,
+    LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, sanitize,
 };
 
 const RUN_EXAMPLES: &str = "\
@@ -289,30 +289,37 @@ impl RunCommand {
     }
 
     /// An engine for the policy, with the compile cache unless --no-cache.
-    /// An unusable default cache only costs speed, so it is a warning; a
-    /// --cache-dir the user named is an error.
+    /// A cache the run cannot use (one of its read-write grants reaches it,
+    /// the keyring holds no key for it, or the default folder is unusable)
+    /// only costs speed, so it is a warning; an unusable --cache-dir the user
+    /// named is an error.
     fn engine(&self, policy: &Policy) -> Result<Engine> {
         let config = EngineConfig::for_policy(policy);
-        if self.no_cache {
+        let dir = match (&self.cache_dir, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => DiskCache::default_dir(),
+        };
+        let Some(dir) = dir else {
+            return Engine::new(config);
+        };
+        // Decided before the folder is opened or created: a run never uses
+        // a cache its guest could write.
+        if let Some(why) = CacheInGrant::find(policy, &dir) {
+            eprint_line(format_args!(
+                "wasmcell: warning: {why}; running without it (choose another folder with --cache-dir)"
+            ));
             return Engine::new(config);
         }
-        let cache = match &self.cache_dir {
-            Some(dir) => Some(
-                DiskCache::open(dir).map_err(|e| Advised::wrap(e, "or choose another directory with --cache-dir"))?,
-            ),
-            None => DiskCache::default_dir().and_then(|dir| match DiskCache::open(dir) {
-                Ok(cache) => Some(cache),
-                Err(err) => {
-                    eprint_line(format_args!(
-                        "wasmcell: warning: {err:#}; running without the compile cache"
-                    ));
-                    None
-                }
-            }),
-        };
-        match cache {
-            Some(cache) => Engine::with_disk_cache(config, cache),
-            None => Engine::new(config),
+        match DiskCache::open(&dir) {
+            Ok(cache) => Engine::with_disk_cache(config, cache),
+            Err(err) if self.cache_dir.is_none() || err.downcast_ref::<CacheKeyError>().is_some() => {
+                eprint_line(format_args!(
+                    "wasmcell: warning: {err:#}; running without the compile cache"
+                ));
+                Engine::new(config)
+            }
+            Err(err) => Err(Advised::wrap(err, "or choose another directory with --cache-dir")),
         }
     }
 

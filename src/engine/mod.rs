@@ -69,6 +69,9 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<EngineInner>,
+    /// This handle loads without the disk cache: a sandbox whose grants
+    /// reach the cache folder ([`CacheInGrant`](crate::CacheInGrant)).
+    skip_disk: bool,
 }
 
 struct EngineInner {
@@ -122,6 +125,7 @@ impl Engine {
         let ticker_stop = ticker::start_epoch_ticker(&wasmtime)?;
         let disk = disk.map(|cache| (cache, cache::engine_key(&wasmtime)));
         Ok(Engine {
+            skip_disk: false,
             inner: Arc::new(EngineInner {
                 wasmtime,
                 config,
@@ -154,7 +158,10 @@ impl Engine {
             .find(|(c, _)| *c == config)
             .and_then(|(_, weak)| weak.upgrade())
         {
-            return Ok(Engine { inner });
+            return Ok(Engine {
+                inner,
+                skip_disk: false,
+            });
         }
         let engine = Engine::new(config)?;
         shared.push((config, Arc::downgrade(&engine.inner)));
@@ -175,9 +182,26 @@ impl Engine {
         self.inner.config
     }
 
-    /// The disk cache compiled code is kept in, if any.
+    /// The disk cache compiled code is kept in, if any. `None` too for the
+    /// engine of a sandbox whose grants reach the cache
+    /// ([`Sandbox::cache_in_grant`](crate::Sandbox::cache_in_grant)).
     pub fn disk_cache(&self) -> Option<&DiskCache> {
-        self.inner.disk.as_ref().map(|(cache, _)| cache)
+        self.disk().map(|(cache, _)| cache)
+    }
+
+    /// The disk cache and this engine's fingerprint, unless this handle
+    /// skips it.
+    fn disk(&self) -> Option<&(DiskCache, String)> {
+        self.inner.disk.as_ref().filter(|_| !self.skip_disk)
+    }
+
+    /// This engine, sharing everything (programs already loaded included)
+    /// but loading without the disk cache: for a run whose grants reach it.
+    pub(crate) fn without_disk_cache(&self) -> Engine {
+        Engine {
+            inner: self.inner.clone(),
+            skip_disk: true,
+        }
     }
 
     /// How this engine's loads were answered so far.
@@ -378,7 +402,7 @@ impl Engine {
         let program = self
             .compile_hashed(&file_name(path), &bytes, hash, intent)
             .map_err(fail)?;
-        if let Some((cache, _)) = &self.inner.disk {
+        if let Some((cache, _)) = self.disk() {
             cache.record_hash(&meta, &hash);
         }
         Ok(program)
@@ -390,7 +414,7 @@ impl Engine {
     /// long way (read, hash, check, compile or look up), which also gives
     /// any refusal its usual message.
     fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path, intent: Intent) -> Option<Program> {
-        let (cache, key) = self.inner.disk.as_ref()?;
+        let (cache, key) = self.disk()?;
         let hash = cache.hash_for(&FileStamp::of(meta)?)?;
         let mut fresh = false;
         let compiled = self
@@ -398,18 +422,15 @@ impl Engine {
             .programs
             .get_or_try_insert(hash, || {
                 fresh = true;
-                let entry = cache.entry(&hash, key);
-                if DiskCache::trusted(&entry) != Ok(true) {
-                    return Err(());
-                }
-                // SAFETY: as in `compile_uncached`: the entry is named by the
-                // hash of the bytes the stamp vouches for and by this
-                // engine's configuration, in a directory only this user can
-                // write. Were the stamp stale, this would still be code
-                // wasmcell compiled from validated WebAssembly, only not the
-                // file's latest version; the stamp's status-change time rules
-                // that out.
-                unsafe { self.deserialize(Precompiled::File(&entry)) }.map_err(|_| ())
+                let code = cache.read_code(&hash, key, meta.len()).ok().flatten().ok_or(())?;
+                // SAFETY: as in `compile_uncached`: the MACs of the stamp
+                // record and of the entry prove that wasmcell recorded these
+                // bytes' hash for this file and compiled this code from them
+                // for this engine's configuration. Were the stamp stale, this
+                // would still be code wasmcell compiled from validated
+                // WebAssembly, only not the file's latest version; the
+                // stamp's status-change time rules that out.
+                unsafe { self.deserialize(Precompiled::Bytes(&code)) }.map_err(|_| ())
             })
             .ok()?;
         let kind = self.link(compiled, intent).ok()?;
@@ -466,21 +487,18 @@ impl Engine {
     /// fresh compile, stored to the disk cache.
     fn compile_uncached(&self, hash: &ContentHash, bytes: &[u8], intent: Intent) -> Result<Compiled, LoadErrorKind> {
         let counters = &self.inner.counters;
-        let entry = self
-            .inner
-            .disk
-            .as_ref()
-            .map(|(cache, key)| (cache, cache.entry(hash, key)));
-        if let Some((_, path)) = &entry {
-            match DiskCache::trusted(path) {
-                Ok(false) => {}
-                Ok(true) => {
-                    // SAFETY: the entry is named by the hash of these very
-                    // bytes and of this engine's configuration, and lives in
-                    // a directory and file that only this user can write
-                    // (checked by `DiskCache::open` and `trusted`): it is
-                    // code this user's wasmcell compiled from these bytes.
-                    match unsafe { self.deserialize(Precompiled::File(path)) } {
+        let size = bytes.len() as u64;
+        if let Some((cache, key)) = self.disk() {
+            match cache.read_code(hash, key, size) {
+                Ok(None) => {}
+                Ok(Some(code)) => {
+                    // SAFETY: the entry's MAC, made with a key no guest can
+                    // read (`DiskCache`'s security section), proves that this
+                    // user's wasmcell wrote exactly these bytes under the name
+                    // of these guest bytes and this engine's configuration:
+                    // code it compiled from them. They are deserialized from
+                    // memory, so a later change to the file changes nothing.
+                    match unsafe { self.deserialize(Precompiled::Bytes(&code)) } {
                         Ok(kind) => {
                             Counters::bump(&counters.disk_hits);
                             return Ok(kind);
@@ -492,11 +510,11 @@ impl Engine {
             }
         }
         let compiled = self.compile_wasm(bytes, intent)?;
-        if let Some((cache, path)) = &entry {
+        if let Some((cache, key)) = self.disk() {
             let stored = compiled
                 .serialize()
                 .map_err(|e| std::io::Error::other(format!("{e:#}")))
-                .and_then(|code| cache.store(path, &code));
+                .and_then(|code| cache.store_code(hash, key, size, &code));
             if stored.is_err() {
                 Counters::bump(&counters.disk_errors);
             }

@@ -17,7 +17,7 @@
 //! what is written through its own grant.
 
 use super::error::{PolicyError, PolicyErrorKind, invalid};
-use super::{Access, DirGrant, FsDecision, FsOp};
+use super::{Access, DirGrant, FsDecision, FsOp, Policy};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -234,6 +234,77 @@ fn path_inside(outer: &Path, inner: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
+impl Policy {
+    /// The first read-write grant through which a guest could write in the
+    /// folder `path` or below it: a folder grant that contains it, is it, or
+    /// lies inside it, or a file grant of a file inside it, by path (as
+    /// written and with links resolved) or by device and inode (the folder or
+    /// one of its ancestors is the granted folder, such as through a bind
+    /// mount). Returns the granted folder or file on the host and its guest
+    /// path. Rules inside a grant (`deny`, `hide`) do not count: a host that
+    /// will later trust what lies in `path` should not depend on them.
+    ///
+    /// `path` need not exist; a relative one is taken from the current
+    /// directory. The compile cache uses this to stay out of a run that could
+    /// write it (see [`CacheInGrant`](crate::CacheInGrant)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let tmp = tempfile::tempdir()?;
+    /// let policy = wasmcell::Policy::builder()
+    ///     .grant_dir(tmp.path(), "/work", wasmcell::policy::Access::ReadWrite)
+    ///     .build()?;
+    /// let (host, guest) = policy.writable_overlap(&tmp.path().join("cache")).unwrap();
+    /// assert_eq!((host, guest.as_str()), (tmp.path().canonicalize()?, "/work"));
+    /// assert!(wasmcell::Policy::deny_all().writable_overlap(tmp.path()).is_none());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn writable_overlap(&self, path: &Path) -> Option<(PathBuf, String)> {
+        let written = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let resolved = resolve_existing(&written);
+        let paths = [&written, &resolved];
+        for grant in self.dirs().iter().filter(|g| g.access == Access::ReadWrite) {
+            if grant.rules.files.is_empty() {
+                if paths.iter().any(|p| reaches(&grant.host, p) || reaches(p, &grant.host)) {
+                    return Some((grant.host.clone(), grant.guest.clone()));
+                }
+                continue;
+            }
+            for file in grant.rules.files.iter().filter(|f| f.access == Access::ReadWrite) {
+                let host = grant.host.join(&file.name);
+                if paths.iter().any(|p| reaches(p, &host)) {
+                    let guest = format!("{}/{}", grant.guest.trim_end_matches('/'), file.name);
+                    return Some((host, guest));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// `path` (absolute) with its longest existing ancestor canonicalized and the
+/// rest appended, `.` and `..` taken lexically there.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let parts: Vec<_> = path.components().collect();
+    for split in (1..=parts.len()).rev() {
+        let Ok(mut resolved) = parts[..split].iter().collect::<PathBuf>().canonicalize() else {
+            continue;
+        };
+        for part in &parts[split..] {
+            match part {
+                std::path::Component::ParentDir => {
+                    resolved.pop();
+                }
+                std::path::Component::Normal(name) => resolved.push(name),
+                _ => {}
+            }
+        }
+        return resolved;
+    }
+    path.to_path_buf()
+}
+
 /// Whether the guest can reach `inner` through a grant of `outer`: `inner`
 /// is `outer` or below it by path, or `outer` is `inner` or one of its
 /// ancestors by device and inode (a bind mount shows one directory at two
@@ -336,6 +407,60 @@ mod tests {
         let a = grant(&outer, "/a", Access::ReadWrite);
         let b = grant(&tmp.path().join("outer-2"), "/b", Access::ReadOnly);
         check(&a, &b).unwrap();
+    }
+
+    #[test]
+    fn writable_overlap_finds_every_read_write_grant_that_reaches_a_folder() {
+        use crate::policy::Policy;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        for dir in ["ws/cache/sub", "ws-2", "ro", "files"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::write(root.join("files/notes.txt"), "").unwrap();
+        let policy = |dir: &str, access| {
+            Policy::builder()
+                .grant_dir(root.join(dir), "/g", access)
+                .build()
+                .unwrap()
+        };
+        let rw = |dir: &str| policy(dir, Access::ReadWrite);
+        let cache = root.join("ws/cache");
+        // The grant contains the folder, is it, or lies inside it; the folder
+        // need not exist, and may be named through `..`.
+        for (grant, folder) in [
+            ("ws", cache.clone()),
+            ("ws", root.join("ws/not-yet/cache")),
+            ("ws/cache", cache.clone()),
+            ("ws/cache/sub", cache.clone()),
+            ("ws", root.join("ro/../ws/cache")),
+        ] {
+            let found = rw(grant).writable_overlap(&folder);
+            assert_eq!(found, Some((root.join(grant), "/g".into())), "{grant} over {folder:?}");
+        }
+        // Read-only grants, and a sibling whose name only starts the same.
+        assert_eq!(policy("ws", Access::ReadOnly).writable_overlap(&cache), None);
+        assert_eq!(rw("ws-2").writable_overlap(&root.join("ws")), None);
+        // A file grant reaches the folder it lies in, read-write only.
+        let file = |access| {
+            Policy::builder()
+                .grant_file(root.join("files/notes.txt"), "/notes.txt", access)
+                .build()
+                .unwrap()
+        };
+        let host = root.join("files/notes.txt");
+        assert_eq!(
+            file(Access::ReadWrite).writable_overlap(&root.join("files")),
+            Some((host, "/notes.txt".into()))
+        );
+        assert_eq!(file(Access::ReadOnly).writable_overlap(&root.join("files")), None);
+        assert_eq!(file(Access::ReadWrite).writable_overlap(&root.join("ws")), None);
+        // A link leading into the grant is the grant's folder.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(root.join("ws"), root.join("link")).unwrap();
+            assert!(rw("ws").writable_overlap(&root.join("link/cache")).is_some());
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@
 //! each) `cookies:D` (wasi-libc's `readdir` of D: `name@telldir` each)
 //! `seek:D` (reads D's positions, then for each, last first, `seekdir`s
 //! there and prints the name `readdir` gives next, `-` at the end).
+//! `cp:A:B` (copies file A's bytes over B; prints how many).
+//! `fill:P:OFFSET:LEN:BYTE` (overwrites LEN bytes of an existing file from
+//! OFFSET with BYTE, a decimal number, as a patch of its code would).
 
 use wasmcell_modules::symlink;
 
@@ -78,6 +81,13 @@ fn run(op: &str, args: &[&str]) -> std::io::Result<String> {
         "nlink" => nlink(arg(0)),
         "cookies" => cookies(arg(0)),
         "seek" => seek(arg(0)),
+        "cp" => fs::copy(arg(0), arg(1)).map(|n| format!("{n} bytes")),
+        "fill" => fill(
+            arg(0),
+            arg(1).parse().unwrap_or(0),
+            arg(2).parse().unwrap_or(0),
+            arg(3).parse().unwrap_or(0),
+        ),
         "touch" => fs::File::open(arg(0))
             .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)))
             .map(|()| String::new()),
@@ -175,6 +185,13 @@ fn cookies(path: &str) -> std::io::Result<String> {
         libc::closedir(d);
     }
     Ok(out.join(","))
+}
+
+fn fill(path: &str, offset: u64, len: usize, byte: u8) -> std::io::Result<String> {
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.write_all(&vec![byte; len])?;
+    Ok(format!("{len} bytes"))
 }
 
 fn hold(dir: &str, n: usize) -> std::io::Result<String> {

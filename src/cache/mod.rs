@@ -3,14 +3,23 @@
 //! precompiled native code keyed by that hash and the engine's configuration.
 //!
 //! Precompiled code is native code that wasmtime maps and runs without
-//! validating it again, so the disk cache trusts its directory completely.
-//! [`DiskCache::open`] therefore accepts only a directory owned by the
-//! current user and writable by nobody else, and refuses to read a cache file
-//! that someone else owns or could have written.
+//! validating it again, so nothing read from the disk cache is trusted for
+//! where it lies or who owns it: every entry and every stamp carries a MAC
+//! (HMAC-SHA256) made with a key kept in the kernel's user keyring (`key`),
+//! and is used only when the MAC proves wasmcell wrote exactly those bytes
+//! under exactly that name. [`DiskCache::open`] also accepts only a directory
+//! owned by the current user and writable by nobody else.
 
+mod key;
+
+pub use key::CacheKeyError;
+
+use crate::policy::Policy;
 use anyhow::{Context as _, Result, bail};
+use key::{CacheKey, Domain, TAG_LEN};
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::fmt::Write as _;
 use std::hash::Hash as _;
 use std::io::Write as _;
@@ -144,6 +153,21 @@ impl Counters {
 /// a file is recorded only once it has been unchanged for 2 seconds, longer
 /// than the file-time clock's granularity.
 ///
+/// # Security
+///
+/// The code in an entry runs unvalidated, and a guest whose read-write grant
+/// covers the directory (in any run) can write files there that look just
+/// like wasmcell's. So each entry and each record ends with a MAC
+/// (HMAC-SHA256) over its name and contents, made with a 32-byte key that
+/// [`DiskCache::open`] takes from the kernel's user keyring, where no guest
+/// reaches; an entry or record without a valid MAC is ignored (the guest is
+/// compiled again and the entry rewritten). The code is read into memory,
+/// checked there, and deserialized from those same bytes, so a file changed
+/// after the check changes nothing. Any process of the same user can read the
+/// key, as it could change the wasmcell binary itself. A run whose own
+/// read-write grants reach the directory does not use it at all (see
+/// [`CacheInGrant`]).
+///
 /// # Example
 ///
 /// ```
@@ -165,6 +189,7 @@ impl Counters {
 #[derive(Debug, Clone)]
 pub struct DiskCache {
     dir: PathBuf,
+    key: CacheKey,
 }
 
 impl DiskCache {
@@ -178,15 +203,41 @@ impl DiskCache {
             .or_else(|| env("HOME").map(|d| d.join(".cache").join("wasmcell")))
     }
 
-    /// Opens (creating it, owner-only, if needed) the cache directory `dir`.
+    /// Opens (creating it, owner-only, if needed) the cache directory `dir`,
+    /// with this user's cache key from the kernel's user keyring (created on
+    /// first use).
     ///
     /// # Errors
     ///
-    /// When the directory cannot be created, is not a directory, or (on
-    /// Unix) is owned by another user or writable by group or others: code
-    /// read from such a directory could have been planted by someone else.
+    /// A [`CacheKeyError`] (find it with `downcast_ref`) when the keyring
+    /// cannot give the key: no entry could then prove where it came from, so
+    /// there is no disk cache without it. Otherwise, when the directory cannot
+    /// be created, is not a directory, or (on Unix) is owned by another user
+    /// or writable by group or others.
     pub fn open(dir: impl Into<PathBuf>) -> Result<DiskCache> {
-        let dir = dir.into();
+        let key = CacheKey::from_keyring()?;
+        DiskCache::open_dir(dir.into(), key)
+    }
+
+    /// Like [`DiskCache::open`], with a key the host keeps itself instead of
+    /// the kernel keyring's (for a system without it, or a container whose
+    /// seccomp profile refuses `keyctl`).
+    ///
+    /// # Security
+    ///
+    /// The key is what makes cached native code trustworthy: whoever can read
+    /// it can make the host run code of their choice. Keep it where no guest
+    /// can read it in any run (never in a folder a policy grants), make it 32
+    /// random bytes, and use one key per user and cache.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskCache::open`], except that there is no keyring to fail.
+    pub fn open_with_key(dir: impl Into<PathBuf>, key: [u8; 32]) -> Result<DiskCache> {
+        DiskCache::open_dir(dir.into(), CacheKey::from_bytes(key))
+    }
+
+    fn open_dir(dir: PathBuf, key: CacheKey) -> Result<DiskCache> {
         create_private_dir(&dir)
             .with_context(|| format!("failed to create the compile cache directory `{}`", dir.display()))?;
         let meta = std::fs::metadata(&dir)
@@ -203,7 +254,7 @@ impl DiskCache {
                 dir.display()
             )
         })?;
-        Ok(DiskCache { dir })
+        Ok(DiskCache { dir, key })
     }
 
     /// The cache directory.
@@ -213,34 +264,179 @@ impl DiskCache {
 
     /// Where the code for `hash` compiled by an engine with fingerprint
     /// `engine_key` lives.
+    #[cfg(test)]
     pub(crate) fn entry(&self, hash: &ContentHash, engine_key: &str) -> PathBuf {
-        self.dir.join(format!("{}-{engine_key}.cwasm", hex(hash)))
+        self.dir.join(entry_name(hash, engine_key))
     }
 
-    /// Whether `path` exists and may be trusted: a regular file owned by this
-    /// user and writable by nobody else. `Err` explains a file that exists but
-    /// is not trustworthy.
-    pub(crate) fn trusted(path: &Path) -> Result<bool, String> {
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e.to_string()),
+    /// The code stored for a guest of `size` bytes with `hash`, compiled by
+    /// an engine with fingerprint `engine_key`, when the entry exists and its
+    /// MAC proves wasmcell wrote these very bytes under this very name.
+    /// `Ok(None)`: no entry. `Err` explains an entry that is not used (and
+    /// that the next store replaces).
+    pub(crate) fn read_code(&self, hash: &ContentHash, engine_key: &str, size: u64) -> Result<Option<Vec<u8>>, String> {
+        let name = entry_name(hash, engine_key);
+        let limit = max_entry_size(size).saturating_add(TAG_LEN as u64);
+        let Some(mut code) = read_private(&self.dir.join(&name), limit)? else {
+            return Ok(None);
         };
-        if !meta.is_file() {
-            return Err("not a regular file".into());
+        let Some(at) = code.len().checked_sub(TAG_LEN) else {
+            return Err("shorter than its MAC".into());
+        };
+        let tag = code.split_off(at);
+        if !self.key.verify(Domain::Entry, name.as_bytes(), &code, &tag) {
+            return Err("its MAC does not match: wasmcell did not write it".into());
         }
-        check_private(&meta)?;
-        Ok(true)
+        Ok(Some(code))
     }
 
-    /// Writes `code` to `path` atomically, readable and writable by the owner
-    /// only.
-    pub(crate) fn store(&self, path: &Path, code: &[u8]) -> std::io::Result<()> {
+    /// Stores `code` compiled from a guest of `size` bytes with `hash` by an
+    /// engine with fingerprint `engine_key`, with its MAC, atomically and
+    /// readable and writable by the owner only. Code too large to be read
+    /// back ([`max_entry_size`]) is not stored.
+    pub(crate) fn store_code(
+        &self,
+        hash: &ContentHash,
+        engine_key: &str,
+        size: u64,
+        code: &[u8],
+    ) -> std::io::Result<()> {
+        if code.len() as u64 > max_entry_size(size) {
+            return Err(std::io::Error::other("compiled code too large to cache"));
+        }
+        let name = entry_name(hash, engine_key);
+        let tag = self.key.tag(Domain::Entry, name.as_bytes(), code);
         let mut tmp = self.private_tempfile()?;
         tmp.write_all(code)?;
+        tmp.write_all(&tag)?;
         tmp.as_file().sync_data()?;
-        tmp.persist(path).map_err(|e| e.error)?;
+        tmp.persist(self.dir.join(name)).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+fn entry_name(hash: &ContentHash, engine_key: &str) -> String {
+    format!("{}-{engine_key}.cwasm", hex(hash))
+}
+
+/// The largest entry read back for a guest of `size` bytes: compiled code is
+/// a few times the size of the Wasm it came from, so anything far larger was
+/// not written by wasmcell, and reading it whole would let whoever planted
+/// it make the host allocate at will.
+fn max_entry_size(size: u64) -> u64 {
+    size.saturating_mul(16).saturating_add(64 << 20)
+}
+
+/// The contents of the regular file at `path`, opened without following a
+/// link and without blocking on a FIFO, when it is owned by this user,
+/// writable by nobody else and at most `limit` bytes long. `Ok(None)` when
+/// there is no such file; `Err` says why an existing one is not read.
+fn read_private(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    check_private(&meta)?;
+    if meta.len() > limit {
+        return Err(format!("{} bytes, more than wasmcell writes there", meta.len()));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| e.to_string())?;
+    if data.len() as u64 > limit {
+        return Err("it grew while it was read".into());
+    }
+    Ok(Some(data))
+}
+
+/// A compile cache folder that one of a run's read-write grants can write:
+/// the run neither reads nor writes it, and compiles its guest instead.
+///
+/// Rule: a run never takes compiled code, or a file stamp, from a folder its
+/// guest could have written, whatever the MACs say. A
+/// [`Sandbox`](crate::Sandbox) built on an engine with a [`DiskCache`] that
+/// its policy's read-write grants reach ([`Policy::writable_overlap`]) loads
+/// through the engine without the disk cache, and says why through
+/// [`Sandbox::cache_in_grant`](crate::Sandbox::cache_in_grant); the CLI prints
+/// it as a warning, and `wasmcell check` names it for the default cache.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{CacheInGrant, DiskCache, Engine, EngineConfig, Policy, Sandbox};
+/// use wasmcell::policy::Access;
+///
+/// let work = tempfile::tempdir()?;
+/// let cache = DiskCache::open(work.path().join("cache"))?;
+/// let policy = Policy::builder().grant_dir(work.path(), "/work", Access::ReadWrite).build()?;
+/// assert!(CacheInGrant::find(&policy, cache.dir()).is_some());
+///
+/// let engine = Engine::with_disk_cache(EngineConfig::for_policy(&policy), cache)?;
+/// let sandbox = Sandbox::builder().engine(engine).policy(policy).build()?;
+/// let why = sandbox.cache_in_grant().expect("the grant reaches the cache");
+/// assert_eq!(why.guest(), "/work");
+/// assert!(sandbox.engine().disk_cache().is_none(), "its loads skip the disk cache");
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheInGrant {
+    dir: PathBuf,
+    host: PathBuf,
+    guest: String,
+}
+
+impl CacheInGrant {
+    /// The first read-write grant of `policy` that reaches the cache folder
+    /// `dir`, if any ([`Policy::writable_overlap`]).
+    pub fn find(policy: &Policy, dir: &Path) -> Option<CacheInGrant> {
+        let (host, guest) = policy.writable_overlap(dir)?;
+        Some(CacheInGrant {
+            dir: dir.to_path_buf(),
+            host,
+            guest,
+        })
+    }
+
+    /// The cache folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The granted folder or file on the host.
+    pub fn host(&self) -> &Path {
+        &self.host
+    }
+
+    /// Its guest path.
+    pub fn guest(&self) -> &str {
+        &self.guest
+    }
+}
+
+impl fmt::Display for CacheInGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "not using the compile cache `{}`: the read-write grant at `{}` (host `{}`) reaches it, so the guest \
+             could plant compiled code there",
+            self.dir.display(),
+            self.guest,
+            self.host.display()
+        )
     }
 }
 
@@ -319,24 +515,22 @@ impl DiskCache {
     }
 
     /// The content hash recorded for a file with this stamp, if there is a
-    /// trustworthy record.
+    /// record whose MAC proves wasmcell wrote it for this stamp.
     pub(crate) fn hash_for(&self, stamp: &FileStamp) -> Option<ContentHash> {
-        let path = self.stamp_entry(stamp);
-        if DiskCache::trusted(&path) != Ok(true) {
-            return None;
-        }
-        let text = std::fs::read_to_string(&path).ok()?;
-        let (recorded, hash) = text.trim_end().rsplit_once(' ')?;
+        let data = read_private(&self.stamp_entry(stamp), STAMP_RECORD_LIMIT).ok()??;
+        let text = std::str::from_utf8(&data).ok()?;
+        let (rest, tag) = text.strip_suffix('\n')?.rsplit_once(' ')?;
+        let (recorded, hash) = rest.rsplit_once(' ')?;
         // The stamp itself is kept too: two stamps whose keys collide in the
         // file name never pass for each other.
-        if recorded != stamp.0 || hash.len() != 64 {
+        if recorded != stamp.0 {
             return None;
         }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hash.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(out)
+        let hash: ContentHash = unhex(hash)?;
+        let tag: [u8; TAG_LEN] = unhex(tag)?;
+        self.key
+            .verify(Domain::Stamp, stamp.0.as_bytes(), &hash, &tag)
+            .then_some(hash)
     }
 
     /// Records that the file whose metadata is `meta` holds bytes with
@@ -352,18 +546,34 @@ impl DiskCache {
         if !FileStamp::settled(meta, now) || self.hash_for(&stamp) == Some(*hash) {
             return;
         }
-        let record = format!("{} {}\n", stamp.0, hex(hash));
+        let tag = self.key.tag(Domain::Stamp, stamp.0.as_bytes(), hash);
+        let record = format!("{} {} {}\n", stamp.0, hex(hash), hex(&tag));
         let _ = self.store_unsynced(&self.stamp_entry(&stamp), record.as_bytes());
     }
 
-    /// Like [`DiskCache::store`] without the `fsync`: a stamp record lost or
-    /// torn by a crash is unreadable and simply ignored.
+    /// Writes `data` to `path` atomically, owner-only, without the `fsync`:
+    /// a stamp record lost or torn by a crash fails its MAC and is ignored.
     fn store_unsynced(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
         let mut tmp = self.private_tempfile()?;
         tmp.write_all(data)?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// The most bytes of a stamp record read: wasmcell's are about 200.
+const STAMP_RECORD_LIMIT: u64 = 4096;
+
+/// `N` bytes from exactly `2 * N` hex digits.
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 impl DiskCache {
@@ -520,18 +730,111 @@ mod tests {
         assert_eq!(cache.hash_for(&stamp), None);
     }
 
+    fn keyed(dir: &Path, key: u8) -> DiskCache {
+        DiskCache::open_with_key(dir, [key; 32]).unwrap()
+    }
+
     #[cfg(unix)]
     #[test]
-    fn cache_entries_are_private_and_checked() {
+    fn cache_entries_are_private_and_prove_who_wrote_them() {
         use std::os::unix::fs::PermissionsExt as _;
         let tmp = tempfile::tempdir().unwrap();
-        let cache = DiskCache::open(tmp.path().join("c")).unwrap();
-        let path = cache.entry(&[0xab; 32], "k");
-        assert_eq!(DiskCache::trusted(&path), Ok(false));
-        cache.store(&path, b"code").unwrap();
+        let cache = keyed(&tmp.path().join("c"), 1);
+        let (victim, other) = ([0xab; 32], [0xcd; 32]);
+        assert_eq!(cache.read_code(&victim, "k", 100), Ok(None));
+        cache.store_code(&victim, "k", 100, b"victim code").unwrap();
+        cache.store_code(&other, "k", 100, b"other code").unwrap();
+        let path = cache.entry(&victim, "k");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(DiskCache::trusted(&path), Ok(true));
+        assert_eq!(cache.read_code(&victim, "k", 100), Ok(Some(b"victim code".to_vec())));
+
+        let refused = |cache: &DiskCache| cache.read_code(&victim, "k", 100).unwrap_err();
+        // Another guest's valid entry copied over this one: its MAC names
+        // the other guest.
+        std::fs::copy(cache.entry(&other, "k"), &path).unwrap();
+        assert!(refused(&cache).contains("MAC"), "{}", refused(&cache));
+        // Patched code, a cut-off MAC, an entry of the old unsigned format.
+        cache.store_code(&victim, "k", 100, b"victim code").unwrap();
+        let mut patched = std::fs::read(&path).unwrap();
+        patched[0] ^= 0xcc;
+        for forged in [&patched[..], &patched[1..], b"victim code", b""] {
+            std::fs::write(&path, forged).unwrap();
+            refused(&cache);
+        }
+        // The right bytes under another key, as after a lost key.
+        cache.store_code(&victim, "k", 100, b"victim code").unwrap();
+        refused(&keyed(&tmp.path().join("c"), 2));
+        // Under another engine's fingerprint, the same code is another name.
+        std::fs::copy(&path, cache.entry(&victim, "j")).unwrap();
+        assert!(cache.read_code(&victim, "j", 100).is_err());
+        // Someone else could have written it.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(DiskCache::trusted(&path).is_err());
+        assert!(refused(&cache).contains("writable by group or others"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn odd_files_in_place_of_entries_are_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = keyed(&tmp.path().join("c"), 1);
+        let hash = [0xab; 32];
+        let path = cache.entry(&hash, "k");
+        // A FIFO would block a plain open for ever.
+        let fifo = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(cache.read_code(&hash, "k", 100), Err("not a regular file".into()));
+        std::fs::remove_file(&path).unwrap();
+        // A link to a valid entry is not followed.
+        cache.store_code(&[0xcd; 32], "k", 100, b"code").unwrap();
+        std::os::unix::fs::symlink(cache.entry(&[0xcd; 32], "k"), &path).unwrap();
+        assert!(cache.read_code(&hash, "k", 100).is_err());
+        std::fs::remove_file(&path).unwrap();
+        // Far larger than code compiled from 100 bytes: not read at all.
+        let huge = std::fs::File::create(&path).unwrap();
+        huge.set_len(max_entry_size(100) + TAG_LEN as u64 + 1).unwrap();
+        assert!(
+            cache
+                .read_code(&hash, "k", 100)
+                .unwrap_err()
+                .contains("more than wasmcell writes")
+        );
+        // Nor is code that large stored.
+        let code = vec![0u8; max_entry_size(0) as usize + 1];
+        assert!(cache.store_code(&hash, "k", 0, &code).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stamp_records_prove_who_wrote_them() {
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = keyed(&tmp.path().join("c"), 1);
+        let file = tmp.path().join("guest.wasm");
+        std::fs::write(&file, b"(module)").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let stamp = FileStamp::of(&meta).unwrap();
+        let (hash, other) = (content_hash(b"(module)"), content_hash(b"other"));
+        let later = SystemTime::now() + STAMP_MIN_AGE + Duration::from_secs(1);
+        cache.record_hash_at(&meta, &hash, later);
+        assert_eq!(cache.hash_for(&stamp), Some(hash));
+
+        // The record rewritten to name another guest's hash, keeping its MAC,
+        // or without a MAC as records used to be.
+        let record = cache.stamp_entry(&stamp);
+        let text = std::fs::read_to_string(&record).unwrap();
+        let swapped = text.replace(&hex(&hash), &hex(&other));
+        let unsigned = format!("{} {}\n", stamp.0, hex(&other));
+        for forged in [swapped, unsigned] {
+            std::fs::write(&record, forged).unwrap();
+            assert_eq!(cache.hash_for(&stamp), None);
+        }
+        // Under another key (a lost key) the real record is not trusted either,
+        // and recording again replaces it.
+        std::fs::write(&record, &text).unwrap();
+        let rekeyed = keyed(&tmp.path().join("c"), 2);
+        assert_eq!(rekeyed.hash_for(&stamp), None);
+        rekeyed.record_hash_at(&meta, &hash, later);
+        assert_eq!(rekeyed.hash_for(&stamp), Some(hash));
     }
 }
