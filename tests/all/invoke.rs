@@ -377,25 +377,7 @@ fn r13_matrix_invoke_field() {
         "[[module]]\nname = \"reactor\"\ninvoke = \"add\"\nargs = [\"2\", \"3\"]\n\n\
          [[cell]]\nmodule = \"reactor\"\npolicy = \"*\"\nstatus = \"exited\"\nstdout-contains = \"5\\n\"\n",
     );
-    let deny_all = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deny-all.toml");
-    let out = wait_for(
-        wasmcell_command()
-            .args(["matrix", "--modules"])
-            .arg(&reactor)
-            .args(["--policies", deny_all, "--expect"])
-            .arg(&expect)
-            .args(["--format", "json"])
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let json = matrix_json(&reactor, &expect, "reactor");
     let cell = &json["cells"][0];
     assert_eq!(cell["verdict"], "match", "{cell:#}");
     let reproduce = cell["reproduce"].as_str().unwrap();
@@ -499,7 +481,6 @@ fn initialize_of_the_wrong_type_is_a_load_error() {
 #[test]
 fn cli_and_matrix_refuse_an_initialize_of_the_wrong_type_with_126() {
     let dir = tempfile::tempdir().unwrap();
-    let deny_all = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deny-all.toml");
     for (name, wat, found) in BAD_INITIALIZES {
         let module = write(dir.path(), name, wat);
         let out = wait_for(
@@ -525,24 +506,32 @@ fn cli_and_matrix_refuse_an_initialize_of_the_wrong_type_with_126() {
                  [[cell]]\nmodule = \"{stem}\"\npolicy = \"*\"\nstatus = \"load-error\"\nexit-code = 126\n"
             ),
         );
-        let out = wait_for(
-            wasmcell_command()
-                .args(["matrix", "--modules"])
-                .arg(&module)
-                .args(["--policies", deny_all, "--expect"])
-                .arg(&expect)
-                .args(["--format", "json"])
-                .spawn()
-                .unwrap(),
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{name}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let json = matrix_json(&module, &expect, name);
         assert_eq!(json["cells"][0]["verdict"], "match", "{name}: {:#}", json["cells"][0]);
     }
+}
+
+/// `wasmcell matrix` of `module` under `policies/deny-all.toml` against the
+/// expectations file `expect`, as JSON; the run itself must pass (`what`
+/// names it on failure).
+fn matrix_json(module: &std::path::Path, expect: &std::path::Path, what: &str) -> serde_json::Value {
+    let deny_all = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deny-all.toml");
+    let out = wait_for(
+        wasmcell_command()
+            .args(["matrix", "--modules"])
+            .arg(module)
+            .args(["--policies", deny_all, "--expect"])
+            .arg(expect)
+            .args(["--format", "json"])
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap()
 }
