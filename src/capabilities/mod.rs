@@ -3,9 +3,12 @@
 //! recording every capability use the policy refuses ([`Denial`]).
 //!
 //! Everything starts from `WasiCtxBuilder::new()`, which grants nothing, and
-//! only what the policy names is added. Sockets are switched on so that every
-//! use reaches one check here: each socket address, each name lookup
-//! ([`resolve_addresses`](net::resolve_addresses), wired in by the engine's linker) and each outgoing
+//! only what the policy names is added. Sockets are switched on for each
+//! protocol some `[net]` entry uses, and every use reaches one check here:
+//! creating a socket, each socket address (an explicit bind told apart from
+//! the implicit one of a connect by [`tcp_start_bind`](net::tcp_start_bind)
+//! and its siblings, wired in by the engine's linker), each name lookup
+//! ([`resolve_addresses`](net::resolve_addresses), wired in likewise) and each outgoing
 //! HTTP request is decided against the policy's `[net]` grants, and a refusal
 //! is recorded in the run's bounded [`DenialLog`](denial::DenialLog).
 
@@ -22,7 +25,9 @@ pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, UseCounts};
 pub(crate) use denial::Records;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
-pub(crate) use net::{NetAudit, resolve_addresses};
+pub(crate) use net::{
+    NetAudit, create_tcp_socket, create_udp_socket, resolve_addresses, tcp_start_bind, tcp_start_listen, udp_start_bind,
+};
 
 use crate::limits::OutputBudget;
 use crate::policy::Policy;

@@ -1,15 +1,21 @@
 //! Every network decision of a run in one place: the socket address check,
-//! the audited name lookup and the HTTP allowlist hook, each recording what
-//! it refuses in the run's [`NetAudit`].
+//! the guest's socket calls it is told apart by (creating a socket, an
+//! explicit bind, a listen), the audited name lookup and the HTTP allowlist
+//! hook, each recording what it refuses in the run's [`NetAudit`].
 
 use super::denial::Records;
 use crate::policy::{NetGrants, NetKind};
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
-use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, Network};
+use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddressFamily, IpSocketAddress, Network};
+use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp, udp_create_socket};
+use wasmtime_wasi::p2::{SocketResult, TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpHooks;
@@ -21,6 +27,11 @@ use wasmtime_wasi_http::WasiHttpHooks;
 pub(crate) struct NetAudit {
     pub(crate) grants: Arc<NetGrants>,
     denials: Records,
+    /// For each TCP socket the guest bound (by resource number), whether it
+    /// asked for port 0: what a listen on it is decided with. A number is
+    /// reused only after its socket is gone, so this holds at most one entry
+    /// per socket the handle cap lets the guest hold at once.
+    ephemeral_binds: Arc<Mutex<HashMap<u32, bool>>>,
 }
 
 impl NetAudit {
@@ -29,6 +40,7 @@ impl NetAudit {
         NetAudit {
             grants: Arc::new(grants.clone()),
             denials,
+            ephemeral_binds: Arc::default(),
         }
     }
 
@@ -43,18 +55,19 @@ impl NetAudit {
     }
 }
 
-/// Grants exactly the `[net]` entries. Sockets themselves are always
-/// available, so that every refused use reaches the check below and is
-/// recorded; a socket the policy grants nothing to can be created (counted
-/// against `limits.handles`) but cannot listen, connect, send or receive.
+/// Grants exactly the `[net]` entries. TCP sockets exist only when some TCP
+/// use is granted, UDP sockets only when some UDP use is (creating one
+/// otherwise is refused and recorded by [`create_tcp_socket`] and
+/// [`create_udp_socket`]); every address a socket then uses reaches the check
+/// below and is decided, and a refusal recorded.
 pub(super) fn add_network(builder: &mut WasiCtxBuilder, net: &NetAudit) {
     builder
-        .allow_tcp(true)
-        .allow_udp(true)
+        .allow_tcp(net.grants.any_tcp())
+        .allow_udp(net.grants.any_udp())
         .allow_ip_name_lookup(net.grants.dns);
     let net = net.clone();
     builder.socket_addr_check(move |addr, usage| {
-        let allowed = match decide(&net.grants, addr, usage) {
+        let allowed = match decide(&net.grants, addr, usage, CURRENT_CALL.get()) {
             Verdict::Allow(Some(kind)) => {
                 net.allow(kind, || addr.to_string());
                 true
@@ -80,24 +93,33 @@ enum Verdict {
     Drop,
 }
 
-/// Whether one socket use is granted.
+/// Whether one socket use is granted; `call` is the guest's socket call
+/// wasmtime-wasi is running when it asks (see [`SocketCall`]).
 ///
-/// wasmtime-wasi also checks the implicit bind that `connect` and `send`
-/// perform, on the wildcard address and port 0. That only picks the local
-/// end, so it is always allowed: the connect or send that follows is what the
-/// policy decides, and a socket bound that way cannot listen without a
-/// `tcp-bind` entry. Accepting a client is only possible on a listener the
-/// policy granted; datagrams are received only when some UDP use is granted.
-fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Verdict {
-    let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
-    let check = |kind: NetKind| match net.check(kind, addr) {
+/// A bind the guest asked for (`start-bind`) is always decided against
+/// `tcp-bind`/`udp-bind`, whatever its address: the unspecified address only
+/// by an entry that names it. wasmtime-wasi also checks the implicit bind that
+/// `connect` and `send` perform, on the unspecified address and port 0, outside
+/// any `start-bind`; that only picks the local end and is allowed, since the
+/// connect or send that follows is what the policy decides. A listen is decided
+/// on the address and port the socket is bound to. Accepting a client is only
+/// possible on a listener the policy granted; datagrams are received only when
+/// some UDP use is granted.
+fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse, call: Option<SocketCall>) -> Verdict {
+    let implicit_bind = call != Some(SocketCall::Bind) && addr.ip().is_unspecified() && addr.port() == 0;
+    let verdict = |kind: NetKind, checked: Result<(), String>| match checked {
         Ok(()) => Verdict::Allow(Some(kind.name())),
         Err(rule) => Verdict::Deny(kind, rule),
     };
+    let check = |kind: NetKind| verdict(kind, net.check(kind, addr));
     match usage {
         SocketAddrUse::TcpBind | SocketAddrUse::UdpBind if implicit_bind => Verdict::Allow(None),
         SocketAddrUse::TcpBind => check(NetKind::TcpBind),
-        SocketAddrUse::TcpListen => check(NetKind::TcpListen),
+        SocketAddrUse::TcpListen => {
+            // Port 0 here is the implicit bind of an unbound socket's listen.
+            let ephemeral = call == Some(SocketCall::Listen { ephemeral: true }) || addr.port() == 0;
+            verdict(NetKind::TcpListen, net.check_listen(addr, ephemeral))
+        }
         SocketAddrUse::TcpConnect => check(NetKind::TcpConnect),
         SocketAddrUse::TcpAccept => Verdict::Allow(Some("tcp-accept")),
         SocketAddrUse::UdpBind => check(NetKind::UdpBind),
@@ -105,6 +127,203 @@ fn decide(net: &NetGrants, addr: SocketAddr, usage: SocketAddrUse) -> Verdict {
         SocketAddrUse::UdpReceive if net.any_udp() => Verdict::Allow(None),
         SocketAddrUse::UdpReceive => Verdict::Drop,
     }
+}
+
+/// The guest's socket call that wasmtime-wasi is running, which the address
+/// check cannot see: it is handed only an address and a use. An explicit bind
+/// of `0.0.0.0:0` and the implicit bind inside a connect reach it alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SocketCall {
+    /// `start-bind`, TCP or UDP.
+    Bind,
+    /// `start-listen`, on a socket whose bind asked for port 0 (`ephemeral`)
+    /// or for a port of its own.
+    Listen { ephemeral: bool },
+}
+
+thread_local! {
+    /// Set only while [`in_call`] polls a call's future on this thread. The
+    /// address check runs synchronously inside that poll, so it sees the call
+    /// it belongs to; a check made anywhere else (a connect's or a send's
+    /// future, polled by another host call or on a runtime thread) sees `None`.
+    static CURRENT_CALL: Cell<Option<SocketCall>> = const { Cell::new(None) };
+}
+
+/// Runs `fut`, wasmtime-wasi's own implementation of `call`, marking every
+/// poll of it as that call.
+async fn in_call<F: Future>(call: SocketCall, fut: F) -> F::Output {
+    struct Restore(Option<SocketCall>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT_CALL.set(self.0);
+        }
+    }
+    let mut fut = pin!(fut);
+    std::future::poll_fn(|cx| {
+        let _restore = Restore(CURRENT_CALL.replace(Some(call)));
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+fn sockets<'a>(ctx: &'a mut WasiCtx, table: &'a mut ResourceTable) -> WasiSocketsCtxView<'a> {
+    WasiSocketsCtxView {
+        ctx: ctx.sockets(),
+        table,
+    }
+}
+
+/// A `wasi:sockets` result as the guest receives it: an error code, or a
+/// trap (an invalid handle) that ends the guest.
+fn settle<T>(result: SocketResult<T>) -> wasmtime::Result<Result<T, ErrorCode>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(err) => err.downcast().map(Err),
+    }
+}
+
+/// The guest's `create-tcp-socket`: refused with `access-denied` and recorded
+/// (kind `tcp-socket`, target the address family) when the policy grants no
+/// TCP use, as wasmtime-wasi refuses it when TCP is off; otherwise
+/// wasmtime-wasi's, with an exhausted descriptor table answered as
+/// `new-socket-limit`.
+///
+/// # Errors
+///
+/// Only a trap of wasmtime-wasi's own call (the handle cap).
+pub(crate) fn create_tcp_socket(
+    net: &NetAudit,
+    ctx: &mut WasiCtx,
+    table: &mut ResourceTable,
+    family: IpAddressFamily,
+) -> wasmtime::Result<Result<Resource<TcpSocket>, ErrorCode>> {
+    if !net.grants.any_tcp() {
+        let rule = "no [net] tcp-connect or tcp-bind entry: TCP sockets are not granted";
+        net.refuse("tcp-socket", family_name(family), rule);
+        return Ok(Err(ErrorCode::AccessDenied));
+    }
+    let created = tcp_create_socket::Host::create_tcp_socket(&mut sockets(ctx, table), family);
+    settle(created).map(|r| r.map_err(|code| socket_limit(code, family, false)))
+}
+
+/// The guest's `create-udp-socket`, as [`create_tcp_socket`] for UDP (kind
+/// `udp-socket`, granted by any `udp-bind` or `udp-send` entry).
+///
+/// # Errors
+///
+/// Only a trap of wasmtime-wasi's own call (the handle cap).
+pub(crate) async fn create_udp_socket(
+    net: &NetAudit,
+    ctx: &mut WasiCtx,
+    table: &mut ResourceTable,
+    family: IpAddressFamily,
+) -> wasmtime::Result<Result<Resource<UdpSocket>, ErrorCode>> {
+    if !net.grants.any_udp() {
+        let rule = "no [net] udp-bind or udp-send entry: UDP sockets are not granted";
+        net.refuse("udp-socket", family_name(family), rule);
+        return Ok(Err(ErrorCode::AccessDenied));
+    }
+    let created = udp_create_socket::Host::create_udp_socket(&mut sockets(ctx, table), family).await;
+    settle(created).map(|r| r.map_err(|code| socket_limit(code, family, true)))
+}
+
+fn family_name(family: IpAddressFamily) -> &'static str {
+    match family {
+        IpAddressFamily::Ipv4 => "ipv4",
+        IpAddressFamily::Ipv6 => "ipv6",
+    }
+}
+
+/// wasmtime-wasi maps a socket the OS would not create for want of
+/// descriptors (`EMFILE`, `ENFILE`) to `unknown`; when creating one fails that
+/// way, ask the OS for one more of the same kind to tell that case apart. (If
+/// a descriptor came free in between, the guest still gets `unknown`.)
+fn socket_limit(code: ErrorCode, family: IpAddressFamily, udp: bool) -> ErrorCode {
+    #[cfg(unix)]
+    if matches!(code, ErrorCode::Unknown) {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let family = match family {
+            IpAddressFamily::Ipv4 => AddressFamily::INET,
+            IpAddressFamily::Ipv6 => AddressFamily::INET6,
+        };
+        let kind = if udp { SocketType::DGRAM } else { SocketType::STREAM };
+        if let Err(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) =
+            rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, None)
+        {
+            return ErrorCode::NewSocketLimit;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (family, udp);
+    code
+}
+
+/// The guest's `start-bind` on a TCP socket, run by wasmtime-wasi as an
+/// explicit bind: the address check decides it against `tcp-bind` (never as an
+/// implicit bind), and whether it asked for port 0 is kept for its listen.
+///
+/// # Errors
+///
+/// Only a trap of wasmtime-wasi's own call (an invalid handle).
+pub(crate) async fn tcp_start_bind(
+    net: &NetAudit,
+    ctx: &mut WasiCtx,
+    table: &mut ResourceTable,
+    this: Resource<TcpSocket>,
+    network: Resource<Network>,
+    local: IpSocketAddress,
+) -> wasmtime::Result<Result<(), ErrorCode>> {
+    let (socket, ephemeral) = (this.rep(), SocketAddr::from(local).port() == 0);
+    let mut view = sockets(ctx, table);
+    let bind = tcp::HostTcpSocket::start_bind(&mut view, this, network, local);
+    let bound = in_call(SocketCall::Bind, bind).await;
+    {
+        let mut binds = net.ephemeral_binds.lock().unwrap_or_else(|e| e.into_inner());
+        match bound {
+            Ok(()) => binds.insert(socket, ephemeral),
+            Err(_) => binds.remove(&socket),
+        };
+    }
+    settle(bound)
+}
+
+/// The guest's `start-listen` on a TCP socket: the address check decides it on
+/// the address and port the socket is bound to, knowing whether its bind asked
+/// for port 0.
+///
+/// # Errors
+///
+/// Only a trap of wasmtime-wasi's own call (an invalid handle).
+pub(crate) async fn tcp_start_listen(
+    net: &NetAudit,
+    ctx: &mut WasiCtx,
+    table: &mut ResourceTable,
+    this: Resource<TcpSocket>,
+) -> wasmtime::Result<Result<(), ErrorCode>> {
+    let ephemeral = {
+        let binds = net.ephemeral_binds.lock().unwrap_or_else(|e| e.into_inner());
+        binds.get(&this.rep()).copied().unwrap_or(false)
+    };
+    let mut view = sockets(ctx, table);
+    let listen = tcp::HostTcpSocket::start_listen(&mut view, this);
+    settle(in_call(SocketCall::Listen { ephemeral }, listen).await)
+}
+
+/// The guest's `start-bind` on a UDP socket, an explicit bind as for TCP.
+///
+/// # Errors
+///
+/// Only a trap of wasmtime-wasi's own call (an invalid handle).
+pub(crate) async fn udp_start_bind(
+    ctx: &mut WasiCtx,
+    table: &mut ResourceTable,
+    this: Resource<UdpSocket>,
+    network: Resource<Network>,
+    local: IpSocketAddress,
+) -> wasmtime::Result<Result<(), ErrorCode>> {
+    let mut view = sockets(ctx, table);
+    let bind = udp::HostUdpSocket::start_bind(&mut view, this, network, local);
+    settle(in_call(SocketCall::Bind, bind).await)
 }
 
 /// The `wasi:sockets` `resolve-addresses` call, audited: a lookup the

@@ -2,7 +2,9 @@
 //! modules; WASI 0.2 and outgoing wasi:http for components. Shadowed:
 //! `proc_exit`, so every exit status is reported as what it is;
 //! `resolve-addresses`, whose decision and record belong to the network
-//! capability ([`capabilities::resolve_addresses`]); and the filesystem, whose
+//! capability ([`capabilities::resolve_addresses`]); creating a socket, and
+//! a socket's `start-bind` and `start-listen`, which the network capability
+//! decides and records ([`capabilities::tcp_start_bind`] and its siblings); and the filesystem, whose
 //! calls pass the run's guard first: preview 1's path functions one by one
 //! ([`capabilities::fs_p1`]), preview 2's `wasi:filesystem` as a whole
 //! ([`capabilities::fs_p2`]). The guard's state lives in the store.
@@ -90,6 +92,7 @@ pub(super) fn new_p2_linker(engine: &wasmtime::Engine) -> Result<wasmtime::compo
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     audit_name_lookups(&mut linker)?;
+    audit_sockets(&mut linker)?;
     guard_p2_files(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     Ok(linker)
@@ -118,6 +121,90 @@ fn audit_name_lookups(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) ->
             },
         )
         .map_err(anyhow::Error::from)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The `wasi:sockets` interfaces whose calls the network capability decides
+/// itself, at the versions wasmtime-wasi 48 implements.
+const WASI_TCP: &str = "wasi:sockets/tcp@0.2.12";
+const WASI_UDP: &str = "wasi:sockets/udp@0.2.12";
+const WASI_TCP_CREATE: &str = "wasi:sockets/tcp-create-socket@0.2.12";
+const WASI_UDP_CREATE: &str = "wasi:sockets/udp-create-socket@0.2.12";
+
+/// Replaces the socket calls the network capability must tell apart with its
+/// versions in [`capabilities::tcp_start_bind`] and its siblings: creating a TCP or UDP socket
+/// (refused and recorded when the policy grants no use of it), and `start-bind`
+/// and `start-listen`, so that an explicit bind is never mistaken for the
+/// implicit one a connect performs and a listen knows how its socket was bound.
+/// Each decides, then runs wasmtime-wasi's own call.
+fn audit_sockets(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Result<()> {
+    use wasmtime_wasi::p2::bindings::sockets::network::{IpAddressFamily, IpSocketAddress, Network};
+    use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
+    type Bind<S> = (Resource<S>, Resource<Network>, IpSocketAddress);
+    linker.allow_shadowing(true);
+    let mut create = linker.instance(WASI_TCP_CREATE).map_err(anyhow::Error::from)?;
+    create
+        .func_wrap(
+            "create-tcp-socket",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (family,): (IpAddressFamily,)| {
+                let P2Ctx { net, ctx, table, .. } = &mut store.data_mut().wasi;
+                capabilities::create_tcp_socket(net, ctx, table, family).map(|socket| (socket,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    let mut create = linker.instance(WASI_UDP_CREATE).map_err(anyhow::Error::from)?;
+    create
+        .func_wrap_async(
+            "create-udp-socket",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (family,): (IpAddressFamily,)| {
+                Box::new(async move {
+                    let P2Ctx { net, ctx, table, .. } = &mut store.data_mut().wasi;
+                    capabilities::create_udp_socket(net, ctx, table, family)
+                        .await
+                        .map(|socket| (socket,))
+                })
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    let mut tcp = linker.instance(WASI_TCP).map_err(anyhow::Error::from)?;
+    tcp.func_wrap_async(
+        "[method]tcp-socket.start-bind",
+        |mut store: StoreContextMut<'_, State<P2Ctx>>, (this, network, local): Bind<TcpSocket>| {
+            Box::new(async move {
+                let P2Ctx { net, ctx, table, .. } = &mut store.data_mut().wasi;
+                capabilities::tcp_start_bind(net, ctx, table, this, network, local)
+                    .await
+                    .map(|r| (r,))
+            })
+        },
+    )
+    .map_err(anyhow::Error::from)?;
+    tcp.func_wrap_async(
+        "[method]tcp-socket.start-listen",
+        |mut store: StoreContextMut<'_, State<P2Ctx>>, (this,): (Resource<TcpSocket>,)| {
+            Box::new(async move {
+                let P2Ctx { net, ctx, table, .. } = &mut store.data_mut().wasi;
+                capabilities::tcp_start_listen(net, ctx, table, this)
+                    .await
+                    .map(|r| (r,))
+            })
+        },
+    )
+    .map_err(anyhow::Error::from)?;
+    let mut udp = linker.instance(WASI_UDP).map_err(anyhow::Error::from)?;
+    udp.func_wrap_async(
+        "[method]udp-socket.start-bind",
+        |mut store: StoreContextMut<'_, State<P2Ctx>>, (this, network, local): Bind<UdpSocket>| {
+            Box::new(async move {
+                let P2Ctx { ctx, table, .. } = &mut store.data_mut().wasi;
+                capabilities::udp_start_bind(ctx, table, this, network, local)
+                    .await
+                    .map(|r| (r,))
+            })
+        },
+    )
+    .map_err(anyhow::Error::from)?;
     linker.allow_shadowing(false);
     Ok(())
 }

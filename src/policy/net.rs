@@ -102,6 +102,14 @@ impl NetRule {
         })
     }
 
+    /// Whether this entry admits listening on `bound`, the address and port
+    /// a socket is bound to: the entry admits that address and port, or the
+    /// socket's bind asked for port 0 (`ephemeral`) and the entry admits port 0
+    /// on that address (the port the socket was given is then the OS's choice).
+    pub fn admits_listen(&self, bound: SocketAddr, ephemeral: bool) -> bool {
+        self.matches(bound) || (ephemeral && self.matches(SocketAddr::new(bound.ip(), 0)))
+    }
+
     /// Whether this entry admits the IP of `addr`, whatever its port.
     fn matches_ip(&self, addr: SocketAddr) -> bool {
         let any_port = NetRule {
@@ -348,26 +356,43 @@ impl NetGrants {
 
     /// Decides one use: `Ok` to allow, `Err(rule)` with the reason to refuse.
     ///
-    /// A listening socket's port was already checked when it was bound, so
-    /// `TcpListen` compares the IP only.
+    /// `TcpListen` is decided as [`NetGrants::check_listen`] decides a socket
+    /// bound to a port it asked for.
     pub fn check(&self, kind: NetKind, addr: SocketAddr) -> Result<(), String> {
-        let rules = self.rules(kind);
-        let allowed = match kind {
-            NetKind::TcpListen => rules.iter().any(|r| r.matches_ip(addr)),
-            _ => rules.iter().any(|r| r.matches(addr)),
-        };
+        if kind == NetKind::TcpListen {
+            return self.check_listen(addr, false);
+        }
+        self.decided(kind, addr, self.rules(kind).iter().any(|r| r.matches(addr)))
+    }
+
+    /// Decides listening on `bound`, the address and port a TCP socket is
+    /// bound to, against `tcp-bind` (see [`NetRule::admits_listen`]); `ephemeral`
+    /// when the socket's bind asked for port 0.
+    pub fn check_listen(&self, bound: SocketAddr, ephemeral: bool) -> Result<(), String> {
+        let rules = self.rules(NetKind::TcpListen);
+        let allowed = rules.iter().any(|r| r.admits_listen(bound, ephemeral));
+        self.decided(NetKind::TcpListen, bound, allowed)
+    }
+
+    fn decided(&self, kind: NetKind, addr: SocketAddr, allowed: bool) -> Result<(), String> {
         if allowed {
             return Ok(());
         }
+        let rules = self.rules(kind);
         let key = match kind {
             NetKind::TcpListen => "tcp-bind",
             other => other.name(),
         };
-        Err(if normalize(addr.ip()).is_unspecified() && !rules.is_empty() {
-            format!("the unspecified address is allowed only when a [net] {key} entry names it literally")
-        } else {
-            format!("no [net] {key} entry matches")
-        })
+        let named = rules.iter().any(|r| r.matches_ip(addr));
+        Err(
+            if normalize(addr.ip()).is_unspecified() && !rules.is_empty() && !named {
+                format!("the unspecified address is allowed only when a [net] {key} entry names it literally")
+            } else if kind == NetKind::TcpListen {
+                "no [net] tcp-bind entry admits listening on this address and port".to_string()
+            } else {
+                format!("no [net] {key} entry matches")
+            },
+        )
     }
 }
 
@@ -481,15 +506,23 @@ mod tests {
         }
     }
 
+    // See: #27
     #[test]
-    fn listen_checks_the_ip_of_the_bound_port() {
+    fn r27_listen_is_decided_on_the_bound_address_and_port() {
         let grants = NetGrants {
-            tcp_bind: vec![rule("127.0.0.1:0")],
+            tcp_bind: vec![rule("127.0.0.1:0"), rule("0.0.0.0:8080")],
             ..NetGrants::default()
         };
         assert!(grants.check(NetKind::TcpBind, addr("127.0.0.1:0")).is_ok());
         assert!(grants.check(NetKind::TcpBind, addr("127.0.0.1:8080")).is_err());
-        assert!(grants.check(NetKind::TcpListen, addr("127.0.0.1:41234")).is_ok());
-        assert!(grants.check(NetKind::TcpListen, addr("10.0.0.1:41234")).is_err());
+        // Port 0 admits the port the OS picked, only for a socket that asked for it.
+        assert!(grants.check_listen(addr("127.0.0.1:41234"), true).is_ok());
+        assert!(grants.check_listen(addr("127.0.0.1:41234"), false).is_err());
+        assert!(grants.check_listen(addr("10.0.0.1:41234"), true).is_err());
+        // An entry's own port admits exactly that port, bound either way.
+        assert!(grants.check_listen(addr("0.0.0.0:8080"), false).is_ok());
+        assert!(grants.check_listen(addr("0.0.0.0:41234"), true).is_err());
+        assert!(grants.check_listen(addr("0.0.0.0:41234"), false).is_err());
+        assert!(grants.check(NetKind::TcpListen, addr("0.0.0.0:41234")).is_err());
     }
 }
