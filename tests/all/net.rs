@@ -623,8 +623,12 @@ fn net_socket_create() {
             denial.map(|kind| (kind, "ipv4")).into_iter().collect::<Vec<_>>()
         );
     }
-    let outcome = run(Policy::deny_all(), NET_SOCKET_CREATE, &["tcp", "1"]);
-    assert_eq!(stdout(&outcome).trim_end(), "created 0, then unsupported");
+    let outcome = run(
+        net_policy("tcp-connect = [\"127.0.0.1:9\"]"),
+        NET_SOCKET_CREATE,
+        &["tcp", "1"],
+    );
+    assert_guest_refused(&outcome);
 }
 
 /// A guest that creates sockets until the host's process has no descriptor

@@ -2,7 +2,7 @@
 //! `wasi:sockets`, holding every one, and prints `created <n>`, then `, then <error-code>` (the
 //! WASI name, such as `access-denied`) if creating one failed; exits 0. Whether sockets may be
 //! created is the host's choice: it needs some `[net]` use of that protocol granted. Only the
-//! wasm32-wasip2 build has sockets: the others print `created 0, then unsupported`.
+//! wasm32-wasip2 build has sockets: the others print `refused: Unsupported` and exit 1.
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -40,5 +40,6 @@ fn create(protocol: &str, count: usize) -> (usize, Option<&'static str>) {
 
 #[cfg(not(all(target_os = "wasi", target_env = "p2")))]
 fn create(_protocol: &str, _count: usize) -> (usize, Option<&'static str>) {
-    (0, Some("unsupported"))
+    println!("refused: Unsupported (wasi:sockets needs a wasm32-wasip2 component)");
+    std::process::exit(1)
 }
