@@ -83,6 +83,7 @@ pub(super) fn add_network(builder: &mut WasiCtxBuilder, net: &NetAudit) {
     });
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     /// Granted: a use of this kind, or (`None`) one that only follows from
     /// another (an implicit bind, an incoming datagram), not counted.
@@ -381,5 +382,86 @@ impl WasiHttpHooks for NetAudit {
         }
         self.allow("http", || format!("{scheme}://{host}:{port}"));
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::NetRule;
+    use SocketAddrUse::*;
+
+    fn grants(tcp_bind: &[&str], udp_bind: &[&str]) -> NetGrants {
+        let rules = |entries: &[&str]| entries.iter().map(|e| NetRule::parse(e).unwrap()).collect();
+        NetGrants {
+            tcp_connect: vec![NetRule::parse("127.0.0.1:*").unwrap()],
+            tcp_bind: rules(tcp_bind),
+            udp_bind: rules(udp_bind),
+            ..NetGrants::default()
+        }
+    }
+
+    fn decided(net: &NetGrants, addr: &str, usage: SocketAddrUse, call: Option<SocketCall>) -> Verdict {
+        decide(net, addr.parse().unwrap(), usage, call)
+    }
+
+    fn allowed(kind: &'static str) -> Verdict {
+        Verdict::Allow(Some(kind))
+    }
+
+    // See: #27
+    #[test]
+    fn r27_explicit_binds_are_decided_and_implicit_ones_exempt() {
+        let bind = Some(SocketCall::Bind);
+        let net = grants(&["0.0.0.0:8080", "[::]:8080"], &["127.0.0.1:0"]);
+        // A connect's or send's implicit bind: checked outside any start-bind.
+        assert_eq!(decided(&net, "0.0.0.0:0", TcpBind, None), Verdict::Allow(None));
+        assert_eq!(decided(&net, "[::]:0", UdpBind, None), Verdict::Allow(None));
+        // The same address asked for by the guest is decided, and refused here.
+        for (addr, usage) in [("0.0.0.0:0", TcpBind), ("[::]:0", TcpBind), ("0.0.0.0:0", UdpBind)] {
+            let verdict = decided(&net, addr, usage, bind);
+            assert!(matches!(verdict, Verdict::Deny(..)), "{addr} {usage:?}: {verdict:?}");
+        }
+        assert_eq!(decided(&net, "0.0.0.0:8080", TcpBind, bind), allowed("tcp-bind"));
+        assert_eq!(decided(&net, "127.0.0.1:0", UdpBind, bind), allowed("udp-bind"));
+        // Anything but the unspecified address at port 0 is never taken as implicit.
+        assert!(matches!(decided(&net, "127.0.0.1:0", TcpBind, None), Verdict::Deny(..)));
+        // An entry naming the unspecified address at port 0 admits the explicit bind.
+        let net = grants(&["0.0.0.0:0"], &[]);
+        assert_eq!(decided(&net, "0.0.0.0:0", TcpBind, bind), allowed("tcp-bind"));
+    }
+
+    // See: #27
+    #[test]
+    fn r27_listens_are_decided_on_the_bound_port() {
+        let net = grants(&["0.0.0.0:8080", "127.0.0.1:0"], &[]);
+        let listen = |ephemeral| Some(SocketCall::Listen { ephemeral });
+        assert_eq!(
+            decided(&net, "0.0.0.0:8080", TcpListen, listen(false)),
+            allowed("tcp-listen")
+        );
+        assert_eq!(
+            decided(&net, "127.0.0.1:41234", TcpListen, listen(true)),
+            allowed("tcp-listen")
+        );
+        for (addr, ephemeral) in [
+            ("0.0.0.0:41234", true),
+            ("127.0.0.1:41234", false),
+            ("10.0.0.1:8080", false),
+        ] {
+            let verdict = decided(&net, addr, TcpListen, listen(ephemeral));
+            assert!(
+                matches!(verdict, Verdict::Deny(NetKind::TcpListen, _)),
+                "{addr}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_call_mark_lasts_only_while_its_future_is_polled() {
+        assert_eq!(CURRENT_CALL.get(), None);
+        let seen = futures::executor::block_on(in_call(SocketCall::Bind, async { CURRENT_CALL.get() }));
+        assert_eq!(seen, Some(SocketCall::Bind));
+        assert_eq!(CURRENT_CALL.get(), None);
     }
 }
