@@ -10,7 +10,7 @@
 #[allow(dead_code)]
 mod harness;
 
-use harness::{GrowthCase, ModuleCase, PolicyCase, RunLimits};
+use harness::{GrowthCase, ModuleCase, NetCase, PolicyCase, RunLimits};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ const POLICY_CASES: u64 = 1_500;
 const MODULE_CASES: u64 = 1_500;
 /// Growth sequences per run.
 const GROWTH_CASES: u64 = 600;
+/// Generated `[net]` tables per run, each deciding up to 32 uses.
+const NET_CASES: u64 = 3_000;
 /// Mutations of each real guest per run.
 const GUEST_MUTATIONS: u64 = 8;
 
@@ -167,6 +169,30 @@ fn fuzz_smoke_growth_sequences() {
         ] {
             assert!(n >= 20, "only {n} growth cases {what}");
         }
+    }
+}
+
+/// Generated `[net]` tables load and decide every generated use as the
+/// reference of the README's rules says.
+// See: #27
+#[test]
+fn fuzz_smoke_net_decisions() {
+    let started = Instant::now();
+    let seeds = seeds(4 << 32..(4 << 32) + NET_CASES);
+    let cases: Vec<NetCase> = run_cases("net", &seeds, |seed| harness::check_net(&SplitMix(seed).bytes(0, 768)));
+    let uses: usize = cases.iter().map(|c| c.uses).sum();
+    let admitted: usize = cases.iter().map(|c| c.admitted).sum();
+    println!(
+        "fuzz smoke: {} [net] tables in {:.1?}: {uses} uses decided, {admitted} admitted",
+        cases.len(),
+        started.elapsed(),
+    );
+    if seeds.len() as u64 == NET_CASES {
+        // The generator must keep producing both answers in quantity.
+        assert!(
+            admitted >= 4_000 && uses - admitted >= 4_000,
+            "{admitted} of {uses} admitted"
+        );
     }
 }
 

@@ -19,14 +19,19 @@
 //! - a growth sequence (`growth.rs`) ends as a reference of wasmtime's and
 //!   the limiter's decisions says, and reports exactly the guest's real size
 //!   as its peak;
+//! - a generated `[net]` table loads, and every generated use is decided as
+//!   a reference of the README's rules says (`net.rs`);
 //! - host RSS during a run grows by at most the run's `limits.memory` plus
 //!   [`RSS_OVERHEAD`] (Linux only: peak RSS is reset through
 //!   `/proc/self/clear_refs` before the run and read as `VmHWM` after it).
 
 #[path = "growth.rs"]
 mod growth;
+#[path = "net.rs"]
+mod net;
 
 pub use growth::{GrowthCase, check_growth};
+pub use net::{NetCase, check_net};
 
 use arbitrary::{Result as AResult, Unstructured};
 use std::collections::HashMap;
