@@ -2,7 +2,7 @@
 //! stderr, reports, grants from flags and policy files, argument passing and
 //! `--help`/`check` output. Every test runs the real binary.
 
-use crate::{wait_for, wasmcell_command};
+use crate::{closed_pipe, wait_for, wasmcell_command};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use wasmcell_artifacts::{
@@ -901,13 +901,6 @@ fn r9_report_fd_must_be_an_open_writable_descriptor() {
     assert_exit(&out, 2, &["open for reading only"]);
     let out = run(&["run", "--report-fd", "3", "--report", "r.json", HELLO]);
     assert_exit(&out, 2, &["--report-fd"]);
-}
-
-/// A stream whose reader has gone: writing to it fails with `EPIPE`.
-fn closed_pipe() -> Stdio {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    drop(reader);
-    writer.into()
 }
 
 /// A closed stderr or stdout ends wasmcell's output, not the run: the guest's
