@@ -5,7 +5,7 @@
 
 use crate::cache::CacheInGrant;
 use crate::cancel::{CancelHandle, Cancelled};
-use crate::capabilities::{Captured, FsGuard, NetAudit, Records, RunIo, WasiSetup};
+use crate::capabilities::{Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
 use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
@@ -538,7 +538,12 @@ impl Sandbox {
             }
             None => &inner.io,
         };
-        let wasi = policy.wasi_builder(&argv, io, &budget, &captured, &net, &denials)?;
+        let preview = if program.is_component() {
+            Preview::P2
+        } else {
+            Preview::P1
+        };
+        let wasi = policy.wasi_builder(&argv, preview, io, &budget, &captured, &net, &denials)?;
         // Limits are armed before instantiation: a start function can loop,
         // and the declared minimum memory already goes through the limiter.
         let start = Instant::now();

@@ -56,6 +56,17 @@ pub(crate) struct WasiSetup {
     pub(crate) fs: FsGuard,
 }
 
+/// The WASI a program speaks, where the two previews tell a guest the same
+/// thing in different words: an output stream whose reader has gone is
+/// `closed` in preview 2 and `EPIPE` in preview 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Preview {
+    /// `wasi_snapshot_preview1`: core modules.
+    P1,
+    /// WASI 0.2: components.
+    P2,
+}
+
 /// Output captured from one run, shared with the streams that fill it.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Captured {
@@ -66,7 +77,8 @@ pub(crate) struct Captured {
 impl Policy {
     /// Builds the guest's WASI context for one run.
     ///
-    /// `argv` is the guest's full argument vector, `argv[0]` included.
+    /// `argv` is the guest's full argument vector, `argv[0]` included;
+    /// `preview` is the WASI the program speaks.
     ///
     /// # Security
     ///
@@ -75,9 +87,11 @@ impl Policy {
     /// with its own authority, so it opens them without following symbolic
     /// links (see [`crate::hostfs`]): a guest with write access may have
     /// replaced any of them with a link since the policy was resolved.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn wasi_builder(
         &self,
         argv: &[String],
+        preview: Preview,
         io: &RunIo,
         budget: &Arc<OutputBudget>,
         captured: &Captured,
@@ -88,7 +102,7 @@ impl Policy {
         builder.args(argv);
         env::add_env(&mut builder, self);
         let fs = fs::add_preopens(&mut builder, self, denials)?;
-        stdio::add_stdio(&mut builder, self, io, budget, captured)?;
+        stdio::add_stdio(&mut builder, self, preview, io, budget, captured)?;
         clocks_random::add_clocks(&mut builder, self.clocks());
         clocks_random::add_random(&mut builder, self.seed());
         net::add_network(&mut builder, net);

@@ -1,14 +1,21 @@
 //! The guest's stdin, stdout and stderr: where the policy sends them, with
 //! every output byte charged to the run's output budget.
+//!
+//! A stream whose reader has gone (a closed pipe) is closed for good, and
+//! each preview is told so in its own words, as wasmtime-wasi tells it:
+//! `closed` through `wasi:io/streams`, `EPIPE` through preview 1's
+//! `fd_write`. The write that found it closed was charged like any other
+//! (the guest produced those bytes, as it does for `null`); later writes
+//! fail at once and charge nothing.
 
-use super::{Captured, RunIo};
+use super::{Captured, Preview, RunIo};
 use crate::limits::{LimitExceeded, OutputBudget, Stream};
 use crate::policy::{Input, Output, Policy};
 use anyhow::Result;
 use bytes::Bytes;
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -17,6 +24,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 pub(super) fn add_stdio(
     builder: &mut WasiCtxBuilder,
     policy: &Policy,
+    preview: Preview,
     io: &RunIo,
     budget: &Arc<OutputBudget>,
     captured: &Captured,
@@ -36,16 +44,8 @@ pub(super) fn add_stdio(
     }
     let stdout = open_sink(policy.stdout(), Stream::Stdout, io.capture, &captured.stdout)?;
     let stderr = open_sink(policy.stderr(), Stream::Stderr, io.capture, &captured.stderr)?;
-    builder.stdout(BudgetedOutput {
-        sink: stdout,
-        stream: Stream::Stdout,
-        budget: budget.clone(),
-    });
-    builder.stderr(BudgetedOutput {
-        sink: stderr,
-        stream: Stream::Stderr,
-        budget: budget.clone(),
-    });
+    builder.stdout(BudgetedOutput::new(stdout, Stream::Stdout, preview, budget));
+    builder.stderr(BudgetedOutput::new(stderr, Stream::Stderr, preview, budget));
     Ok(())
 }
 
@@ -104,25 +104,85 @@ impl Sink {
 struct BudgetedOutput {
     sink: Sink,
     stream: Stream,
+    preview: Preview,
     budget: Arc<OutputBudget>,
+    /// Set once the reader has gone, to the OS error that said so; shared by
+    /// every handle the guest opens on this stream.
+    closed: Arc<OnceLock<Option<i32>>>,
 }
 
 impl BudgetedOutput {
-    /// Writes what the budget allows; `Err(LimitExceeded)` when it fell short.
+    fn new(sink: Sink, stream: Stream, preview: Preview, budget: &Arc<OutputBudget>) -> BudgetedOutput {
+        BudgetedOutput {
+            sink,
+            stream,
+            preview,
+            budget: budget.clone(),
+            closed: Arc::default(),
+        }
+    }
+
+    /// Writes what the budget allows; `Err(Limit)` when it fell short, which
+    /// stops the guest whatever the sink said.
     fn write_budgeted(&self, bytes: &[u8]) -> Result<(), WriteError> {
+        if let Some(os_error) = self.closed.get() {
+            return Err(WriteError::Closed(*os_error));
+        }
         let granted = self.budget.reserve(self.stream, bytes.len());
-        self.sink.write_all(&bytes[..granted]).map_err(WriteError::Io)?;
+        let written = self.sink.write_all(&bytes[..granted]);
         if granted < bytes.len() {
             return Err(WriteError::Limit(LimitExceeded::Output {
                 limit: self.budget.limit(),
             }));
         }
-        Ok(())
+        written.map_err(|e| self.failed(e))
+    }
+
+    fn flush_sink(&self) -> Result<(), WriteError> {
+        if let Some(os_error) = self.closed.get() {
+            return Err(WriteError::Closed(*os_error));
+        }
+        self.sink.flush().map_err(|e| self.failed(e))
+    }
+
+    /// An error from the sink; a broken pipe closes the stream for good.
+    fn failed(&self, e: std::io::Error) -> WriteError {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return WriteError::Io(e);
+        }
+        let os_error = *self.closed.get_or_init(|| e.raw_os_error());
+        WriteError::Closed(os_error)
+    }
+
+    /// `e` as the guest's preview says it.
+    fn stream_error(&self, e: WriteError) -> StreamError {
+        match (e, self.preview) {
+            (WriteError::Closed(_), Preview::P2) => StreamError::Closed,
+            // Preview 1 turns `Closed` into `EIO`; the OS error itself
+            // becomes `EPIPE` (as wasmtime-wasi maps host errors).
+            (WriteError::Closed(os_error), Preview::P1) => {
+                StreamError::LastOperationFailed(wasmtime::Error::new(broken_pipe(os_error)))
+            }
+            (WriteError::Io(e), _) => StreamError::LastOperationFailed(wasmtime::Error::new(e)),
+            // A trap ends the guest now, carrying the typed cause.
+            (WriteError::Limit(limit), _) => StreamError::Trap(wasmtime::Error::new(limit)),
+        }
+    }
+}
+
+/// The error a write to a closed stream gives: the OS error the stream
+/// closed with, when there was one.
+fn broken_pipe(os_error: Option<i32>) -> std::io::Error {
+    match os_error {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::ErrorKind::BrokenPipe.into(),
     }
 }
 
 enum WriteError {
     Io(std::io::Error),
+    /// The reader has gone, with the OS error that said so.
+    Closed(Option<i32>),
     Limit(LimitExceeded),
 }
 
@@ -148,20 +208,17 @@ impl StdoutStream for BudgetedOutput {
 
 impl OutputStream for BudgetedOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.write_budgeted(&bytes).map_err(|e| match e {
-            WriteError::Io(e) => StreamError::LastOperationFailed(wasmtime::Error::new(e)),
-            // A trap ends the guest now, carrying the typed cause.
-            WriteError::Limit(limit) => StreamError::Trap(wasmtime::Error::new(limit)),
-        })
+        self.write_budgeted(&bytes).map_err(|e| self.stream_error(e))
     }
 
     fn flush(&mut self) -> StreamResult<()> {
-        self.sink
-            .flush()
-            .map_err(|e| StreamError::LastOperationFailed(wasmtime::Error::new(e)))
+        self.flush_sink().map_err(|e| self.stream_error(e))
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
+        if let Some(os_error) = self.closed.get() {
+            return Err(self.stream_error(WriteError::Closed(*os_error)));
+        }
         // Never advertise more than is left, plus one byte so that a guest
         // which keeps writing reaches the overflow and is stopped instead of
         // spinning on a zero-sized permit.
@@ -182,19 +239,23 @@ impl Pollable for BudgetedOutput {
 
 impl tokio::io::AsyncWrite for BudgetedOutput {
     fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(match self.write_budgeted(buf) {
-            Ok(()) => Ok(buf.len()),
-            Err(WriteError::Io(e)) => Err(e),
-            Err(WriteError::Limit(limit)) => Err(std::io::Error::other(limit)),
-        })
+        Poll::Ready(self.write_budgeted(buf).map(|()| buf.len()).map_err(into_io))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(self.sink.flush())
+        Poll::Ready(self.flush_sink().map_err(into_io))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+fn into_io(e: WriteError) -> std::io::Error {
+    match e {
+        WriteError::Io(e) => e,
+        WriteError::Closed(os_error) => broken_pipe(os_error),
+        WriteError::Limit(limit) => std::io::Error::other(limit),
     }
 }
 
@@ -206,11 +267,7 @@ mod tests {
     fn budgeted_output_writes_up_to_the_limit_then_traps() {
         let budget = Arc::new(OutputBudget::new(5));
         let buffer = Arc::new(Mutex::new(Vec::new()));
-        let mut out = BudgetedOutput {
-            sink: Sink::Buffer(buffer.clone()),
-            stream: Stream::Stdout,
-            budget,
-        };
+        let mut out = BudgetedOutput::new(Sink::Buffer(buffer.clone()), Stream::Stdout, Preview::P2, &budget);
         OutputStream::write(&mut out, Bytes::from_static(b"abc")).unwrap();
         match OutputStream::write(&mut out, Bytes::from_static(b"defg")) {
             Err(StreamError::Trap(e)) => assert!(e.downcast_ref::<LimitExceeded>().is_some()),

@@ -20,6 +20,7 @@ Examples:
   wasmcell run hello.wasm
   wasmcell run --policy policies/read-only.toml fs_read.wasm /data/hello.txt
   wasmcell run --ro-dir ./data::/data --env LANG=C.UTF-8 --fuel 1000000 app.wasm --verbose
+  wasmcell run --dir ./project::/work --cwd /work/src build-tool.wasm
   wasmcell run --timeout 2s --memory 64MiB --report-fd 3 untrusted.wasm 3>report.json
   wasmcell run --invoke add --fuel 100000 plugin.wasm 1 2
   wasmcell run --invoke 'greet(\"world\")' plugin-component.wasm
@@ -67,6 +68,14 @@ pub struct RunCommand {
     /// Grant one host file read-only at GUEST, alone in its guest folder. Repeatable.
     #[arg(long = "ro-file", value_name = "HOST::GUEST", value_parser = parse_dir)]
     pub ro_files: Vec<(PathBuf, String)>,
+
+    /// The guest's initial working directory: a guest path inside a granted directory (overrides fs.cwd).
+    ///
+    /// Components are told it as `initial-cwd`; every guest also sees it as
+    /// PWD, which preview 1 programs read it from. wasi-libc starts at `/`
+    /// whatever it is, so a C or Rust program changes there itself.
+    #[arg(long, value_name = "GUEST_PATH")]
+    pub cwd: Option<String>,
 
     /// Set NAME=VALUE in the guest's environment, or copy NAME from the host when it is set.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
@@ -412,6 +421,9 @@ impl RunCommand {
         }
         for entry in &self.allow_http {
             policy = policy.origin(Origin::Flag("--allow-http")).allow_http(entry);
+        }
+        if let Some(cwd) = &self.cwd {
+            policy = policy.origin(Origin::Flag("--cwd")).cwd(cwd);
         }
         if let Some(stdin) = &self.stdin {
             policy = policy.origin(Origin::Flag("--stdin")).stdin(stdin.clone());

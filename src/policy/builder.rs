@@ -5,6 +5,7 @@ use super::check::{
     check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack, check_limits_timeout,
     check_rules, check_stdin_file,
 };
+use super::cwd::{CwdLayer, check_cwd};
 use super::error::{PolicyError, invalid};
 use super::load::{Layer, LimitsLayer, Loader, absolute, load_layer, parse_layer, resolve_dir, resolve_file};
 use super::{
@@ -254,6 +255,38 @@ impl PolicyBuilder {
                 ..Layer::default()
             }),
             Err(e) => self.fail(site.locate(e)),
+        }
+        self
+    }
+
+    /// Sets the guest's initial working directory, as `fs.cwd` does: an
+    /// absolute guest path without `.` or `..`. [`PolicyBuilder::build`]
+    /// refuses it unless it lies inside a granted directory, where the
+    /// grant's rules let the guest read, and the environment sets no other
+    /// `PWD`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), wasmcell::PolicyError> {
+    /// use wasmcell::policy::{Access, Policy};
+    /// let policy = Policy::builder()
+    ///     .grant_dir(std::env::temp_dir(), "/work", Access::ReadOnly)
+    ///     .cwd("/work/src")
+    ///     .build()?;
+    /// assert_eq!(policy.cwd(), Some("/work/src"));
+    /// assert_eq!(policy.env_vars()["PWD"], "/work/src");
+    /// assert!(Policy::builder().cwd("/work").build().is_err(), "no grant holds it");
+    /// # Ok(()) }
+    /// ```
+    pub fn cwd(mut self, path: &str) -> PolicyBuilder {
+        let origin = self.take_origin();
+        match check_cwd(path) {
+            Ok(path) => {
+                self.layer.cwd = Some(CwdLayer {
+                    path: Setting { value: path, origin },
+                    line: None,
+                });
+            }
+            Err(e) => self.fail(e.key(&key_for(&origin, "fs.cwd"))),
         }
         self
     }

@@ -74,6 +74,14 @@ fn describe_fs(out: &mut String, policy: &Policy) {
         line(out, format!("  {} -> host {} ({what})", d.guest, d.host.display()));
         describe_rules(out, &d.rules);
     }
+    if let Some(cwd) = policy.cwd() {
+        line(
+            out,
+            format!(
+                "  working directory: {cwd} (told to components as initial-cwd, and to every guest as PWD; the program changes to it itself)"
+            ),
+        );
+    }
 }
 
 fn describe_rules(out: &mut String, rules: &super::FsRules) {

@@ -85,6 +85,10 @@ pub struct FsFile {
     /// Single files granted to the guest, each alone in its guest folder.
     #[serde(default)]
     pub files: Vec<FileGrantFile>,
+    /// The guest's initial working directory: an absolute guest path inside
+    /// a granted directory, such as `/work/src`. Absent: none is given (the
+    /// guest starts at `/`, as wasi-libc does).
+    pub cwd: Option<Spanned<String>>,
 }
 
 /// One `[[fs.files]]` entry as written.

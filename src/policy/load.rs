@@ -6,6 +6,7 @@ use super::check::{
     check_limits_handles, check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack,
     check_limits_timeout, check_rules, check_stdin_file, check_wasm_proposal,
 };
+use super::cwd::{CwdLayer, check_cwd};
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{
@@ -64,6 +65,7 @@ pub(super) struct Layer {
     pub(super) dns: Option<bool>,
     /// `wasm.proposals`, each with where it was first asked for.
     pub(super) proposals: Vec<Setting<Proposal>>,
+    pub(super) cwd: Option<CwdLayer>,
     pub(super) files: Vec<PathBuf>,
 }
 
@@ -109,6 +111,7 @@ impl Layer {
         win!(clock_resolution);
         win!(seed);
         win!(dns);
+        win!(cwd);
         let mut top_net = top.net;
         for kind in [
             NetKind::TcpConnect,
@@ -427,7 +430,8 @@ fn parse_limits(src: &Source<'_>, l: &LimitsFile) -> Result<LimitsLayer, PolicyE
     })
 }
 
-/// `[[fs.dirs]]`: each host directory must exist now.
+/// `[fs]`: each host directory and file must exist now; `cwd` is checked
+/// against the grants once the layers are merged.
 fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), PolicyError> {
     for d in &fs.dirs {
         let host = src.base_dir.join(d.host.get_ref());
@@ -459,6 +463,13 @@ fn parse_fs(src: &Source<'_>, fs: &FsFile, own: &mut Layer) -> Result<(), Policy
         own.dirs.push(grant);
         let site = DirSite::File(src.path.to_path_buf(), line_of(src.text, f.host.span().start));
         own.dir_sites.push((site, absolute(&host)));
+    }
+    if let Some(cwd) = &fs.cwd {
+        let path = check_cwd(cwd.get_ref()).map_err(|e| src.at(e, "fs.cwd", Some(cwd.span())))?;
+        own.cwd = Some(CwdLayer {
+            path: src.set(path),
+            line: Some(line_of(src.text, cwd.span().start)),
+        });
     }
     Ok(())
 }

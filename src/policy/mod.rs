@@ -20,6 +20,7 @@
 
 mod builder;
 mod check;
+mod cwd;
 mod describe;
 mod error;
 mod file;
@@ -330,6 +331,7 @@ pub struct Policy {
     seed: Option<u64>,
     net: NetGrants,
     proposals: Vec<Setting<Proposal>>,
+    cwd: Option<String>,
 }
 
 /// A host path a policy names, as written, with what to call it in a
@@ -436,6 +438,7 @@ impl Policy {
             seed: None,
             net: NetGrants::default(),
             proposals: Vec::new(),
+            cwd: None,
         }
     }
 
@@ -499,6 +502,11 @@ impl Policy {
         }
         policy.env_vars = layer.env_vars;
         policy.env_inherit = layer.env_inherit;
+        if let Some(cwd) = layer.cwd {
+            cwd::check_cwd_in_policy(&cwd, &policy.dirs, &policy.env_vars, &policy.env_inherit)?;
+            policy.env_vars.insert(cwd::PWD.to_string(), cwd.path.value.clone());
+            policy.cwd = Some(cwd.path.value);
+        }
         policy.resolve_stdio(layer.stdin, layer.stdout, layer.stderr);
         policy.clocks = resolve_clocks(layer.clock_mode, layer.clock_start, layer.clock_resolution)?;
         policy.seed = layer.seed;
@@ -691,7 +699,8 @@ impl Policy {
         &self.dirs
     }
 
-    /// Variables set in the guest's environment.
+    /// Variables set in the guest's environment; `PWD` among them when
+    /// [`Policy::cwd`] is set.
     pub fn env_vars(&self) -> &BTreeMap<String, String> {
         &self.env_vars
     }
@@ -714,6 +723,14 @@ impl Policy {
             }
         }
         env.into_iter().collect()
+    }
+
+    /// The guest's initial working directory (`fs.cwd`): a guest path inside
+    /// one of [`Policy::dirs`], where the grant's rules let the guest read.
+    /// Components are told it as `wasi:cli/environment.initial-cwd`, and every
+    /// guest sees it as `PWD` in its environment.
+    pub fn cwd(&self) -> Option<&str> {
+        self.cwd.as_deref()
     }
 
     /// Where stdin comes from.

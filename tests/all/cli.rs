@@ -2,12 +2,12 @@
 //! stderr, reports, grants from flags and policy files, argument passing and
 //! `--help`/`check` output. Every test runs the real binary.
 
-use crate::{wait_for, wasmcell_command};
+use crate::{closed_pipe, wait_for, wasmcell_command};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use wasmcell_artifacts::{
-    ENV_ARGS, ENV_VARS, EXIT_CODE, EXIT_CODE_COMPONENT, EXIT_PANIC, FS_OPS, FS_OPS_COMPONENT, FS_READ, FS_WRITE, HELLO,
-    LIMITS_INFINITE_LOOP, LIMITS_MEMORY_BOMB, LIMITS_OUTPUT_FLOOD, LIMITS_SLEEP_FOREVER, STDIO_ECHO,
+    ENV_ARGS, ENV_VARS, EXIT_CODE, EXIT_CODE_COMPONENT, EXIT_PANIC, FS_CWD, FS_OPS, FS_OPS_COMPONENT, FS_READ,
+    FS_WRITE, HELLO, LIMITS_INFINITE_LOOP, LIMITS_MEMORY_BOMB, LIMITS_OUTPUT_FLOOD, LIMITS_SLEEP_FOREVER, STDIO_ECHO,
     STDIO_STDIN_BLOCKED,
 };
 
@@ -903,13 +903,6 @@ fn r9_report_fd_must_be_an_open_writable_descriptor() {
     assert_exit(&out, 2, &["--report-fd"]);
 }
 
-/// A stream whose reader has gone: writing to it fails with `EPIPE`.
-fn closed_pipe() -> Stdio {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    drop(reader);
-    writer.into()
-}
-
 /// A closed stderr or stdout ends wasmcell's output, not the run: the guest's
 /// own ending decides the exit code, and the report is still written. Before
 /// the fix the `guest trapped` line panicked (exit 101) and no report came.
@@ -1163,4 +1156,46 @@ fn audit_refuses_a_file_inside_a_read_write_grant() {
     ]);
     assert_exit(&out, 2, &["--audit", "inside the read-write grant at `/w`"]);
     assert!(!audit.exists());
+}
+
+/// `--cwd` sets `fs.cwd` over the policy file, and `check` shows it; a working directory outside
+/// every grant is refused before anything runs (exit 2), named by the flag, or by the file and
+/// line that set it.
+#[test]
+fn cwd_flag_sets_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    write(&dir.path().join("sub"), "hello.txt", "hi\n");
+    let grant = format!("{}::/data", s(dir.path()));
+    let out = run(&["run", "--ro-dir", &grant, "--cwd", "/data/sub", FS_CWD]);
+    assert_exit(&out, 0, &[]);
+    assert!(
+        stdout(&out).ends_with("PWD: /data/sub\ncwd: /data/sub\nhello.txt: hi\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["run", "--ro-dir", &grant, "--cwd", "/elsewhere", FS_CWD]);
+    assert_exit(
+        &out,
+        2,
+        &["--cwd: fs.cwd `/elsewhere` is not inside a granted directory (`/data`)"],
+    );
+    assert_eq!(stdout(&out), "", "nothing ran");
+    let outside = write(dir.path(), "outside.toml", "[fs]\ncwd = \"/nowhere\"\n");
+    let out = run(&["check", s(&outside)]);
+    let at = format!("{}:2: fs.cwd `/nowhere` is not inside a granted directory", s(&outside));
+    assert_exit(&out, 2, &[&at]);
+    let policy = write(
+        dir.path(),
+        "cwd.toml",
+        "[fs]\ncwd = \"/data/sub\"\n[[fs.dirs]]\nhost = \".\"\nguest = \"/data\"\naccess = \"read-only\"\n",
+    );
+    let out = run(&["check", s(&policy)]);
+    assert_exit(&out, 0, &[]);
+    assert!(
+        stdout(&out).contains("working directory: /data/sub"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("PWD=/data/sub"), "{}", stdout(&out));
 }

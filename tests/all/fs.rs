@@ -12,9 +12,10 @@ use wasmcell_artifacts::{
     EXIT_PANIC as EXIT_PANIC_GUEST, FS_PLANT_SYMLINK, FS_PLANT_SYMLINK_COMPONENT, STDIO_ECHO, STDIO_ECHO_COMPONENT,
 };
 use wasmcell_artifacts::{
-    FS_ESCAPE_ABSOLUTE, FS_ESCAPE_ABSOLUTE_COMPONENT, FS_ESCAPE_DOTDOT, FS_ESCAPE_DOTDOT_COMPONENT, FS_ESCAPE_SYMLINK,
-    FS_ESCAPE_SYMLINK_COMPONENT, FS_OPS, FS_OPS_COMPONENT, FS_READ, FS_READ_COMPONENT, FS_READONLY_LINK_RENAME,
-    FS_READONLY_LINK_RENAME_COMPONENT, FS_READONLY_WRITE, FS_READONLY_WRITE_COMPONENT, FS_WRITE, FS_WRITE_COMPONENT,
+    FS_CWD, FS_CWD_COMPONENT, FS_ESCAPE_ABSOLUTE, FS_ESCAPE_ABSOLUTE_COMPONENT, FS_ESCAPE_DOTDOT,
+    FS_ESCAPE_DOTDOT_COMPONENT, FS_ESCAPE_SYMLINK, FS_ESCAPE_SYMLINK_COMPONENT, FS_OPS, FS_OPS_COMPONENT, FS_READ,
+    FS_READ_COMPONENT, FS_READONLY_LINK_RENAME, FS_READONLY_LINK_RENAME_COMPONENT, FS_READONLY_WRITE,
+    FS_READONLY_WRITE_COMPONENT, FS_WRITE, FS_WRITE_COMPONENT,
 };
 
 wasmcell_artifacts::foreach_fs!(assert_test_exists);
@@ -2220,5 +2221,41 @@ fn fs_quota_charges_a_rewrite_after_another_handle_truncates() {
             assert_eq!(quota.len(), 1, "{guest}, {before}: {:#?}", outcome.denials);
             assert_eq!(quota[0].target, "/q/f", "{guest}, {before}");
         }
+    }
+}
+
+/// `[fs] cwd` names the guest's initial working directory: components are told it as
+/// `initial-cwd` (wasmtime's `-S cwd`, its `p2_cli_initial_cwd`), and every guest sees it as
+/// `PWD`, where preview 1 programs read it. wasi-libc starts at `/` either way, so the guest
+/// changes there itself, and a relative name then resolves inside it. Before the fix the guest
+/// was told neither (`initial-cwd: none`, `PWD: none`).
+#[test]
+fn fs_cwd() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    fs::write(dir.path().join("sub/hello.txt"), "hello from sub\n").unwrap();
+    fs::write(dir.path().join("hello.txt"), "hello from the top\n").unwrap();
+    let grant = "[[fs.dirs]]\nhost = \".\"\nguest = \"/data\"\naccess = \"read-only\"\n";
+    let policy = crate::policy_toml(&format!("[fs]\ncwd = \"/data/sub\"\n{grant}"), dir.path());
+    assert_eq!(policy.cwd(), Some("/data/sub"));
+    for (guest, told) in [(FS_CWD, ""), (FS_CWD_COMPONENT, "initial-cwd: /data/sub\n")] {
+        let outcome = run(policy.clone(), guest, &[]);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(
+            stdout(&outcome),
+            format!("start: /\nPWD: /data/sub\n{told}cwd: /data/sub\nhello.txt: hello from sub\n"),
+            "{guest}"
+        );
+    }
+    // Without it the guest is told nothing and stays at `/`, where no grant is.
+    let policy = crate::policy_toml(grant, dir.path());
+    for (guest, told) in [(FS_CWD, ""), (FS_CWD_COMPONENT, "initial-cwd: none\n")] {
+        let outcome = run(policy.clone(), guest, &[]);
+        assert_status(&outcome, Status::Exited(0));
+        let out = stdout(&outcome);
+        assert!(
+            out.starts_with(&format!("start: /\nPWD: none\n{told}cwd: /\nhello.txt: error ")),
+            "{guest}: {out}"
+        );
     }
 }

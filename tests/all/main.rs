@@ -81,6 +81,13 @@ pub fn wait_for_with(mut child: Child, limit: Duration) -> Output {
     }
 }
 
+/// A stream whose reader has gone: writing to it fails with `EPIPE`.
+pub fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer.into()
+}
+
 /// Fails to compile unless the enclosing module has a `#[test] fn $name`, so
 /// every guest in `modules/` has a test of the same name.
 #[macro_export]

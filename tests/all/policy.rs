@@ -782,3 +782,81 @@ fn a_later_grant_cannot_write_around_a_quota() {
         assert!(meta.len() <= 1 || meta.is_dir(), "a refused run wrote nothing");
     }
 }
+
+/// `fs.cwd` is refused at load, at its line, unless it is an absolute guest path inside a grant
+/// where the guest may read, and the environment sets no other `PWD`; each message says what to
+/// do. Accepted, it becomes `PWD` in the guest's environment.
+#[test]
+fn fs_cwd_must_lie_where_the_guest_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ws")).unwrap();
+    std::fs::write(dir.path().join("app.conf"), "x").unwrap();
+    let data = "[[fs.dirs]]\nhost = \"ws\"\nguest = \"/data\"\naccess = \"read-only\"\n";
+    let ruled = |hide: bool| {
+        format!(
+            "[[fs.dirs]]\nhost = \"ws\"\nguest = \"/data\"\naccess = \"read-only\"\ndeny = [\"secret\"]\nhide = {hide}\n"
+        )
+    };
+    let file = "[[fs.files]]\nhost = \"app.conf\"\nguest = \"/etc/app.conf\"\naccess = \"read-only\"\n";
+    let cwd = |path: &str| format!("[fs]\ncwd = \"{path}\"\n");
+    let refused = [
+        (
+            cwd("/elsewhere") + data,
+            "is not inside a granted directory (`/data`); choose a path inside one",
+        ),
+        (cwd("/data"), "none is granted"),
+        (
+            cwd("/data/secret/deeper") + &ruled(false),
+            "is denied to the guest by deny \"secret\" in the grant at `/data`",
+        ),
+        (
+            cwd("/data/secret") + &ruled(true),
+            "is hidden to the guest by deny \"secret\"",
+        ),
+        (cwd("/etc/app.conf") + file, "the folder of [[fs.files]] grants"),
+        (cwd("data") + data, "must be an absolute guest path"),
+        (cwd("/data/../etc") + data, "must not contain `.` or `..`"),
+        (
+            cwd("/data") + data + "[env]\nvars = { PWD = \"/other\" }\n",
+            "env.vars sets PWD to `/other`",
+        ),
+        (
+            cwd("/data") + data + "[env]\ninherit = [\"PWD\"]\n",
+            "remove PWD from env.inherit",
+        ),
+    ];
+    for (text, why) in refused {
+        let e = Policy::from_toml(&text, dir.path()).expect_err(&text);
+        let msg = e.to_string();
+        assert!(msg.contains(why), "{text}: {msg}");
+        assert!(msg.contains("fs.cwd"), "{text}: {msg}");
+        assert_eq!((e.key_name(), e.line()), (Some("fs.cwd"), Some(2)), "{text}: {msg}");
+    }
+    for (text, expected) in [
+        (cwd("/data/") + data, "/data"),
+        (cwd("/data/not/yet/made") + data, "/data/not/yet/made"),
+        (cwd("/data/open") + &ruled(true), "/data/open"),
+        (cwd("/etc") + file, "/etc"),
+        (cwd("/data") + data + "[env]\nvars = { PWD = \"/data\" }\n", "/data"),
+    ] {
+        let p = Policy::from_toml(&text, dir.path()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(p.cwd(), Some(expected), "{text}");
+        assert_eq!(p.env_vars()["PWD"], expected, "{text}");
+        let described = wasmcell::policy::describe(&p);
+        assert!(
+            described.contains(&format!("working directory: {expected}")),
+            "{described}"
+        );
+    }
+    // A later layer's value wins, and a refused one names the flag that set it.
+    let base = Policy::builder().toml(&(cwd("/nowhere") + data), dir.path()).unwrap();
+    let p = base.origin(Origin::Flag("--cwd")).cwd("/data").build().unwrap();
+    assert_eq!(p.cwd(), Some("/data"));
+    let e = Policy::builder()
+        .grant_dir(dir.path(), "/data", Access::ReadOnly)
+        .origin(Origin::Flag("--cwd"))
+        .cwd("/tmp")
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().starts_with("--cwd: fs.cwd `/tmp` is not inside"), "{e}");
+}

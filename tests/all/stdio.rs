@@ -1,10 +1,14 @@
 //! Standard streams: stdin from the embedder, a file or nothing; stdout and stderr captured,
 //! written to a file or discarded, and counted byte for byte in every case.
 
-use crate::{assert_status, assert_test_exists, both, policy_toml, run, run_with_stdin, stdout};
+use crate::{
+    assert_status, assert_test_exists, both, closed_pipe, policy_toml, run, run_with_stdin, stdout, wait_for,
+    wasmcell_command,
+};
 use wasmcell::{Policy, Status};
 use wasmcell_artifacts::{
-    FS_READ, FS_READ_COMPONENT, STDIO_ECHO, STDIO_ECHO_COMPONENT, STDIO_STDIN_BLOCKED, STDIO_STDIN_BLOCKED_COMPONENT,
+    FS_READ, FS_READ_COMPONENT, STDIO_ECHO, STDIO_ECHO_COMPONENT, STDIO_EPIPE, STDIO_EPIPE_COMPONENT,
+    STDIO_STDIN_BLOCKED, STDIO_STDIN_BLOCKED_COMPONENT,
 };
 
 wasmcell_artifacts::foreach_stdio!(assert_test_exists);
@@ -171,5 +175,46 @@ fn stdio_stderr_to_file() {
         let text = String::from_utf8_lossy(&written);
         assert!(text.starts_with("error: "), "{guest}: err.log holds {text:?}");
         assert_eq!(outcome.stderr_bytes, written.len() as u64, "{guest}");
+    }
+}
+
+/// A write to a stdout or stderr whose reader has gone fails as wasmtime-wasi says it to each
+/// preview: `closed` through `wasi:io/streams` (wasmtime's `p2_cli_stdout_epipe`), `EPIPE` through
+/// preview 1, which Rust reports as `BrokenPipe`; wasmcell itself is not killed by `SIGPIPE`. The
+/// stream stays closed: the write that found it so is counted like any other, the next fails at
+/// once and counts nothing. Before the fix a component was told `last-operation-failed`, and
+/// every failed write was counted.
+#[test]
+fn stdio_epipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    for (guest, first) in [
+        (STDIO_EPIPE, "std: BrokenPipe"),
+        (STDIO_EPIPE_COMPONENT, "wasi: closed"),
+    ] {
+        for stream in ["stdout", "stderr"] {
+            let mut cmd = wasmcell_command();
+            cmd.args(["run", "--report", report.to_str().unwrap(), guest, stream]);
+            let out = if stream == "stdout" {
+                wait_for(cmd.stdout(closed_pipe()).spawn().unwrap())
+            } else {
+                wait_for(cmd.stderr(closed_pipe()).spawn().unwrap())
+            };
+            let (said, other) = if stream == "stdout" {
+                (&out.stderr, "stderr")
+            } else {
+                (&out.stdout, "stdout")
+            };
+            let said = String::from_utf8_lossy(said);
+            assert_eq!(out.status.code(), Some(0), "{guest} {stream}: {said}");
+            assert_eq!(said, format!("{first}\nstd: BrokenPipe\n"), "{guest} {stream}");
+            let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+            assert_eq!(
+                json[format!("{stream}_bytes")],
+                "hello\n".len(),
+                "{guest} {stream}: {json}"
+            );
+            assert_eq!(json[format!("{other}_bytes")], said.len(), "{guest} {stream}: {json}");
+        }
     }
 }
