@@ -411,7 +411,7 @@ mod tests {
 
     // See: #27
     #[test]
-    fn r27_explicit_binds_are_decided_and_implicit_ones_exempt() {
+    fn explicit_binds_are_decided_and_implicit_ones_exempt() {
         let bind = Some(SocketCall::Bind);
         let net = grants(&["0.0.0.0:8080", "[::]:8080"], &["127.0.0.1:0"]);
         // A connect's or send's implicit bind: checked outside any start-bind.
@@ -433,7 +433,7 @@ mod tests {
 
     // See: #27
     #[test]
-    fn r27_listens_are_decided_on_the_bound_port() {
+    fn listens_are_decided_on_the_bound_port() {
         let net = grants(&["0.0.0.0:8080", "127.0.0.1:0"], &[]);
         let listen = |ephemeral| Some(SocketCall::Listen { ephemeral });
         assert_eq!(

@@ -508,7 +508,7 @@ mod tests {
 
     // See: #27
     #[test]
-    fn r27_listen_is_decided_on_the_bound_address_and_port() {
+    fn listen_is_decided_on_the_bound_address_and_port() {
         let grants = NetGrants {
             tcp_bind: vec![rule("127.0.0.1:0"), rule("0.0.0.0:8080")],
             ..NetGrants::default()

@@ -477,7 +477,7 @@ fn tcp_connect_grant_does_not_allow_binding_the_wildcard() {
 /// listen that followed was decided on the address alone.
 // See: #27
 #[test]
-fn r27_wildcard_bind_at_port_zero_needs_an_entry_for_port_zero() {
+fn wildcard_bind_at_port_zero_needs_an_entry_for_port_zero() {
     let port = free_port();
     let mut cases = vec![(format!("0.0.0.0:{port}"), "0.0.0.0:0")];
     if has_ipv6_loopback() {
@@ -511,7 +511,7 @@ fn external_ipv4() -> Option<IpAddr> {
 /// listen (as bound, with the port it got) and the accepted client.
 // See: #27
 #[test]
-fn r27_wildcard_listener_is_reported_and_audited() {
+fn wildcard_listener_is_reported_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let (report, audit) = (dir.path().join("report.json"), dir.path().join("audit.jsonl"));
     let mut child = spawn_wasmcell(&[
@@ -636,7 +636,7 @@ fn net_socket_create() {
 /// `unknown`. The process's open-file limit is lowered for this one run.
 // See: #27
 #[test]
-fn r27_out_of_descriptors_is_new_socket_limit() {
+fn out_of_descriptors_is_new_socket_limit() {
     let out = wait_for(
         wasmcell_command_in_shell("ulimit -n 64")
             .args([
@@ -717,7 +717,7 @@ fn udp_bind_needs_a_bind_grant() {
 /// one does. It used to pass unrecorded as the implicit bind of a send.
 // See: #27
 #[test]
-fn r27_explicit_udp_wildcard_bind_needs_an_entry_naming_it() {
+fn explicit_udp_wildcard_bind_needs_an_entry_naming_it() {
     let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
     let target = receiver.local_addr().unwrap().to_string();
     let outcome = run(
