@@ -24,6 +24,10 @@ pub(crate) fn bench_host_memory(summary: &mut Vec<Target>) -> Result<()> {
     let mut worst = (0.0, "");
     for (what, args) in [
         ("330 unsent bodies, filled", &["bodies", &url, "330"][..]),
+        (
+            "1,000 bodies filled, finished with trailers",
+            &["finished", &url, "1000"],
+        ),
         ("1,000 header maps, 1,000-byte values", &["headers", "1000", "1000"]),
         ("1,000 header maps, 1-byte values", &["headers", "1000", "1"]),
         ("300 requests to a server that never reads", &["in-flight", &url, "300"]),

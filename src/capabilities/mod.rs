@@ -23,7 +23,9 @@ pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, UseCounts};
 pub(crate) use denial::Records;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
-pub(crate) use http_bounds::{append_field, delete_field, fields_from_list, http_ctx, set_field};
+pub(crate) use http_bounds::{
+    append_field, delete_field, fields_from_list, http_ctx, request_body, response_body, set_field,
+};
 pub(crate) use net::{NetAudit, resolve_addresses};
 
 use crate::limits::OutputBudget;

@@ -3,7 +3,7 @@
 //! it refuses in the run's [`NetAudit`].
 
 use super::denial::Records;
-use super::http_bounds::{self, InFlight};
+use super::http_bounds::{self, InFlight, LiveBodies};
 use crate::policy::{NetGrants, NetKind};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +24,8 @@ pub(crate) struct NetAudit {
     denials: Records,
     /// The run's outgoing HTTP requests in flight, capped.
     in_flight: InFlight,
+    /// The run's outgoing HTTP bodies, capped.
+    pub(crate) bodies: LiveBodies,
 }
 
 impl NetAudit {
@@ -33,6 +35,7 @@ impl NetAudit {
             grants: Arc::new(grants.clone()),
             denials,
             in_flight: InFlight::default(),
+            bodies: LiveBodies::default(),
         }
     }
 

@@ -101,8 +101,11 @@ const WASI_HTTP_TYPES: &str = "wasi:http/types@0.2.12";
 
 /// Replaces the `fields` functions that add to a header map with the network
 /// capability's bounded versions, which answer `header-error` where
-/// wasmtime-wasi-http would trap on a map over its size bound.
+/// wasmtime-wasi-http would trap on a map over its size bound, and the
+/// functions that make an outgoing body with versions that count the run's
+/// live bodies.
 fn bound_http_fields(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Result<()> {
+    use wasmtime_wasi_http::p2::types::{HostOutgoingRequest, HostOutgoingResponse};
     use wasmtime_wasi_http::{FieldMap, WasiHttpView as _};
     type Fields = Resource<FieldMap>;
     linker.allow_shadowing(true);
@@ -136,6 +139,24 @@ fn bound_http_fields(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> 
             "[static]fields.from-list",
             |mut store: StoreContextMut<'_, State<P2Ctx>>, (entries,): (Vec<(String, Vec<u8>)>,)| {
                 capabilities::fields_from_list(store.data_mut().http(), entries).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]outgoing-request.body",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (request,): (Resource<HostOutgoingRequest>,)| {
+                let bodies = store.data().wasi.net.bodies.clone();
+                capabilities::request_body(&bodies, store.data_mut().http(), request).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]outgoing-response.body",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (response,): (Resource<HostOutgoingResponse>,)| {
+                let bodies = store.data().wasi.net.bodies.clone();
+                capabilities::response_body(&bodies, store.data_mut().http(), response).map(|r| (r,))
             },
         )
         .map_err(anyhow::Error::from)?;

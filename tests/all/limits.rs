@@ -941,17 +941,25 @@ fn number_after(text: &str, label: &str) -> u64 {
 }
 
 /// An outgoing body the guest fills and never sends queues at most two
-/// 64 KiB writes on the host: `check-write` answers 0 after them (it took
-/// 2 MiB per body, 680 MiB for 330 bodies under a 64 MiB `limits.memory`).
+/// 64 KiB writes on the host (`check-write` answers 0 after them; it took
+/// 2 MiB per body, 680 MiB for 330 bodies under a 64 MiB `limits.memory`),
+/// and at most 32 bodies exist at once: the 33rd `outgoing-request.body`
+/// answers `err`. A body finished with trailers, its request kept, counts
+/// too (it kept 128 KiB and the trailers for one handle).
 #[test]
 fn limits_host_hoard() {
     let port = stalling_server();
     let url = format!("http://127.0.0.1:{port}/upload");
-    let outcome = run(hoard_policy(port), HOARD, &["bodies", &url, "330"]);
-    assert_status(&outcome, Status::Exited(0));
-    let text = stdout(&outcome);
-    assert!(text.starts_with("bodies 330,"), "{text}");
-    assert_eq!(number_after(&text, "at most "), 2 * 64 * 1024, "{text}");
+    for mode in ["bodies", "finished"] {
+        let outcome = run(hoard_policy(port), HOARD, &[mode, &url, "330"]);
+        assert_status(&outcome, Status::Exited(0));
+        let text = stdout(&outcome);
+        assert!(
+            text.starts_with(&format!("{mode} 32 of 330, then a body refused,")),
+            "{text}"
+        );
+        assert_eq!(number_after(&text, "at most "), 2 * 64 * 1024, "{text}");
+    }
 }
 
 /// A header map stops at 16 KiB with `header-error.forbidden`, which the guest
@@ -1020,6 +1028,7 @@ fn guest_driven_host_memory_stays_within_the_allowance() {
     let baseline = hoard_peak_rss_kib(port, &["baseline", &url]);
     for args in [
         &["bodies", &url, "330"][..],
+        &["finished", &url, "1000"],
         &["headers", "1000", "1000"],
         &["headers", "1000", "1"],
         &["in-flight", &url, "300"],

@@ -2,9 +2,9 @@
 //! buffer at a time, and prints what the host accepted; exits 0 unless the
 //! host stopped it. Expects `net.http` to grant the origin of URL.
 //!
-//! `bodies URL COUNT`: COUNT outgoing requests, each body stream filled until
-//! `check-write` answers 0, none sent. Prints
-//! `bodies COUNT, at most N bytes queued in one`.
+//! `bodies URL COUNT`: up to COUNT outgoing requests, each body stream filled
+//! until `check-write` answers 0, none sent, until the host refuses a body.
+//! Prints `bodies N of COUNT[, then a body refused], at most M bytes queued in one`.
 //!
 //! `headers COUNT VALUE_BYTES`: COUNT header maps, each appended to with values
 //! of VALUE_BYTES until `append` fails. Prints
@@ -13,6 +13,10 @@
 //! `in-flight URL COUNT`: COUNT requests sent at once to URL (a server that
 //! never reads them), each body filled until it takes no more. Prints
 //! `in flight N, refused M: ERROR`.
+//!
+//! `finished URL COUNT`: the same, but each body is then finished with
+//! trailers full of tiny entries and only the requests are kept. Prints
+//! `finished N of COUNT...` likewise.
 //!
 //! `baseline URL`: one request, nothing filled, for comparison.
 //!
@@ -36,9 +40,10 @@ fn hoard(args: &[String]) -> Result<String, String> {
     let arg = |i: usize| args.get(i).map(String::as_str).ok_or("missing argument");
     let count = |i: usize| arg(i)?.parse::<usize>().map_err(|e| e.to_string());
     match arg(0)? {
-        "bodies" => p2::bodies(arg(1)?, count(2)?),
+        "bodies" => p2::bodies(arg(1)?, count(2)?, false),
         "headers" => p2::headers(count(1)?, count(2)?),
         "in-flight" => p2::in_flight(arg(1)?, count(2)?),
+        "finished" => p2::bodies(arg(1)?, count(2)?, true),
         "baseline" => p2::request(arg(1)?).map(|_| "baseline".to_string()),
         other => Err(format!("unknown mode `{other}`")),
     }
@@ -77,18 +82,41 @@ mod p2 {
         taken
     }
 
-    pub fn bodies(url: &str, count: usize) -> Result<String, String> {
+    /// Fills the bodies of up to `count` requests, stopping at the first body
+    /// the host refuses; with `finish`, finishes each body with trailers full
+    /// of tiny entries and keeps only the request.
+    pub fn bodies(url: &str, count: usize, finish: bool) -> Result<String, String> {
         let mut held = Vec::new();
-        let mut most = 0;
+        let mut kept = Vec::new();
+        let (mut most, mut refused) = (0, "");
         for _ in 0..count {
             let request = request(url)?;
-            let body = request.body().map_err(|()| "body taken twice")?;
+            let Ok(body) = request.body() else {
+                refused = ", then a body refused";
+                break;
+            };
             let stream = body.write().map_err(|()| "stream taken twice")?;
             most = most.max(fill(&stream));
-            // Dropped in this order: a stream before its body, a body before its request.
-            held.push((stream, body, request));
+            if finish {
+                drop(stream);
+                let trailers = Fields::new();
+                for i in 0.. {
+                    if trailers.append(&format!("x-{i}"), b"v").is_err() {
+                        break;
+                    }
+                }
+                OutgoingBody::finish(body, Some(trailers)).map_err(|e| format!("{e:?}"))?;
+                kept.push(request);
+            } else {
+                // Dropped in this order: a stream before its body, a body before its request.
+                held.push((stream, body, request));
+            }
         }
-        Ok(format!("bodies {}, at most {most} bytes queued in one", held.len()))
+        let mode = if finish { "finished" } else { "bodies" };
+        let n = held.len() + kept.len();
+        Ok(format!(
+            "{mode} {n} of {count}{refused}, at most {most} bytes queued in one"
+        ))
     }
 
     pub fn headers(count: usize, value_bytes: usize) -> Result<String, String> {
