@@ -5,7 +5,7 @@
 
 use crate::cache::CacheInGrant;
 use crate::cancel::{CancelHandle, Cancelled};
-use crate::capabilities::{Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
+use crate::capabilities::{self, Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
 use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
 use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
@@ -21,7 +21,6 @@ use wasmtime::{InstancePre, Store, UpdateDeadline};
 use wasmtime_wasi::WasiView as _;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Runs WebAssembly guests under one [`Policy`].
 ///
@@ -577,7 +576,7 @@ impl Sandbox {
             ctx: wasi.builder.build(),
             table,
             net: run.net.clone(),
-            http: WasiHttpCtx::new(),
+            http: capabilities::http_ctx(),
         };
         self.new_store(ctx, std::mem::take(&mut wasi.fs), run)
     }

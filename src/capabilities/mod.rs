@@ -17,6 +17,7 @@ mod clocks_random;
 mod denial;
 mod env;
 mod fs;
+mod http_bounds;
 mod net;
 mod stdio;
 
@@ -25,6 +26,9 @@ pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, UseCounts};
 pub(crate) use denial::Records;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
+pub(crate) use http_bounds::{
+    append_field, delete_field, fields_from_list, http_ctx, request_body, response_body, set_field,
+};
 pub(crate) use net::{
     NetAudit, create_tcp_socket, create_udp_socket, resolve_addresses, tcp_start_bind, tcp_start_listen, udp_start_bind,
 };

@@ -4,6 +4,7 @@
 //! hook, each recording what it refuses in the run's [`NetAudit`].
 
 use super::denial::Records;
+use super::http_bounds::{self, InFlight, LiveBodies};
 use crate::policy::{NetGrants, NetKind};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -32,6 +33,10 @@ pub(crate) struct NetAudit {
     /// reused only after its socket is gone, so this holds at most one entry
     /// per socket the handle cap lets the guest hold at once.
     ephemeral_binds: Arc<Mutex<HashMap<u32, bool>>>,
+    /// The run's outgoing HTTP requests in flight, capped.
+    in_flight: InFlight,
+    /// The run's outgoing HTTP bodies, capped.
+    pub(crate) bodies: LiveBodies,
 }
 
 impl NetAudit {
@@ -41,6 +46,8 @@ impl NetAudit {
             grants: Arc::new(grants.clone()),
             denials,
             ephemeral_binds: Arc::default(),
+            in_flight: InFlight::default(),
+            bodies: LiveBodies::default(),
         }
     }
 
@@ -52,6 +59,26 @@ impl NetAudit {
     /// Counts (and audits) a granted use of `kind` on `target`.
     pub(crate) fn allow(&self, kind: &'static str, target: impl FnOnce() -> String) {
         self.denials.allow(kind, target, || format!("granted by [net] {kind}"));
+    }
+
+    /// Sends a request the policy allowed with wasmtime-wasi-http's sender,
+    /// unless [`http_bounds::MAX_HTTP_IN_FLIGHT`] are in flight already: then
+    /// the guest gets `connection-limit-reached` and can retry once one ends.
+    fn send_bounded(
+        &self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = http_bounds::SendResult> + Send> {
+        let Some(slot) = self.in_flight.try_start() else {
+            return Box::new(std::future::ready(Err(
+                wasmtime_wasi_http::Error::ConnectionLimitReached,
+            )));
+        };
+        http_bounds::hold_slot(
+            slot,
+            wasmtime_wasi_http::default_hooks().send_request(request, options, fut),
+        )
     }
 }
 
@@ -381,7 +408,13 @@ impl WasiHttpHooks for NetAudit {
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         }
         self.allow("http", || format!("{scheme}://{host}:{port}"));
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+        self.send_bounded(request, options, fut)
+    }
+
+    /// One write to an outgoing body carries at most this much, and two are
+    /// queued at most (see [`http_bounds`]).
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        http_bounds::HTTP_BODY_CHUNK
     }
 }
 

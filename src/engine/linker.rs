@@ -95,7 +95,76 @@ pub(super) fn new_p2_linker(engine: &wasmtime::Engine) -> Result<wasmtime::compo
     audit_sockets(&mut linker)?;
     guard_p2_files(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+    bound_http_fields(&mut linker)?;
     Ok(linker)
+}
+
+/// The `wasi:http` version wasmtime-wasi-http 48 implements.
+const WASI_HTTP_TYPES: &str = "wasi:http/types@0.2.12";
+
+/// Replaces the `fields` functions that add to a header map with the network
+/// capability's bounded versions, which answer `header-error` where
+/// wasmtime-wasi-http would trap on a map over its size bound, and the
+/// functions that make an outgoing body with versions that count the run's
+/// live bodies.
+fn bound_http_fields(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Result<()> {
+    use wasmtime_wasi_http::p2::types::{HostOutgoingRequest, HostOutgoingResponse};
+    use wasmtime_wasi_http::{FieldMap, WasiHttpView as _};
+    type Fields = Resource<FieldMap>;
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(WASI_HTTP_TYPES).map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]fields.append",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (fields, name, value): (Fields, String, Vec<u8>)| {
+                capabilities::append_field(store.data_mut().http(), fields, name, value).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]fields.set",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (fields, name, values): (Fields, String, Vec<Vec<u8>>)| {
+                capabilities::set_field(store.data_mut().http(), fields, name, values).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]fields.delete",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (fields, name): (Fields, String)| {
+                capabilities::delete_field(store.data_mut().http(), fields, name).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[static]fields.from-list",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (entries,): (Vec<(String, Vec<u8>)>,)| {
+                capabilities::fields_from_list(store.data_mut().http(), entries).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]outgoing-request.body",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (request,): (Resource<HostOutgoingRequest>,)| {
+                let bodies = store.data().wasi.net.bodies.clone();
+                capabilities::request_body(&bodies, store.data_mut().http(), request).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]outgoing-response.body",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (response,): (Resource<HostOutgoingResponse>,)| {
+                let bodies = store.data().wasi.net.bodies.clone();
+                capabilities::response_body(&bodies, store.data_mut().http(), response).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// The `wasi:sockets` version wasmtime-wasi 48 implements; guests importing
