@@ -6,8 +6,9 @@
 //! only what the policy names is added. Sockets are switched on so that every
 //! use reaches one check here: each socket address, each name lookup
 //! ([`resolve_addresses`](net::resolve_addresses), wired in by the engine's linker) and each outgoing
-//! HTTP request is decided against the policy's `[net]` grants, and a refusal
-//! is recorded in the run's bounded [`DenialLog`](denial::DenialLog).
+//! HTTP request ([`handle_http`](net::handle_http), likewise wired in) is decided against the
+//! policy's `[net]` grants, and a refusal is recorded in the run's bounded
+//! [`DenialLog`](denial::DenialLog).
 
 mod audit;
 mod clocks_random;
@@ -22,7 +23,7 @@ pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, UseCounts};
 pub(crate) use denial::Records;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
-pub(crate) use net::{NetAudit, resolve_addresses};
+pub(crate) use net::{NetAudit, handle_http, resolve_addresses};
 
 use crate::limits::OutputBudget;
 use crate::policy::Policy;
