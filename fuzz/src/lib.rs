@@ -19,14 +19,20 @@
 //! - a growth sequence (`growth.rs`) ends as a reference of wasmtime's and
 //!   the limiter's decisions says, and reports exactly the guest's real size
 //!   as its peak;
+//! - an outgoing HTTP request (`http.rs`) is allowed, refused and recorded
+//!   as a reference of the README's rules says, and one allowed to the local
+//!   server arrives with `Host:` rebuilt from the decided host and port;
 //! - host RSS during a run grows by at most the run's `limits.memory` plus
 //!   [`RSS_OVERHEAD`] (Linux only: peak RSS is reset through
 //!   `/proc/self/clear_refs` before the run and read as `VmHWM` after it).
 
 #[path = "growth.rs"]
 mod growth;
+#[path = "http.rs"]
+mod http;
 
 pub use growth::{GrowthCase, check_growth};
+pub use http::{HttpCase, check_http};
 
 use arbitrary::{Result as AResult, Unstructured};
 use std::collections::HashMap;
