@@ -10,7 +10,7 @@
 #[allow(dead_code)]
 mod harness;
 
-use harness::{GrowthCase, ModuleCase, NetCase, PolicyCase, RunLimits};
+use harness::{GrowthCase, HttpCase, ModuleCase, NetCase, PolicyCase, RunLimits};
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ const MODULE_CASES: u64 = 1_500;
 const GROWTH_CASES: u64 = 600;
 /// Generated `[net]` tables per run, each deciding up to 32 uses.
 const NET_CASES: u64 = 3_000;
+/// Generated HTTP requests per run.
+const HTTP_CASES: u64 = 300;
 /// Mutations of each real guest per run.
 const GUEST_MUTATIONS: u64 = 8;
 
@@ -135,6 +137,37 @@ fn fuzz_smoke_modules() {
     if seeds.len() as u64 == MODULE_CASES {
         let ran = cases.iter().filter(|c| c.status.is_some()).count();
         assert!(ran >= MODULE_CASES as usize / 2, "only {ran} generated modules ran");
+    }
+}
+
+// See: #27
+#[test]
+fn fuzz_smoke_http_requests() {
+    let started = Instant::now();
+    let seeds = seeds(4 << 32..(4 << 32) + HTTP_CASES);
+    let guest = std::path::Path::new(wasmcell_artifacts::NET_HTTP_GET_COMPONENT);
+    let cases = run_cases("http", &seeds, |seed| {
+        harness::check_http(&SplitMix(seed).bytes(8, 64), guest)
+    });
+    println!(
+        "fuzz smoke: {} HTTP requests in {:.1?}: {:?}",
+        cases.len(),
+        started.elapsed(),
+        tally(&cases)
+    );
+    if seeds.len() as u64 == HTTP_CASES {
+        // The generator must keep reaching every decision.
+        for kind in [
+            HttpCase::Served,
+            HttpCase::Allowed,
+            HttpCase::NotSet,
+            HttpCase::Refused("HttpProtocolError"),
+            HttpCase::Refused("HttpRequestUriInvalid"),
+            HttpCase::Refused("HttpRequestDenied"),
+        ] {
+            let n = cases.iter().filter(|c| **c == kind).count();
+            assert!(n >= 3, "only {n} HTTP cases ended {kind:?}");
+        }
     }
 }
 

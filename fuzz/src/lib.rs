@@ -21,16 +21,22 @@
 //!   as its peak;
 //! - a generated `[net]` table loads, and every generated use is decided as
 //!   a reference of the README's rules says (`net.rs`);
+//! - an outgoing HTTP request (`http.rs`) is allowed, refused and recorded
+//!   as a reference of the README's rules says, and one allowed to the local
+//!   server arrives with `Host:` rebuilt from the decided host and port;
 //! - host RSS during a run grows by at most the run's `limits.memory` plus
 //!   [`RSS_OVERHEAD`] (Linux only: peak RSS is reset through
 //!   `/proc/self/clear_refs` before the run and read as `VmHWM` after it).
 
 #[path = "growth.rs"]
 mod growth;
+#[path = "http.rs"]
+mod http;
 #[path = "net.rs"]
 mod net;
 
 pub use growth::{GrowthCase, check_growth};
+pub use http::{HttpCase, check_http};
 pub use net::{NetCase, check_net};
 
 use arbitrary::{Result as AResult, Unstructured};

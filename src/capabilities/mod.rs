@@ -9,7 +9,7 @@
 //! the implicit one of a connect by [`tcp_start_bind`](net::tcp_start_bind)
 //! and its siblings, wired in by the engine's linker), each name lookup
 //! ([`resolve_addresses`](net::resolve_addresses), wired in likewise) and each outgoing
-//! HTTP request is decided against the policy's `[net]` grants, and a refusal
+//! HTTP request ([`handle_http`](net::handle_http), likewise wired in) is decided against the policy's `[net]` grants, and a refusal
 //! is recorded in the run's bounded [`DenialLog`](denial::DenialLog).
 
 mod audit;
@@ -30,7 +30,8 @@ pub(crate) use http_bounds::{
     append_field, delete_field, fields_from_list, http_ctx, request_body, response_body, set_field,
 };
 pub(crate) use net::{
-    NetAudit, create_tcp_socket, create_udp_socket, resolve_addresses, tcp_start_bind, tcp_start_listen, udp_start_bind,
+    NetAudit, create_tcp_socket, create_udp_socket, handle_http, resolve_addresses, tcp_start_bind, tcp_start_listen,
+    udp_start_bind,
 };
 
 use crate::limits::OutputBudget;

@@ -1,10 +1,11 @@
 //! The WASI linkers every program is linked with: wasi_snapshot_preview1 for
 //! modules; WASI 0.2 and outgoing wasi:http for components. Shadowed:
 //! `proc_exit`, so every exit status is reported as what it is;
-//! `resolve-addresses`, whose decision and record belong to the network
-//! capability ([`capabilities::resolve_addresses`]); creating a socket, and
-//! a socket's `start-bind` and `start-listen`, which the network capability
-//! decides and records ([`capabilities::tcp_start_bind`] and its siblings); and the filesystem, whose
+//! `resolve-addresses` and `wasi:http`'s `handle`, whose decision and record
+//! belong to the network capability ([`capabilities::resolve_addresses`],
+//! [`capabilities::handle_http`]); creating a socket, and a socket's
+//! `start-bind` and `start-listen`, which the network capability decides and
+//! records ([`capabilities::tcp_start_bind`] and its siblings); and the filesystem, whose
 //! calls pass the run's guard first: preview 1's path functions one by one
 //! ([`capabilities::fs_p1`]), preview 2's `wasi:filesystem` as a whole
 //! ([`capabilities::fs_p2`]). The guard's state lives in the store.
@@ -96,6 +97,7 @@ pub(super) fn new_p2_linker(engine: &wasmtime::Engine) -> Result<wasmtime::compo
     guard_p2_files(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     bound_http_fields(&mut linker)?;
+    decide_http_requests(&mut linker)?;
     Ok(linker)
 }
 
@@ -274,6 +276,34 @@ fn audit_sockets(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Resu
         },
     )
     .map_err(anyhow::Error::from)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The `wasi:http` version wasmtime-wasi-http 48 implements; guests
+/// importing any compatible 0.2.x version link against it.
+const WASI_HTTP_OUTGOING: &str = "wasi:http/outgoing-handler@0.2.12";
+
+/// Replaces `handle` with the network capability's, which decides and
+/// records each request before wasi-http parses it, then hands an allowed
+/// one, rebuilt from what was decided, to wasi-http's own.
+fn decide_http_requests(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Result<()> {
+    use wasmtime_wasi_http::RequestOptions;
+    use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
+    type Args = (Resource<HostOutgoingRequest>, Option<Resource<RequestOptions>>);
+    linker.allow_shadowing(true);
+    linker
+        .instance(WASI_HTTP_OUTGOING)
+        .map_err(anyhow::Error::from)?
+        .func_wrap(
+            "handle",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (request, options): Args| {
+                let p2 = &mut store.data_mut().wasi;
+                capabilities::handle_http(&mut p2.net, &mut p2.table, &mut p2.http, request, options)
+                    .map(|handled| (handled,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
     linker.allow_shadowing(false);
     Ok(())
 }

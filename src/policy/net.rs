@@ -261,7 +261,11 @@ impl HttpRule {
         let (host, port) = match authority.strip_prefix('[') {
             Some(v6) => {
                 let (host, rest) = v6.split_once(']').ok_or_else(|| bad("`[` without a closing `]`"))?;
-                (format!("[{}]", host.to_ascii_lowercase()), rest.strip_prefix(':'))
+                // Written as requests are decided, so `[0::1]` names `[::1]`.
+                let host = host
+                    .parse::<std::net::Ipv6Addr>()
+                    .map_or_else(|_| host.to_ascii_lowercase(), |ip| ip.to_string());
+                (format!("[{host}]"), rest.strip_prefix(':'))
             }
             None => match authority.split_once(':') {
                 Some((host, port)) => (host.to_ascii_lowercase(), Some(port)),
@@ -486,6 +490,7 @@ mod tests {
         );
         assert!(!https.matches("https", "api.example.com", 8443));
         assert!(!https.matches("https", "evil.example.com", 443));
+        assert!(HttpRule::parse("http://[0:0::1]").unwrap().matches("http", "[::1]", 80));
         let any = HttpRule::parse("http://127.0.0.1:*").unwrap();
         assert!(any.matches("http", "127.0.0.1", 8080));
         assert!(

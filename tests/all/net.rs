@@ -1069,23 +1069,37 @@ fn cli_check_describes_net_grants() {
 /// Joining it gives the request line, or `None` if nobody came in time.
 fn http_server() -> (u16, JoinHandle<Option<String>>) {
     let (listener, port) = listener();
-    let server = std::thread::spawn(move || {
-        let stream = accept_within(&listener)?;
-        stream.set_nonblocking(false).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.set_write_timeout(Some(WAIT)).unwrap();
-        let mut reader = BufReader::new(&stream);
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line).expect("read the request line");
-        let mut header = String::new();
-        while reader.read_line(&mut header).expect("read a header") > 2 {
-            header.clear();
-        }
-        let reply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
-        (&stream).write_all(reply.as_bytes()).expect("reply");
-        Some(request_line.trim_end().to_string())
-    });
+    let server = std::thread::spawn(move || Some(serve_http(&listener)?.swap_remove(0)));
     (port, server)
+}
+
+/// [`http_server`], whose join gives the request's whole head: the request
+/// line, then each header line as sent.
+fn http_server_head() -> (u16, JoinHandle<Option<Vec<String>>>) {
+    let (listener, port) = listener();
+    let server = std::thread::spawn(move || serve_http(&listener));
+    (port, server)
+}
+
+/// Answers one request on `listener` with `200 hello`; gives its head.
+fn serve_http(listener: &TcpListener) -> Option<Vec<String>> {
+    let stream = accept_within(listener)?;
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    let mut reader = BufReader::new(&stream);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read the request's head");
+        if line.trim_end().is_empty() {
+            break;
+        }
+        head.push(line.trim_end().to_string());
+    }
+    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    (&stream).write_all(reply.as_bytes()).expect("reply");
+    Some(head)
 }
 
 /// A GET to a listed origin reaches the server and returns its answer.
@@ -1131,6 +1145,130 @@ fn http_request_to_an_unlisted_origin_is_refused() {
         );
     }
     assert_nothing_connected(&listener);
+}
+
+/// Requests that wasi-http would refuse on its own, or that name credentials,
+/// are decided and recorded by wasmcell before any lookup or connection, with
+/// the error wasmtime gives where it has one: an unsupported scheme is
+/// `HttpProtocolError`, no authority `HttpRequestUriInvalid`; userinfo, a
+/// malformed authority and a request without a scheme (so `https`, which no
+/// entry lists) are `HttpRequestDenied`.
+// See: #27
+#[test]
+fn every_refused_http_request_is_recorded() {
+    let (listener, port) = listener();
+    let policy = || net_policy(&format!("http = [\"http://127.0.0.1:{port}\"]"));
+    for (url, code, target) in [
+        (
+            format!("ftp://127.0.0.1:{port}/"),
+            "HttpProtocolError",
+            format!("ftp://127.0.0.1:{port}"),
+        ),
+        ("http:///x".to_string(), "HttpRequestUriInvalid", "http://".to_string()),
+        (
+            format!("http://x@127.0.0.1:{port}/"),
+            "HttpRequestDenied",
+            format!("http://***@127.0.0.1:{port}"),
+        ),
+        (
+            format!("http://127.0.0.1:{port}0000/"),
+            "HttpRequestDenied",
+            format!("http://127.0.0.1:{port}0000"),
+        ),
+        (
+            "http://127.0.0.1:/".to_string(),
+            "HttpRequestDenied",
+            "http://127.0.0.1:".to_string(),
+        ),
+        (
+            format!("//127.0.0.1:{port}/"),
+            "HttpRequestDenied",
+            format!("https://127.0.0.1:{port}"),
+        ),
+    ] {
+        let outcome = run(policy(), NET_HTTP_GET_COMPONENT, &[&url]);
+        assert_refused(&outcome, "http", &target);
+        assert!(stdout(&outcome).contains(code), "{url}: {}", stdout(&outcome));
+    }
+    assert_nothing_connected(&listener);
+}
+
+/// An authority with userinfo is refused before the host looks anything up
+/// (it used to be allowed for the host after the `@`, then the host resolved
+/// the guest's whole string), and its credentials appear nowhere wasmcell
+/// writes: not in the report, the audit, `--verbose` lines or any message.
+// See: #27
+#[test]
+fn http_userinfo_is_refused_and_redacted() {
+    let (listener, port) = listener();
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, report) = (dir.path().join("audit.jsonl"), dir.path().join("report.json"));
+    let out = wasmcell(&[
+        "run",
+        "--verbose",
+        "--allow-http",
+        &format!("http://127.0.0.1:{port}"),
+        "--audit",
+        audit.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        NET_HTTP_GET_COMPONENT,
+        &format!("http://agent:hunter2@127.0.0.1:{port}/"),
+    ]);
+    let err = assert_code(&out, 1);
+    let guest_out = String::from_utf8_lossy(&out.stdout);
+    assert!(guest_out.contains("HttpRequestDenied"), "{guest_out}");
+    let (audit, report) = (
+        std::fs::read_to_string(&audit).unwrap(),
+        std::fs::read_to_string(&report).unwrap(),
+    );
+    for (name, text) in [
+        ("stderr", &err),
+        ("guest's stdout", &guest_out.into_owned()),
+        ("audit", &audit),
+        ("report", &report),
+    ] {
+        assert!(!text.contains("hunter2"), "the password in the {name}: {text}");
+        assert!(!text.contains("agent"), "the user name in the {name}: {text}");
+    }
+    let target = format!("http://***@127.0.0.1:{port}");
+    assert_eq!(denied_lines(&err).len(), 1, "{err}");
+    assert!(denied_lines(&err)[0].contains(&target), "{err}");
+    let http: Vec<(String, String)> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|l| l["kind"] == "http")
+        .map(|l| (l["target"].to_string(), l["decision"].to_string()))
+        .collect();
+    assert_eq!(http, [(format!("\"{target}\""), "\"denied\"".to_string())], "{audit}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["uses"]["http"]["denied"], 1, "{report}");
+    assert_eq!(report["denials"][0]["target"], target.as_str(), "{report}");
+    assert_nothing_connected(&listener);
+}
+
+/// An allowed request goes to the scheme, host and port wasmcell decided,
+/// rebuilt from them, never to the guest's spelling: the server sees the
+/// host lower-cased and the port without its leading zero.
+// See: #27
+#[test]
+fn http_request_goes_to_the_decided_authority() {
+    let (port, server) = http_server_head();
+    let policy = net_policy(&format!("http = [\"http://localhost:{port}\"]"));
+    let outcome = run(
+        policy,
+        NET_HTTP_GET_COMPONENT,
+        &[&format!("http://LocalHost:0{port}/x")],
+    );
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(outcome.uses["http"].allowed, 1, "{:?}", outcome.uses);
+    let head = server.join().unwrap().expect("the request reached the server");
+    assert_eq!(head[0], "GET /x HTTP/1.1");
+    let host: Vec<&String> = head
+        .iter()
+        .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
+        .collect();
+    assert_eq!(host, [&format!("host: localhost:{port}")], "{head:?}");
 }
 
 /// `:*` admits any port of the host, and core modules have no wasi:http at all.

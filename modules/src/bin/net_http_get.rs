@@ -3,6 +3,11 @@
 //! any failure it prints `refused: <error>` and exits 1. Only the
 //! wasm32-wasip2 build can make requests: std has no HTTP API, so it uses the
 //! `wasi` crate's bindings, and the other builds report `refused: Unsupported`.
+//!
+//! The URL's parts are set as written, so a test can plant odd requests: a
+//! scheme other than `http` or `https` is sent as `Other` (`ftp://...`), a URL
+//! that starts with `//` sets no scheme, an empty authority (`http:///path`)
+//! sets none, and an authority is passed on verbatim (`x:secret@host:port`).
 
 fn main() {
     let url = std::env::args().nth(1).expect("usage: net_http_get URL");
@@ -24,16 +29,23 @@ fn get(url: &str) -> Result<(u16, Vec<u8>), String> {
     use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
     use wasi::io::streams::StreamError;
 
-    let (scheme, rest) = url.split_once("://").ok_or("the URL needs a scheme")?;
+    let (scheme, rest) = url.split_once("//").ok_or("the URL needs `//`")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let request = OutgoingRequest::new(Fields::new());
     request.set_method(&Method::Get).map_err(|()| "bad method")?;
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
-    request.set_scheme(Some(&scheme)).map_err(|()| "bad scheme")?;
-    request.set_authority(Some(authority)).map_err(|()| "bad authority")?;
+    let scheme = match scheme.strip_suffix(':') {
+        Some("http") => Some(Scheme::Http),
+        Some("https") => Some(Scheme::Https),
+        Some(other) => Some(Scheme::Other(other.to_string())),
+        None if scheme.is_empty() => None,
+        None => return Err("the scheme must end with `:`".into()),
+    };
+    request.set_scheme(scheme.as_ref()).map_err(|()| "bad scheme")?;
+    let authority = Some(authority).filter(|a| !a.is_empty());
+    request.set_authority(authority).map_err(|()| "bad authority")?;
     request.set_path_with_query(Some(path)).map_err(|()| "bad path")?;
 
     let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
