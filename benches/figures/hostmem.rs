@@ -31,6 +31,7 @@ pub(crate) fn bench_host_memory(summary: &mut Vec<Target>) -> Result<()> {
         ("1,000 header maps, 1,000-byte values", &["headers", "1000", "1000"]),
         ("1,000 header maps, 1-byte values", &["headers", "1000", "1"]),
         ("300 requests to a server that never reads", &["in-flight", &url, "300"]),
+        ("1,000 requests, 60,000-byte parts", &["parts", "1000", "60000"]),
     ] {
         let added = mib(peak_rss_kib(port, args)?.saturating_sub(baseline));
         println!("{what:<44} +{added:.1} MiB");

@@ -26,7 +26,15 @@
 //!   `err`, as for a body taken twice;
 //! - at most [`MAX_HTTP_IN_FLIGHT`] requests are in flight at once (from
 //!   `handle` until their connection ends); one more is answered
-//!   `connection-limit-reached`.
+//!   `connection-limit-reached`;
+//! - a response's header section may hold at most [`HTTP_FIELDS_BYTES`] by the
+//!   same measure, or the request fails with
+//!   `HTTP-response-header-section-size`: a guest keeps a response's headers
+//!   after its connection has ended and its place in flight is free;
+//! - a request's authority, method and path are at most
+//!   [`HTTP_AUTHORITY_BYTES`], [`HTTP_METHOD_BYTES`] and [`HTTP_PATH_BYTES`];
+//!   a longer one is answered `err` by its setter, since a request keeps
+//!   them however long they are until it is sent or dropped.
 //!
 //! The other guest-driven host buffers were already bounded per handle by
 //! wasmtime-wasi: a TCP output stream takes 64 KiB per write and holds one
@@ -38,7 +46,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wasmtime::component::Resource;
-use wasmtime_wasi_http::p2::bindings::http::types::HeaderError;
+use wasmtime_wasi_http::p2::bindings::http::types::{HeaderError, HostOutgoingRequest as _, Method};
 use wasmtime_wasi_http::p2::body::{HostOutgoingBody, HyperOutgoingBody, StreamContext};
 use wasmtime_wasi_http::p2::types::{HostOutgoingRequest, HostOutgoingResponse};
 use wasmtime_wasi_http::{FieldMap, FieldMapError, WasiHttpCtx, WasiHttpCtxView};
@@ -57,6 +65,17 @@ pub(crate) const MAX_HTTP_BODIES: usize = 32;
 
 /// Most outgoing requests in flight at once in one run.
 pub(crate) const MAX_HTTP_IN_FLIGHT: usize = 16;
+
+/// Longest authority a request may set: a 253-byte host name, or an IPv6
+/// address in brackets, and `:65535`.
+pub(crate) const HTTP_AUTHORITY_BYTES: usize = 261;
+
+/// Longest method name a request may set (`Method::Other`).
+pub(crate) const HTTP_METHOD_BYTES: usize = 64;
+
+/// Longest path with query a request may set: what common servers accept in
+/// a whole request line.
+pub(crate) const HTTP_PATH_BYTES: usize = 16 * 1024;
 
 /// The run's `wasi:http` context, with the header-map bound.
 pub(crate) fn http_ctx() -> WasiHttpCtx {
@@ -213,6 +232,12 @@ pub(crate) fn hold_slot(
 ) -> Box<dyn Future<Output = SendResult> + Send> {
     Box::new(async move {
         let (response, connection) = Pin::from(send).await?;
+        let header_bytes = headers_bytes(response.headers());
+        if header_bytes > HTTP_FIELDS_BYTES {
+            return Err(wasmtime_wasi_http::Error::HttpResponseHeaderSectionSize(
+                u32::try_from(header_bytes).ok(),
+            ));
+        }
         let connection: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> = Box::new(async move {
             let _slot = slot;
             Pin::from(connection).await
@@ -237,11 +262,68 @@ fn header_error(err: FieldMapError) -> HeaderError {
 /// wasmtime's measure of a header map: name and value bytes plus the size of
 /// each entry's name and value.
 fn fields_bytes(map: &FieldMap) -> usize {
-    map.iter()
+    headers_bytes(map.iter())
+}
+
+/// [`fields_bytes`] of any headers.
+fn headers_bytes<'a>(headers: impl IntoIterator<Item = (&'a http::HeaderName, &'a http::HeaderValue)>) -> usize {
+    headers
+        .into_iter()
         .map(|(name, value)| {
             name.as_str().len() + size_of::<http::HeaderName>() + value.len() + size_of::<http::HeaderValue>()
         })
         .sum()
+}
+
+/// `outgoing-request.set-authority`, answering `err` past
+/// [`HTTP_AUTHORITY_BYTES`] before wasmtime-wasi-http keeps the string.
+///
+/// # Errors
+///
+/// Only for a handle that is not a request (which ends the guest).
+pub(crate) fn set_authority(
+    mut view: WasiHttpCtxView<'_>,
+    request: Resource<HostOutgoingRequest>,
+    authority: Option<String>,
+) -> wasmtime::Result<Result<(), ()>> {
+    if authority.as_ref().is_some_and(|a| a.len() > HTTP_AUTHORITY_BYTES) {
+        return Ok(Err(()));
+    }
+    view.set_authority(request, authority)
+}
+
+/// `outgoing-request.set-method`, answering `err` for a method name past
+/// [`HTTP_METHOD_BYTES`].
+///
+/// # Errors
+///
+/// Only for a handle that is not a request (which ends the guest).
+pub(crate) fn set_method(
+    mut view: WasiHttpCtxView<'_>,
+    request: Resource<HostOutgoingRequest>,
+    method: Method,
+) -> wasmtime::Result<Result<(), ()>> {
+    if matches!(&method, Method::Other(name) if name.len() > HTTP_METHOD_BYTES) {
+        return Ok(Err(()));
+    }
+    view.set_method(request, method)
+}
+
+/// `outgoing-request.set-path-with-query`, answering `err` past
+/// [`HTTP_PATH_BYTES`].
+///
+/// # Errors
+///
+/// Only for a handle that is not a request (which ends the guest).
+pub(crate) fn set_path_with_query(
+    mut view: WasiHttpCtxView<'_>,
+    request: Resource<HostOutgoingRequest>,
+    path: Option<String>,
+) -> wasmtime::Result<Result<(), ()>> {
+    if path.as_ref().is_some_and(|p| p.len() > HTTP_PATH_BYTES) {
+        return Ok(Err(()));
+    }
+    view.set_path_with_query(request, path)
 }
 
 /// Refuses to change a mutable map already over the bound (a `clone` of a

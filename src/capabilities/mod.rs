@@ -27,7 +27,8 @@ pub(crate) use denial::Records;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
 pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
 pub(crate) use http_bounds::{
-    append_field, delete_field, fields_from_list, http_ctx, request_body, response_body, set_field,
+    append_field, delete_field, fields_from_list, http_ctx, request_body, response_body, set_authority, set_field,
+    set_method, set_path_with_query,
 };
 pub(crate) use net::{
     NetAudit, create_tcp_socket, create_udp_socket, handle_http, resolve_addresses, tcp_start_bind, tcp_start_listen,

@@ -97,6 +97,7 @@ pub(super) fn new_p2_linker(engine: &wasmtime::Engine) -> Result<wasmtime::compo
     guard_p2_files(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     bound_http_fields(&mut linker)?;
+    bound_http_request_parts(&mut linker)?;
     decide_http_requests(&mut linker)?;
     Ok(linker)
 }
@@ -162,6 +163,44 @@ fn bound_http_fields(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> 
             |mut store: StoreContextMut<'_, State<P2Ctx>>, (response,): (Resource<HostOutgoingResponse>,)| {
                 let bodies = store.data().wasi.net.bodies.clone();
                 capabilities::response_body(&bodies, store.data_mut().http(), response).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Replaces the `outgoing-request` setters that keep a guest's string with
+/// the network capability's bounded versions, which answer `err` past a
+/// length bound before wasmtime-wasi-http keeps it.
+fn bound_http_request_parts(linker: &mut wasmtime::component::Linker<State<P2Ctx>>) -> Result<()> {
+    use wasmtime_wasi_http::WasiHttpView as _;
+    use wasmtime_wasi_http::p2::bindings::http::types::Method;
+    use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
+    type Request = Resource<HostOutgoingRequest>;
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(WASI_HTTP_TYPES).map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]outgoing-request.set-authority",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (request, authority): (Request, Option<String>)| {
+                capabilities::set_authority(store.data_mut().http(), request, authority).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]outgoing-request.set-method",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (request, method): (Request, Method)| {
+                capabilities::set_method(store.data_mut().http(), request, method).map(|r| (r,))
+            },
+        )
+        .map_err(anyhow::Error::from)?;
+    types
+        .func_wrap(
+            "[method]outgoing-request.set-path-with-query",
+            |mut store: StoreContextMut<'_, State<P2Ctx>>, (request, path): (Request, Option<String>)| {
+                capabilities::set_path_with_query(store.data_mut().http(), request, path).map(|r| (r,))
             },
         )
         .map_err(anyhow::Error::from)?;

@@ -993,6 +993,63 @@ fn requests_in_flight_are_capped() {
     );
 }
 
+/// A request keeps its authority, method name and path until it is sent or
+/// dropped, so each setter refuses one past its bound (261, 64 and 16 KiB
+/// bytes) with `err`; the host kept up to 64 KiB of each per request, 171 MiB
+/// for 1,000 requests, without any grant. Values within the bounds are taken.
+#[test]
+fn a_request_part_past_its_bound_is_refused_by_its_setter() {
+    let no_grants = policy_toml("[limits]\nmemory = \"64 MiB\"\n", std::path::Path::new("."));
+    let outcome = run(no_grants.clone(), HOARD, &["parts", "10", "20000"]);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(stdout(&outcome).trim_end(), "parts 10: authority 0, method 0, path 0");
+    let outcome = run(no_grants, HOARD, &["parts", "10", "60"]);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(
+        stdout(&outcome).trim_end(),
+        "parts 10: authority 10, method 10, path 10"
+    );
+}
+
+/// A loopback HTTP server that answers every request with `headers` headers
+/// of 1 KiB each and an empty body. Its port.
+fn big_header_server(headers: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request);
+            let mut response = String::from("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n");
+            for i in 0..headers {
+                response.push_str(&format!("x-filler-{i}: {}\r\n", "v".repeat(1024)));
+            }
+            response.push_str("\r\n");
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+/// A response's headers outlive its connection (and its place in flight)
+/// for as long as the guest keeps the response, so a header section past
+/// 16 KiB fails the request with `HTTP-response-header-section-size`; one
+/// within it arrives.
+#[test]
+fn a_response_header_section_past_its_bound_fails_the_request() {
+    for (headers, expected) in [
+        (50, "refused: ErrorCode::HttpResponseHeaderSectionSize"),
+        (8, "status 200"),
+    ] {
+        let port = big_header_server(headers);
+        let url = format!("http://127.0.0.1:{port}/");
+        let outcome = run(hoard_policy(port), wasmcell_artifacts::NET_HTTP_GET_COMPONENT, &[&url]);
+        let text = stdout(&outcome);
+        assert!(text.starts_with(expected), "{headers} headers: {text}");
+    }
+}
+
 /// The peak resident memory of a `wasmcell run` of the hoarding guest, in KiB.
 fn hoard_peak_rss_kib(port: u16, args: &[&str]) -> u64 {
     let origin = format!("http://127.0.0.1:{port}");
@@ -1032,6 +1089,7 @@ fn guest_driven_host_memory_stays_within_the_allowance() {
         &["headers", "1000", "1000"],
         &["headers", "1000", "1"],
         &["in-flight", &url, "300"],
+        &["parts", "1000", "60000"],
     ] {
         let peak = hoard_peak_rss_kib(port, args);
         let added_mib = peak.saturating_sub(baseline) / 1024;

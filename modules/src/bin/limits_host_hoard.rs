@@ -18,6 +18,12 @@
 //! trailers full of tiny entries and only the requests are kept. Prints
 //! `finished N of COUNT...` likewise.
 //!
+//! `parts COUNT BYTES`: COUNT requests, each given an authority, a method
+//! name and a path of BYTES bytes (the path at most 60,000, under wasi-http's
+//! own bound); every request is kept. Prints
+//! `parts N: authority A, method M, path P`, each the number of setters
+//! that accepted the long value.
+//!
 //! `baseline URL`: one request, nothing filled, for comparison.
 //!
 //! Only the wasm32-wasip2 build can do this: std has no HTTP API, so it uses
@@ -44,6 +50,7 @@ fn hoard(args: &[String]) -> Result<String, String> {
         "headers" => p2::headers(count(1)?, count(2)?),
         "in-flight" => p2::in_flight(arg(1)?, count(2)?),
         "finished" => p2::bodies(arg(1)?, count(2)?, true),
+        "parts" => p2::parts(count(1)?, count(2)?),
         "baseline" => p2::request(arg(1)?).map(|_| "baseline".to_string()),
         other => Err(format!("unknown mode `{other}`")),
     }
@@ -116,6 +123,27 @@ mod p2 {
         let n = held.len() + kept.len();
         Ok(format!(
             "{mode} {n} of {count}{refused}, at most {most} bytes queued in one"
+        ))
+    }
+
+    /// Keeps `count` requests, each given an authority, a method and a path
+    /// of `bytes` bytes; counts the setters that took them.
+    pub fn parts(count: usize, bytes: usize) -> Result<String, String> {
+        let authority = "a".repeat(bytes);
+        let method = Method::Other("M".repeat(bytes));
+        let path = format!("/{}", "p".repeat(bytes.min(60_000) - 1));
+        let (mut authorities, mut methods, mut paths) = (0, 0, 0);
+        let mut held = Vec::new();
+        for _ in 0..count {
+            let request = OutgoingRequest::new(Fields::new());
+            authorities += usize::from(request.set_authority(Some(&authority)).is_ok());
+            methods += usize::from(request.set_method(&method).is_ok());
+            paths += usize::from(request.set_path_with_query(Some(&path)).is_ok());
+            held.push(request);
+        }
+        Ok(format!(
+            "parts {}: authority {authorities}, method {methods}, path {paths}",
+            held.len()
         ))
     }
 
