@@ -537,15 +537,22 @@ fn a_full_pool_is_a_sandbox_error_not_a_guest_outcome() {
     let sleeper = sandbox.load(LIMITS_SLEEP_FOREVER).unwrap();
     let hello = sandbox.load(HELLO).unwrap();
     let cancel = CancelHandle::new();
-    let sleepers: Vec<_> = (0..2)
-        .map(|_| {
-            let (sandbox, sleeper, cancel) = (sandbox.clone(), sleeper.clone(), cancel.clone());
-            std::thread::spawn(move || sandbox.run_with(&sleeper, NO_ARGS, RunOptions::new().cancel(&cancel)))
-        })
-        .collect();
-    // Wait until both hold their slots.
+    let spawn_sleeper = || {
+        let (sandbox, sleeper, cancel) = (sandbox.clone(), sleeper.clone(), cancel.clone());
+        std::thread::spawn(move || sandbox.run_with(&sleeper, NO_ARGS, RunOptions::new().cancel(&cancel)))
+    };
+    let mut sleepers: Vec<_> = (0..2).map(|_| spawn_sleeper()).collect();
+    // Wait until both hold their slots. A probe can take a slot before a
+    // sleeper does, which then finds the pool full: start it again.
     let started = Instant::now();
     let err = loop {
+        for slot in &mut sleepers {
+            if slot.is_finished() {
+                let early = std::mem::replace(slot, spawn_sleeper()).join().unwrap();
+                let err = early.err().expect("a sleeper ended on its own");
+                assert!(err.to_string().contains("max_runs"), "{err:#}");
+            }
+        }
         match sandbox.run_program(&hello, NO_ARGS) {
             Err(err) => break err,
             Ok(_) if started.elapsed() < PROMPT => std::thread::sleep(Duration::from_millis(20)),
