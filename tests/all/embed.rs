@@ -549,7 +549,9 @@ fn a_full_pool_is_a_sandbox_error_not_a_guest_outcome() {
         for slot in &mut sleepers {
             if slot.is_finished() {
                 let early = std::mem::replace(slot, spawn_sleeper()).join().unwrap();
-                let err = early.err().expect("a sleeper ended on its own");
+                let Err(err) = early else {
+                    panic!("a sleeper ended on its own")
+                };
                 assert!(err.to_string().contains("max_runs"), "{err:#}");
             }
         }
