@@ -1051,26 +1051,32 @@ fn a_response_header_section_past_its_bound_fails_the_request() {
 }
 
 /// The peak resident memory of a `wasmcell run` of `guest` (the hoarding
-/// guest, precompiled), in KiB.
+/// guest, precompiled), in KiB: its `VmHWM`, read once the guest has printed
+/// its summary and while it waits for stdin to close. (A child's `ru_maxrss`
+/// will not do: the kernel counts in it the peak of the test process it was
+/// spawned from, hundreds of MiB while the whole suite runs.)
 fn hoard_peak_rss_kib(guest: &std::path::Path, port: u16, args: &[&str]) -> u64 {
+    use std::io::BufRead as _;
     let origin = format!("http://127.0.0.1:{port}");
     let mut cmd = crate::wasmcell_command();
     cmd.args(["run", "--memory", "64MiB", "--timeout", "60s", "--allow-http", &origin]);
-    cmd.arg("--allow-precompiled").arg(guest).args(args);
-    #[expect(
-        clippy::zombie_processes,
-        reason = "reaped by `wait4` below, which also reports its peak RSS"
-    )]
-    let child = cmd.stdout(std::process::Stdio::null()).spawn().expect("start wasmcell");
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data the call fills in; the child is ours and
-    // not yet waited for.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as libc::pid_t;
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-    assert!(libc::WIFEXITED(status), "wasmcell {args:?} did not exit: {status}");
-    assert_eq!(libc::WEXITSTATUS(status), 0, "wasmcell {args:?}");
-    usage.ru_maxrss as u64
+    cmd.args(["--stdin", "inherit", "--allow-precompiled"])
+        .arg(guest)
+        .args(args);
+    let mut child = cmd.stdin(std::process::Stdio::piped()).spawn().expect("start wasmcell");
+    let mut summary = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut summary)
+        .expect("read the guest's summary");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("read the child's status");
+    drop(child.stdin.take());
+    let out = crate::wait_for(child);
+    assert_eq!(out.status.code(), Some(0), "wasmcell {args:?}: {summary} {out:?}");
+    let hwm = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    hwm.trim().trim_end_matches("kB").trim().parse().expect("VmHWM in kB")
 }
 
 /// Driven to every bound at once, a guest under a 64 MiB `limits.memory`

@@ -26,6 +26,10 @@
 //!
 //! `baseline URL`: one request, nothing filled, for comparison.
 //!
+//! After printing its summary the guest reads stdin to its end before it
+//! exits, so that whoever runs it can look at the process at its peak (with
+//! stdin closed, as by default, it exits at once).
+//!
 //! Only the wasm32-wasip2 build can do this: std has no HTTP API, so it uses
 //! the `wasi` crate's bindings, and the other builds print
 //! `refused: Unsupported` and exit 1.
@@ -33,7 +37,10 @@
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match hoard(&args) {
-        Ok(summary) => println!("{summary}"),
+        Ok(summary) => {
+            println!("{summary}");
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        }
         Err(err) => {
             println!("refused: {err}");
             std::process::exit(1);
