@@ -112,7 +112,8 @@ mkdir -p "$tmp/p2" && cp "$target/wasm32-wasip2/release/net_tcp_connect.wasm" "$
 wasm+=("$tmp/p2/net_tcp_connect_p2.wasm")
 cat >"$tmp/image-policy.toml" <<'TOML'
 # The image's own policy: long runs (the kill test), one inherited variable,
-# and no network: the denial test relies on it.
+# and no network: the denial tests rely on it (with no TCP use granted, the
+# guest cannot even create a socket: a `tcp-socket` denial).
 [limits]
 timeout = "1h"
 [env]
@@ -168,7 +169,7 @@ run_ctr "$img" --env GREETING=hi --env SECRET=s3cret -- /env_vars.wasm
 check "env_vars: only what the policy inherits" eval '[ "$code" = 0 ] && has "$out" "GREETING=hi" && lacks "$out" "SECRET" && lacks "$out" "PATH="'
 
 run_ctr "$img" -- /net_tcp_connect_p2.wasm 127.0.0.1:9
-check "net_tcp_connect: denied, and the report says so" eval '[ "$code" = 1 ] && has "$out" "refused" && has "$report" "\"kind\":\"tcp-connect\""'
+check "net_tcp_connect: denied, and the report says so" eval '[ "$code" = 1 ] && has "$out" "refused" && has "$report" "\"kind\":\"tcp-socket\""'
 
 run_ctr "$img" --memory-limit 67108864 -- /limits_memory_bomb.wasm
 check "limits_memory_bomb: --memory-limit stops it with 137" eval '[ "$code" = 137 ] && has "$report" "\"status\":\"memory-limit\""'
@@ -190,7 +191,7 @@ check "no policy: an empty environment" eval '[ "$code" = 0 ] && [ -z "$out" ]'
 run_ctr "$bare" -- /fs_read.wasm /hello.wasm
 check "no policy: the image's files are not granted" eval '[ "$code" = 1 ] && has "$err" "error:"'
 run_ctr "$bare" -- /net_tcp_connect_p2.wasm 127.0.0.1:9
-check "no policy: no network" eval '[ "$code" = 1 ] && has "$report" "\"kind\":\"tcp-connect\""'
+check "no policy: no network" eval '[ "$code" = 1 ] && has "$report" "\"kind\":\"tcp-socket\""'
 
 cat >"$tmp/policies/node-env.toml" <<'TOML'
 [env]
