@@ -155,14 +155,19 @@ fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
     digits.parse().map(Some).map_err(drop)
 }
 
-/// A new outgoing body for a request or response whose headers are
-/// `headers`, counted among the run's live bodies; `None` when the headers
-/// give no valid length or [`MAX_HTTP_BODIES`] are alive already.
-fn counted_body(
+/// Gives a request or response (its `body` slot and `headers`) a new
+/// outgoing body, counted among the run's live bodies, and returns the
+/// guest's end of it; `None` when it has one already, its headers give no
+/// valid length, or [`MAX_HTTP_BODIES`] are alive already.
+fn attach_body(
     bodies: &LiveBodies,
+    body: &mut Option<HyperOutgoingBody>,
     headers: &FieldMap,
     context: StreamContext,
-) -> Option<(HostOutgoingBody, HyperOutgoingBody)> {
+) -> Option<HostOutgoingBody> {
+    if body.is_some() {
+        return None;
+    }
     let size = content_length(headers).ok()?;
     let slot = bodies.try_start()?;
     let (host, hyper) = HostOutgoingBody::new(context, size, 1, HTTP_BODY_CHUNK);
@@ -170,7 +175,8 @@ fn counted_body(
         inner: hyper,
         _slot: slot,
     };
-    Some((host, http_body_util::BodyExt::boxed_unsync(counted)))
+    *body = Some(http_body_util::BodyExt::boxed_unsync(counted));
+    Some(host)
 }
 
 /// `outgoing-request.body`, counted: `err` past [`MAX_HTTP_BODIES`] alive.
@@ -185,14 +191,10 @@ pub(crate) fn request_body(
     request: Resource<HostOutgoingRequest>,
 ) -> wasmtime::Result<Result<Resource<HostOutgoingBody>, ()>> {
     let request = view.table.get_mut(&request)?;
-    if request.body.is_some() {
-        return Ok(Err(()));
+    match attach_body(bodies, &mut request.body, &request.headers, StreamContext::Request) {
+        Some(host) => Ok(Ok(view.table.push(host)?)),
+        None => Ok(Err(())),
     }
-    let Some((host, hyper)) = counted_body(bodies, &request.headers, StreamContext::Request) else {
-        return Ok(Err(()));
-    };
-    request.body = Some(hyper);
-    Ok(Ok(view.table.push(host)?))
 }
 
 /// `outgoing-response.body`, counted: `err` past [`MAX_HTTP_BODIES`] alive.
@@ -206,14 +208,10 @@ pub(crate) fn response_body(
     response: Resource<HostOutgoingResponse>,
 ) -> wasmtime::Result<Result<Resource<HostOutgoingBody>, ()>> {
     let response = view.table.get_mut(&response)?;
-    if response.body.is_some() {
-        return Ok(Err(()));
+    match attach_body(bodies, &mut response.body, &response.headers, StreamContext::Response) {
+        Some(host) => Ok(Ok(view.table.push(host)?)),
+        None => Ok(Err(())),
     }
-    let Some((host, hyper)) = counted_body(bodies, &response.headers, StreamContext::Response) else {
-        return Ok(Err(()));
-    };
-    response.body = Some(hyper);
-    Ok(Ok(view.table.push(host)?))
 }
 
 /// What a send gives wasmtime-wasi-http: the response and the future that
