@@ -64,6 +64,7 @@ pub mod policy;
 mod runner;
 mod store;
 mod term;
+pub mod wall;
 
 pub use cache::{CacheInGrant, CacheKeyError, CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
 pub use cancel::CancelHandle;
@@ -77,7 +78,7 @@ pub use hostfs::HostFile;
 pub use instance::{CallOutcome, Instance, Invocation, InvokeError};
 pub use outcome::{
     EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
-    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status,
+    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, EXIT_WALL, Outcome, Status,
 };
 pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyBuilder,

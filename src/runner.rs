@@ -430,7 +430,7 @@ impl Sandbox {
     /// });
     /// let outcome = sandbox.run_with(&program, &[] as &[&str], RunOptions::new().cancel(&cancel))?;
     /// assert_eq!(outcome.status, Status::Cancelled);
-    /// assert!(outcome.wall < Duration::from_secs(60));
+    /// assert!(outcome.elapsed < Duration::from_secs(60));
     /// # Ok::<(), anyhow::Error>(())
     /// ```
     ///
@@ -663,7 +663,7 @@ impl Sandbox {
             status,
             trap,
             fuel_used,
-            wall,
+            elapsed: wall,
             peak_memory_bytes,
             stdout_bytes: run.budget.stdout_bytes(),
             stderr_bytes: run.budget.stderr_bytes(),
@@ -672,6 +672,7 @@ impl Sandbox {
             denials,
             denials_dropped,
             uses,
+            wall: crate::wall::current(),
         })
     }
 }

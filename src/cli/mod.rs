@@ -162,7 +162,7 @@ pub(crate) fn ending_advice(status: Status) -> Option<&'static str> {
         Status::FuelExhausted => Some("raise it with --fuel"),
         Status::MemoryLimit => Some("raise it with --memory"),
         Status::OutputLimit => Some("raise limits.output in the policy"),
-        Status::Exited(_) | Status::Trap | Status::Cancelled => None,
+        Status::Exited(_) | Status::Trap | Status::Cancelled | Status::WallStopped => None,
     }
 }
 

@@ -188,7 +188,7 @@ pub fn render_junit(matrix: &Matrix) -> String {
         let mut case = TestCase::new(c.policy.as_str(), status);
         case.set_classname(c.module.as_str());
         if let CellResult::Ran(o) = &c.result {
-            case.set_time(o.wall);
+            case.set_time(o.elapsed);
         }
         suite.add_test_case(case);
     }

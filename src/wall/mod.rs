@@ -1,0 +1,169 @@
+//! The second wall: after set-up, the run's process confines itself with
+//! the kernel's own mechanisms, so that a bug in wasmtime's code generation
+//! or in wasmcell's host code that lets a guest run host code still meets a
+//! wall it cannot talk its way through.
+//!
+//! Three layers, each applied where the kernel supports it:
+//! - `PR_SET_NO_NEW_PRIVS`: nothing the process starts can gain privileges;
+//! - **Landlock**: filesystem access limited to the policy's grants with their
+//!   access (plus the few files the runtime still opens, listed in
+//!   [`WallPlan::for_policy`]); from ABI 4, TCP bind and connect limited to the
+//!   ports the policy grants; from ABI 6, no abstract Unix sockets and no
+//!   signals to other processes;
+//! - **seccomp**: an allowlist of the system calls a run makes, with the
+//!   calls only a subverted runtime would make (new programs and processes,
+//!   tracing, mounts, BPF, keyrings, io_uring, kernel modules, namespaces,
+//!   raw and packet sockets, signals to other processes) ending the process
+//!   at once with `SIGSYS`.
+//!
+//! The wall covers the whole process and cannot be lifted. [`confine_current_process`]
+//! applies it to the calling process; a host that runs many sandboxes in one
+//! process runs each in a confined child instead (see `crate::worker`).
+//! [`WallReport`] says exactly what took effect, layer by layer; nothing is
+//! skipped silently.
+
+mod plan;
+mod report;
+#[cfg(target_os = "linux")]
+mod sys;
+
+pub use plan::{DNS_FILES, MAX_WALL_PORTS, Ports, WallAccess, WallPath, WallPlan};
+pub use report::{Layer, LayerState, WallReport};
+
+use crate::policy::WallMode;
+use std::fmt;
+use std::sync::Mutex;
+
+/// The wall this process put up, once it has (see [`current`]).
+static CURRENT: Mutex<Option<WallReport>> = Mutex::new(None);
+
+/// The wall around this process: what the last call of
+/// [`confine_current_process`] put up, or `None` when it was never called.
+/// Every [`Outcome`](crate::Outcome) of a run in this process carries it.
+pub fn current() -> Option<WallReport> {
+    CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// What the wall would be for `plan` on this kernel, without applying
+/// anything: the layers the kernel supports, and why each other one is
+/// missing. `wasmcell check` prints it.
+pub fn probe(plan: &WallPlan) -> WallReport {
+    if plan.mode == WallMode::Off {
+        return WallReport::down(plan.mode, "wall.mode is off");
+    }
+    #[cfg(target_os = "linux")]
+    {
+        sys::probe(plan)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        WallReport::down(plan.mode, "the second wall needs Linux")
+    }
+}
+
+/// Confines the calling process for `plan`, irreversibly, and records the
+/// result (see [`current`]).
+///
+/// Call it after everything the run needs from the host is open (grants,
+/// stdio files, the audit file, the module and its compiled code) and
+/// before the guest's first instruction, while the process has one thread:
+/// on kernels before Landlock ABI 8, Landlock confines the calling thread and
+/// the threads it starts later, not threads already running, so a process
+/// with other threads is refused ([`WallErrorKind::Threads`]) rather than
+/// confined in part. seccomp and no_new_privs cover every thread.
+///
+/// - `mode = "off"`: applies nothing and reports every layer off.
+/// - `mode = "auto"`: applies every layer the kernel supports; the report
+///   names each one missing (print [`WallReport::missing_line`]).
+/// - `mode = "require"`: applies nothing and fails with
+///   [`WallErrorKind::Required`] unless every layer can take effect.
+///
+/// # Errors
+///
+/// [`WallError`]: a layer `require` needs is missing, the process has other
+/// threads, or the kernel refused a layer it claims to support.
+///
+/// # Security
+///
+/// The wall allows what `plan` allows. A plan from
+/// [`WallPlan::for_policy`] allows the policy's grants and nothing else the
+/// guest could ask for; anything added with [`WallPlan::allow_path`] is
+/// reachable by a subverted runtime too.
+pub fn confine_current_process(plan: &WallPlan) -> Result<WallReport, WallError> {
+    let report = match plan.mode {
+        WallMode::Off => WallReport::down(plan.mode, "wall.mode is off"),
+        _ => apply(plan)?,
+    };
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+    Ok(report)
+}
+
+#[cfg(target_os = "linux")]
+fn apply(plan: &WallPlan) -> Result<WallReport, WallError> {
+    sys::apply(plan)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn apply(plan: &WallPlan) -> Result<WallReport, WallError> {
+    let report = WallReport::down(plan.mode, "the second wall needs Linux");
+    match plan.mode {
+        WallMode::Require => Err(WallError::new(WallErrorKind::Required(report))),
+        _ => Ok(report),
+    }
+}
+
+/// The second wall could not be put up as asked. Nothing ran.
+#[derive(Debug)]
+pub struct WallError {
+    kind: WallErrorKind,
+}
+
+/// Why the wall could not be put up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WallErrorKind {
+    /// `wall.mode = "require"` and a layer cannot take effect on this
+    /// kernel; the report says which. Nothing was applied.
+    Required(WallReport),
+    /// The process has other threads (this many in all), which Landlock
+    /// before ABI 8 cannot confine from here.
+    Threads(usize),
+    /// The kernel refused a layer it supports; the message names it.
+    Apply(String),
+}
+
+impl WallError {
+    pub(crate) fn new(kind: WallErrorKind) -> WallError {
+        WallError { kind }
+    }
+
+    /// Why the wall could not be put up.
+    pub fn kind(&self) -> &WallErrorKind {
+        &self.kind
+    }
+}
+
+impl fmt::Display for WallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            WallErrorKind::Required(report) => {
+                let missing: Vec<String> = report
+                    .missing()
+                    .map(|l| format!("{} ({})", l.layer.name(), l.detail))
+                    .collect();
+                write!(
+                    f,
+                    "wall.mode is `require` but this kernel cannot put up {}; run on a kernel with Landlock ABI 6 or later and seccomp, or set wall.mode to `auto`",
+                    missing.join(", ")
+                )
+            }
+            WallErrorKind::Threads(n) => write!(
+                f,
+                "the process has {n} threads, and Landlock on this kernel confines only the calling thread and those it starts later; call confine_current_process before any other thread starts, or run the sandbox in a worker process"
+            ),
+            WallErrorKind::Apply(why) => write!(f, "the kernel refused the second wall: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for WallError {}
