@@ -519,6 +519,7 @@ impl Sandbox {
             );
         }
         self.check_size(program.name(), program.size())?;
+        inner.engine.start_ticker()?;
         let policy = &inner.policy;
         let mut argv = vec![program.name().to_string()];
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
