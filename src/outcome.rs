@@ -157,6 +157,27 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a run the second wall stopped, as its watcher (a
+    /// parent process) reports it: nothing is known of the guest but that
+    /// its process was killed, and the wall it ran behind, when the run said.
+    pub fn wall_stopped(wall: Option<WallReport>) -> Outcome {
+        Outcome {
+            status: Status::WallStopped,
+            trap: None,
+            fuel_used: None,
+            elapsed: Duration::ZERO,
+            peak_memory_bytes: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            denials: Vec::new(),
+            denials_dropped: 0,
+            uses: Default::default(),
+            wall,
+        }
+    }
+
     /// The process exit code `wasmcell run` ends with for this outcome; see
     /// [`EXIT_CODE_TABLE`].
     pub fn exit_code(&self) -> u8 {

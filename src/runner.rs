@@ -208,6 +208,26 @@ impl Sandbox {
         SandboxBuilder::default()
     }
 
+    /// Creates (or truncates) the files the policy sends stdout and stderr
+    /// to, as a run does when it starts, without following links. A process
+    /// that confines itself with [`crate::wall`] calls this first: the wall
+    /// lets it write those files, but not create them.
+    ///
+    /// # Errors
+    ///
+    /// As a run's start: a path that became a link, or is not a regular file.
+    pub fn create_output_files(&self) -> Result<()> {
+        for (output, what) in [
+            (self.inner.policy.stdout(), "stdout file"),
+            (self.inner.policy.stderr(), "stderr file"),
+        ] {
+            if let crate::policy::Output::File(path) = output {
+                crate::hostfs::create_file(path, what)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The policy every run follows.
     pub fn policy(&self) -> &Policy {
         &self.inner.policy

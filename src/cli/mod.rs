@@ -80,6 +80,7 @@ pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
             || e.is::<clap::Error>()
             || e.is::<wasmcell::matrix::MatrixError>()
             || e.is::<wasmcell::InvokeError>()
+            || e.is::<wasmcell::wall::WallError>()
     }) {
         wasmcell::EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {

@@ -9,10 +9,11 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal};
+use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal, WallMode};
 use wasmcell::{
     AuditFile, CacheInGrant, CacheKeyError, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile,
     LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, sanitize,
+    wall::{self, WallError, WallPlan},
 };
 
 const RUN_EXAMPLES: &str = "\
@@ -128,6 +129,18 @@ pub struct RunCommand {
     #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
     pub wasm: Vec<Proposal>,
 
+    /// The second wall: `require`, `auto` (the default) or `off` (overrides wall.mode).
+    ///
+    /// After loading the module and before the guest's first instruction,
+    /// the run's process confines itself with no_new_privs, Landlock (only the
+    /// policy's grants and ports) and a seccomp filter, so that a bug in the
+    /// runtime a guest reaches still meets the kernel. `auto` applies every
+    /// layer the kernel supports and names any missing one on stderr;
+    /// `require` refuses to run (exit 2) unless all are in effect; `off` is for
+    /// debugging. A run the wall stops ends with exit code 159.
+    #[arg(long, value_name = "MODE", value_parser = parse_wall)]
+    pub wall: Option<WallMode>,
+
     /// Largest module file accepted for compilation (overrides limits.module-size).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_module_size: Option<u64>,
@@ -199,22 +212,24 @@ pub struct RunCommand {
 }
 
 impl RunCommand {
-    /// Loads the policy, applies the flags, runs the guest and reports.
+    /// Loads the policy, applies the flags, loads the guest, puts up the
+    /// second wall, runs the guest and reports.
     ///
     /// # Errors
     ///
-    /// Policy errors, load errors and sandbox failures.
+    /// Policy errors, load errors, a wall `require` cannot have, and sandbox
+    /// failures.
     pub fn execute(self) -> Result<u8> {
         // Claimed before anything else opens a file, so that the number
         // cannot name one of wasmcell's own descriptors.
-        let mut report_fd = match self.report_fd {
+        let report_fd = match self.report_fd {
             Some(n) => Some((n, claim_report_fd(n)?)),
             None => None,
         };
         let policy = self.resolve_policy()?;
         self.check_report_dash(&policy)?;
         // The report's folder is resolved now, before the guest can plant a
-        // link on the way; the file is opened without following links later.
+        // link on the way; the file is created without following links.
         let report_file = match &self.report {
             Some(path) if path.as_os_str() != "-" => Some(HostFile::resolve(&policy, path, "--report")?),
             _ => None,
@@ -239,45 +254,47 @@ impl RunCommand {
         }
         let sandbox = builder.build()?;
         let (module, args) = self.module_and_args()?;
+        let program = self.load_for_run(&sandbox, &module)?;
+        // The stdio files are created before the wall goes up: the wall lets
+        // the run write them, not create them.
+        let mut report = ReportOut::new(report_fd, report_file, self.report.is_some());
+        sandbox.create_output_files()?;
+        let started = std::time::Instant::now();
+        let channel = match put_up_wall(sandbox.policy())? {
+            #[cfg(target_os = "linux")]
+            Wall::Watcher(end) => return Ok(report_child_end(&end, &mut report, sandbox.policy(), started)),
+            Wall::Run(channel) => channel,
+        };
+        let cancel = cancel_on_signals()?;
         let (outcome, json) = match &self.invoke {
-            Some(call) => invoke(&sandbox, &module, call, &args)?,
+            Some(call) => invoke(&sandbox, &program, call, &args, &cancel)?,
             None => {
-                let program = with_compile_notice(&module, || self.load(&sandbox, &module))?;
-                let cancel = cancel_on_signals()?;
                 let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
                 let json = outcome.to_json();
                 (outcome, json)
             }
         };
-        if let Some(line) = outcome.describe(sandbox.policy()) {
-            match ending_advice(outcome.status) {
-                Some(advice) => eprint_line(format_args!("wasmcell: {line}; {advice}")),
-                None => eprint_line(format_args!("wasmcell: {line}")),
-            }
-        }
-        if log_denials && outcome.denials_dropped > 0 {
-            eprint_line(format_args!(
-                "wasmcell: {} more refusals were counted but not recorded",
-                outcome.denials_dropped
-            ));
-        }
+        print_ending(&outcome, sandbox.policy(), log_denials);
         if let Some(audit) = &audit {
             audit.finish()?;
         }
-        let json = serde_json::to_string_pretty(&json).expect("a JSON value serializes");
-        if let Some((n, file)) = &mut report_fd {
-            use std::io::Write as _;
-            file.write_all(format!("{json}\n").as_bytes())
-                .with_context(|| format!("failed to write the report to file descriptor {n}"))?;
-        }
-        if let Some(report) = &self.report {
-            if report.as_os_str() == "-" {
-                eprint_line(format_args!("{json}"));
-            } else if let Some(file) = &report_file {
-                file.write((json + "\n").as_bytes())?;
-            }
+        // Behind the wall, the watcher writes the report: the wall would not
+        // let this process reach the report's file.
+        match channel {
+            #[cfg(target_os = "linux")]
+            Some(channel) => channel.send_report(&json),
+            _ => report.write(&json)?,
         }
         Ok(outcome.exit_code())
+    }
+
+    /// Loads MODULE as a command, or as a library for --invoke.
+    fn load_for_run(&self, sandbox: &Sandbox, module: &std::path::Path) -> Result<Program> {
+        match &self.invoke {
+            Some(_) => with_compile_notice(module, || sandbox.load_library(module))
+                .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code")),
+            None => with_compile_notice(module, || self.load(sandbox, module)),
+        }
     }
 
     /// Refuses `--report -` while the guest's stderr is this process's
@@ -437,6 +454,9 @@ impl RunCommand {
         if let Some(timeout) = self.timeout {
             policy = policy.origin(Origin::Flag("--timeout")).timeout(timeout);
         }
+        if let Some(mode) = self.wall {
+            policy = policy.origin(Origin::Flag("--wall")).wall_mode(mode);
+        }
         if let Some(size) = self.max_module_size {
             policy = policy.origin(Origin::Flag("--max-module-size")).module_size(size);
         }
@@ -487,19 +507,17 @@ fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
     .into())
 }
 
-/// `--invoke`: instantiates MODULE as a library, calls the export and prints
-/// its results on stdout. Returns the call's outcome (or instantiation's,
-/// when that did not finish) and the report.
+/// `--invoke`: instantiates the library, calls the export and prints its
+/// results on stdout. Returns the call's outcome (or instantiation's, when
+/// that did not finish) and the report.
 fn invoke(
     sandbox: &Sandbox,
-    module: &std::path::Path,
+    program: &Program,
     call: &str,
     args: &[String],
+    cancel: &CancelHandle,
 ) -> Result<(Outcome, serde_json::Value)> {
-    let program = with_compile_notice(module, || sandbox.load_library(module))
-        .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code"))?;
-    let cancel = cancel_on_signals()?;
-    let mut instance = sandbox.instantiate_with(&program, RunOptions::new().cancel(&cancel))?;
+    let mut instance = sandbox.instantiate_with(program, RunOptions::new().cancel(cancel))?;
     if instance.poisoned().is_some() {
         let outcome = instance.started().clone();
         let mut json = outcome.to_json();
@@ -515,6 +533,144 @@ fn invoke(
     }
     let json = invocation.to_json();
     Ok((invocation.outcome, json))
+}
+
+/// The line that explains how the run ended, with the flag that changes it,
+/// and the count of refusals not recorded.
+fn print_ending(outcome: &Outcome, policy: &Policy, log_denials: bool) {
+    if let Some(line) = outcome.describe(policy) {
+        match ending_advice(outcome.status) {
+            Some(advice) => eprint_line(format_args!("wasmcell: {line}; {advice}")),
+            None => eprint_line(format_args!("wasmcell: {line}")),
+        }
+    }
+    if log_denials && outcome.denials_dropped > 0 {
+        eprint_line(format_args!(
+            "wasmcell: {} more refusals were counted but not recorded",
+            outcome.denials_dropped
+        ));
+    }
+}
+
+/// Where the JSON report goes: written by the process outside the second
+/// wall (the watcher, or the run itself when the wall is off).
+enum ReportOut {
+    None,
+    Fd(i32, std::fs::File),
+    File(HostFile),
+    Stderr,
+}
+
+impl ReportOut {
+    fn new(fd: Option<(i32, std::fs::File)>, file: Option<HostFile>, asked: bool) -> ReportOut {
+        match (fd, file) {
+            (Some((n, file)), _) => ReportOut::Fd(n, file),
+            (None, Some(host)) => ReportOut::File(host),
+            (None, None) if asked => ReportOut::Stderr,
+            (None, None) => ReportOut::None,
+        }
+    }
+
+    fn write(&mut self, json: &serde_json::Value) -> Result<()> {
+        use std::io::Write as _;
+        let text = serde_json::to_string_pretty(json).expect("a JSON value serializes") + "\n";
+        match self {
+            ReportOut::None => Ok(()),
+            ReportOut::Stderr => {
+                eprint_line(format_args!("{}", text.trim_end()));
+                Ok(())
+            }
+            ReportOut::Fd(n, file) => file
+                .write_all(text.as_bytes())
+                .with_context(|| format!("failed to write the report to file descriptor {n}")),
+            ReportOut::File(host) => host.write(text.as_bytes()),
+        }
+    }
+}
+
+/// Which side of the second wall this process is on after [`put_up_wall`].
+enum Wall {
+    /// This process runs the guest, confined unless the wall is off; the
+    /// channel to its watcher, when it has one.
+    #[cfg(target_os = "linux")]
+    Run(Option<wall::WallChannel>),
+    #[cfg(not(target_os = "linux"))]
+    Run(Option<std::convert::Infallible>),
+    /// This process watched the confined run, which has ended.
+    #[cfg(target_os = "linux")]
+    Watcher(wasmcell::wall::ChildEnd),
+}
+
+/// Puts up the second wall for `policy`: `off` applies nothing (and says
+/// so); otherwise the process splits into a watcher, which stays outside and
+/// reports a run the wall kills, and the run, which confines itself and says
+/// on stderr which layer is missing, if any. `require` is checked before
+/// the split, so that a refusal comes from this process with nothing run.
+fn put_up_wall(policy: &Policy) -> Result<Wall> {
+    let plan = WallPlan::for_policy(policy);
+    if plan.mode == WallMode::Off {
+        wall::confine_current_process(&plan)?;
+        eprint_line(format_args!(
+            "wasmcell: warning: the second wall is off ({}); the run relies on the first wall alone",
+            policy.wall().mode.origin.describe("wall.mode")
+        ));
+        return Ok(Wall::Run(None));
+    }
+    let probe = wall::probe(&plan);
+    if plan.mode == WallMode::Require && !probe.complete() {
+        return Err(Advised::wrap(WallError::required(probe), "or run with --wall auto"));
+    }
+    #[cfg(target_os = "linux")]
+    let mut channel = match wall::fork_watched().context("failed to start the run's watcher")? {
+        wall::Watched::Parent(end) => return Ok(Wall::Watcher(end)),
+        wall::Watched::Child(channel) => channel,
+    };
+    let report = wall::confine_current_process(&plan).map_err(|e| Advised::wrap(e, "or run with --wall auto"))?;
+    if let Some(line) = report.missing_line() {
+        eprint_line(format_args!("wasmcell: warning: {line}"));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        channel.send_wall(&report);
+        Ok(Wall::Run(Some(channel)))
+    }
+    #[cfg(not(target_os = "linux"))]
+    Ok(Wall::Run(None))
+}
+
+/// The watcher's side once the run has ended: its exit code passes through;
+/// a run the wall killed gets its report and exit code 159 here; a run
+/// killed by another signal is the sandbox failing (125).
+#[cfg(target_os = "linux")]
+fn report_child_end(
+    end: &wasmcell::wall::ChildEnd,
+    report: &mut ReportOut,
+    policy: &Policy,
+    started: std::time::Instant,
+) -> u8 {
+    if let Some(code) = end.exited {
+        if let Some(json) = &end.report
+            && let Err(err) = report.write(json)
+        {
+            super::print_error(&err);
+            return wasmcell::EXIT_SANDBOX;
+        }
+        return u8::try_from(code).unwrap_or(wasmcell::EXIT_SANDBOX);
+    }
+    if !end.wall_stopped() {
+        eprint_line(format_args!(
+            "error: the run's process was killed by signal {}; nothing is known of how its guest ended",
+            end.signal.unwrap_or_default()
+        ));
+        return wasmcell::EXIT_SANDBOX;
+    }
+    let mut outcome = Outcome::wall_stopped(end.wall.clone());
+    outcome.elapsed = started.elapsed();
+    print_ending(&outcome, policy, false);
+    if let Err(err) = report.write(&outcome.to_json()) {
+        super::print_error(&err);
+    }
+    outcome.exit_code()
 }
 
 /// The flag that fixes a load error, after the library's message:
@@ -602,6 +758,10 @@ fn parse_stdin(s: &str) -> Result<Input, String> {
         "" => return Err("expected `null`, `inherit` or a file".into()),
         path => Input::File(std::path::absolute(path).map_err(|e| e.to_string())?),
     })
+}
+
+fn parse_wall(s: &str) -> Result<WallMode, String> {
+    WallMode::parse(s)
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -44,6 +44,10 @@ fn bad_input(msg: impl Into<String>) -> anyhow::Error {
 
 /// How a cell ended.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per cell, made once; boxing the outcome would make every match on this public enum deref it"
+)]
 pub enum CellResult {
     /// The guest ran; this is how it ended.
     Ran(Outcome),

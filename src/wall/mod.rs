@@ -26,9 +26,13 @@ mod plan;
 mod report;
 #[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
+mod watch;
 
 pub use plan::{DNS_FILES, MAX_WALL_PORTS, Ports, WallAccess, WallPath, WallPlan};
 pub use report::{Layer, LayerState, WallReport};
+#[cfg(target_os = "linux")]
+pub use watch::{ChildEnd, WallChannel, Watched, fork_watched};
 
 use crate::policy::WallMode;
 use std::fmt;
@@ -112,6 +116,32 @@ fn apply(plan: &WallPlan) -> Result<WallReport, WallError> {
     }
 }
 
+/// The number of threads this process has, from `/proc/self/status`, or
+/// `None` when it cannot be read.
+pub(crate) fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// The number of threads once the threads that are ending have gone: a
+/// thread joined a moment ago (the compile pool's, say) stays listed until
+/// the kernel has released it, which takes at most a few milliseconds. Waits
+/// up to 200 ms for the count to drop to one.
+pub(crate) fn settled_thread_count() -> Option<usize> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    loop {
+        let count = thread_count();
+        if count != Some(1) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            continue;
+        }
+        return count;
+    }
+}
+
 /// The second wall could not be put up as asked. Nothing ran.
 #[derive(Debug)]
 pub struct WallError {
@@ -135,6 +165,12 @@ pub enum WallErrorKind {
 impl WallError {
     pub(crate) fn new(kind: WallErrorKind) -> WallError {
         WallError { kind }
+    }
+
+    /// The error `require` gives for `report`, a probe with a layer missing:
+    /// for a host that checks with [`probe`] before it starts anything.
+    pub fn required(report: WallReport) -> WallError {
+        WallError::new(WallErrorKind::Required(report))
     }
 
     /// Why the wall could not be put up.

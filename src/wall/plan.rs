@@ -169,6 +169,41 @@ impl WallPlan {
     }
 }
 
+impl WallPlan {
+    /// What the plan allows, one item per line with two spaces before it,
+    /// as `wasmcell check` prints it.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if self.paths.is_empty() {
+            out.push_str("  paths: none\n");
+        }
+        for p in &self.paths {
+            let access = match p.access {
+                WallAccess::Read => "read",
+                WallAccess::ReadWrite => "read-write",
+                WallAccess::WriteFile => "write",
+            };
+            out.push_str(&format!("  path {} ({access}): {}\n", p.path.display(), p.why));
+        }
+        let sockets = match (self.tcp, self.udp) {
+            (false, false) => "none",
+            (true, false) => "TCP over IPv4 and IPv6",
+            (false, true) => "UDP over IPv4 and IPv6",
+            (true, true) => "TCP and UDP over IPv4 and IPv6",
+        };
+        out.push_str(&format!("  sockets: {sockets}\n"));
+        for (what, ports) in [("tcp connect", &self.tcp_connect), ("tcp bind", &self.tcp_bind)] {
+            let list = match ports {
+                Ports::Any => "any (left to the first wall)".to_string(),
+                Ports::Only(set) if set.is_empty() => "none".to_string(),
+                Ports::Only(set) => set.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+            };
+            out.push_str(&format!("  {what} ports: {list}\n"));
+        }
+        out
+    }
+}
+
 /// A grant's paths: a folder with its access, or a `[[fs.files]]` folder
 /// (listable) and each of its files with its own access.
 fn add_grant(paths: &mut Vec<WallPath>, dir: &crate::policy::DirGrant) {
@@ -249,7 +284,7 @@ mod tests {
         let plan = WallPlan::for_policy(&Policy::from_toml("[net]\ndns = true", ".").unwrap());
         assert!(plan.udp && plan.tcp);
         assert_eq!(plan.tcp_connect, Ports::Only([53].into()));
-        assert!(plan.paths.iter().any(|p| p.path == PathBuf::from("/etc/resolv.conf")));
+        assert!(plan.paths.iter().any(|p| p.path == std::path::Path::new("/etc/resolv.conf")));
     }
 
     #[test]
