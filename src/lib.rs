@@ -38,10 +38,17 @@
 //! # What this sandbox does not protect against
 //!
 //! wasmcell isolates a guest with WebAssembly's memory safety and WASI's
-//! capability model, not with a kernel boundary. It does not protect against:
+//! capability model. Behind that, a process that runs one sandbox can put up
+//! a second wall, the kernel's ([`wall::confine_current_process`], which the
+//! CLI and the containerd shim use): Landlock, seccomp and no_new_privs. A
+//! library run in the host's own process has no such wall. It does not
+//! protect against:
 //!
-//! - bugs in wasmtime, Cranelift or wasmtime-wasi that let a guest escape
-//!   (keep the pinned version current; the engine runs in the host process);
+//! - bugs in wasmtime, Cranelift or wasmtime-wasi that let a guest escape:
+//!   in a process without the second wall the guest then gets whatever the
+//!   host process can do; behind it, what the wall leaves (the policy's
+//!   grants without their inner rules, the granted ports, the allowed system
+//!   calls, the process's own memory). Keep the pinned version current;
 //! - CPU side channels such as Spectre between the guest and the host
 //!   process;
 //! - what the guest writes to granted directories and to stdout/stderr:
