@@ -9,6 +9,8 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::FromRawFd;
 use std::path::Path;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How a forked child ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,6 +23,7 @@ pub(super) enum Ending {
 /// it said: `Exited(0)` for `Ok`, `Exited(1)` with the message for `Err`,
 /// `Exited(2)` with the message for a panic.
 pub(super) fn in_child(body: impl FnOnce() -> Result<(), String>) -> (Ending, String) {
+    quiet_panics_in_children();
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
@@ -29,6 +32,7 @@ pub(super) fn in_child(body: impl FnOnce() -> Result<(), String>) -> (Ending, St
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        IN_CHILD.store(true, Ordering::Relaxed);
         let (code, message) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
             Ok(Ok(())) => (0, String::new()),
             Ok(Err(message)) => (1, message),
@@ -57,6 +61,25 @@ pub(super) fn in_child(body: impl FnOnce() -> Result<(), String>) -> (Ending, St
         false => Ending::Exited(libc::WEXITSTATUS(status)),
     };
     (ending, said)
+}
+
+/// Set in a forked child (its own copy of memory).
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Makes a child's panic print nothing: the default hook takes std's
+/// backtrace lock, which another test's thread may have held at the fork,
+/// and the child would wait for it forever. The message reaches the parent
+/// through the pipe instead.
+fn quiet_panics_in_children() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_CHILD.load(Ordering::Relaxed) {
+                default(info);
+            }
+        }));
+    });
 }
 
 fn panic_text(panic: Box<dyn std::any::Any + Send>) -> String {
