@@ -14,7 +14,8 @@
 //!   calls only a subverted runtime would make (new programs and processes,
 //!   tracing, mounts, BPF, keyrings, io_uring, kernel modules, namespaces,
 //!   raw and packet sockets, signals to other processes) ending the process
-//!   at once with `SIGSYS`.
+//!   at once with `SIGSYS`, and every other call off the list, which the C
+//!   library or the runtime may probe, failing with `EPERM`.
 //!
 //! The wall covers the whole process and cannot be lifted. [`confine_current_process`]
 //! applies it to the calling process; a host that runs many sandboxes in one

@@ -52,6 +52,10 @@ pub(super) fn kernel_abi() -> (u32, &'static str) {
         return (abi, "");
     }
     match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EPERM) => (
+            0,
+            "a seccomp filter already around this process refuses Landlock's system calls (a container's profile?)",
+        ),
         Some(libc::EOPNOTSUPP) => (
             0,
             "Landlock is built into the kernel but not enabled (add `landlock` to the `lsm=` boot parameter)",
@@ -61,6 +65,13 @@ pub(super) fn kernel_abi() -> (u32, &'static str) {
             "the kernel has no Landlock (Linux 5.13 or later built with CONFIG_SECURITY_LANDLOCK has it)",
         ),
     }
+}
+
+/// The ABI the rules are made for on a kernel with Landlock ABI `abi`: the
+/// kernel's, or the newest the `landlock` crate knows when the kernel's is
+/// newer still (the rights of later ABIs are then not handled).
+pub(super) fn rules_abi(abi: u32) -> u32 {
+    ABI::from(i32::try_from(abi).unwrap_or(i32::MAX)) as u32
 }
 
 /// The three Landlock layers for `plan` on `kernel`, in [`Layer::ALL`] order.

@@ -100,7 +100,10 @@ fn apply_error(why: String) -> WallError {
 /// The report for `plan` on `kernel`: every layer of [`Layer::ALL`].
 fn report_for(plan: &WallPlan, kernel: Kernel) -> WallReport {
     let landlock = landlock::layers(plan, kernel);
-    let landlock_abi = landlock.iter().any(|l| l.in_effect).then_some(kernel.abi);
+    let landlock_abi = landlock
+        .iter()
+        .any(|l| l.in_effect)
+        .then(|| landlock::rules_abi(kernel.abi));
     let mut layers = vec![no_new_privs_layer()];
     layers.extend(landlock);
     layers.push(seccomp::layer());

@@ -9,6 +9,11 @@ use seccompiler::{
 use std::collections::BTreeMap;
 
 /// Calls no healthy run makes after set-up: the process ends with `SIGSYS`.
+///
+/// Left out on purpose, so they get `EPERM` like any call off the
+/// allowlist: `mbind` and `set_mempolicy` (this process's own memory
+/// policy), `mlock` (its own pages), `pidfd_open` (harmless: what a pidfd
+/// serves, `pidfd_send_signal` and `pidfd_getfd`, is killed).
 const KILL: &[c_long] = &[
     // a new program, or a new process (threads: `clone` in `kill_rules`)
     SYS_execve,
@@ -266,7 +271,8 @@ fn ioctl_request(request: Ioctl) -> u64 {
 /// The `prctl` options the run uses: thread names (std names its threads),
 /// naming anonymous memory (the C library's allocator), and setting
 /// no_new_privs again, which changes nothing but precedes each filter
-/// seccompiler installs.
+/// seccompiler installs. Not `PR_GET_SECCOMP` or any other: nothing in a run
+/// asks, and each one is kernel surface.
 const PRCTLS: &[c_int] = &[PR_SET_NAME, PR_GET_NAME, PR_SET_VMA, PR_SET_NO_NEW_PRIVS];
 
 /// `clone` flags that make a namespace: killed even on a thread.
