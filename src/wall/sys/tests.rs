@@ -391,3 +391,105 @@ fn a_killed_process_leaves_no_core_file() {
     });
     assert_eq!((ending, said.as_str()), (Ending::Exited(0), ""));
 }
+
+/// The C library's lookup probes nscd over `AF_UNIX` first: it must get
+/// `EPERM` and go on to `/etc/hosts`, not end the process.
+#[test]
+fn a_host_name_lookup_works_after_confinement() {
+    use std::net::ToSocketAddrs;
+    let plan = plan_for("[net]\ndns = true", Path::new("/"));
+    let (ending, said) = in_child(|| {
+        confine(&plan)?;
+        let addrs: Vec<_> = "localhost:80"
+            .to_socket_addrs()
+            .map_err(|e| format!("lookup: {e}"))?
+            .collect();
+        expect(addrs.iter().any(|a| a.ip().is_loopback()), || {
+            format!("localhost is {addrs:?}")
+        })
+    });
+    assert_eq!((ending, said.as_str()), (Ending::Exited(0), ""));
+}
+
+#[test]
+fn a_write_file_grant_can_be_written_but_not_read() {
+    let (tmp, plan) = tree();
+    let out = tmp.path().join("outside/out.txt");
+    std::fs::write(&out, "").unwrap();
+    let plan = plan.allow_path(&out, crate::wall::WallAccess::WriteFile, "stdio.stdout");
+    let (ending, said) = in_child(|| {
+        confine(&plan)?;
+        std::fs::write(&out, "written").map_err(|e| format!("write: {e}"))?;
+        let read = std::fs::read(&out);
+        expect(errno_of(read) == Some(libc::EACCES), || {
+            "a write-only file was readable".into()
+        })
+    });
+    assert_eq!((ending, said.as_str()), (Ending::Exited(0), ""));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "written");
+}
+
+#[test]
+fn every_connect_port_is_left_to_the_first_wall_when_the_policy_allows_them_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plan = plan_for("[net]\ntcp-connect = [\"127.0.0.1:*\"]", tmp.path());
+    let addr = listener.local_addr().unwrap();
+    let (ending, said) = in_child(|| {
+        let report = confine(&plan)?;
+        let network = report.layer(Layer::LandlockNetwork).unwrap();
+        expect(
+            network.in_effect && network.detail.starts_with("connect ports left to the first wall"),
+            || format!("{network:?}"),
+        )?;
+        TcpStream::connect(addr).map(drop).map_err(|e| format!("connect: {e}"))
+    });
+    assert_eq!((ending, said.as_str()), (Ending::Exited(0), ""));
+}
+
+/// The report on kernels this machine is not: no Landlock, an old ABI, a
+/// policy asking for a newer one.
+#[test]
+fn the_report_names_what_each_kernel_lacks() {
+    let (_tmp, mut plan) = tree();
+    let kernel = |abi| Kernel {
+        abi,
+        no_landlock: "the kernel has no Landlock",
+        threads: Some(1),
+    };
+    let old = report_for(&plan, kernel(3));
+    assert_eq!(old.landlock_abi, Some(3));
+    assert!(old.layer(Layer::LandlockFilesystem).unwrap().in_effect);
+    let network = old.layer(Layer::LandlockNetwork).unwrap();
+    assert_eq!(
+        (network.in_effect, network.detail.as_str()),
+        (false, "needs Landlock ABI 4, the kernel's is 3")
+    );
+    assert!(!old.layer(Layer::LandlockScopes).unwrap().in_effect);
+    let none = report_for(&plan, kernel(0));
+    assert_eq!(none.landlock_abi, None);
+    assert_eq!(none.missing().count(), 3, "{none:?}");
+    plan.landlock_abi = Some(8);
+    let below = report_for(&plan, kernel(7));
+    let detail = &below.layer(Layer::LandlockScopes).unwrap().detail;
+    assert_eq!(detail, "the kernel's Landlock ABI is 7, below wall.landlock-abi 8");
+    assert!(below.layer(Layer::Seccomp).unwrap().in_effect && below.layer(Layer::NoNewPrivs).unwrap().in_effect);
+}
+
+#[test]
+fn udp_is_named_as_left_to_the_first_wall() {
+    let plan = plan_for("[net]\ndns = true", Path::new("/"));
+    let report = report_for(
+        &plan,
+        Kernel {
+            abi: 7,
+            no_landlock: "",
+            threads: Some(1),
+        },
+    );
+    let network = report.layer(Layer::LandlockNetwork).unwrap();
+    assert!(
+        network.in_effect && network.detail.contains("Landlock cannot scope UDP"),
+        "{network:?}"
+    );
+}
