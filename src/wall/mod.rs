@@ -14,7 +14,8 @@
 //!   calls only a subverted runtime would make (new programs and processes,
 //!   tracing, mounts, BPF, keyrings, io_uring, kernel modules, namespaces,
 //!   raw and packet sockets, signals to other processes) ending the process
-//!   at once with `SIGSYS`.
+//!   at once with `SIGSYS`, and every other call off the list, which the C
+//!   library or the runtime may probe, failing with `EPERM`.
 //!
 //! The wall covers the whole process and cannot be lifted. [`confine_current_process`]
 //! applies it to the calling process; a host that runs many sandboxes in one
@@ -70,22 +71,36 @@ pub fn probe(plan: &WallPlan) -> WallReport {
 ///
 /// Call it after everything the run needs from the host is open (grants,
 /// stdio files, the audit file, the module and its compiled code) and
-/// before the guest's first instruction, while the process has one thread:
-/// on kernels before Landlock ABI 8, Landlock confines the calling thread and
-/// the threads it starts later, not threads already running, so a process
-/// with other threads is refused ([`WallErrorKind::Threads`]) rather than
-/// confined in part. seccomp and no_new_privs cover every thread.
+/// before the guest's first instruction, best while the process has one
+/// thread. seccomp (installed with `SECCOMP_FILTER_FLAG_TSYNC`) and
+/// no_new_privs cover every thread, and so does Landlock from ABI 8
+/// (`LANDLOCK_RESTRICT_SELF_TSYNC`). Before ABI 8, Landlock confines the
+/// calling thread and the threads it starts later, not threads already
+/// running, so with other threads running:
+/// - `require` fails with [`WallErrorKind::Threads`] and applies nothing;
+/// - `auto` leaves the Landlock layers out (the report says "N threads were
+///   already running") and still applies no_new_privs and seccomp.
+///
+/// The thread count comes from `/proc/self/status`; when it cannot be read,
+/// Landlock before ABI 8 is treated the same way.
 ///
 /// - `mode = "off"`: applies nothing and reports every layer off.
 /// - `mode = "auto"`: applies every layer the kernel supports; the report
 ///   names each one missing (print [`WallReport::missing_line`]).
 /// - `mode = "require"`: applies nothing and fails with
 ///   [`WallErrorKind::Required`] unless every layer can take effect.
+/// - `wall.landlock-abi = N` on a kernel whose Landlock ABI is below N: every
+///   Landlock layer counts as not in effect ("the kernel's Landlock ABI is 7,
+///   below wall.landlock-abi 8").
+///
+/// Before the seccomp filter goes up, `RLIMIT_CORE` is set to 0: a process
+/// the filter kills must not write a core file to the host.
 ///
 /// # Errors
 ///
 /// [`WallError`]: a layer `require` needs is missing, the process has other
-/// threads, or the kernel refused a layer it claims to support.
+/// threads, or the kernel refused a layer it claims to support (then the
+/// layers before it are in place, and the process should stop).
 ///
 /// # Security
 ///
