@@ -126,11 +126,11 @@ fn bench_big_start(
         &["run", "--wasm", "exceptions", "--max-module-size", "80MiB", yosys, "-V"],
     );
     ours.env = Some(("WASMCELL_CACHE_DIR", cache.to_path_buf()));
-    ours.expect = YOSYS_VERSION;
+    ours.expect = YOSYS_VERSION.to_vec();
     let mut commands = vec![ours];
     if let Some(wasmtime) = wasmtime {
         let mut theirs = CliCommand::new("wasmtime run (yosys -V)", wasmtime, &["run", yosys, "-V"]);
-        theirs.expect = YOSYS_VERSION;
+        theirs.expect = YOSYS_VERSION.to_vec();
         commands.push(theirs);
     }
     for command in &commands {

@@ -35,13 +35,13 @@ mod cli;
 mod embed;
 mod fs;
 mod hostmem;
-mod wall;
 mod latency;
 mod memory;
 mod metering;
 mod raw;
 mod stats;
 mod support;
+mod wall;
 
 use anyhow::{Result, bail};
 use std::process::ExitCode;

@@ -16,7 +16,9 @@ use std::path::Path;
 
 pub(crate) fn bench_wall(settings: &Settings, summary: &mut Vec<Target>) -> Result<()> {
     let runs = settings.cli_runs();
-    println!("\n== 8. The second wall: each row with the wall (auto) and with --wall off, {runs} timed runs per command");
+    println!(
+        "\n== 8. The second wall: each row with the wall (auto) and with --wall off, {runs} timed runs per command"
+    );
     let cache = ScratchDir::new("bench-wall-cache")?;
     let grant = ScratchDir::new("bench-wall-grant")?;
     let port = start_echo_server()?;

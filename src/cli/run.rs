@@ -649,11 +649,13 @@ fn report_child_end(
     started: std::time::Instant,
 ) -> u8 {
     if let Some(code) = end.exited {
+        // A report that cannot be written ends the command as it would
+        // without the wall: a link planted on its path is a refusal (2).
         if let Some(json) = &end.report
             && let Err(err) = report.write(json)
         {
             super::print_error(&err);
-            return wasmcell::EXIT_SANDBOX;
+            return super::exit_code_for_error(&err);
         }
         return u8::try_from(code).unwrap_or(wasmcell::EXIT_SANDBOX);
     }
@@ -669,6 +671,7 @@ fn report_child_end(
     print_ending(&outcome, policy, false);
     if let Err(err) = report.write(&outcome.to_json()) {
         super::print_error(&err);
+        return super::exit_code_for_error(&err);
     }
     outcome.exit_code()
 }

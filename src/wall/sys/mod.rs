@@ -34,7 +34,7 @@ impl Kernel {
         Kernel {
             abi,
             no_landlock,
-            threads: thread_count(),
+            threads: super::settled_thread_count(),
         }
     }
 
@@ -163,23 +163,13 @@ fn disable_core_dumps() -> Result<(), WallError> {
     Ok(())
 }
 
-/// The number of threads in the process, from `Threads:` in
-/// `/proc/self/status`; `None` when it cannot be read (no `/proc`).
-fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse().ok())
-}
-
 /// A whole run under the wall, in its own block: it reaches up to the
 /// runner, which the wall's own code must not (see ARCHITECTURE.md).
 #[cfg(test)]
 mod sandbox_tests {
     use super::tests::{Ending, confine, expect, in_child, tree};
-    use super::thread_count;
     use crate::policy::Policy;
+    use crate::wall::thread_count;
     use crate::wall::{Layer, WallPlan};
 
     #[test]
