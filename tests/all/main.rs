@@ -18,6 +18,7 @@ mod net;
 mod policy;
 mod random;
 mod stdio;
+mod wall;
 mod wasm;
 
 use std::path::Path;
