@@ -7,7 +7,6 @@ use super::check::{
     check_limits_timeout, check_rules, check_stdin_file, check_wasm_proposal,
 };
 use super::cwd::{CwdLayer, check_cwd};
-use super::wall::{WallMode, check_landlock_abi};
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{
@@ -15,6 +14,7 @@ use super::file::{
     WallFile, WasmFile,
 };
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
+use super::wall::{WallMode, check_landlock_abi};
 use super::{
     Access, ByteSize, DirGrant, DirSite, FileRule, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting,
 };

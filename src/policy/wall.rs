@@ -110,9 +110,16 @@ mod tests {
         ] {
             assert_eq!(Policy::from_toml(text, ".").unwrap().wall().mode.value, mode, "{text}");
         }
-        let err = Policy::from_toml("[wall]\nmode = \"strict\"", ".").unwrap_err().to_string();
-        assert!(err.contains("wall.mode") && err.contains(":2:") && err.contains("`require`, `auto`, `off`"), "{err}");
-        let err = Policy::from_toml("[wall]\nmodes = \"off\"", ".").unwrap_err().to_string();
+        let err = Policy::from_toml("[wall]\nmode = \"strict\"", ".")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("wall.mode") && err.contains(":2:") && err.contains("`require`, `auto`, `off`"),
+            "{err}"
+        );
+        let err = Policy::from_toml("[wall]\nmodes = \"off\"", ".")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("modes"), "{err}");
     }
 

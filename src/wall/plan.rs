@@ -225,7 +225,11 @@ mod tests {
         let canon = std::fs::canonicalize(tmp.path()).unwrap();
         let find = |p: PathBuf| plan.paths.iter().find(|w| w.path == p).map(|w| w.access);
         assert_eq!(find(canon.join("ro")), Some(WallAccess::Read));
-        assert_eq!(find(canon.join("etc")), Some(WallAccess::Read), "the file grant's folder is listable");
+        assert_eq!(
+            find(canon.join("etc")),
+            Some(WallAccess::Read),
+            "the file grant's folder is listable"
+        );
         assert_eq!(find(canon.join("etc/app.conf")), Some(WallAccess::WriteFile));
         assert!(plan.tcp && !plan.udp);
         assert_eq!(plan.tcp_connect, Ports::Only([443, 8080, 9000, 9001, 9002].into()));
