@@ -7,6 +7,8 @@
 //! - `ticker`: the epoch thread and the I/O runtime.
 
 mod config;
+#[cfg(feature = "wall-drill")]
+mod drill;
 mod linker;
 mod program;
 mod shape;
