@@ -19,6 +19,7 @@ mod policy;
 mod random;
 mod stdio;
 mod wasm;
+mod worker;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
