@@ -249,7 +249,11 @@ mod tests {
         let plan = WallPlan::for_policy(&Policy::from_toml("[net]\ndns = true", ".").unwrap());
         assert!(plan.udp && plan.tcp);
         assert_eq!(plan.tcp_connect, Ports::Only([53].into()));
-        assert!(plan.paths.iter().any(|p| p.path == std::path::Path::new("/etc/resolv.conf")));
+        assert!(
+            plan.paths
+                .iter()
+                .any(|p| p.path == std::path::Path::new("/etc/resolv.conf"))
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 use std::time::Duration;
-use wasmcell::wall::WallReport;
+use wasmcell::wall::{WallError, WallErrorKind, WallReport};
 use wasmcell::worker::{CompiledProgram, Job, PolicySource, Worker};
 use wasmcell::{Engine, EngineConfig, Outcome, Policy, RunOptions, Sandbox, Status};
 use wasmcell_artifacts::{ENV_ARGS, EXIT_PANIC, FS_READ, FS_READ_COMPONENT, HELLO, LIMITS_INFINITE_LOOP, STDIO_ECHO};
@@ -103,7 +103,9 @@ fn stdin_and_args_reach_a_guest_in_a_worker() {
 }
 
 /// A worker that does what `script` says instead of serving the protocol;
-/// `$1` in the script is a file holding a well-formed wall report message.
+/// `$1` in the script is a file holding a well-formed wall report message,
+/// `$2` one holding the error a child sends when `wall.mode = "require"`
+/// cannot be met.
 struct Fake {
     _dir: tempfile::TempDir,
     worker: Worker,
@@ -113,15 +115,21 @@ struct Fake {
 fn fake(script: &str) -> Fake {
     let dir = tempfile::tempdir().unwrap();
     let report = WallReport::down(Default::default(), "a fake worker");
-    let json = serde_json::to_vec(&report).unwrap();
-    let mut frame = vec![b'R'];
-    frame.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    frame.extend_from_slice(&json);
+    let frame = |tag: u8, json: Vec<u8>| {
+        let mut frame = vec![tag];
+        frame.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        frame.extend_from_slice(&json);
+        frame
+    };
     let path = dir.path().join("report.bin");
-    std::fs::write(&path, frame).unwrap();
+    std::fs::write(&path, frame(b'R', serde_json::to_vec(&report).unwrap())).unwrap();
+    let required = serde_json::json!({"kind": "wall-required", "report": report});
+    let error = dir.path().join("error.bin");
+    std::fs::write(&error, frame(b'X', serde_json::to_vec(&required).unwrap())).unwrap();
     let worker = Worker::new("/bin/sh")
         .args(["-c", script, "fake-worker"])
         .arg(&path)
+        .arg(&error)
         .setup_timeout(Duration::from_millis(500))
         .grace(Duration::from_millis(100));
     Fake {
@@ -242,4 +250,18 @@ fn an_error_in_the_worker_comes_back_as_an_error() {
     let msg = format!("{err:#}");
     assert!(msg.contains("the worker process could not run the job"), "{msg}");
     assert!(msg.contains("timeout"), "{msg}");
+}
+
+/// A wall the child could not put up as the policy requires comes back as
+/// the wall's own error, so a caller can tell it from a crash.
+#[test]
+fn a_required_wall_the_worker_lacks_comes_back_as_a_wall_error() {
+    let fake = fake(r#"cat >/dev/null; cat "$2"; exit 2"#);
+    let err = fake.worker.run(&fake_job()).unwrap_err();
+    let wall = err.downcast_ref::<WallError>().expect("a WallError");
+    assert!(
+        matches!(wall.kind(), WallErrorKind::Required(r) if *r == fake.report),
+        "{err:#}"
+    );
+    assert!(format!("{err:#}").starts_with("wall.mode is `require`"), "{err:#}");
 }
