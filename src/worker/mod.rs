@@ -64,6 +64,12 @@ use std::time::Duration;
 /// The child inherits this process's environment and working directory (a
 /// relative policy path means the same file to both); the guest's
 /// environment is the policy's, as in any run.
+///
+/// The job is written to a pipe: a host that has not ignored `SIGPIPE` (Rust
+/// programs ignore it from the start) is killed when a child dies before
+/// reading it all. A child that leaves a process of its own holding its
+/// output (a fake worker's `sleep`; the wall forbids new processes) keeps one
+/// reader thread of this process waiting until that process ends.
 #[derive(Debug, Clone)]
 pub struct Worker {
     program: PathBuf,
