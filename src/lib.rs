@@ -72,6 +72,7 @@ mod runner;
 mod store;
 mod term;
 pub mod wall;
+pub mod worker;
 
 pub use cache::{CacheInGrant, CacheKeyError, CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
 pub use cancel::CancelHandle;

@@ -11,6 +11,7 @@ use crate::limits::LimitExceeded;
 use crate::policy::{ByteSize, Policy};
 use crate::term::sanitize;
 use crate::wall::WallReport;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
@@ -58,7 +59,7 @@ code     meaning
 159      the second wall stopped the run: its process made a forbidden system call and was killed (SIGSYS)";
 
 /// How the guest ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// The guest exited on its own with this status.
     Exited(i32),
@@ -117,7 +118,7 @@ impl Status {
 /// assert!(outcome.describe(sandbox.policy()).unwrap().contains("fuel exhausted"));
 /// # Ok::<(), anyhow::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// How the guest ended.
     pub status: Status,

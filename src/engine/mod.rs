@@ -313,6 +313,25 @@ impl Engine {
     /// A [`LoadError`] when the bytes are not precompiled code, were compiled
     /// for another engine configuration, or are not a WASI command.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        // SAFETY: the caller vouches for the bytes.
+        unsafe { self.load_precompiled_as(name, bytes.len() as u64, bytes, Intent::Command) }
+    }
+
+    /// Like [`Engine::load_precompiled_bytes`], loaded for `intent` and
+    /// reporting `size` as the size of the binary it was compiled from (a
+    /// worker process loads what its parent compiled, and limits the
+    /// program as the parent would).
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`].
+    pub(crate) unsafe fn load_precompiled_as(
+        &self,
+        name: &str,
+        size: u64,
+        bytes: &[u8],
+        intent: Intent,
+    ) -> Result<Program, LoadError> {
         let fail = |kind| LoadError {
             module: name.into(),
             kind,
@@ -321,9 +340,9 @@ impl Engine {
         let compiled = unsafe { self.deserialize(Precompiled::Bytes(bytes)) }.map_err(fail)?;
         Ok(Program {
             name: name.to_string(),
-            size: bytes.len() as u64,
-            kind: self.link(compiled, Intent::Command).map_err(fail)?,
-            intent: Intent::Command,
+            size,
+            kind: self.link(compiled, intent).map_err(fail)?,
+            intent,
         })
     }
 

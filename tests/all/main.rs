@@ -20,6 +20,7 @@ mod random;
 mod stdio;
 mod wall;
 mod wasm;
+mod worker;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
