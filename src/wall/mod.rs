@@ -71,18 +71,15 @@ pub fn probe(plan: &WallPlan) -> WallReport {
 ///
 /// Call it after everything the run needs from the host is open (grants,
 /// stdio files, the audit file, the module and its compiled code) and
-/// before the guest's first instruction, best while the process has one
-/// thread. seccomp (installed with `SECCOMP_FILTER_FLAG_TSYNC`) and
-/// no_new_privs cover every thread, and so does Landlock from ABI 8
-/// (`LANDLOCK_RESTRICT_SELF_TSYNC`). Before ABI 8, Landlock confines the
-/// calling thread and the threads it starts later, not threads already
-/// running, so with other threads running:
-/// - `require` fails with [`WallErrorKind::Threads`] and applies nothing;
-/// - `auto` leaves the Landlock layers out (the report says "N threads were
-///   already running") and still applies no_new_privs and seccomp.
-///
-/// The thread count comes from `/proc/self/status`; when it cannot be read,
-/// Landlock before ABI 8 is treated the same way.
+/// before the guest's first instruction. Every thread of the process is
+/// confined, those already running included: seccomp is installed with
+/// `SECCOMP_FILTER_FLAG_TSYNC`, which also gives every thread no_new_privs,
+/// and Landlock from ABI 8 with `LANDLOCK_RESTRICT_SELF_TSYNC`. Before ABI 8,
+/// Landlock confines only the calling thread, so every other thread is sent a
+/// real-time signal (`SIGRTMIN + 6`) whose handler enforces the same ruleset
+/// on it; the process is listed again until no thread is left that has not.
+/// A thread that blocks that signal makes the call fail
+/// ([`WallErrorKind::Apply`]) rather than leave it outside the wall.
 ///
 /// - `mode = "off"`: applies nothing and reports every layer off.
 /// - `mode = "auto"`: applies every layer the kernel supports; the report
@@ -98,9 +95,9 @@ pub fn probe(plan: &WallPlan) -> WallReport {
 ///
 /// # Errors
 ///
-/// [`WallError`]: a layer `require` needs is missing, the process has other
-/// threads, or the kernel refused a layer it claims to support (then the
-/// layers before it are in place, and the process should stop).
+/// [`WallError`]: a layer `require` needs is missing, or the kernel (or a
+/// thread) refused a layer it claims to support (then the layers before it
+/// are in place, and the process should stop).
 ///
 /// # Security
 ///
@@ -170,9 +167,6 @@ pub enum WallErrorKind {
     /// `wall.mode = "require"` and a layer cannot take effect on this
     /// kernel; the report says which. Nothing was applied.
     Required(WallReport),
-    /// The process has other threads (this many in all), which Landlock
-    /// before ABI 8 cannot confine from here.
-    Threads(usize),
     /// The kernel refused a layer it supports; the message names it.
     Apply(String),
 }
@@ -208,10 +202,6 @@ impl fmt::Display for WallError {
                     missing.join(", ")
                 )
             }
-            WallErrorKind::Threads(n) => write!(
-                f,
-                "the process has {n} threads, and Landlock on this kernel confines only the calling thread and those it starts later; call confine_current_process before any other thread starts, or run the sandbox in a worker process"
-            ),
             WallErrorKind::Apply(why) => write!(f, "the kernel refused the second wall: {why}"),
         }
     }

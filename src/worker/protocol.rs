@@ -56,8 +56,6 @@ pub(super) enum ErrorReply {
     Load { message: String },
     /// `wall.mode = "require"` and a layer is missing.
     WallRequired { report: WallReport },
-    /// The child had other threads when it confined itself.
-    WallThreads { threads: usize },
     /// The kernel refused a layer.
     WallApply { message: String },
     /// Anything else.
@@ -70,7 +68,6 @@ impl ErrorReply {
         if let Some(wall) = err.downcast_ref::<WallError>() {
             return match wall.kind() {
                 WallErrorKind::Required(report) => ErrorReply::WallRequired { report: report.clone() },
-                WallErrorKind::Threads(threads) => ErrorReply::WallThreads { threads: *threads },
                 WallErrorKind::Apply(message) => ErrorReply::WallApply {
                     message: message.clone(),
                 },
@@ -92,7 +89,6 @@ impl ErrorReply {
         match self {
             ErrorReply::Load { message } => LoadError::precompiled(name, message).into(),
             ErrorReply::WallRequired { report } => WallError::new(WallErrorKind::Required(report)).into(),
-            ErrorReply::WallThreads { threads } => WallError::new(WallErrorKind::Threads(threads)).into(),
             ErrorReply::WallApply { message } => WallError::new(WallErrorKind::Apply(message)).into(),
             ErrorReply::Other { message } => anyhow::anyhow!("the worker process could not run the job: {message}"),
         }

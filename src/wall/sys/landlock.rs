@@ -103,20 +103,7 @@ fn blocked(plan: &WallPlan, kernel: Kernel) -> Option<String> {
             kernel.abi
         ));
     }
-    if kernel.abi >= ABI_ALL_THREADS {
-        return None;
-    }
-    let only_this_thread = format!(
-        "Landlock ABI {} confines only the calling thread and the threads it starts later (ABI {ABI_ALL_THREADS} confines them all)",
-        kernel.abi
-    );
-    match kernel.threads {
-        Some(1) => None,
-        Some(n) => Some(format!("{n} threads were already running; {only_this_thread}")),
-        None => Some(format!(
-            "the thread count could not be read from /proc/self/status; {only_this_thread}"
-        )),
-    }
+    None
 }
 
 fn needs(least: u32, abi: u32) -> String {
@@ -203,14 +190,38 @@ pub(super) fn restrict_self(plan: &WallPlan, abi: u32) -> Result<(), String> {
     if abi >= ABI_NETWORK {
         created = add_ports(created, plan)?;
     }
-    if abi >= ABI_ALL_THREADS {
-        created = created.all_threads(true).map_err(|e| fail(&e))?;
+    if abi < ABI_ALL_THREADS {
+        return restrict_each_thread(created);
     }
-    let status = created.restrict_self().map_err(|e| fail(&e))?;
+    let status = created
+        .all_threads(true)
+        .map_err(|e| fail(&e))?
+        .restrict_self()
+        .map_err(|e| fail(&e))?;
     match status.ruleset {
         RulesetStatus::FullyEnforced => Ok(()),
         other => Err(format!("landlock: the kernel enforced the ruleset only as {other:?}")),
     }
+}
+
+/// Before ABI 8: every other thread enforces the ruleset itself (see
+/// `threads.rs`), then the calling thread does. Every access was a hard
+/// requirement when the ruleset was made, so an enforced ruleset is enforced
+/// in full.
+fn restrict_each_thread(created: RulesetCreated) -> Result<(), String> {
+    use std::os::fd::AsRawFd as _;
+    let fd = Option::<std::os::fd::OwnedFd>::from(created).ok_or("landlock: the ruleset has no descriptor")?;
+    super::threads::confine_other_threads(fd.as_raw_fd())?;
+    // SAFETY: the Landlock system call takes the ruleset's open descriptor
+    // and no flags; no_new_privs is set already (the wall sets it first).
+    let rc = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0) };
+    if rc != 0 {
+        return Err(format!(
+            "landlock: landlock_restrict_self failed: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 /// Adds the rule for one plan path; a path that does not exist is skipped.

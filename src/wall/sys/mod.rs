@@ -13,6 +13,7 @@ mod landlock;
 mod seccomp;
 #[cfg(test)]
 mod tests;
+mod threads;
 
 use super::{Layer, LayerState, WallError, WallErrorKind, WallPlan, WallReport};
 use crate::policy::WallMode;
@@ -24,29 +25,12 @@ struct Kernel {
     abi: u32,
     /// Why the kernel has no Landlock, when `abi` is 0.
     no_landlock: &'static str,
-    /// The threads running in the process, when `/proc/self/status` says.
-    threads: Option<usize>,
 }
 
 impl Kernel {
     fn read() -> Kernel {
         let (abi, no_landlock) = landlock::kernel_abi();
-        Kernel {
-            abi,
-            no_landlock,
-            threads: super::settled_thread_count(),
-        }
-    }
-
-    /// The number of threads running, when they alone keep Landlock out:
-    /// the kernel has the ABI `plan` asks for but not the one that confines
-    /// every thread at once (8).
-    fn threads_block_landlock(&self, plan: &WallPlan) -> Option<usize> {
-        let abi_ok = self.abi >= plan.landlock_abi.unwrap_or(1).max(1);
-        match self.threads {
-            Some(n) if n > 1 && abi_ok && self.abi < landlock::ABI_ALL_THREADS => Some(n),
-            _ => None,
-        }
+        Kernel { abi, no_landlock }
     }
 }
 
@@ -57,27 +41,21 @@ pub(super) fn probe(plan: &WallPlan) -> WallReport {
 
 /// Confines the calling process for `plan` (see the module's doc for the order).
 ///
-/// - `require`: when other threads run and Landlock cannot cover them (ABI
-///   below 8), fails with [`WallErrorKind::Threads`]; when any layer cannot
-///   take effect, fails with [`WallErrorKind::Required`]. Either way nothing
-///   was applied.
-/// - `auto`: applies what the kernel supports. With other threads running
-///   on a kernel below Landlock ABI 8, the Landlock layers are left out (they
-///   would confine this thread only) while no_new_privs and seccomp, which
-///   cover every thread, still go up.
+/// - `require`: when any layer cannot take effect, fails with
+///   [`WallErrorKind::Required`], and nothing was applied.
+/// - `auto`: applies what the kernel supports.
+///
+/// Every thread is confined: seccomp with `TSYNC`, Landlock with its own
+/// `TSYNC` from ABI 8 and, before it, by each thread enforcing the ruleset
+/// itself (`threads.rs`).
 ///
 /// An [`WallErrorKind::Apply`] error means the kernel refused a layer it
 /// claims to support; the layers before it are in place and cannot be lifted.
 pub(super) fn apply(plan: &WallPlan) -> Result<WallReport, WallError> {
     let kernel = Kernel::read();
     let report = report_for(plan, kernel);
-    if plan.mode == WallMode::Require {
-        if let Some(n) = kernel.threads_block_landlock(plan) {
-            return Err(WallError::new(WallErrorKind::Threads(n)));
-        }
-        if !report.complete() {
-            return Err(WallError::new(WallErrorKind::Required(report)));
-        }
+    if plan.mode == WallMode::Require && !report.complete() {
+        return Err(WallError::new(WallErrorKind::Required(report)));
     }
     let in_effect = |layer: Layer| report.layer(layer).is_some_and(|l| l.in_effect);
     disable_core_dumps()?;
