@@ -441,3 +441,64 @@ mod drill_attempt {
                 (then (call $exit (i32.const 4))))
             (call $exit (i32.const 0))))"#;
 }
+
+/// The drill in matrix cells: each cell runs in its own confined worker
+/// process, so an attempt from a cell is refused, or kills that cell's
+/// worker (`wall-stopped`, 159) and not the matrix. With `--in-process` the
+/// cells run in the matrix's own process, without the wall, and the same
+/// read gets through (so the cell's expectation fails).
+#[test]
+fn drill_in_matrix_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (modules, policies) = (tmp.path().join("modules"), tmp.path().join("policies"));
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::create_dir_all(&policies).unwrap();
+    for name in ["drill_exec", "drill_read", "drill_unix"] {
+        std::fs::copy(DRILL_ATTEMPT, modules.join(format!("{name}.wasm"))).unwrap();
+    }
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "secret").unwrap();
+    std::fs::write(policies.join("deny-all.toml"), "").unwrap();
+    std::fs::write(
+        policies.join("expectations.toml"),
+        format!(
+            "[[module]]\nname = \"drill_exec\"\nargs = [\"exec\"]\n\
+             [[module]]\nname = \"drill_read\"\nargs = [\"read-file\", \"{}\"]\n\
+             [[module]]\nname = \"drill_unix\"\nargs = [\"unix-socket\"]\n\
+             [[cell]]\nmodule = \"drill_exec\"\npolicy = \"*\"\nstatus = \"wall-stopped\"\nexit-code = 159\n\
+             [[cell]]\nmodule = \"drill_read\"\npolicy = \"*\"\nexit-code = 0\nstdout-contains = \"drill read-file: refused errno {EACCES}\"\n\
+             [[cell]]\nmodule = \"drill_unix\"\npolicy = \"*\"\nexit-code = 0\nstdout-contains = \"drill unix-socket: refused errno {EPERM}\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let matrix = |extra: &[&str]| {
+        let mut args = vec![
+            "matrix",
+            "--modules",
+            modules.to_str().unwrap(),
+            "--policies",
+            policies.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_wasmcell"))
+            .args(&args)
+            .env("WASMCELL_CACHE_DIR", tmp.path().join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_for(child);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, table) = matrix(&[]);
+    assert_eq!(code, Some(0), "{table}");
+    assert!(table.contains("3 cells: 3 matched"), "{table}");
+    assert!(table.contains("wall: on"), "{table}");
+    // Only the read: `exec` in-process would replace the matrix itself.
+    let (code, table) = matrix(&["--in-process", "--filter", "drill_read"]);
+    assert_eq!(code, Some(1), "the read gets through without the wall: {table}");
+    assert!(table.contains("drill read-file: ok"), "{table}");
+    assert!(table.contains("wall: off"), "{table}");
+}
