@@ -3,6 +3,8 @@
 //! kills) and with `--wall off`, round robin in one run: `hello` (start-up, where the wall's
 //! set-up and the extra process show), `fs_ops` on 1,000 files in a read-write grant (Landlock
 //! checks every open, seccomp every call) and a TCP connection to a loopback echo server.
+//! Then the matrix over quick guests and the bundled policies with a confined worker process
+//! per cell (the CLI's default) against `--in-process`: the ratio is what isolation costs.
 
 use crate::cli::{CliCommand, time_round_robin};
 use crate::fs::Workload;
@@ -62,6 +64,76 @@ pub(crate) fn bench_wall(settings: &Settings, summary: &mut Vec<Target>) -> Resu
             met,
         ));
     }
+    bench_matrix_isolation(settings, &cache.path, summary)
+}
+
+/// The quick guests the matrix row runs, each under every bundled policy.
+const MATRIX_GUESTS: [(&str, &str); 9] = [
+    ("hello", wasmcell_artifacts::HELLO),
+    ("exit_code", wasmcell_artifacts::EXIT_CODE),
+    ("env_args", wasmcell_artifacts::ENV_ARGS),
+    ("env_vars", wasmcell_artifacts::ENV_VARS),
+    ("clocks_now", wasmcell_artifacts::CLOCKS_NOW),
+    ("random_bytes", wasmcell_artifacts::RANDOM_BYTES),
+    ("stdio_echo", wasmcell_artifacts::STDIO_ECHO),
+    ("fs_read", wasmcell_artifacts::FS_READ),
+    ("fs_escape_dotdot", wasmcell_artifacts::FS_ESCAPE_DOTDOT),
+];
+
+/// `wasmcell matrix` with a worker process per cell against `--in-process`.
+fn bench_matrix_isolation(settings: &Settings, cache: &Path, summary: &mut Vec<Target>) -> Result<()> {
+    let runs = (settings.cli_runs() / 6).max(3);
+    let modules = ScratchDir::new("bench-wall-matrix")?;
+    for (name, path) in MATRIX_GUESTS {
+        std::fs::copy(path, modules.path.join(format!("{name}.wasm")))?;
+    }
+    let policies = Path::new(crate::WORKSPACE).join("policies");
+    let base = [
+        "matrix",
+        "--modules",
+        modules.path.to_str().unwrap_or_default(),
+        "--policies",
+    ];
+    let mut commands = Vec::new();
+    for (label, extra) in [
+        ("matrix, a worker per cell", None),
+        ("matrix, --in-process", Some("--in-process")),
+    ] {
+        let mut args: Vec<&str> = base.to_vec();
+        args.push(policies.to_str().unwrap_or_default());
+        args.extend(extra);
+        let mut command = CliCommand::new(label, Path::new(WASMCELL), &args);
+        command.env = Some(("WASMCELL_CACHE_DIR", cache.to_path_buf()));
+        command.expect = b"module".to_vec();
+        commands.push(command);
+    }
+    let cells = MATRIX_GUESTS.len()
+        * std::fs::read_dir(&policies)?
+            .filter(|e| {
+                e.as_ref().is_ok_and(|e| {
+                    e.path().extension().is_some_and(|x| x == "toml") && e.file_name() != "expectations.toml"
+                })
+            })
+            .count();
+    println!(
+        "\n{cells} cells ({} guests x the bundled policies), {runs} timed runs each",
+        MATRIX_GUESTS.len()
+    );
+    commands[0].run_checked()?;
+    let stats = time_round_robin(&commands, runs)?;
+    let (workers, in_process) = (stats[0].median, stats[1].median);
+    summary.push(Target::new(
+        "8 wall matrix, worker per cell vs in-process",
+        "report the ratio",
+        format!(
+            "{:.0} vs {:.0} ms for {cells} cells ({:.2}x, +{:.2} ms a cell)",
+            ms(workers),
+            ms(in_process),
+            ratio(workers, in_process),
+            ms(workers.saturating_sub(in_process)) / cells as f64
+        ),
+        None,
+    ));
     Ok(())
 }
 
