@@ -162,8 +162,15 @@ impl Outcome {
     /// parent process) reports it: nothing is known of the guest but that
     /// its process was killed, and the wall it ran behind, when the run said.
     pub fn wall_stopped(wall: Option<WallReport>) -> Outcome {
+        Outcome::watched(Status::WallStopped, wall)
+    }
+
+    /// The outcome a watcher (a parent process) reports for a run whose own
+    /// report it does not have: `status`, and the wall the run said it was
+    /// behind; nothing else is known.
+    pub fn watched(status: Status, wall: Option<WallReport>) -> Outcome {
         Outcome {
-            status: Status::WallStopped,
+            status,
             trap: None,
             fuel_used: None,
             elapsed: Duration::ZERO,

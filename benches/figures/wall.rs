@@ -23,6 +23,7 @@ pub(crate) fn bench_wall(settings: &Settings, summary: &mut Vec<Target>) -> Resu
     );
     let cache = ScratchDir::new("bench-wall-cache")?;
     let grant = ScratchDir::new("bench-wall-grant")?;
+    std::fs::create_dir_all(&grant.path)?;
     let port = start_echo_server()?;
     let rows = rows(&grant.path, port);
     let mut commands = Vec::new();
@@ -84,6 +85,7 @@ const MATRIX_GUESTS: [(&str, &str); 9] = [
 fn bench_matrix_isolation(settings: &Settings, cache: &Path, summary: &mut Vec<Target>) -> Result<()> {
     let runs = (settings.cli_runs() / 6).max(3);
     let modules = ScratchDir::new("bench-wall-matrix")?;
+    std::fs::create_dir_all(&modules.path)?;
     for (name, path) in MATRIX_GUESTS {
         std::fs::copy(path, modules.path.join(format!("{name}.wasm")))?;
     }

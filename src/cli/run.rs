@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal, WallMode};
 use wasmcell::{
     AuditFile, CacheInGrant, CacheKeyError, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile,
-    LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, sanitize,
-    wall::{self, WallError, WallPlan},
+    LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, Status, sanitize,
+    wall::{self, WallError, WallPlan, WallReport},
 };
 
 const RUN_EXAMPLES: &str = "\
@@ -242,8 +242,18 @@ impl RunCommand {
             }
             None => None,
         };
-        let engine = self.engine(&policy)?;
         let log_denials = self.verbose || self.report.is_some() || report_fd.is_some();
+        // The watcher splits off now, while the process is small (a fork
+        // copies its page tables) and has one thread: it stays outside the
+        // wall and writes the report; the child loads, confines, runs.
+        let mut report = ReportOut::new(report_fd, report_file, self.report.is_some());
+        let started = std::time::Instant::now();
+        let mut channel = match start_watcher(&policy, &mut report)? {
+            #[cfg(target_os = "linux")]
+            Wall::Watcher(end) => return Ok(report_child_end(&end, &mut report, &policy, started)),
+            Wall::Run(channel) => channel,
+        };
+        let engine = self.engine(&policy)?;
         let mut builder = Sandbox::builder()
             .engine(engine)
             .policy(policy)
@@ -257,14 +267,8 @@ impl RunCommand {
         let program = self.load_for_run(&sandbox, &module)?;
         // The stdio files are created before the wall goes up: the wall lets
         // the run write them, not create them.
-        let mut report = ReportOut::new(report_fd, report_file, self.report.is_some());
         sandbox.create_output_files()?;
-        let started = std::time::Instant::now();
-        let channel = match put_up_wall(sandbox.policy())? {
-            #[cfg(target_os = "linux")]
-            Wall::Watcher(end) => return Ok(report_child_end(&end, &mut report, sandbox.policy(), started)),
-            Wall::Run(channel) => channel,
-        };
+        put_up_wall(sandbox.policy(), channel.as_mut())?;
         let cancel = cancel_on_signals()?;
         let (outcome, json) = match &self.invoke {
             Some(call) => invoke(&sandbox, &program, call, &args, &cancel)?,
@@ -601,19 +605,16 @@ enum Wall {
     Watcher(wasmcell::wall::ChildEnd),
 }
 
-/// Puts up the second wall for `policy`: `off` applies nothing (and says
-/// so); otherwise the process splits into a watcher, which stays outside and
-/// reports a run the wall kills, and the run, which confines itself and says
-/// on stderr which layer is missing, if any. `require` is checked before
-/// the split, so that a refusal comes from this process with nothing run.
-fn put_up_wall(policy: &Policy) -> Result<Wall> {
+/// Splits off the watcher unless the wall is off: the parent returns
+/// [`Wall::Watcher`] once the run has ended; the child (the run) drops its
+/// copy of the report's descriptor and every descriptor it inherited, so that
+/// nothing but the policy's grants is within its reach, and returns
+/// [`Wall::Run`] with its channel to the watcher. `require` is checked
+/// before the split, so that a refusal comes from this process with nothing
+/// run.
+fn start_watcher(policy: &Policy, report: &mut ReportOut) -> Result<Wall> {
     let plan = WallPlan::for_policy(policy);
     if plan.mode == WallMode::Off {
-        wall::confine_current_process(&plan)?;
-        eprint_line(format_args!(
-            "wasmcell: warning: the second wall is off ({}); the run relies on the first wall alone",
-            policy.wall().mode.origin.describe("wall.mode")
-        ));
         return Ok(Wall::Run(None));
     }
     let probe = wall::probe(&plan);
@@ -621,22 +622,49 @@ fn put_up_wall(policy: &Policy) -> Result<Wall> {
         return Err(Advised::wrap(WallError::required(probe), "or run with --wall auto"));
     }
     #[cfg(target_os = "linux")]
-    let mut channel = match wall::fork_watched().context("failed to start the run's watcher")? {
-        wall::Watched::Parent(end) => return Ok(Wall::Watcher(end)),
-        wall::Watched::Child(channel) => channel,
-    };
-    let report = wall::confine_current_process(&plan).map_err(|e| Advised::wrap(e, "or run with --wall auto"))?;
-    if let Some(line) = report.missing_line() {
-        eprint_line(format_args!("wasmcell: warning: {line}"));
-    }
-    #[cfg(target_os = "linux")]
     {
-        channel.send_wall(&report);
-        Ok(Wall::Run(Some(channel)))
+        // The guest's whole life (an --invoke run has an instantiation and a
+        // call, each with its own limit), and a grace.
+        let limit = policy.limits().timeout.value * 2 + std::time::Duration::from_secs(2);
+        match wall::fork_watched(Some(limit)).context("failed to start the run's watcher")? {
+            wall::Watched::Parent(end) => Ok(Wall::Watcher(end)),
+            wall::Watched::Child(channel) => {
+                *report = ReportOut::None;
+                wall::close_inherited_descriptors();
+                Ok(Wall::Run(Some(channel)))
+            }
+        }
     }
     #[cfg(not(target_os = "linux"))]
     Ok(Wall::Run(None))
 }
+
+/// Puts up the second wall for `policy` once the guest is loaded, says on
+/// stderr which layer is missing, if any (or that the wall is off), and
+/// sends the watcher the wall that took effect.
+#[cfg_attr(not(target_os = "linux"), expect(unused_variables, reason = "no watcher off Linux"))]
+fn put_up_wall(policy: &Policy, channel: Option<&mut WallChannelOf>) -> Result<()> {
+    let plan = WallPlan::for_policy(policy);
+    let report = wall::confine_current_process(&plan).map_err(|e| Advised::wrap(e, "or run with --wall auto"))?;
+    if plan.mode == WallMode::Off {
+        eprint_line(format_args!(
+            "wasmcell: warning: the second wall is off ({}); the run relies on the first wall alone",
+            policy.wall().mode.origin.describe("wall.mode")
+        ));
+    } else if let Some(line) = report.missing_line() {
+        eprint_line(format_args!("wasmcell: warning: {line}"));
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(channel) = channel {
+        channel.send_wall(&report);
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+type WallChannelOf = wall::WallChannel;
+#[cfg(not(target_os = "linux"))]
+type WallChannelOf = std::convert::Infallible;
 
 /// The watcher's side once the run has ended: its exit code passes through;
 /// a run the wall killed gets its report and exit code 159 here; a run
@@ -649,15 +677,33 @@ fn report_child_end(
     started: std::time::Instant,
 ) -> u8 {
     if let Some(code) = end.exited {
+        // The wall the report names is the one the run sent before its guest
+        // started, which the guest could not have shaped.
+        let json = end.report.clone().map(|mut json| {
+            json["wall"] = end.wall.as_ref().map(WallReport::to_json).unwrap_or_default();
+            json
+        });
         // A report that cannot be written ends the command as it would
         // without the wall: a link planted on its path is a refusal (2).
-        if let Some(json) = &end.report
+        if let Some(json) = &json
             && let Err(err) = report.write(json)
         {
             super::print_error(&err);
             return super::exit_code_for_error(&err);
         }
         return u8::try_from(code).unwrap_or(wasmcell::EXIT_SANDBOX);
+    }
+    if end.overran {
+        let mut outcome = Outcome::watched(Status::Timeout, end.wall.clone());
+        outcome.elapsed = started.elapsed();
+        eprint_line(format_args!(
+            "wasmcell: the run outlived twice its limit ({}) and was killed by its watcher: its own deadline no longer stopped it",
+            policy.limits().timeout.origin.describe("limits.timeout")
+        ));
+        if let Err(err) = report.write(&outcome.to_json()) {
+            super::print_error(&err);
+        }
+        return outcome.exit_code();
     }
     if !end.wall_stopped() {
         eprint_line(format_args!(

@@ -33,7 +33,7 @@ mod watch;
 pub use plan::{DNS_FILES, MAX_WALL_PORTS, Ports, WallAccess, WallPath, WallPlan};
 pub use report::{Layer, LayerState, WallReport};
 #[cfg(target_os = "linux")]
-pub use watch::{ChildEnd, WallChannel, Watched, fork_watched};
+pub use watch::{ChildEnd, WallChannel, Watched, close_inherited_descriptors, fork_watched};
 
 use crate::policy::WallMode;
 use std::fmt;

@@ -24,6 +24,9 @@ pub const MAX_WALL_PORTS: usize = 4096;
 pub enum WallAccess {
     /// Read files and list folders beneath it.
     Read,
+    /// List this folder's names, and read nothing in it: the folder of
+    /// `[[fs.files]]` grants, whose files have rules of their own.
+    List,
     /// Everything a read-write grant allows beneath it: read, write, create,
     /// remove, rename and truncate.
     ReadWrite,
@@ -96,8 +99,8 @@ impl WallPlan {
     /// The wall for `policy`:
     /// - each `[[fs.dirs]]` grant with its access (read-only: read files and
     ///   list; read-write: everything beneath it);
-    /// - each `[[fs.files]]` grant's folder listable, and the file itself
-    ///   with its access;
+    /// - each `[[fs.files]]` grant's folder listable (names only, nothing in
+    ///   it readable), and the file itself with its access;
     /// - a stdin file read-only, stdout and stderr files writable;
     /// - with `net.dns`, the resolver's files ([`DNS_FILES`]) read-only, UDP,
     ///   and TCP connections to port 53;
@@ -180,6 +183,7 @@ impl WallPlan {
         for p in &self.paths {
             let access = match p.access {
                 WallAccess::Read => "read",
+                WallAccess::List => "list",
                 WallAccess::ReadWrite => "read-write",
                 WallAccess::WriteFile => "write",
             };
@@ -222,8 +226,8 @@ fn add_grant(paths: &mut Vec<WallPath>, dir: &crate::policy::DirGrant) {
     }
     paths.push(WallPath {
         path: dir.host.clone(),
-        access: WallAccess::Read,
-        why: format!("{why} (listing its files only)"),
+        access: WallAccess::List,
+        why: format!("{why} (listing its names only)"),
     });
     for file in &dir.rules.files {
         let access = match file.access {
@@ -262,8 +266,8 @@ mod tests {
         assert_eq!(find(canon.join("ro")), Some(WallAccess::Read));
         assert_eq!(
             find(canon.join("etc")),
-            Some(WallAccess::Read),
-            "the file grant's folder is listable"
+            Some(WallAccess::List),
+            "the file grant's folder is listable only"
         );
         assert_eq!(find(canon.join("etc/app.conf")), Some(WallAccess::WriteFile));
         assert!(plan.tcp && !plan.udp);

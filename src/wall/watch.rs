@@ -35,6 +35,10 @@ pub struct ChildEnd {
     /// The report the child sent after its run, if it got that far: as
     /// trustworthy as the run that made it, no more.
     pub report: Option<serde_json::Value>,
+    /// Whether the watcher killed the child (`SIGKILL`) because it was still
+    /// running past the limit given to [`fork_watched`], counted from the
+    /// wall's message: its own deadline did not stop it.
+    pub overran: bool,
 }
 
 impl ChildEnd {
@@ -78,13 +82,16 @@ impl WallChannel {
 ///
 /// Call it while the process has one thread, before the wall goes up: the
 /// parent never confines itself, and is the one that can report a child the
-/// wall killed.
+/// wall killed. `limit`, when given, is how long the child may run after it
+/// sent its wall (its guest's whole life, deadlines included, plus a grace):
+/// a child that outlives it, one whose own deadline no longer works, is
+/// killed with `SIGKILL` ([`ChildEnd::overran`]).
 ///
 /// # Errors
 ///
 /// When the process has other threads (forking then is unsafe), or a pipe,
 /// the signal mask or the fork fails.
-pub fn fork_watched() -> anyhow::Result<Watched> {
+pub fn fork_watched(limit: Option<std::time::Duration>) -> anyhow::Result<Watched> {
     let threads = super::settled_thread_count();
     if threads != Some(1) {
         anyhow::bail!(
@@ -126,7 +133,7 @@ pub fn fork_watched() -> anyhow::Result<Watched> {
         return Ok(Watched::Child(WallChannel(File::from(OwnedFd::from(write)))));
     }
     drop(write);
-    let end = wait_forwarding(pid, &forwarded, OwnedFd::from(read));
+    let end = wait_forwarding(pid, &forwarded, OwnedFd::from(read), limit);
     // SAFETY: restores the mask saved above.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     Ok(Watched::Parent(end))
@@ -135,16 +142,30 @@ pub fn fork_watched() -> anyhow::Result<Watched> {
 /// Waits for `pid`, passing on the signals a supervisor would, while
 /// reading what the child sends (it may send more than a pipe holds, so the
 /// pipe is read as the child writes).
-fn wait_forwarding(pid: libc::pid_t, forwarded: &libc::sigset_t, channel: OwnedFd) -> ChildEnd {
+fn wait_forwarding(
+    pid: libc::pid_t,
+    forwarded: &libc::sigset_t,
+    channel: OwnedFd,
+    limit: Option<std::time::Duration>,
+) -> ChildEnd {
     // SAFETY: `forwarded` is an initialized set; the descriptor is owned below.
     let sfd = unsafe { libc::signalfd(-1, forwarded, libc::SFD_CLOEXEC) };
     // SAFETY: signalfd returned a new descriptor (checked to be valid).
     let sfd = (sfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(sfd) });
     let mut received = Received::default();
     let mut channel = Some(File::from(channel));
+    let (mut deadline, mut overran) = (None, false);
     let status = loop {
         if let Some(status) = reap(pid) {
             break status;
+        }
+        if deadline.is_none() && received.bytes.contains(&b'\n') {
+            deadline = limit.map(|l| std::time::Instant::now() + l);
+        }
+        if !overran && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            // SAFETY: kills our own child, which outlived its limit.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            overran = true;
         }
         let ready = poll_both(sfd.as_ref(), channel.as_ref());
         if ready.channel
@@ -170,6 +191,7 @@ fn wait_forwarding(pid: libc::pid_t, forwarded: &libc::sigset_t, channel: OwnedF
         signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
         wall,
         report: report.filter(|_| !received.overflowed),
+        overran,
     }
 }
 
@@ -280,4 +302,36 @@ fn forwarded_signals() -> libc::sigset_t {
         unsafe { libc::sigaddset(&mut set, sig) };
     }
     set
+}
+
+/// Closes every descriptor above stderr that this process inherited without
+/// close-on-exec (a build tool's jobserver pipe, a socket a supervisor passed
+/// down, a `--report-fd` the run no longer needs), so a process about to
+/// confine itself holds nothing the policy did not grant. Descriptors Rust,
+/// wasmtime and wasmcell open carry close-on-exec and are kept.
+///
+/// Call it in a process that runs one sandbox (the CLI's run, a worker),
+/// after its own descriptors are open and before the wall goes up; never in
+/// a host whose own descriptors lack close-on-exec.
+pub fn close_inherited_descriptors() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    // Listed first, closed after: closing while reading would shift the
+    // listing (and the listing's own descriptor is close-on-exec).
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD reads the flags of a number that may have closed
+        // since the listing (then -1, skipped).
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: the descriptor was inherited, and nothing in this
+            // process owns it (everything this process opens is
+            // close-on-exec).
+            unsafe { libc::close(fd) };
+        }
+    }
 }

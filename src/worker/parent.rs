@@ -38,10 +38,20 @@ enum Reply {
 /// How the conversation with the child ended, before looking at how the
 /// child itself ended.
 enum Talk {
-    Finished(Box<Outcome>),
-    TimedOut { report: WallReport, elapsed: Duration },
+    Finished {
+        /// The wall the child sent before its guest started.
+        report: WallReport,
+        outcome: Box<Outcome>,
+    },
+    TimedOut {
+        report: WallReport,
+        elapsed: Duration,
+    },
     Refused(ErrorReply),
-    Broken { report: Option<WallReport>, why: String },
+    Broken {
+        report: Option<WallReport>,
+        why: String,
+    },
 }
 
 impl Worker {
@@ -119,7 +129,7 @@ impl Worker {
         };
         let started = Instant::now();
         match replies.recv_timeout(timeout.saturating_add(self.grace)) {
-            Ok(Reply::Outcome(outcome)) => Talk::Finished(outcome),
+            Ok(Reply::Outcome(outcome)) => Talk::Finished { report, outcome },
             Ok(Reply::Error(e)) => Talk::Refused(e),
             Ok(Reply::Broken(why)) => Talk::Broken {
                 report: Some(report),
@@ -142,7 +152,7 @@ impl Worker {
     fn conclude(&self, talk: Talk, status: ExitStatus, stderr: &[u8], name: &str) -> Result<Outcome> {
         if is_sigsys(status) {
             let (report, outcome) = match talk {
-                Talk::Finished(outcome) => (outcome.wall.clone(), Some(outcome)),
+                Talk::Finished { report, outcome } => (Some(report), Some(outcome)),
                 Talk::TimedOut { report, .. } => (Some(report), None),
                 Talk::Broken { report, .. } => (report, None),
                 Talk::Refused(_) => (None, None),
@@ -154,7 +164,13 @@ impl Worker {
             return Ok(outcome);
         }
         match talk {
-            Talk::Finished(outcome) => Ok(*outcome),
+            // The wall is the one the child sent before its guest started,
+            // which the guest could not have shaped, whatever the outcome says.
+            Talk::Finished { report, outcome } => {
+                let mut outcome = *outcome;
+                outcome.wall = Some(report);
+                Ok(outcome)
+            }
             Talk::TimedOut { report, elapsed } => {
                 let mut outcome = bare_outcome(Status::Timeout);
                 outcome.elapsed = elapsed;

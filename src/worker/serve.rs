@@ -35,6 +35,10 @@ use std::io::{Read, Write};
 /// a parent that compiled it itself may send it, over the pipe it holds.
 /// Serve only on a stdin that such a parent gave you.
 pub fn serve() -> Result<u8> {
+    // Whatever the parent's parent passed down (a jobserver pipe, say) is
+    // not the guest's to reach once the wall is up.
+    #[cfg(target_os = "linux")]
+    crate::wall::close_inherited_descriptors();
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout();
     let served = read_job(&mut input).and_then(|job| {

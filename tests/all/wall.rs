@@ -198,3 +198,111 @@ fn check_describes_the_wall_a_policy_gets_here() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("warning: the wall is off"), "{text}");
 }
+
+/// The pid of the run process under a `wasmcell run` watcher (its only child).
+fn run_process(watcher: &std::process::Child) -> i32 {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", watcher.id())).unwrap();
+    children
+        .split_whitespace()
+        .next()
+        .expect("the run's process")
+        .parse()
+        .unwrap()
+}
+
+/// Waits for the guest's `sleeping` line on the child's stdout.
+fn wait_until_sleeping(child: &mut std::process::Child) {
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "sleeping\n");
+}
+
+#[test]
+fn the_run_holds_no_descriptor_it_inherited_nor_the_report_fd() {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let report = std::fs::File::create(tmp.path().join("report.json")).unwrap();
+    let (inherited, _keep) = std::io::pipe().unwrap();
+    let (report_fd, inherited_fd) = (report.as_raw_fd(), inherited.as_raw_fd());
+    let mut command = wasmcell_command();
+    command.args(["run", "--timeout", "1h", "--report-fd", "3", LIMITS_SLEEP_FOREVER]);
+    // SAFETY: between fork and exec, only dup2 and fcntl (async-signal-safe):
+    // the report as fd 3 and a pipe end as fd 7, both without close-on-exec
+    // (dup2 onto itself would keep the flag, so that case clears it).
+    unsafe {
+        command.pre_exec(move || {
+            for (from, to) in [(report_fd, 3), (inherited_fd, 7)] {
+                let rc = match from == to {
+                    true => libc::fcntl(to, libc::F_SETFD, 0),
+                    false => libc::dup2(from, to),
+                };
+                if rc < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    wait_until_sleeping(&mut child);
+    let run = run_process(&child);
+    // What each descriptor is, by the link /proc shows for it (a number
+    // freed may be taken again by something the run opened itself).
+    let targets = |pid: i32| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .collect()
+    };
+    let (report_file, pipe) = (
+        std::fs::read_link(format!("/proc/self/fd/{report_fd}")).unwrap(),
+        std::fs::read_link(format!("/proc/self/fd/{inherited_fd}")).unwrap(),
+    );
+    let held = targets(run);
+    assert!(
+        !held.contains(&report_file),
+        "the run holds the report's file: {held:?}"
+    );
+    assert!(!held.contains(&pipe), "the run holds the inherited pipe: {held:?}");
+    let watcher = i32::try_from(child.id()).unwrap();
+    assert!(
+        targets(watcher).contains(&report_file),
+        "the watcher keeps the report's"
+    );
+    // SAFETY: ends the test's own grandchild.
+    unsafe { libc::kill(run, libc::SIGTERM) };
+    let out = wait_for(child);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["status"], "cancelled", "the watcher wrote the report to fd 3");
+}
+
+#[test]
+fn the_watcher_kills_a_run_that_outlives_its_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report.json");
+    let mut child = wasmcell_command()
+        .args([
+            "run",
+            "--timeout",
+            "300ms",
+            "--report",
+            report.to_str().unwrap(),
+            LIMITS_SLEEP_FOREVER,
+        ])
+        .spawn()
+        .unwrap();
+    wait_until_sleeping(&mut child);
+    // A stopped run never reaches its own deadline, as one whose runtime
+    // was subverted might not.
+    // SAFETY: stops the test's own grandchild.
+    unsafe { libc::kill(run_process(&child), libc::SIGSTOP) };
+    let out = wait_for(child);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(stderr(&out).contains("killed by its watcher"), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["status"], "timeout");
+    assert_eq!(json["wall"]["layers"]["seccomp"]["in_effect"], true);
+}

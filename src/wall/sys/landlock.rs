@@ -4,6 +4,7 @@
 //! anything not granted below is refused (`EACCES`):
 //! - [`WallAccess::Read`]: read files and list folders beneath the path (read
 //!   only, for a file);
+//! - [`WallAccess::List`]: list that folder's names (`ReadDir` alone);
 //! - [`WallAccess::ReadWrite`]: every right but `Execute` and `IoctlDev`
 //!   beneath the path (write, truncate, create, remove, rename and link
 //!   across folders);
@@ -249,6 +250,7 @@ fn add_path(created: RulesetCreated, path: &WallPath, abi: ABI) -> Result<Rulese
 fn access_for(access: WallAccess, abi: ABI) -> BitFlags<AccessFs> {
     match access {
         WallAccess::Read => AccessFs::ReadFile | AccessFs::ReadDir,
+        WallAccess::List => AccessFs::ReadDir.into(),
         WallAccess::ReadWrite => AccessFs::from_all(abi) & !(AccessFs::Execute | AccessFs::IoctlDev),
         WallAccess::WriteFile => AccessFs::from_file(abi) & (AccessFs::WriteFile | AccessFs::Truncate),
     }

@@ -524,3 +524,123 @@ fn udp_is_named_as_left_to_the_first_wall() {
         "{network:?}"
     );
 }
+
+/// A `[[fs.files]]` grant reaches its file and lists its folder's names,
+/// and nothing else in that folder can be read (a key beside a config).
+#[test]
+fn a_file_grant_reaches_its_file_and_not_its_neighbours() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("home")).unwrap();
+    std::fs::write(tmp.path().join("home/app.conf"), "conf").unwrap();
+    std::fs::write(tmp.path().join("home/id_ed25519"), "key").unwrap();
+    let plan = plan_for(
+        "[[fs.files]]\nhost = \"{dir}/home/app.conf\"\nguest = \"/etc/app.conf\"\naccess = \"read-only\"\n",
+        tmp.path(),
+    );
+    let home = tmp.path().join("home");
+    let (ending, said) = in_child(|| {
+        confine(&plan)?;
+        let conf = std::fs::read(home.join("app.conf")).map_err(|e| format!("the granted file: {e}"))?;
+        expect(conf == b"conf", || "the granted file read wrong".into())?;
+        std::fs::read_dir(&home).map_err(|e| format!("listing the folder: {e}"))?;
+        let key = std::fs::read(home.join("id_ed25519"));
+        expect(errno_of(key) == Some(libc::EACCES), || {
+            "a file beside the granted one was readable".into()
+        })
+    });
+    assert_eq!((ending, said.as_str()), (Ending::Exited(0), ""));
+}
+
+/// chmod is off the allowlist (`EPERM`), in a read-write grant too: WASI
+/// cannot set modes, and Landlock does not check them.
+#[test]
+fn modes_cannot_be_changed_anywhere() {
+    let (tmp, plan) = tree();
+    let (secret, mine) = (tmp.path().join("outside/secret.txt"), tmp.path().join("rw/hook"));
+    std::fs::write(&mine, "#!/bin/sh\n").unwrap();
+    let (ending, said) = in_child(|| {
+        confine(&plan)?;
+        for path in [&secret, &mine] {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path and a mode.
+            let rc = unsafe { libc::fchmodat(libc::AT_FDCWD, c.as_ptr(), 0o755, 0) };
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            expect(rc == -1 && errno == Some(libc::EPERM), || {
+                format!("chmod of {} gave {rc} ({errno:?})", path.display())
+            })?;
+        }
+        Ok(())
+    });
+    assert_eq!((ending, said.as_str()), (Ending::Exited(0), ""));
+}
+
+/// `F_SETOWN` would have SIGIO (or `F_SETSIG`'s signal) sent to another
+/// process, around the kill filter: it kills the process.
+#[test]
+fn naming_a_signal_owner_kills_the_process() {
+    let ending = ending_of_call(|| {
+        let mut fds = [0; 2];
+        // SAFETY: a pipe, then its read end's owner set to the parent.
+        unsafe {
+            libc::pipe(fds.as_mut_ptr());
+            libc::fcntl(fds[0], libc::F_SETOWN, libc::getppid());
+        }
+    });
+    assert_eq!(ending.0, Ending::Signaled(libc::SIGSYS), "{}", ending.1);
+    let ending = ending_of_call(|| {
+        let mut fds = [0; 2];
+        // SAFETY: a pipe, then O_ASYNC on its read end.
+        unsafe {
+            libc::pipe(fds.as_mut_ptr());
+            libc::fcntl(fds[0], libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK);
+        }
+    });
+    assert_eq!(ending.0, Ending::Signaled(libc::SIGSYS), "{}", ending.1);
+}
+
+/// TCP Fast Open connects from `sendto`, where Landlock's connect rule does
+/// not look: it kills the process.
+#[test]
+fn tcp_fast_open_kills_the_process() {
+    let ending = ending_of_call(|| {
+        // SAFETY: a TCP socket and a sendto with MSG_FASTOPEN to a zeroed
+        // IPv4 address of the right size.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let addr: libc::sockaddr_in = std::mem::zeroed();
+            libc::sendto(
+                fd,
+                b"x".as_ptr().cast(),
+                1,
+                libc::MSG_FASTOPEN,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            );
+        }
+    });
+    assert_eq!(ending.0, Ending::Signaled(libc::SIGSYS), "{}", ending.1);
+}
+
+/// Without a TCP bind grant, a socket cannot listen (on the ephemeral port a
+/// listen without bind takes, which Landlock never sees); fcntl's ordinary
+/// commands still work.
+#[test]
+fn listening_needs_a_bind_grant() {
+    let plan = plan_for("[net]\ntcp-connect = [\"127.0.0.1:9\"]", Path::new("/"));
+    let (ending, said) = in_child(|| {
+        confine(&plan)?;
+        // SAFETY: a TCP socket, flags read and set without O_ASYNC, then listen.
+        let (flags, set, rc, errno) = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            let set = libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            let rc = libc::listen(fd, 1);
+            (flags, set, rc, std::io::Error::last_os_error().raw_os_error())
+        };
+        expect(flags >= 0 && set == 0, || format!("fcntl gave {flags}, {set}"))?;
+        expect(rc == -1 && errno == Some(libc::EPERM), || {
+            format!("listen gave {rc} ({errno:?})")
+        })
+    });
+    assert_eq!((ending, said.as_str()), (Ending::Exited(0), ""));
+}

@@ -1,6 +1,6 @@
 //! The three seccomp filters, as tables (see the parent module for the rule).
 
-use crate::wall::WallPlan;
+use crate::wall::{Ports, WallPlan};
 use libc::*;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition, SeccompFilter,
@@ -166,8 +166,9 @@ const ALLOW: &[c_long] = &[
     SYS_readlinkat,
     SYS_faccessat,
     SYS_faccessat2,
-    SYS_fchmod,
-    SYS_fchmodat,
+    // no chmod: WASI cannot set modes, and Landlock does not check them (an
+    // escaped runtime could make a planted hook executable, or a key
+    // readable)
     SYS_utimensat,
     SYS_ftruncate,
     SYS_fallocate,
@@ -175,7 +176,7 @@ const ALLOW: &[c_long] = &[
     SYS_fdatasync,
     SYS_fadvise64,
     SYS_flock,
-    SYS_fcntl,
+    // fcntl: in `allow_rules`, by command
     SYS_dup,
     SYS_dup3,
     SYS_pipe2,
@@ -225,7 +226,8 @@ const ALLOW: &[c_long] = &[
     // sockets already made (making them: `socket` in `allow_rules`)
     SYS_connect,
     SYS_bind,
-    SYS_listen,
+    // listen: in `allow_rules`, only with a TCP bind grant (a socket can
+    // listen without binding, on a port Landlock never sees)
     SYS_accept,
     SYS_accept4,
     SYS_getsockname,
@@ -294,6 +296,36 @@ const SOCK_TYPE_MASK: u64 = 0xf;
 /// favour of `AF_PACKET`, which is killed too).
 const SOCK_PACKET_TYPE: u64 = 10;
 
+/// The `fcntl` commands a run uses: duplicating, descriptor and status
+/// flags (`F_SETFL` only without `O_ASYNC`, in the rules), locks, seals and
+/// pipe sizes.
+const FCNTL_ALLOW: &[c_int] = &[
+    F_DUPFD,
+    F_DUPFD_CLOEXEC,
+    F_GETFD,
+    F_SETFD,
+    F_GETFL,
+    F_GETLK,
+    F_SETLK,
+    F_SETLKW,
+    F_OFD_GETLK,
+    F_OFD_SETLK,
+    F_OFD_SETLKW,
+    F_ADD_SEALS,
+    F_GET_SEALS,
+    F_GETPIPE_SZ,
+];
+
+/// The `fcntl` commands that signal another process (`F_SETOWN` and kin
+/// name who gets SIGIO or the `F_SETSIG` signal), which a healthy run never
+/// makes: they kill the process.
+const FCNTL_KILL: &[c_int] = &[F_SETOWN, F_SETOWN_EX, F_SETSIG, F_NOTIFY, F_SETLEASE];
+
+/// `fcntl.h` values the libc crate leaves out for this target (the same on
+/// every Linux architecture).
+const F_SETSIG: c_int = 10;
+const F_SETOWN_EX: c_int = 15;
+
 type Rules = Vec<(c_long, Vec<SeccompRule>)>;
 
 /// One comparison of a 32-bit argument (the kernel reads these as `int`).
@@ -328,9 +360,28 @@ fn kill_rules(pid: u32) -> Result<Rules, String> {
     ];
     // A signal aimed anywhere but this process (kill's 0 and -1 too).
     let elsewhere = || when(vec![arg(0, Op::Ne, pid)]).map(|r| vec![r]);
+    // Signals by descriptor: an owner (another process) for SIGIO or a
+    // chosen signal, directory notifications, leases, and O_ASYNC, which
+    // turns them on.
+    let mut fcntl = FCNTL_KILL
+        .iter()
+        .map(|&cmd| when(vec![arg(1, Op::Eq, cmd as u64)]))
+        .collect::<Result<Vec<_>, _>>()?;
+    fcntl.push(when(vec![
+        arg(1, Op::Eq, F_SETFL as u64),
+        arg(2, Op::MaskedEq(O_ASYNC as u64), O_ASYNC as u64),
+    ])?);
+    // TCP Fast Open connects from sendto/sendmsg, where Landlock's connect
+    // rule does not look; nothing in a run uses it.
+    let fastopen =
+        |index| when(vec![arg(index, Op::MaskedEq(MSG_FASTOPEN as u64), MSG_FASTOPEN as u64)]).map(|r| vec![r]);
     Ok(vec![
         (SYS_clone, clone),
         (SYS_socket, socket),
+        (SYS_fcntl, fcntl),
+        (SYS_sendto, fastopen(3)?),
+        (SYS_sendmsg, fastopen(2)?),
+        (SYS_sendmmsg, fastopen(3)?),
         (SYS_kill, elsewhere()?),
         (SYS_tgkill, elsewhere()?),
         (SYS_rt_sigqueueinfo, elsewhere()?),
@@ -368,9 +419,22 @@ fn allow_rules(plan: &WallPlan, pid: u32) -> Result<Rules, String> {
         (SYS_rt_sigqueueinfo, to_self()?),
         (SYS_rt_tgsigqueueinfo, to_self()?),
     ];
+    let mut fcntl = one_of(1, &mut FCNTL_ALLOW.iter().map(|&cmd| cmd as u64))?;
+    fcntl.push(when(vec![
+        arg(1, Op::Eq, F_SETFL as u64),
+        arg(2, Op::MaskedEq(O_ASYNC as u64), 0),
+    ])?);
+    rules.push((SYS_fcntl, fcntl));
     let socket = socket_rules(plan)?;
     if !socket.is_empty() {
         rules.push((SYS_socket, socket));
+    }
+    let binds = match &plan.tcp_bind {
+        Ports::Any => true,
+        Ports::Only(set) => !set.is_empty(),
+    };
+    if binds {
+        rules.push((SYS_listen, Vec::new()));
     }
     Ok(rules)
 }
