@@ -617,9 +617,11 @@ fn start_watcher(policy: &Policy, report: &mut ReportOut) -> Result<Wall> {
     if plan.mode == WallMode::Off {
         return Ok(Wall::Run(None));
     }
-    let probe = wall::probe(&plan);
-    if plan.mode == WallMode::Require && !probe.complete() {
-        return Err(Advised::wrap(WallError::required(probe), "or run with --wall auto"));
+    if plan.mode == WallMode::Require {
+        let probe = wall::probe(&plan);
+        if !probe.complete() {
+            return Err(Advised::wrap(WallError::required(probe), "or run with --wall auto"));
+        }
     }
     #[cfg(target_os = "linux")]
     {

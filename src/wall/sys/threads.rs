@@ -56,6 +56,11 @@ extern "C" fn take_the_wall(_: libc::c_int) {
 /// Confines every thread but the calling one with `ruleset`; returns how
 /// many there were. The caller confines itself afterwards.
 pub(super) fn confine_other_threads(ruleset: RawFd) -> Result<usize, String> {
+    // The only thread (the CLI's run, a worker): no other can appear while
+    // this one is here.
+    if crate::wall::thread_count() == Some(1) {
+        return Ok(0);
+    }
     let _busy = BUSY.lock().unwrap_or_else(|e| e.into_inner());
     RULESET.store(ruleset, Ordering::SeqCst);
     HANDLED_LEN.store(0, Ordering::SeqCst);
