@@ -28,7 +28,7 @@ fn main() -> Result<()> {
                 "run {i}: {} (exit {}), {:.2} ms, {} bytes peak memory, stdout {:?}",
                 outcome.status.name(),
                 outcome.exit_code(),
-                outcome.wall.as_secs_f64() * 1000.0,
+                outcome.elapsed.as_secs_f64() * 1000.0,
                 outcome.peak_memory_bytes,
                 String::from_utf8_lossy(&outcome.stdout),
             );

@@ -119,7 +119,7 @@ fn print_summary(results: &[(String, Outcome)], elapsed: Duration, jobs: usize) 
             *endings.entry(ending(o)).or_default() += 1;
         }
         let endings: Vec<String> = endings.iter().map(|(e, n)| format!("{e}×{n}")).collect();
-        let mut walls: Vec<Duration> = outcomes.iter().map(|o| o.wall).collect();
+        let mut walls: Vec<Duration> = outcomes.iter().map(|o| o.elapsed).collect();
         walls.sort();
         let peak = outcomes.iter().map(|o| o.peak_memory_bytes).max().unwrap_or(0);
         let denials: usize = outcomes.iter().map(|o| o.denials.len()).sum();

@@ -29,6 +29,11 @@ fi
 # -- build: the shim (debug profile: it shares compiled dependencies with the
 # test build) and the guests -------------------------------------------------
 target=${CARGO_TARGET_DIR:-$repo/target}
+# The escape drill's shim first, copied away: the plain shim is built last, so
+# target/ never keeps a shim with the drill in it.
+drill_dir=$(mktemp -d /tmp/wasmcell-e2e-drill.XXXXXX)
+cargo build --quiet -p containerd-shim-wasmcell --features wall-drill
+cp "$target/debug/containerd-shim-wasmcell-v1" "$drill_dir/containerd-shim-wasmcell-v1"
 cargo build --quiet -p containerd-shim-wasmcell
 cargo test --quiet -p containerd-shim-wasmcell   # the shim's own unit tests
 cargo build --quiet --release -p wasmcell-modules --target wasm32-wasip1
@@ -70,7 +75,7 @@ cleanup() {
   fi
   # Snapshots and rootfs mounts that a killed run may have left.
   grep -F " $tmp/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$drill_dir"
   rmdir "/run/containerd/wasmcell/$ns" 2>/dev/null
 }
 trap cleanup EXIT
@@ -105,7 +110,7 @@ fi
 ctr_() { ctr --address "$sock" -n "$ns" "$@"; }
 
 # -- images ---------------------------------------------------------------------
-modules=(hello exit_code env_vars fs_read limits_memory_bomb limits_sleep_forever)
+modules=(hello exit_code env_vars fs_read limits_memory_bomb limits_sleep_forever drill_attempt)
 wasm=()
 for m in "${modules[@]}"; do wasm+=("$guests/$m.wasm"); done
 mkdir -p "$tmp/p2" && cp "$target/wasm32-wasip2/release/net_tcp_connect.wasm" "$tmp/p2/net_tcp_connect_p2.wasm"
@@ -138,7 +143,7 @@ run_ctr() {
   shift
   n=$((n + 1))
   set +e
-  ctr_ run --rm --runtime "$shim" "${flags[@]}" "$image" "e2e-$n" "$@" >"$tmp/out" 2>"$tmp/err"
+  ctr_ run --rm --runtime "${runtime:-$shim}" "${flags[@]}" "$image" "e2e-$n" "$@" >"$tmp/out" 2>"$tmp/err"
   code=$?
   set -e
   out=$(cat "$tmp/out"); err=$(cat "$tmp/err")
@@ -161,6 +166,13 @@ t0=$(ms); run_ctr "$img" -- /hello.wasm; cold=$(( $(ms) - t0 ))
 check "hello: output passes through" eval '[ "$code" = 0 ] && has "$out" "hello from wasmcell" && has "$report" "\"status\":\"exited\""'
 t0=$(ms); run_ctr "$img" -- /hello.wasm; warm=$(( $(ms) - t0 ))
 check "hello: a second run" eval '[ "$code" = 0 ] && has "$out" "hello from wasmcell"'
+wall_up() { # every layer of the second wall in effect, by the report line
+  local l
+  for l in no-new-privs landlock-filesystem landlock-network landlock-scopes seccomp; do
+    has "$report" "\"$l\":{\"in_effect\":true}" || return 1
+  done
+}
+check "hello: the container's process is behind every layer of the second wall" wall_up
 
 run_ctr "$img" -- /exit_code.wasm 7
 check "exit_code: the guest's code 7 passes through" eval '[ "$code" = 7 ] && has "$report" "\"guest_exit_status\":7"'
@@ -201,6 +213,29 @@ run_ctr "$img" --annotation wasmcell.dev/policy=node-env --env GREETING=hi -- /e
 check "annotation: the node policy replaces the image's" eval '[ "$code" = 0 ] && has "$out" "FROM=node" && lacks "$out" "GREETING"'
 run_ctr "$img" --annotation wasmcell.dev/policy=absent -- /hello.wasm
 check "annotation: a missing node policy stops the container" eval '[ "$code" = 2 ] && has "$err" "absent.toml" && lacks "$out" "hello"'
+
+# The escape drill, from a container: the shim built with the test-only drill
+# makes its own process try an escape; the wall refuses it or kills the
+# container (159 = 128 + SIGSYS, as containerd reports a signal), and with the
+# wall off (a node policy) the same attempt gets through.
+cat >"$tmp/policies/wall-off.toml" <<'TOML'
+[wall]
+mode = "off"
+TOML
+runtime="$drill_dir/containerd-shim-wasmcell-v1"
+run_ctr "$img" -- /drill_attempt.wasm read-file /hello.wasm
+check "drill: reading an image file outside the grants is refused by Landlock" eval '[ "$code" = 0 ] && has "$out" "drill read-file: refused errno 13"'
+run_ctr "$img" -- /drill_attempt.wasm list-root
+check "drill: listing / is refused" eval '[ "$code" = 0 ] && has "$out" "drill list-root: refused errno 13"'
+run_ctr "$img" -- /drill_attempt.wasm exec
+check "drill: exec kills the container with the wall's 159" eval '[ "$code" = 159 ] && lacks "$out" "drill done"'
+run_ctr "$img" -- /drill_attempt.wasm unix-socket
+check "drill: a Unix socket is refused by seccomp" eval '[ "$code" = 0 ] && has "$out" "drill unix-socket: refused errno 1"'
+run_ctr "$img" --annotation wasmcell.dev/policy=wall-off -- /drill_attempt.wasm read-file /hello.wasm
+check "drill: with the wall off the same read gets through" eval '[ "$code" = 0 ] && has "$out" "drill read-file: ok"'
+run_ctr "$img" --annotation wasmcell.dev/policy=wall-off -- /drill_attempt.wasm unix-socket
+check "drill: with the wall off a Unix socket is made" eval '[ "$code" = 0 ] && has "$out" "drill unix-socket: ok"'
+unset runtime
 
 echo "hello: cold ctr run ${cold} ms, warm ${warm} ms"
 echo "$passed passed, $failed failed"

@@ -38,10 +38,17 @@
 //! # What this sandbox does not protect against
 //!
 //! wasmcell isolates a guest with WebAssembly's memory safety and WASI's
-//! capability model, not with a kernel boundary. It does not protect against:
+//! capability model. Behind that, a process that runs one sandbox can put up
+//! a second wall, the kernel's ([`wall::confine_current_process`], which the
+//! CLI and the containerd shim use): Landlock, seccomp and no_new_privs. A
+//! library run in the host's own process has no such wall. It does not
+//! protect against:
 //!
-//! - bugs in wasmtime, Cranelift or wasmtime-wasi that let a guest escape
-//!   (keep the pinned version current; the engine runs in the host process);
+//! - bugs in wasmtime, Cranelift or wasmtime-wasi that let a guest escape:
+//!   in a process without the second wall the guest then gets whatever the
+//!   host process can do; behind it, what the wall leaves (the policy's
+//!   grants without their inner rules, the granted ports, the allowed system
+//!   calls, the process's own memory). Keep the pinned version current;
 //! - CPU side channels such as Spectre between the guest and the host
 //!   process;
 //! - what the guest writes to granted directories and to stdout/stderr:
@@ -64,6 +71,8 @@ pub mod policy;
 mod runner;
 mod store;
 mod term;
+pub mod wall;
+pub mod worker;
 
 pub use cache::{CacheInGrant, CacheKeyError, CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
 pub use cancel::CancelHandle;
@@ -77,7 +86,7 @@ pub use hostfs::HostFile;
 pub use instance::{CallOutcome, Instance, Invocation, InvokeError};
 pub use outcome::{
     EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
-    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, Outcome, Status,
+    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, EXIT_WALL, Outcome, Status,
 };
 pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyBuilder,

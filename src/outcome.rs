@@ -10,6 +10,8 @@ use crate::capabilities::Denial;
 use crate::limits::LimitExceeded;
 use crate::policy::{ByteSize, Policy};
 use crate::term::sanitize;
+use crate::wall::WallReport;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
@@ -32,6 +34,10 @@ pub const EXIT_MEMORY: u8 = 137;
 pub const EXIT_FUEL: u8 = 152;
 /// Exit code for a guest stopped at the output limit.
 pub const EXIT_OUTPUT: u8 = 153;
+/// Exit code for a run the second wall stopped: its process made a system
+/// call only a subverted runtime makes, and the kernel killed it with
+/// `SIGSYS` (128 + 31, as a shell reports that signal).
+pub const EXIT_WALL: u8 = 159;
 /// Exit code standing in for a guest exit status outside `0..=125`, which
 /// would otherwise be mistaken for one of the sandbox's own codes.
 pub const EXIT_OUT_OF_RANGE: u8 = 1;
@@ -49,10 +55,11 @@ code     meaning
 134      the guest trapped (unreachable, out of bounds, division by zero, stack overflow)
 137      memory limit reached (limits.memory); the guest is stopped, like an out-of-memory kill
 152      fuel exhausted (limits.fuel), like RLIMIT_CPU's SIGXCPU
-153      output limit reached (limits.output), like RLIMIT_FSIZE's SIGXFSZ";
+153      output limit reached (limits.output), like RLIMIT_FSIZE's SIGXFSZ
+159      the second wall stopped the run: its process made a forbidden system call and was killed (SIGSYS)";
 
 /// How the guest ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// The guest exited on its own with this status.
     Exited(i32),
@@ -70,11 +77,16 @@ pub enum Status {
     /// The host cancelled the run through a
     /// [`CancelHandle`](crate::CancelHandle).
     Cancelled,
+    /// The second wall stopped the run: its process made a system call only
+    /// a subverted runtime makes, and the kernel killed it. Reported by the
+    /// parent that watched the process (the CLI's, or a worker's host).
+    WallStopped,
 }
 
 impl Status {
     /// The report's name for this status: `exited`, `trap`, `timeout`,
-    /// `fuel-exhausted`, `memory-limit`, `output-limit` or `cancelled`.
+    /// `fuel-exhausted`, `memory-limit`, `output-limit`, `cancelled` or
+    /// `wall-stopped`.
     pub fn name(&self) -> &'static str {
         match self {
             Status::Exited(_) => "exited",
@@ -84,6 +96,7 @@ impl Status {
             Status::MemoryLimit => "memory-limit",
             Status::OutputLimit => "output-limit",
             Status::Cancelled => "cancelled",
+            Status::WallStopped => "wall-stopped",
         }
     }
 }
@@ -105,7 +118,7 @@ impl Status {
 /// assert!(outcome.describe(sandbox.policy()).unwrap().contains("fuel exhausted"));
 /// # Ok::<(), anyhow::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// How the guest ended.
     pub status: Status,
@@ -114,7 +127,7 @@ pub struct Outcome {
     /// Fuel burned, when fuel is metered.
     pub fuel_used: Option<u64>,
     /// Wall-clock time from the start of instantiation to the end.
-    pub wall: Duration,
+    pub elapsed: Duration,
     /// The most of `limits.memory` the guest held at once: linear memory plus
     /// table storage (8 bytes per table element), the two things that limit
     /// counts.
@@ -137,9 +150,42 @@ pub struct Outcome {
     /// Capability uses the policy decided, allowed and denied, counted per
     /// kind (`fs-read`, `tcp-connect`, ...; see [`CapabilityUse::kind`](crate::CapabilityUse::kind)).
     pub uses: std::collections::BTreeMap<String, crate::UseCounts>,
+    /// The second wall around the process the run happened in: each layer,
+    /// in effect or not. `None` when the process was not confined by
+    /// wasmcell (a library run in the host's own process; see
+    /// [`confine_current_process`](crate::wall::confine_current_process)).
+    pub wall: Option<WallReport>,
 }
 
 impl Outcome {
+    /// The outcome of a run the second wall stopped, as its watcher (a
+    /// parent process) reports it: nothing is known of the guest but that
+    /// its process was killed, and the wall it ran behind, when the run said.
+    pub fn wall_stopped(wall: Option<WallReport>) -> Outcome {
+        Outcome::watched(Status::WallStopped, wall)
+    }
+
+    /// The outcome a watcher (a parent process) reports for a run whose own
+    /// report it does not have: `status`, and the wall the run said it was
+    /// behind; nothing else is known.
+    pub fn watched(status: Status, wall: Option<WallReport>) -> Outcome {
+        Outcome {
+            status,
+            trap: None,
+            fuel_used: None,
+            elapsed: Duration::ZERO,
+            peak_memory_bytes: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            denials: Vec::new(),
+            denials_dropped: 0,
+            uses: Default::default(),
+            wall,
+        }
+    }
+
     /// The process exit code `wasmcell run` ends with for this outcome; see
     /// [`EXIT_CODE_TABLE`].
     pub fn exit_code(&self) -> u8 {
@@ -152,8 +198,9 @@ impl Outcome {
             Status::Timeout => EXIT_TIMEOUT,
             Status::FuelExhausted => EXIT_FUEL,
             Status::MemoryLimit => EXIT_MEMORY,
-            Status::OutputLimit => EXIT_OUTPUT,
             Status::Cancelled => EXIT_CANCELLED,
+            Status::WallStopped => EXIT_WALL,
+            Status::OutputLimit => EXIT_OUTPUT,
         }
     }
 
@@ -203,6 +250,7 @@ impl Outcome {
                 l.output.origin.describe("limits.output")
             ),
             Status::Cancelled => "cancelled: the host stopped the run before the guest ended".to_string(),
+            Status::WallStopped => "the second wall stopped the run: its process made a system call the wall forbids (seccomp killed it with SIGSYS); the guest or a bug it reached tried to leave the sandbox".to_string(),
         })
     }
 
@@ -214,13 +262,14 @@ impl Outcome {
             "guest_exit_status": self.guest_exit_status(),
             "trap": self.trap,
             "fuel_used": self.fuel_used,
-            "wall_ms": self.wall.as_secs_f64() * 1000.0,
+            "elapsed_ms": self.elapsed.as_secs_f64() * 1000.0,
             "peak_memory_bytes": self.peak_memory_bytes,
             "stdout_bytes": self.stdout_bytes,
             "stderr_bytes": self.stderr_bytes,
             "denials": self.denials,
             "denials_dropped": self.denials_dropped,
             "uses": self.uses,
+            "wall": self.wall.as_ref().map(WallReport::to_json),
         })
     }
 }
@@ -314,7 +363,8 @@ mod tests {
             status,
             trap: None,
             fuel_used: None,
-            wall: Duration::ZERO,
+            elapsed: Duration::ZERO,
+            wall: None,
             peak_memory_bytes: 0,
             stdout_bytes: 0,
             stderr_bytes: 0,

@@ -208,6 +208,26 @@ impl Sandbox {
         SandboxBuilder::default()
     }
 
+    /// Creates (or truncates) the files the policy sends stdout and stderr
+    /// to, as a run does when it starts, without following links. A process
+    /// that confines itself with [`crate::wall`] calls this first: the wall
+    /// lets it write those files, but not create them.
+    ///
+    /// # Errors
+    ///
+    /// As a run's start: a path that became a link, or is not a regular file.
+    pub fn create_output_files(&self) -> Result<()> {
+        for (output, what) in [
+            (self.inner.policy.stdout(), "stdout file"),
+            (self.inner.policy.stderr(), "stderr file"),
+        ] {
+            if let crate::policy::Output::File(path) = output {
+                crate::hostfs::create_file(path, what)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The policy every run follows.
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
@@ -430,7 +450,7 @@ impl Sandbox {
     /// });
     /// let outcome = sandbox.run_with(&program, &[] as &[&str], RunOptions::new().cancel(&cancel))?;
     /// assert_eq!(outcome.status, Status::Cancelled);
-    /// assert!(outcome.wall < Duration::from_secs(60));
+    /// assert!(outcome.elapsed < Duration::from_secs(60));
     /// # Ok::<(), anyhow::Error>(())
     /// ```
     ///
@@ -519,6 +539,7 @@ impl Sandbox {
             );
         }
         self.check_size(program.name(), program.size())?;
+        inner.engine.start_ticker()?;
         let policy = &inner.policy;
         let mut argv = vec![program.name().to_string()];
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
@@ -663,7 +684,7 @@ impl Sandbox {
             status,
             trap,
             fuel_used,
-            wall,
+            elapsed: wall,
             peak_memory_bytes,
             stdout_bytes: run.budget.stdout_bytes(),
             stderr_bytes: run.budget.stderr_bytes(),
@@ -672,6 +693,7 @@ impl Sandbox {
             denials,
             denials_dropped,
             uses,
+            wall: crate::wall::current(),
         })
     }
 }

@@ -126,11 +126,11 @@ fn bench_big_start(
         &["run", "--wasm", "exceptions", "--max-module-size", "80MiB", yosys, "-V"],
     );
     ours.env = Some(("WASMCELL_CACHE_DIR", cache.to_path_buf()));
-    ours.expect = YOSYS_VERSION;
+    ours.expect = YOSYS_VERSION.to_vec();
     let mut commands = vec![ours];
     if let Some(wasmtime) = wasmtime {
         let mut theirs = CliCommand::new("wasmtime run (yosys -V)", wasmtime, &["run", yosys, "-V"]);
-        theirs.expect = YOSYS_VERSION;
+        theirs.expect = YOSYS_VERSION.to_vec();
         commands.push(theirs);
     }
     for command in &commands {
@@ -180,26 +180,27 @@ fn find_wasmtime() -> Option<PathBuf> {
 
 /// One command line of the CLI figure; every run must exit 0 and print what `expect` starts
 /// with (the hello line unless set otherwise).
-struct CliCommand {
-    label: String,
+pub(crate) struct CliCommand {
+    pub(crate) label: String,
     program: PathBuf,
     args: Vec<String>,
-    env: Option<(&'static str, PathBuf)>,
-    expect: &'static [u8],
+    pub(crate) env: Option<(&'static str, PathBuf)>,
+    /// What stdout must start with.
+    pub(crate) expect: Vec<u8>,
 }
 
 impl CliCommand {
-    fn new(label: &str, program: &Path, args: &[&str]) -> CliCommand {
+    pub(crate) fn new(label: &str, program: &Path, args: &[&str]) -> CliCommand {
         CliCommand {
             label: label.to_string(),
             program: program.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: None,
-            expect: HELLO_OUTPUT,
+            expect: HELLO_OUTPUT.to_vec(),
         }
     }
 
-    fn run_checked(&self) -> Result<Duration> {
+    pub(crate) fn run_checked(&self) -> Result<Duration> {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
@@ -215,7 +216,7 @@ impl CliCommand {
             .with_context(|| format!("failed to spawn `{}`", self.program.display()))?;
         let elapsed = start.elapsed();
         ensure!(
-            output.status.success() && output.stdout.starts_with(self.expect),
+            output.status.success() && output.stdout.starts_with(&self.expect),
             "`{}` ({}) ended with {} and printed {:?}; stderr: {}",
             self.label,
             self.program.display(),
@@ -229,7 +230,7 @@ impl CliCommand {
 
 /// Times each command `runs` times, round robin so that load from other processes falls on
 /// every command alike, and prints a table of their times.
-fn time_round_robin(commands: &[CliCommand], runs: usize) -> Result<Vec<Stats>> {
+pub(crate) fn time_round_robin(commands: &[CliCommand], runs: usize) -> Result<Vec<Stats>> {
     let mut times = vec![Vec::with_capacity(runs); commands.len()];
     for _ in 0..runs {
         for (command, times) in commands.iter().zip(&mut times) {

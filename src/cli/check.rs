@@ -4,7 +4,8 @@ use super::{add_proposals, parse_proposal, print_stdout};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;
-use wasmcell::policy::Proposal;
+use wasmcell::policy::{Proposal, WallMode};
+use wasmcell::wall::{WallPlan, WallReport};
 use wasmcell::{CacheInGrant, DiskCache, Policy};
 
 /// Validate a policy file and print what it grants, defaults included.
@@ -39,7 +40,35 @@ impl CheckCommand {
                  (choose a folder outside the grants with --cache-dir)\n"
             ));
         }
+        text.push_str(&describe_wall(&policy));
         print_stdout(&text).context("failed to write to stdout")?;
         Ok(0)
     }
+}
+
+/// The second wall this policy would get on this machine, layer by layer,
+/// with a warning when it is off or `require` would refuse to run.
+fn describe_wall(policy: &Policy) -> String {
+    let plan = WallPlan::for_policy(policy);
+    let mode = &policy.wall().mode;
+    let mut out = format!(
+        "second wall ({}: {}):\n",
+        mode.origin.describe("wall.mode"),
+        mode.value.name()
+    );
+    let report: WallReport = wasmcell::wall::probe(&plan);
+    out.push_str(&report.describe());
+    if mode.value != WallMode::Off {
+        out.push_str(&plan.describe());
+    }
+    match mode.value {
+        WallMode::Off => out.push_str(
+            "  warning: the wall is off; a bug in the runtime a guest reaches meets no kernel wall (use `auto` or `require`)\n",
+        ),
+        WallMode::Require if !report.complete() => out.push_str(
+            "  warning: `wasmcell run` refuses to start under this policy on this machine: a layer `require` needs is missing\n",
+        ),
+        _ => {}
+    }
+    out
 }

@@ -27,8 +27,10 @@ Exit codes: 0 every checked cell matched; 1 a cell did not match; 2 bad input (n
 
 /// Run every module under every policy and check each cell against expectations.
 ///
-/// Each cell runs through the library (modules are compiled once), in
-/// parallel. Expectations are TOML: `[[module]]` entries give a module's
+/// Each cell runs in its own worker process (`wasmcell worker`), confined by
+/// the second wall for its policy, several at once; modules are compiled
+/// once, here, and each worker is handed the compiled code. `--in-process`
+/// runs the cells inside this process instead, without the second wall. Expectations are TOML: `[[module]]` entries give a module's
 /// arguments and stdin, `[[cell]]` entries name a module and a policy (glob
 /// patterns allowed; the most specific entry wins, the later one on a tie) and
 /// expect any of status, exit-code, stdout-contains, stdout-matches,
@@ -65,6 +67,14 @@ pub struct MatrixCommand {
     /// Write the report to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Run every cell inside this process instead of each in its own worker process.
+    ///
+    /// Faster, but without the second wall: this process is not confined, so
+    /// the cells run with only the first wall around them. The report says
+    /// `wall: off`.
+    #[arg(long)]
+    pub in_process: bool,
 }
 
 impl MatrixCommand {
@@ -74,6 +84,14 @@ impl MatrixCommand {
     ///
     /// [`wasmcell::matrix::MatrixError`] and [`wasmcell::PolicyError`] for bad input.
     pub fn execute(self) -> Result<u8> {
+        let isolation = match self.in_process {
+            true => wasmcell::matrix::Isolation::InProcess,
+            // Each cell in a worker started from this very binary.
+            false => wasmcell::matrix::Isolation::Worker(wasmcell::worker::Worker::wasmcell(
+                std::env::current_exe()
+                    .context("cannot find this binary to start workers from; run with --in-process")?,
+            )),
+        };
         let progress = MatrixProgress::new();
         let options = wasmcell::matrix::MatrixOptions {
             modules: self.modules,
@@ -82,6 +100,7 @@ impl MatrixCommand {
             jobs: self.jobs,
             filter: self.filter,
             progress: Some(progress.callback()),
+            isolation,
         };
         let matrix = wasmcell::matrix::Matrix::run(&options);
         progress.finish();
@@ -101,6 +120,7 @@ impl MatrixCommand {
                     "wasmcell matrix: {ok} matched, {bad} mismatched, {unchecked} unchecked; report in {}",
                     path.display()
                 ));
+                eprint_line(format_args!("{}", wasmcell::matrix::wall_line(&matrix)));
             }
             None => print_stdout(&report).context("failed to write the matrix report to stdout")?,
         }

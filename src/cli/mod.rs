@@ -9,6 +9,7 @@ mod compile;
 mod matrix;
 mod progress;
 mod run;
+mod worker;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,6 +23,7 @@ pub use check::CheckCommand;
 pub use compile::CompileCommand;
 pub use matrix::MatrixCommand;
 pub use run::RunCommand;
+pub use worker::WorkerCommand;
 
 pub(crate) use progress::with_compile_notice;
 
@@ -49,6 +51,9 @@ pub enum Command {
     Matrix(MatrixCommand),
     /// Precompile a module or component to native code (a .cwasm file).
     Compile(CompileCommand),
+    /// Serve one job of the worker protocol on stdin and stdout (started by the matrix and the library's `Worker`).
+    #[command(hide = true)]
+    Worker(WorkerCommand),
 }
 
 impl Cli {
@@ -64,6 +69,7 @@ impl Cli {
             Command::Check(c) => c.execute(),
             Command::Matrix(c) => c.execute(),
             Command::Compile(c) => c.execute(),
+            Command::Worker(c) => c.execute(),
         }
     }
 }
@@ -80,6 +86,7 @@ pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
             || e.is::<clap::Error>()
             || e.is::<wasmcell::matrix::MatrixError>()
             || e.is::<wasmcell::InvokeError>()
+            || e.is::<wasmcell::wall::WallError>()
     }) {
         wasmcell::EXIT_USAGE
     } else if err.chain().any(|e| e.is::<LoadError>()) {
@@ -162,7 +169,7 @@ pub(crate) fn ending_advice(status: Status) -> Option<&'static str> {
         Status::FuelExhausted => Some("raise it with --fuel"),
         Status::MemoryLimit => Some("raise it with --memory"),
         Status::OutputLimit => Some("raise limits.output in the policy"),
-        Status::Exited(_) | Status::Trap | Status::Cancelled => None,
+        Status::Exited(_) | Status::Trap | Status::Cancelled | Status::WallStopped => None,
     }
 }
 

@@ -9,10 +9,11 @@ use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal};
+use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal, WallMode};
 use wasmcell::{
     AuditFile, CacheInGrant, CacheKeyError, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile,
-    LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, sanitize,
+    LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, Status, sanitize,
+    wall::{self, WallError, WallPlan, WallReport},
 };
 
 const RUN_EXAMPLES: &str = "\
@@ -128,6 +129,18 @@ pub struct RunCommand {
     #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
     pub wasm: Vec<Proposal>,
 
+    /// The second wall: `require`, `auto` (the default) or `off` (overrides wall.mode).
+    ///
+    /// After loading the module and before the guest's first instruction,
+    /// the run's process confines itself with no_new_privs, Landlock (only the
+    /// policy's grants and ports) and a seccomp filter, so that a bug in the
+    /// runtime a guest reaches still meets the kernel. `auto` applies every
+    /// layer the kernel supports and names any missing one on stderr;
+    /// `require` refuses to run (exit 2) unless all are in effect; `off` is for
+    /// debugging. A run the wall stops ends with exit code 159.
+    #[arg(long, value_name = "MODE", value_parser = parse_wall)]
+    pub wall: Option<WallMode>,
+
     /// Largest module file accepted for compilation (overrides limits.module-size).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_module_size: Option<u64>,
@@ -199,22 +212,24 @@ pub struct RunCommand {
 }
 
 impl RunCommand {
-    /// Loads the policy, applies the flags, runs the guest and reports.
+    /// Loads the policy, applies the flags, loads the guest, puts up the
+    /// second wall, runs the guest and reports.
     ///
     /// # Errors
     ///
-    /// Policy errors, load errors and sandbox failures.
+    /// Policy errors, load errors, a wall `require` cannot have, and sandbox
+    /// failures.
     pub fn execute(self) -> Result<u8> {
         // Claimed before anything else opens a file, so that the number
         // cannot name one of wasmcell's own descriptors.
-        let mut report_fd = match self.report_fd {
+        let report_fd = match self.report_fd {
             Some(n) => Some((n, claim_report_fd(n)?)),
             None => None,
         };
         let policy = self.resolve_policy()?;
         self.check_report_dash(&policy)?;
         // The report's folder is resolved now, before the guest can plant a
-        // link on the way; the file is opened without following links later.
+        // link on the way; the file is created without following links.
         let report_file = match &self.report {
             Some(path) if path.as_os_str() != "-" => Some(HostFile::resolve(&policy, path, "--report")?),
             _ => None,
@@ -227,8 +242,18 @@ impl RunCommand {
             }
             None => None,
         };
-        let engine = self.engine(&policy)?;
         let log_denials = self.verbose || self.report.is_some() || report_fd.is_some();
+        // The watcher splits off now, while the process is small (a fork
+        // copies its page tables) and has one thread: it stays outside the
+        // wall and writes the report; the child loads, confines, runs.
+        let mut report = ReportOut::new(report_fd, report_file, self.report.is_some());
+        let started = std::time::Instant::now();
+        let mut channel = match start_watcher(&policy, &mut report)? {
+            #[cfg(target_os = "linux")]
+            Wall::Watcher(end) => return Ok(report_child_end(&end, &mut report, &policy, started)),
+            Wall::Run(channel) => channel,
+        };
+        let engine = self.engine(&policy)?;
         let mut builder = Sandbox::builder()
             .engine(engine)
             .policy(policy)
@@ -239,45 +264,41 @@ impl RunCommand {
         }
         let sandbox = builder.build()?;
         let (module, args) = self.module_and_args()?;
+        let program = self.load_for_run(&sandbox, &module)?;
+        // The stdio files are created before the wall goes up: the wall lets
+        // the run write them, not create them.
+        sandbox.create_output_files()?;
+        put_up_wall(sandbox.policy(), channel.as_mut())?;
+        let cancel = cancel_on_signals()?;
         let (outcome, json) = match &self.invoke {
-            Some(call) => invoke(&sandbox, &module, call, &args)?,
+            Some(call) => invoke(&sandbox, &program, call, &args, &cancel)?,
             None => {
-                let program = with_compile_notice(&module, || self.load(&sandbox, &module))?;
-                let cancel = cancel_on_signals()?;
                 let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
                 let json = outcome.to_json();
                 (outcome, json)
             }
         };
-        if let Some(line) = outcome.describe(sandbox.policy()) {
-            match ending_advice(outcome.status) {
-                Some(advice) => eprint_line(format_args!("wasmcell: {line}; {advice}")),
-                None => eprint_line(format_args!("wasmcell: {line}")),
-            }
-        }
-        if log_denials && outcome.denials_dropped > 0 {
-            eprint_line(format_args!(
-                "wasmcell: {} more refusals were counted but not recorded",
-                outcome.denials_dropped
-            ));
-        }
+        print_ending(&outcome, sandbox.policy(), log_denials);
         if let Some(audit) = &audit {
             audit.finish()?;
         }
-        let json = serde_json::to_string_pretty(&json).expect("a JSON value serializes");
-        if let Some((n, file)) = &mut report_fd {
-            use std::io::Write as _;
-            file.write_all(format!("{json}\n").as_bytes())
-                .with_context(|| format!("failed to write the report to file descriptor {n}"))?;
-        }
-        if let Some(report) = &self.report {
-            if report.as_os_str() == "-" {
-                eprint_line(format_args!("{json}"));
-            } else if let Some(file) = &report_file {
-                file.write((json + "\n").as_bytes())?;
-            }
+        // Behind the wall, the watcher writes the report: the wall would not
+        // let this process reach the report's file.
+        match channel {
+            #[cfg(target_os = "linux")]
+            Some(channel) => channel.send_report(&json),
+            _ => report.write(&json)?,
         }
         Ok(outcome.exit_code())
+    }
+
+    /// Loads MODULE as a command, or as a library for --invoke.
+    fn load_for_run(&self, sandbox: &Sandbox, module: &std::path::Path) -> Result<Program> {
+        match &self.invoke {
+            Some(_) => with_compile_notice(module, || sandbox.load_library(module))
+                .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code")),
+            None => with_compile_notice(module, || self.load(sandbox, module)),
+        }
     }
 
     /// Refuses `--report -` while the guest's stderr is this process's
@@ -437,6 +458,9 @@ impl RunCommand {
         if let Some(timeout) = self.timeout {
             policy = policy.origin(Origin::Flag("--timeout")).timeout(timeout);
         }
+        if let Some(mode) = self.wall {
+            policy = policy.origin(Origin::Flag("--wall")).wall_mode(mode);
+        }
         if let Some(size) = self.max_module_size {
             policy = policy.origin(Origin::Flag("--max-module-size")).module_size(size);
         }
@@ -487,19 +511,17 @@ fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
     .into())
 }
 
-/// `--invoke`: instantiates MODULE as a library, calls the export and prints
-/// its results on stdout. Returns the call's outcome (or instantiation's,
-/// when that did not finish) and the report.
+/// `--invoke`: instantiates the library, calls the export and prints its
+/// results on stdout. Returns the call's outcome (or instantiation's, when
+/// that did not finish) and the report.
 fn invoke(
     sandbox: &Sandbox,
-    module: &std::path::Path,
+    program: &Program,
     call: &str,
     args: &[String],
+    cancel: &CancelHandle,
 ) -> Result<(Outcome, serde_json::Value)> {
-    let program = with_compile_notice(module, || sandbox.load_library(module))
-        .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code"))?;
-    let cancel = cancel_on_signals()?;
-    let mut instance = sandbox.instantiate_with(&program, RunOptions::new().cancel(&cancel))?;
+    let mut instance = sandbox.instantiate_with(program, RunOptions::new().cancel(cancel))?;
     if instance.poisoned().is_some() {
         let outcome = instance.started().clone();
         let mut json = outcome.to_json();
@@ -515,6 +537,191 @@ fn invoke(
     }
     let json = invocation.to_json();
     Ok((invocation.outcome, json))
+}
+
+/// The line that explains how the run ended, with the flag that changes it,
+/// and the count of refusals not recorded.
+fn print_ending(outcome: &Outcome, policy: &Policy, log_denials: bool) {
+    if let Some(line) = outcome.describe(policy) {
+        match ending_advice(outcome.status) {
+            Some(advice) => eprint_line(format_args!("wasmcell: {line}; {advice}")),
+            None => eprint_line(format_args!("wasmcell: {line}")),
+        }
+    }
+    if log_denials && outcome.denials_dropped > 0 {
+        eprint_line(format_args!(
+            "wasmcell: {} more refusals were counted but not recorded",
+            outcome.denials_dropped
+        ));
+    }
+}
+
+/// Where the JSON report goes: written by the process outside the second
+/// wall (the watcher, or the run itself when the wall is off).
+enum ReportOut {
+    None,
+    Fd(i32, std::fs::File),
+    File(HostFile),
+    Stderr,
+}
+
+impl ReportOut {
+    fn new(fd: Option<(i32, std::fs::File)>, file: Option<HostFile>, asked: bool) -> ReportOut {
+        match (fd, file) {
+            (Some((n, file)), _) => ReportOut::Fd(n, file),
+            (None, Some(host)) => ReportOut::File(host),
+            (None, None) if asked => ReportOut::Stderr,
+            (None, None) => ReportOut::None,
+        }
+    }
+
+    fn write(&mut self, json: &serde_json::Value) -> Result<()> {
+        use std::io::Write as _;
+        let text = serde_json::to_string_pretty(json).expect("a JSON value serializes") + "\n";
+        match self {
+            ReportOut::None => Ok(()),
+            ReportOut::Stderr => {
+                eprint_line(format_args!("{}", text.trim_end()));
+                Ok(())
+            }
+            ReportOut::Fd(n, file) => file
+                .write_all(text.as_bytes())
+                .with_context(|| format!("failed to write the report to file descriptor {n}")),
+            ReportOut::File(host) => host.write(text.as_bytes()),
+        }
+    }
+}
+
+/// Which side of the second wall this process is on after [`put_up_wall`].
+enum Wall {
+    /// This process runs the guest, confined unless the wall is off; the
+    /// channel to its watcher, when it has one.
+    #[cfg(target_os = "linux")]
+    Run(Option<wall::WallChannel>),
+    #[cfg(not(target_os = "linux"))]
+    Run(Option<std::convert::Infallible>),
+    /// This process watched the confined run, which has ended.
+    #[cfg(target_os = "linux")]
+    Watcher(wasmcell::wall::ChildEnd),
+}
+
+/// Splits off the watcher unless the wall is off: the parent returns
+/// [`Wall::Watcher`] once the run has ended; the child (the run) drops its
+/// copy of the report's descriptor and every descriptor it inherited, so that
+/// nothing but the policy's grants is within its reach, and returns
+/// [`Wall::Run`] with its channel to the watcher. `require` is checked
+/// before the split, so that a refusal comes from this process with nothing
+/// run.
+fn start_watcher(policy: &Policy, report: &mut ReportOut) -> Result<Wall> {
+    let plan = WallPlan::for_policy(policy);
+    if plan.mode == WallMode::Off {
+        return Ok(Wall::Run(None));
+    }
+    if plan.mode == WallMode::Require {
+        let probe = wall::probe(&plan);
+        if !probe.complete() {
+            return Err(Advised::wrap(WallError::required(probe), "or run with --wall auto"));
+        }
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // The guest's whole life (an --invoke run has an instantiation and a
+        // call, each with its own limit), and a grace.
+        let limit = policy.limits().timeout.value * 2 + std::time::Duration::from_secs(2);
+        match wall::fork_watched(Some(limit)).context("failed to start the run's watcher")? {
+            wall::Watched::Parent(end) => Ok(Wall::Watcher(end)),
+            wall::Watched::Child(channel) => {
+                *report = ReportOut::None;
+                wall::close_inherited_descriptors();
+                Ok(Wall::Run(Some(channel)))
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    Ok(Wall::Run(None))
+}
+
+/// Puts up the second wall for `policy` once the guest is loaded, says on
+/// stderr which layer is missing, if any (or that the wall is off), and
+/// sends the watcher the wall that took effect.
+#[cfg_attr(not(target_os = "linux"), expect(unused_variables, reason = "no watcher off Linux"))]
+fn put_up_wall(policy: &Policy, channel: Option<&mut WallChannelOf>) -> Result<()> {
+    let plan = WallPlan::for_policy(policy);
+    let report = wall::confine_current_process(&plan).map_err(|e| Advised::wrap(e, "or run with --wall auto"))?;
+    if plan.mode == WallMode::Off {
+        eprint_line(format_args!(
+            "wasmcell: warning: the second wall is off ({}); the run relies on the first wall alone",
+            policy.wall().mode.origin.describe("wall.mode")
+        ));
+    } else if let Some(line) = report.missing_line() {
+        eprint_line(format_args!("wasmcell: warning: {line}"));
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(channel) = channel {
+        channel.send_wall(&report);
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+type WallChannelOf = wall::WallChannel;
+#[cfg(not(target_os = "linux"))]
+type WallChannelOf = std::convert::Infallible;
+
+/// The watcher's side once the run has ended: its exit code passes through;
+/// a run the wall killed gets its report and exit code 159 here; a run
+/// killed by another signal is the sandbox failing (125).
+#[cfg(target_os = "linux")]
+fn report_child_end(
+    end: &wasmcell::wall::ChildEnd,
+    report: &mut ReportOut,
+    policy: &Policy,
+    started: std::time::Instant,
+) -> u8 {
+    if let Some(code) = end.exited {
+        // The wall the report names is the one the run sent before its guest
+        // started, which the guest could not have shaped.
+        let json = end.report.clone().map(|mut json| {
+            json["wall"] = end.wall.as_ref().map(WallReport::to_json).unwrap_or_default();
+            json
+        });
+        // A report that cannot be written ends the command as it would
+        // without the wall: a link planted on its path is a refusal (2).
+        if let Some(json) = &json
+            && let Err(err) = report.write(json)
+        {
+            super::print_error(&err);
+            return super::exit_code_for_error(&err);
+        }
+        return u8::try_from(code).unwrap_or(wasmcell::EXIT_SANDBOX);
+    }
+    if end.overran {
+        let mut outcome = Outcome::watched(Status::Timeout, end.wall.clone());
+        outcome.elapsed = started.elapsed();
+        eprint_line(format_args!(
+            "wasmcell: the run outlived twice its limit ({}) and was killed by its watcher: its own deadline no longer stopped it",
+            policy.limits().timeout.origin.describe("limits.timeout")
+        ));
+        if let Err(err) = report.write(&outcome.to_json()) {
+            super::print_error(&err);
+        }
+        return outcome.exit_code();
+    }
+    if !end.wall_stopped() {
+        eprint_line(format_args!(
+            "error: the run's process was killed by signal {}; nothing is known of how its guest ended",
+            end.signal.unwrap_or_default()
+        ));
+        return wasmcell::EXIT_SANDBOX;
+    }
+    let mut outcome = Outcome::wall_stopped(end.wall.clone());
+    outcome.elapsed = started.elapsed();
+    print_ending(&outcome, policy, false);
+    if let Err(err) = report.write(&outcome.to_json()) {
+        super::print_error(&err);
+        return super::exit_code_for_error(&err);
+    }
+    outcome.exit_code()
 }
 
 /// The flag that fixes a load error, after the library's message:
@@ -602,6 +809,10 @@ fn parse_stdin(s: &str) -> Result<Input, String> {
         "" => return Err("expected `null`, `inherit` or a file".into()),
         path => Input::File(std::path::absolute(path).map_err(|e| e.to_string())?),
     })
+}
+
+fn parse_wall(s: &str) -> Result<WallMode, String> {
+    WallMode::parse(s)
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -30,7 +30,7 @@ use wasmtime::{Config, ModuleVersionStrategy, WasmFeatures};
 /// };
 /// # let _ = config;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     /// Compile fuel metering in. Required by policies that set `limits.fuel`.
     /// Off by default: on CPU-bound guests it adds 0 to 17 percent on top of
@@ -76,7 +76,7 @@ impl Default for EngineConfig {
 ///   waiting), each linear memory capped at `max_memory`, at most 4 tables
 ///   of at most 2^20 elements per core module, and resident memory kept
 ///   warm in recently used slots ([`PoolingConfig::keep_resident`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub enum Allocator {
     /// Allocate per run.
     #[default]
@@ -86,7 +86,7 @@ pub enum Allocator {
 }
 
 /// Sizes of a pooling allocator; see [`Allocator::Pooling`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PoolingConfig {
     /// Most runs in flight on the engine at once.
     pub max_runs: u32,

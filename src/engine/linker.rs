@@ -8,7 +8,9 @@
 //! records ([`capabilities::tcp_start_bind`] and its siblings); and the filesystem, whose
 //! calls pass the run's guard first: preview 1's path functions one by one
 //! ([`capabilities::fs_p1`]), preview 2's `wasi:filesystem` as a whole
-//! ([`capabilities::fs_p2`]). The guard's state lives in the store.
+//! ([`capabilities::fs_p2`]). The guard's state lives in the store. With the
+//! test-only feature `wall-drill`, each linker also gets the escape drill's
+//! one import (`drill.rs`).
 
 use crate::capabilities::{self, fs_p1, fs_p2};
 use crate::store::{P2Ctx, State};
@@ -35,6 +37,8 @@ pub(super) fn new_p1_linker(engine: &wasmtime::Engine) -> Result<wasmtime::Linke
         .map_err(anyhow::Error::from)?;
     guard_p1_files(&mut linker)?;
     linker.allow_shadowing(false);
+    #[cfg(feature = "wall-drill")]
+    super::drill::add_to_p1_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -99,6 +103,8 @@ pub(super) fn new_p2_linker(engine: &wasmtime::Engine) -> Result<wasmtime::compo
     bound_http_fields(&mut linker)?;
     bound_http_request_parts(&mut linker)?;
     decide_http_requests(&mut linker)?;
+    #[cfg(feature = "wall-drill")]
+    super::drill::add_to_p2_linker(&mut linker)?;
     Ok(linker)
 }
 

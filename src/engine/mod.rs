@@ -7,6 +7,8 @@
 //! - `ticker`: the epoch thread and the I/O runtime.
 
 mod config;
+#[cfg(feature = "wall-drill")]
+mod drill;
 mod linker;
 mod program;
 mod shape;
@@ -83,7 +85,10 @@ struct EngineInner {
     p1_linker: OnceLock<wasmtime::Linker<State<WasiP1Ctx>>>,
     p2_linker: OnceLock<wasmtime::component::Linker<State<P2Ctx>>>,
     runtime: OnceLock<tokio::runtime::Runtime>,
-    ticker_stop: Arc<AtomicBool>,
+    /// The epoch thread's stop flag, once the first run has started it. No
+    /// thread runs before then, so a process that loads its guest and then
+    /// confines itself (`crate::wall`) is still single-threaded when it does.
+    ticker_stop: OnceLock<Arc<AtomicBool>>,
     /// Compiled code, before linking: a guest that compiles but fails to
     /// link is still compiled only once.
     programs: MemoryCache<Compiled>,
@@ -93,7 +98,9 @@ struct EngineInner {
 
 impl Drop for EngineInner {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(stop) = self.ticker_stop.get() {
+            stop.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -122,7 +129,6 @@ impl Engine {
 
     fn build(config: EngineConfig, disk: Option<DiskCache>) -> Result<Engine> {
         let wasmtime = config::new_wasmtime_engine(&config)?;
-        let ticker_stop = ticker::start_epoch_ticker(&wasmtime)?;
         let disk = disk.map(|cache| (cache, cache::engine_key(&wasmtime)));
         Ok(Engine {
             skip_disk: false,
@@ -132,7 +138,7 @@ impl Engine {
                 p1_linker: OnceLock::new(),
                 p2_linker: OnceLock::new(),
                 runtime: OnceLock::new(),
-                ticker_stop,
+                ticker_stop: OnceLock::new(),
                 programs: MemoryCache::new(),
                 disk,
                 counters: Counters::default(),
@@ -307,6 +313,25 @@ impl Engine {
     /// A [`LoadError`] when the bytes are not precompiled code, were compiled
     /// for another engine configuration, or are not a WASI command.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
+        // SAFETY: the caller vouches for the bytes.
+        unsafe { self.load_precompiled_as(name, bytes.len() as u64, bytes, Intent::Command) }
+    }
+
+    /// Like [`Engine::load_precompiled_bytes`], loaded for `intent` and
+    /// reporting `size` as the size of the binary it was compiled from (a
+    /// worker process loads what its parent compiled, and limits the
+    /// program as the parent would).
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`].
+    pub(crate) unsafe fn load_precompiled_as(
+        &self,
+        name: &str,
+        size: u64,
+        bytes: &[u8],
+        intent: Intent,
+    ) -> Result<Program, LoadError> {
         let fail = |kind| LoadError {
             module: name.into(),
             kind,
@@ -315,9 +340,9 @@ impl Engine {
         let compiled = unsafe { self.deserialize(Precompiled::Bytes(bytes)) }.map_err(fail)?;
         Ok(Program {
             name: name.to_string(),
-            size: bytes.len() as u64,
-            kind: self.link(compiled, Intent::Command).map_err(fail)?,
-            intent: Intent::Command,
+            size,
+            kind: self.link(compiled, intent).map_err(fail)?,
+            intent,
         })
     }
 
@@ -549,8 +574,10 @@ impl Engine {
         Counters::bump(&self.inner.counters.compiled);
         let invalid = |e| LoadErrorKind::Invalid(describe(e));
         Ok(match kind {
-            WasmKind::Module => Compiled::Module(Module::new(engine, bytes).map_err(invalid)?),
-            WasmKind::Component => Compiled::Component(Component::new(engine, bytes).map_err(invalid)?),
+            WasmKind::Module => Compiled::Module(in_scoped_pool(|| Module::new(engine, bytes)).map_err(invalid)?),
+            WasmKind::Component => {
+                Compiled::Component(in_scoped_pool(|| Component::new(engine, bytes)).map_err(invalid)?)
+            }
         })
     }
 
@@ -604,6 +631,24 @@ impl Engine {
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.wasmtime
+    }
+
+    /// Starts the epoch thread, which lets deadlines and cancellation reach a
+    /// computing guest, unless it runs already. Every run and instantiation
+    /// calls it before the guest starts.
+    pub(crate) fn start_ticker(&self) -> Result<()> {
+        let inner = &*self.inner;
+        if inner.ticker_stop.get().is_some() {
+            return Ok(());
+        }
+        // Serialized so that two first runs at once start one thread.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _guard = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.ticker_stop.get().is_none() {
+            let stop = ticker::start_epoch_ticker(&inner.wasmtime)?;
+            let _ = inner.ticker_stop.set(stop);
+        }
+        Ok(())
     }
 
     /// The runtime blocking runs are driven on, started on first use.
@@ -664,6 +709,29 @@ fn lazy_linker<T>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Resul
     }
     let linker = make().map_err(|e| LoadErrorKind::Link(format!("failed to set up the WASI linker: {e:#}")))?;
     Ok(cell.get_or_init(|| linker))
+}
+
+/// Runs a compilation on compile threads of its own, which are gone when it
+/// returns. wasmtime compiles functions in parallel on rayon's current pool;
+/// the global pool would keep its threads for the life of the process, and a
+/// process that confines itself after loading its guest (`crate::wall`) must
+/// have no thread the wall could miss. A pool that cannot be started compiles
+/// on the calling thread alone.
+fn in_scoped_pool<T: Send>(compile: impl FnOnce() -> T + Send) -> T {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut compile = Some(compile);
+    let mut result = None;
+    let built = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("wasmcell-compile-{i}"))
+        .build_scoped(
+            |thread| thread.run(),
+            |pool| result = Some(pool.install(|| (compile.take().expect("compiled once"))())),
+        );
+    match (built, result) {
+        (Ok(()), Some(result)) => result,
+        _ => (compile.take().expect("not compiled yet"))(),
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,22 @@ impl LoadError {
     pub fn kind(&self) -> &LoadErrorKind {
         &self.kind
     }
+
+    /// The message without its `cannot load ...:` opening, for a worker
+    /// process to send its parent ([`LoadError::precompiled`] rebuilds it).
+    pub(crate) fn kind_message(&self) -> String {
+        let text = self.to_string();
+        let opening = format!("cannot load `{}`: ", self.module.display());
+        text.strip_prefix(&opening).unwrap_or(&text).to_string()
+    }
+
+    /// Compiled code of `name` that did not load, for `why`.
+    pub(crate) fn precompiled(name: &str, why: String) -> LoadError {
+        LoadError {
+            module: name.into(),
+            kind: LoadErrorKind::Precompiled(why),
+        }
+    }
 }
 
 impl fmt::Display for LoadError {

@@ -91,6 +91,8 @@ const STATUS_NAMES: &[&str] = &[
     "fuel-exhausted",
     "memory-limit",
     "output-limit",
+    "cancelled",
+    "wall-stopped",
     "load-error",
 ];
 

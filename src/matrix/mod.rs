@@ -18,7 +18,7 @@ mod run;
 
 pub use discovery::{Entry, discover_modules, discover_policies};
 pub use expectations::{CellExpectation, EXPECTATIONS_FILE, Expectations, ExpectationsFile, ModuleSetup, glob_match};
-pub use render::{render_json, render_junit, render_table};
+pub use render::{render_json, render_junit, render_table, wall_line};
 
 use crate::outcome::{EXIT_LOAD, EXIT_SANDBOX, Outcome, Status};
 use std::fmt;
@@ -44,6 +44,10 @@ fn bad_input(msg: impl Into<String>) -> anyhow::Error {
 
 /// How a cell ended.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every cell ran; boxing the outcome would cost an allocation per cell and change the public API"
+)]
 pub enum CellResult {
     /// The guest ran; this is how it ended.
     Ran(Outcome),
@@ -84,6 +88,24 @@ pub struct Cell {
 /// compiling are over), then from the worker threads after each cell.
 pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
+/// Where each cell runs.
+///
+/// The library's default is [`Isolation::InProcess`]: a library does not
+/// know where a worker binary is. The `wasmcell matrix` command runs a
+/// worker per cell (`wasmcell worker`) unless given `--in-process`.
+#[derive(Debug, Clone, Default)]
+pub enum Isolation {
+    /// Every cell in this process, on the matrix's threads, without the
+    /// second wall (this process is not confined, and cannot be once per
+    /// cell). Reports say so.
+    #[default]
+    InProcess,
+    /// Each cell in its own worker process, confined for the cell's policy
+    /// (see [`crate::worker`]); the modules are still compiled once, here,
+    /// and each worker is handed the compiled code.
+    Worker(crate::worker::Worker),
+}
+
 /// What to run.
 #[derive(Clone, Default)]
 pub struct MatrixOptions {
@@ -102,6 +124,8 @@ pub struct MatrixOptions {
     /// never writes to the terminal itself (the CLI draws its progress line
     /// with this).
     pub progress: Option<ProgressFn>,
+    /// Where each cell runs; `jobs` cells (so `jobs` workers) at once.
+    pub isolation: Isolation,
 }
 
 impl fmt::Debug for MatrixOptions {
@@ -113,6 +137,7 @@ impl fmt::Debug for MatrixOptions {
             .field("jobs", &self.jobs)
             .field("filter", &self.filter)
             .field("progress", &self.progress.as_ref().map(|_| "Fn(done, total)"))
+            .field("isolation", &self.isolation)
             .finish()
     }
 }
@@ -128,6 +153,10 @@ pub struct Matrix {
     pub cells: Vec<Cell>,
     /// The expectations file used, if any.
     pub expectations: Option<PathBuf>,
+    /// Whether the cells ran inside this process ([`Isolation::InProcess`]),
+    /// without the second wall; otherwise each cell's
+    /// [`Outcome::wall`] says what its worker put up.
+    pub in_process: bool,
 }
 
 impl Matrix {
@@ -171,10 +200,11 @@ fn exit_code(result: &CellResult) -> u8 {
 }
 
 /// A few characters for the grid: `0`, `134`, `fuel`, `mem`, `time`, `out`,
-/// `deny:tcp`, `load`, `err`.
+/// `wall`, `deny:tcp`, `load`, `err`.
 pub fn short(result: &CellResult) -> String {
     match result {
         CellResult::Ran(o) => match (&o.status, o.denials.first()) {
+            (Status::WallStopped, _) => "wall".into(),
             (_, Some(denial)) => {
                 format!("deny:{}", denial.kind.split('-').next().unwrap_or(&denial.kind))
             }

@@ -37,6 +37,7 @@ pub fn render_table(matrix: &Matrix, colour: bool) -> String {
             "unchecked cells have no [[cell]] expectation; they are never counted as passed"
         );
     }
+    let _ = writeln!(out, "{}", wall_line(matrix));
     if bad > 0 {
         let _ = writeln!(out, "\n{}", paint("mismatches:", MISMATCHED));
         for cell in matrix.mismatches() {
@@ -83,6 +84,27 @@ fn render_grid(matrix: &Matrix, paint: &dyn Fn(&str, Style) -> String) -> String
         end_row(&mut out);
     }
     out
+}
+
+/// What the second wall was around the cells: off when they ran in this
+/// process; otherwise on, or the layers some workers were missing.
+pub fn wall_line(matrix: &Matrix) -> String {
+    if matrix.in_process {
+        return "wall: off (cells ran inside this process, not each in a confined worker)".to_string();
+    }
+    let walls = matrix.cells.iter().filter_map(|c| match &c.result {
+        CellResult::Ran(o) => o.wall.as_ref(),
+        _ => None,
+    });
+    let mut partial = walls.filter(|w| !w.complete()).peekable();
+    match partial.peek().and_then(|w| w.missing_line()) {
+        None => "wall: on (each cell in its own confined worker process)".to_string(),
+        Some(missing) => format!(
+            "wall: partial (each cell in its own worker process; in {} of {} cells {missing})",
+            partial.count(),
+            matrix.cells.len()
+        ),
+    }
 }
 
 /// One entry of the mismatch list: what differed and how to rerun the cell.
@@ -152,6 +174,8 @@ pub fn render_json(matrix: &Matrix) -> String {
     let json = serde_json::json!({
         "summary": { "cells": matrix.cells.len(), "matched": ok, "mismatched": bad, "unchecked": unchecked },
         "expectations": matrix.expectations.as_ref().map(|p| p.display().to_string()),
+        "isolation": if matrix.in_process { "in-process" } else { "worker" },
+        "wall": wall_line(matrix),
         "modules": matrix.modules,
         "policies": matrix.policies,
         "cells": cells,
@@ -188,7 +212,10 @@ pub fn render_junit(matrix: &Matrix) -> String {
         let mut case = TestCase::new(c.policy.as_str(), status);
         case.set_classname(c.module.as_str());
         if let CellResult::Ran(o) = &c.result {
-            case.set_time(o.wall);
+            case.set_time(o.elapsed);
+            if let Some(wall) = &o.wall {
+                case.add_property(quick_junit::Property::new("wall", wall.to_json().to_string()));
+            }
         }
         suite.add_test_case(case);
     }
@@ -213,6 +240,7 @@ mod tests {
                 reproduce: "wasmcell run --policy p.toml m.wasm".into(),
             }],
             expectations: None,
+            in_process: true,
         }
     }
 

@@ -3,13 +3,14 @@
 use super::discovery::expectations_path;
 use super::expectations::{Expected, Pattern};
 use super::{
-    Cell, CellResult, Entry, Expectations, Matrix, MatrixOptions, ModuleSetup, Verdict, bad_input, discover_modules,
-    discover_policies, exit_code, status_name,
+    Cell, CellResult, Entry, Expectations, Isolation, Matrix, MatrixOptions, ModuleSetup, Verdict, bad_input,
+    discover_modules, discover_policies, exit_code, status_name,
 };
 use crate::engine::{Engine, EngineConfig, LoadError, Program};
 use crate::outcome::Outcome;
 use crate::policy::{Policy, Proposals};
 use crate::runner::Sandbox;
+use crate::worker::{CompiledProgram, Job, PolicySource, Worker};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,9 +27,11 @@ impl Matrix {
     /// are data.
     pub fn run(options: &MatrixOptions) -> Result<Matrix> {
         let plan = discover(options)?;
-        let programs = load_programs(&plan)?;
+        let programs = load_programs(&plan, &options.isolation)?;
         let results = run_cells(&plan, &programs, options);
-        Ok(judge(plan, results))
+        let mut matrix = judge(plan, results);
+        matrix.in_process = matches!(options.isolation, Isolation::InProcess);
+        Ok(matrix)
     }
 }
 
@@ -97,11 +100,14 @@ struct Programs {
     engines: BTreeMap<EngineKey, Engine>,
     /// Each module compiled once per engine: by (engine key, module index).
     programs: BTreeMap<(EngineKey, usize), Result<Program, LoadError>>,
+    /// For workers: each loaded program as the native code every cell's
+    /// worker is handed (or why it could not be serialized).
+    code: BTreeMap<(EngineKey, usize), Result<CompiledProgram, String>>,
 }
 
 /// Creates the engines and compiles each module the cells need once per
 /// engine; a module that does not load is a result of its cells, not an error.
-fn load_programs(plan: &Plan) -> Result<Programs> {
+fn load_programs(plan: &Plan, isolation: &Isolation) -> Result<Programs> {
     let mut engines: BTreeMap<EngineKey, Engine> = BTreeMap::new();
     for p in 0..plan.policies.len() {
         let key = plan.engine_key(p);
@@ -135,7 +141,20 @@ fn load_programs(plan: &Plan) -> Result<Programs> {
             }
         });
     }
-    Ok(Programs { engines, programs })
+    let mut code = BTreeMap::new();
+    if let Isolation::Worker(_) = isolation {
+        for (&(key, m), program) in &programs {
+            if let Ok(program) = program {
+                let compiled = CompiledProgram::new(&engines[&key], program).map_err(|e| format!("{e:#}"));
+                code.insert((key, m), compiled);
+            }
+        }
+    }
+    Ok(Programs {
+        engines,
+        programs,
+        code,
+    })
 }
 
 /// Runs every cell of the plan on `options.jobs` threads; results in job order.
@@ -157,10 +176,7 @@ fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<C
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(m, p)) = plan.jobs.get(index) else { break };
-                    let key = plan.engine_key(p);
-                    let setup = plan.expectations.setup_for(&plan.modules[m].name);
-                    let program = &programs.programs[&(key, m)];
-                    let result = run_cell(&programs.engines[&key], program, &plan.policies[p].1, setup);
+                    let result = run_cell(plan, programs, (m, p), &options.isolation);
                     results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
                     if let Some(progress) = &options.progress {
                         progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
@@ -173,16 +189,30 @@ fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<C
     results.into_iter().map(|r| r.expect("every job ran")).collect()
 }
 
-fn run_cell(
-    engine: &Engine,
-    program: &Result<Program, LoadError>,
-    policy: &Policy,
-    setup: Option<&ModuleSetup>,
-) -> CellResult {
-    let program = match program {
+/// Runs the cell of module `m` under policy `p`, here or in a worker.
+fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation: &Isolation) -> CellResult {
+    let key = plan.engine_key(p);
+    let setup = plan.expectations.setup_for(&plan.modules[m].name);
+    let program = match &programs.programs[&(key, m)] {
         Ok(program) => program,
         Err(e) => return CellResult::LoadFailed(e.to_string()),
     };
+    let ran = match isolation {
+        Isolation::InProcess => run_here(&programs.engines[&key], program, &plan.policies[p].1, setup),
+        Isolation::Worker(worker) => match &programs.code[&(key, m)] {
+            Ok(code) => run_in_worker(worker, code, &plan.policies[p].0.path, setup),
+            Err(e) => return CellResult::Failed(e.clone()),
+        },
+    };
+    match ran {
+        Ok(outcome) => CellResult::Ran(outcome),
+        Err(e) if e.is::<LoadError>() => CellResult::LoadFailed(format!("{e:#}")),
+        Err(e) => CellResult::Failed(format!("{e:#}")),
+    }
+}
+
+/// A cell in this process.
+fn run_here(engine: &Engine, program: &Program, policy: &Policy, setup: Option<&ModuleSetup>) -> Result<Outcome> {
     let mut builder = Sandbox::builder()
         .engine(engine.clone())
         .policy(policy.clone())
@@ -192,31 +222,29 @@ fn run_cell(
     }
     let args: &[String] = setup.map(|s| &s.args[..]).unwrap_or_default();
     let invoke = setup.and_then(|s| s.invoke.as_deref());
-    let ran = builder.build().and_then(|sandbox| match invoke {
-        Some(call) => invoke_cell(&sandbox, program, call, args),
-        None => sandbox.run_program(program, args),
-    });
-    match ran {
-        Ok(outcome) => CellResult::Ran(outcome),
-        Err(e) if e.is::<LoadError>() => CellResult::LoadFailed(format!("{e:#}")),
-        Err(e) => CellResult::Failed(format!("{e:#}")),
-    }
+    let sandbox = builder.build()?;
+    crate::worker::run_in_process(&sandbox, program, args, invoke)
 }
 
-/// A cell whose module setup names an export: instantiate, call it, and
-/// append its results to stdout as `wasmcell run --invoke` prints them.
-fn invoke_cell(sandbox: &Sandbox, program: &Program, call: &str, args: &[String]) -> anyhow::Result<Outcome> {
-    let mut instance = sandbox.instantiate(program)?;
-    if instance.poisoned().is_some() {
-        return Ok(instance.started().clone());
+/// A cell in a worker process of its own, handed the compiled code; the
+/// worker reads the policy file again.
+fn run_in_worker(
+    worker: &Worker,
+    code: &CompiledProgram,
+    policy: &Path,
+    setup: Option<&ModuleSetup>,
+) -> Result<Outcome> {
+    let mut job = Job::new(PolicySource::File(policy.to_path_buf()), code.clone());
+    if let Some(setup) = setup {
+        job = job.args(setup.args.iter().cloned());
+        if let Some(stdin) = &setup.stdin {
+            job = job.stdin(stdin.clone().into_bytes());
+        }
+        if let Some(call) = &setup.invoke {
+            job = job.invoke(call.clone());
+        }
     }
-    let invocation = instance.invoke(call, args)?;
-    let mut outcome = invocation.outcome;
-    for result in invocation.results.iter().flatten() {
-        outcome.stdout.extend_from_slice(result.as_bytes());
-        outcome.stdout.push(b'\n');
-    }
-    Ok(outcome)
+    worker.run(&job)
 }
 
 /// Each cell against its expectation, and the axes that kept a cell.
@@ -256,6 +284,7 @@ fn judge(plan: Plan, results: Vec<CellResult>) -> Matrix {
         policies: used(|j| j.1, plan.policies.iter().map(|p| &p.0.name).collect()),
         cells,
         expectations: plan.expectations_path,
+        in_process: true,
     }
 }
 

@@ -291,6 +291,25 @@ impl PolicyBuilder {
         self
     }
 
+    /// Sets `wall.mode`: how the run's process confines itself (see
+    /// [`WallMode`](super::WallMode)).
+    pub fn wall_mode(mut self, mode: super::WallMode) -> PolicyBuilder {
+        let origin = self.take_origin();
+        self.layer.wall_mode = Some(Setting { value: mode, origin });
+        self
+    }
+
+    /// Sets `wall.landlock-abi`: the least Landlock ABI that counts as
+    /// Landlock in effect (1 to [`MAX_LANDLOCK_ABI`](super::MAX_LANDLOCK_ABI)).
+    pub fn landlock_abi(mut self, abi: u32) -> PolicyBuilder {
+        let origin = self.take_origin();
+        match super::wall::check_landlock_abi(abi) {
+            Ok(()) => self.layer.landlock_abi = Some(Setting { value: abi, origin }),
+            Err(e) => self.fail(e.key(&key_for(&origin, "wall.landlock-abi"))),
+        }
+        self
+    }
+
     /// Sets an environment variable in the guest, as `env.vars` does.
     pub fn env(mut self, name: &str, value: &str) -> PolicyBuilder {
         let origin = self.take_origin();

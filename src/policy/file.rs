@@ -42,6 +42,20 @@ pub struct PolicyFile {
     /// Wasm proposals. Absent: only those every WASI guest uses.
     #[serde(default)]
     pub wasm: WasmFile,
+    /// The second wall. Absent: `mode = "auto"`.
+    #[serde(default)]
+    pub wall: WallFile,
+}
+
+/// `[wall]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WallFile {
+    /// `"require"`, `"auto"` or `"off"`. Absent: `"auto"`.
+    pub mode: Option<Spanned<super::WallMode>>,
+    /// The least Landlock ABI that counts as Landlock in effect. Absent: what
+    /// the wall's layers need.
+    pub landlock_abi: Option<Spanned<u32>>,
 }
 
 /// `[wasm]` as written.

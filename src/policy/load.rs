@@ -11,9 +11,10 @@ use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{
     ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, LimitsFile, NetFile, OutputSpec, PolicyFile, StdioFile,
-    WasmFile,
+    WallFile, WasmFile,
 };
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
+use super::wall::{WallMode, check_landlock_abi};
 use super::{
     Access, ByteSize, DirGrant, DirSite, FileRule, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting,
 };
@@ -66,6 +67,8 @@ pub(super) struct Layer {
     /// `wasm.proposals`, each with where it was first asked for.
     pub(super) proposals: Vec<Setting<Proposal>>,
     pub(super) cwd: Option<CwdLayer>,
+    pub(super) wall_mode: Option<Setting<WallMode>>,
+    pub(super) landlock_abi: Option<Setting<u32>>,
     pub(super) files: Vec<PathBuf>,
 }
 
@@ -112,6 +115,8 @@ impl Layer {
         win!(seed);
         win!(dns);
         win!(cwd);
+        win!(wall_mode);
+        win!(landlock_abi);
         let mut top_net = top.net;
         for kind in [
             NetKind::TcpConnect,
@@ -353,6 +358,7 @@ pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Resul
     )?;
     parse_net(&src, &file.net, &mut own)?;
     parse_wasm(&src, &file.wasm, &mut own)?;
+    parse_wall(&src, &file.wall, &mut own)?;
     loader.stack.pop();
     Ok(merged.overlay(own))
 }
@@ -637,6 +643,18 @@ fn parse_wasm(src: &Source<'_>, wasm: &WasmFile, own: &mut Layer) -> Result<(), 
     for name in &wasm.proposals {
         let p = check_wasm_proposal(name.get_ref()).map_err(|e| src.at(e, "wasm.proposals", Some(name.span())))?;
         own.proposals.push(src.set(p));
+    }
+    Ok(())
+}
+
+/// `[wall]`.
+fn parse_wall(src: &Source<'_>, wall: &WallFile, own: &mut Layer) -> Result<(), PolicyError> {
+    if let Some(mode) = &wall.mode {
+        own.wall_mode = Some(src.set(*mode.get_ref()));
+    }
+    if let Some(abi) = &wall.landlock_abi {
+        check_landlock_abi(*abi.get_ref()).map_err(|e| src.at(e, "wall.landlock-abi", Some(abi.span())))?;
+        own.landlock_abi = Some(src.set(*abi.get_ref()));
     }
     Ok(())
 }

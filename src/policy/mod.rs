@@ -28,6 +28,7 @@ mod fs;
 mod load;
 mod net;
 mod overlap;
+mod wall;
 mod wasm;
 
 pub use builder::PolicyBuilder;
@@ -35,10 +36,11 @@ pub use describe::describe;
 pub use error::{PolicyError, PolicyErrorKind};
 pub use file::{
     Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, LimitsFile,
-    OutputSpec, PolicyFile, RandomFile, StdioFile, WasmFile,
+    OutputSpec, PolicyFile, RandomFile, StdioFile, WallFile, WasmFile,
 };
 pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
+pub use wall::{MAX_LANDLOCK_ABI, WallMode, WallSettings};
 pub use wasm::{Proposal, Proposals};
 
 use check::check_clocks;
@@ -332,6 +334,7 @@ pub struct Policy {
     net: NetGrants,
     proposals: Vec<Setting<Proposal>>,
     cwd: Option<String>,
+    wall: WallSettings,
 }
 
 /// A host path a policy names, as written, with what to call it in a
@@ -439,6 +442,7 @@ impl Policy {
             net: NetGrants::default(),
             proposals: Vec::new(),
             cwd: None,
+            wall: WallSettings::default(),
         }
     }
 
@@ -502,6 +506,10 @@ impl Policy {
         }
         policy.env_vars = layer.env_vars;
         policy.env_inherit = layer.env_inherit;
+        if let Some(mode) = layer.wall_mode {
+            policy.wall.mode = mode;
+        }
+        policy.wall.landlock_abi = layer.landlock_abi;
         if let Some(cwd) = layer.cwd {
             cwd::check_cwd_in_policy(&cwd, &policy.dirs, &policy.env_vars, &policy.env_inherit)?;
             policy.env_vars.insert(cwd::PWD.to_string(), cwd.path.value.clone());
@@ -761,6 +769,11 @@ impl Policy {
     /// Network grants.
     pub fn net(&self) -> &NetGrants {
         &self.net
+    }
+
+    /// The `[wall]` settings: how the run's process confines itself.
+    pub fn wall(&self) -> &WallSettings {
+        &self.wall
     }
 
     /// The Wasm proposals `[wasm] proposals` (or a builder layer) turned on,

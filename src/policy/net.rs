@@ -232,6 +232,13 @@ pub struct HttpRule {
     ports: (u16, u16),
 }
 
+impl NetRule {
+    /// The ports the entry allows, inclusive (`(0, 65535)` for `:*`).
+    pub fn ports(&self) -> (u16, u16) {
+        self.ports
+    }
+}
+
 impl HttpRule {
     /// Parses an entry such as `https://api.example.com` or `http://[::1]:8080`.
     ///
@@ -285,6 +292,12 @@ impl HttpRule {
             host,
             ports,
         })
+    }
+
+    /// The ports the entry allows, inclusive (the scheme's port when the
+    /// entry names none).
+    pub fn ports(&self) -> (u16, u16) {
+        self.ports
     }
 
     /// Whether this entry admits a request to `scheme://host:port`.

@@ -169,7 +169,7 @@ impl FromStr for Proposal {
 /// assert!(set.with_implied().contains(Proposal::FunctionReferences));
 /// assert_eq!(set.with_implied().to_string(), "function-references, gc");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
 pub struct Proposals(u16);
 
 impl Proposals {

@@ -311,7 +311,7 @@ fn report_file_has_every_documented_key() {
         "exit_code",
         "trap",
         "fuel_used",
-        "wall_ms",
+        "elapsed_ms",
         "peak_memory_bytes",
         "stdout_bytes",
         "stderr_bytes",
@@ -325,7 +325,7 @@ fn report_file_has_every_documented_key() {
     assert!(json["trap"].is_null());
     let fuel = json["fuel_used"].as_u64().expect("metered run reports fuel");
     assert!(fuel > 0 && fuel < 100_000_000, "{json}");
-    assert!(json["wall_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{json}");
+    assert!(json["elapsed_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{json}");
     assert!(json["peak_memory_bytes"].as_u64().is_some_and(|b| b >= 65536), "{json}");
     assert_eq!(json["stdout_bytes"], "hello from wasmcell\n".len());
     assert_eq!(json["stderr_bytes"], 0);

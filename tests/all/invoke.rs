@@ -207,7 +207,7 @@ fn r13_each_call_gets_its_own_deadline() {
     assert_eq!(spin.status, Status::Exited(0), "{spin:?}");
     let out = instance.invoke("forever", &[] as &[&str]).unwrap().outcome;
     assert_eq!(out.status, Status::Timeout);
-    assert!(out.wall < Duration::from_secs(30));
+    assert!(out.elapsed < Duration::from_secs(30));
     assert!(instance.invoke("add", &["1", "2"]).is_err(), "poisoned");
 }
 

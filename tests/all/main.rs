@@ -18,7 +18,9 @@ mod net;
 mod policy;
 mod random;
 mod stdio;
+mod wall;
 mod wasm;
+mod worker;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

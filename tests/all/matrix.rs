@@ -322,8 +322,18 @@ fn junit_report() {
         "wasmcell matrix: 2 matched, 1 mismatched, 1 unchecked; report in {}\n",
         s(&xml)
     );
-    assert_eq!(run.stderr, summary);
+    assert_eq!(run.stderr.lines().next().unwrap(), summary.trim_end());
+    assert!(
+        run.stderr.lines().nth(1).unwrap().starts_with("wall: "),
+        "{}",
+        run.stderr
+    );
     let xml = std::fs::read_to_string(&xml).unwrap();
+    assert_eq!(
+        xml.matches("<property name=\"wall\"").count(),
+        4,
+        "each cell's wall: {xml}"
+    );
     assert!(xml.starts_with("<?xml"), "{xml}");
     assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
     assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
@@ -485,4 +495,65 @@ fn unloadable_module_is_a_load_error_cell() {
     let matrix = Matrix::run(&options).unwrap();
     assert!(matches!(&matrix.cells[0].result, CellResult::LoadFailed(e) if e.contains("junk.wasm")));
     assert_eq!(matrix.cells[0].verdict, Verdict::Match);
+}
+
+/// By default each cell runs in its own worker process; `--in-process` runs
+/// them here, reaches the same verdicts, and says the second wall is off.
+#[test]
+fn workers_and_in_process_reach_the_same_verdicts() {
+    let cells = |args: &[&str]| -> Vec<Value> {
+        let run = matrix(FAST, &[DENY_ALL, READ_ONLY, TIGHT], args);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        let json: Value = serde_json::from_str(&run.stdout).unwrap();
+        json["cells"].as_array().unwrap().clone()
+    };
+    let workers = cells(&["--format", "json", "--expect", EXPECTATIONS]);
+    let here = cells(&["--format", "json", "--expect", EXPECTATIONS, "--in-process"]);
+    assert_eq!(workers.len(), FAST.len() * 3);
+    assert_eq!(workers.len(), here.len());
+    let key = |c: &Value| {
+        let o = &c["outcome"];
+        (
+            c["module"].clone(),
+            c["policy"].clone(),
+            c["status"].clone(),
+            c["verdict"].clone(),
+            o["exit_code"].clone(),
+        )
+    };
+    for (w, h) in workers.iter().zip(&here) {
+        assert_eq!(key(w), key(h));
+        assert!(
+            w["outcome"]["wall"].is_object(),
+            "a worker's cell carries its wall: {w}"
+        );
+        assert!(h["outcome"]["wall"].is_null(), "{h}");
+        assert_eq!(w["reproduce"], h["reproduce"]);
+    }
+
+    let table = matrix(&[HELLO], &[DENY_ALL], &["--in-process"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(
+        table
+            .stdout
+            .contains("\nwall: off (cells ran inside this process, not each in a confined worker)\n"),
+        "{}",
+        table.stdout
+    );
+    let table = matrix(&[HELLO], &[DENY_ALL], &[]);
+    assert!(table.stdout.contains("\nwall: "), "{}", table.stdout);
+    assert!(!table.stdout.contains("wall: off"), "{}", table.stdout);
+}
+
+/// `wall-stopped` is a status an expectation may name, like any other.
+#[test]
+fn expectations_may_name_the_wall_stopped_status() {
+    let (_tmp, expect) = expectations("[[cell]]\nmodule = \"hello\"\npolicy = \"*\"\nstatus = \"wall-stopped\"\n");
+    let run = matrix(&[HELLO], &[DENY_ALL], &["--expect", s(&expect)]);
+    assert_eq!(run.code, 1, "a mismatch, not bad input: {}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("status: expected wall-stopped, got exited"),
+        "{}",
+        run.stdout
+    );
 }

@@ -3,7 +3,7 @@
 //! For each guest `modules/src/bin/<name>.rs` there are two constants holding absolute
 //! paths: `<NAME>`, the wasm32-wasip1 core module, and `<NAME>_COMPONENT`, the
 //! wasm32-wasip2 component. `ALL` lists every guest. Each suite (the guest name's prefix:
-//! `fs`, `env`, `stdio`, `clocks`, `random`, `limits`, `exit`, `net`) has a macro,
+//! `fs`, `env`, `stdio`, `clocks`, `random`, `limits`, `exit`, `net`, `cpu`, `drill`) has a macro,
 //! `foreach_<suite>!`, that invokes a given macro once per guest, so a test module can
 //! insist that each guest has a test of the same name:
 //!
