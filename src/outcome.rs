@@ -359,21 +359,7 @@ mod tests {
     use super::*;
 
     fn outcome(status: Status) -> Outcome {
-        Outcome {
-            status,
-            trap: None,
-            fuel_used: None,
-            elapsed: Duration::ZERO,
-            wall: None,
-            peak_memory_bytes: 0,
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            denials: Vec::new(),
-            denials_dropped: 0,
-            uses: Default::default(),
-        }
+        Outcome::watched(status, None)
     }
 
     #[test]

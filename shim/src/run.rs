@@ -441,21 +441,7 @@ mod tests {
 
     #[test]
     fn a_stop_signal_exits_as_containerd_expects() {
-        let mut outcome = Outcome {
-            status: Status::Cancelled,
-            trap: None,
-            fuel_used: None,
-            elapsed: std::time::Duration::ZERO,
-            wall: None,
-            peak_memory_bytes: 0,
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            denials: Vec::new(),
-            denials_dropped: 0,
-            uses: Default::default(),
-        };
+        let mut outcome = Outcome::watched(Status::Cancelled, None);
         assert_eq!(exit_code(&outcome, Some(15)), 143);
         assert_eq!(exit_code(&outcome, Some(2)), 130);
         assert_eq!(exit_code(&outcome, None), wasmcell::EXIT_CANCELLED);

@@ -613,14 +613,14 @@ enum Wall {
 /// before the split, so that a refusal comes from this process with nothing
 /// run.
 fn start_watcher(policy: &Policy, report: &mut ReportOut) -> Result<Wall> {
-    let plan = WallPlan::for_policy(policy);
-    if plan.mode == WallMode::Off {
-        return Ok(Wall::Run(None));
-    }
-    if plan.mode == WallMode::Require {
-        let probe = wall::probe(&plan);
-        if !probe.complete() {
-            return Err(Advised::wrap(WallError::required(probe), "or run with --wall auto"));
+    match policy.wall().mode.value {
+        WallMode::Off => return Ok(Wall::Run(None)),
+        WallMode::Auto => {}
+        WallMode::Require => {
+            let probe = wall::probe(&WallPlan::for_policy(policy));
+            if !probe.complete() {
+                return Err(Advised::wrap(WallError::required(probe), "or run with --wall auto"));
+            }
         }
     }
     #[cfg(target_os = "linux")]

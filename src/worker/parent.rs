@@ -157,7 +157,9 @@ impl Worker {
                 Talk::Broken { report, .. } => (report, None),
                 Talk::Refused(_) => (None, None),
             };
-            let mut outcome = outcome.map(|o| *o).unwrap_or_else(|| bare_outcome(Status::WallStopped));
+            let mut outcome = outcome
+                .map(|o| *o)
+                .unwrap_or_else(|| Outcome::watched(Status::WallStopped, None));
             outcome.status = Status::WallStopped;
             outcome.trap = None;
             outcome.wall = report;
@@ -172,7 +174,7 @@ impl Worker {
                 Ok(outcome)
             }
             Talk::TimedOut { report, elapsed } => {
-                let mut outcome = bare_outcome(Status::Timeout);
+                let mut outcome = Outcome::watched(Status::Timeout, None);
                 outcome.elapsed = elapsed;
                 outcome.wall = Some(report);
                 Ok(outcome)
@@ -393,23 +395,4 @@ fn stderr_tail(stderr: &[u8]) -> String {
     }
     let cut: String = text.chars().take(2000).collect();
     format!("; its stderr: {}", sanitize(&cut))
-}
-
-/// An outcome for a run the parent ended: nothing but the status.
-fn bare_outcome(status: Status) -> Outcome {
-    Outcome {
-        status,
-        trap: None,
-        fuel_used: None,
-        elapsed: Duration::ZERO,
-        peak_memory_bytes: 0,
-        stdout_bytes: 0,
-        stderr_bytes: 0,
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        denials: Vec::new(),
-        denials_dropped: 0,
-        uses: Default::default(),
-        wall: None,
-    }
 }

@@ -128,17 +128,9 @@ fn the_watcher_reports_a_run_killed_by_sigsys_as_stopped_by_the_wall() {
         ])
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    assert_eq!(line, "sleeping\n");
+    wait_until_sleeping(&mut child);
     // The run is the watcher's child: the process seccomp would kill.
-    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
-    let run: i32 = children
-        .split_whitespace()
-        .next()
-        .expect("the run's process")
-        .parse()
-        .unwrap();
+    let run = run_process(&child);
     // SAFETY: sends a signal to the run's process, a child of the test's own child.
     assert_eq!(unsafe { libc::kill(run, libc::SIGSYS) }, 0);
     let out = wait_for(child);
