@@ -5,12 +5,11 @@
 //! core module's exports, a WAVE function call for a component's.
 
 use crate::engine::{LoadError, Program, ProgramKind, check_initialize};
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, RequestError, RequestErrorKind};
 use crate::runner::{Ended, RunOptions, RunState, Sandbox};
 use crate::store::{P2Ctx, State};
 use crate::term::{sanitize, truncate};
 use anyhow::{Context as _, Result};
-use std::fmt;
 use std::time::Instant;
 use wasmtime::component::{self, Type};
 use wasmtime::{Store, Val, ValType};
@@ -145,39 +144,14 @@ impl Invocation {
     }
 }
 
-/// A call that was refused before anything ran: no such export, arguments
-/// that do not fit its type, or an instance poisoned by an earlier call.
-/// The CLI exits 2 for it, as for other usage errors.
-///
-/// # Example
-///
-/// ```
-/// use wasmcell::{InvokeError, Policy, Sandbox, Status};
-///
-/// let sandbox = Sandbox::builder().policy(Policy::deny_all()).build()?;
-/// let program = sandbox.load_library_bytes("trap.wasm", br#"(module
-///     (func (export "boom") unreachable) (func (export "ok")))"#)?;
-/// let mut instance = sandbox.instantiate(&program)?;
-/// assert!(instance.invoke("nope", &[] as &[&str]).unwrap_err().is::<InvokeError>());
-/// assert_eq!(instance.invoke("boom", &[] as &[&str])?.outcome.status, Status::Trap);
-/// let err = instance.invoke("ok", &[] as &[&str]).unwrap_err();
-/// assert!(err.is::<InvokeError>());
-/// assert!(err.to_string().contains("an earlier call of `boom` did not return"));
-/// # Ok::<(), anyhow::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct InvokeError(String);
-
-impl fmt::Display for InvokeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A call refused before anything ran, as a [`RequestError`] of kind
+/// [`RequestErrorKind::Invocation`].
+fn refuse<T>(message: String) -> Result<T> {
+    Err(refusal(message))
 }
 
-impl std::error::Error for InvokeError {}
-
-fn refuse<T>(message: String) -> Result<T> {
-    Err(InvokeError(message).into())
+fn refusal(message: String) -> anyhow::Error {
+    RequestError::new(RequestErrorKind::Invocation, message).into()
 }
 
 impl Sandbox {
@@ -304,7 +278,7 @@ impl Instance {
     ///
     /// # Errors
     ///
-    /// An [`InvokeError`] when the call was refused before running (no such
+    /// A [`RequestError`] ([`RequestErrorKind::Invocation`]) when the call was refused before running (no such
     /// function, `args` of the wrong number or types, a component, a
     /// poisoned instance); other errors are the sandbox's own failures. How
     /// the call ended is never an error: see [`CallOutcome::outcome`].
@@ -398,7 +372,7 @@ impl Instance {
     ///
     /// # Errors
     ///
-    /// As [`Instance::call`], and an [`InvokeError`] when the text does not
+    /// As [`Instance::call`], and a [`RequestError`] ([`RequestErrorKind::Invocation`]) when the text does not
     /// parse or fit the function's type.
     pub fn invoke(&mut self, call: &str, args: &[impl AsRef<str>]) -> Result<Invocation> {
         let sandbox = self.sandbox.clone();
@@ -439,7 +413,7 @@ impl Instance {
             ));
         }
         let parsed = wasm_wave::untyped::UntypedFuncCall::parse(call).map_err(|e| {
-            InvokeError(format!(
+            refusal(format!(
                 "`{}` is not a function call in WAVE syntax ({e}); write it as `name(arg, ...)`, such as `add(1, 2)`",
                 sanitize(call)
             ))
@@ -450,7 +424,7 @@ impl Instance {
         };
         let types: Vec<Type> = func.ty(store).params().map(|(_, ty)| ty).collect();
         let params: Vec<component::Val> = parsed.to_wasm_params(types.iter()).map_err(|e| {
-            InvokeError(format!(
+            refusal(format!(
                 "the arguments of `{}` do not fit its type: {e}",
                 sanitize(parsed.name())
             ))
@@ -671,7 +645,7 @@ fn parse_core_args(
         .map(|(i, (ty, arg))| {
             let arg = arg.as_ref();
             let bad = || {
-                InvokeError(format!(
+                refusal(format!(
                     "argument {} of `{}` must be {ty}, not `{}`",
                     i + 1,
                     sanitize(name),

@@ -83,10 +83,11 @@ pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,
 };
 pub use hostfs::HostFile;
-pub use instance::{CallOutcome, Instance, Invocation, InvokeError};
+pub use instance::{CallOutcome, Instance, Invocation};
 pub use outcome::{
     EXIT_CANCELLED, EXIT_CODE_TABLE, EXIT_FUEL, EXIT_LOAD, EXIT_MEMORY, EXIT_OUT_OF_RANGE, EXIT_OUTPUT, EXIT_SANDBOX,
-    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, EXIT_WALL, Outcome, Status,
+    EXIT_TIMEOUT, EXIT_TRAP, EXIT_USAGE, EXIT_WALL, Outcome, RequestError, RequestErrorKind, Status,
+    exit_code_for_error,
 };
 pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyBuilder,

@@ -349,7 +349,7 @@ mod tests {
 
     // See: #9
     #[test]
-    fn r9_tables_are_charged_against_the_memory_limit() {
+    fn tables_are_charged_against_the_memory_limit() {
         let mut l = MemoryLimiter::new(1 << 16);
         // A table's initial size at instantiation: 4096 elements, 32 KiB.
         assert!(l.table_growing(0, 4096, None).unwrap());

@@ -7,11 +7,13 @@
 
 use crate::cancel::Cancelled;
 use crate::capabilities::Denial;
+use crate::engine::LoadError;
 use crate::limits::LimitExceeded;
-use crate::policy::{ByteSize, Policy};
+use crate::policy::{ByteSize, Policy, PolicyError};
 use crate::term::sanitize;
-use crate::wall::WallReport;
+use crate::wall::{WallError, WallReport};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::time::Duration;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
@@ -58,8 +60,100 @@ code     meaning
 153      output limit reached (limits.output), like RLIMIT_FSIZE's SIGXFSZ
 159      the second wall stopped the run: its process made a forbidden system call and was killed (SIGSYS)";
 
-/// How the guest ended.
+/// The exit code for an error that stopped a run before or instead of the
+/// guest, from the [`EXIT_CODE_TABLE`]: [`EXIT_USAGE`] when what was asked
+/// cannot be run ([`PolicyError`], [`RequestError`], and the [`WallError`]
+/// of a wall `wall.mode = "require"` could not put up), [`EXIT_LOAD`] for a
+/// [`LoadError`], [`EXIT_SANDBOX`] for anything else (a host failure). The
+/// whole chain is searched, so context added on the way keeps the code.
+///
+/// The command line, the matrix and the containerd shim all end with it.
+pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
+    let usage =
+        |e: &(dyn std::error::Error + 'static)| e.is::<PolicyError>() || e.is::<RequestError>() || e.is::<WallError>();
+    if err.chain().any(usage) {
+        EXIT_USAGE
+    } else if err.chain().any(|e| e.is::<LoadError>()) {
+        EXIT_LOAD
+    } else {
+        EXIT_SANDBOX
+    }
+}
+
+/// A request refused before anything ran, for what it asked rather than for
+/// the guest or the host: calling an export that is not there, a matrix
+/// without modules, a container configuration the shim will not run. Its
+/// [`kind`](RequestError::kind) says which; [`exit_code_for_error`] gives
+/// [`EXIT_USAGE`] for it.
+///
+/// # Example
+///
+/// ```
+/// use wasmcell::{Policy, RequestError, RequestErrorKind, Sandbox, Status};
+///
+/// let sandbox = Sandbox::builder().policy(Policy::deny_all()).build()?;
+/// let program = sandbox.load_library_bytes("trap.wasm", br#"(module
+///     (func (export "boom") unreachable) (func (export "ok")))"#)?;
+/// let mut instance = sandbox.instantiate(&program)?;
+/// let refused = |err: &anyhow::Error| {
+///     err.downcast_ref::<RequestError>().map(RequestError::kind) == Some(RequestErrorKind::Invocation)
+/// };
+/// assert!(refused(&instance.invoke("nope", &[] as &[&str]).unwrap_err()));
+/// assert_eq!(instance.invoke("boom", &[] as &[&str])?.outcome.status, Status::Trap);
+/// let err = instance.invoke("ok", &[] as &[&str]).unwrap_err();
+/// assert!(refused(&err));
+/// assert!(err.to_string().contains("an earlier call of `boom` did not return"));
+/// assert_eq!(wasmcell::exit_code_for_error(&err), wasmcell::EXIT_USAGE);
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RequestError {
+    kind: RequestErrorKind,
+    message: String,
+}
+
+/// What kind of request a [`RequestError`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestErrorKind {
+    /// A call of an [`Instance`](crate::Instance): no such export, arguments
+    /// that do not fit it, or an instance poisoned by an earlier call.
+    Invocation,
+    /// The matrix's input: unreadable or invalid expectations, no modules
+    /// or policies, duplicate names.
+    MatrixInput,
+    /// A container the containerd shim will not run as configured (its
+    /// policy grants the runtime's own directories, its image's policy is
+    /// not a regular file, its precompiled code does not fit the policy).
+    Container,
+}
+
+impl RequestError {
+    /// A refusal of `kind`; `message` says what was wrong and what to do.
+    pub fn new(kind: RequestErrorKind, message: impl Into<String>) -> RequestError {
+        RequestError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What kind of request was refused.
+    pub fn kind(&self) -> RequestErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// How the guest ended. New endings may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Status {
     /// The guest exited on its own with this status.
     Exited(i32),
@@ -119,6 +213,7 @@ impl Status {
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Outcome {
     /// How the guest ended.
     pub status: Status,
@@ -465,7 +560,7 @@ mod tests {
     /// escapes them.
     // See: #9
     #[test]
-    fn r9_describe_escapes_guest_text_in_traps() {
+    fn describe_escapes_guest_text_in_traps() {
         let mut trapped = outcome(Status::Trap);
         trapped.trap = Some("in `f\u{1b}[2J`\nwasmcell: forged\u{202e}".to_string());
         let line = trapped.describe(&Policy::deny_all()).unwrap();

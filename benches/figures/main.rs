@@ -49,7 +49,8 @@ use std::time::Duration;
 
 const SECTIONS: [&str; 8] = ["cli", "embed", "metering", "memory", "latency", "fs", "hostmem", "wall"];
 const WASMCELL: &str = env!("CARGO_BIN_EXE_wasmcell");
-const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
+// The repository: this bench belongs to the command line's package, in cli/.
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const HELLO_OUTPUT: &[u8] = b"hello from wasmcell\n";
 const SLEEPING_OUTPUT: &[u8] = b"sleeping\n";
 /// Untimed runs of each CLI command and each metering configuration before timing.

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use tokio::signal::unix::{SignalKind, signal};
 
 use wasmcell::{
-    CancelHandle, LoadError, Origin, Outcome, Policy, PolicyBuilder, PolicyError, Program, RunOptions, Status,
+    CancelHandle, Origin, Outcome, Policy, PolicyBuilder, Program, RequestError, RequestErrorKind, RunOptions, Status,
 };
 
 /// Where an image keeps its own policy.
@@ -41,31 +41,10 @@ fn precompiled_layer(ctx: &impl RuntimeContext) -> bool {
     matches!(ctx.entrypoint().source, Source::Oci([layer]) if layer.precompiled)
 }
 
-/// A policy the shim refuses to run under (exit 2, as a policy error).
-#[derive(Debug)]
-struct Refused(String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// The CLI's exit code for an error that stopped the run before the guest:
-/// 2 for a policy error, 126 for a module that cannot load, 125 otherwise.
-fn exit_code_for_error(err: &anyhow::Error) -> u8 {
-    if err
-        .chain()
-        .any(|e| e.is::<PolicyError>() || e.is::<wasmcell::wall::WallError>())
-    {
-        wasmcell::EXIT_USAGE
-    } else if err.chain().any(|e| e.is::<LoadError>()) {
-        wasmcell::EXIT_LOAD
-    } else {
-        wasmcell::EXIT_SANDBOX
-    }
+/// A container the shim refuses to run as configured: exit 2, as for a
+/// policy error ([`wasmcell::exit_code_for_error`]).
+fn refused(message: String) -> anyhow::Error {
+    RequestError::new(RequestErrorKind::Container, message).into()
 }
 
 /// The shim's `Sandbox`: one per container, created inside it.
@@ -84,12 +63,7 @@ impl Sandbox for WasmcellSandbox {
                 // that it stays one line of the log and steers no terminal.
                 let message = format!("{err:#}");
                 let _ = writeln!(std::io::stderr(), "wasmcell: error: {}", wasmcell::sanitize(&message));
-                let code = if err.chain().any(|e| e.is::<Refused>()) {
-                    wasmcell::EXIT_USAGE
-                } else {
-                    exit_code_for_error(&err)
-                };
-                i32::from(code)
+                i32::from(wasmcell::exit_code_for_error(&err))
             }
         };
         Ok(code)
@@ -154,10 +128,9 @@ fn build_sandbox(policy: Policy, precompiled: bool) -> Result<wasmcell::Sandbox>
     let sandbox = builder.policy(policy).capture_output(false).log_denials(true).build();
     if precompiled {
         return sandbox.map_err(|e| {
-            Refused(format!(
+            refused(format!(
                 "{e:#}: the image's module layer was precompiled for the shim's engine ({PRECOMPILED_ENGINE}), which this policy does not fit; keep `limits.stack` at its default and `wasm.proposals` empty, or import the image again without its precompiled content"
             ))
-            .into()
         });
     }
     sandbox
@@ -167,7 +140,7 @@ fn build_sandbox(policy: Policy, precompiled: bool) -> Result<wasmcell::Sandbox>
 /// `/wasmcell.toml`, else deny-all.
 fn choose_policy(node: &NodePolicy, image_policy: &Path) -> Result<PolicyBuilder> {
     match node {
-        NodePolicy::Invalid(why) => Err(Refused(why.clone()).into()),
+        NodePolicy::Invalid(why) => Err(refused(why.clone())),
         NodePolicy::Named { name, path, text } => Policy::builder().toml(text, "/").with_context(|| {
             format!(
                 "node policy `{name}` (`{}`, named by annotation `{}`)",
@@ -180,11 +153,10 @@ fn choose_policy(node: &NodePolicy, image_policy: &Path) -> Result<PolicyBuilder
             Err(e) => {
                 Err(e).with_context(|| format!("failed to inspect the image's policy `{}`", image_policy.display()))
             }
-            Ok(meta) if !meta.is_file() => Err(Refused(format!(
+            Ok(meta) if !meta.is_file() => Err(refused(format!(
                 "the image's policy `{}` must be a regular file, not a link or a special file; copy the policy there",
                 image_policy.display()
-            ))
-            .into()),
+            ))),
             Ok(_) => Ok(Policy::builder().file(image_policy)?),
         },
     }
@@ -198,12 +170,11 @@ fn refuse_runtime_dirs(policy: &Policy) -> Result<()> {
         let host = &dir.host;
         let system = ["/proc", "/sys", "/dev"].iter().any(|p| host.starts_with(p));
         if host == Path::new("/") || system {
-            return Err(Refused(format!(
+            return Err(refused(format!(
                 "policy key `fs.dirs` grants `{}` as `{}`; inside a container the shim refuses `/`, `/proc`, `/sys` and `/dev`: grant a directory of the image or a mounted volume instead",
                 host.display(),
                 dir.guest.escape_debug()
-            ))
-            .into());
+            )));
         }
     }
     Ok(())
@@ -431,7 +402,11 @@ mod tests {
         let err = build_sandbox(deep, true)
             .err()
             .expect("the precompile engine has a 1 MiB stack");
-        assert!(err.is::<Refused>(), "a policy error, exit 2: {err:#}");
+        assert_eq!(
+            wasmcell::exit_code_for_error(&err),
+            wasmcell::EXIT_USAGE,
+            "refused, exit 2: {err:#}"
+        );
         let message = format!("{err:#}");
         assert!(
             message.contains("limits.stack") && message.contains("precompiled"),

@@ -740,7 +740,7 @@ mod tests {
 
     // See: #13
     #[test]
-    fn r13_linkers_are_built_for_the_first_guest_that_needs_them() {
+    fn linkers_are_built_for_the_first_guest_that_needs_them() {
         let engine = Engine::new(EngineConfig::default()).unwrap();
         let linkers = |e: &Engine| (e.inner.p1_linker.get().is_some(), e.inner.p2_linker.get().is_some());
         assert_eq!(linkers(&engine), (false, false), "an engine alone links nothing");

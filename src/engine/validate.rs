@@ -187,7 +187,7 @@ mod tests {
 
     // See: #13
     #[test]
-    fn r13_an_invalid_module_is_not_validated_once_per_proposal() {
+    fn an_invalid_module_is_not_validated_once_per_proposal() {
         // A large invalid module costs a validation pass per try; no
         // proposal helps this one, so the search must not try each.
         let bytes = wat::parse_str(r#"(module (func (result i32)))"#).unwrap();

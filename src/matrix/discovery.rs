@@ -19,7 +19,7 @@ pub struct Entry {
 ///
 /// # Errors
 ///
-/// A [`MatrixError`](super::MatrixError) for a missing path, no modules at
+/// A [`RequestError`](crate::RequestError) of kind `MatrixInput` for a missing path, no modules at
 /// all, or two modules with the same name.
 pub fn discover_modules(paths: &[PathBuf]) -> Result<Vec<Entry>> {
     discover(paths, &["wasm", "wat"], "modules", |_| true)

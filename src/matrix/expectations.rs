@@ -119,7 +119,7 @@ impl Expectations {
     ///
     /// # Errors
     ///
-    /// A [`MatrixError`](super::MatrixError) naming the file and line for TOML
+    /// A [`RequestError`](crate::RequestError) of kind `MatrixInput` naming the file and line for TOML
     /// errors, unknown keys, unknown statuses and invalid regular expressions.
     pub fn from_file(path: &Path) -> Result<Expectations> {
         let text = std::fs::read_to_string(path)

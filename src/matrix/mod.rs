@@ -20,26 +20,16 @@ pub use discovery::{Entry, discover_modules, discover_policies};
 pub use expectations::{CellExpectation, EXPECTATIONS_FILE, Expectations, ExpectationsFile, ModuleSetup, glob_match};
 pub use render::{render_json, render_junit, render_table, wall_line};
 
-use crate::outcome::{EXIT_LOAD, EXIT_SANDBOX, Outcome, Status};
+use crate::outcome::{EXIT_LOAD, EXIT_SANDBOX, Outcome, RequestError, RequestErrorKind, Status};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Bad input to the matrix: unreadable or invalid expectations, no modules
-/// or policies, duplicate names. Nothing ran; `wasmcell matrix` exits 2.
-#[derive(Debug)]
-pub struct MatrixError(String);
-
-impl fmt::Display for MatrixError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for MatrixError {}
-
+/// Bad input to the matrix (unreadable or invalid expectations, no modules
+/// or policies, duplicate names), as a [`RequestError`] of kind
+/// [`RequestErrorKind::MatrixInput`]: nothing ran, and `wasmcell matrix` exits 2.
 fn bad_input(msg: impl Into<String>) -> anyhow::Error {
-    MatrixError(msg.into()).into()
+    RequestError::new(RequestErrorKind::MatrixInput, msg).into()
 }
 
 /// How a cell ended.

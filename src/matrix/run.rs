@@ -7,7 +7,7 @@ use super::{
     discover_modules, discover_policies, exit_code, status_name,
 };
 use crate::engine::{Engine, EngineConfig, LoadError, Program};
-use crate::outcome::Outcome;
+use crate::outcome::{EXIT_LOAD, Outcome, exit_code_for_error};
 use crate::policy::{Policy, Proposals};
 use crate::runner::Sandbox;
 use crate::worker::{CompiledProgram, Job, PolicySource, Worker};
@@ -22,7 +22,7 @@ impl Matrix {
     ///
     /// # Errors
     ///
-    /// A [`MatrixError`](super::MatrixError) or [`crate::PolicyError`] for bad
+    /// A [`RequestError`](crate::RequestError) of kind `MatrixInput` or [`crate::PolicyError`] for bad
     /// input; other errors when an engine cannot be created. Guests that fail
     /// are data.
     pub fn run(options: &MatrixOptions) -> Result<Matrix> {
@@ -206,7 +206,8 @@ fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation:
     };
     match ran {
         Ok(outcome) => CellResult::Ran(outcome),
-        Err(e) if e.is::<LoadError>() => CellResult::LoadFailed(format!("{e:#}")),
+        // Classified as `wasmcell run` would exit for it.
+        Err(e) if exit_code_for_error(&e) == EXIT_LOAD => CellResult::LoadFailed(format!("{e:#}")),
         Err(e) => CellResult::Failed(format!("{e:#}")),
     }
 }

@@ -11,7 +11,8 @@ use wasmcell_artifacts::{
     STDIO_STDIN_BLOCKED,
 };
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+// The repository: these tests belong to the command line's package, in cli/.
+const MANIFEST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// Runs `wasmcell ARGS..` with stdin closed.
 fn run(args: &[&str]) -> Output {
@@ -852,7 +853,7 @@ fn run_with_fd3(redirect: &str, fd3: &Path, args: &[&str]) -> Output {
 /// is refused while the guest's stderr is inherited.
 // See: #9
 #[test]
-fn r9_report_fd_is_not_forgeable_by_the_guest() {
+fn report_fd_is_not_forgeable_by_the_guest() {
     let dir = tempfile::tempdir().unwrap();
     let fake = write(dir.path(), "fake.wat", FAKE_REPORT_WAT);
     let report = dir.path().join("report.json");
@@ -882,7 +883,7 @@ fn r9_report_fd_is_not_forgeable_by_the_guest() {
 /// the guest shares, and a bad one is a usage error, not a panic.
 // See: #9
 #[test]
-fn r9_report_fd_must_be_an_open_writable_descriptor() {
+fn report_fd_must_be_an_open_writable_descriptor() {
     let dir = tempfile::tempdir().unwrap();
     for (fd, why) in [
         ("0", "0, 1 and 2"),
@@ -908,7 +909,7 @@ fn r9_report_fd_must_be_an_open_writable_descriptor() {
 /// the fix the `guest trapped` line panicked (exit 101) and no report came.
 // See: #9
 #[test]
-fn r9_closed_pipes_do_not_panic_and_the_report_is_written() {
+fn closed_pipes_do_not_panic_and_the_report_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let guest = write(dir.path(), "trap.wat", WRITE_THEN_TRAP_WAT);
     let report = dir.path().join("report.json");
@@ -946,7 +947,7 @@ fn r9_closed_pipes_do_not_panic_and_the_report_is_written() {
 /// `check` and `matrix` into a closed stdout end quietly with their own code.
 // See: #9
 #[test]
-fn r9_check_and_matrix_into_a_closed_pipe_do_not_panic() {
+fn check_and_matrix_into_a_closed_pipe_do_not_panic() {
     let policy = Path::new(MANIFEST_DIR).join("policies/read-only.toml");
     let matrix = ["matrix", "--modules", HELLO, "--policies", s(&policy)];
     for args in [&["check", s(&policy)][..], &matrix[..]] {
@@ -965,7 +966,7 @@ fn r9_check_and_matrix_into_a_closed_pipe_do_not_panic() {
 /// start a line that passes for wasmcell's.
 // See: #9
 #[test]
-fn r9_error_messages_escape_guest_names() {
+fn error_messages_escape_guest_names() {
     let dir = tempfile::tempdir().unwrap();
     let module = write(
         dir.path(),
@@ -990,7 +991,7 @@ fn r9_error_messages_escape_guest_names() {
 /// file, and the message names the flag the user typed.
 // See: #10
 #[test]
-fn r10_flags_are_checked_like_file_values() {
+fn flags_are_checked_like_file_values() {
     let cases: [(&[&str], &str); 4] = [
         (
             &["--max-module-size", "2GiB"],

@@ -17,7 +17,8 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use wasmcell::{Sandbox, Status};
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+// The repository: these tests belong to the command line's package, in cli/.
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The corpus program `name`, fetched (or built) and verified by
 /// `scripts/corpus`, once per test process.
@@ -85,7 +86,7 @@ fn run_ripgrep(policy: wasmcell::Policy, args: &[&str]) -> wasmcell::Outcome {
 
 // See: #13
 #[test]
-fn r13_corpus_ripgrep_searches_what_the_policy_grants() {
+fn corpus_ripgrep_searches_what_the_policy_grants() {
     let tmp = search_tree();
     let outcome = run_ripgrep(
         ripgrep_policy(tmp.path(), ""),
@@ -100,7 +101,7 @@ fn r13_corpus_ripgrep_searches_what_the_policy_grants() {
 
 // See: #13
 #[test]
-fn r13_corpus_ripgrep_cannot_reach_past_its_grant() {
+fn corpus_ripgrep_cannot_reach_past_its_grant() {
     let tmp = search_tree();
     let secret = tmp.path().join("secret.txt");
     for target in [
@@ -125,7 +126,7 @@ fn r13_corpus_ripgrep_cannot_reach_past_its_grant() {
 
 // See: #13
 #[test]
-fn r13_corpus_ripgrep_is_stopped_by_fuel_and_memory_limits() {
+fn corpus_ripgrep_is_stopped_by_fuel_and_memory_limits() {
     let tmp = search_tree();
     let starved = run_ripgrep(
         ripgrep_policy(tmp.path(), "[limits]\nfuel = 10_000"),
@@ -141,7 +142,7 @@ fn r13_corpus_ripgrep_is_stopped_by_fuel_and_memory_limits() {
 
 // See: #13
 #[test]
-fn r13_corpus_ripgrep_runs_from_the_command_line() {
+fn corpus_ripgrep_runs_from_the_command_line() {
     let tmp = search_tree();
     let rg = corpus("ripgrep");
     let child = wasmcell_command()
@@ -161,7 +162,7 @@ fn r13_corpus_ripgrep_runs_from_the_command_line() {
 /// The project matrix covers a real-world module: every cell of ripgrep under
 /// every bundled policy is checked by `policies/expectations.toml`.
 #[test]
-fn r13_corpus_ripgrep_is_in_the_project_matrix() {
+fn corpus_ripgrep_is_in_the_project_matrix() {
     let rg = corpus("ripgrep");
     let child = wasmcell_command()
         .args(["matrix", "--modules"])
@@ -191,7 +192,7 @@ fn r13_corpus_ripgrep_is_in_the_project_matrix() {
 /// A 29 MiB reactor run as a command is refused before anything compiles,
 /// saying what it is and how to call it.
 #[test]
-fn r13_corpus_ruby_reactor_is_refused_before_compiling() {
+fn corpus_ruby_reactor_is_refused_before_compiling() {
     let ruby = corpus("ruby");
     let sandbox = Sandbox::builder().policy(wasmcell::Policy::deny_all()).build().unwrap();
     let before = sandbox.engine().cache_stats().compiled;
@@ -217,7 +218,7 @@ fn quickjs() -> PathBuf {
 
 // See: #13
 #[test]
-fn r13_corpus_quickjs_plugin_is_invoked_from_the_command_line() {
+fn corpus_quickjs_plugin_is_invoked_from_the_command_line() {
     let out = wait_for(
         wasmcell_command()
             .args([
@@ -247,7 +248,7 @@ fn r13_corpus_quickjs_plugin_is_invoked_from_the_command_line() {
 /// One instance, many calls: the plugin's heap persists between them, each
 /// call has its own fuel, and a call past the memory limit ends with it.
 #[test]
-fn r13_corpus_quickjs_plugin_keeps_its_heap_between_calls_under_limits() {
+fn corpus_quickjs_plugin_keeps_its_heap_between_calls_under_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let policy = policy_toml("[limits]\nfuel = 1_000_000\nmemory = \"16 MiB\"", tmp.path());
     let sandbox = Sandbox::builder().policy(policy).build().unwrap();
@@ -325,7 +326,7 @@ fn grant(tmp: &Path) -> String {
 
 // See: #13
 #[test]
-fn r13_corpus_yosys_synthesizes_a_granted_design() {
+fn corpus_yosys_synthesizes_a_granted_design() {
     let tmp = design();
     let out = yosys(
         &["--ro-dir", &grant(tmp.path()), "--timeout", "120s", "--memory", "1GiB"],
@@ -345,7 +346,7 @@ fn r13_corpus_yosys_synthesizes_a_granted_design() {
 
 // See: #13
 #[test]
-fn r13_corpus_yosys_cannot_read_past_its_grant() {
+fn corpus_yosys_cannot_read_past_its_grant() {
     let tmp = design();
     let secret = tmp.path().join("secret.v");
     for target in ["/work/../secret.v", "/etc/passwd", secret.to_str().unwrap()] {
@@ -361,7 +362,7 @@ fn r13_corpus_yosys_cannot_read_past_its_grant() {
 
 // See: #13
 #[test]
-fn r13_corpus_yosys_is_stopped_by_memory_and_time_limits() {
+fn corpus_yosys_is_stopped_by_memory_and_time_limits() {
     let tmp = design();
     let out = yosys(&["--memory", "8MiB"], &["-V"]);
     assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));

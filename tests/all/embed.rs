@@ -123,7 +123,7 @@ fn disk_cache_skips_compilation_in_the_next_engine() {
 /// of the same length is read again, never served the old code.
 #[cfg(unix)]
 #[test]
-fn r13_warm_loads_trust_a_file_stamp_only_while_the_file_is_unchanged() {
+fn warm_loads_trust_a_file_stamp_only_while_the_file_is_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cache");
     let guest = tmp.path().join("exit.wat");
@@ -637,7 +637,7 @@ fn a_reused_pool_slot_shows_nothing_of_the_previous_run() {
 
 // See: #9
 #[test]
-fn r9_pooled_runs_charge_tables_against_the_memory_limit() {
+fn pooled_runs_charge_tables_against_the_memory_limit() {
     // Three tables of 2^20 elements fit the pool's slots (4 tables of 2^20
     // per module) but not a 16 MiB limit; two do.
     let table = |n: usize| {

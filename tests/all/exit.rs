@@ -124,7 +124,7 @@ const BAD_STARTS: [(&str, &str, &str); 3] = [
 /// A `_start` the runner cannot call is a module that is not a command: a
 /// load error (nothing ran), not a trap (134) after instantiation.
 #[test]
-fn r9_start_with_params_or_results_is_a_load_error() {
+fn start_with_params_or_results_is_a_load_error() {
     let sandbox = Sandbox::builder().policy(Policy::deny_all()).build().unwrap();
     for (name, wat, found) in BAD_STARTS {
         let err = sandbox
@@ -147,7 +147,7 @@ fn r9_start_with_params_or_results_is_a_load_error() {
 
 // See: #9
 #[test]
-fn r9_start_with_params_or_results_exits_126_from_run_and_compile() {
+fn start_with_params_or_results_exits_126_from_run_and_compile() {
     let dir = tempfile::tempdir().unwrap();
     for (name, wat, found) in BAD_STARTS {
         let path = dir.path().join(name);

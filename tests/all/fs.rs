@@ -423,7 +423,7 @@ fn readonly_write_expected(len: usize) -> String {
 /// and neither guest path is granted.
 // See: #9
 #[test]
-fn r9_one_dir_read_write_and_read_only_is_refused() {
+fn one_dir_read_write_and_read_only_is_refused() {
     let layout = Layout::new();
     let shared = layout.data();
     for (first, second) in [
@@ -615,7 +615,7 @@ fn fs_plant_symlink() {
 /// it runs, before the report is written; or an earlier run planted it.
 // See: #9
 #[test]
-fn r9_report_through_a_planted_link_is_refused() {
+fn report_through_a_planted_link_is_refused() {
     let t = Planted::new();
     let work = format!("{}::/work", t.path("work").display());
     let report = t.path("work/report.json");
@@ -656,7 +656,7 @@ fn r9_report_through_a_planted_link_is_refused() {
 /// link after the policy was loaded (library) or before (CLI).
 // See: #9
 #[test]
-fn r9_stderr_file_through_a_planted_link_is_refused() {
+fn stderr_file_through_a_planted_link_is_refused() {
     let t = Planted::new();
     let file = t.policy("[stdio]\nstderr = { file = \"work/err.log\" }\n");
     let policy = Policy::from_file(&file).unwrap();
@@ -672,7 +672,7 @@ fn r9_stderr_file_through_a_planted_link_is_refused() {
 /// replaced by a link to a file outside: the guest must not be fed it.
 // See: #9
 #[test]
-fn r9_stdin_file_through_a_planted_link_is_refused() {
+fn stdin_file_through_a_planted_link_is_refused() {
     let t = Planted::new();
     fs::write(t.path("work/in.txt"), "input\n").unwrap();
     let file = t.policy("[stdio]\nstdin = { file = \"work/in.txt\" }\n");
@@ -699,7 +699,7 @@ fn r9_stdin_file_through_a_planted_link_is_refused() {
 /// the CLI refuses the planted layout whichever access `/inputs` has.
 // See: #9
 #[test]
-fn r9_nested_grant_replaced_by_a_link_is_refused() {
+fn nested_grant_replaced_by_a_link_is_refused() {
     for guest in both(FS_PLANT_SYMLINK, FS_PLANT_SYMLINK_COMPONENT) {
         let t = Planted::new();
         fs::create_dir(t.path("work/inputs")).unwrap();
@@ -745,7 +745,7 @@ fn mkfifo(path: &Path) {
 /// directory is not a stream.
 // See: #9
 #[test]
-fn r9_stdio_files_must_be_regular_files() {
+fn stdio_files_must_be_regular_files() {
     let t = Planted::new();
     mkfifo(&t.path("fifo"));
     for (stdio, needle) in [
@@ -784,7 +784,7 @@ fn r9_stdio_files_must_be_regular_files() {
 /// `wasmcell check`; overlaps that lose no access still run.
 // See: #9
 #[test]
-fn r9_read_write_grant_over_a_read_only_one_is_refused() {
+fn read_write_grant_over_a_read_only_one_is_refused() {
     let layout = Layout::new();
     let d = layout.data();
     fs::create_dir(d.join("inner")).unwrap();

@@ -57,7 +57,7 @@ fn run_wat(policy: Policy, name: &str, wat: &str) -> Outcome {
 
 #[test]
 fn limits_fd_exhaustion() {
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/data");
+    let data = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("policies/data");
     let with_handles = |handles: u64| {
         let text = format!(
             "[limits]\nhandles = {handles}\n[[fs.dirs]]\nhost = \"{}\"\nguest = \"/data\"\naccess = \"read-only\"\n",
@@ -647,7 +647,7 @@ fn tables_fixture(count: usize, elements: u32) -> String {
 
 // See: #9
 #[test]
-fn r9_declared_tables_count_against_the_memory_limit() {
+fn declared_tables_count_against_the_memory_limit() {
     // Eight tables of 2^20 elements hold 64 MiB of host memory: under a
     // 16 MiB limit the third table is refused at instantiation, before any
     // code runs; without the charge the guest fills all eight and exits 0.
@@ -666,7 +666,7 @@ fn r9_declared_tables_count_against_the_memory_limit() {
 
 // See: #9
 #[test]
-fn r9_table_grow_counts_against_the_memory_limit() {
+fn table_grow_counts_against_the_memory_limit() {
     // Grows one table by 2^16 elements (512 KiB) at a time until `table.grow`
     // fails. The per-table cap alone would allow 8 MiB and then return -1
     // (exit 0); under a 2 MiB limit the fifth growth must stop the guest.
@@ -691,7 +691,7 @@ fn r9_table_grow_counts_against_the_memory_limit() {
 
 // See: #9
 #[test]
-fn r9_memory_and_tables_share_one_budget() {
+fn memory_and_tables_share_one_budget() {
     // 1 MiB of linear memory and 1.5 MiB of table: each fits 2 MiB, together
     // they do not.
     let wat = r#"
@@ -710,7 +710,7 @@ fn r9_memory_and_tables_share_one_budget() {
 
 // See: #9
 #[test]
-fn r9_many_tables_exit_137_from_the_cli() {
+fn many_tables_exit_137_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tables.wat");
     std::fs::write(&path, tables_fixture(8, 1 << 20)).unwrap();
@@ -740,7 +740,7 @@ fn gc_policy(memory: &str) -> Policy {
 
 // See: #13
 #[test]
-fn r13_gc_garbage_collected_within_the_limit_is_not_a_memory_limit() {
+fn gc_garbage_collected_within_the_limit_is_not_a_memory_limit() {
     // 62 MiB allocated in all, never more than 1.5 MiB of it live: the GC
     // heap cannot double past the 3 MiB limit, so wasmtime collects instead
     // and the guest carries on. It stayed within its limit and returned, so

@@ -30,6 +30,10 @@ use wasmcell::{Outcome, Policy, Sandbox, Status};
 /// The `wasmcell` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
 
+/// The repository. These tests belong to the command line's package (`cli/`),
+/// which cargo runs them in; its commands run at the top, as a user's do.
+pub const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
 /// Longest any `wasmcell` child may take before the test kills it and fails.
 pub const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -38,6 +42,7 @@ pub const WATCHDOG: Duration = Duration::from_secs(60);
 pub fn wasmcell_command() -> Command {
     let mut cmd = Command::new(BIN);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(REPO);
     cmd.env(
         "WASMCELL_CACHE_DIR",
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmcell-cache"),

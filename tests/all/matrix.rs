@@ -15,11 +15,11 @@ use wasmcell_artifacts::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmcell");
 /// The project's own policies and expectations.
-const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
-const EXPECTATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/expectations.toml");
-const DENY_ALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deny-all.toml");
-const READ_ONLY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/read-only.toml");
-const TIGHT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/tight.toml");
+const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
+const EXPECTATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/expectations.toml");
+const DENY_ALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/deny-all.toml");
+const READ_ONLY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/read-only.toml");
+const TIGHT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/tight.toml");
 
 /// Every bundled guest that ends quickly under every bundled policy; the
 /// infinite loop and the sleeper run into 10-30 s timeouts, so CI runs them.

@@ -57,7 +57,7 @@ fn random_seed_is_reproducible() {
 /// `policies/deterministic.toml` promises byte-identical output for the same guest and input.
 #[test]
 fn random_deterministic_policy_is_byte_identical() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/deterministic.toml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/deterministic.toml");
     let policy = Policy::from_file(path).unwrap_or_else(|e| panic!("{e}"));
     for guest in [RANDOM_BYTES, RANDOM_BYTES_COMPONENT, CLOCKS_NOW, CLOCKS_NOW_COMPONENT] {
         let first = run(policy.clone(), guest, &[] as &[&str]);

@@ -50,7 +50,7 @@ fn assert_exit(out: &Output, expected: i32, needles: &[&str]) {
 
 // See: #13
 #[test]
-fn r13_a_module_needing_a_proposal_is_refused_with_the_switch() {
+fn a_module_needing_a_proposal_is_refused_with_the_switch() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
@@ -85,7 +85,7 @@ fn r13_a_module_needing_a_proposal_is_refused_with_the_switch() {
 
 // See: #13
 #[test]
-fn r13_opted_in_proposals_run_from_flags_and_policy_files() {
+fn opted_in_proposals_run_from_flags_and_policy_files() {
     let dir = tempfile::tempdir().unwrap();
     let catches = module(dir.path(), "catches.wasm", CATCHES);
     let tail = module(dir.path(), "tail.wasm", TAIL_LOOP);
@@ -118,7 +118,7 @@ fn r13_opted_in_proposals_run_from_flags_and_policy_files() {
 
 // See: #13
 #[test]
-fn r13_threads_stay_refused() {
+fn threads_stay_refused() {
     let dir = tempfile::tempdir().unwrap();
     let shared = module(
         dir.path(),
@@ -139,7 +139,7 @@ fn r13_threads_stay_refused() {
 
 // See: #13
 #[test]
-fn r13_check_lists_what_is_on_and_why_it_matters() {
+fn check_lists_what_is_on_and_why_it_matters() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("p.toml");
     std::fs::write(&policy, "[wasm]\nproposals = [\"exceptions\"]\n").unwrap();
@@ -163,7 +163,7 @@ fn r13_check_lists_what_is_on_and_why_it_matters() {
 
 // See: #13
 #[test]
-fn r13_engines_with_other_proposals_never_share_compiled_code() {
+fn engines_with_other_proposals_never_share_compiled_code() {
     let dir = tempfile::tempdir().unwrap();
     let wat = r#"(module (func (export "_start")))"#;
     let plain = EngineConfig::default();
@@ -191,7 +191,7 @@ fn r13_engines_with_other_proposals_never_share_compiled_code() {
 
 // See: #13
 #[test]
-fn r13_an_engine_must_have_exactly_the_policys_proposals() {
+fn an_engine_must_have_exactly_the_policys_proposals() {
     let policy = Policy::builder().wasm_proposal(Proposal::Gc).build().unwrap();
     let config = EngineConfig::for_policy(&policy);
     assert_eq!(
@@ -219,7 +219,7 @@ fn r13_an_engine_must_have_exactly_the_policys_proposals() {
 
 // See: #13
 #[test]
-fn r13_gc_heaps_count_against_limits_memory() {
+fn gc_heaps_count_against_limits_memory() {
     // Keeps every array reachable through a linked list: only a limit stops it.
     let bomb = r#"(module
         (type $arr (array (mut i8)))
@@ -242,7 +242,7 @@ fn r13_gc_heaps_count_against_limits_memory() {
 
 // See: #13
 #[test]
-fn r13_externref_tables_are_bounded_like_funcref_tables() {
+fn externref_tables_are_bounded_like_funcref_tables() {
     let table = r#"(module (table 500000 externref) (func (export "_start")))"#;
     let policy = Policy::builder()
         .wasm_proposal(Proposal::Gc)

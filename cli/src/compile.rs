@@ -1,6 +1,6 @@
 //! `wasmcell compile`: precompiled native code for `run --allow-precompiled`.
 
-use super::{add_proposals, advise_proposals, eprint_line, parse_proposal, with_compile_notice};
+use crate::app::{add_proposals, advise_proposals, eprint_line, parse_proposal, with_compile_notice};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! `wasmcell check`: validate a policy and print what it grants.
 
-use super::{add_proposals, parse_proposal, print_stdout};
+use crate::app::{add_proposals, parse_proposal, print_stdout};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! `wasmcell matrix`: every module under every policy, judged against
 //! expectations, with a progress line on a terminal.
 
-use super::{eprint_line, print_stdout};
+use crate::app::{eprint_line, print_stdout};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;
@@ -82,7 +82,7 @@ impl MatrixCommand {
     ///
     /// # Errors
     ///
-    /// [`wasmcell::matrix::MatrixError`] and [`wasmcell::PolicyError`] for bad input.
+    /// A [`wasmcell::RequestError`] ([`wasmcell::RequestErrorKind::MatrixInput`]) or a [`wasmcell::PolicyError`] for bad input.
     pub fn execute(self) -> Result<u8> {
         let isolation = match self.in_process {
             true => wasmcell::matrix::Isolation::InProcess,

@@ -1,7 +1,7 @@
 //! `wasmcell run`: flags become a policy, the guest runs, the ending is
 //! explained with the flag that changes it, and the report is written.
 
-use super::{
+use crate::app::{
     Advised, add_proposals, advise_proposals, ending_advice, eprint_line, parse_proposal, print_stdout,
     with_compile_notice,
 };
@@ -690,8 +690,8 @@ fn report_child_end(
         if let Some(json) = &json
             && let Err(err) = report.write(json)
         {
-            super::print_error(&err);
-            return super::exit_code_for_error(&err);
+            crate::app::print_error(&err);
+            return crate::app::exit_code_for_error(&err);
         }
         return u8::try_from(code).unwrap_or(wasmcell::EXIT_SANDBOX);
     }
@@ -703,7 +703,7 @@ fn report_child_end(
             policy.limits().timeout.origin.describe("limits.timeout")
         ));
         if let Err(err) = report.write(&outcome.to_json()) {
-            super::print_error(&err);
+            crate::app::print_error(&err);
         }
         return outcome.exit_code();
     }
@@ -718,8 +718,8 @@ fn report_child_end(
     outcome.elapsed = started.elapsed();
     print_ending(&outcome, policy, false);
     if let Err(err) = report.write(&outcome.to_json()) {
-        super::print_error(&err);
-        return super::exit_code_for_error(&err);
+        crate::app::print_error(&err);
+        return crate::app::exit_code_for_error(&err);
     }
     outcome.exit_code()
 }
@@ -849,7 +849,7 @@ fn check_audit_outside_grants(policy: &Policy, file: &HostFile) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::app::{Cli, Command};
 
     #[test]
     fn dir_syntax() {

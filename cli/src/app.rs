@@ -1,15 +1,6 @@
-//! The `wasmcell` command line: one struct per subcommand, each with
-//! `execute(self)` returning the process exit code. It uses only the
-//! library's public API; what only a command line has lives here: flags and
-//! their parsers, the advice that names a flag, the terminal progress line,
-//! signal handling and the mapping of errors to exit codes.
-
-mod check;
-mod compile;
-mod matrix;
-mod progress;
-mod run;
-mod worker;
+//! The command line as a whole: `Cli` and its subcommands, the mapping of
+//! errors to exit codes, and the advice that names a flag. Each subcommand
+//! lives in a module of its own beside this one.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -17,15 +8,15 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
 use wasmcell::policy::{Origin, PolicyBuilder, Proposal};
-use wasmcell::{LoadError, LoadErrorKind, PolicyError, Status, sanitize};
+use wasmcell::{LoadError, LoadErrorKind, Status, sanitize};
 
-pub use check::CheckCommand;
-pub use compile::CompileCommand;
-pub use matrix::MatrixCommand;
-pub use run::RunCommand;
-pub use worker::WorkerCommand;
+use crate::check::CheckCommand;
+use crate::compile::CompileCommand;
+use crate::matrix::MatrixCommand;
+use crate::run::RunCommand;
+use crate::worker::WorkerCommand;
 
-pub(crate) use progress::with_compile_notice;
+pub(crate) use crate::progress::with_compile_notice;
 
 /// Run untrusted WebAssembly under a deny-by-default capability policy.
 #[derive(Parser, Debug)]
@@ -75,25 +66,17 @@ impl Cli {
 }
 
 /// The exit code for an error that stopped `wasmcell` before or instead of a
-/// guest run: 2 for policy, usage, matrix-input and refused `--invoke` calls, 126 for load
-/// errors, 125 otherwise.
+/// guest run: 2 for a usage error (clap's), and otherwise the library's one
+/// mapping, [`wasmcell::exit_code_for_error`], looking through the flag advice
+/// around the error.
 pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
     if let Some(advised) = err.chain().find_map(|e| e.downcast_ref::<Advised>()) {
         return exit_code_for_error(&advised.err);
     }
-    if err.chain().any(|e| {
-        e.is::<PolicyError>()
-            || e.is::<clap::Error>()
-            || e.is::<wasmcell::matrix::MatrixError>()
-            || e.is::<wasmcell::InvokeError>()
-            || e.is::<wasmcell::wall::WallError>()
-    }) {
-        wasmcell::EXIT_USAGE
-    } else if err.chain().any(|e| e.is::<LoadError>()) {
-        wasmcell::EXIT_LOAD
-    } else {
-        wasmcell::EXIT_SANDBOX
+    if err.chain().any(|e| e.is::<clap::Error>()) {
+        return wasmcell::EXIT_USAGE;
     }
+    wasmcell::exit_code_for_error(err)
 }
 
 /// Prints an error that stopped `wasmcell` as one `error: ...` line on
@@ -169,7 +152,8 @@ pub(crate) fn ending_advice(status: Status) -> Option<&'static str> {
         Status::FuelExhausted => Some("raise it with --fuel"),
         Status::MemoryLimit => Some("raise it with --memory"),
         Status::OutputLimit => Some("raise limits.output in the policy"),
-        Status::Exited(_) | Status::Trap | Status::Cancelled | Status::WallStopped => None,
+        // Exited, Trap, Cancelled, WallStopped: no limit to raise.
+        _ => None,
     }
 }
 
@@ -202,7 +186,7 @@ mod tests {
 
     // See: #13
     #[test]
-    fn r13_a_needed_proposal_is_advised_as_flags() {
+    fn a_needed_proposal_is_advised_as_flags() {
         let engine = wasmcell::Engine::new(wasmcell::EngineConfig::default()).unwrap();
         let wat = r#"(module (func $f (return_call $f)) (tag) (func (throw 0)) (func (export "_start")))"#;
         let err = engine.load_bytes("cxx.wasm", wat.as_bytes()).err().unwrap();
