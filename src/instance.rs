@@ -6,7 +6,7 @@
 
 use crate::engine::{LoadError, Program, ProgramKind, check_initialize};
 use crate::outcome::{Outcome, RequestError, RequestErrorKind};
-use crate::runner::{Ended, RunOptions, RunState, Sandbox};
+use crate::sandbox::{Ended, RunOptions, RunState, Sandbox};
 use crate::store::{P2Ctx, State};
 use crate::term::{sanitize, truncate};
 use anyhow::{Context as _, Result};

@@ -64,11 +64,11 @@ mod capabilities;
 mod engine;
 mod hostfs;
 mod instance;
-mod limits;
+mod limiter;
 pub mod matrix;
 mod outcome;
 pub mod policy;
-mod runner;
+mod sandbox;
 mod store;
 mod term;
 pub mod wall;
@@ -93,7 +93,7 @@ pub use policy::{
     Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyBuilder,
     PolicyError, PolicyErrorKind, PolicyFile, Setting,
 };
-pub use runner::{RunOptions, Sandbox, SandboxBuilder};
+pub use sandbox::{RunOptions, Sandbox, SandboxBuilder};
 pub use term::sanitize;
 
 /// Compiles the README's Rust examples as doctests, so they cannot rot.

@@ -8,7 +8,7 @@
 use crate::cancel::Cancelled;
 use crate::capabilities::Denial;
 use crate::engine::LoadError;
-use crate::limits::LimitExceeded;
+use crate::limiter::LimitExceeded;
 use crate::policy::{ByteSize, Policy, PolicyError};
 use crate::term::sanitize;
 use crate::wall::{WallError, WallReport};

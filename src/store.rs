@@ -3,7 +3,7 @@
 
 use crate::cancel::CancelHandle;
 use crate::capabilities::{FsGuard, NetAudit};
-use crate::limits::MemoryLimiter;
+use crate::limiter::MemoryLimiter;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};

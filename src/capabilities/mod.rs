@@ -35,7 +35,7 @@ pub(crate) use net::{
     udp_start_bind,
 };
 
-use crate::limits::OutputBudget;
+use crate::limiter::OutputBudget;
 use crate::policy::Policy;
 use anyhow::Result;
 use std::sync::{Arc, Mutex};

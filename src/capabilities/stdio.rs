@@ -9,7 +9,7 @@
 //! fail at once and charge nothing.
 
 use super::{Captured, Preview, RunIo};
-use crate::limits::{LimitExceeded, OutputBudget, Stream};
+use crate::limiter::{LimitExceeded, OutputBudget, Stream};
 use crate::policy::{Input, Output, Policy};
 use anyhow::Result;
 use bytes::Bytes;

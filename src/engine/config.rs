@@ -2,7 +2,7 @@
 //! the Wasm proposals a guest may use, and turning them into wasmtime's
 //! `Config`: the part of a policy's limits that is fixed when code is compiled.
 
-use crate::limits::MAX_TABLE_ELEMENTS;
+use crate::limiter::MAX_TABLE_ELEMENTS;
 use crate::policy::{ByteSize, Policy, Proposal, Proposals};
 use anyhow::{Context as _, Result};
 use wasmtime::{Config, ModuleVersionStrategy, WasmFeatures};

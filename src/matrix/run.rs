@@ -9,7 +9,7 @@ use super::{
 use crate::engine::{Engine, EngineConfig, LoadError, Program};
 use crate::outcome::{EXIT_LOAD, Outcome, exit_code_for_error};
 use crate::policy::{Policy, Proposals};
-use crate::runner::Sandbox;
+use crate::sandbox::Sandbox;
 use crate::worker::{CompiledProgram, Job, PolicySource, Worker};
 use anyhow::Result;
 use std::collections::BTreeMap;

@@ -43,7 +43,7 @@ use crate::engine::{Engine, EngineConfig, Program};
 use crate::instance::Instance;
 use crate::outcome::Outcome;
 use crate::policy::{Policy, PolicyError};
-use crate::runner::Sandbox;
+use crate::sandbox::Sandbox;
 use anyhow::{Result, bail};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -4,7 +4,7 @@
 use super::protocol::{self, CODE, CODE_CAP, ERROR, ErrorReply, FrameError, JOB, JobHeader, MESSAGE_CAP, STDIN};
 use crate::engine::{Engine, Intent};
 use crate::outcome::Outcome;
-use crate::runner::Sandbox;
+use crate::sandbox::Sandbox;
 use crate::wall::{self, WallPlan};
 use anyhow::{Context as _, Result, anyhow};
 use std::io::{Read, Write};

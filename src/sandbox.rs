@@ -7,7 +7,7 @@ use crate::cache::CacheInGrant;
 use crate::cancel::{CancelHandle, Cancelled};
 use crate::capabilities::{self, Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
 use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
-use crate::limits::{self, LimitExceeded, MemoryLimiter, OutputBudget};
+use crate::limiter::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
 use crate::policy::Policy;
 use crate::store::{P2Ctx, State};
@@ -583,7 +583,7 @@ impl Sandbox {
     /// A store for a core module, with the WASI preview 1 context.
     pub(crate) fn p1_store(&self, wasi: &mut WasiSetup, run: &RunState) -> Result<Store<State<WasiP1Ctx>>> {
         let mut ctx = wasi.builder.build_p1();
-        limits::cap_handles(ctx.ctx().table, self.inner.policy.limits());
+        limiter::cap_handles(ctx.ctx().table, self.inner.policy.limits());
         let mut fs = std::mem::take(&mut wasi.fs);
         fs.p1_preopens();
         self.new_store(ctx, fs, run)
@@ -592,7 +592,7 @@ impl Sandbox {
     /// A store for a component, with the WASI 0.2 and HTTP contexts.
     pub(crate) fn p2_store(&self, wasi: &mut WasiSetup, run: &RunState) -> Result<Store<State<P2Ctx>>> {
         let mut table = ResourceTable::new();
-        limits::cap_handles(&mut table, self.inner.policy.limits());
+        limiter::cap_handles(&mut table, self.inner.policy.limits());
         let ctx = P2Ctx {
             ctx: wasi.builder.build(),
             table,
