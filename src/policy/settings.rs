@@ -502,6 +502,28 @@ settings! {
         advice: "; fewer cannot hold stdio and a few directories",
         flag: None,
     }
+    /// Outgoing `wasi:http` requests the guest may make in one run, each
+    /// `net.http` allows counting once (refused ones do not). Past it, a
+    /// request is refused as an origin no entry lists is. The default lets a
+    /// guest make a request every 10 ms for the default timeout; 0 turns
+    /// HTTP off whatever `net.http` a base file grants, which an extending
+    /// file cannot take away.
+    http_requests: Count => u64 {
+        key: "limits.http-requests",
+        default: DEFAULT_HTTP_REQUESTS = 1000,
+        min: MIN_HTTP_REQUESTS = 0,
+        max: MAX_HTTP_REQUESTS = 1_000_000_000,
+        /// A count costs nothing to keep; the ceiling catches a typo.
+        shown: "{} per run",
+        unset: "",
+        advice: "",
+        flag: Some(Flag {
+            name: "--http-requests",
+            value_name: "N",
+            help: "Most outgoing HTTP requests the guest may make in one run",
+            long_help: "",
+        }),
+    }
 }
 
 #[cfg(test)]

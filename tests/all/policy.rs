@@ -142,6 +142,50 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// `limits.http-requests` from a file, a flag and the builder, checked
+/// alike, and described.
+#[test]
+fn limits_http_requests_is_a_setting_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Policy::from_file(write(dir.path(), "h.toml", "[limits]\nhttp-requests = 5\n")).unwrap();
+    assert_eq!(p.limits().http_requests.value, 5);
+    assert_eq!(Policy::deny_all().limits().http_requests.value, 1000);
+    let described = wasmcell::policy::describe(&p);
+    assert!(described.contains("  http-requests: 5 per run (from "), "{described}");
+    let e = Policy::from_file(write(
+        dir.path(),
+        "big.toml",
+        "[limits]\n\nhttp-requests = 2_000_000_000\n",
+    ))
+    .unwrap_err();
+    assert_eq!((e.key_name(), e.line()), (Some("limits.http-requests"), Some(3)), "{e}");
+    let e = Policy::builder().http_requests(u64::MAX).build().unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("limits.http-requests must be between 0 and 1000000000"),
+        "{e}"
+    );
+    assert_eq!(
+        Policy::builder()
+            .http_requests(0)
+            .build()
+            .unwrap()
+            .limits()
+            .http_requests
+            .value,
+        0
+    );
+    let (code, stderr) = wasmcell(&["run", "--http-requests", "2000000000", "nothing.wasm"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--http-requests: limits.http-requests must be between 0 and 1000000000"),
+        "{stderr}"
+    );
+    let (code, stderr) = wasmcell(&["run", "--http-requests", "many", "nothing.wasm"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("'--http-requests <N>'"), "{stderr}");
+}
+
 #[test]
 fn unknown_key_in_nested_table_names_line_and_expected_keys() {
     let dir = tempfile::tempdir().unwrap();
