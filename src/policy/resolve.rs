@@ -345,15 +345,17 @@ fn resolve_clocks(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::policy::{Access, PolicyErrorKind};
 
-    fn parse(text: &str) -> Result<Policy, PolicyError> {
+    /// `text` resolved, relative paths from the temporary folder.
+    pub(in crate::policy) fn parse(text: &str) -> Result<Policy, PolicyError> {
         Policy::from_toml(text, std::env::temp_dir())
     }
 
-    fn err(text: &str) -> PolicyError {
+    /// What resolving `text` refuses.
+    pub(in crate::policy) fn err(text: &str) -> PolicyError {
         parse(text).expect_err("policy should be rejected")
     }
 

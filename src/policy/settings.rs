@@ -530,6 +530,7 @@ settings! {
 mod tests {
     use super::*;
     use crate::Policy;
+    use crate::policy::resolve::tests::{err, parse};
 
     /// Whether the typed setter accepts `value`, and the refusal's words.
     fn set(f: impl FnOnce(PolicyBuilder) -> PolicyBuilder) -> Result<(), String> {
@@ -668,14 +669,6 @@ mod tests {
                 .map_or("none".to_string(), |f| format!("`{} {}`", f.name, f.value_name));
             assert_eq!(cells.get(2).copied(), Some(flag.as_str()), "flag of {row}");
         }
-    }
-
-    fn parse(text: &str) -> Result<Policy, PolicyError> {
-        Policy::from_toml(text, std::env::temp_dir())
-    }
-
-    fn err(text: &str) -> PolicyError {
-        parse(text).expect_err("policy should be rejected")
     }
 
     #[test]
