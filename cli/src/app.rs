@@ -129,7 +129,7 @@ pub(crate) fn parse_proposal(name: &str) -> Result<Proposal, String> {
 /// `--wasm` flags as one more policy layer, each marked with the flag.
 pub(crate) fn add_proposals(mut policy: PolicyBuilder, proposals: &[Proposal]) -> PolicyBuilder {
     for p in proposals {
-        policy = policy.origin(Origin::Flag("--wasm")).wasm_proposal(*p);
+        policy = policy.with_origin(Origin::Flag("--wasm"), |b| b.wasm_proposal(*p));
     }
     policy
 }

@@ -61,7 +61,9 @@ impl CompileCommand {
         };
         let mut policy = layers()?.build()?;
         if self.fuel && policy.limits().fuel.value.is_none() {
-            policy = layers()?.origin(Origin::Flag("--fuel")).fuel(u64::MAX).build()?;
+            policy = layers()?
+                .with_origin(Origin::Flag("--fuel"), |b| b.fuel(u64::MAX))
+                .build()?;
         }
         let engine = Engine::new(EngineConfig::for_policy(&policy))?;
         let sandbox = Sandbox::builder().engine(engine).policy(policy).build()?;

@@ -11,6 +11,7 @@ mod compile;
 mod matrix;
 mod progress;
 mod run;
+mod settings;
 mod worker;
 
 use clap::Parser as _;

@@ -5,11 +5,12 @@ use crate::app::{
     Advised, add_proposals, advise_proposals, ending_advice, eprint_line, parse_proposal, print_stdout,
     with_compile_notice,
 };
+use crate::settings::SettingFlags;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use wasmcell::policy::{Access, ByteSize, HumanDuration, Input, NetKind, Origin, Output, Proposal, WallMode};
+use wasmcell::policy::{Access, ByteSize, Input, NetKind, Origin, Output, Proposal, WallMode};
 use wasmcell::{
     AuditFile, CacheInGrant, CacheKeyError, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile,
     LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, Status, sanitize,
@@ -106,19 +107,9 @@ pub struct RunCommand {
     #[arg(long, short = 'v')]
     pub verbose: bool,
 
-    /// Fuel units the guest may burn, about one per Wasm instruction (overrides limits.fuel).
-    #[arg(long, value_name = "N")]
-    pub fuel: Option<u64>,
-
-    /// Most linear memory and tables, such as `64MiB` (overrides limits.memory).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub memory: Option<u64>,
-
-    /// Wall-clock limit, such as `5s` or `250ms` (overrides limits.timeout).
-    ///
-    /// It ends the guest even while it blocks in a host call.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<std::time::Duration>,
+    /// The `[limits]` flags: `--fuel`, `--memory`, `--timeout`, `--max-module-size`.
+    #[command(flatten)]
+    pub settings: SettingFlags,
 
     /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals). Repeatable.
     ///
@@ -140,10 +131,6 @@ pub struct RunCommand {
     /// debugging. A run the wall stops ends with exit code 159.
     #[arg(long, value_name = "MODE", value_parser = parse_wall)]
     pub wall: Option<WallMode>,
-
-    /// Largest module file accepted for compilation (overrides limits.module-size).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_module_size: Option<u64>,
 
     /// Write a JSON report of the outcome to FILE (`-`: stderr, only when the policy sends the guest's stderr elsewhere).
     ///
@@ -404,65 +391,45 @@ impl RunCommand {
             policy = policy.file(path)?;
         }
         for (host, guest) in &self.dirs {
-            policy = policy
-                .origin(Origin::Flag("--dir"))
-                .grant_dir(host, guest, Access::ReadWrite);
+            policy = policy.with_origin(Origin::Flag("--dir"), |b| b.grant_dir(host, guest, Access::ReadWrite));
         }
         for (host, guest) in &self.ro_dirs {
-            policy = policy
-                .origin(Origin::Flag("--ro-dir"))
-                .grant_dir(host, guest, Access::ReadOnly);
+            policy = policy.with_origin(Origin::Flag("--ro-dir"), |b| b.grant_dir(host, guest, Access::ReadOnly));
         }
         for (host, guest) in &self.files {
-            policy = policy
-                .origin(Origin::Flag("--file"))
-                .grant_file(host, guest, Access::ReadWrite);
+            policy = policy.with_origin(Origin::Flag("--file"), |b| b.grant_file(host, guest, Access::ReadWrite));
         }
         for (host, guest) in &self.ro_files {
-            policy = policy
-                .origin(Origin::Flag("--ro-file"))
-                .grant_file(host, guest, Access::ReadOnly);
+            policy = policy.with_origin(Origin::Flag("--ro-file"), |b| {
+                b.grant_file(host, guest, Access::ReadOnly)
+            });
         }
         for (name, value) in &self.envs {
-            policy = policy.origin(Origin::Flag("--env"));
-            policy = match value {
-                Some(value) => policy.env(name, value),
-                None => policy.inherit_env(name),
-            };
+            policy = policy.with_origin(Origin::Flag("--env"), |b| match value {
+                Some(value) => b.env(name, value),
+                None => b.inherit_env(name),
+            });
         }
         for entry in &self.allow_connect {
-            policy = policy
-                .origin(Origin::Flag("--allow-connect"))
-                .allow_net(NetKind::TcpConnect, entry);
+            policy = policy.with_origin(Origin::Flag("--allow-connect"), |b| {
+                b.allow_net(NetKind::TcpConnect, entry)
+            });
         }
         for entry in &self.allow_bind {
-            policy = policy
-                .origin(Origin::Flag("--allow-bind"))
-                .allow_net(NetKind::TcpBind, entry);
+            policy = policy.with_origin(Origin::Flag("--allow-bind"), |b| b.allow_net(NetKind::TcpBind, entry));
         }
         for entry in &self.allow_http {
-            policy = policy.origin(Origin::Flag("--allow-http")).allow_http(entry);
+            policy = policy.with_origin(Origin::Flag("--allow-http"), |b| b.allow_http(entry));
         }
         if let Some(cwd) = &self.cwd {
-            policy = policy.origin(Origin::Flag("--cwd")).cwd(cwd);
+            policy = policy.with_origin(Origin::Flag("--cwd"), |b| b.cwd(cwd));
         }
         if let Some(stdin) = &self.stdin {
-            policy = policy.origin(Origin::Flag("--stdin")).stdin(stdin.clone());
+            policy = policy.with_origin(Origin::Flag("--stdin"), |b| b.stdin(stdin.clone()));
         }
-        if let Some(fuel) = self.fuel {
-            policy = policy.origin(Origin::Flag("--fuel")).fuel(fuel);
-        }
-        if let Some(memory) = self.memory {
-            policy = policy.origin(Origin::Flag("--memory")).memory(memory);
-        }
-        if let Some(timeout) = self.timeout {
-            policy = policy.origin(Origin::Flag("--timeout")).timeout(timeout);
-        }
+        policy = self.settings.apply(policy)?;
         if let Some(mode) = self.wall {
-            policy = policy.origin(Origin::Flag("--wall")).wall_mode(mode);
-        }
-        if let Some(size) = self.max_module_size {
-            policy = policy.origin(Origin::Flag("--max-module-size")).module_size(size);
+            policy = policy.with_origin(Origin::Flag("--wall"), |b| b.wall_mode(mode));
         }
         Ok(add_proposals(policy, &self.wasm).build()?)
     }
@@ -819,10 +786,6 @@ fn parse_size(s: &str) -> Result<u64, String> {
     ByteSize::parse(s).map(|b| b.0)
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    HumanDuration::parse(s).map(|d| d.0)
-}
-
 /// Refuses an audit file inside a read-write grant: the guest writes there
 /// while the audit is being written, and could change or forge its lines.
 fn check_audit_outside_grants(policy: &Policy, file: &HostFile) -> Result<()> {
@@ -871,7 +834,8 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("expected run")
         };
-        assert_eq!(run.fuel, Some(5));
+        let fuel = run.resolve_policy().unwrap().limits().fuel.clone();
+        assert_eq!((fuel.value, &fuel.origin), (Some(5), &Origin::Flag("--fuel")));
         let (module, args) = run.module_and_args().unwrap();
         assert_eq!(module, PathBuf::from("m.wasm"));
         assert_eq!(args, ["--fuel", "x", "-v"]);

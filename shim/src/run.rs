@@ -83,8 +83,7 @@ async fn run(ctx: &impl RuntimeContext) -> Result<i32> {
         // The container's limit is one more layer over the policy, checked
         // like any other value.
         policy = chosen()?
-            .origin(Origin::Flag(CGROUP_ORIGIN))
-            .memory(budget.max(1))
+            .with_origin(Origin::Host(CGROUP_ORIGIN), |b| b.memory(budget.max(1)))
             .build()
             .context("the container's memory limit is too small for any guest")?;
     }

@@ -14,6 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{Host, ResolveAddressStream};
@@ -43,17 +44,43 @@ pub(crate) struct NetAudit {
     in_flight: InFlight,
     /// The run's outgoing HTTP bodies, capped.
     pub(crate) bodies: LiveBodies,
+    /// Requests allowed so far this run, and `limits.http-requests`.
+    requests: Arc<AtomicU64>,
+    max_requests: u64,
 }
 
 impl NetAudit {
-    /// The run's grants, recording refusals in `denials`.
-    pub(crate) fn new(grants: &NetGrants, denials: Records) -> NetAudit {
+    /// The run's grants and its cap on HTTP requests (`limits.http-requests`),
+    /// recording refusals in `denials`.
+    pub(crate) fn new(grants: &NetGrants, max_requests: u64, denials: Records) -> NetAudit {
         NetAudit {
             grants: Arc::new(grants.clone()),
             denials,
             ephemeral_binds: Arc::default(),
             in_flight: InFlight::default(),
             bodies: LiveBodies::default(),
+            requests: Arc::default(),
+            max_requests,
+        }
+    }
+
+    /// Counts one more request to `target`, which `[net] http` allowed,
+    /// unless the run has made all `limits.http-requests` allows: then it is
+    /// refused as an unlisted origin is, and not counted.
+    fn count_request(&self, target: HttpTarget) -> Result<HttpTarget, HttpRefusal> {
+        let max = self.max_requests;
+        match self
+            .requests
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
+        {
+            Ok(_) => Ok(target),
+            Err(_) => Err(HttpRefusal {
+                target: target.to_string(),
+                rule: format!(
+                    "limits.http-requests allows {max} outgoing HTTP requests per run, and this run has made them all; raise limits.http-requests for more"
+                ),
+                code: HttpErrorCode::HttpRequestDenied,
+            }),
         }
     }
 
@@ -579,7 +606,8 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
 
 /// The `wasi:http/outgoing-handler` `handle` call, decided first: wasmcell
 /// reads the request's scheme and authority from the table, decides them
-/// ([`decide_http`]) and records the use; a refused request is dropped and
+/// ([`decide_http`]), counts the request against `limits.http-requests` and
+/// records the use; a refused request is dropped and
 /// answered with the refusal's code before wasi-http parses, resolves or
 /// connects anything. An allowed one gets the decided scheme and an
 /// authority rebuilt from the decided host and port, then goes to
@@ -598,7 +626,8 @@ pub(crate) fn handle_http(
     options: Option<Resource<RequestOptions>>,
 ) -> wasmtime::Result<Result<Resource<HostFutureIncomingResponse>, HttpErrorCode>> {
     let parts = table.get_mut(&request)?;
-    match decide_http(&net.grants, parts.scheme.as_ref(), parts.authority.as_deref()) {
+    let decided = decide_http(&net.grants, parts.scheme.as_ref(), parts.authority.as_deref());
+    match decided.and_then(|target| net.count_request(target)) {
         Ok(target) => {
             net.allow("http", || target.to_string());
             parts.scheme = Some(target.scheme.wasi());

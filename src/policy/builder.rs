@@ -1,19 +1,15 @@
 //! Layering a policy: files, then values set in code, resolved once.
 
-use super::check::{
-    check_clock_resolution, check_clock_start, check_env_name, check_limits_fuel, check_limits_handles,
-    check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack, check_limits_timeout,
-    check_rules, check_stdin_file,
-};
+use super::check::{check_clock_resolution, check_clock_start, check_env_name, check_rules, check_stdin_file};
 use super::cwd::{CwdLayer, check_cwd};
 use super::error::{PolicyError, invalid};
-use super::load::{Layer, LimitsLayer, Loader, absolute, load_layer, parse_layer, resolve_dir, resolve_file};
+use super::load::{Layer, Loader, absolute, load_layer, parse_layer, resolve_dir, resolve_file};
+use super::settings::LimitsLayer;
 use super::{
     Access, ClockMode, Clocks, DirGrant, DirSite, FsRules, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy,
     Proposal, Setting, key_for,
 };
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Builds a [`Policy`] from layers: policy files and values set in code,
 /// applied in the order of the calls, then resolved and validated once by
@@ -29,7 +25,7 @@ use std::time::Duration;
 /// Each value is refused by the same check whichever layer it comes from.
 /// A setter never fails: the first refused value is kept and returned by
 /// [`PolicyBuilder::build`], named by its policy key (`limits.timeout`), or
-/// by the flag given to [`PolicyBuilder::origin`] just before the setter.
+/// by the flag [`PolicyBuilder::with_origin`] or [`PolicyBuilder::set_setting`] gave.
 ///
 /// # Example
 ///
@@ -40,8 +36,7 @@ use std::time::Duration;
 /// let policy = Policy::builder()
 ///     .file("policies/deny-all.toml")?
 ///     .timeout(Duration::from_secs(2))
-///     .origin(Origin::Flag("--fuel"))
-///     .fuel(1_000_000)
+///     .set_setting("limits.fuel", "1000000", Origin::Flag("--fuel"))?
 ///     .env("LANG", "C.UTF-8")
 ///     .build()?;
 /// assert_eq!(policy.limits().timeout.value, Duration::from_secs(2));
@@ -56,7 +51,8 @@ use std::time::Duration;
 pub struct PolicyBuilder {
     layer: Layer,
     source: Option<PathBuf>,
-    /// The origin of the next value set; [`Origin::Api`] when `None`.
+    /// The origin of values set inside [`PolicyBuilder::with_origin`];
+    /// [`Origin::Api`] when `None`.
     origin: Option<Origin>,
     /// The first value refused.
     error: Option<PolicyError>,
@@ -72,9 +68,8 @@ impl PolicyBuilder {
     /// - no sockets, no name lookups, no outgoing HTTP;
     /// - no Wasm proposals beyond those every WASI guest uses (see
     ///   [`PolicyBuilder::wasm_proposal`]);
-    /// - every limit at its default (see [`Limits`](super::Limits)): fuel not
-    ///   metered, 256 MiB of memory, a 10 s timeout, 1 MiB of stack, 16 MiB
-    ///   of output, 64 MiB modules, 1024 handles.
+    /// - every limit at its default (see [`Limits`](super::Limits) and
+    ///   [`SETTINGS`](super::SETTINGS)): fuel not metered, the others finite.
     pub fn new() -> PolicyBuilder {
         PolicyBuilder::default()
     }
@@ -94,7 +89,6 @@ impl PolicyBuilder {
             e.path.get_or_insert_with(|| path.to_path_buf());
             e
         })?;
-        self.origin = None;
         self.layer = std::mem::take(&mut self.layer).overlay(layer);
         self.source = Some(path.to_path_buf());
         Ok(self)
@@ -109,70 +103,22 @@ impl PolicyBuilder {
     pub fn toml(mut self, text: &str, base_dir: impl AsRef<Path>) -> Result<PolicyBuilder, PolicyError> {
         let pseudo = base_dir.as_ref().join("<inline>");
         let layer = parse_layer(text, &pseudo, &mut Loader::default())?;
-        self.origin = None;
         self.layer = std::mem::take(&mut self.layer).overlay(layer);
         self.source = None;
         Ok(self)
     }
 
-    /// Marks the value of the next setter as coming from `origin`, so that
-    /// messages about it (a refusal, "fuel exhausted ... (--fuel)") name the
-    /// flag a user typed: `.origin(Origin::Flag("--fuel")).fuel(n)`. Applies
-    /// to the next setter only; values are [`Origin::Api`] otherwise.
-    pub fn origin(mut self, origin: Origin) -> PolicyBuilder {
-        self.origin = Some(origin);
-        self
-    }
-
-    /// Sets `limits.fuel`: fuel units the guest may burn (at least 1).
-    pub fn fuel(mut self, units: u64) -> PolicyBuilder {
-        let origin = self.take_origin();
-        match check_limits_fuel(units) {
-            Ok(()) => {
-                self.layer.limits.fuel = Some(Setting {
-                    value: Some(units),
-                    origin,
-                });
-            }
-            Err(e) => self.fail(e.key(&key_for(&origin, "limits.fuel"))),
-        }
-        self
-    }
-
-    /// Sets `limits.memory`: bytes of linear memory and tables (1 byte to
-    /// [`Limits::MAX_MEMORY`](super::Limits::MAX_MEMORY)).
-    pub fn memory(self, bytes: u64) -> PolicyBuilder {
-        self.limit("limits.memory", bytes, check_limits_memory, |l| &mut l.memory)
-    }
-
-    /// Sets `limits.timeout`: wall-clock time from instantiation (longer
-    /// than zero, at most [`Limits::MAX_TIMEOUT`](super::Limits::MAX_TIMEOUT), 30 days).
-    pub fn timeout(self, timeout: Duration) -> PolicyBuilder {
-        self.limit("limits.timeout", timeout, check_limits_timeout, |l| &mut l.timeout)
-    }
-
-    /// Sets `limits.stack`: bytes of Wasm stack (4 KiB to 64 MiB).
-    pub fn stack(self, bytes: u64) -> PolicyBuilder {
-        self.limit("limits.stack", bytes, check_limits_stack, |l| &mut l.stack)
-    }
-
-    /// Sets `limits.output`: bytes of stdout plus stderr (1 byte to
-    /// [`Limits::MAX_OUTPUT`](super::Limits::MAX_OUTPUT)).
-    pub fn output(self, bytes: u64) -> PolicyBuilder {
-        self.limit("limits.output", bytes, check_limits_output, |l| &mut l.output)
-    }
-
-    /// Sets `limits.module-size`: the largest module or component file
-    /// accepted (1 byte to [`Limits::MAX_MODULE_SIZE`](super::Limits::MAX_MODULE_SIZE)).
-    pub fn module_size(self, bytes: u64) -> PolicyBuilder {
-        self.limit("limits.module-size", bytes, check_limits_module_size, |l| {
-            &mut l.module_size
-        })
-    }
-
-    /// Sets `limits.handles`: WASI handles held at once (16 to 1,000,000).
-    pub fn handles(self, handles: u64) -> PolicyBuilder {
-        self.limit("limits.handles", handles, check_limits_handles, |l| &mut l.handles)
+    /// Calls `set` with every value it sets coming from `origin` rather
+    /// than [`Origin::Api`], so that messages about them (a refusal, "fuel
+    /// exhausted ... (--fuel)") name the flag a user typed:
+    /// `.with_origin(Origin::Flag("--dir"), |b| b.grant_dir(host, "/data", Access::ReadOnly))`.
+    /// For a setting given as text, [`PolicyBuilder::set_setting`] takes the
+    /// origin itself.
+    pub fn with_origin(mut self, origin: Origin, set: impl FnOnce(PolicyBuilder) -> PolicyBuilder) -> PolicyBuilder {
+        let outer = self.origin.replace(origin);
+        let mut built = set(self);
+        built.origin = outer;
+        built
     }
 
     /// Grants `host` to the guest at `guest`, as a `[[fs.dirs]]` entry does.
@@ -199,7 +145,7 @@ impl PolicyBuilder {
     /// Several files of one host folder may share a guest folder, each with
     /// its own access.
     pub fn grant_file(mut self, host: impl AsRef<Path>, guest: &str, access: Access) -> PolicyBuilder {
-        let site = match self.take_origin() {
+        let site = match self.origin_now() {
             Origin::Flag(flag) => DirSite::Flag(flag),
             _ => DirSite::Api,
         };
@@ -240,7 +186,7 @@ impl PolicyBuilder {
         access: Access,
         rules: FsRules,
     ) -> PolicyBuilder {
-        let site = match self.take_origin() {
+        let site = match self.origin_now() {
             Origin::Flag(flag) => DirSite::Flag(flag),
             _ => DirSite::Api,
         };
@@ -278,7 +224,7 @@ impl PolicyBuilder {
     /// # Ok(()) }
     /// ```
     pub fn cwd(mut self, path: &str) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         match check_cwd(path) {
             Ok(path) => {
                 self.layer.cwd = Some(CwdLayer {
@@ -294,7 +240,7 @@ impl PolicyBuilder {
     /// Sets `wall.mode`: how the run's process confines itself (see
     /// [`WallMode`](super::WallMode)).
     pub fn wall_mode(mut self, mode: super::WallMode) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         self.layer.wall_mode = Some(Setting { value: mode, origin });
         self
     }
@@ -302,7 +248,7 @@ impl PolicyBuilder {
     /// Sets `wall.landlock-abi`: the least Landlock ABI that counts as
     /// Landlock in effect (1 to [`MAX_LANDLOCK_ABI`](super::MAX_LANDLOCK_ABI)).
     pub fn landlock_abi(mut self, abi: u32) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         match super::wall::check_landlock_abi(abi) {
             Ok(()) => self.layer.landlock_abi = Some(Setting { value: abi, origin }),
             Err(e) => self.fail(e.key(&key_for(&origin, "wall.landlock-abi"))),
@@ -312,7 +258,7 @@ impl PolicyBuilder {
 
     /// Sets an environment variable in the guest, as `env.vars` does.
     pub fn env(mut self, name: &str, value: &str) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         match check_env_name(name) {
             Ok(()) => {
                 self.layer.env_vars.insert(name.to_string(), value.to_string());
@@ -329,7 +275,7 @@ impl PolicyBuilder {
     ///
     /// The guest sees the host's value.
     pub fn inherit_env(mut self, name: &str) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         match check_env_name(name) {
             Ok(()) => self.add(Layer {
                 env_inherit: vec![name.to_string()],
@@ -348,7 +294,7 @@ impl PolicyBuilder {
     /// [`Input::Inherit`] hands the guest this process's stdin; [`Input::File`]
     /// lets it read that host file.
     pub fn stdin(mut self, input: Input) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         let input = match input {
             Input::File(path) => {
                 let path = absolute(&path);
@@ -366,7 +312,7 @@ impl PolicyBuilder {
 
     /// Sets where stdout goes, as `stdio.stdout` does.
     pub fn stdout(mut self, output: Output) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         self.layer.stdout = Some(Setting {
             value: absolute_output(output),
             origin,
@@ -376,7 +322,7 @@ impl PolicyBuilder {
 
     /// Sets where stderr goes, as `stdio.stderr` does.
     pub fn stderr(mut self, output: Output) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         self.layer.stderr = Some(Setting {
             value: absolute_output(output),
             origin,
@@ -387,7 +333,7 @@ impl PolicyBuilder {
     /// Sets the clocks the guest sees, replacing the whole `[clocks]` table
     /// of earlier layers.
     pub fn clocks(mut self, clocks: Clocks) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         let (mode, start, resolution) = match clocks {
             Clocks::Host { resolution } => (ClockMode::Host, None, resolution),
             Clocks::Frozen { start } => (ClockMode::Frozen, Some(start), None),
@@ -419,7 +365,6 @@ impl PolicyBuilder {
     ///
     /// The guest's "secure" random numbers become predictable.
     pub fn seed(mut self, seed: u64) -> PolicyBuilder {
-        self.take_origin();
         self.layer.seed = Some(seed);
         self
     }
@@ -433,7 +378,7 @@ impl PolicyBuilder {
     /// The guest may then reach, or listen on, every address the entry
     /// names; a host name grants every address it resolved to just now.
     pub fn allow_net(mut self, kind: NetKind, entry: &str) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         match NetRule::parse(entry) {
             Ok(rule) => {
                 let mut layer = Layer::default();
@@ -447,7 +392,6 @@ impl PolicyBuilder {
 
     /// Allows name lookups, as `net.dns` does.
     pub fn allow_dns(mut self, allow: bool) -> PolicyBuilder {
-        self.take_origin();
         self.layer.dns = Some(allow);
         self
     }
@@ -459,7 +403,7 @@ impl PolicyBuilder {
     ///
     /// The guest may send any request, with any body, to that origin.
     pub fn allow_http(mut self, entry: &str) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         match HttpRule::parse(entry) {
             Ok(rule) => {
                 let mut layer = Layer::default();
@@ -481,7 +425,7 @@ impl PolicyBuilder {
     /// The guest reaches compiler and runtime code that guests built for
     /// `wasm32-wasip1`/`wasm32-wasip2` never need; see [`Proposal::risk`].
     pub fn wasm_proposal(mut self, proposal: Proposal) -> PolicyBuilder {
-        let origin = self.take_origin();
+        let origin = self.origin_now();
         self.add(Layer {
             proposals: vec![Setting {
                 value: proposal,
@@ -509,8 +453,9 @@ impl PolicyBuilder {
         Policy::resolve(self.layer, self.source)
     }
 
-    fn take_origin(&mut self) -> Origin {
-        self.origin.take().unwrap_or(Origin::Api)
+    /// The origin of a value set now.
+    fn origin_now(&self) -> Origin {
+        self.origin.clone().unwrap_or(Origin::Api)
     }
 
     fn fail(&mut self, e: PolicyError) {
@@ -522,19 +467,17 @@ impl PolicyBuilder {
         self.layer = std::mem::take(&mut self.layer).overlay(top);
     }
 
-    fn limit<V>(
+    /// Sets a `[limits]` value `checked` already, or keeps the refusal,
+    /// named by the flag or `key`.
+    pub(super) fn set_limit(
         mut self,
         key: &str,
-        value: V,
-        check: fn(V) -> Result<(), PolicyError>,
-        slot: fn(&mut LimitsLayer) -> &mut Option<Setting<V>>,
-    ) -> PolicyBuilder
-    where
-        V: Copy,
-    {
-        let origin = self.take_origin();
-        match check(value) {
-            Ok(()) => *slot(&mut self.layer.limits) = Some(Setting { value, origin }),
+        checked: Result<(), PolicyError>,
+        put: impl FnOnce(&mut LimitsLayer, Origin),
+    ) -> PolicyBuilder {
+        let origin = self.origin_now();
+        match checked {
+            Ok(()) => put(&mut self.layer.limits, origin),
             Err(e) => self.fail(e.key(&key_for(&origin, key))),
         }
         self
@@ -545,5 +488,166 @@ fn absolute_output(output: Output) -> Output {
     match output {
         Output::File(path) => Output::File(absolute(&path)),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicyErrorKind;
+    use std::time::Duration;
+
+    #[test]
+    fn wasm_proposals_are_a_union_over_layers_with_their_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("base.toml"), "[wasm]\nproposals = [\"exceptions\"]\n").unwrap();
+        std::fs::write(
+            d.join("top.toml"),
+            "extends = [\"base.toml\"]\n[wasm]\nproposals = [\"tail-call\", \"exceptions\"]\n",
+        )
+        .unwrap();
+        let p = Policy::builder()
+            .file(d.join("top.toml"))
+            .unwrap()
+            .with_origin(Origin::Flag("--wasm"), |b| b.wasm_proposal(Proposal::Gc))
+            .build()
+            .unwrap();
+        assert_eq!(p.proposals().to_string(), "exceptions, tail-call, gc");
+        let origins: Vec<_> = p.proposal_settings().iter().map(|s| s.origin.clone()).collect();
+        assert_eq!(
+            origins,
+            [
+                Origin::file(&d.join("base.toml")),
+                Origin::file(&d.join("top.toml")),
+                Origin::Flag("--wasm")
+            ]
+        );
+    }
+
+    #[test]
+    fn builder_setters_validate() {
+        let refused = |b: PolicyBuilder| b.build().expect_err("the value should be refused");
+        assert!(matches!(
+            refused(Policy::builder().grant_dir("/definitely/not/here", "/x", Access::ReadOnly)).kind(),
+            PolicyErrorKind::MissingDir(_)
+        ));
+        assert!(
+            refused(Policy::builder().env("A=B", "c"))
+                .to_string()
+                .contains("env.vars")
+        );
+        assert!(refused(Policy::builder().fuel(0)).to_string().contains("limits.fuel"));
+        let e = refused(Policy::builder().stdin(Input::File("/definitely/not/here.txt".into())));
+        assert_eq!(e.key_name(), Some("stdio.stdin"), "{e}");
+        let p = Policy::builder()
+            .stdin(Input::Inherit)
+            .with_origin(Origin::Flag("--fuel"), |b| b.fuel(5))
+            .grant_dir(std::env::temp_dir(), "/tmp", Access::ReadOnly)
+            .grant_dir(std::env::temp_dir(), "/tmp", Access::ReadWrite)
+            .build()
+            .unwrap();
+        assert_eq!(p.stdin(), &Input::Inherit);
+        assert_eq!(p.limits().fuel.origin, Origin::Flag("--fuel"));
+        assert_eq!(p.dirs().len(), 1);
+        assert_eq!(
+            p.dirs()[0].access,
+            Access::ReadWrite,
+            "a later grant of the same dir overrides access"
+        );
+    }
+
+    // See: #10
+    #[test]
+    fn r10_a_later_layer_overrides_a_file_and_keeps_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(
+            &file,
+            "[limits]\nfuel = 10\nmemory = \"1 MiB\"\n[env]\nvars = { A = \"file\" }\n",
+        )
+        .unwrap();
+        let p = Policy::builder()
+            .file(&file)
+            .unwrap()
+            .with_origin(Origin::Flag("--fuel"), |b| b.fuel(20))
+            .env("A", "api")
+            .build()
+            .unwrap();
+        assert_eq!(p.limits().fuel.value, Some(20));
+        assert_eq!(p.limits().fuel.origin, Origin::Flag("--fuel"));
+        assert_eq!(
+            p.limits().memory.origin,
+            Origin::File {
+                path: file.clone(),
+                line: Some(3)
+            },
+            "values not set again stay the file's"
+        );
+        assert_eq!(p.env_vars()["A"], "api");
+        assert_eq!(p.source(), Some(file.as_path()));
+        // An origin holds inside `with_origin` only.
+        let p = Policy::builder()
+            .with_origin(Origin::Flag("--memory"), |b| b.memory(1 << 20))
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        assert_eq!(p.limits().memory.origin, Origin::Flag("--memory"));
+        assert_eq!(p.limits().timeout.origin, Origin::Api);
+        assert_eq!(
+            p.limits().timeout.origin.describe("limits.timeout"),
+            "limits.timeout set through the API"
+        );
+    }
+
+    // See: #10
+    #[test]
+    fn r10_a_refused_value_names_the_flag_or_the_key() {
+        let from_api = Policy::builder().memory(0).build().unwrap_err().to_string();
+        assert!(
+            from_api.starts_with("limits.memory must be between 1 byte and 4 GiB"),
+            "{from_api}"
+        );
+        assert!(!from_api.contains("--"), "the library names no flag: {from_api}");
+        let from_flag = Policy::builder()
+            .with_origin(Origin::Flag("--memory"), |b| b.memory(0))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(from_flag.starts_with("--memory: limits.memory must be"), "{from_flag}");
+        let env = Policy::builder().inherit_env("").build().unwrap_err().to_string();
+        assert!(
+            env.starts_with("env.inherit: invalid environment variable name"),
+            "{env}"
+        );
+        // The first refusal is the one reported.
+        let first = Policy::builder().stack(1).fuel(0).build().unwrap_err();
+        assert_eq!(first.key_name(), Some("limits.stack"));
+    }
+
+    #[test]
+    fn builder_clocks_replace_the_files_clocks() {
+        let frozen = "[clocks]\nmode = \"frozen\"\nstart = \"2020-02-02T00:00:00Z\"\n";
+        let p = Policy::builder()
+            .toml(frozen, std::env::temp_dir())
+            .unwrap()
+            .clocks(Clocks::Host {
+                resolution: Some(Duration::from_millis(1)),
+            })
+            .build()
+            .unwrap();
+        assert_eq!(
+            p.clocks(),
+            &Clocks::Host {
+                resolution: Some(Duration::from_millis(1))
+            }
+        );
+        let e = Policy::builder()
+            .clocks(Clocks::Host {
+                resolution: Some(Duration::ZERO),
+            })
+            .build()
+            .unwrap_err();
+        assert_eq!(e.key_name(), Some("clocks.resolution"));
     }
 }

@@ -5,86 +5,9 @@
 
 use super::error::{PolicyError, invalid};
 use super::file::ClockMode;
-use super::{Access, ByteSize, FsRules, Limits, Proposal};
+use super::{Access, FsRules, Proposal};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-
-/// `limits.fuel`: at least one unit; metering is turned off by leaving it out.
-pub(super) fn check_limits_fuel(fuel: u64) -> Result<(), PolicyError> {
-    if fuel < Limits::MIN_FUEL {
-        return Err(invalid(format!(
-            "limits.fuel must be at least {}; remove it to turn metering off",
-            Limits::MIN_FUEL
-        )));
-    }
-    Ok(())
-}
-
-/// `limits.memory`: 1 byte to what a wasm32 guest can address.
-pub(super) fn check_limits_memory(bytes: u64) -> Result<(), PolicyError> {
-    check_size("limits.memory", bytes, Limits::MIN_MEMORY, Limits::MAX_MEMORY)
-}
-
-/// `limits.timeout`: longer than zero, at most [`Limits::MAX_TIMEOUT`].
-pub(super) fn check_limits_timeout(timeout: Duration) -> Result<(), PolicyError> {
-    if !(Limits::MIN_TIMEOUT..=Limits::MAX_TIMEOUT).contains(&timeout) {
-        return Err(invalid(format!(
-            "limits.timeout must be longer than zero and at most {}, such as \"10s\"",
-            humantime::format_duration(Limits::MAX_TIMEOUT)
-        )));
-    }
-    Ok(())
-}
-
-/// `limits.stack`: [`Limits::MIN_STACK`] to [`Limits::MAX_STACK`].
-pub(super) fn check_limits_stack(bytes: u64) -> Result<(), PolicyError> {
-    check_size("limits.stack", bytes, Limits::MIN_STACK, Limits::MAX_STACK)
-}
-
-/// `limits.output`: 1 byte to [`Limits::MAX_OUTPUT`]. Output a run captures
-/// is held in memory up to this limit, so it is bounded like memory.
-pub(super) fn check_limits_output(bytes: u64) -> Result<(), PolicyError> {
-    check_size("limits.output", bytes, Limits::MIN_OUTPUT, Limits::MAX_OUTPUT)
-}
-
-/// `limits.module-size`: 1 byte to [`Limits::MAX_MODULE_SIZE`]; the file is
-/// read into memory whole before it is compiled.
-pub(super) fn check_limits_module_size(bytes: u64) -> Result<(), PolicyError> {
-    check_size(
-        "limits.module-size",
-        bytes,
-        Limits::MIN_MODULE_SIZE,
-        Limits::MAX_MODULE_SIZE,
-    )
-}
-
-/// `limits.handles`: [`Limits::MIN_HANDLES`] to [`Limits::MAX_HANDLES`].
-pub(super) fn check_limits_handles(handles: u64) -> Result<(), PolicyError> {
-    if !(Limits::MIN_HANDLES..=Limits::MAX_HANDLES).contains(&handles) {
-        return Err(invalid(format!(
-            "limits.handles must be between {} (stdio and a few directories) and {}, not {handles}",
-            Limits::MIN_HANDLES,
-            Limits::MAX_HANDLES
-        )));
-    }
-    Ok(())
-}
-
-fn check_size(key: &str, bytes: u64, min: u64, max: u64) -> Result<(), PolicyError> {
-    if !(min..=max).contains(&bytes) {
-        let min = if min == 1 {
-            "1 byte".to_string()
-        } else {
-            ByteSize(min).to_string()
-        };
-        return Err(invalid(format!(
-            "{key} must be between {min} and {}, not {}",
-            ByteSize(max),
-            ByteSize(bytes)
-        )));
-    }
-    Ok(())
-}
 
 /// A `wasm.proposals` name: one of [`Proposal::ALL`], as `wasmtime run -W`
 /// spells it; threads and shared memory are refused.
@@ -207,63 +130,6 @@ mod tests {
 
     fn msg<T>(r: Result<T, PolicyError>) -> String {
         r.err().expect("the value should be refused").to_string()
-    }
-
-    #[test]
-    fn test_check_limits_fuel() {
-        assert!(check_limits_fuel(1).is_ok());
-        assert!(check_limits_fuel(u64::MAX).is_ok());
-        assert!(msg(check_limits_fuel(0)).contains("remove it to turn metering off"));
-    }
-
-    #[test]
-    fn test_check_limits_memory() {
-        assert!(check_limits_memory(1).is_ok());
-        assert!(check_limits_memory(4 << 30).is_ok());
-        assert!(msg(check_limits_memory(0)).contains("limits.memory must be between 1 byte and 4 GiB, not 0 B"));
-        assert!(msg(check_limits_memory((4 << 30) + 1)).contains("between 1 byte and 4 GiB"));
-    }
-
-    #[test]
-    fn test_check_limits_timeout() {
-        assert!(check_limits_timeout(Duration::from_nanos(1)).is_ok());
-        assert!(check_limits_timeout(Limits::MAX_TIMEOUT).is_ok());
-        assert!(msg(check_limits_timeout(Duration::ZERO)).contains("longer than zero"));
-        let e = msg(check_limits_timeout(Limits::MAX_TIMEOUT + Duration::from_nanos(1)));
-        assert!(e.contains("at most 30days"), "{e}");
-    }
-
-    #[test]
-    fn test_check_limits_stack() {
-        assert!(check_limits_stack(4096).is_ok());
-        assert!(check_limits_stack(64 << 20).is_ok());
-        assert!(msg(check_limits_stack(4095)).contains("limits.stack must be between 4 KiB and 64 MiB"));
-        assert!(check_limits_stack((64 << 20) + 1).is_err());
-    }
-
-    // See: #10
-    #[test]
-    fn r10_test_check_limits_output() {
-        assert!(check_limits_output(1).is_ok());
-        assert!(check_limits_output(Limits::MAX_OUTPUT).is_ok());
-        assert!(msg(check_limits_output(0)).contains("limits.output must be between 1 byte and 4 GiB, not 0 B"));
-        assert!(msg(check_limits_output(u64::MAX)).contains("between 1 byte and 4 GiB"));
-    }
-
-    #[test]
-    fn test_check_limits_module_size() {
-        assert!(check_limits_module_size(1).is_ok());
-        assert!(check_limits_module_size(Limits::MAX_MODULE_SIZE).is_ok());
-        assert!(msg(check_limits_module_size(0)).contains("limits.module-size must be between 1 byte"));
-        assert!(check_limits_module_size(Limits::MAX_MODULE_SIZE + 1).is_err());
-    }
-
-    #[test]
-    fn test_check_limits_handles() {
-        assert!(check_limits_handles(16).is_ok());
-        assert!(check_limits_handles(1_000_000).is_ok());
-        assert!(msg(check_limits_handles(15)).contains("limits.handles must be between 16"));
-        assert!(check_limits_handles(1_000_001).is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! let the guest read, and agree with any `PWD` the environment sets.
 
 use super::error::{PolicyError, invalid};
-use super::{DirGrant, FsDecision, FsOp, Setting, locate};
+use super::resolve::locate;
+use super::{DirGrant, FsDecision, FsOp, Setting};
 use std::collections::BTreeMap;
 
 /// The variable preview 1 programs read the working directory from (Go's

@@ -1,7 +1,7 @@
 //! What `wasmcell check` prints: everything a [`Policy`] grants, defaults
 //! included, in plain words. Presentation, kept out of the model.
 
-use super::{Access, ByteSize, Clocks, Input, NetKind, Origin, Output, Policy};
+use super::{Access, Clocks, Input, NetKind, Origin, Output, Policy};
 use std::fmt::Write as _;
 
 /// Describes in plain words everything `policy` grants, including the
@@ -258,7 +258,8 @@ fn describe_wasm(out: &mut String, policy: &Policy) {
 fn origin_words(origin: &Origin) -> String {
     match origin {
         Origin::Default => "default".to_string(),
-        Origin::File(p) => format!("from {}", p.display()),
+        Origin::File { path, .. } => format!("from {}", path.display()),
+        Origin::Host(words) => format!("from {words}"),
         Origin::Flag(f) => format!("from {f}"),
         Origin::Api => "set through the API".to_string(),
     }
@@ -266,22 +267,7 @@ fn origin_words(origin: &Origin) -> String {
 
 fn describe_limits(out: &mut String, policy: &Policy) {
     line(out, "limits:");
-    let l = policy.limits();
-    let mut limit = |key: &str, value: String, origin: &Origin| {
-        let _ = writeln!(out, "  {key}: {value} ({})", origin_words(origin));
-    };
-    let fuel = match l.fuel.value {
-        Some(n) => format!("{n} units"),
-        None => "not metered (the timeout still applies)".into(),
-    };
-    limit("fuel", fuel, &l.fuel.origin);
-    limit("memory", ByteSize(l.memory.value).to_string(), &l.memory.origin);
-    let timeout = humantime::format_duration(l.timeout.value).to_string();
-    limit("timeout", timeout, &l.timeout.origin);
-    limit("stack", ByteSize(l.stack.value).to_string(), &l.stack.origin);
-    limit("output", ByteSize(l.output.value).to_string(), &l.output.origin);
-    let module_size = ByteSize(l.module_size.value).to_string();
-    limit("module-size", module_size, &l.module_size.origin);
-    let handles = format!("{} open at once", l.handles.value);
-    limit("handles", handles, &l.handles.origin);
+    for (name, value, origin) in policy.limits().described() {
+        let _ = writeln!(out, "  {name}: {value} ({})", origin_words(origin));
+    }
 }

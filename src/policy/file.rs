@@ -20,7 +20,7 @@ pub struct PolicyFile {
     pub extends: Vec<Spanned<String>>,
     /// Resource limits. Absent: every limit takes its default.
     #[serde(default)]
-    pub limits: LimitsFile,
+    pub limits: super::LimitsFile,
     /// Filesystem grants. Absent: no directory is visible to the guest.
     #[serde(default)]
     pub fs: FsFile,
@@ -67,26 +67,6 @@ pub struct WasmFile {
     /// those every `wasm32-wasip1`/`wasm32-wasip2` guest uses.
     #[serde(default)]
     pub proposals: Vec<Spanned<String>>,
-}
-
-/// `[limits]` as written. Absent keys take the defaults listed on [`Limits`](super::Limits).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct LimitsFile {
-    /// Fuel units (about one per Wasm instruction). Absent: not metered.
-    pub fuel: Option<Spanned<u64>>,
-    /// Linear memory, all memories of the guest together.
-    pub memory: Option<Spanned<ByteSize>>,
-    /// Wall-clock time, including time blocked in host calls.
-    pub timeout: Option<Spanned<HumanDuration>>,
-    /// Wasm stack.
-    pub stack: Option<Spanned<ByteSize>>,
-    /// Bytes of stdout plus stderr.
-    pub output: Option<Spanned<ByteSize>>,
-    /// Size of a module or component accepted for compilation.
-    pub module_size: Option<Spanned<ByteSize>>,
-    /// WASI handles (open files and directories, streams) held at once.
-    pub handles: Option<Spanned<u64>>,
 }
 
 /// `[fs]` as written.
@@ -370,5 +350,33 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let text = String::deserialize(d)
             .map_err(|_| serde::de::Error::custom("expected a duration string such as \"10s\" or \"500ms\""))?;
         HumanDuration::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_size_display_round_trips() {
+        for text in ["256 MiB", "1 GiB", "3 KiB", "1000 B", "2 TiB"] {
+            assert_eq!(ByteSize::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    // See: #13
+    #[test]
+    fn r13_byte_sizes_are_shown_as_people_read_them() {
+        let cases = [
+            (68_860_682, "65.7 MiB"),
+            (1_000_000, "976.6 KiB"),
+            (1536, "1.5 KiB"),
+            ((1 << 20) - 1, "1.0 MiB"),
+            ((4 << 30) + 1, "4.0 GiB"),
+            (1023, "1023 B"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(ByteSize(n).to_string(), text, "{n}");
+        }
     }
 }

@@ -2,18 +2,18 @@
 //! against its own folder, following `extends`, and merging the layers.
 
 use super::check::{
-    check_clock_resolution, check_clock_start, check_clocks, check_env_name, check_guest_path, check_limits_fuel,
-    check_limits_handles, check_limits_memory, check_limits_module_size, check_limits_output, check_limits_stack,
-    check_limits_timeout, check_rules, check_stdin_file, check_wasm_proposal,
+    check_clock_resolution, check_clock_start, check_clocks, check_env_name, check_guest_path, check_rules,
+    check_stdin_file, check_wasm_proposal,
 };
 use super::cwd::{CwdLayer, check_cwd};
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{
-    ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, LimitsFile, NetFile, OutputSpec, PolicyFile, StdioFile,
-    WallFile, WasmFile,
+    ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, NetFile, OutputSpec, PolicyFile, StdioFile, WallFile,
+    WasmFile,
 };
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
+use super::settings::LimitsLayer;
 use super::wall::{WallMode, check_landlock_abi};
 use super::{
     Access, ByteSize, DirGrant, DirSite, FileRule, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting,
@@ -72,18 +72,6 @@ pub(super) struct Layer {
     pub(super) files: Vec<PathBuf>,
 }
 
-/// `[limits]` of a layer: `None` where the layer leaves a limit alone.
-#[derive(Debug, Default, Clone)]
-pub(super) struct LimitsLayer {
-    pub(super) fuel: Option<Setting<Option<u64>>>,
-    pub(super) memory: Option<Setting<u64>>,
-    pub(super) timeout: Option<Setting<Duration>>,
-    pub(super) stack: Option<Setting<u64>>,
-    pub(super) output: Option<Setting<u64>>,
-    pub(super) module_size: Option<Setting<u64>>,
-    pub(super) handles: Option<Setting<u64>>,
-}
-
 impl Layer {
     /// Applies `top` over `self`: scalars from `top` win, lists are
     /// concatenated (base first), maps are merged with `top` winning per key.
@@ -99,13 +87,7 @@ impl Layer {
         macro_rules! win {
             ($($f:ident).+) => { if top.$($f).+.is_some() { self.$($f).+ = top.$($f).+; } };
         }
-        win!(limits.fuel);
-        win!(limits.memory);
-        win!(limits.timeout);
-        win!(limits.stack);
-        win!(limits.output);
-        win!(limits.module_size);
-        win!(limits.handles);
+        self.limits.overlay(top.limits);
         win!(stdin);
         win!(stdout);
         win!(stderr);
@@ -303,7 +285,7 @@ impl<'a> Source<'a> {
             path,
             text,
             base_dir,
-            origin: Origin::File(path.to_path_buf()),
+            origin: Origin::file(path),
         }
     }
 
@@ -343,7 +325,7 @@ pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Resul
     let merged = parse_extends(&src, &file.extends, loader)?;
     let mut own = Layer {
         files: vec![path.to_path_buf()],
-        limits: parse_limits(&src, &file.limits)?,
+        limits: LimitsLayer::parse(&file.limits, path, text)?,
         seed: file.random.seed,
         ..Layer::default()
     };
@@ -397,43 +379,6 @@ fn parse_extends(src: &Source<'_>, extends: &[Spanned<String>], loader: &mut Loa
         merged = merged.overlay(layer);
     }
     Ok(merged)
-}
-
-/// One `[limits]` value: `check` refuses it at its line.
-fn parse_limit<T, V: Copy>(
-    src: &Source<'_>,
-    field: &Option<Spanned<T>>,
-    key: &str,
-    value: fn(&T) -> V,
-    check: fn(V) -> Result<(), PolicyError>,
-) -> Result<Option<Setting<V>>, PolicyError> {
-    let Some(field) = field else { return Ok(None) };
-    let v = value(field.get_ref());
-    check(v).map_err(|e| src.at(e, key, Some(field.span())))?;
-    Ok(Some(src.set(v)))
-}
-
-/// `[limits]`.
-fn parse_limits(src: &Source<'_>, l: &LimitsFile) -> Result<LimitsLayer, PolicyError> {
-    let fuel = parse_limit(src, &l.fuel, "limits.fuel", |f| *f, check_limits_fuel)?;
-    Ok(LimitsLayer {
-        fuel: fuel.map(|s| Setting {
-            value: Some(s.value),
-            origin: s.origin,
-        }),
-        memory: parse_limit(src, &l.memory, "limits.memory", |b| b.0, check_limits_memory)?,
-        timeout: parse_limit(src, &l.timeout, "limits.timeout", |t| t.0, check_limits_timeout)?,
-        stack: parse_limit(src, &l.stack, "limits.stack", |b| b.0, check_limits_stack)?,
-        output: parse_limit(src, &l.output, "limits.output", |b| b.0, check_limits_output)?,
-        module_size: parse_limit(
-            src,
-            &l.module_size,
-            "limits.module-size",
-            |b| b.0,
-            check_limits_module_size,
-        )?,
-        handles: parse_limit(src, &l.handles, "limits.handles", |h| *h, check_limits_handles)?,
-    })
 }
 
 /// `[fs]`: each host directory and file must exist now; `cwd` is checked

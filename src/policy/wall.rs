@@ -140,8 +140,7 @@ mod tests {
         let p = Policy::builder()
             .toml("[wall]\nmode = \"require\"", ".")
             .unwrap()
-            .origin(Origin::Flag("--wall"))
-            .wall_mode(WallMode::Off)
+            .with_origin(Origin::Flag("--wall"), |b| b.wall_mode(WallMode::Off))
             .build()
             .unwrap();
         assert_eq!(p.wall().mode.value, WallMode::Off);

@@ -18,17 +18,15 @@ fn policy(f: impl FnOnce(&mut PolicyBuilder)) -> Policy {
 }
 
 fn timeout(p: &mut PolicyBuilder, ms: u64) {
-    *p = std::mem::take(p)
-        .origin(Origin::Flag("--timeout"))
-        .timeout(Duration::from_millis(ms));
+    *p = std::mem::take(p).with_origin(Origin::Flag("--timeout"), |b| b.timeout(Duration::from_millis(ms)));
 }
 
 fn fuel(p: &mut PolicyBuilder, units: u64) {
-    *p = std::mem::take(p).origin(Origin::Flag("--fuel")).fuel(units);
+    *p = std::mem::take(p).with_origin(Origin::Flag("--fuel"), |b| b.fuel(units));
 }
 
 fn memory(p: &mut PolicyBuilder, bytes: u64) {
-    *p = std::mem::take(p).origin(Origin::Flag("--memory")).memory(bytes);
+    *p = std::mem::take(p).with_origin(Origin::Flag("--memory"), |b| b.memory(bytes));
 }
 
 fn sandbox(policy: Policy) -> Sandbox {

@@ -1119,6 +1119,65 @@ fn net_http_get() {
     assert_eq!(request.as_deref(), Some("GET /greeting?x=1 HTTP/1.1"));
 }
 
+/// `limits.http-requests` caps the requests one run makes: past it, a request
+/// to an allowed origin is refused before it leaves the host, recorded with
+/// the key as its rule, and answered `HttpRequestDenied`; 0 turns HTTP off.
+#[test]
+fn http_requests_past_limits_http_requests_are_refused() {
+    let policy = |port: u16, max: u64| {
+        policy_toml(
+            &format!(
+                "[net]\nhttp = [\"http://127.0.0.1:{port}\"]\n\n[limits]\ntimeout = \"30s\"\nhttp-requests = {max}\n"
+            ),
+            Path::new("."),
+        )
+    };
+    let (listener, port) = listener();
+    let server = std::thread::spawn(move || {
+        (
+            serve_http(&listener).is_some() && serve_http(&listener).is_some(),
+            listener,
+        )
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    let outcome = run(policy(port, 2), NET_HTTP_GET_COMPONENT, &[&url, &url, &url]);
+    assert_status(&outcome, Status::Exited(1));
+    let out = stdout(&outcome);
+    assert!(out.starts_with("status 200\nhellostatus 200\nhellorefused: "), "{out}");
+    assert!(out.contains("HttpRequestDenied"), "{out}");
+    assert_eq!(
+        (outcome.uses["http"].allowed, outcome.uses["http"].denied),
+        (2, 1),
+        "{:?}",
+        outcome.uses
+    );
+    let [denial] = &outcome.denials[..] else {
+        panic!("expected one denial, got {:?}", outcome.denials);
+    };
+    assert_eq!(
+        (denial.kind.as_str(), denial.target.as_str()),
+        ("http", url.trim_end_matches('/'))
+    );
+    assert!(
+        denial
+            .rule
+            .starts_with("limits.http-requests allows 2 outgoing HTTP requests per run"),
+        "{denial:?}"
+    );
+    let (served_two, listener) = server.join().unwrap();
+    assert!(served_two, "the two requests under the limit reach the server");
+    assert_nothing_connected(&listener);
+
+    let outcome = run(policy(port, 0), NET_HTTP_GET_COMPONENT, &[&url]);
+    assert_guest_refused(&outcome);
+    assert!(
+        outcome.denials[0].rule.starts_with("limits.http-requests allows 0"),
+        "{:?}",
+        outcome.denials
+    );
+    assert_nothing_connected(&listener);
+}
+
 /// A request to an origin no entry lists is refused before it leaves the host,
 /// recorded, and reaches the guest as `HttpRequestDenied`.
 #[test]

@@ -1,6 +1,6 @@
-//! Takes a URL (`http://127.0.0.1:8080/path`) and makes a GET request with
-//! `wasi:http`, printing `status <code>` and then the body, and exiting 0; on
-//! any failure it prints `refused: <error>` and exits 1. Only the
+//! Takes URLs (`http://127.0.0.1:8080/path`) and makes a GET request to each
+//! in turn with `wasi:http`, printing `status <code>` and then the body, and
+//! exiting 0; on any failure it prints `refused: <error>` and exits 1. Only the
 //! wasm32-wasip2 build can make requests: std has no HTTP API, so it uses the
 //! `wasi` crate's bindings, and the other builds report `refused: Unsupported`.
 //!
@@ -10,15 +10,18 @@
 //! sets none, and an authority is passed on verbatim (`x:secret@host:port`).
 
 fn main() {
-    let url = std::env::args().nth(1).expect("usage: net_http_get URL");
-    match get(&url) {
-        Ok((status, body)) => {
-            println!("status {status}");
-            print!("{}", String::from_utf8_lossy(&body));
-        }
-        Err(err) => {
-            println!("refused: {err}");
-            std::process::exit(1);
+    let urls: Vec<String> = std::env::args().skip(1).collect();
+    assert!(!urls.is_empty(), "usage: net_http_get URL...");
+    for url in urls {
+        match get(&url) {
+            Ok((status, body)) => {
+                println!("status {status}");
+                print!("{}", String::from_utf8_lossy(&body));
+            }
+            Err(err) => {
+                println!("refused: {err}");
+                std::process::exit(1);
+            }
         }
     }
 }
