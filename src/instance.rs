@@ -545,7 +545,7 @@ fn settle(
     };
     let poisoned = (!returned).then(|| {
         let how = outcome
-            .describe(sandbox.policy())
+            .ending_line(sandbox.policy())
             .unwrap_or_else(|| format!("it exited with status {}", outcome.guest_exit_status().unwrap_or(0)));
         format!("{} did not return ({how})", quote_what(what))
     });

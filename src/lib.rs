@@ -90,8 +90,8 @@ pub use outcome::{
     exit_code_for_error,
 };
 pub use policy::{
-    Access, ByteSize, ClockMode, Clocks, DirGrant, HumanDuration, Input, Limits, Origin, Output, Policy, PolicyBuilder,
-    PolicyError, PolicyErrorKind, PolicyFile, Setting,
+    Access, ByteSize, Clocks, DirGrant, Input, Limits, Origin, Output, Policy, PolicyBuilder, PolicyError,
+    PolicyErrorKind, Setting,
 };
 pub use sandbox::{RunOptions, Sandbox, SandboxBuilder};
 pub use term::sanitize;

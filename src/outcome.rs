@@ -209,7 +209,7 @@ impl Status {
 /// assert_eq!(outcome.status, Status::FuelExhausted);
 /// assert_eq!(outcome.exit_code(), wasmcell::EXIT_FUEL);
 /// assert_eq!(outcome.fuel_used, Some(1_000));
-/// assert!(outcome.describe(sandbox.policy()).unwrap().contains("fuel exhausted"));
+/// assert!(outcome.ending_line(sandbox.policy()).unwrap().contains("fuel exhausted"));
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,7 +311,7 @@ impl Outcome {
     /// exit status), naming the limit's policy key and where it was set
     /// (`limits.fuel in policies/tight.toml`); `None` for a plain exit. Guest-chosen text in it (a trap message) has its control
     /// characters escaped, so the line is safe to print.
-    pub fn describe(&self, policy: &Policy) -> Option<String> {
+    pub fn ending_line(&self, policy: &Policy) -> Option<String> {
         let l = policy.limits();
         Some(match self.status {
             Status::Exited(code) if self.exit_code() == EXIT_OUT_OF_RANGE && code != 1 => format!(
@@ -327,22 +327,22 @@ impl Outcome {
             Status::Timeout => format!(
                 "timed out after {} ({})",
                 humantime::format_duration(l.timeout.value),
-                l.timeout.origin.describe("limits.timeout")
+                l.timeout.origin.cite("limits.timeout")
             ),
             Status::FuelExhausted => format!(
                 "fuel exhausted after {} units ({})",
                 l.fuel.value.unwrap_or_default(),
-                l.fuel.origin.describe("limits.fuel")
+                l.fuel.origin.cite("limits.fuel")
             ),
             Status::MemoryLimit => format!(
                 "memory limit reached: the guest asked for more than {} of linear memory and tables ({})",
                 ByteSize(l.memory.value),
-                l.memory.origin.describe("limits.memory")
+                l.memory.origin.cite("limits.memory")
             ),
             Status::OutputLimit => format!(
                 "output limit reached: the guest wrote more than {} to stdout and stderr ({})",
                 ByteSize(l.output.value),
-                l.output.origin.describe("limits.output")
+                l.output.origin.cite("limits.output")
             ),
             Status::Cancelled => "cancelled: the host stopped the run before the guest ended".to_string(),
             Status::WallStopped => "the second wall stopped the run: its process made a system call the wall forbids (seccomp killed it with SIGSYS); the guest or a bug it reached tried to leave the sandbox".to_string(),
@@ -563,7 +563,7 @@ mod tests {
     fn describe_escapes_guest_text_in_traps() {
         let mut trapped = outcome(Status::Trap);
         trapped.trap = Some("in `f\u{1b}[2J`\nwasmcell: forged\u{202e}".to_string());
-        let line = trapped.describe(&Policy::deny_all()).unwrap();
+        let line = trapped.ending_line(&Policy::deny_all()).unwrap();
         assert_eq!(line, r"guest trapped: in `f\u{1b}[2J`\nwasmcell: forged\u{202e}");
     }
 
@@ -578,7 +578,7 @@ mod tests {
             (Status::OutputLimit, "limits.output"),
         ];
         for (status, key) in cases {
-            let line = outcome(status).describe(&Policy::deny_all()).unwrap();
+            let line = outcome(status).ending_line(&Policy::deny_all()).unwrap();
             assert!(line.contains(&format!("default {key}")), "{line}");
             assert!(!line.contains("--"), "a flag in a library message: {line}");
         }

@@ -259,7 +259,7 @@ impl Sandbox {
         self.inner.engine.load_file(
             path.as_ref(),
             limit.value,
-            &limit.origin.describe("limits.module-size"),
+            &limit.origin.cite("limits.module-size"),
             Intent::Command,
         )
     }
@@ -277,7 +277,7 @@ impl Sandbox {
         self.inner.engine.load_file(
             path.as_ref(),
             limit.value,
-            &limit.origin.describe("limits.module-size"),
+            &limit.origin.cite("limits.module-size"),
             Intent::Library,
         )
     }
@@ -368,7 +368,7 @@ impl Sandbox {
                 kind: LoadErrorKind::TooLarge {
                     size,
                     limit: limit.value,
-                    origin: limit.origin.describe("limits.module-size"),
+                    origin: limit.origin.cite("limits.module-size"),
                 },
             });
         }

@@ -32,7 +32,7 @@ impl CheckCommand {
     /// The [`wasmcell::PolicyError`] when the policy is invalid.
     pub fn execute(self) -> Result<u8> {
         let policy = add_proposals(Policy::builder().file(&self.policy)?, &self.wasm).build()?;
-        let mut text = wasmcell::policy::describe(&policy);
+        let mut text = wasmcell::policy::summarize(&policy);
         // What `run` would warn of with the default cache folder.
         if let Some(why) = DiskCache::default_dir().and_then(|dir| CacheInGrant::find(&policy, &dir)) {
             text.push_str(&format!(
@@ -53,7 +53,7 @@ fn describe_wall(policy: &Policy) -> String {
     let mode = &policy.wall().mode;
     let mut out = format!(
         "second wall ({}: {}):\n",
-        mode.origin.describe("wall.mode"),
+        mode.origin.cite("wall.mode"),
         mode.value.name()
     );
     let report: WallReport = wasmcell::wall::probe(&plan);

@@ -509,7 +509,7 @@ fn invoke(
 /// The line that explains how the run ended, with the flag that changes it,
 /// and the count of refusals not recorded.
 fn print_ending(outcome: &Outcome, policy: &Policy, log_denials: bool) {
-    if let Some(line) = outcome.describe(policy) {
+    if let Some(line) = outcome.ending_line(policy) {
         match ending_advice(outcome.status) {
             Some(advice) => eprint_line(format_args!("wasmcell: {line}; {advice}")),
             None => eprint_line(format_args!("wasmcell: {line}")),
@@ -618,7 +618,7 @@ fn put_up_wall(policy: &Policy, channel: Option<&mut WallChannelOf>) -> Result<(
     if plan.mode == WallMode::Off {
         eprint_line(format_args!(
             "wasmcell: warning: the second wall is off ({}); the run relies on the first wall alone",
-            policy.wall().mode.origin.describe("wall.mode")
+            policy.wall().mode.origin.cite("wall.mode")
         ));
     } else if let Some(line) = report.missing_line() {
         eprint_line(format_args!("wasmcell: warning: {line}"));
@@ -667,7 +667,7 @@ fn report_child_end(
         outcome.elapsed = started.elapsed();
         eprint_line(format_args!(
             "wasmcell: the run outlived twice its limit ({}) and was killed by its watcher: its own deadline no longer stopped it",
-            policy.limits().timeout.origin.describe("limits.timeout")
+            policy.limits().timeout.origin.cite("limits.timeout")
         ));
         if let Err(err) = report.write(&outcome.to_json()) {
             crate::app::print_error(&err);

@@ -596,7 +596,7 @@ fn probe_engine(config: EngineConfig) -> Option<Engine> {
 }
 
 fn run_probe(policy: &Policy, root: &Path) -> PolicyCase {
-    let description = wasmcell::policy::describe(policy);
+    let description = wasmcell::policy::summarize(policy);
     assert!(!description.is_empty());
     if !contained(policy, root) {
         return PolicyCase::Loaded;
@@ -662,7 +662,7 @@ fn names_stdio_file(message: &str, policy: &Policy) -> bool {
 /// one-line description, the JSON report.
 fn examine(outcome: &Outcome, policy: &Policy) {
     let _ = outcome.exit_code();
-    let _ = outcome.describe(policy);
+    let _ = outcome.ending_line(policy);
     let json = outcome.to_json().to_string();
     assert!(
         json.contains(outcome.status.name()),

@@ -9,9 +9,6 @@
 //! runtime's `pod_annotations` lets through): the annotation is therefore
 //! per pod.
 
-use std::fs::File;
-use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -24,9 +21,6 @@ pub const POLICY_DIR_ENV: &str = "WASMCELL_POLICY_DIR";
 
 /// Where node policies live: `<dir>/<name>.toml`.
 pub const DEFAULT_POLICY_DIR: &str = "/etc/wasmcell/policies";
-
-/// The largest node policy read, as for any policy file.
-const MAX_POLICY_BYTES: u64 = 1 << 20;
 
 /// The policy the node imposes on this shim's containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,18 +91,17 @@ pub fn read_node_policy(spec: &Path, dir: &Path) -> NodePolicy {
         return NodePolicy::Invalid(why);
     }
     let path = dir.join(format!("{name}.toml"));
-    match read_policy_file(&path) {
-        Ok(text) => match check_no_extends(&text) {
-            Ok(()) => NodePolicy::Named {
-                name: name.clone(),
-                path,
-                text,
-            },
-            Err(why) => NodePolicy::Invalid(format!("node policy `{}`: {why}", path.display())),
+    // Read as the library reads any policy file (bounded, never blocking),
+    // and more strictly: no link as its own name, and no `extends`, which
+    // would be resolved inside the container's image.
+    match wasmcell::policy::read_standalone(&path) {
+        Ok(text) => NodePolicy::Named {
+            name: name.clone(),
+            path,
+            text,
         },
-        Err(why) => NodePolicy::Invalid(format!(
-            "annotation `{POLICY_ANNOTATION}: {name}` names `{}`, which {why}; install it on the node or fix the annotation ({POLICY_DIR_ENV} sets the directory)",
-            path.display()
+        Err(err) => NodePolicy::Invalid(format!(
+            "annotation `{POLICY_ANNOTATION}: {name}` names a node policy that cannot be used: {err}; install it on the node or fix the annotation ({POLICY_DIR_ENV} sets the directory)"
         )),
     }
 }
@@ -129,42 +122,6 @@ fn check_policy_name(name: &str) -> Result<(), String> {
             "annotation `{POLICY_ANNOTATION}` must name a node policy with 1 to 64 letters, digits, `-`, `_` or `.` (not first), not `{}`",
             name.escape_debug()
         ))
-    }
-}
-
-/// Reads a regular file of at most [`MAX_POLICY_BYTES`] without following a
-/// final symlink or blocking on a FIFO.
-fn read_policy_file(path: &Path) -> Result<String, String> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot be opened ({e})"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot be inspected ({e})"))?;
-    if !meta.is_file() {
-        return Err("is not a regular file".to_string());
-    }
-    if meta.len() > MAX_POLICY_BYTES {
-        return Err(format!("is larger than {MAX_POLICY_BYTES} bytes"));
-    }
-    let mut text = String::new();
-    File::take(file, MAX_POLICY_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot be read as UTF-8 ({e})"))?;
-    Ok(text)
-}
-
-/// A node policy is resolved inside the container, where its `extends`
-/// would name the image's files: refuse it rather than mix the two.
-fn check_no_extends(text: &str) -> Result<(), String> {
-    // A file that does not parse is reported by the library, with its line,
-    // when the container resolves it.
-    match toml::from_str::<wasmcell::PolicyFile>(text) {
-        Ok(file) if !file.extends.is_empty() => Err(
-            "`extends` is not supported in node policies (it would be resolved inside the container's image); merge the files"
-                .to_string(),
-        ),
-        _ => Ok(()),
     }
 }
 
@@ -243,9 +200,9 @@ mod tests {
         std::os::unix::fs::symlink(tmp.path().join("real.toml"), tmp.path().join("link.toml")).unwrap();
         std::fs::write(tmp.path().join("ext.toml"), "extends = [\"base.toml\"]\n").unwrap();
         for (name, expected) in [
-            ("missing", "cannot be opened"),
-            ("link", "cannot be opened"),
-            ("ext", "`extends` is not supported"),
+            ("missing", "cannot read policy file"),
+            ("link", "cannot read policy file"),
+            ("ext", "extends: a policy that stands alone cannot extend other files"),
         ] {
             let spec = spec_with(tmp.path(), &format!(r#"{{"wasmcell.dev/policy":"{name}"}}"#));
             match read_node_policy(&spec, tmp.path()) {

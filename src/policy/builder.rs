@@ -559,7 +559,7 @@ mod tests {
 
     // See: #10
     #[test]
-    fn r10_a_later_layer_overrides_a_file_and_keeps_its_origin() {
+    fn a_later_layer_overrides_a_file_and_keeps_its_origin() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("p.toml");
         std::fs::write(
@@ -595,14 +595,14 @@ mod tests {
         assert_eq!(p.limits().memory.origin, Origin::Flag("--memory"));
         assert_eq!(p.limits().timeout.origin, Origin::Api);
         assert_eq!(
-            p.limits().timeout.origin.describe("limits.timeout"),
+            p.limits().timeout.origin.cite("limits.timeout"),
             "limits.timeout set through the API"
         );
     }
 
     // See: #10
     #[test]
-    fn r10_a_refused_value_names_the_flag_or_the_key() {
+    fn a_refused_value_names_the_flag_or_the_key() {
         let from_api = Policy::builder().memory(0).build().unwrap_err().to_string();
         assert!(
             from_api.starts_with("limits.memory must be between 1 byte and 4 GiB"),

@@ -366,7 +366,7 @@ mod tests {
 
     // See: #13
     #[test]
-    fn r13_byte_sizes_are_shown_as_people_read_them() {
+    fn byte_sizes_are_shown_as_people_read_them() {
         let cases = [
             (68_860_682, "65.7 MiB"),
             (1_000_000, "976.6 KiB"),

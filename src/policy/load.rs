@@ -191,15 +191,31 @@ fn identity_of(path: &Path) -> PathBuf {
 /// blocks: a FIFO would wait for a writer forever, and `/dev/zero` would be
 /// read until memory ran out.
 pub(super) fn read_policy_file(path: &Path) -> std::io::Result<String> {
+    read_bounded(path, Links::Follow)
+}
+
+/// Whether a policy file's own name may be a symbolic link.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Links {
+    Follow,
+    Refuse,
+}
+
+fn read_bounded(path: &Path, links: Links) -> std::io::Result<String> {
     // Looked at before opening, so that no device or FIFO is ever opened
     // (opening some devices has effects of its own) ...
-    check_regular_file(&std::fs::metadata(path)?)?;
+    let before = match links {
+        Links::Follow => std::fs::metadata(path)?,
+        Links::Refuse => std::fs::symlink_metadata(path)?,
+    };
+    check_regular_file(&before)?;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
-        options.custom_flags(libc::O_NONBLOCK);
+        let no_follow = if links == Links::Refuse { libc::O_NOFOLLOW } else { 0 };
+        options.custom_flags(libc::O_NONBLOCK | no_follow);
     }
     let file = options.open(path)?;
     // ... and again once open: the path may have been swapped in between.
@@ -223,6 +239,23 @@ pub(super) fn read_policy_file(path: &Path) -> std::io::Result<String> {
     file.take(MAX_POLICY_FILE_SIZE + 1).read_to_string(&mut text)?;
     if text.len() as u64 > MAX_POLICY_FILE_SIZE {
         return Err(too_large());
+    }
+    Ok(text)
+}
+
+/// Reads a policy that must stand alone: see [`super::read_standalone`].
+pub(super) fn read_standalone(path: &Path) -> Result<String, PolicyError> {
+    let located = |mut err: PolicyError| {
+        err.path = Some(path.to_path_buf());
+        err
+    };
+    let text = read_bounded(path, Links::Refuse).map_err(|e| located(PolicyError::new(PolicyErrorKind::Io(e))))?;
+    let file: PolicyFile = toml::from_str(&text).map_err(|e| parse_error(&e, path, &text))?;
+    if let Some(first) = file.extends.first() {
+        let err = invalid(
+            "a policy that stands alone cannot extend other files (they would be resolved where it is used, not where it was read); merge them into it",
+        );
+        return Err(err.key("extends").at(path, &text, Some(first.span())));
     }
     Ok(text)
 }
@@ -684,7 +717,7 @@ mod tests {
 
     // See: #9
     #[test]
-    fn r9_every_value_error_names_its_key() {
+    fn every_value_error_names_its_key() {
         // (policy, key the message must name, line)
         let cases = [
             ("[limits]\nmemory = \"lots\"", "limits.memory", 2),
@@ -749,7 +782,7 @@ mod tests {
 
     // See: #9
     #[test]
-    fn r9_clock_start_must_fit_a_wasi_clock() {
+    fn clock_start_must_fit_a_wasi_clock() {
         let frozen = |start: &str| {
             Policy::from_toml(
                 &format!("[clocks]\nmode = \"frozen\"\nstart = \"{start}\""),
@@ -766,7 +799,7 @@ mod tests {
 
     // See: #9
     #[test]
-    fn r9_a_file_reached_twice_is_read_once() {
+    fn a_file_reached_twice_is_read_once() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("base.toml"), "[limits]\nfuel = 7\n").unwrap();
         std::fs::write(

@@ -2,7 +2,7 @@
 //!
 //! Policies are processed in two stages, like ripgrep's `LowArgs` → `HiArgs`:
 //!
-//! 1. [`PolicyFile`] is the TOML as written. It only deserializes; every struct
+//! 1. `PolicyFile` (private) is the TOML as written. It only deserializes; every struct
 //!    rejects unknown keys, and values that carry units (sizes, durations) are
 //!    parsed here so that a bad value is reported with its line.
 //! 2. [`Policy`] is the validated, resolved form: host paths are canonicalized
@@ -21,7 +21,6 @@
 mod builder;
 mod check;
 mod cwd;
-mod describe;
 mod error;
 mod file;
 mod fs;
@@ -31,23 +30,41 @@ mod net;
 mod overlap;
 mod resolve;
 mod settings;
+mod summary;
 mod wall;
 mod wasm;
 
 pub use builder::PolicyBuilder;
-pub use describe::describe;
 pub use error::{PolicyError, PolicyErrorKind};
-pub use file::{
-    Access, ByteSize, ClockMode, ClocksFile, DirFile, EnvFile, FsFile, HumanDuration, InputSpec, OutputSpec,
-    PolicyFile, RandomFile, StdioFile, WallFile, WasmFile,
-};
+pub use summary::summarize;
+// The TOML as written (`PolicyFile` and its tables) stays inside: it is how
+// a file is read, not what an embedder holds; `Policy`, `PolicyBuilder` and
+// `SETTINGS` are the model.
+use file::ClockMode;
+pub use file::{Access, ByteSize};
 pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
-pub use settings::{Flag, Limits, LimitsFile, SETTINGS, SettingInfo};
+use settings::LimitsFile;
+pub use settings::{Flag, Limits, SETTINGS, SettingInfo};
 pub use wall::{MAX_LANDLOCK_ABI, WallMode, WallSettings};
 pub use wasm::{Proposal, Proposals};
 
 pub use model::{Clocks, DEFAULT_FROZEN_START, DirGrant, Input, Origin, Output, Policy, Setting};
+
+/// Reads a policy file that must stand alone, to be resolved later and
+/// perhaps elsewhere (the containerd shim reads a node's policy before the
+/// container it is for exists): a regular file of at most 1 MiB whose own
+/// name is not a symbolic link, opened without blocking, that parses as a
+/// policy and extends no other file. Resolve the text with
+/// [`PolicyBuilder::toml`].
+///
+/// # Errors
+///
+/// A [`PolicyError`] naming the path: unreadable, a link or a special
+/// file, too large, not a policy (with its line), or a key `extends`.
+pub fn read_standalone(path: impl AsRef<std::path::Path>) -> Result<String, PolicyError> {
+    load::read_standalone(path.as_ref())
+}
 
 pub(crate) use fs::name_regex;
 use model::key_for;

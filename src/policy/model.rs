@@ -43,8 +43,9 @@ impl Origin {
         }
     }
 
-    /// Describes the origin of policy key `key` (e.g. `limits.fuel`).
-    pub fn describe(&self, key: &str) -> String {
+    /// Cites policy key `key` (e.g. `limits.fuel`) with where its value
+    /// came from, as messages name a setting.
+    pub fn cite(&self, key: &str) -> String {
         match self {
             Origin::Default => format!("default {key}"),
             Origin::File { path, .. } => format!("{key} in {}", path.display()),

@@ -6,7 +6,7 @@
 //! [`LimitsFile`] (parsed with its line, as every key is), the layer overlay,
 //! the bounds check, the resolved value in [`Limits`] with its [`Origin`],
 //! the [`PolicyBuilder`] setter, [`PolicyBuilder::set_setting`], the line
-//! `describe` prints and the [`SETTINGS`] table a command line builds its
+//! `summarize` prints and the [`SETTINGS`] table a command line builds its
 //! flags from. A new limit is one entry here plus where it is enforced.
 //!
 //! Why a `macro_rules!` and not a derive (as wasmtime's
@@ -207,7 +207,7 @@ fn check<K: Kind>(key: &str, value: K::Value, min: K::Value, max: K::Value, advi
     Err(invalid(format!("{}{advice}", K::out_of_bounds(key, value, min, max))))
 }
 
-/// `describe`'s words for a value: `shown` with `{}` replaced, or `unset`.
+/// `summarize`'s words for a value: `shown` with `{}` replaced, or `unset`.
 fn shown<K: Kind, R: Present<K::Value>>(value: &R, shown: &str, unset: &str) -> String {
     match value.present() {
         Some(v) => shown.replace("{}", &K::show(v)),
@@ -241,8 +241,11 @@ macro_rules! settings {
         /// Resource limits, each with where its value came from. Every limit
         /// has a finite default except fuel; each field says what it bounds,
         /// and the `DEFAULT_`, `MIN_` and `MAX_` constants give its default
-        /// and bounds.
+        /// and bounds. New limits will be added (`#[non_exhaustive]`): read
+        /// them from a [`Policy`](super::Policy), set them with a
+        /// [`PolicyBuilder`](super::PolicyBuilder).
         #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
         pub struct Limits {
             $($(#[doc = $doc])+ pub $field: Setting<$resolved>,)*
         }
@@ -258,7 +261,7 @@ macro_rules! settings {
                 pub const $MAX: <$kind as Kind>::Value = $max;
             )*
 
-            /// Each limit as `describe` shows it: its name in `[limits]`, the
+            /// Each limit as `summarize` shows it: its name in `[limits]`, the
             /// value in words, and where it came from.
             pub(super) fn described(&self) -> Vec<(&'static str, String, &Origin)> {
                 vec![$((
@@ -542,14 +545,14 @@ mod tests {
     }
 
     #[test]
-    fn test_check_limits_fuel() {
+    fn limits_fuel_is_refused_outside_its_bounds() {
         assert!(set(|b| b.fuel(1)).is_ok());
         assert!(set(|b| b.fuel(u64::MAX)).is_ok());
         assert!(refused(|b| b.fuel(0)).contains("remove it to turn metering off"));
     }
 
     #[test]
-    fn test_check_limits_memory() {
+    fn limits_memory_is_refused_outside_its_bounds() {
         assert!(set(|b| b.memory(1)).is_ok());
         assert!(set(|b| b.memory(4 << 30)).is_ok());
         assert!(refused(|b| b.memory(0)).contains("limits.memory must be between 1 byte and 4 GiB, not 0 B"));
@@ -557,7 +560,7 @@ mod tests {
     }
 
     #[test]
-    fn test_check_limits_timeout() {
+    fn limits_timeout_is_refused_outside_its_bounds() {
         assert!(set(|b| b.timeout(Duration::from_nanos(1))).is_ok());
         assert!(set(|b| b.timeout(Limits::MAX_TIMEOUT)).is_ok());
         assert!(refused(|b| b.timeout(Duration::ZERO)).contains("longer than zero"));
@@ -566,7 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn test_check_limits_stack() {
+    fn limits_stack_is_refused_outside_its_bounds() {
         assert!(set(|b| b.stack(4096)).is_ok());
         assert!(set(|b| b.stack(64 << 20)).is_ok());
         assert!(refused(|b| b.stack(4095)).contains("limits.stack must be between 4 KiB and 64 MiB"));
@@ -575,7 +578,7 @@ mod tests {
 
     // See: #10
     #[test]
-    fn r10_test_check_limits_output() {
+    fn limits_output_is_refused_outside_its_bounds() {
         assert!(set(|b| b.output(1)).is_ok());
         assert!(set(|b| b.output(Limits::MAX_OUTPUT)).is_ok());
         assert!(refused(|b| b.output(0)).contains("limits.output must be between 1 byte and 4 GiB, not 0 B"));
@@ -583,7 +586,7 @@ mod tests {
     }
 
     #[test]
-    fn test_check_limits_module_size() {
+    fn limits_module_size_is_refused_outside_its_bounds() {
         assert!(set(|b| b.module_size(1)).is_ok());
         assert!(set(|b| b.module_size(Limits::MAX_MODULE_SIZE)).is_ok());
         assert!(refused(|b| b.module_size(0)).contains("limits.module-size must be between 1 byte"));
@@ -591,7 +594,7 @@ mod tests {
     }
 
     #[test]
-    fn test_check_limits_handles() {
+    fn limits_handles_is_refused_outside_its_bounds() {
         assert!(set(|b| b.handles(16)).is_ok());
         assert!(set(|b| b.handles(1_000_000)).is_ok());
         assert!(refused(|b| b.handles(15)).contains("limits.handles must be between 16"));
@@ -759,7 +762,7 @@ mod tests {
 
     // See: #10
     #[test]
-    fn r10_limits_output_is_bounded_in_files_and_code() {
+    fn limits_output_is_bounded_in_files_and_code() {
         let e = err("[limits]\noutput = 0");
         assert_eq!((e.key_name(), e.line()), (Some("limits.output"), Some(2)), "{e}");
         assert!(e.to_string().contains("between 1 byte and 4 GiB, not 0 B"), "{e}");

@@ -201,7 +201,7 @@ fn check_job(job: &Job, policy: &Policy) -> Result<()> {
             kind: LoadErrorKind::TooLarge {
                 size: program.size,
                 limit: limit.value,
-                origin: limit.origin.describe("limits.module-size"),
+                origin: limit.origin.cite("limits.module-size"),
             },
         }
         .into());

@@ -19,7 +19,7 @@ fn exit_code() {
         assert_eq!(outcome.exit_code(), 0, "{guest}");
         assert_eq!(outcome.trap, None, "{guest}");
         assert_eq!(
-            outcome.describe(&Policy::deny_all()),
+            outcome.ending_line(&Policy::deny_all()),
             None,
             "{guest}: a plain exit needs no explanation"
         );
@@ -39,7 +39,7 @@ fn exit_code_in_range_passes_through_for_modules() {
         assert_status(&outcome, Status::Exited(code));
         assert_eq!(i32::from(outcome.exit_code()), code);
         assert_eq!(outcome.guest_exit_status(), Some(code));
-        assert_eq!(outcome.describe(&Policy::deny_all()), None, "exit {code}");
+        assert_eq!(outcome.ending_line(&Policy::deny_all()), None, "exit {code}");
     }
 }
 
@@ -65,7 +65,7 @@ fn exit_code_out_of_range_maps_to_1() {
         assert_eq!(outcome.guest_exit_status(), Some(code));
         assert_eq!(outcome.trap, None, "exit {code} is an exit, not a trap");
         let why = outcome
-            .describe(&Policy::deny_all())
+            .ending_line(&Policy::deny_all())
             .unwrap_or_else(|| panic!("exit {code} should be explained"));
         assert!(why.contains(&format!("status {code}")), "exit {code}: {why}");
         assert!(why.contains("0..=125"), "exit {code}: {why}");
@@ -91,7 +91,7 @@ fn exit_panic() {
             stderr.contains("guest panicked on purpose"),
             "{guest}: stderr: {stderr}"
         );
-        let why = outcome.describe(&Policy::deny_all()).expect("a trap is explained");
+        let why = outcome.ending_line(&Policy::deny_all()).expect("a trap is explained");
         assert!(
             why.starts_with("guest trapped: ") && why.contains("unreachable"),
             "{guest}: {why}"

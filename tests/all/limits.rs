@@ -653,7 +653,7 @@ fn declared_tables_count_against_the_memory_limit() {
     let outcome = run_wat(policy(|p| memory(p, 16 * MIB)), "many_tables", &wat);
     assert_status(&outcome, Status::MemoryLimit);
     assert_eq!(outcome.peak_memory_bytes, 16 * MIB, "two tables of 8 MiB fit exactly");
-    let why = outcome.describe(&policy(|p| memory(p, 16 * MIB))).unwrap();
+    let why = outcome.ending_line(&policy(|p| memory(p, 16 * MIB))).unwrap();
     assert!(why.contains("tables") && why.contains("--memory"), "{why}");
 
     // Control: a limit that fits them all lets the guest fill them and return.

@@ -29,7 +29,7 @@ fn every_bundled_policy_loads() {
         if path.extension().is_some_and(|e| e == "toml") && !is_expectations {
             let policy = Policy::from_file(&path).unwrap_or_else(|e| panic!("bundled policy is invalid: {e}"));
             assert_eq!(policy.source(), Some(path.as_path()));
-            let description = wasmcell::policy::describe(&policy);
+            let description = wasmcell::policy::summarize(&policy);
             assert!(!description.trim().is_empty(), "{}", path.display());
             assert!(description.contains("limits:"), "{}:\n{description}", path.display());
             found.push(path);
@@ -150,7 +150,7 @@ fn limits_http_requests_is_a_setting_everywhere() {
     let p = Policy::from_file(write(dir.path(), "h.toml", "[limits]\nhttp-requests = 5\n")).unwrap();
     assert_eq!(p.limits().http_requests.value, 5);
     assert_eq!(Policy::deny_all().limits().http_requests.value, 1000);
-    let described = wasmcell::policy::describe(&p);
+    let described = wasmcell::policy::summarize(&p);
     assert!(described.contains("  http-requests: 5 per run (from "), "{described}");
     let e = Policy::from_file(write(
         dir.path(),
@@ -541,7 +541,7 @@ fn fs_quotas_need_a_read_write_grant() {
         (policy.dirs()[0].rules.quota, policy.dirs()[0].rules.max_files),
         (Some(1 << 20), Some(10))
     );
-    let described = wasmcell::policy::describe(&policy);
+    let described = wasmcell::policy::summarize(&policy);
     assert!(
         described.contains("quota: the run may add at most 1 MiB"),
         "{described}"
@@ -593,7 +593,7 @@ fn fs_file_grants_are_checked() {
         entry("app.conf", "/etc/app.conf") + "[[fs.dirs]]\nhost = \".\"\nguest = \"/etc\"\naccess = \"read-only\"\n";
     assert!(err(&both).contains("both a granted directory and the folder of a [[fs.files]] grant"));
     let policy = Policy::from_toml(&entry("app.conf", "/etc/app.conf"), dir.path()).unwrap();
-    let described = wasmcell::policy::describe(&policy);
+    let described = wasmcell::policy::summarize(&policy);
     assert!(
         described.contains("/etc/app.conf -> host file") && described.contains("nothing else of"),
         "{described}"
@@ -887,7 +887,7 @@ fn fs_cwd_must_lie_where_the_guest_may_read() {
         let p = Policy::from_toml(&text, dir.path()).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!(p.cwd(), Some(expected), "{text}");
         assert_eq!(p.env_vars()["PWD"], expected, "{text}");
-        let described = wasmcell::policy::describe(&p);
+        let described = wasmcell::policy::summarize(&p);
         assert!(
             described.contains(&format!("working directory: {expected}")),
             "{described}"

@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 ///
 /// ```
 /// let policy = wasmcell::Policy::deny_all();
-/// let text = wasmcell::policy::describe(&policy);
+/// let text = wasmcell::policy::summarize(&policy);
 /// assert!(text.contains("no directories: the guest sees no files at all"));
 /// ```
-pub fn describe(policy: &Policy) -> String {
+pub fn summarize(policy: &Policy) -> String {
     let mut out = String::new();
     describe_source(&mut out, policy);
     describe_fs(&mut out, policy);
