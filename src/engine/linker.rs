@@ -62,7 +62,8 @@ macro_rules! guard_p1 {
                             .ok_or_else(|| wasmtime::Error::msg("missing required memory export"))?;
                         let (mem, state) = memory.data_and_store_mut(&mut caller);
                         state.wasi.set_hostcall_fuel(fuel);
-                        fs_p1::$name(&mut state.wasi, &mut state.fs, mem, args).await
+                        let call = fs_p1::Call { ctx: &mut state.wasi, guard: &mut state.fs, mem };
+                        fs_p1::$name(call, args).await
                     })
                 },
             )

@@ -1693,6 +1693,38 @@ fn fs_max_files_holds_through_a_renamed_folder_handle() {
     }
 }
 
+/// A creation that fails gives its `max-files` charge back, whichever way it
+/// was charged: a folder, a symbolic link or a hard link over a name that
+/// exists, a file opened for creating in a folder that does not; only what
+/// was made counts.
+#[test]
+fn fs_max_files_counts_only_creations_that_happen() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let w = tempfile::tempdir().unwrap();
+        fs::write(w.path().join("old.txt"), "x").unwrap();
+        let policy = quota_grant(w.path(), "max-files = 1\n");
+        let failing = [
+            "mkdir:/q/old.txt",
+            "symlink:x:/q/old.txt",
+            "ln:/q/old.txt:/q/old.txt",
+            "write:/q/missing/f.txt:x",
+        ];
+        let all: Vec<&str> = failing.iter().copied().chain(["mkdir:/q/d", "mkdir:/q/e"]).collect();
+        let (answers, outcome) = ops(&policy, guest, &all);
+        for op in failing {
+            assert!(answers[op].starts_with("err "), "{guest}: {op}: {answers:?}");
+        }
+        assert_eq!(
+            answers["mkdir:/q/d"], "ok",
+            "{guest}: the one creation max-files allows"
+        );
+        assert_eq!(answers["mkdir:/q/e"], "err 51", "{guest}: ENOSPC");
+        let quota: Vec<_> = outcome.denials.iter().filter(|d| d.kind == "fs-quota").collect();
+        assert_eq!(quota.len(), 1, "{guest}: {:#?}", outcome.denials);
+        assert_eq!(quota[0].target, "/q/e", "{guest}");
+    }
+}
+
 /// Routes found by review, each planted on both targets: a link followed by
 /// a trailing `/` (which the OS follows even when the call does not); a link
 /// or a folder standing in, by name, for the folder a rule reaches into; a

@@ -74,17 +74,6 @@ pub(crate) struct Checked {
     pub(crate) exists: Option<bool>,
 }
 
-/// An open decided by its name ([`FsGuard::open_name`]), to be made without
-/// following a link at the name.
-pub(crate) struct NamedOpen {
-    /// Where it leads, if the open succeeds.
-    pub(crate) checked: Checked,
-    /// The `max-files` charge taken, to give back if the open fails.
-    pub(crate) charged: Option<Arc<Quota>>,
-    /// Whether the open must be exclusive (the charge assumes a new file).
-    pub(crate) exclusive: bool,
-}
-
 /// A preview 1 fd open for writing below a grant with a byte quota, and
 /// whether it appends. Neither its size nor its position is kept here: other
 /// handles (and other processes) resize the file, so each write asks both of
@@ -198,13 +187,11 @@ impl FsGuard {
         self.byte_quota(self.handles.get(&handle)?)
     }
 
-    /// Whether creating what `checked` names is counted (its grant has
-    /// `max-files`).
-    pub(crate) fn counts_files(&self, checked: &Checked) -> bool {
-        checked
-            .loc
-            .as_ref()
-            .is_some_and(|loc| self.grants[loc.grant].quota.as_ref().is_some_and(|q| q.counts_files()))
+    /// The `max-files` quota creating what `checked` names is counted
+    /// against, if its grant has one.
+    pub(crate) fn file_quota(&self, checked: &Checked) -> Option<&Arc<Quota>> {
+        let quota = self.grants[checked.loc.as_ref()?.grant].quota.as_ref();
+        quota.filter(|q| q.counts_files())
     }
 
     /// Preview 1: `fd` was opened for writing at `loc`.
@@ -394,32 +381,6 @@ impl FsGuard {
         })
     }
 
-    /// An open of `path` decided by its name ([`check_name`](Self::check_name)).
-    /// A creation counted by `max-files` is charged here, before anyone knows
-    /// whether the name exists, recording nothing, and must be made
-    /// exclusive: an existing name (a rewrite, which is not charged) then
-    /// fails, the charge is given back, and the full way decides. `None`
-    /// when the name does not decide or `max-files` is used up (the full way
-    /// then refuses and records, or finds a rewrite).
-    pub(crate) fn open_name(&self, base: u32, path: &str, op: FsOp) -> Option<NamedOpen> {
-        let mut checked = self.check_name(base, path, op)?;
-        let counted = op == FsOp::Create && self.counts_files(&checked);
-        let charged = match counted {
-            true => {
-                let quota = self.grants[checked.loc.as_ref()?.grant].quota.as_ref()?;
-                Some(quota.reserve_file().then(|| quota.clone())?)
-            }
-            false => None,
-        };
-        // What an exclusive creation makes, when it succeeds, is new.
-        checked.exists = counted.then_some(false);
-        Some(NamedOpen {
-            checked,
-            charged,
-            exclusive: counted,
-        })
-    }
-
     /// Decides creating a symbolic link at `path`: as [`check`](Self::check),
     /// and refused where a rule reaches inside the name (a link `.git` would
     /// stand in for the folder `.git/hooks/**` protects).
@@ -563,10 +524,7 @@ impl FsGuard {
             None => "no grant".to_string(),
         };
         let target = || match self.handles.get(&base) {
-            Some(from) => match lexical(&from.rel, path) {
-                Some(rel) => self.guest_path(&Loc { grant: from.grant, rel }),
-                None => format!("{}/{path}", self.guest_path(from).trim_end_matches('/')),
-            },
+            Some(from) => self.target(from, path),
             None => path.to_string(),
         };
         self.denials.allow(op.kind(), target, rule);
@@ -579,26 +537,24 @@ impl FsGuard {
             let rule = "not below a granted directory";
             return self.denials.refuse(op.kind(), path, rule);
         };
-        let grant = &self.grants[from.grant];
-        let (target, rule) = match lexical(&from.rel, path) {
-            None => (
-                format!("{}/{path}", self.guest_path(from).trim_end_matches('/')),
-                format!("the path leaves the grant at {}", grant.guest),
-            ),
-            Some(rel) => {
-                let loc = Loc { grant: from.grant, rel };
-                let rule = if grant.read_only && op.modifies() {
-                    format!("the grant at {} is read-only", grant.guest)
-                } else {
-                    format!(
-                        "refused by the host in the grant at {} (its permissions or links)",
-                        grant.guest
-                    )
-                };
-                (self.guest_path(&loc), rule)
-            }
+        let guest = &self.grants[from.grant].guest;
+        let rule = if lexical(&from.rel, path).is_none() {
+            format!("the path leaves the grant at {guest}")
+        } else if self.grants[from.grant].read_only && op.modifies() {
+            format!("the grant at {guest} is read-only")
+        } else {
+            format!("refused by the host in the grant at {guest} (its permissions or links)")
         };
-        self.denials.refuse(op.kind(), &target, &rule);
+        self.denials.refuse(op.kind(), &self.target(from, path), &rule);
+    }
+
+    /// `path` from `from`, named for a record: inside the grant when it stays
+    /// there, else as written after `from`'s own name.
+    fn target(&self, from: &Loc, path: &str) -> String {
+        match lexical(&from.rel, path) {
+            Some(rel) => self.guest_path(&Loc { grant: from.grant, rel }),
+            None => format!("{}/{path}", self.guest_path(from).trim_end_matches('/')),
+        }
     }
 
     /// The directory `handle` lists, when its grant hides paths.

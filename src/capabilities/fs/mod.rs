@@ -1,10 +1,12 @@
 //! The guest's files: preopened directories (exactly the policy's grants,
 //! opened without following links) and the interposition every filesystem
 //! operation passes through before wasmtime-wasi performs it: the rules
-//! inside grants, decided by one [`FsGuard`] for preview 1 ([`p1`], shadowed
+//! inside grants, decided by one [`FsGuard`] and carried through one call
+//! path ([`call`]: decide, perform, settle) for preview 1 ([`p1`], shadowed
 //! linker functions) and preview 2 ([`p2`], a wrapping view of wasmtime-wasi's
-//! `wasi:filesystem` host).
+//! `wasi:filesystem` host), which only translate their arguments and answers.
 
+mod call;
 mod guard;
 pub(crate) mod p1;
 pub(crate) mod p2;

@@ -2,7 +2,9 @@
 //! performed by wasmtime-wasi's own implementation (its generated
 //! `wasi_snapshot_preview1` functions, which take raw guest arguments).
 //! The engine's linker shadows each function with one of these; every one
-//! takes the guest's memory and the store's WASI context and guard.
+//! takes a [`Call`]: the guest's memory and the store's WASI context and
+//! guard. Each translates its raw arguments and errnos onto the one path
+//! [`call`] holds for both previews.
 //!
 //! Besides the rules, some answers are corrected: `rmdir("dir/")` succeeds as
 //! POSIX says (wasmtime-wasi 48 answers `EINVAL`), and in a grant that hides
@@ -10,10 +12,10 @@
 //! without gaps) and a stat does not count them.
 
 use super::FsGuard;
-use super::guard::{Checked, Refusal};
-use super::quota::Quota;
+use super::call::{self, Answer, Decided, Open, Refuse, Verdict};
+use super::guard::{Loc, Refusal};
+use super::quota::Growth;
 use crate::policy::FsOp;
-use std::sync::Arc;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::wasi_snapshot_preview1 as wasi;
 use wiggle::GuestMemory;
@@ -53,6 +55,18 @@ const FILESTAT_ALIGN: usize = 8;
 /// Raw guest arguments: a path is a pointer and a length.
 type Ptr = i32;
 
+/// What a preview 1 function answers: an errno (0 when done), or a host
+/// error that ends the run.
+type Errno = wasmtime::Result<i32>;
+
+/// One preview 1 call's host side, as the linker hands it over: the store's
+/// WASI context and guard, and the guest's memory.
+pub(crate) struct Call<'a> {
+    pub(crate) ctx: &'a mut WasiP1Ctx,
+    pub(crate) guard: &'a mut FsGuard,
+    pub(crate) mem: &'a mut [u8],
+}
+
 fn errno_of(refusal: Refusal) -> i32 {
     match refusal {
         Refusal::NotFound => errno::NOENT,
@@ -76,65 +90,59 @@ fn read_u32(mem: &[u8], ptr: Ptr) -> Option<u32> {
     Some(u32::from_le_bytes(mem.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
-/// Counts and audits a call the guard let through: what wasmtime-wasi
-/// refused on its own (by the errno it gave) as a refusal, the rest as uses.
-fn after(guard: &FsGuard, rc: i32, base: i32, path: Option<&str>, op: FsOp) -> i32 {
-    // Any other answer (a missing file, say) is a use the policy allowed.
-    match (rc, path) {
-        (errno::ACCES | errno::PERM | errno::ROFS | errno::NOTCAPABLE, Some(path)) => {
-            guard.refused_by_wasi(base as u32, path, op);
+/// What wasmtime-wasi refuses on its own it answers with one of four errnos;
+/// any other is a use the policy allowed (a missing file, say).
+impl Answer for Errno {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Err(_) => Verdict::Ended,
+            Ok(0) => Verdict::Done,
+            Ok(errno::ACCES | errno::PERM | errno::ROFS | errno::NOTCAPABLE) => Verdict::Refused,
+            Ok(_) => Verdict::Failed,
         }
-        (_, Some(path)) => guard.allowed(base as u32, path, op),
-        (_, None) => {}
     }
-    rc
 }
 
-/// Checks `op` on the path at `ptr`, giving the path read, or the errno
-/// that refuses the call.
-fn check(
-    guard: &FsGuard,
-    mem: &[u8],
-    fd: i32,
-    (ptr, len): (Ptr, i32),
-    follow: bool,
+impl Refuse<Refusal> for Errno {
+    fn refused(refusal: Refusal) -> Self {
+        Ok(errno_of(refusal))
+    }
+}
+
+impl Refuse<i32> for Errno {
+    fn refused(errno: i32) -> Self {
+        Ok(errno)
+    }
+}
+
+/// Decides with `decide` the path read from guest memory; one that could
+/// not be read is left to wasmtime-wasi, which refuses the call, and nothing
+/// is recorded.
+fn decide_read<'a>(
+    guard: &'a FsGuard,
+    path: &'a Option<String>,
+    decide: impl FnOnce(&'a str) -> Result<Decided<'a>, Refusal>,
+) -> Result<Decided<'a>, Refusal> {
+    path.as_deref().map_or(Ok(Decided::unchecked(guard, None)), decide)
+}
+
+/// [`call::decide_move`] on two paths read from guest memory. When one could
+/// not be read nothing is decided (wasmtime-wasi refuses the call), and the
+/// end recorded (`old` for a rename, `new` for a link) still is if it was read.
+fn decide_move_read<'a>(
+    guard: &'a FsGuard,
+    (base, old, follow): (u32, &'a Option<String>, bool),
+    (new_base, new): (u32, &'a Option<String>),
     op: FsOp,
-) -> Result<Option<String>, i32> {
-    let Some(path) = read_path(mem, ptr, len) else {
-        return Ok(None);
-    };
-    guard.check(fd as u32, &path, follow, op).map_err(errno_of)?;
-    Ok(Some(path))
-}
-
-/// As [`check`], for an operation creating what the path names: also
-/// charged against the grant's `max-files` (see [`settle`]).
-fn check_create(
-    guard: &FsGuard,
-    mem: &[u8],
-    fd: i32,
-    path: (Ptr, i32),
-    op: FsOp,
-) -> Result<(Option<String>, Option<Arc<Quota>>), i32> {
-    let Some(text) = read_path(mem, path.0, path.1) else {
-        return Ok((None, None));
-    };
-    let checked = match op {
-        FsOp::Symlink => guard.check_symlink(fd as u32, &text),
-        op => guard.check(fd as u32, &text, false, op),
+) -> Result<Decided<'a>, Refusal> {
+    if let (Some(old), Some(new)) = (old, new) {
+        return call::decide_move(guard, (base, old, follow), (new_base, new), op);
     }
-    .map_err(errno_of)?;
-    // Creating over an existing entry fails (`EEXIST`) and is refunded.
-    let charged = guard.charge_create(&checked, false).map_err(errno_of)?;
-    Ok((Some(text), charged))
-}
-
-/// [`after`], also giving back a creation charged for a call that failed.
-fn settle(guard: &FsGuard, rc: i32, charged: Option<Arc<Quota>>, base: i32, path: Option<&str>, op: FsOp) -> i32 {
-    if rc != 0 {
-        charged.inspect(|q| q.refund_file());
-    }
-    after(guard, rc, base, path, op)
+    let used = match op {
+        FsOp::Link => new.as_deref().map(|new| (new_base, new, op)),
+        _ => old.as_deref().map(|old| (base, old, op)),
+    };
+    Ok(Decided::unchecked(guard, used))
 }
 
 fn open_op(oflags: i32, rights: i64, fdflags: i32) -> FsOp {
@@ -151,111 +159,83 @@ fn open_op(oflags: i32, rights: i64, fdflags: i32) -> FsOp {
 /// rights_base, rights_inheriting, fdflags, opened_fd`.
 type OpenArgs = (i32, i32, Ptr, i32, i32, i64, i64, i32, Ptr);
 
-pub(crate) async fn path_open(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    args: OpenArgs,
-) -> wasmtime::Result<i32> {
+pub(crate) async fn path_open(Call { ctx, guard, mem }: Call<'_>, args: OpenArgs) -> Errno {
     let (fd, dirflags, ptr, len, oflags, base, _, fdflags, out) = args;
     let op = open_op(oflags, base, fdflags);
-    let follow = dirflags & LOOKUP_SYMLINK_FOLLOW != 0;
     let path = read_path(mem, ptr, len);
-    if let Some(p) = &path
-        && let Some(rc) = open_by_name(ctx, guard, mem, args, p, op).await?
-    {
-        return Ok(rc);
-    }
-    let checked = match &path {
-        Some(p) => match guard.check(fd as u32, p, follow, op) {
-            Ok(c) => Some(c),
-            Err(r) => return Ok(errno_of(r)),
-        },
-        None => None,
-    };
-    let mut charged = None;
-    if let (Some(c), Some(p), FsOp::Create) = (&checked, &path, op)
-        && guard.counts_files(c)
-    {
-        let exists = match c.exists {
-            Some(exists) => exists,
-            None => stat_type(ctx, fd, dirflags, p).await?.is_ok(),
-        };
-        charged = match guard.charge_create(c, exists) {
-            Err(r) => return Ok(errno_of(r)),
-            Ok(q) => q,
-        };
-    }
-    let rc = wasi_path_open(ctx, mem, args).await?;
-    let rc = after(guard, rc, fd, path.as_deref(), op);
-    if rc != 0 {
-        charged.inspect(|q| q.refund_file());
-        return Ok(rc);
-    }
-    opened(guard, mem, out, checked, op, fdflags);
-    Ok(rc)
-}
-
-/// `path_open` of `path` when it is one name its grant's rules decide by
-/// the name (see `FsGuard::check_name`): opened without following a link
-/// there. `Some` with the answer when that settles it; `None` when the
-/// full way must check and open it as the guest asked (a link at the name,
-/// an existing name for a counted creation, or any other failure).
-async fn open_by_name(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    args: OpenArgs,
-    path: &str,
-    op: FsOp,
-) -> wasmtime::Result<Option<i32>> {
-    let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = args;
-    let Some(named) = guard.open_name(fd as u32, path, op) else {
-        return Ok(None);
-    };
-    let no_follow = dirflags & !LOOKUP_SYMLINK_FOLLOW;
-    let oflags_tried = if named.exclusive { oflags | OFLAGS_EXCL } else { oflags };
-    let tried = (fd, no_follow, ptr, len, oflags_tried, base, inheriting, fdflags, out);
-    let rc = wasi_path_open(ctx, mem, tried).await?;
-    if rc == 0 {
-        after(guard, rc, fd, Some(path), op);
-        opened(guard, mem, out, Some(named.checked), op, fdflags);
-        return Ok(Some(rc));
-    }
-    // Without following, nothing else differs: the answer stands.
-    if dirflags & LOOKUP_SYMLINK_FOLLOW == 0 && !named.exclusive {
-        return Ok(Some(after(guard, rc, fd, Some(path), op)));
-    }
-    named.charged.inspect(|q| q.refund_file());
-    Ok(None)
-}
-
-/// wasmtime-wasi's own `path_open`, on the guest's memory.
-async fn wasi_path_open(ctx: &mut WasiP1Ctx, mem: &mut [u8], args: OpenArgs) -> wasmtime::Result<i32> {
-    let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = args;
-    let mut memory = GuestMemory::Unshared(mem);
-    wasi::path_open(
+    // A path that cannot be read is opened unchecked (and never stat-ed):
+    // wasmtime-wasi refuses it.
+    let mut how = OpenHow {
         ctx,
-        &mut memory,
-        fd,
-        dirflags,
-        ptr,
-        len,
-        oflags,
-        base,
-        inheriting,
-        fdflags,
-        out,
-    )
-    .await
+        mem,
+        args,
+        path: path.as_deref().unwrap_or_default(),
+    };
+    let (rc, loc) = match path.as_deref() {
+        Some(path) => {
+            let at = (fd as u32, path, dirflags & LOOKUP_SYMLINK_FOLLOW != 0);
+            call::open(guard, at, op, &mut how).await
+        }
+        None => (how.open(None).await, None),
+    };
+    if rc.verdict() == Verdict::Done {
+        opened(guard, how.mem, out, loc, op, fdflags);
+    }
+    rc
 }
 
-/// After `path_open` opened the fd written at `out` where `checked` says:
+/// wasmtime-wasi's own `path_open` with the guest's raw arguments, as
+/// [`call::open`] drives it.
+struct OpenHow<'a> {
+    ctx: &'a mut WasiP1Ctx,
+    mem: &'a mut [u8],
+    args: OpenArgs,
+    path: &'a str,
+}
+
+impl Open for OpenHow<'_> {
+    type Answer = Errno;
+
+    async fn open(&mut self, by_name: Option<bool>) -> Errno {
+        let (fd, dirflags, ptr, len, oflags, base, inheriting, fdflags, out) = self.args;
+        let (dirflags, oflags) = match by_name {
+            None => (dirflags, oflags),
+            Some(exclusive) => (
+                dirflags & !LOOKUP_SYMLINK_FOLLOW,
+                if exclusive { oflags | OFLAGS_EXCL } else { oflags },
+            ),
+        };
+        let mut memory = GuestMemory::Unshared(self.mem);
+        wasi::path_open(
+            self.ctx,
+            &mut memory,
+            fd,
+            dirflags,
+            ptr,
+            len,
+            oflags,
+            base,
+            inheriting,
+            fdflags,
+            out,
+        )
+        .await
+    }
+
+    async fn exists(&mut self) -> Result<bool, Errno> {
+        let (fd, dirflags, ..) = self.args;
+        match stat_type(self.ctx, fd, dirflags, self.path).await {
+            Ok(stat) => Ok(stat.is_ok()),
+            Err(ended) => Err(Err(ended)),
+        }
+    }
+}
+
+/// After `path_open` opened the fd written at `out`, pointing at `loc`:
 /// starts counting its writes below a grant with a byte quota, and keeps
 /// where it points.
-fn opened(guard: &mut FsGuard, mem: &[u8], out: Ptr, checked: Option<Checked>, op: FsOp, fdflags: i32) {
+fn opened(guard: &mut FsGuard, mem: &[u8], out: Ptr, loc: Option<Loc>, op: FsOp, fdflags: i32) {
     if let Some(new) = read_u32(mem, out) {
-        let loc = checked.and_then(|c| c.loc);
         if let Some(loc) = loc.as_ref().filter(|_| op != FsOp::Read) {
             guard.track_write(new, loc, fdflags & FDFLAGS_APPEND != 0);
         }
@@ -290,141 +270,111 @@ fn stat_answered(guard: &FsGuard, mem: &mut [u8], fd: i32, buf: Ptr, rc: i32) ->
     rc
 }
 
-pub(crate) async fn fd_filestat_get(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, buf): (i32, Ptr),
-) -> wasmtime::Result<i32> {
+pub(crate) async fn fd_filestat_get(Call { ctx, guard, mem }: Call<'_>, (fd, buf): (i32, Ptr)) -> Errno {
     let rc = wasi::fd_filestat_get(ctx, &mut GuestMemory::Unshared(mem), fd, buf).await?;
     Ok(stat_answered(guard, mem, fd, buf, rc))
 }
 
 pub(crate) async fn path_filestat_get(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
+    Call { ctx, guard, mem }: Call<'_>,
     (fd, flags, ptr, len, buf): (i32, i32, Ptr, i32, Ptr),
-) -> wasmtime::Result<i32> {
+) -> Errno {
     let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
-    if let Some(path) = read_path(mem, ptr, len).filter(|p| guard.check_name(fd as u32, p, FsOp::Stat).is_some()) {
+    let path = read_path(mem, ptr, len);
+    if let Some(p) = &path
+        && let Some(named) = call::named(guard, fd as u32, p, FsOp::Stat)
+    {
         // Decided by the name, so stat the name itself (see
         // `FsGuard::check_name`); a link there is followed the full way.
-        let at = buf as u32 as usize;
-        match filestat(ctx, fd, 0, &path).await? {
-            Ok(mut stat) if !follow || stat[FILESTAT_TYPE] != FILETYPE_SYMBOLIC_LINK => {
-                if guard.hides(fd as u32) {
-                    mask_filestat(&mut stat);
-                }
-                // A buffer out of bounds or misaligned is left to
-                // wasmtime-wasi to answer (it traps).
-                if let Some(out) = mem
-                    .get_mut(at..at.saturating_add(FILESTAT_SIZE))
-                    .filter(|_| at.is_multiple_of(FILESTAT_ALIGN))
-                {
-                    out.copy_from_slice(&stat);
-                    return Ok(after(guard, 0, fd, Some(&path), FsOp::Stat));
-                }
-            }
-            Err(rc) if !follow => return Ok(after(guard, rc, fd, Some(&path), FsOp::Stat)),
-            _ => {}
+        let tried = stat_name(ctx, guard, mem, (fd, p, buf), follow);
+        if let Some(rc) = call::by_name(named, follow, tried).await {
+            return rc;
         }
     }
-    let path = match check(guard, mem, fd, (ptr, len), follow, FsOp::Stat) {
-        Ok(p) => p,
-        Err(e) => return Ok(e),
-    };
-    let rc = wasi::path_filestat_get(ctx, &mut GuestMemory::Unshared(mem), fd, flags, ptr, len, buf).await?;
-    let rc = stat_answered(guard, mem, fd, buf, rc);
-    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Stat))
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn path_filestat_set_times(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, flags, ptr, len, atim, mtim, fst): (i32, i32, Ptr, i32, i64, i64, i32),
-) -> wasmtime::Result<i32> {
-    let path = match check(
-        guard,
-        mem,
-        fd,
-        (ptr, len),
-        flags & LOOKUP_SYMLINK_FOLLOW != 0,
-        FsOp::Write,
-    ) {
-        Ok(p) => p,
-        Err(e) => return Ok(e),
-    };
+    let decided = decide_read(guard, &path, |p| call::decide(guard, fd as u32, p, follow, FsOp::Stat));
     let mut memory = GuestMemory::Unshared(mem);
-    let rc = wasi::path_filestat_set_times(ctx, &mut memory, fd, flags, ptr, len, atim, mtim, fst).await?;
-    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Write))
+    let stat = wasi::path_filestat_get(ctx, &mut memory, fd, flags, ptr, len, buf);
+    let rc = call::perform(decided, stat).await?;
+    Ok(stat_answered(guard, mem, fd, buf, rc))
 }
 
-pub(crate) async fn path_readlink(
+/// `path_filestat_get` of the name `path` itself into the guest's `buf`, its
+/// counts masked where the grant hides paths. `None` when that cannot stand
+/// for the guest's call: a link it asked to follow, or a buffer out of bounds
+/// or misaligned (wasmtime-wasi answers that one: it traps).
+async fn stat_name(
     ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
+    guard: &FsGuard,
     mem: &mut [u8],
-    (fd, ptr, len, buf, buf_len, used): (i32, Ptr, i32, Ptr, i32, Ptr),
-) -> wasmtime::Result<i32> {
-    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Read) {
-        Ok(p) => p,
-        Err(e) => return Ok(e),
+    (fd, path, buf): (i32, &str, Ptr),
+    follow: bool,
+) -> Option<Errno> {
+    let mut stat = match filestat(ctx, fd, 0, path).await {
+        Ok(Ok(stat)) => stat,
+        Ok(Err(rc)) => return Some(Ok(rc)),
+        Err(ended) => return Some(Err(ended)),
     };
-    let rc = wasi::path_readlink(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len, buf, buf_len, used).await?;
-    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Read))
+    if follow && stat[FILESTAT_TYPE] == FILETYPE_SYMBOLIC_LINK {
+        return None;
+    }
+    if guard.hides(fd as u32) {
+        mask_filestat(&mut stat);
+    }
+    let at = buf as u32 as usize;
+    let out = mem
+        .get_mut(at..at.saturating_add(FILESTAT_SIZE))
+        .filter(|_| at.is_multiple_of(FILESTAT_ALIGN))?;
+    out.copy_from_slice(&stat);
+    Some(Ok(0))
 }
 
-pub(crate) async fn path_create_directory(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, ptr, len): (i32, Ptr, i32),
-) -> wasmtime::Result<i32> {
-    let (path, charged) = match check_create(guard, mem, fd, (ptr, len), FsOp::Create) {
-        Ok(p) => p,
-        Err(e) => return Ok(e),
-    };
-    let rc = wasi::path_create_directory(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
-    Ok(settle(guard, rc, charged, fd, path.as_deref(), FsOp::Create))
+/// Preview 1 functions that name one path (at `ptr`, `len`), decided by the
+/// guard (`|guard, path| decision`) and then, if allowed, performed by
+/// wasmtime-wasi's own function of the same name.
+macro_rules! one_path {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) at ($ptr:ident, $len:ident),
+        |$guard:ident, $path:ident| $decide:expr;)*) => {$(
+        $(#[$doc])*
+        pub(crate) async fn $name(Call { ctx, guard, mem }: Call<'_>, ($($arg,)*): ($($ty,)*)) -> Errno {
+            let path = read_path(mem, $ptr, $len);
+            let $guard: &FsGuard = guard;
+            let decided = decide_read($guard, &path, |$path| $decide);
+            call::perform(decided, wasi::$name(ctx, &mut GuestMemory::Unshared(mem), $($arg),*)).await
+        }
+    )*};
 }
 
-pub(crate) async fn path_unlink_file(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, ptr, len): (i32, Ptr, i32),
-) -> wasmtime::Result<i32> {
-    // A link at the name is removed, not followed: its name decides.
-    let path = match read_path(mem, ptr, len).filter(|p| guard.check_name(fd as u32, p, FsOp::Remove).is_some()) {
-        Some(p) => Some(p),
-        None => match check(guard, mem, fd, (ptr, len), false, FsOp::Remove) {
-            Ok(p) => p,
-            Err(e) => return Ok(e),
-        },
-    };
-    let rc = wasi::path_unlink_file(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
-    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Remove))
+one_path! {
+    fn path_filestat_set_times(fd: i32, flags: i32, ptr: Ptr, len: i32, atim: i64, mtim: i64, fst: i32) at (ptr, len),
+        |guard, path| call::decide(guard, fd as u32, path, flags & LOOKUP_SYMLINK_FOLLOW != 0, FsOp::Write);
+    fn path_readlink(fd: i32, ptr: Ptr, len: i32, buf: Ptr, buf_len: i32, used: Ptr) at (ptr, len),
+        |guard, path| call::decide(guard, fd as u32, path, false, FsOp::Read);
+    fn path_create_directory(fd: i32, ptr: Ptr, len: i32) at (ptr, len),
+        |guard, path| call::decide_create(guard, fd as u32, path, FsOp::Create);
+    fn path_unlink_file(fd: i32, ptr: Ptr, len: i32) at (ptr, len),
+        |guard, path| call::decide_unlink(guard, fd as u32, path);
+    /// A symbolic link is checked where it is created; what it points to is
+    /// only text until a later call follows it, and is checked then.
+    fn path_symlink(old_ptr: Ptr, old_len: i32, fd: i32, new_ptr: Ptr, new_len: i32) at (new_ptr, new_len),
+        |guard, path| call::decide_create(guard, fd as u32, path, FsOp::Symlink);
 }
 
 /// `rmdir`, with POSIX's answer for a trailing slash: `"dir/"` removes the
 /// directory, `"file/"` is `ENOTDIR`.
 pub(crate) async fn path_remove_directory(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
+    Call { ctx, guard, mem }: Call<'_>,
     (fd, ptr, len): (i32, Ptr, i32),
-) -> wasmtime::Result<i32> {
-    let path = match check(guard, mem, fd, (ptr, len), false, FsOp::Remove) {
-        Ok(p) => p,
-        Err(e) => return Ok(e),
+) -> Errno {
+    let path = read_path(mem, ptr, len);
+    let decided = match decide_read(guard, &path, |p| call::decide(guard, fd as u32, p, false, FsOp::Remove)) {
+        Ok(decided) => decided,
+        Err(refusal) => return Ok(errno_of(refusal)),
     };
     let mut len = len;
     if let Some(p) = path.as_deref().filter(|p| p.len() > 1 && p.ends_with('/')) {
         let trimmed = p.trim_end_matches('/');
         if trimmed.is_empty() {
-            return Ok(after(guard, errno::PERM, fd, Some(p), FsOp::Remove));
+            return call::settled(decided, async { Ok(errno::PERM) }).await;
         }
         match stat_type(ctx, fd, 0, trimmed).await? {
             Ok(FILETYPE_DIRECTORY) => len = trimmed.len() as i32,
@@ -432,8 +382,9 @@ pub(crate) async fn path_remove_directory(
             Err(e) => return Ok(e),
         }
     }
-    let rc = wasi::path_remove_directory(ctx, &mut GuestMemory::Unshared(mem), fd, ptr, len).await?;
-    Ok(after(guard, rc, fd, path.as_deref(), FsOp::Remove))
+    let mut memory = GuestMemory::Unshared(mem);
+    let remove = wasi::path_remove_directory(ctx, &mut memory, fd, ptr, len);
+    call::settled(decided, remove).await
 }
 
 /// The size of open file `fd`, through wasmtime-wasi with a scratch memory.
@@ -468,79 +419,42 @@ async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, lookup: i32, path: &str) -> was
 }
 
 pub(crate) async fn path_rename(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
+    Call { ctx, guard, mem }: Call<'_>,
     (fd, old_ptr, old_len, new_fd, new_ptr, new_len): (i32, Ptr, i32, i32, Ptr, i32),
-) -> wasmtime::Result<i32> {
+) -> Errno {
     let (old, new) = (read_path(mem, old_ptr, old_len), read_path(mem, new_ptr, new_len));
-    if let (Some(o), Some(n)) = (&old, &new)
-        && let Err(r) = guard.check_move((fd as u32, o, false), (new_fd as u32, n), FsOp::Rename)
-    {
-        return Ok(errno_of(r));
-    }
+    let decided = decide_move_read(guard, (fd as u32, &old, false), (new_fd as u32, &new), FsOp::Rename);
     let mut memory = GuestMemory::Unshared(mem);
-    let rc = wasi::path_rename(ctx, &mut memory, fd, old_ptr, old_len, new_fd, new_ptr, new_len).await?;
-    Ok(after(guard, rc, fd, old.as_deref(), FsOp::Rename))
+    let rename = wasi::path_rename(ctx, &mut memory, fd, old_ptr, old_len, new_fd, new_ptr, new_len);
+    call::perform(decided, rename).await
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn path_link(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
+    Call { ctx, guard, mem }: Call<'_>,
     (fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len): (i32, i32, Ptr, i32, i32, Ptr, i32),
-) -> wasmtime::Result<i32> {
+) -> Errno {
     let (old, new) = (read_path(mem, old_ptr, old_len), read_path(mem, new_ptr, new_len));
     let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
-    let mut charged = None;
-    if let (Some(o), Some(n)) = (&old, &new) {
-        let checked = guard.check_move((fd as u32, o, follow), (new_fd as u32, n), FsOp::Link);
-        match checked.and_then(|to| guard.charge_create(&to, false)) {
-            Ok(q) => charged = q,
-            Err(r) => return Ok(errno_of(r)),
-        }
-    }
+    let decided = decide_move_read(guard, (fd as u32, &old, follow), (new_fd as u32, &new), FsOp::Link);
     let mut memory = GuestMemory::Unshared(mem);
-    let rc = wasi::path_link(ctx, &mut memory, fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len).await?;
-    Ok(settle(guard, rc, charged, new_fd, new.as_deref(), FsOp::Link))
-}
-
-/// A symbolic link is checked where it is created; what it points to is
-/// only text until a later call follows it, and is checked then.
-pub(crate) async fn path_symlink(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (old_ptr, old_len, fd, new_ptr, new_len): (Ptr, i32, i32, Ptr, i32),
-) -> wasmtime::Result<i32> {
-    let (new, charged) = match check_create(guard, mem, fd, (new_ptr, new_len), FsOp::Symlink) {
-        Ok(p) => p,
-        Err(e) => return Ok(e),
-    };
-    let mut memory = GuestMemory::Unshared(mem);
-    let rc = wasi::path_symlink(ctx, &mut memory, old_ptr, old_len, fd, new_ptr, new_len).await?;
-    Ok(settle(guard, rc, charged, fd, new.as_deref(), FsOp::Symlink))
+    let link = wasi::path_link(ctx, &mut memory, fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len);
+    call::perform(decided, link).await
 }
 
 pub(crate) async fn fd_filestat_set_times(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
+    Call { ctx, guard, mem }: Call<'_>,
     (fd, atim, mtim, fst): (i32, i64, i64, i32),
-) -> wasmtime::Result<i32> {
-    if let Err(r) = guard.check_handle(fd as u32, FsOp::Write) {
-        return Ok(errno_of(r));
-    }
-    wasi::fd_filestat_set_times(ctx, &mut GuestMemory::Unshared(mem), fd, atim, mtim, fst).await
+) -> Errno {
+    let decided = call::decide_handle(guard, fd as u32, FsOp::Write);
+    let mut memory = GuestMemory::Unshared(mem);
+    call::perform(
+        decided,
+        wasi::fd_filestat_set_times(ctx, &mut memory, fd, atim, mtim, fst),
+    )
+    .await
 }
 
-pub(crate) async fn fd_close(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd,): (i32,),
-) -> wasmtime::Result<i32> {
+pub(crate) async fn fd_close(Call { ctx, guard, mem }: Call<'_>, (fd,): (i32,)) -> Errno {
     let rc = wasi::fd_close(ctx, &mut GuestMemory::Unshared(mem), fd).await?;
     if rc == 0 {
         guard.closed(fd as u32);
@@ -548,12 +462,7 @@ pub(crate) async fn fd_close(
     Ok(rc)
 }
 
-pub(crate) async fn fd_renumber(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (from, to): (i32, i32),
-) -> wasmtime::Result<i32> {
+pub(crate) async fn fd_renumber(Call { ctx, guard, mem }: Call<'_>, (from, to): (i32, i32)) -> Errno {
     let rc = wasi::fd_renumber(ctx, &mut GuestMemory::Unshared(mem), from, to).await?;
     if rc == 0 && from != to {
         guard.renumbered(from as u32, to as u32);
@@ -579,11 +488,9 @@ const DIRENT: usize = 24;
 /// (one position per fd is kept), or else is read again from its start
 /// with `n` kept entries skipped.
 pub(crate) async fn fd_readdir(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
+    Call { ctx, guard, mem }: Call<'_>,
     (fd, buf, len, cookie, used_ptr): (i32, Ptr, i32, i64, Ptr),
-) -> wasmtime::Result<i32> {
+) -> Errno {
     let (start, want, used_at) = (buf as u32 as usize, len as u32 as usize, used_ptr as u32 as usize);
     let in_bounds = start.checked_add(want).is_some_and(|end| end <= mem.len())
         && used_at.checked_add(4).is_some_and(|end| end <= mem.len());
@@ -668,14 +575,6 @@ enum Change {
     Resize(u64),
 }
 
-/// A counted change about to happen: what was charged for it, and the
-/// file's size it was charged against.
-#[derive(Clone, Copy)]
-struct Charge {
-    charged: u64,
-    size: u64,
-}
-
 /// Charges `change` to a tracked fd for what it adds past the file's size
 /// *now*, before it happens. The size is asked of the file each time, never
 /// remembered: another handle (or another process) may have truncated it
@@ -687,7 +586,7 @@ async fn charge(
     guard: &mut FsGuard,
     fd: i32,
     change: Change,
-) -> wasmtime::Result<Result<Option<Charge>, i32>> {
+) -> wasmtime::Result<Result<Option<Growth>, i32>> {
     if guard.written(fd as u32).is_none() {
         return Ok(Ok(None));
     }
@@ -697,32 +596,15 @@ async fn charge(
     let Some(w) = guard.written(fd as u32) else {
         return Ok(Ok(None));
     };
-    let end = match change {
-        Change::Write { len, .. } if w.append => size.saturating_add(len),
-        Change::Write { at, len } => at.saturating_add(len),
-        Change::Resize(to) => to,
+    let written = match change {
+        Change::Write { len, .. } if w.append => (size, len),
+        Change::Write { at, len } => (at, len),
+        Change::Resize(to) => (to, 0),
     };
-    let growth = end.saturating_sub(size);
-    if !w.quota.charge_bytes(&w.target, growth) {
-        return Ok(Err(errno::NOSPC));
+    match w.quota.charge_growth(&w.target, size, written) {
+        Some(growth) => Ok(Ok(Some(growth))),
+        None => Ok(Err(errno::NOSPC)),
     }
-    Ok(Ok(Some(Charge { charged: growth, size })))
-}
-
-/// After a counted write of `n` bytes at `at` (`None`: it failed), gives
-/// back what a short or failed write did not add.
-fn wrote(guard: &mut FsGuard, fd: i32, at: u64, n: Option<u64>, charge: Charge) {
-    let Some(w) = guard.written(fd as u32) else {
-        return;
-    };
-    let added = match n {
-        Some(n) => {
-            let start = if w.append { charge.size } else { at };
-            start.saturating_add(n).saturating_sub(charge.size)
-        }
-        None => 0,
-    };
-    w.quota.refund_bytes(charge.charged.saturating_sub(added));
 }
 
 /// The size of counted file `fd` now, from one `fstat`: wasmtime-wasi
@@ -758,60 +640,49 @@ fn fd_position(ctx: &mut WasiP1Ctx, fd: i32) -> wasmtime::Result<Option<u64>> {
     Ok((rc == 0).then(|| u64::from_le_bytes(scratch)))
 }
 
-pub(crate) async fn fd_write(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, iovs, count, nwritten): (i32, Ptr, i32, Ptr),
-) -> wasmtime::Result<i32> {
-    let mut charged = None;
-    if guard.written(fd as u32).is_some()
-        && let Some(len) = iovecs_len(mem, iovs, count)
-        && let Some(at) = fd_position(ctx, fd)?
-    {
-        match charge(ctx, guard, fd, Change::Write { at, len }).await? {
-            Err(e) => return Ok(e),
-            Ok(c) => charged = c.map(|c| (at, c)),
-        }
-    }
-    let rc = wasi::fd_write(ctx, &mut GuestMemory::Unshared(mem), fd, iovs, count, nwritten).await?;
-    if let Some((at, charge)) = charged {
-        let n = (rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from);
-        wrote(guard, fd, at, n, charge);
-    }
-    Ok(rc)
+pub(crate) async fn fd_write(call: Call<'_>, (fd, iovs, count, nwritten): (i32, Ptr, i32, Ptr)) -> Errno {
+    write(call, (fd, iovs, count, nwritten), None).await
 }
 
-pub(crate) async fn fd_pwrite(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, iovs, count, offset, nwritten): (i32, Ptr, i32, i64, Ptr),
-) -> wasmtime::Result<i32> {
-    let at = offset as u64;
-    let charged = match iovecs_len(mem, iovs, count) {
-        Some(len) => match charge(ctx, guard, fd, Change::Write { at, len }).await? {
-            Err(e) => return Ok(e),
-            Ok(c) => c,
-        },
-        None => None,
-    };
+pub(crate) async fn fd_pwrite(call: Call<'_>, (fd, iovs, count, offset, nwritten): (i32, Ptr, i32, i64, Ptr)) -> Errno {
+    write(call, (fd, iovs, count, nwritten), Some(offset)).await
+}
+
+/// A write of the iovecs at `iovs` to `fd`, at `offset` (`fd_pwrite`) or at
+/// the fd's position (`fd_write`). A counted fd's write is charged first, and
+/// what it did not add (by the count written at `nwritten`) given back after.
+async fn write(
+    Call { ctx, guard, mem }: Call<'_>,
+    (fd, iovs, count, nwritten): (i32, Ptr, i32, Ptr),
+    offset: Option<i64>,
+) -> Errno {
+    let mut charged = None;
+    if let Some(len) = iovecs_len(mem, iovs, count) {
+        let at = match offset {
+            Some(offset) => Some(offset as u64),
+            None if guard.written(fd as u32).is_some() => fd_position(ctx, fd)?,
+            None => None,
+        };
+        if let Some(at) = at {
+            match charge(ctx, guard, fd, Change::Write { at, len }).await? {
+                Err(e) => return Ok(e),
+                Ok(c) => charged = c,
+            }
+        }
+    }
     let mut memory = GuestMemory::Unshared(mem);
-    let rc = wasi::fd_pwrite(ctx, &mut memory, fd, iovs, count, offset, nwritten).await?;
-    if let Some(charge) = charged {
-        let n = (rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from);
-        wrote(guard, fd, at, n, charge);
+    let rc = match offset {
+        Some(offset) => wasi::fd_pwrite(ctx, &mut memory, fd, iovs, count, offset, nwritten).await?,
+        None => wasi::fd_write(ctx, &mut memory, fd, iovs, count, nwritten).await?,
+    };
+    if let Some(growth) = charged {
+        growth.wrote((rc == 0).then(|| read_u32(mem, nwritten)).flatten().map(u64::from));
     }
     Ok(rc)
 }
 
 /// Turning `O_APPEND` on or off changes where a counted fd's writes land.
-pub(crate) async fn fd_fdstat_set_flags(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, flags): (i32, i32),
-) -> wasmtime::Result<i32> {
+pub(crate) async fn fd_fdstat_set_flags(Call { ctx, guard, mem }: Call<'_>, (fd, flags): (i32, i32)) -> Errno {
     let rc = wasi::fd_fdstat_set_flags(ctx, &mut GuestMemory::Unshared(mem), fd, flags)?;
     if rc == 0
         && let Some(w) = guard.written(fd as u32)
@@ -823,22 +694,8 @@ pub(crate) async fn fd_fdstat_set_flags(
 
 /// Growing a file by resizing it is charged like a write: for what it adds
 /// past the file's size now.
-pub(crate) async fn fd_filestat_set_size(
-    ctx: &mut WasiP1Ctx,
-    guard: &mut FsGuard,
-    mem: &mut [u8],
-    (fd, size): (i32, i64),
-) -> wasmtime::Result<i32> {
-    let size = size as u64;
-    let charged = match charge(ctx, guard, fd, Change::Resize(size)).await? {
-        Err(e) => return Ok(e),
-        Ok(c) => c,
-    };
-    let rc = wasi::fd_filestat_set_size(ctx, &mut GuestMemory::Unshared(mem), fd, size as i64).await?;
-    if let (Some(charge), Some(w)) = (charged, guard.written(fd as u32))
-        && rc != 0
-    {
-        w.quota.refund_bytes(charge.charged);
-    }
-    Ok(rc)
+pub(crate) async fn fd_filestat_set_size(Call { ctx, guard, mem }: Call<'_>, (fd, size): (i32, i64)) -> Errno {
+    let charged = charge(ctx, guard, fd, Change::Resize(size as u64)).await?;
+    let mut memory = GuestMemory::Unshared(mem);
+    call::perform(charged, wasi::fd_filestat_set_size(ctx, &mut memory, fd, size)).await
 }

@@ -10,8 +10,9 @@
 //! entries.
 
 use super::FsGuard;
-use super::guard::{Checked, Refusal};
-use super::quota::{Quota, QuotaStream, size_of};
+use super::call::{self, Answer, Open, Refuse, Verdict};
+use super::guard::Refusal;
+use super::quota::{Growth, Quota, QuotaStream, size_of};
 use crate::policy::FsOp;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource};
@@ -52,10 +53,32 @@ fn code(refusal: Refusal) -> FsError {
     }
 }
 
-/// Whether `e` ends the run (a trap, such as a full handle table) rather
-/// than answering the guest with an error code.
-fn is_trap(e: &FsError) -> bool {
-    e.downcast_ref().is_none()
+/// Preview 2's answer: what wasmtime-wasi refuses on its own it answers with
+/// one of three error codes, any other code is a use the policy allowed (a
+/// missing file, say), and an error that is no code is a trap (a full handle
+/// table, say).
+impl<T> Answer for FsResult<T> {
+    fn verdict(&self) -> Verdict {
+        use types::ErrorCode as E;
+        match self.as_ref().map_err(|e| e.downcast_ref()) {
+            Ok(_) => Verdict::Done,
+            Err(Some(E::Access | E::NotPermitted | E::ReadOnly)) => Verdict::Refused,
+            Err(Some(_)) => Verdict::Failed,
+            Err(None) => Verdict::Trapped,
+        }
+    }
+}
+
+impl<T> Refuse<Refusal> for FsResult<T> {
+    fn refused(refusal: Refusal) -> Self {
+        Err(code(refusal))
+    }
+}
+
+impl<T> Refuse<FsError> for FsResult<T> {
+    fn refused(error: FsError) -> Self {
+        Err(error)
+    }
 }
 
 fn open_op(oflags: types::OpenFlags, flags: types::DescriptorFlags) -> FsOp {
@@ -69,43 +92,66 @@ fn open_op(oflags: types::OpenFlags, flags: types::DescriptorFlags) -> FsOp {
     }
 }
 
-impl Guarded<'_> {
-    fn check(&self, fd: &Resource<types::Descriptor>, path: &str, follow: bool, op: FsOp) -> FsResult<Checked> {
-        self.guard.check(fd.rep(), path, follow, op).map_err(code)
+/// `open-at` as [`call::open`] drives it.
+struct OpenHow<'v, 'a> {
+    inner: &'v mut WasiFilesystemCtxView<'a>,
+    rep: u32,
+    path: &'v str,
+    path_flags: types::PathFlags,
+    oflags: types::OpenFlags,
+    flags: types::DescriptorFlags,
+}
+
+impl Open for OpenHow<'_, '_> {
+    type Answer = FsResult<Resource<types::Descriptor>>;
+
+    async fn open(&mut self, by_name: Option<bool>) -> Self::Answer {
+        // `symlink-follow` is the only path flag.
+        let (path_flags, oflags) = match by_name {
+            None => (self.path_flags, self.oflags),
+            Some(true) => (types::PathFlags::empty(), self.oflags | types::OpenFlags::EXCLUSIVE),
+            Some(false) => (types::PathFlags::empty(), self.oflags),
+        };
+        let at = Resource::new_borrow(self.rep);
+        HostDescriptor::open_at(self.inner, at, path_flags, self.path.to_string(), oflags, self.flags).await
     }
 
-    /// Counts and audits a call the guard let through: what wasmtime-wasi
-    /// refused on its own as a refusal, the rest as uses.
-    fn after<T>(&self, result: FsResult<T>, base: u32, path: &str, op: FsOp) -> FsResult<T> {
-        use types::ErrorCode as E;
-        // Any other answer (a missing file, say) is a use the policy allowed.
-        match &result {
-            Err(e) if matches!(e.downcast_ref(), Some(E::Access | E::NotPermitted | E::ReadOnly)) => {
-                self.guard.refused_by_wasi(base, path, op);
-            }
-            _ => self.guard.allowed(base, path, op),
-        }
-        result
+    async fn exists(&mut self) -> Result<bool, Self::Answer> {
+        let at = Resource::new_borrow(self.rep);
+        let stat = HostDescriptor::stat_at(self.inner, at, self.path_flags, self.path.to_string()).await;
+        Ok(stat.is_ok())
     }
 }
 
-impl Guarded<'_> {
-    /// [`after`](Self::after), also giving back a creation charged for a
-    /// call that failed.
-    fn settle<T>(
-        &self,
-        result: FsResult<T>,
-        charged: Option<Arc<Quota>>,
-        base: u32,
-        path: &str,
-        op: FsOp,
-    ) -> FsResult<T> {
-        if result.is_err() {
-            charged.inspect(|q| q.refund_file());
-        }
-        self.after(result, base, path, op)
+/// `stat-at` of the name `path` itself, not following a link there; `None`
+/// when it found a link the guest asked to follow.
+async fn stat_name(
+    inner: &mut WasiFilesystemCtxView<'_>,
+    rep: u32,
+    path: &str,
+    follow: bool,
+) -> Option<FsResult<types::DescriptorStat>> {
+    let at = Resource::new_borrow(rep);
+    match HostDescriptor::stat_at(inner, at, types::PathFlags::empty(), path.to_string()).await {
+        Ok(stat) if follow && stat.type_ == types::DescriptorType::SymbolicLink => None,
+        stat => Some(stat),
     }
+}
 
+/// A stat of something `rep`'s grant holds, as a grant that hides paths
+/// gives it: no count of a folder's entries, hidden ones included (see
+/// `fs::FOLDER_SIZE`).
+fn masked(guard: &FsGuard, rep: u32, mut stat: types::DescriptorStat) -> types::DescriptorStat {
+    if guard.hides(rep) {
+        stat.link_count = stat.link_count.min(super::MAX_LINK_COUNT);
+        if stat.type_ == types::DescriptorType::Directory {
+            stat.size = super::FOLDER_SIZE;
+        }
+    }
+    stat
+}
+
+impl Guarded<'_> {
     /// The file `fd` is, when it is a file below a grant with a byte quota.
     fn counted_file(&self, fd: &Resource<types::Descriptor>) -> FsResult<Option<CountedFile>> {
         let Some((quota, target)) = self.guard.handle_quota(fd.rep()) else {
@@ -120,91 +166,13 @@ impl Guarded<'_> {
 
     /// Charges a write of `len` bytes at `at` (or a resize to `at` when
     /// `len` is 0) for what it adds past the file's size, before it happens.
-    fn charge_write(
-        &self,
-        fd: &Resource<types::Descriptor>,
-        at: Option<u64>,
-        len: u64,
-    ) -> FsResult<Option<(Arc<Quota>, u64)>> {
+    fn charge_write(&self, fd: &Resource<types::Descriptor>, at: u64, len: u64) -> FsResult<Option<Growth>> {
         let Some(CountedFile { quota, target, file }) = self.counted_file(fd)? else {
             return Ok(None);
         };
-        let size = size_of(&file);
-        let growth = at.unwrap_or(size).saturating_add(len).saturating_sub(size);
-        if !quota.charge_bytes(&target, growth) {
-            return Err(code(Refusal::Full));
-        }
-        Ok(Some((quota, growth)))
-    }
-
-    fn refund_failed<T>(result: &FsResult<T>, charged: Option<(Arc<Quota>, u64)>) {
-        if let (Err(_), Some((quota, growth))) = (result, charged) {
-            quota.refund_bytes(growth);
-        }
-    }
-
-    /// A stat of something `rep`'s grant holds, as a grant that hides paths
-    /// gives it: no count of a folder's entries, hidden ones included (see
-    /// `fs::FOLDER_SIZE`).
-    fn masked(&self, rep: u32, mut stat: types::DescriptorStat) -> types::DescriptorStat {
-        if self.guard.hides(rep) {
-            stat.link_count = stat.link_count.min(super::MAX_LINK_COUNT);
-            if stat.type_ == types::DescriptorType::Directory {
-                stat.size = super::FOLDER_SIZE;
-            }
-        }
-        stat
-    }
-
-    /// `stat-at` of `path` decided by its name alone, not following a link
-    /// there (see [`FsGuard::check_name`]). `None` when the name does not
-    /// decide, or when `follow` asks to follow and the stat failed or found
-    /// a link: then the caller checks and stats the full way.
-    async fn stat_by_name(&mut self, rep: u32, path: &str, follow: bool) -> Option<FsResult<types::DescriptorStat>> {
-        self.guard.check_name(rep, path, FsOp::Stat)?;
-        let at = Resource::new_borrow(rep);
-        let stat = HostDescriptor::stat_at(&mut self.inner, at, types::PathFlags::empty(), path.to_string()).await;
-        match stat {
-            Ok(s) if follow && s.type_ == types::DescriptorType::SymbolicLink => None,
-            Err(e) if follow && !is_trap(&e) => None,
-            r => Some(r),
-        }
-    }
-
-    /// `open-at` of `path` decided by its name ([`FsGuard::open_name`]),
-    /// not following a link there. `None` when the name does not decide, or
-    /// when the open failed with an error code and the full way must check
-    /// and open it as the guest asked (a link at the name, an existing name
-    /// for a counted creation); a trap ends the run.
-    async fn open_by_name(
-        &mut self,
-        rep: u32,
-        path: &str,
-        follow: bool,
-        (op, oflags, flags): (FsOp, types::OpenFlags, types::DescriptorFlags),
-    ) -> Option<FsResult<Resource<types::Descriptor>>> {
-        let named = self.guard.open_name(rep, path, op)?;
-        let at = Resource::new_borrow(rep);
-        // `symlink-follow` is the only path flag.
-        let no_follow = types::PathFlags::empty();
-        let oflags = match named.exclusive {
-            true => oflags | types::OpenFlags::EXCLUSIVE,
-            false => oflags,
-        };
-        match HostDescriptor::open_at(&mut self.inner, at, no_follow, path.to_string(), oflags, flags).await {
-            Ok(opened) => {
-                self.guard.allowed(rep, path, op);
-                self.guard.opened(opened.rep(), named.checked.loc);
-                Some(Ok(opened))
-            }
-            // Without following, nothing else differs: the answer stands.
-            Err(e) if is_trap(&e) || !follow && !named.exclusive => {
-                Some(self.settle(Err(e), named.charged, rep, path, op))
-            }
-            Err(_) => {
-                named.charged.inspect(|q| q.refund_file());
-                None
-            }
+        match quota.charge_growth(&target, size_of(&file), (at, len)) {
+            Some(growth) => Ok(Some(growth)),
+            None => Err(code(Refusal::Full)),
         }
     }
 
@@ -270,10 +238,8 @@ impl HostDescriptor for Guarded<'_> {
         HostDescriptor::get_type(&mut self.inner, fd).await
     }
     async fn set_size(&mut self, fd: Resource<types::Descriptor>, size: types::Filesize) -> FsResult<()> {
-        let charged = self.charge_write(&fd, Some(size), 0)?;
-        let r = HostDescriptor::set_size(&mut self.inner, fd, size).await;
-        Self::refund_failed(&r, charged);
-        r
+        let charged = self.charge_write(&fd, size, 0);
+        call::perform(charged, HostDescriptor::set_size(&mut self.inner, fd, size)).await
     }
     async fn set_times(
         &mut self,
@@ -281,8 +247,8 @@ impl HostDescriptor for Guarded<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        self.guard.check_handle(fd.rep(), FsOp::Write).map_err(code)?;
-        HostDescriptor::set_times(&mut self.inner, fd, atim, mtim).await
+        let decided = call::decide_handle(self.guard, fd.rep(), FsOp::Write);
+        call::perform(decided, HostDescriptor::set_times(&mut self.inner, fd, atim, mtim)).await
     }
     async fn read(
         &mut self,
@@ -298,10 +264,8 @@ impl HostDescriptor for Guarded<'_> {
         buf: Vec<u8>,
         offset: types::Filesize,
     ) -> FsResult<types::Filesize> {
-        let charged = self.charge_write(&fd, Some(offset), buf.len() as u64)?;
-        let r = HostDescriptor::write(&mut self.inner, fd, buf, offset).await;
-        Self::refund_failed(&r, charged);
-        r
+        let charged = self.charge_write(&fd, offset, buf.len() as u64);
+        call::perform(charged, HostDescriptor::write(&mut self.inner, fd, buf, offset)).await
     }
     async fn read_directory(
         &mut self,
@@ -318,16 +282,17 @@ impl HostDescriptor for Guarded<'_> {
         HostDescriptor::sync(&mut self.inner, fd).await
     }
     async fn create_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
-        let rep = fd.rep();
-        let checked = self.check(&fd, &path, false, FsOp::Create)?;
-        let charged = self.guard.charge_create(&checked, false).map_err(code)?;
-        let r = HostDescriptor::create_directory_at(&mut self.inner, fd, path.clone()).await;
-        self.settle(r, charged, rep, &path, FsOp::Create)
+        let decided = call::decide_create(self.guard, fd.rep(), &path, FsOp::Create);
+        call::perform(
+            decided,
+            HostDescriptor::create_directory_at(&mut self.inner, fd, path.clone()),
+        )
+        .await
     }
     async fn stat(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorStat> {
         let rep = fd.rep();
         let r = HostDescriptor::stat(&mut self.inner, fd).await;
-        Ok(self.masked(rep, r?))
+        Ok(masked(self.guard, rep, r?))
     }
     async fn stat_at(
         &mut self,
@@ -336,12 +301,21 @@ impl HostDescriptor for Guarded<'_> {
         path: String,
     ) -> FsResult<types::DescriptorStat> {
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
-        if let Some(r) = self.stat_by_name(rep, &path, follow).await {
-            return self.after(r, rep, &path, FsOp::Stat).map(|s| self.masked(rep, s));
-        }
-        self.check(&fd, &path, follow, FsOp::Stat)?;
-        let r = HostDescriptor::stat_at(&mut self.inner, fd, path_flags, path.clone()).await;
-        self.after(r, rep, &path, FsOp::Stat).map(|s| self.masked(rep, s))
+        // Decided by the name, so stat the name itself (see
+        // `FsGuard::check_name`); a link there is followed the full way.
+        let by_name = match call::named(self.guard, rep, &path, FsOp::Stat) {
+            Some(named) => call::by_name(named, follow, stat_name(&mut self.inner, rep, &path, follow)).await,
+            None => None,
+        };
+        let stat = match by_name {
+            Some(stat) => stat,
+            None => {
+                let decided = call::decide(self.guard, rep, &path, follow, FsOp::Stat);
+                let stat = HostDescriptor::stat_at(&mut self.inner, fd, path_flags, path.clone());
+                call::perform(decided, stat).await
+            }
+        };
+        stat.map(|s| masked(self.guard, rep, s))
     }
     async fn set_times_at(
         &mut self,
@@ -352,9 +326,9 @@ impl HostDescriptor for Guarded<'_> {
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
-        self.check(&fd, &path, follow, FsOp::Write)?;
-        let r = HostDescriptor::set_times_at(&mut self.inner, fd, path_flags, path.clone(), atim, mtim).await;
-        self.after(r, rep, &path, FsOp::Write)
+        let decided = call::decide(self.guard, rep, &path, follow, FsOp::Write);
+        let set = HostDescriptor::set_times_at(&mut self.inner, fd, path_flags, path.clone(), atim, mtim);
+        call::perform(decided, set).await
     }
     async fn link_at(
         &mut self,
@@ -365,22 +339,17 @@ impl HostDescriptor for Guarded<'_> {
         new_path: String,
     ) -> FsResult<()> {
         let follow = old_path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
-        let (rep, new_rep) = (fd.rep(), new_descriptor.rep());
-        let to = self
-            .guard
-            .check_move((rep, &old_path, follow), (new_rep, &new_path), FsOp::Link)
-            .map_err(code)?;
-        let charged = self.guard.charge_create(&to, false).map_err(code)?;
-        let r = HostDescriptor::link_at(
+        let (old, new) = ((fd.rep(), &*old_path, follow), (new_descriptor.rep(), &*new_path));
+        let decided = call::decide_move(self.guard, old, new, FsOp::Link);
+        let link = HostDescriptor::link_at(
             &mut self.inner,
             fd,
             old_path_flags,
-            old_path,
+            old_path.clone(),
             new_descriptor,
             new_path.clone(),
-        )
-        .await;
-        self.settle(r, charged, new_rep, &new_path, FsOp::Link)
+        );
+        call::perform(decided, link).await
     }
     async fn open_at(
         &mut self,
@@ -392,25 +361,17 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<Resource<types::Descriptor>> {
         let op = open_op(oflags, flags);
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
-        if let Some(opened) = self.open_by_name(rep, &path, follow, (op, oflags, flags)).await {
-            return opened;
-        }
-        let checked = self.check(&fd, &path, follow, op)?;
-        let mut charged = None;
-        if op == FsOp::Create && self.guard.counts_files(&checked) {
-            let exists = match checked.exists {
-                Some(exists) => exists,
-                None => {
-                    let at = Resource::new_borrow(rep);
-                    let stat = HostDescriptor::stat_at(&mut self.inner, at, path_flags, path.clone()).await;
-                    stat.is_ok()
-                }
-            };
-            charged = self.guard.charge_create(&checked, exists).map_err(code)?;
-        }
-        let opened = HostDescriptor::open_at(&mut self.inner, fd, path_flags, path.clone(), oflags, flags).await;
-        let opened = self.settle(opened, charged, rep, &path, op)?;
-        self.guard.opened(opened.rep(), checked.loc);
+        let mut how = OpenHow {
+            inner: &mut self.inner,
+            rep,
+            path: &path,
+            path_flags,
+            oflags,
+            flags,
+        };
+        let (opened, loc) = call::open(self.guard, (rep, &path, follow), op, &mut how).await;
+        let opened = opened?;
+        self.guard.opened(opened.rep(), loc);
         Ok(opened)
     }
     fn drop(&mut self, fd: Resource<types::Descriptor>) -> wasmtime::Result<()> {
@@ -418,14 +379,12 @@ impl HostDescriptor for Guarded<'_> {
         HostDescriptor::drop(&mut self.inner, fd)
     }
     async fn readlink_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<String> {
-        let rep = fd.rep();
-        self.check(&fd, &path, false, FsOp::Read)?;
-        let r = HostDescriptor::readlink_at(&mut self.inner, fd, path.clone()).await;
-        self.after(r, rep, &path, FsOp::Read)
+        let decided = call::decide(self.guard, fd.rep(), &path, false, FsOp::Read);
+        call::perform(decided, HostDescriptor::readlink_at(&mut self.inner, fd, path.clone())).await
     }
     async fn remove_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
         let rep = fd.rep();
-        self.check(&fd, &path, false, FsOp::Remove)?;
+        let decided = call::decide(self.guard, rep, &path, false, FsOp::Remove).map_err(code)?;
         let mut target = path.clone();
         if path.len() > 1 && path.ends_with('/') {
             // POSIX: `rmdir("dir/")` removes the directory (wasmtime-wasi 48
@@ -444,8 +403,8 @@ impl HostDescriptor for Guarded<'_> {
                 }
             }
         }
-        let r = HostDescriptor::remove_directory_at(&mut self.inner, fd, target).await;
-        self.after(r, rep, &path, FsOp::Remove)
+        let remove = HostDescriptor::remove_directory_at(&mut self.inner, fd, target);
+        call::settled(decided, remove).await
     }
     async fn rename_at(
         &mut self,
@@ -454,12 +413,10 @@ impl HostDescriptor for Guarded<'_> {
         new_fd: Resource<types::Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        let (rep, new_rep) = (fd.rep(), new_fd.rep());
-        self.guard
-            .check_move((rep, &old_path, false), (new_rep, &new_path), FsOp::Rename)
-            .map_err(code)?;
-        let r = HostDescriptor::rename_at(&mut self.inner, fd, old_path.clone(), new_fd, new_path).await;
-        self.after(r, rep, &old_path, FsOp::Rename)
+        let (old, new) = ((fd.rep(), &*old_path, false), (new_fd.rep(), &*new_path));
+        let decided = call::decide_move(self.guard, old, new, FsOp::Rename);
+        let rename = HostDescriptor::rename_at(&mut self.inner, fd, old_path.clone(), new_fd, new_path.clone());
+        call::perform(decided, rename).await
     }
     async fn symlink_at(
         &mut self,
@@ -467,20 +424,17 @@ impl HostDescriptor for Guarded<'_> {
         src_path: String,
         dest_path: String,
     ) -> FsResult<()> {
-        let rep = fd.rep();
-        let checked = self.guard.check_symlink(fd.rep(), &dest_path).map_err(code)?;
-        let charged = self.guard.charge_create(&checked, false).map_err(code)?;
-        let r = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path.clone()).await;
-        self.settle(r, charged, rep, &dest_path, FsOp::Symlink)
+        let decided = call::decide_create(self.guard, fd.rep(), &dest_path, FsOp::Symlink);
+        let symlink = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path.clone());
+        call::perform(decided, symlink).await
     }
     async fn unlink_file_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
-        let rep = fd.rep();
-        // A link at the name is removed, not followed: its name decides.
-        if self.guard.check_name(rep, &path, FsOp::Remove).is_none() {
-            self.check(&fd, &path, false, FsOp::Remove)?;
-        }
-        let r = HostDescriptor::unlink_file_at(&mut self.inner, fd, path.clone()).await;
-        self.after(r, rep, &path, FsOp::Remove)
+        let decided = call::decide_unlink(self.guard, fd.rep(), &path);
+        call::perform(
+            decided,
+            HostDescriptor::unlink_file_at(&mut self.inner, fd, path.clone()),
+        )
+        .await
     }
     fn read_via_stream(
         &mut self,
@@ -519,20 +473,12 @@ impl HostDescriptor for Guarded<'_> {
         path_flags: types::PathFlags,
         path: String,
     ) -> FsResult<types::MetadataHashValue> {
-        // wasi-libc asks this of every entry it lists (for `d_ino`): for
-        // an entry of a directory the guest holds (one name, no link
-        // followed: it is where it leads) only a hidden name is refused, so
-        // that a listing shows visible denied names; any other path is
-        // decided as `stat` is.
-        let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
-        let entry = !follow && !path.is_empty() && !path.contains('/') && path != "." && path != "..";
-        if entry {
-            self.guard.check_entry(rep, &path).map_err(code)?;
-        } else {
-            self.check(&fd, &path, follow, FsOp::Stat)?;
-        }
-        let r = HostDescriptor::metadata_hash_at(&mut self.inner, fd, path_flags, path.clone()).await;
-        self.after(r, rep, &path, FsOp::Stat)
+        // wasi-libc asks this of every entry it lists (for `d_ino`), so an
+        // entry of a folder the guest holds is refused only when hidden.
+        let follow = path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
+        let decided = call::decide_entry(self.guard, fd.rep(), &path, follow);
+        let hash = HostDescriptor::metadata_hash_at(&mut self.inner, fd, path_flags, path.clone());
+        call::perform(decided, hash).await
     }
 }
 impl HostDirectoryEntryStream for Guarded<'_> {

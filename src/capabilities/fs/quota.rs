@@ -37,7 +37,7 @@ impl Quota {
 
     /// Charges `n` added bytes for a write to `target`; `false` (recorded)
     /// when they would pass the quota.
-    pub(crate) fn charge_bytes(&self, target: &str, n: u64) -> bool {
+    fn charge_bytes(&self, target: &str, n: u64) -> bool {
         let Some(limit) = self.bytes.filter(|_| n > 0) else {
             return true;
         };
@@ -59,8 +59,21 @@ impl Quota {
         charged.is_ok()
     }
 
+    /// Charges a change to `target`, a file of `size` bytes now, that writes
+    /// `len` bytes from `start` (a resize to `start` when `len` is 0), for
+    /// what it adds past `size`; `None` (recorded) when the quota refuses.
+    pub(crate) fn charge_growth(self: &Arc<Self>, target: &str, size: u64, (start, len): (u64, u64)) -> Option<Growth> {
+        let charged = start.saturating_add(len).saturating_sub(size);
+        self.charge_bytes(target, charged).then(|| Growth {
+            quota: self.clone(),
+            charged,
+            size,
+            start,
+        })
+    }
+
     /// Gives back bytes charged for a write that did not happen.
-    pub(crate) fn refund_bytes(&self, n: u64) {
+    fn refund_bytes(&self, n: u64) {
         if self.bytes.is_some() {
             let _ = self
                 .used_bytes
@@ -114,6 +127,31 @@ impl Quota {
     }
 }
 
+/// Bytes charged before one change to a counted file
+/// ([`Quota::charge_growth`]); what the change does not add is given back.
+#[must_use]
+pub(crate) struct Growth {
+    quota: Arc<Quota>,
+    charged: u64,
+    /// The file's size when charged, and where the change starts.
+    size: u64,
+    start: u64,
+}
+
+impl Growth {
+    /// The change did not happen: everything is given back.
+    pub(crate) fn failed(self) {
+        self.quota.refund_bytes(self.charged);
+    }
+
+    /// The change wrote `n` bytes (`None`: it failed): what did not grow the
+    /// file is given back.
+    pub(crate) fn wrote(self, n: Option<u64>) {
+        let added = n.map_or(0, |n| self.start.saturating_add(n).saturating_sub(self.size));
+        self.quota.refund_bytes(self.charged.saturating_sub(added));
+    }
+}
+
 /// The error a refused write gives: a full disk.
 pub(crate) fn no_space() -> std::io::Error {
     std::io::Error::from_raw_os_error(libc::ENOSPC)
@@ -156,16 +194,14 @@ impl OutputStream for QuotaStream {
         let n = bytes.len() as u64;
         let size = size_of(&self.file);
         let start = if self.append { size } else { self.position };
-        let end = start.saturating_add(n);
-        let growth = end.saturating_sub(size);
-        if !self.quota.charge_bytes(&self.target, growth) {
+        let Some(growth) = self.quota.charge_growth(&self.target, size, (start, n)) else {
             return Err(StreamError::LastOperationFailed(no_space().into()));
-        }
+        };
         if let Err(e) = self.inner.write(bytes) {
-            self.quota.refund_bytes(growth);
+            growth.failed();
             return Err(e);
         }
-        self.position = end;
+        self.position = start.saturating_add(n);
         Ok(())
     }
 
