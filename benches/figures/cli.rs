@@ -1,5 +1,6 @@
 //! Figure 1: `wasmcell run` cold start with warm compile caches, against `wasmtime run` and a
-//! native `hello`; then the same for a 65.7 MiB real program (yosys, from the corpus).
+//! native `hello`; then the same for a 65.7 MiB real program (yosys, from the corpus); then
+//! how long refusing a 12 MiB module whose imports cannot be satisfied takes.
 //!
 //! The `wasmtime` compared against is the pinned, checksum-verified command line that
 //! `scripts/corpus` installs under `target/corpus/` (wasmtime 48.0.2; x86_64 Linux only),
@@ -103,7 +104,65 @@ pub(crate) fn bench_cli(settings: &Settings, summary: &mut Vec<Target>) -> Resul
             ),
         });
     }
-    bench_big_start(settings, wasmtime.as_deref(), &cache.path, summary)
+    bench_big_start(settings, wasmtime.as_deref(), &cache.path, summary)?;
+    bench_unlinkable_refusal(settings, summary)
+}
+
+/// The refusal of a module that imports what wasmcell does not provide (`host::call`), 12 MiB
+/// of data and 2,000 functions: refused from its import section, before Cranelift runs, with
+/// nothing stored in the compile cache (see #25).
+fn bench_unlinkable_refusal(settings: &Settings, summary: &mut Vec<Target>) -> Result<()> {
+    let runs = (settings.cli_runs() / 3).max(5);
+    println!("\n== 1c. CLI refusal of an unlinkable 12 MiB module, {runs} timed runs");
+    let dir = ScratchDir::new("bench-unlinkable")?;
+    std::fs::create_dir_all(&dir.path)?;
+    let funcs: String = (0..2000)
+        .map(|i| format!("(func (export \"f{i}\") (result i32) (call $call) (i32.const {i}))"))
+        .collect();
+    let wat = format!(
+        r#"(module (import "host" "call" (func $call)) (memory 193) (data (i32.const 0) "{}") {funcs}
+            (func (export "_start")))"#,
+        "a".repeat(12 << 20)
+    );
+    let module = dir.path.join("unlinkable.wasm");
+    std::fs::write(&module, wat::parse_str(&wat)?)?;
+    let cache = dir.path.join("cache");
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let output = Command::new(WASMCELL)
+            .arg("run")
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg(&module)
+            .stdin(Stdio::null())
+            .output()?;
+        times.push(start.elapsed());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(
+            output.status.code() == Some(126) && stderr.contains("`host::call`"),
+            "the unlinkable module ended with {} and printed {stderr}",
+            output.status
+        );
+    }
+    let cached = count_files(&cache, ".cwasm")?;
+    ensure!(
+        cached == 0,
+        "the refused module left {cached} compiled programs in the cache"
+    );
+    let stats = Stats::from(times);
+    println!(
+        "refused in {:.2} ms (median), min {:.2} ms",
+        ms(stats.median),
+        ms(stats.min)
+    );
+    summary.push(Target::new(
+        "1c refusal of an unlinkable 12 MiB module",
+        "< 1 s, nothing cached",
+        format!("{:.2} ms, {cached} cached", ms(stats.median)),
+        Some(stats.median < Duration::from_secs(1)),
+    ));
+    Ok(())
 }
 
 /// The warm start of a large program: yosys printing its version, 65.7 MiB of Wasm that

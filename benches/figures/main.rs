@@ -3,7 +3,8 @@
 //!
 //! 1. `cli`: `wasmcell run` on the `hello` guest (module and component) with a warm compile
 //!    cache, against `wasmtime run` with its warm cache and against a native `hello`; then
-//!    the warm start of a 65.7 MiB module (yosys, from `scripts/corpus`) against `wasmtime run`;
+//!    the warm start of a 65.7 MiB module (yosys, from `scripts/corpus`) against `wasmtime run`,
+//!    and the refusal of a 12 MiB module whose imports no linker provides (before compiling);
 //! 2. `embed`: instantiate + run + drop of a loaded `hello` module, runs per second on one and
 //!    two threads, against raw wasmtime doing the same work;
 //! 3. `metering`: what epoch and fuel metering cost on two CPU-bound guests, measured on raw

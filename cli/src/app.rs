@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
-use wasmcell::policy::{Origin, PolicyBuilder, Proposal};
+use wasmcell::policy::{Origin, PolicyBuilder, Proposal, UnknownImports};
 use wasmcell::{LoadError, LoadErrorKind, Status, sanitize};
 
 use crate::check::CheckCommand;
@@ -73,7 +73,7 @@ pub fn exit_code_for_error(err: &anyhow::Error) -> u8 {
     if let Some(advised) = err.chain().find_map(|e| e.downcast_ref::<Advised>()) {
         return exit_code_for_error(&advised.err);
     }
-    if err.chain().any(|e| e.is::<clap::Error>()) {
+    if err.chain().any(|e| e.is::<clap::Error>() || e.is::<UsageError>()) {
         return wasmcell::EXIT_USAGE;
     }
     wasmcell::exit_code_for_error(err)
@@ -87,6 +87,25 @@ pub fn print_error(err: &anyhow::Error) {
     let text = format!("{err:#}");
     eprint_line(format_args!("error: {}", sanitize(text.trim_end())));
 }
+
+/// A usage error found after parsing (a flag's value that only the policy
+/// or the system can refuse), exit 2 like clap's own. Its text has no
+/// `error:` of its own: [`print_error`] puts the one prefix in front.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+/// `message` as a [`UsageError`].
+pub(crate) fn usage_error(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// A library error with the command line's advice after it, such as
 /// "...; raise it with --max-module-size": the library names policy keys
@@ -109,7 +128,7 @@ impl Advised {
 }
 
 /// A load error with the `--wasm` flags that allow what the module needs
-/// after the library's `[wasm] proposals` advice; other load errors as they are.
+/// after the library's `[wasm]` advice; other load errors as they are.
 pub(crate) fn advise_proposals(err: LoadError) -> anyhow::Error {
     match err.kind() {
         LoadErrorKind::Proposal { needed, .. } => {
@@ -117,19 +136,48 @@ pub(crate) fn advise_proposals(err: LoadError) -> anyhow::Error {
             let advice = format!("or with {}", flags.join(" "));
             Advised::wrap(err, advice)
         }
+        LoadErrorKind::UnknownImport { kind: "function", .. } => {
+            Advised::wrap(err, format!("or with --wasm {UNKNOWN_IMPORTS_TRAP}"))
+        }
         _ => err.into(),
     }
 }
 
-/// Parses a `--wasm` value: a proposal as `wasmtime run -W` names it.
-pub(crate) fn parse_proposal(name: &str) -> Result<Proposal, String> {
-    name.parse()
+/// The `--wasm` value that sets `wasm.unknown-imports = "trap"`, spelled
+/// as `wasmtime run -W` spells its own.
+const UNKNOWN_IMPORTS_TRAP: &str = "unknown-imports-trap";
+
+/// A `--wasm` value: what `wasmtime run -W` takes for the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WasmFlag {
+    /// A proposal (adds to `wasm.proposals`).
+    Proposal(Proposal),
+    /// `unknown-imports-trap` (sets `wasm.unknown-imports = "trap"`).
+    UnknownImportsTrap,
+}
+
+/// Parses a `--wasm` value: a proposal as `wasmtime run -W` names it, or
+/// `unknown-imports-trap`.
+pub(crate) fn parse_wasm_flag(name: &str) -> Result<WasmFlag, String> {
+    if name == UNKNOWN_IMPORTS_TRAP {
+        return Ok(WasmFlag::UnknownImportsTrap);
+    }
+    name.parse().map(WasmFlag::Proposal).map_err(|why: String| {
+        if why.starts_with("unknown Wasm proposal") {
+            format!("{why}; or {UNKNOWN_IMPORTS_TRAP}")
+        } else {
+            why
+        }
+    })
 }
 
 /// `--wasm` flags as one more policy layer, each marked with the flag.
-pub(crate) fn add_proposals(mut policy: PolicyBuilder, proposals: &[Proposal]) -> PolicyBuilder {
-    for p in proposals {
-        policy = policy.with_origin(Origin::Flag("--wasm"), |b| b.wasm_proposal(*p));
+pub(crate) fn add_wasm_flags(mut policy: PolicyBuilder, flags: &[WasmFlag]) -> PolicyBuilder {
+    for flag in flags {
+        policy = policy.with_origin(Origin::Flag("--wasm"), |b| match flag {
+            WasmFlag::Proposal(p) => b.wasm_proposal(*p),
+            WasmFlag::UnknownImportsTrap => b.unknown_imports(UnknownImports::Trap),
+        });
     }
     policy
 }

@@ -1,10 +1,10 @@
 //! `wasmcell check`: validate a policy and print what it grants.
 
-use crate::app::{add_proposals, parse_proposal, print_stdout};
+use crate::app::{WasmFlag, add_wasm_flags, parse_wasm_flag, print_stdout};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;
-use wasmcell::policy::{Proposal, WallMode};
+use wasmcell::policy::WallMode;
 use wasmcell::wall::{WallPlan, WallReport};
 use wasmcell::{CacheInGrant, DiskCache, Policy};
 
@@ -14,9 +14,9 @@ use wasmcell::{CacheInGrant, DiskCache, Policy};
     after_help = "Examples:\n  wasmcell check policies/read-only.toml\n  wasmcell check --wasm exceptions policies/deny-all.toml"
 )]
 pub struct CheckCommand {
-    /// Also turn on Wasm proposal NAME, as `run --wasm` would (adds to wasm.proposals). Repeatable.
-    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
-    pub wasm: Vec<Proposal>,
+    /// Also turn on Wasm proposal NAME (adds to wasm.proposals), or `unknown-imports-trap`, as `run --wasm` would. Repeatable.
+    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_wasm_flag)]
+    pub wasm: Vec<WasmFlag>,
 
     /// The policy file.
     #[arg(value_name = "POLICY")]
@@ -31,7 +31,7 @@ impl CheckCommand {
     ///
     /// The [`wasmcell::PolicyError`] when the policy is invalid.
     pub fn execute(self) -> Result<u8> {
-        let policy = add_proposals(Policy::builder().file(&self.policy)?, &self.wasm).build()?;
+        let policy = add_wasm_flags(Policy::builder().file(&self.policy)?, &self.wasm).build()?;
         let mut text = wasmcell::policy::summarize(&policy);
         // What `run` would warn of with the default cache folder.
         if let Some(why) = DiskCache::default_dir().and_then(|dir| CacheInGrant::find(&policy, &dir)) {

@@ -1,10 +1,10 @@
 //! `wasmcell compile`: precompiled native code for `run --allow-precompiled`.
 
-use crate::app::{add_proposals, advise_proposals, eprint_line, parse_proposal, with_compile_notice};
+use crate::app::{WasmFlag, add_wasm_flags, advise_proposals, eprint_line, parse_wasm_flag, with_compile_notice};
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::path::PathBuf;
-use wasmcell::policy::{ByteSize, Origin, Proposal};
+use wasmcell::policy::{ByteSize, Origin};
 use wasmcell::{Engine, EngineConfig, Policy, Sandbox};
 
 /// Precompile a module or component to native code for `wasmcell run --allow-precompiled`.
@@ -29,11 +29,11 @@ pub struct CompileCommand {
     #[arg(long)]
     pub fuel: bool,
 
-    /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals). Repeatable.
+    /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals), or `unknown-imports-trap`. Repeatable.
     ///
     /// The code runs only under a policy with the same proposals.
-    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
-    pub wasm: Vec<Proposal>,
+    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_wasm_flag)]
+    pub wasm: Vec<WasmFlag>,
 
     /// Where to write the code [default: MODULE with the extension .cwasm].
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -57,7 +57,7 @@ impl CompileCommand {
                 Some(path) => Policy::builder().file(path)?,
                 None => Policy::builder(),
             };
-            Ok::<_, wasmcell::PolicyError>(add_proposals(policy, &self.wasm))
+            Ok::<_, wasmcell::PolicyError>(add_wasm_flags(policy, &self.wasm))
         };
         let mut policy = layers()?.build()?;
         if self.fuel && policy.limits().fuel.value.is_none() {

@@ -2,15 +2,15 @@
 //! explained with the flag that changes it, and the report is written.
 
 use crate::app::{
-    Advised, add_proposals, advise_proposals, ending_advice, eprint_line, parse_proposal, print_stdout,
-    with_compile_notice,
+    Advised, WasmFlag, add_wasm_flags, advise_proposals, ending_advice, eprint_line, parse_wasm_flag, print_stdout,
+    usage_error, with_compile_notice,
 };
 use crate::settings::SettingFlags;
 use anyhow::{Context as _, Result};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
-use wasmcell::policy::{Access, ByteSize, Input, NetKind, Origin, Output, Proposal, WallMode};
+use wasmcell::policy::{Access, ByteSize, Input, NetKind, Origin, Output, WallMode};
 use wasmcell::{
     AuditFile, CacheInGrant, CacheKeyError, CancelHandle, DiskCache, EXIT_CODE_TABLE, Engine, EngineConfig, HostFile,
     LoadError, LoadErrorKind, Outcome, Policy, Program, RunOptions, Sandbox, Status, sanitize,
@@ -111,14 +111,17 @@ pub struct RunCommand {
     #[command(flatten)]
     pub settings: SettingFlags,
 
-    /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals). Repeatable.
+    /// Turn on Wasm proposal NAME, such as `exceptions` or `tail-call` (adds to wasm.proposals); `unknown-imports-trap` sets wasm.unknown-imports = "trap". Repeatable.
     ///
     /// Names are spelled as `wasmtime run -W` spells them: exceptions,
-    /// tail-call, extended-const, function-references, gc, multi-memory,
-    /// memory64, relaxed-simd, custom-page-sizes, wide-arithmetic. All are
-    /// off by default; threads and shared memory cannot be turned on.
-    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_proposal)]
-    pub wasm: Vec<Proposal>,
+    /// tail-call, function-references, gc, multi-memory, memory64,
+    /// relaxed-simd, custom-page-sizes, wide-arithmetic are off by default;
+    /// extended-const is on in every engine; threads and shared memory
+    /// cannot be turned on. With `unknown-imports-trap`, a guest importing a
+    /// function wasmcell does not provide runs, and ends as a trap naming
+    /// the import if it calls it (as `wasmtime run -W unknown-imports-trap`).
+    #[arg(long = "wasm", value_name = "NAME", value_parser = parse_wasm_flag)]
+    pub wasm: Vec<WasmFlag>,
 
     /// The second wall: `require`, `auto` (the default) or `off` (overrides wall.mode).
     ///
@@ -294,13 +297,11 @@ impl RunCommand {
     fn check_report_dash(&self, policy: &Policy) -> Result<()> {
         let dash = self.report.as_ref().is_some_and(|r| r.as_os_str() == "-");
         if dash && matches!(policy.stderr(), Output::Inherit) {
-            return Err(clap::Error::raw(
-                clap::error::ErrorKind::ArgumentConflict,
+            return Err(usage_error(
                 "`--report -` would write the report on the guest's own stderr, where the guest can print a fake one; \
                  use `--report FILE` or `--report-fd N` (such as `--report-fd 3 3>report.json`), \
-                 or send the guest's stderr elsewhere with `stdio.stderr` in the policy\n",
-            )
-            .into());
+                 or send the guest's stderr elsewhere with `stdio.stderr` in the policy",
+            ));
         }
         Ok(())
     }
@@ -372,13 +373,12 @@ impl RunCommand {
             .iter()
             .map(|a| {
                 a.to_str().map(str::to_string).ok_or_else(|| {
-                    clap::Error::raw(
-                        clap::error::ErrorKind::InvalidUtf8,
-                        format!("guest argument {a:?} is not valid UTF-8; WASI passes arguments as UTF-8 strings\n"),
-                    )
+                    usage_error(format!(
+                        "guest argument {a:?} is not valid UTF-8; WASI passes arguments as UTF-8 strings"
+                    ))
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok((PathBuf::from(module), args))
     }
 
@@ -431,7 +431,7 @@ impl RunCommand {
         if let Some(mode) = self.wall {
             policy = policy.with_origin(Origin::Flag("--wall"), |b| b.wall_mode(mode));
         }
-        Ok(add_proposals(policy, &self.wasm).build()?)
+        Ok(add_wasm_flags(policy, &self.wasm).build()?)
     }
 }
 
@@ -442,11 +442,9 @@ impl RunCommand {
 fn claim_report_fd(fd: i32) -> Result<std::fs::File> {
     use std::os::fd::FromRawFd as _;
     let usage = |why: &str| -> anyhow::Error {
-        clap::Error::raw(
-            clap::error::ErrorKind::InvalidValue,
-            format!("`--report-fd {fd}`: {why}; open one for the report, such as `--report-fd 3 3>report.json`\n"),
-        )
-        .into()
+        usage_error(format!(
+            "`--report-fd {fd}`: {why}; open one for the report, such as `--report-fd 3 3>report.json`"
+        ))
     };
     if (0..=2).contains(&fd) {
         return Err(usage("0, 1 and 2 are the guest's stdin, stdout and stderr"));
@@ -471,11 +469,7 @@ fn claim_report_fd(fd: i32) -> Result<std::fs::File> {
 
 #[cfg(not(unix))]
 fn claim_report_fd(_fd: i32) -> Result<std::fs::File> {
-    Err(clap::Error::raw(
-        clap::error::ErrorKind::InvalidValue,
-        "`--report-fd` needs a unix system; use `--report FILE`\n",
-    )
-    .into())
+    Err(usage_error("`--report-fd` needs a unix system; use `--report FILE`"))
 }
 
 /// `--invoke`: instantiates the library, calls the export and prints its
@@ -794,17 +788,13 @@ fn check_audit_outside_grants(policy: &Policy, file: &HostFile) -> Result<()> {
         .iter()
         .find(|d| d.access == Access::ReadWrite && file.path().starts_with(&d.host));
     if let Some(grant) = inside {
-        return Err(clap::Error::raw(
-            clap::error::ErrorKind::ArgumentConflict,
-            format!(
-                "--audit `{}` is inside the read-write grant at `{}` (host `{}`), where the guest could change it; \
-                 write the audit elsewhere\n",
-                file.path().display(),
-                grant.guest,
-                grant.host.display()
-            ),
-        )
-        .into());
+        return Err(usage_error(format!(
+            "--audit `{}` is inside the read-write grant at `{}` (host `{}`), where the guest could change it; \
+             write the audit elsewhere",
+            file.path().display(),
+            grant.guest,
+            grant.host.display()
+        )));
     }
     Ok(())
 }

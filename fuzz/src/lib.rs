@@ -865,6 +865,7 @@ fn smith_config(u: &mut Unstructured, proposals: Proposals) -> AResult<(wasm_smi
         multi_value_enabled: true,
         saturating_float_to_int_enabled: true,
         sign_extension_ops_enabled: true,
+        extended_const_enabled: true,
         // Opt-in proposals, as the case's policy turns them on (wasm-smith
         // has no knob for `function-references` alone: `gc` brings it).
         relaxed_simd_enabled: on(Proposal::RelaxedSimd),
@@ -874,7 +875,6 @@ fn smith_config(u: &mut Unstructured, proposals: Proposals) -> AResult<(wasm_smi
         tail_call_enabled: on(Proposal::TailCall),
         custom_page_sizes_enabled: on(Proposal::CustomPageSizes),
         wide_arithmetic_enabled: on(Proposal::WideArithmetic),
-        extended_const_enabled: on(Proposal::ExtendedConst),
         // Refused by wasmcell whatever the policy says.
         custom_descriptors_enabled: false,
         threads_enabled: false,

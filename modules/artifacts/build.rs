@@ -55,7 +55,138 @@ fn main() {
     for dep in deps {
         println!("cargo:rerun-if-changed={dep}");
     }
-    fs::write(out_dir.join("gen.rs"), generate_code(&guests)).unwrap();
+    let mut code = generate_code(&guests);
+    let linked = build_linked_component(&modules_dir.join("linked"), &out_dir);
+    writeln!(
+        code,
+        "/// `modules/linked/wasm_extended_const.rs`, a PIC library built with extended-const and\n/// linked into a component that exports `count: func(i: u32) -> u32`.\npub const WASM_EXTENDED_CONST_COMPONENT: &str = {:?};",
+        linked.to_str().expect("guest paths must be UTF-8")
+    )
+    .unwrap();
+    fs::write(out_dir.join("gen.rs"), code).unwrap();
+}
+
+/// Builds `linked/wasm_extended_const.rs` as a position-independent shared
+/// library with extended constant expressions (what wasi-sdk's `-shared`
+/// libraries of a Python component are), and links it into a component the
+/// way `wasm-tools component link` does: a small `env` module gives it its
+/// memory, stack pointer and `__memory_base`, and `count` is lifted.
+fn build_linked_component(linked_dir: &Path, out_dir: &Path) -> PathBuf {
+    let source = linked_dir.join("wasm_extended_const.rs");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let library = out_dir.join("wasm_extended_const.so.wasm");
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let mut cmd = Command::new(rustc);
+    cmd.args([
+        "--edition",
+        "2024",
+        "--target",
+        "wasm32-wasip1",
+        "--crate-type",
+        "cdylib",
+        "-O",
+    ])
+    .args([
+        "-C",
+        "panic=abort",
+        "-C",
+        "relocation-model=pic",
+        "-C",
+        "target-feature=+extended-const",
+    ])
+    .args(["-C", "link-arg=--experimental-pic", "-C", "link-arg=-shared", "-o"])
+    .arg(&library)
+    .arg(&source)
+    .stdout(Stdio::from(std::io::stderr()));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|err| panic!("failed to run {cmd:?}: {err}"));
+    assert!(status.success(), "{cmd:?} failed with {status}");
+    let component = out_dir.join("wasm_extended_const.component.wasm");
+    fs::write(&component, link_component(&fs::read(&library).unwrap())).unwrap();
+    component
+}
+
+/// A component instantiating `library` with an `env` core module, and lifting
+/// its `count` export as `count: func(i: u32) -> u32`. Written out by hand
+/// (the component binary format's sections, in order) to need no encoder.
+fn link_component(library: &[u8]) -> Vec<u8> {
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    section(&mut component, 1, &env_module()); // core module 0: env
+    section(&mut component, 1, library); // core module 1: the library
+    // Core instances: 0 = env, 1 = the library given env as `env`.
+    let mut instances = vec![2, 0x00, 0, 0, 0x00, 1, 1];
+    name(&mut instances, "env");
+    instances.extend([0x12, 0]);
+    section(&mut component, 2, &instances);
+    // Core func 0: the library instance's `count`.
+    let mut alias = vec![1, 0x00, 0x00, 0x01, 1];
+    name(&mut alias, "count");
+    section(&mut component, 6, &alias);
+    // Type 0: func(i: u32) -> u32.
+    let mut types = vec![1, 0x40, 1];
+    name(&mut types, "i");
+    types.extend([0x79, 0x00, 0x79]);
+    section(&mut component, 7, &types);
+    // Func 0: core func 0 lifted with type 0, no options.
+    section(&mut component, 8, &[1, 0x00, 0x00, 0, 0, 0]);
+    let mut export = vec![1, 0x00];
+    name(&mut export, "count");
+    export.extend([0x01, 0, 0x00]);
+    section(&mut component, 11, &export);
+    component
+}
+
+/// The `env` module a dynamic linker gives a PIC library: a memory, the
+/// stack pointer (the stack grows down from the end of the first page),
+/// `__memory_base` (data after the stack) and `__table_base`.
+fn env_module() -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(&mut module, 5, &[1, 0x00, 2]);
+    // i32 globals: (mut) 65536, 65536, 0; 65536 is `80 80 04` in signed LEB128.
+    let globals = [
+        [0x7f, 0x01, 0x41, 0x80, 0x80, 0x04, 0x0b].as_slice(),
+        &[0x7f, 0x00, 0x41, 0x80, 0x80, 0x04, 0x0b],
+        &[0x7f, 0x00, 0x41, 0x00, 0x0b],
+    ];
+    section(&mut module, 6, &[&[3][..], &globals.concat()].concat());
+    let mut exports = vec![4];
+    for (export, kind, index) in [
+        ("memory", 0x02, 0),
+        ("__stack_pointer", 0x03, 0),
+        ("__memory_base", 0x03, 1),
+        ("__table_base", 0x03, 2),
+    ] {
+        name(&mut exports, export);
+        exports.extend([kind, index]);
+    }
+    section(&mut module, 7, &exports);
+    module
+}
+
+/// Appends a section: its id, its size, its contents.
+fn section(out: &mut Vec<u8>, id: u8, contents: &[u8]) {
+    out.push(id);
+    leb128(out, contents.len());
+    out.extend_from_slice(contents);
+}
+
+/// Appends a name: its length, its bytes.
+fn name(out: &mut Vec<u8>, name: &str) {
+    leb128(out, name.len());
+    out.extend_from_slice(name.as_bytes());
+}
+
+fn leb128(out: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 fn emit_rerun_for_sources(modules_dir: &Path, workspace_root: &Path) {

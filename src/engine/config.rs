@@ -3,7 +3,7 @@
 //! `Config`: the part of a policy's limits that is fixed when code is compiled.
 
 use crate::limiter::MAX_TABLE_ELEMENTS;
-use crate::policy::{ByteSize, Policy, Proposal, Proposals};
+use crate::policy::{ByteSize, Policy, Proposal, Proposals, UnknownImports};
 use anyhow::{Context as _, Result};
 use wasmtime::{Config, ModuleVersionStrategy, WasmFeatures};
 
@@ -47,6 +47,11 @@ pub struct EngineConfig {
     /// with one set is never shared with an engine of another: the caches
     /// key on the whole configuration.
     pub proposals: Proposals,
+    /// What becomes of an import no linker provides (`[wasm]
+    /// unknown-imports`; refused by default). Compiled code does not depend
+    /// on it: the disk cache shares code between engines that differ only
+    /// here, and each links it its own way.
+    pub unknown_imports: UnknownImports,
 }
 
 impl Default for EngineConfig {
@@ -127,6 +132,7 @@ impl EngineConfig {
             stack: policy.limits().stack.value,
             allocator: Allocator::OnDemand,
             proposals: policy.proposals().with_implied(),
+            unknown_imports: policy.unknown_imports().value,
         }
     }
 
@@ -153,6 +159,13 @@ impl EngineConfig {
                 self.proposals
             ));
         }
+        let unknown = policy.unknown_imports().value;
+        if unknown != self.unknown_imports {
+            return Some(format!(
+                "the policy's wasm.unknown-imports is `{unknown}` but the engine's is `{}`; create the engine with `EngineConfig::for_policy` (or `unknown_imports` set to the policy's)",
+                self.unknown_imports
+            ));
+        }
         if policy.limits().stack.value != self.stack {
             return Some(format!(
                 "the policy's limits.stack is {} but the engine's stack is {}; use an engine per stack size",
@@ -164,7 +177,10 @@ impl EngineConfig {
     }
 }
 
-/// The Wasm proposals guests built for wasm32-wasip1 and wasm32-wasip2 use.
+/// The Wasm proposals every engine has: those guests built for wasm32-wasip1
+/// and wasm32-wasip2 use, and `extended-const`, which adds no runtime power
+/// (constant arithmetic evaluated while instantiating) and which toolchains
+/// emit (Python components linked from wasi-sdk's shared libraries).
 /// Everything else is off unless a policy turns it on (`[wasm] proposals`,
 /// [`EngineConfig::proposals`]), so a guest cannot reach less-tested compiler
 /// and runtime paths (GC, exceptions, tail calls, ...); threads, shared
@@ -178,15 +194,17 @@ pub const ENABLED_PROPOSALS: &[&str] = &[
     "bulk-memory",
     "reference-types",
     "simd",
+    "extended-const",
     "component-model",
 ];
 
-/// The features every engine has: the Wasm 2.0 set (what
-/// [`ENABLED_PROPOSALS`] lists) and the component model, without GC types
-/// (`externref`), which need a collector and come with `gc`. Deliberately
-/// not wasmtime's defaults, which grow with each release.
+/// The features every engine has (what [`ENABLED_PROPOSALS`] lists): the
+/// Wasm 2.0 set, extended constant expressions and the component model,
+/// without GC types (`externref`), which need a collector and come with
+/// `gc`. Deliberately not wasmtime's defaults, which grow with each release.
 const BASE_FEATURES: WasmFeatures = WasmFeatures::WASM2
     .difference(WasmFeatures::GC_TYPES)
+    .union(WasmFeatures::EXTENDED_CONST)
     .union(WasmFeatures::COMPONENT_MODEL);
 
 /// What one proposal adds to the validator's and compiler's features.
@@ -316,6 +334,16 @@ mod tests {
             ..config
         };
         assert!(deep.mismatch(&Policy::deny_all()).unwrap().contains("limits.stack"));
+        let trapping = EngineConfig {
+            unknown_imports: UnknownImports::Trap,
+            ..config
+        };
+        assert!(
+            trapping
+                .mismatch(&Policy::deny_all())
+                .unwrap()
+                .contains("wasm.unknown-imports")
+        );
     }
 
     // See: #20

@@ -4,11 +4,14 @@
 //! - `config`: [`EngineConfig`] and how it becomes wasmtime's `Config`;
 //! - `program`: [`Program`], [`LoadError`] and telling modules from components;
 //! - `linker`: the WASI linkers every program is linked with;
+//! - `imports`: a guest's imports checked against them before compiling,
+//!   and linked as `[wasm] unknown-imports` says;
 //! - `ticker`: the epoch thread and the I/O runtime.
 
 mod config;
 #[cfg(feature = "wall-drill")]
 mod drill;
+mod imports;
 mod linker;
 mod program;
 mod shape;
@@ -567,8 +570,11 @@ impl Engine {
             Intent::Command => shape::check_command(bytes)?,
             Intent::Library => shape::check_library(bytes)?,
         }
-        // Before Cranelift runs: a proposal the policy leaves off is named
-        // at once, however large the module.
+        // Before Cranelift runs: an import no linker provides, or a
+        // proposal the policy leaves off, is named at once, however large
+        // the module, and nothing is compiled or cached for it. Imports
+        // first: their check reads two sections, validation all of them.
+        self.check_imports(bytes, kind)?;
         validate::validate(bytes, self.inner.config.proposals)?;
         let engine = &self.inner.wasmtime;
         Counters::bump(&self.inner.counters.compiled);
@@ -595,10 +601,7 @@ impl Engine {
             Intent::Command => check_start(&module)?,
             Intent::Library => check_initialize(&module)?,
         }
-        let linker = lazy_linker(&self.inner.p1_linker, || linker::new_p1_linker(&self.inner.wasmtime))?;
-        let pre = linker
-            .instantiate_pre(&module)
-            .map_err(|e| LoadErrorKind::Link(describe(e)))?;
+        let pre = imports::link_module(self.p1_linker()?, &module, self.inner.config.unknown_imports)?;
         Ok(ProgramKind::Module(pre))
     }
 
@@ -613,10 +616,7 @@ impl Engine {
         if intent == Intent::Command && !exports.iter().any(|e| shape::is_cli_run(e)) {
             return Err(shape::not_a_command(true, &exports));
         }
-        let linker = lazy_linker(&self.inner.p2_linker, || linker::new_p2_linker(&self.inner.wasmtime))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadErrorKind::Link(describe(e)))?;
+        let pre = imports::link_component(self.p2_linker()?, &component, self.inner.config.unknown_imports)?;
         if intent == Intent::Library {
             return Ok(ProgramKind::Library(pre));
         }
@@ -627,6 +627,16 @@ impl Engine {
             ))
         })?;
         Ok(ProgramKind::Component(pre))
+    }
+
+    /// The preview 1 linker, built on first use.
+    fn p1_linker(&self) -> Result<&wasmtime::Linker<State<WasiP1Ctx>>, LoadErrorKind> {
+        lazy_linker(&self.inner.p1_linker, || linker::new_p1_linker(&self.inner.wasmtime))
+    }
+
+    /// The WASI 0.2 and `wasi:http` linker, built on first use.
+    fn p2_linker(&self) -> Result<&wasmtime::component::Linker<State<P2Ctx>>, LoadErrorKind> {
+        lazy_linker(&self.inner.p2_linker, || linker::new_p2_linker(&self.inner.wasmtime))
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {

@@ -3,6 +3,7 @@
 
 use crate::policy::{ByteSize, Proposal, Proposals};
 use crate::store::{P2Ctx, State};
+use crate::term::sanitize;
 use anyhow::Result;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -192,8 +193,21 @@ pub enum LoadErrorKind {
         /// What the validator refused first, without its offset.
         detail: String,
     },
-    /// The module imports something WASI does not provide.
+    /// The module imports something WASI does not provide, or an import's
+    /// type does not match WASI's.
     Link(String),
+    /// A core module imports something no linker provides: WASI is all
+    /// wasmcell provides. Found before compiling, from the guest's import
+    /// section and the engine's linker. Under `[wasm] unknown-imports =
+    /// "trap"` only an unknown memory, table, global or tag is refused.
+    UnknownImport {
+        /// The import's module name, such as `host`.
+        module: String,
+        /// The import's name, such as `call`.
+        name: String,
+        /// What it imports: `function`, `memory`, `table`, `global` or `tag`.
+        kind: &'static str,
+    },
     /// The module is not a WASI command (no `_start`, or a component that
     /// does not export `wasi:cli/run`). The message says what it is instead
     /// (a reactor exporting `init`, ...); load such a guest with
@@ -278,6 +292,21 @@ impl fmt::Display for LoadError {
                 f,
                 "{why}; wasmcell provides only WASI (wasi_snapshot_preview1 for modules, WASI 0.2 for components)"
             ),
+            LoadErrorKind::UnknownImport { module, name, kind } => {
+                let (module, name) = (sanitize(module), sanitize(name));
+                write!(
+                    f,
+                    "imports the {kind} `{module}::{name}`, but wasmcell provides only WASI (wasi_snapshot_preview1 for modules, WASI 0.2 for components); "
+                )?;
+                if *kind == "function" {
+                    write!(
+                        f,
+                        "if the guest never calls it, [wasm] unknown-imports = \"trap\" runs it until it does"
+                    )
+                } else {
+                    write!(f, "[wasm] unknown-imports = \"trap\" stands in for functions only")
+                }
+            }
             LoadErrorKind::NotCommand(why) | LoadErrorKind::Precompiled(why) => write!(f, "{why}"),
             LoadErrorKind::StartSignature { found } => write!(
                 f,

@@ -13,9 +13,9 @@ use wasmparser::{BinaryReaderError, FuncValidatorAllocations, Parser, Payload, V
 /// before any proposal whose features include its own, so that the
 /// narrowest one is named (`function-references` before `gc`, and `gc` before
 /// `exceptions`, which also brings GC types).
-const SEARCH_ORDER: [Proposal; 10] = [
+/// Proposals every engine has ([`Proposal::on_by_default`]) are not tried.
+const SEARCH_ORDER: [Proposal; 9] = [
     Proposal::TailCall,
-    Proposal::ExtendedConst,
     Proposal::FunctionReferences,
     Proposal::Gc,
     Proposal::Exceptions,
@@ -151,10 +151,6 @@ mod tests {
                 "exceptions",
             ),
             (r#"(module (func $f (return_call $f)))"#, "tail-call"),
-            (
-                r#"(module (global i32 (i32.add (i32.const 1) (i32.const 2))))"#,
-                "extended-const",
-            ),
             (r#"(module (memory 1) (memory 1))"#, "multi-memory"),
             (r#"(module (memory i64 1))"#, "memory64"),
             (r#"(module (table 1 externref))"#, "gc"),
@@ -198,6 +194,13 @@ mod tests {
         ));
         let passes = CHECKS.with(Cell::get);
         assert!(passes <= 3, "{passes} validation passes for a module no proposal helps");
+    }
+
+    // See: #25
+    #[test]
+    fn extended_constant_expressions_need_no_proposal() {
+        let bytes = wat::parse_str(r#"(module (global i32 (i32.add (i32.const 1) (i32.const 2))))"#).unwrap();
+        assert!(validate(&bytes, Proposals::EMPTY).is_ok());
     }
 
     #[test]

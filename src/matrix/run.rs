@@ -8,7 +8,7 @@ use super::{
 };
 use crate::engine::{Engine, EngineConfig, LoadError, Program};
 use crate::outcome::{EXIT_LOAD, Outcome, exit_code_for_error};
-use crate::policy::{Policy, Proposals};
+use crate::policy::{Policy, Proposals, UnknownImports};
 use crate::sandbox::Sandbox;
 use crate::worker::{CompiledProgram, Job, PolicySource, Worker};
 use anyhow::Result;
@@ -35,8 +35,8 @@ impl Matrix {
     }
 }
 
-/// A matrix engine's stack size and Wasm proposals.
-type EngineKey = (u64, Proposals);
+/// A matrix engine's stack size, Wasm proposals and unknown-imports mode.
+type EngineKey = (u64, Proposals, UnknownImports);
 
 /// What a matrix will run: its axes, its expectations and the cells kept by
 /// the filter, as `(module, policy)` indices.
@@ -49,11 +49,12 @@ struct Plan {
 }
 
 impl Plan {
-    /// What decides the engine a policy's cells need: its stack size and
-    /// its Wasm proposals (fuel is compiled into every matrix engine).
+    /// What decides the engine a policy's cells need: its stack size, its
+    /// Wasm proposals and `wasm.unknown-imports` (fuel is compiled into
+    /// every matrix engine).
     fn engine_key(&self, policy: usize) -> EngineKey {
         let config = EngineConfig::for_policy(&self.policies[policy].1);
-        (config.stack, config.proposals)
+        (config.stack, config.proposals, config.unknown_imports)
     }
 }
 
@@ -116,6 +117,7 @@ fn load_programs(plan: &Plan, isolation: &Isolation) -> Result<Programs> {
                 fuel: true,
                 stack: key.0,
                 proposals: key.1,
+                unknown_imports: key.2,
                 ..EngineConfig::default()
             })?);
         }

@@ -7,7 +7,7 @@ use super::load::{Layer, Loader, absolute, load_layer, parse_layer, resolve_dir,
 use super::settings::LimitsLayer;
 use super::{
     Access, ClockMode, Clocks, DirGrant, DirSite, FsRules, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy,
-    Proposal, Setting, key_for,
+    Proposal, Setting, UnknownImports, key_for,
 };
 use std::path::{Path, PathBuf};
 
@@ -433,6 +433,19 @@ impl PolicyBuilder {
             }],
             ..Layer::default()
         });
+        self
+    }
+
+    /// Sets what becomes of an import no linker provides, as
+    /// `[wasm] unknown-imports` does; the last layer that sets it wins.
+    ///
+    /// # Security
+    ///
+    /// [`UnknownImports::Trap`] grants nothing (the stand-ins only trap), but
+    /// runs a guest that would otherwise have been refused before compiling.
+    pub fn unknown_imports(mut self, mode: UnknownImports) -> PolicyBuilder {
+        let origin = self.origin_now();
+        self.layer.unknown_imports = Some(Setting { value: mode, origin });
         self
     }
 

@@ -39,7 +39,8 @@ pub struct PolicyFile {
     /// Network. Absent: no sockets and no name lookups.
     #[serde(default)]
     pub net: NetFile,
-    /// Wasm proposals. Absent: only those every WASI guest uses.
+    /// Wasm proposals and unknown imports. Absent: only the proposals every
+    /// engine has, and unknown imports refused.
     #[serde(default)]
     pub wasm: WasmFile,
     /// The second wall. Absent: `mode = "auto"`.
@@ -67,6 +68,9 @@ pub struct WasmFile {
     /// those every `wasm32-wasip1`/`wasm32-wasip2` guest uses.
     #[serde(default)]
     pub proposals: Vec<Spanned<String>>,
+    /// `"refuse"` or `"trap"`: what becomes of an import no linker provides.
+    /// Absent: `"refuse"`.
+    pub unknown_imports: Option<Spanned<super::UnknownImports>>,
 }
 
 /// `[fs]` as written.

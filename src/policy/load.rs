@@ -17,6 +17,7 @@ use super::settings::LimitsLayer;
 use super::wall::{WallMode, check_landlock_abi};
 use super::{
     Access, ByteSize, DirGrant, DirSite, FileRule, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting,
+    UnknownImports,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
@@ -66,6 +67,7 @@ pub(super) struct Layer {
     pub(super) dns: Option<bool>,
     /// `wasm.proposals`, each with where it was first asked for.
     pub(super) proposals: Vec<Setting<Proposal>>,
+    pub(super) unknown_imports: Option<Setting<UnknownImports>>,
     pub(super) cwd: Option<CwdLayer>,
     pub(super) wall_mode: Option<Setting<WallMode>>,
     pub(super) landlock_abi: Option<Setting<u32>>,
@@ -98,6 +100,7 @@ impl Layer {
         win!(dns);
         win!(cwd);
         win!(wall_mode);
+        win!(unknown_imports);
         win!(landlock_abi);
         let mut top_net = top.net;
         for kind in [
@@ -621,6 +624,9 @@ fn parse_wasm(src: &Source<'_>, wasm: &WasmFile, own: &mut Layer) -> Result<(), 
     for name in &wasm.proposals {
         let p = check_wasm_proposal(name.get_ref()).map_err(|e| src.at(e, "wasm.proposals", Some(name.span())))?;
         own.proposals.push(src.set(p));
+    }
+    if let Some(mode) = &wasm.unknown_imports {
+        own.unknown_imports = Some(src.set(*mode.get_ref()));
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 use settings::LimitsFile;
 pub use settings::{Flag, Limits, SETTINGS, SettingInfo};
 pub use wall::{MAX_LANDLOCK_ABI, WallMode, WallSettings};
-pub use wasm::{Proposal, Proposals};
+pub use wasm::{Proposal, Proposals, UnknownImports};
 
 pub use model::{Clocks, DEFAULT_FROZEN_START, DirGrant, Input, Origin, Output, Policy, Setting};
 

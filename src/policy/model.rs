@@ -2,7 +2,7 @@
 //! came from. Made only by resolution (`resolve.rs`), read through accessors.
 
 use super::overlap::DirSite;
-use super::{Access, FsRules, Limits, NetGrants, PolicyBuilder, Proposal, Proposals, WallSettings};
+use super::{Access, FsRules, Limits, NetGrants, PolicyBuilder, Proposal, Proposals, UnknownImports, WallSettings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -157,6 +157,7 @@ pub struct Policy {
     pub(super) seed: Option<u64>,
     pub(super) net: NetGrants,
     pub(super) proposals: Vec<Setting<Proposal>>,
+    pub(super) unknown_imports: Setting<UnknownImports>,
     pub(super) cwd: Option<String>,
     pub(super) wall: WallSettings,
 }
@@ -213,6 +214,10 @@ impl Policy {
             seed: None,
             net: NetGrants::default(),
             proposals: Vec::new(),
+            unknown_imports: Setting {
+                value: UnknownImports::Refuse,
+                origin: Origin::Default,
+            },
             cwd: None,
             wall: WallSettings::default(),
         }
@@ -364,5 +369,14 @@ impl Policy {
     /// Each proposal turned on, with where it was first asked for.
     pub fn proposal_settings(&self) -> &[Setting<Proposal>] {
         &self.proposals
+    }
+
+    /// `[wasm] unknown-imports`: what becomes of an import no linker
+    /// provides ([`UnknownImports::Refuse`] unless a layer says otherwise).
+    /// Engines made for the policy
+    /// ([`EngineConfig::for_policy`](crate::EngineConfig::for_policy)) link
+    /// with it.
+    pub fn unknown_imports(&self) -> &Setting<UnknownImports> {
+        &self.unknown_imports
     }
 }

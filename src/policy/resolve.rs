@@ -146,6 +146,9 @@ impl Policy {
         policy.clocks = resolve_clocks(layer.clock_mode, layer.clock_start, layer.clock_resolution)?;
         policy.seed = layer.seed;
         policy.proposals = layer.proposals;
+        if let Some(mode) = layer.unknown_imports {
+            policy.unknown_imports = mode;
+        }
         policy.net = NetGrants {
             dns: layer.dns.unwrap_or(false),
             ..layer.net
@@ -347,7 +350,7 @@ fn resolve_clocks(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::policy::{Access, PolicyErrorKind};
+    use crate::policy::{Access, PolicyErrorKind, UnknownImports};
 
     /// `text` resolved, relative paths from the temporary folder.
     pub(in crate::policy) fn parse(text: &str) -> Result<Policy, PolicyError> {
@@ -460,6 +463,20 @@ pub(super) mod tests {
                 .to_string()
                 .contains("RFC 3339")
         );
+    }
+
+    // See: #25
+    #[test]
+    fn test_wasm_unknown_imports() {
+        let p = parse("").unwrap();
+        assert_eq!(p.unknown_imports().value, UnknownImports::Refuse, "refused by default");
+        assert_eq!(p.unknown_imports().origin, Origin::Default);
+        let p = parse("[wasm]\nunknown-imports = \"trap\"").unwrap();
+        assert_eq!(p.unknown_imports().value, UnknownImports::Trap);
+        assert!(matches!(p.unknown_imports().origin, Origin::File { .. }));
+        let e = err("[wasm]\nunknown-imports = \"ignore\"");
+        assert_eq!((e.key_name(), e.line()), (Some("wasm.unknown-imports"), Some(2)), "{e}");
+        assert!(e.to_string().contains("expected `refuse` or `trap`"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What `wasmcell check` prints: everything a [`Policy`] grants, defaults
 //! included, in plain words. Presentation, kept out of the model.
 
-use super::{Access, Clocks, Input, NetKind, Origin, Output, Policy};
+use super::{Access, Clocks, Input, NetKind, Origin, Output, Policy, UnknownImports};
 use std::fmt::Write as _;
 
 /// Describes in plain words everything `policy` grants, including the
@@ -232,13 +232,20 @@ fn describe_wasm(out: &mut String, policy: &Policy) {
     if asked.is_empty() {
         line(
             out,
-            "  only those every wasm32-wasip1/wasm32-wasip2 guest uses; exceptions, GC, tail calls and the rest are off",
+            "  only those every engine has (what wasm32-wasip1/wasm32-wasip2 guests use, and extended-const); exceptions, GC, tail calls and the rest are off",
         );
     }
     for setting in policy.proposal_settings() {
         let p = setting.value;
         let from = origin_words(&setting.origin);
-        line(out, format!("  {p} on ({from}): {}; risk: {}", p.title(), p.risk()));
+        if p.on_by_default() {
+            line(
+                out,
+                format!("  {p} on in every engine (also asked for, {from}): {}", p.title()),
+            );
+        } else {
+            line(out, format!("  {p} on ({from}): {}; risk: {}", p.title(), p.risk()));
+        }
     }
     for p in asked.with_implied().iter().filter(|p| !asked.contains(*p)) {
         let by: Vec<_> = asked
@@ -253,6 +260,19 @@ fn describe_wasm(out: &mut String, policy: &Policy) {
         );
     }
     line(out, "  threads and shared memory: off (they cannot be turned on)");
+    let unknown = policy.unknown_imports();
+    let from = origin_words(&unknown.origin);
+    line(
+        out,
+        match unknown.value {
+            UnknownImports::Refuse => format!(
+                "unknown imports: refused ({from}): a guest importing anything the WASI linkers do not provide is refused before it is compiled"
+            ),
+            UnknownImports::Trap => format!(
+                "unknown imports: trap ({from}): a guest importing a function the WASI linkers do not provide runs, and ends as a trap naming it if it calls it"
+            ),
+        },
+    );
 }
 
 fn origin_words(origin: &Origin) -> String {

@@ -1,6 +1,6 @@
-//! `[wasm] proposals`: the Wasm proposals a policy opts in to, beyond the
-//! ones every `wasm32-wasip1`/`wasm32-wasip2` guest uses. All are off unless
-//! a policy or a flag names them.
+//! `[wasm]`: the Wasm proposals a policy opts in to, beyond the ones every
+//! engine has (`proposals`; all are off unless a policy or a flag names
+//! them), and what becomes of imports no linker provides (`unknown-imports`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -21,7 +21,8 @@ pub enum Proposal {
     Exceptions,
     /// `tail-call`: `return_call` and `return_call_indirect`.
     TailCall,
-    /// `extended-const`: arithmetic in constant expressions.
+    /// `extended-const`: arithmetic in constant expressions. On in every
+    /// engine ([`Proposal::on_by_default`]); naming it changes nothing.
     ExtendedConst,
     /// `function-references`: typed function references (`call_ref`).
     FunctionReferences,
@@ -109,6 +110,15 @@ impl Proposal {
         }
     }
 
+    /// Whether every engine has it, whatever the policy says: proposals that
+    /// add no runtime power and that toolchains emit by default. Only
+    /// `extended-const` (constant arithmetic evaluated while instantiating,
+    /// which Python components built from wasi-sdk's shared libraries use).
+    /// A set never holds one ([`Proposals::with`]).
+    pub const fn on_by_default(self) -> bool {
+        matches!(self, Proposal::ExtendedConst)
+    }
+
     /// The proposals this one needs to be on as well: `gc` needs
     /// `function-references`.
     pub fn implies(self) -> Proposals {
@@ -176,8 +186,13 @@ impl Proposals {
     /// No proposal beyond the ones every engine has.
     pub const EMPTY: Proposals = Proposals(0);
 
-    /// This set and `p`.
+    /// This set and `p`; this set unchanged when `p` is
+    /// [on by default](Proposal::on_by_default), which no set holds (every
+    /// engine has it, so naming it must not give an engine of its own).
     pub const fn with(self, p: Proposal) -> Proposals {
+        if p.on_by_default() {
+            return self;
+        }
         Proposals(self.0 | (1 << (p as u16)))
     }
 
@@ -224,6 +239,48 @@ impl fmt::Display for Proposals {
     }
 }
 
+/// What becomes of a guest's import that no linker provides:
+/// `[wasm] unknown-imports`.
+///
+/// wasmcell provides WASI (preview 1 for modules, 0.2 and `wasi:http` for
+/// components) and nothing else. Every guest's imports are read before it is
+/// compiled and checked against the engine's linkers, so a guest that asks
+/// for more is refused at once however large it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownImports {
+    /// The guest is refused before it is compiled, naming the first import
+    /// missing (the default).
+    #[default]
+    Refuse,
+    /// Each unknown function import is stood in for by one that ends the
+    /// run as a trap naming the import when the guest calls it, as
+    /// `wasmtime run -W unknown-imports-trap` does. Imports of memories,
+    /// tables, globals and tags are still refused.
+    ///
+    /// # Security
+    ///
+    /// Grants nothing: the stand-ins only trap. The guest runs until it
+    /// calls one, where it would otherwise not have run at all.
+    Trap,
+}
+
+impl UnknownImports {
+    /// The value as `[wasm] unknown-imports` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnknownImports::Refuse => "refuse",
+            UnknownImports::Trap => "trap",
+        }
+    }
+}
+
+impl fmt::Display for UnknownImports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +309,17 @@ mod tests {
         assert!(full.contains_all(set) && full.contains(Proposal::FunctionReferences));
         assert!(!set.contains_all(full));
         assert_eq!(Proposals::EMPTY.to_string(), "none");
+    }
+
+    #[test]
+    fn proposals_on_by_default_are_never_held() {
+        let set = Proposals::EMPTY.with(Proposal::ExtendedConst);
+        assert!(set.is_empty(), "{set}");
+        assert_eq!(
+            [Proposal::ExtendedConst, Proposal::TailCall]
+                .into_iter()
+                .collect::<Proposals>(),
+            Proposals::EMPTY.with(Proposal::TailCall)
+        );
     }
 }

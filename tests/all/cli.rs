@@ -1200,3 +1200,92 @@ fn cwd_flag_sets_the_working_directory() {
     );
     assert!(stdout(&out).contains("PWD=/data/sub"), "{}", stdout(&out));
 }
+
+/// Every usage error the command line can produce (clap's parsing of each
+/// subcommand, each value parser, conflict and requirement, and the checks
+/// made after parsing in `run.rs`), each with the exact first line it prints:
+/// one `error:` prefix, never two, and exit 2.
+// See: #25
+#[test]
+fn r25_every_usage_error_has_one_prefix_and_an_exact_first_line() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let guest = dir.path().join("noop.wat");
+    std::fs::write(&guest, r#"(module (func (export "_start")))"#).unwrap();
+    let rw = dir.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
+    let audit = rw.join("a.jsonl");
+    let m = guest.to_str().unwrap();
+    let bad_proposal = "error: invalid value 'bogus' for '--wasm <NAME>': unknown Wasm proposal `bogus`; expected one of exceptions, tail-call, extended-const, function-references, gc, multi-memory, memory64, relaxed-simd, custom-page-sizes, wide-arithmetic; or unknown-imports-trap";
+    let required = "error: the following required arguments were not provided:";
+    let bad_size = |flag: &str, value: &str| {
+        format!(
+            "error: invalid value '{value}' for '{flag} <SIZE>': invalid size `{value}`: expected a whole number and a unit such as `256 MiB`"
+        )
+    };
+    let bad_grant = |flag: &str, shape: &str| {
+        format!("error: invalid value '::/x' for '{flag} <{shape}>': expected HOST or HOST::GUEST, got `::/x`")
+    };
+    let grant = format!("{}::/w", rw.display());
+    let audit_inside = format!(
+        "error: --audit `{}` is inside the read-write grant at `/w` (host `{}`), where the guest could change it; write the audit elsewhere",
+        std::fs::canonicalize(&rw).unwrap().join("a.jsonl").display(),
+        std::fs::canonicalize(&rw).unwrap().display()
+    );
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec![], "Run untrusted WebAssembly under a deny-by-default capability policy".into()),
+        (vec!["bogus"], "error: unrecognized subcommand 'bogus'".into()),
+        (vec!["check", "--bogus", "x.toml"], "error: unexpected argument '--bogus' found".into()),
+        (vec!["run"], required.into()),
+        (vec!["check"], required.into()),
+        (vec!["compile"], required.into()),
+        (vec!["matrix"], required.into()),
+        (vec!["matrix", "--modules", "x"], required.into()),
+        (vec!["run", "--dir", "::/x", m], bad_grant("--dir", "HOST[::GUEST]")),
+        (vec!["run", "--ro-dir", "::/x", m], bad_grant("--ro-dir", "HOST[::GUEST]")),
+        (vec!["run", "--file", "::/x", m], bad_grant("--file", "HOST::GUEST")),
+        (vec!["run", "--ro-file", "::/x", m], bad_grant("--ro-file", "HOST::GUEST")),
+        (vec!["run", "--env", "=x", m], "error: invalid value '=x' for '--env <NAME[=VALUE]>': expected NAME or NAME=VALUE, got `=x`".into()),
+        (vec!["run", "--stdin", "", m], "error: invalid value '' for '--stdin <null|inherit|FILE>': expected `null`, `inherit` or a file".into()),
+        (vec!["run", "--wall", "maybe", m], "error: invalid value 'maybe' for '--wall <MODE>': unknown wall mode `maybe`; use `require`, `auto` or `off`".into()),
+        (vec!["run", "--audit", "/tmp/a", "--audit-limit", "lots", m], bad_size("--audit-limit", "lots")),
+        (vec!["run", "--wasm", "bogus", m], bad_proposal.into()),
+        (vec!["check", "--wasm", "bogus", "x.toml"], bad_proposal.into()),
+        (vec!["compile", "--wasm", "bogus", m], bad_proposal.into()),
+        (vec!["run", "--fuel", "lots", m], "error: invalid value 'lots' for '--fuel <N>': invalid digit found in string".into()),
+        (vec!["run", "--memory", "lots", m], bad_size("--memory", "lots")),
+        (vec!["run", "--max-module-size", "huge", m], bad_size("--max-module-size", "huge")),
+        (vec!["run", "--timeout", "forever", m], "error: invalid value 'forever' for '--timeout <DURATION>': invalid duration `forever`: expected number at 0; write it like `10s`, `500ms` or `2m`".into()),
+        (vec!["run", "--report-fd", "x", m], "error: invalid value 'x' for '--report-fd <N>': invalid digit found in string".into()),
+        (vec!["run", "--report", "a", "--report-fd", "3", m], "error: the argument '--report <FILE|->' cannot be used with '--report-fd <N>'".into()),
+        (vec!["run", "--cache-dir", "c", "--no-cache", m], "error: the argument '--cache-dir <DIR>' cannot be used with '--no-cache'".into()),
+        (vec!["run", "--audit-limit", "1MiB", m], required.into()),
+        (vec!["matrix", "--modules", "x", "--policies", "y", "--format", "xml"], "error: invalid value 'xml' for '--format <FORMAT>'".into()),
+        (vec!["matrix", "--modules", "x", "--policies", "y", "--jobs", "many"], "error: invalid value 'many' for '--jobs <N>': invalid digit found in string".into()),
+        // Found after parsing (run.rs), printed with the same one prefix.
+        (vec!["run", "--report", "-", m], "error: `--report -` would write the report on the guest's own stderr, where the guest can print a fake one; use `--report FILE` or `--report-fd N` (such as `--report-fd 3 3>report.json`), or send the guest's stderr elsewhere with `stdio.stderr` in the policy".into()),
+        (vec!["run", "--report-fd", "1", m], "error: `--report-fd 1`: 0, 1 and 2 are the guest's stdin, stdout and stderr; open one for the report, such as `--report-fd 3 3>report.json`".into()),
+        (vec!["run", "--report-fd", "9", m], "error: `--report-fd 9`: no such open file descriptor; open one for the report, such as `--report-fd 3 3>report.json`".into()),
+        (vec!["run", "--dir", &grant, "--audit", audit.to_str().unwrap(), m], audit_inside),
+    ];
+    for (args, first) in &cases {
+        let out = run(args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{args:?}: {err}");
+        assert_eq!(err.lines().next().unwrap_or(""), first, "{args:?}");
+        assert!(!err.contains("error: error:"), "{args:?}: {err}");
+    }
+    // A guest argument that is not UTF-8.
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"\xff");
+    let out = wait_for(
+        wasmcell_command()
+            .args(["run".as_ref(), guest.as_os_str(), not_utf8])
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out).lines().next().unwrap(),
+        r#"error: guest argument "\xFF" is not valid UTF-8; WASI passes arguments as UTF-8 strings"#
+    );
+}

@@ -85,23 +85,39 @@ fn reactor_refused_before_compiling() {
     assert_eq!(engine.cache_stats().compiled, 0);
 }
 
-// See: #13
+// See: #13, #25
+/// A module whose imports cannot link is refused before it is compiled
+/// (#25). A component that declares an import after its first module is
+/// linked only once compiled; such a failure still compiles once, in memory
+/// and on disk (#13).
 #[test]
 fn link_failure_still_caches_the_compiled_code() {
-    let bad = r#"(module (import "env" "nope" (func)) (func (export "_start")))"#;
     let engine = Engine::new(EngineConfig::default()).unwrap();
+    let module = r#"(module (import "env" "nope" (func)) (func (export "_start")))"#;
+    let err = engine.load_bytes("bad.wasm", module.as_bytes()).err().expect("refused");
+    assert!(matches!(err.kind(), LoadErrorKind::UnknownImport { .. }), "{err}");
+    assert_eq!(engine.cache_stats().compiled, 0, "refused before compiling");
+    let bad = r#"(component
+        (core module $m (func (export "f")))
+        (import "host:call/api" (instance (export "call" (func))))
+        (core instance $i (instantiate $m))
+        (func (export "f") (canon lift (core func $i "f"))))"#;
     for _ in 0..3 {
-        let err = engine.load_bytes("bad.wasm", bad.as_bytes()).err().expect("refused");
+        let err = engine
+            .load_library_bytes("bad.wasm", bad.as_bytes())
+            .err()
+            .expect("refused");
         assert!(matches!(err.kind(), LoadErrorKind::Link(_)), "{err}");
+        assert!(err.to_string().contains("`host:call/api`"), "{err}");
     }
     assert_eq!(engine.cache_stats().compiled, 1, "compiled once, refused three times");
 
     // And on disk: the next process does not compile it either.
     let dir = tempfile::tempdir().unwrap();
     let first = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(dir.path()).unwrap()).unwrap();
-    assert!(first.load_bytes("bad.wasm", bad.as_bytes()).is_err());
+    assert!(first.load_library_bytes("bad.wasm", bad.as_bytes()).is_err());
     let second = Engine::with_disk_cache(EngineConfig::default(), DiskCache::open(dir.path()).unwrap()).unwrap();
-    assert!(second.load_bytes("bad.wasm", bad.as_bytes()).is_err());
+    assert!(second.load_library_bytes("bad.wasm", bad.as_bytes()).is_err());
     assert_eq!(second.cache_stats().compiled, 0);
     assert_eq!(second.cache_stats().disk_hits, 1);
 }

@@ -557,3 +557,58 @@ fn expectations_may_name_the_wall_stopped_status() {
         run.stdout
     );
 }
+
+/// The matrix loads through the same import check as `run`: under a policy
+/// that refuses unknown imports the cell is a load error naming the import;
+/// under one that traps them the guest runs and ends as a trap naming it,
+/// in this process and in the cells' worker processes.
+// See: #25
+#[test]
+fn r25_unknown_imports_follow_each_cells_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let guest = tmp.path().join("calls.wasm");
+    let wat = r#"(module (import "host" "call" (func $call)) (memory (export "memory") 1)
+        (func (export "_start") (call $call)))"#;
+    std::fs::write(&guest, wat::parse_str(wat).unwrap()).unwrap();
+    let trap = write(tmp.path(), "trap.toml", "[wasm]\nunknown-imports = \"trap\"\n");
+    let options = MatrixOptions {
+        modules: vec![guest.clone()],
+        policies: vec![PathBuf::from(DENY_ALL), trap.clone()],
+        ..MatrixOptions::default()
+    };
+    let grid = Matrix::run(&options).unwrap();
+    let result = |policy: &str| {
+        let cell = grid.cells.iter().find(|c| c.policy.contains(policy)).unwrap();
+        cell.result.clone()
+    };
+    assert!(
+        matches!(result("deny-all"), CellResult::LoadFailed(e) if e.contains("`host::call`")),
+        "{:?}",
+        result("deny-all")
+    );
+    let CellResult::Ran(outcome) = result("trap") else {
+        panic!("{:?}", result("trap"))
+    };
+    assert_eq!(outcome.status, wasmcell::Status::Trap);
+    assert!(
+        outcome.trap.as_deref().unwrap_or("").contains("`host::call`"),
+        "{outcome:?}"
+    );
+    // The same in worker processes (the command line's default).
+    let run = matrix(&[s(&guest)], &[DENY_ALL, s(&trap)], &["--format", "json"]);
+    let json: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", run.stdout, run.stderr));
+    let cells = json["cells"].as_array().unwrap();
+    let cell = |policy: &str| {
+        cells
+            .iter()
+            .find(|c| c["policy"].as_str().unwrap().contains(policy))
+            .unwrap()
+    };
+    assert!(
+        cell("deny-all").to_string().contains("`host::call`"),
+        "{}",
+        cell("deny-all")
+    );
+    assert_eq!(cell("trap")["status"], "trap", "{}", cell("trap"));
+    assert!(cell("trap").to_string().contains("`host::call`"), "{}", cell("trap"));
+}

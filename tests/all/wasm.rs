@@ -65,10 +65,6 @@ fn a_module_needing_a_proposal_is_refused_with_the_switch() {
             r#"(module (memory 1) (memory 1) (func (export "_start")))"#,
             "uses more than one memory; allow it with [wasm] proposals = [\"multi-memory\"]; or with --wasm multi-memory",
         ),
-        (
-            r#"(module (global i32 (i32.mul (i32.const 2) (i32.const 3))) (func (export "_start")))"#,
-            "[\"extended-const\"]; or with --wasm extended-const",
-        ),
         // externref is a GC type: reference-types alone means funcref.
         (
             r#"(module (table 1 externref) (func (export "_start")))"#,
@@ -265,4 +261,150 @@ fn externref_tables_are_bounded_like_funcref_tables() {
         matches!(err.kind(), LoadErrorKind::Proposal { name: Proposal::Gc, .. }),
         "{err}"
     );
+}
+
+/// Calls `host::call`, which no linker provides, then exits 0.
+const CALLS_HOST: &str = r#"(module
+    (import "host" "call" (func $call))
+    (memory (export "memory") 1)
+    (func (export "_start") (call $call)))"#;
+
+/// Imports `host::call` and never calls it.
+const IMPORTS_HOST: &str = r#"(module
+    (import "host" "call" (func $call))
+    (memory (export "memory") 1)
+    (func (export "_start")))"#;
+
+/// Every file under `dir`, however deep.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() { files_under(&path) } else { vec![path] }
+        })
+        .collect()
+}
+
+// See: #25
+#[test]
+fn r25_an_unlinkable_module_is_refused_before_compiling_and_caches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    // Over 10 MiB: a data segment, and the functions a reactor exports.
+    let data = "a".repeat(10 << 20);
+    let funcs: String = (0..2000)
+        .map(|i| format!("(func (export \"f{i}\") (result i32) (i32.add (i32.const {i}) (call $call_result)))"))
+        .collect();
+    let body = format!(
+        r#"(import "host" "call" (func $call)) (func $call_result (result i32) (call $call) (i32.const 1))
+        (memory (export "memory") 161) (data (i32.const 0) "{data}") {funcs}"#
+    );
+    let command = module(
+        dir.path(),
+        "big.wasm",
+        &format!(r#"(module {body} (func (export "_start")))"#),
+    );
+    let reactor = module(
+        dir.path(),
+        "lib.wasm",
+        &format!(r#"(module {body} (func (export "_initialize")))"#),
+    );
+    assert!(std::fs::metadata(&command).unwrap().len() > 10 << 20);
+    let cache_dir = cache.to_str().unwrap();
+    let refused = "imports the function `host::call`, but wasmcell provides only WASI";
+    let out = run(&["run", "--cache-dir", cache_dir, command.to_str().unwrap()]);
+    assert_exit(
+        &out,
+        126,
+        &["cannot load `", refused, "; or with --wasm unknown-imports-trap"],
+    );
+    let out = run(&[
+        "run",
+        "--cache-dir",
+        cache_dir,
+        "--invoke",
+        "f1",
+        reactor.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 126, &[refused]);
+    assert_eq!(files_under(&cache), Vec::<PathBuf>::new(), "nothing cached");
+    // The same cache keeps a guest that links.
+    let linkable = module(dir.path(), "ok.wasm", r#"(module (func (export "_start")))"#);
+    assert_exit(
+        &run(&["run", "--cache-dir", cache_dir, linkable.to_str().unwrap()]),
+        0,
+        &[],
+    );
+    assert!(!files_under(&cache).is_empty(), "a guest that links is cached");
+}
+
+// See: #25
+#[test]
+fn r25_unknown_imports_trap_runs_until_the_guest_calls_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = module(dir.path(), "calls.wasm", CALLS_HOST);
+    let quiet = module(dir.path(), "quiet.wasm", IMPORTS_HOST);
+    let (calls, quiet) = (calls.to_str().unwrap(), quiet.to_str().unwrap());
+    // Refused by default, both of them, before compiling.
+    for guest in [calls, quiet] {
+        let out = run(&["run", "--no-cache", guest]);
+        assert_exit(&out, 126, &["imports the function `host::call`"]);
+    }
+    let trap = ["run", "--no-cache", "--wasm", "unknown-imports-trap"];
+    assert_exit(&run(&[&trap[..], &[quiet]].concat()), 0, &[]);
+    let report = dir.path().join("report.json");
+    let out = run(&[&trap[..], &["--report", report.to_str().unwrap(), calls]].concat());
+    assert_exit(&out, 134, &["guest trapped", "`host::call`"]);
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        report.contains("\"trap\"") && report.contains("`host::call`"),
+        "{report}"
+    );
+    // The policy key does the same, and `check` says so.
+    let policy = dir.path().join("trap.toml");
+    std::fs::write(&policy, "[wasm]\nunknown-imports = \"trap\"\n").unwrap();
+    let with_policy = |guest| run(&["run", "--no-cache", "--policy", policy.to_str().unwrap(), guest]);
+    assert_exit(&with_policy(quiet), 0, &[]);
+    assert_exit(&with_policy(calls), 134, &["`host::call`"]);
+    let out = run(&["check", policy.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unknown imports: trap (from "), "{text}");
+    let out = run(&["check", "policies/deny-all.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("unknown imports: refused (default)"), "{text}");
+    // A memory no linker provides stays refused: only functions trap.
+    let memory = module(
+        dir.path(),
+        "memory.wasm",
+        r#"(module (import "env" "memory" (memory 1)) (func (export "_start")))"#,
+    );
+    let out = run(&[&trap[..], &[memory.to_str().unwrap()]].concat());
+    assert_exit(&out, 126, &["imports the memory `env::memory`", "for functions only"]);
+}
+
+/// A component linked from a PIC library that rustc and wasm-ld built with
+/// extended constant expressions (as a Python component's libraries are)
+/// runs under the default policy: every engine has extended-const. Before
+/// #25 it was refused, naming `--wasm extended-const`.
+// See: #25
+#[test]
+fn r25_a_toolchain_built_extended_const_component_runs_by_default() {
+    let guest = wasmcell_artifacts::WASM_EXTENDED_CONST_COMPONENT;
+    let out = run(&["run", "--no-cache", "--invoke", "count(1)", guest]);
+    assert_exit(&out, 0, &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "142\n");
+    // Naming it still works, and changes nothing.
+    let out = run(&[
+        "run",
+        "--no-cache",
+        "--wasm",
+        "extended-const",
+        "--invoke",
+        "count(1)",
+        guest,
+    ]);
+    assert_exit(&out, 0, &[]);
 }
