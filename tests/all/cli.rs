@@ -1207,7 +1207,7 @@ fn cwd_flag_sets_the_working_directory() {
 /// one `error:` prefix, never two, and exit 2.
 // See: #25
 #[test]
-fn r25_every_usage_error_has_one_prefix_and_an_exact_first_line() {
+fn every_usage_error_has_one_prefix_and_an_exact_first_line() {
     use std::os::unix::ffi::OsStrExt as _;
     let dir = tempfile::tempdir().unwrap();
     let guest = dir.path().join("noop.wat");

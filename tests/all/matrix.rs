@@ -564,7 +564,7 @@ fn expectations_may_name_the_wall_stopped_status() {
 /// in this process and in the cells' worker processes.
 // See: #25
 #[test]
-fn r25_unknown_imports_follow_each_cells_policy() {
+fn unknown_imports_follow_each_cells_policy() {
     let tmp = tempfile::tempdir().unwrap();
     let guest = tmp.path().join("calls.wasm");
     let wat = r#"(module (import "host" "call" (func $call)) (memory (export "memory") 1)

@@ -290,7 +290,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 // See: #25
 #[test]
-fn r25_an_unlinkable_module_is_refused_before_compiling_and_caches_nothing() {
+fn an_unlinkable_module_is_refused_before_compiling_and_caches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // Over 10 MiB: a data segment, and the functions a reactor exports.
@@ -343,7 +343,7 @@ fn r25_an_unlinkable_module_is_refused_before_compiling_and_caches_nothing() {
 
 // See: #25
 #[test]
-fn r25_unknown_imports_trap_runs_until_the_guest_calls_one() {
+fn unknown_imports_trap_runs_until_the_guest_calls_one() {
     let dir = tempfile::tempdir().unwrap();
     let calls = module(dir.path(), "calls.wasm", CALLS_HOST);
     let quiet = module(dir.path(), "quiet.wasm", IMPORTS_HOST);
@@ -391,7 +391,7 @@ fn r25_unknown_imports_trap_runs_until_the_guest_calls_one() {
 /// #25 it was refused, naming `--wasm extended-const`.
 // See: #25
 #[test]
-fn r25_a_toolchain_built_extended_const_component_runs_by_default() {
+fn a_toolchain_built_extended_const_component_runs_by_default() {
     let guest = wasmcell_artifacts::WASM_EXTENDED_CONST_COMPONENT;
     let out = run(&["run", "--no-cache", "--invoke", "count(1)", guest]);
     assert_exit(&out, 0, &[]);
