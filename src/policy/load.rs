@@ -721,6 +721,44 @@ mod tests {
         Policy::from_toml(text, std::env::temp_dir()).expect_err("policy should be rejected")
     }
 
+    #[test]
+    fn a_standalone_policy_is_one_plain_file_that_extends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.toml");
+        std::fs::write(&plain, "[limits]\nfuel = 5\n").unwrap();
+        assert_eq!(super::super::read_standalone(&plain).unwrap(), "[limits]\nfuel = 5\n");
+
+        // A link to that same file is refused, not followed.
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&plain, &link).unwrap();
+        let refused = super::super::read_standalone(&link).unwrap_err();
+        assert!(matches!(refused.kind(), PolicyErrorKind::Io(_)), "{refused}");
+        assert_eq!(refused.path(), Some(link.as_path()));
+
+        // A FIFO is refused before it is opened: nothing blocks on a writer.
+        let fifo = dir.path().join("fifo.toml");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(matches!(
+            super::super::read_standalone(&fifo).unwrap_err().kind(),
+            PolicyErrorKind::Io(_)
+        ));
+
+        // `extends` is refused by its key and line, and so is text that is no policy.
+        let extending = dir.path().join("ext.toml");
+        std::fs::write(&extending, "# node policy\nextends = [\"plain.toml\"]\n").unwrap();
+        let refused = super::super::read_standalone(&extending).unwrap_err();
+        assert_eq!(
+            (refused.key_name(), refused.line()),
+            (Some("extends"), Some(2)),
+            "{refused}"
+        );
+        let garbage = dir.path().join("garbage.toml");
+        std::fs::write(&garbage, "[limits]\nfuel = \"many\"\n").unwrap();
+        assert!(super::super::read_standalone(&garbage).is_err());
+    }
+
     // See: #9
     #[test]
     fn every_value_error_names_its_key() {
