@@ -250,6 +250,13 @@ pub struct Outcome {
     /// wasmcell (a library run in the host's own process; see
     /// [`confine_current_process`](crate::wall::confine_current_process)).
     pub wall: Option<WallReport>,
+    /// The SHA-256 (lowercase hex) of the WebAssembly that ran, as
+    /// [`Program::sha256`](crate::Program::sha256) gives it: what a pinned
+    /// policy (`module.sha256`) checked, so a report proves which program
+    /// ran. `None` for precompiled code, which records no digest, and for
+    /// an outcome a watcher reports without the run's own.
+    #[serde(default)]
+    pub module_sha256: Option<String>,
 }
 
 impl Outcome {
@@ -278,6 +285,7 @@ impl Outcome {
             denials_dropped: 0,
             uses: Default::default(),
             wall,
+            module_sha256: None,
         }
     }
 
@@ -365,6 +373,7 @@ impl Outcome {
             "denials_dropped": self.denials_dropped,
             "uses": self.uses,
             "wall": self.wall.as_ref().map(WallReport::to_json),
+            "module_sha256": self.module_sha256,
         })
     }
 }

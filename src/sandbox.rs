@@ -6,7 +6,7 @@
 use crate::cache::CacheInGrant;
 use crate::cancel::{CancelHandle, Cancelled};
 use crate::capabilities::{self, Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
-use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind};
+use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind, admit_pinned};
 use crate::limiter::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
 use crate::policy::Policy;
@@ -261,6 +261,7 @@ impl Sandbox {
             limit.value,
             &limit.origin.cite("limits.module-size"),
             Intent::Command,
+            &|hash| admit_pinned(&self.inner.policy, hash),
         )
     }
 
@@ -279,6 +280,7 @@ impl Sandbox {
             limit.value,
             &limit.origin.cite("limits.module-size"),
             Intent::Library,
+            &|hash| admit_pinned(&self.inner.policy, hash),
         )
     }
 
@@ -290,7 +292,7 @@ impl Sandbox {
     /// As [`Sandbox::load_library`].
     pub fn load_library_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
         self.check_size(name, bytes.len() as u64)?;
-        self.inner.engine.load_library_bytes(name, bytes)
+        self.load_bytes_as(name, bytes, Intent::Library)
     }
 
     /// Like [`Sandbox::load`], for bytes already in memory (binary or WAT);
@@ -301,7 +303,27 @@ impl Sandbox {
     /// As [`Sandbox::load`].
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
         self.check_size(name, bytes.len() as u64)?;
-        self.inner.engine.load_bytes(name, bytes)
+        self.load_bytes_as(name, bytes, Intent::Command)
+    }
+
+    fn load_bytes_as(&self, name: &str, bytes: &[u8], intent: Intent) -> Result<Program, LoadError> {
+        let admit = |hash: Option<&_>| admit_pinned(&self.inner.policy, hash);
+        self.inner
+            .engine
+            .compile(name, bytes, intent, &admit)
+            .map_err(|kind| LoadError {
+                module: name.into(),
+                kind,
+            })
+    }
+
+    /// Refuses precompiled code `name` when the policy pins its modules:
+    /// such code records no digest of the WebAssembly it came from.
+    fn admit_precompiled(&self, name: &str) -> Result<(), LoadError> {
+        admit_pinned(&self.inner.policy, None).map_err(|kind| LoadError {
+            module: name.into(),
+            kind,
+        })
     }
 
     /// Like [`Engine::load_precompiled`], refusing files over the policy's
@@ -338,6 +360,7 @@ impl Sandbox {
             })?
             .len();
         self.check_size(&path.to_string_lossy(), size)?;
+        self.admit_precompiled(&path.to_string_lossy())?;
         // SAFETY: the caller vouches for the file.
         unsafe { self.inner.engine.load_precompiled(path) }
     }
@@ -356,6 +379,7 @@ impl Sandbox {
     /// As [`Engine::load_precompiled_bytes`], and when the code is too large.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
         self.check_size(name, bytes.len() as u64)?;
+        self.admit_precompiled(name)?;
         // SAFETY: the caller vouches for the bytes.
         unsafe { self.inner.engine.load_precompiled_bytes(name, bytes) }
     }
@@ -539,6 +563,12 @@ impl Sandbox {
             );
         }
         self.check_size(program.name(), program.size())?;
+        // A program loaded elsewhere (by the engine alone, or by a sandbox
+        // with another policy) meets this policy's pins here.
+        admit_pinned(&inner.policy, program.sha256.as_ref()).map_err(|kind| LoadError {
+            module: program.name().into(),
+            kind,
+        })?;
         inner.engine.start_ticker()?;
         let policy = &inner.policy;
         let mut argv = vec![program.name().to_string()];
@@ -576,6 +606,7 @@ impl Sandbox {
             net,
             denials,
             cancel: options.cancel,
+            module_sha256: program.sha256(),
         };
         Ok((run, wasi))
     }
@@ -694,6 +725,7 @@ impl Sandbox {
             denials_dropped,
             uses,
             wall: crate::wall::current(),
+            module_sha256: run.module_sha256.clone(),
         })
     }
 }
@@ -709,6 +741,8 @@ pub(crate) struct RunState {
     /// Every refusal of the run, network and filesystem.
     denials: Records,
     pub(crate) cancel: Option<CancelHandle>,
+    /// The program's SHA-256, for its outcome.
+    module_sha256: Option<String>,
 }
 
 /// How the race between a guest, its deadline and its cancel handle ended.

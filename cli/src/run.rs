@@ -255,6 +255,9 @@ impl RunCommand {
         let sandbox = builder.build()?;
         let (module, args) = self.module_and_args()?;
         let program = self.load_for_run(&sandbox, &module)?;
+        if let Some(audit) = &audit {
+            audit.header(program.name(), program.sha256().as_deref());
+        }
         // The stdio files are created before the wall goes up: the wall lets
         // the run write them, not create them.
         sandbox.create_output_files()?;

@@ -127,15 +127,22 @@ impl AuditFile {
         }
         state.out.flush().context("failed to write the audit")
     }
-}
 
-impl AuditSink for AuditFile {
-    fn record(&self, event: &CapabilityUse) {
+    /// Writes the line that opens a run's audit: the module's name and its
+    /// SHA-256 (`null` for precompiled code, which records none), so that
+    /// the audit proves which program made the uses after it.
+    pub fn header(&self, module: &str, module_sha256: Option<&str>) {
+        self.write_line(serde_json::json!({ "module": module, "module_sha256": module_sha256 }).to_string());
+    }
+
+    /// Appends `line` (one JSON object) unless the cap is reached; the first
+    /// line past it is the closing `truncated` line.
+    fn write_line(&self, line: String) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.truncated || state.error.is_some() {
             return;
         }
-        let line = serde_json::to_string(event).unwrap_or_default() + "\n";
+        let line = line + "\n";
         let result = if state.written + line.len() as u64 + CLOSING_ROOM > self.max_bytes {
             state.truncated = true;
             let closing = serde_json::json!({
@@ -151,5 +158,11 @@ impl AuditSink for AuditFile {
         if let Err(e) = result {
             state.error = Some(e);
         }
+    }
+}
+
+impl AuditSink for AuditFile {
+    fn record(&self, event: &CapabilityUse) {
+        self.write_line(serde_json::to_string(event).unwrap_or_default());
     }
 }

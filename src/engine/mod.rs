@@ -22,6 +22,34 @@ pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
 pub(crate) use program::{Intent, ProgramKind};
 pub use program::{LoadError, LoadErrorKind, Program};
 
+/// Whether a module may be loaded, decided on the SHA-256 of its bytes
+/// (`None` for precompiled code) before it is compiled: a sandbox's
+/// `module.sha256` check, or [`admit_any`].
+pub(crate) type Admit<'a> = &'a dyn Fn(Option<&ContentHash>) -> Result<(), LoadErrorKind>;
+
+/// Admits every module: an engine alone knows no policy.
+pub(crate) fn admit_any(_: Option<&ContentHash>) -> Result<(), LoadErrorKind> {
+    Ok(())
+}
+
+/// Admits the modules `policy` pins (`module.sha256`), or every module when
+/// it pins none. Precompiled code (`hash` is `None`) records no digest, so a
+/// pinned policy refuses it.
+pub(crate) fn admit_pinned(policy: &Policy, hash: Option<&ContentHash>) -> Result<(), LoadErrorKind> {
+    let Some(pins) = policy.module_sha256() else {
+        return Ok(());
+    };
+    let found = hash.map(|h| cache::hex(h));
+    match &found {
+        Some(digest) if policy.admits_module(digest) => Ok(()),
+        _ => Err(LoadErrorKind::ModulePin {
+            found,
+            allowed: pins.value.clone(),
+            origin: pins.origin.cite("module.sha256"),
+        }),
+    }
+}
+
 use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, FileStamp, MemoryCache};
 use crate::policy::Policy;
 use crate::store::{P2Ctx, State};
@@ -228,7 +256,13 @@ impl Engine {
     /// A [`LoadError`] when the file is unreadable, too large, not
     /// WebAssembly, invalid, imports anything but WASI, or is not a command.
     pub fn load(&self, path: impl AsRef<Path>, max_size: u64) -> Result<Program, LoadError> {
-        self.load_file(path.as_ref(), max_size, "the engine's load limit", Intent::Command)
+        self.load_file(
+            path.as_ref(),
+            max_size,
+            "the engine's load limit",
+            Intent::Command,
+            &admit_any,
+        )
     }
 
     /// Like [`Engine::load`], for a guest whose exports are called rather
@@ -240,7 +274,13 @@ impl Engine {
     ///
     /// As [`Engine::load`], except that the guest need not be a command.
     pub fn load_library(&self, path: impl AsRef<Path>, max_size: u64) -> Result<Program, LoadError> {
-        self.load_file(path.as_ref(), max_size, "the engine's load limit", Intent::Library)
+        self.load_file(
+            path.as_ref(),
+            max_size,
+            "the engine's load limit",
+            Intent::Library,
+            &admit_any,
+        )
     }
 
     /// Like [`Engine::load_library`], for a guest already in memory (binary
@@ -250,10 +290,11 @@ impl Engine {
     ///
     /// As [`Engine::load_library`], except that there is no size limit.
     pub fn load_library_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
-        self.compile(name, bytes, Intent::Library).map_err(|kind| LoadError {
-            module: name.into(),
-            kind,
-        })
+        self.compile(name, bytes, Intent::Library, &admit_any)
+            .map_err(|kind| LoadError {
+                module: name.into(),
+                kind,
+            })
     }
 
     /// Compiles and links a guest already in memory (binary or WAT); `name`
@@ -263,10 +304,11 @@ impl Engine {
     ///
     /// As [`Engine::load`], except that there is no size limit.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
-        self.compile(name, bytes, Intent::Command).map_err(|kind| LoadError {
-            module: name.into(),
-            kind,
-        })
+        self.compile(name, bytes, Intent::Command, &admit_any)
+            .map_err(|kind| LoadError {
+                module: name.into(),
+                kind,
+            })
     }
 
     /// Loads native code precompiled by [`Program::precompile`] or
@@ -296,6 +338,7 @@ impl Engine {
         Ok(Program {
             name: file_name(path),
             size,
+            sha256: None,
             kind: self.link(compiled, Intent::Command).map_err(fail)?,
             intent: Intent::Command,
         })
@@ -317,13 +360,13 @@ impl Engine {
     /// for another engine configuration, or are not a WASI command.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
         // SAFETY: the caller vouches for the bytes.
-        unsafe { self.load_precompiled_as(name, bytes.len() as u64, bytes, Intent::Command) }
+        unsafe { self.load_precompiled_as(name, bytes.len() as u64, None, bytes, Intent::Command) }
     }
 
     /// Like [`Engine::load_precompiled_bytes`], loaded for `intent` and
-    /// reporting `size` as the size of the binary it was compiled from (a
-    /// worker process loads what its parent compiled, and limits the
-    /// program as the parent would).
+    /// reporting `size` and `sha256` as the size and digest of the binary it
+    /// was compiled from (a worker process loads what its parent compiled,
+    /// and limits and pins the program as the parent would).
     ///
     /// # Safety
     ///
@@ -332,6 +375,7 @@ impl Engine {
         &self,
         name: &str,
         size: u64,
+        sha256: Option<ContentHash>,
         bytes: &[u8],
         intent: Intent,
     ) -> Result<Program, LoadError> {
@@ -344,6 +388,7 @@ impl Engine {
         Ok(Program {
             name: name.to_string(),
             size,
+            sha256,
             kind: self.link(compiled, intent).map_err(fail)?,
             intent,
         })
@@ -397,6 +442,7 @@ impl Engine {
         max_size: u64,
         origin: &str,
         intent: Intent,
+        admit: Admit<'_>,
     ) -> Result<Program, LoadError> {
         let fail = |kind| LoadError {
             module: path.to_path_buf(),
@@ -414,7 +460,7 @@ impl Engine {
         if meta.len() > max_size {
             return Err(too_large(meta.len()));
         }
-        if let Some(program) = self.load_stamped(&meta, path, intent) {
+        if let Some(program) = self.load_stamped(&meta, path, intent, admit) {
             return Ok(program);
         }
         // The file can grow between the check and the read; reading at most
@@ -428,7 +474,7 @@ impl Engine {
         }
         let hash = cache::content_hash(&bytes);
         let program = self
-            .compile_hashed(&file_name(path), &bytes, hash, intent)
+            .compile_hashed(&file_name(path), &bytes, hash, intent, admit)
             .map_err(fail)?;
         if let Some((cache, _)) = self.disk() {
             cache.record_hash(&meta, &hash);
@@ -440,10 +486,11 @@ impl Engine {
     /// when the disk cache recorded which bytes it holds ([`DiskCache`]'s
     /// file stamps) and has their compiled code. `None` sends the load the
     /// long way (read, hash, check, compile or look up), which also gives
-    /// any refusal its usual message.
-    fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path, intent: Intent) -> Option<Program> {
+    /// any refusal (`admit`'s among them) its usual message.
+    fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path, intent: Intent, admit: Admit<'_>) -> Option<Program> {
         let (cache, key) = self.disk()?;
         let hash = cache.hash_for(&FileStamp::of(meta)?)?;
+        admit(Some(&hash)).ok()?;
         let mut fresh = false;
         let compiled = self
             .inner
@@ -471,15 +518,22 @@ impl Engine {
         Some(Program {
             name: file_name(path),
             size: meta.len(),
+            sha256: Some(hash),
             kind,
             intent,
         })
     }
 
     /// Compiles bytes already in memory through the caches, and links them
-    /// for `intent`.
-    pub(crate) fn compile(&self, name: &str, bytes: &[u8], intent: Intent) -> Result<Program, LoadErrorKind> {
-        self.compile_hashed(name, bytes, cache::content_hash(bytes), intent)
+    /// for `intent`, if `admit` admits their digest.
+    pub(crate) fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        intent: Intent,
+        admit: Admit<'_>,
+    ) -> Result<Program, LoadErrorKind> {
+        self.compile_hashed(name, bytes, cache::content_hash(bytes), intent, admit)
     }
 
     /// As [`Engine::compile`], for bytes whose content hash is `hash`.
@@ -489,12 +543,14 @@ impl Engine {
         bytes: &[u8],
         hash: ContentHash,
         intent: Intent,
+        admit: Admit<'_>,
     ) -> Result<Program, LoadErrorKind> {
         if wasmtime::Engine::detect_precompiled(bytes).is_some() {
             return Err(LoadErrorKind::Precompiled(
                 "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));
         }
+        admit(Some(&hash))?;
         let mut fresh = false;
         let compiled = self.inner.programs.get_or_try_insert(hash, || {
             fresh = true;
@@ -506,6 +562,7 @@ impl Engine {
         Ok(Program {
             name: name.to_string(),
             size: bytes.len() as u64,
+            sha256: Some(hash),
             kind: self.link(compiled, intent)?,
             intent,
         })

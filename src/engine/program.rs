@@ -1,6 +1,7 @@
 //! What loading produces: a [`Program`] ready to run, or a [`LoadError`]
 //! saying why there is none.
 
+use crate::cache::ContentHash;
 use crate::policy::{ByteSize, Proposal, Proposals};
 use crate::store::{P2Ctx, State};
 use crate::term::sanitize;
@@ -60,6 +61,9 @@ pub(super) fn file_name(path: &Path) -> String {
 pub struct Program {
     pub(super) name: String,
     pub(super) size: u64,
+    /// The SHA-256 of the WebAssembly it was compiled from; `None` for
+    /// precompiled code, which does not record it.
+    pub(crate) sha256: Option<ContentHash>,
     pub(crate) kind: ProgramKind,
     pub(super) intent: Intent,
 }
@@ -107,6 +111,14 @@ impl Program {
     /// Size in bytes of the binary it was compiled from.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The SHA-256 of the WebAssembly it was compiled from, in lowercase
+    /// hexadecimal as `sha256sum` prints it (what `module.sha256` pins and
+    /// every report carries); `None` for a program loaded from precompiled
+    /// code, which does not record it.
+    pub fn sha256(&self) -> Option<String> {
+        self.sha256.as_ref().map(|hash| crate::cache::hex(hash))
     }
 
     /// Whether this is a component (`wasm32-wasip2`) rather than a core
@@ -231,6 +243,17 @@ pub enum LoadErrorKind {
     /// Precompiled native code given where WebAssembly was expected, or
     /// precompiled code that does not fit this engine.
     Precompiled(String),
+    /// The policy pins the modules it may run (`module.sha256`), and this is
+    /// not one of them. Found before compiling.
+    ModulePin {
+        /// The module's SHA-256 (lowercase hex); `None` for precompiled
+        /// code, which does not record the digest of its WebAssembly.
+        found: Option<String>,
+        /// The digests the policy allows.
+        allowed: Vec<String>,
+        /// Where the pins were set, as `module.sha256 in FILE` or a flag.
+        origin: String,
+    },
 }
 
 impl LoadError {
@@ -308,6 +331,21 @@ impl fmt::Display for LoadError {
                 }
             }
             LoadErrorKind::NotCommand(why) | LoadErrorKind::Precompiled(why) => write!(f, "{why}"),
+            LoadErrorKind::ModulePin {
+                found: Some(found),
+                allowed,
+                origin,
+            } => write!(
+                f,
+                "its SHA-256 is {found}, and {origin} allows only {}: the policy was written for another module; run that one, or add this digest to module.sha256 if you trust this module",
+                allowed.join(", ")
+            ),
+            LoadErrorKind::ModulePin {
+                found: None, origin, ..
+            } => write!(
+                f,
+                "it is precompiled code, which does not record the SHA-256 of the WebAssembly it came from, and {origin} pins the module; load the WebAssembly file instead"
+            ),
             LoadErrorKind::StartSignature { found } => write!(
                 f,
                 "`_start` has type `{found}`, but a command's `_start` takes no parameters and returns nothing (`() -> ()`); export it with that type, as a `bin` target for wasm32-wasip1 does"

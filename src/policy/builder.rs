@@ -449,6 +449,30 @@ impl PolicyBuilder {
         self
     }
 
+    /// Pins the modules the policy may run, as `module.sha256` does: each
+    /// `digest` is the SHA-256 of a module's bytes in hexadecimal
+    /// (`sha256sum module.wasm`). Over a policy that already pins modules,
+    /// the list may only narrow theirs.
+    ///
+    /// # Security
+    ///
+    /// A pinned policy's grants go only to the modules it names:
+    /// [`Sandbox::load`](crate::Sandbox::load) and its kin refuse any other
+    /// before compiling it, and a run of a [`Program`](crate::Program)
+    /// loaded elsewhere is refused as well.
+    pub fn module_sha256(mut self, digests: &[&str]) -> PolicyBuilder {
+        let origin = self.origin_now();
+        match super::module::check_pins(digests.iter().copied()) {
+            Ok(pins) => {
+                let mut top = Layer::default();
+                top.module.pins = Some(Setting { value: pins, origin });
+                self.add(top);
+            }
+            Err(e) => self.fail(e.key(&key_for(&origin, "module.sha256"))),
+        }
+        self
+    }
+
     /// Resolves the layers into a [`Policy`]: defaults filled in, host paths
     /// canonicalized, and what only the whole can show checked once.
     ///

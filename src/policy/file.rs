@@ -46,6 +46,38 @@ pub struct PolicyFile {
     /// The second wall. Absent: `mode = "auto"`.
     #[serde(default)]
     pub wall: WallFile,
+    /// Which module the policy is for. Absent: any module.
+    #[serde(default)]
+    pub module: ModuleFile,
+}
+
+/// `[module]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ModuleFile {
+    /// The SHA-256 of the one module, or of each module, the policy may run.
+    pub sha256: Option<Spanned<OneOrMany>>,
+}
+
+/// A string, or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// A list.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, one or many.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            OneOrMany::One(one) => (Some(one.as_str()), &[][..]),
+            OneOrMany::Many(many) => (None, many.as_slice()),
+        };
+        one.into_iter().chain(many.iter().map(String::as_str))
+    }
 }
 
 /// `[wall]` as written.

@@ -9,9 +9,10 @@ use super::cwd::{CwdLayer, check_cwd};
 use super::error::{PolicyError, PolicyErrorKind, invalid};
 use super::error::{key_at, line_of, reword_parse_error, span_of_key};
 use super::file::{
-    ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, NetFile, OutputSpec, PolicyFile, StdioFile, WallFile,
-    WasmFile,
+    ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, ModuleFile, NetFile, OutputSpec, PolicyFile, StdioFile,
+    WallFile, WasmFile,
 };
+use super::module::{PinLayer, check_pins};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
 use super::settings::LimitsLayer;
 use super::wall::{WallMode, check_landlock_abi};
@@ -71,6 +72,8 @@ pub(super) struct Layer {
     pub(super) cwd: Option<CwdLayer>,
     pub(super) wall_mode: Option<Setting<WallMode>>,
     pub(super) landlock_abi: Option<Setting<u32>>,
+    /// `module.sha256`: narrowed, never widened, by each layer over it.
+    pub(super) module: PinLayer,
     pub(super) files: Vec<PathBuf>,
 }
 
@@ -102,6 +105,7 @@ impl Layer {
         win!(wall_mode);
         win!(unknown_imports);
         win!(landlock_abi);
+        self.module.overlay(top.module);
         let mut top_net = top.net;
         for kind in [
             NetKind::TcpConnect,
@@ -377,6 +381,7 @@ pub(super) fn parse_layer(text: &str, path: &Path, loader: &mut Loader) -> Resul
     parse_net(&src, &file.net, &mut own)?;
     parse_wasm(&src, &file.wasm, &mut own)?;
     parse_wall(&src, &file.wall, &mut own)?;
+    parse_module(&src, &file.module, &mut own)?;
     loader.stack.pop();
     Ok(merged.overlay(own))
 }
@@ -627,6 +632,23 @@ fn parse_wasm(src: &Source<'_>, wasm: &WasmFile, own: &mut Layer) -> Result<(), 
     }
     if let Some(mode) = &wasm.unknown_imports {
         own.unknown_imports = Some(src.set(*mode.get_ref()));
+    }
+    Ok(())
+}
+
+/// `[module]`: the digests, with the line they are on (a layer that widens
+/// them is refused there).
+fn parse_module(src: &Source<'_>, module: &ModuleFile, own: &mut Layer) -> Result<(), PolicyError> {
+    if let Some(written) = &module.sha256 {
+        let pins =
+            check_pins(written.get_ref().iter()).map_err(|e| src.at(e, "module.sha256", Some(written.span())))?;
+        own.module.pins = Some(Setting {
+            value: pins,
+            origin: Origin::File {
+                path: src.path.to_path_buf(),
+                line: Some(line_of(src.text, written.span().start)),
+            },
+        });
     }
     Ok(())
 }

@@ -160,6 +160,7 @@ pub struct Policy {
     pub(super) unknown_imports: Setting<UnknownImports>,
     pub(super) cwd: Option<String>,
     pub(super) wall: WallSettings,
+    pub(super) module_sha256: Option<Setting<Vec<String>>>,
 }
 
 /// A host path a policy names, as written, with what to call it in a
@@ -220,6 +221,7 @@ impl Policy {
             },
             cwd: None,
             wall: WallSettings::default(),
+            module_sha256: None,
         }
     }
 
@@ -378,5 +380,21 @@ impl Policy {
     /// with it.
     pub fn unknown_imports(&self) -> &Setting<UnknownImports> {
         &self.unknown_imports
+    }
+
+    /// `module.sha256`: the SHA-256 digests (lowercase hex) of the modules
+    /// this policy may run, and where the list was set; `None` when the
+    /// policy is not pinned to a module. [`Sandbox`](crate::Sandbox) refuses
+    /// any other module before compiling it.
+    pub fn module_sha256(&self) -> Option<&Setting<Vec<String>>> {
+        self.module_sha256.as_ref()
+    }
+
+    /// Whether a module whose SHA-256 is `digest` (lowercase hex) may run
+    /// under this policy: always when the policy is not pinned.
+    pub fn admits_module(&self, digest: &str) -> bool {
+        self.module_sha256
+            .as_ref()
+            .is_none_or(|pins| pins.value.iter().any(|p| p == digest))
     }
 }

@@ -137,6 +137,7 @@ impl Policy {
             policy.wall.mode = mode;
         }
         policy.wall.landlock_abi = layer.landlock_abi;
+        policy.module_sha256 = layer.module.resolve()?;
         if let Some(cwd) = layer.cwd {
             cwd::check_cwd_in_policy(&cwd, &policy.dirs, &policy.env_vars, &policy.env_inherit)?;
             policy.env_vars.insert(cwd::PWD.to_string(), cwd.path.value.clone());

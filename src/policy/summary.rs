@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 pub fn summarize(policy: &Policy) -> String {
     let mut out = String::new();
     describe_source(&mut out, policy);
+    describe_module(&mut out, policy);
     describe_fs(&mut out, policy);
     describe_env(&mut out, policy);
     describe_stdio(&mut out, policy);
@@ -40,6 +41,27 @@ fn describe_source(out: &mut String, policy: &Policy) {
     if !policy.extends().is_empty() {
         let names: Vec<_> = policy.extends().iter().map(|p| p.display().to_string()).collect();
         line(out, format!("  extends {}", names.join(", ")));
+    }
+}
+
+fn describe_module(out: &mut String, policy: &Policy) {
+    match policy.module_sha256() {
+        None => line(
+            out,
+            "module: any (no module.sha256): the grants go to whatever module is run",
+        ),
+        Some(pins) => {
+            line(
+                out,
+                format!(
+                    "module: only a module whose SHA-256 is listed ({}); any other is refused before it is compiled",
+                    origin_words(&pins.origin)
+                ),
+            );
+            for digest in &pins.value {
+                line(out, format!("  sha256 {digest}"));
+            }
+        }
     }
 }
 

@@ -171,6 +171,9 @@ impl PolicySource {
 pub struct CompiledProgram {
     name: String,
     size: u64,
+    /// The SHA-256 of the WebAssembly it was compiled from, which the
+    /// worker's program keeps (a pinned policy checks it there too).
+    sha256: Option<[u8; 32]>,
     library: bool,
     engine: EngineConfig,
     code: Bytes,
@@ -206,6 +209,7 @@ impl CompiledProgram {
         Ok(CompiledProgram {
             name: program.name().to_string(),
             size: program.size(),
+            sha256: program.sha256,
             library: program.is_library(),
             engine: engine.config(),
             code: Bytes::from(program.precompile()?),

@@ -206,6 +206,10 @@ fn check_job(job: &Job, policy: &Policy) -> Result<()> {
         }
         .into());
     }
+    crate::engine::admit_pinned(policy, program.sha256.as_ref()).map_err(|kind| LoadError {
+        module: program.name.clone().into(),
+        kind,
+    })?;
     if let Some(why) = program.engine.mismatch(policy) {
         bail!(
             "the engine `{}` was compiled for cannot enforce this policy: {why}",
@@ -223,6 +227,7 @@ fn send_job(child: &mut Child, job: &Job) -> Result<()> {
         policy: job.policy.clone(),
         name: job.program.name.clone(),
         size: job.program.size,
+        sha256: job.program.sha256,
         library: job.program.library,
         engine: job.program.engine,
         args: job.args.clone(),

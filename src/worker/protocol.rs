@@ -41,6 +41,7 @@ pub(super) struct JobHeader {
     pub policy: PolicySource,
     pub name: String,
     pub size: u64,
+    pub sha256: Option<[u8; 32]>,
     pub library: bool,
     pub engine: EngineConfig,
     pub args: Vec<String>,

@@ -14,6 +14,7 @@ mod fs;
 mod invoke;
 mod limits;
 mod matrix;
+mod module;
 mod net;
 mod policy;
 mod random;

@@ -1,0 +1,279 @@
+//! `[module] sha256`: a pinned policy runs only the modules it names, refused
+//! before compiling everywhere a module is loaded (run, --invoke, matrix in
+//! process and in workers, precompiled code, the library), and every report
+//! and audit names the SHA-256 of the module that ran.
+
+use crate::{BIN, wait_for, wasmcell_command};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::process::Output;
+use wasmcell::{Engine, EngineConfig, LoadError, LoadErrorKind, Policy, Sandbox};
+use wasmcell_artifacts::{FS_READ, HELLO, HELLO_COMPONENT};
+
+fn sha256(path: &str) -> String {
+    let digest = Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+fn wasmcell(args: &[&str]) -> Output {
+    wait_for(wasmcell_command().args(args).spawn().expect("spawn wasmcell"))
+}
+
+/// A policy file in `dir` pinned to `digests`, extending nothing.
+fn pinned(dir: &Path, name: &str, digests: &[&str]) -> String {
+    let list: Vec<String> = digests.iter().map(|d| format!("\"{d}\"")).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("[module]\nsha256 = [{}]\n", list.join(", "))).unwrap();
+    s(&path).to_string()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The `.cwasm` entries in a compile cache folder.
+fn cache_entries(cache: &Path) -> usize {
+    std::fs::read_dir(cache)
+        .map(|dir| {
+            dir.filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".cwasm"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_pinned_policy_runs_its_module_and_reports_the_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hello = sha256(HELLO);
+    // Digests are compared without regard to case, as `sha256sum` users paste them.
+    let policy = pinned(tmp.path(), "p.toml", &[&hello.to_ascii_uppercase()]);
+    let report = tmp.path().join("report.json");
+    let out = wasmcell(&["run", "--policy", &policy, "--report", s(&report), HELLO]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from wasmcell\n");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["module_sha256"], hello.as_str());
+}
+
+#[test]
+fn a_pinned_policy_refuses_another_module_before_compiling_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let hello = sha256(HELLO);
+    let policy = pinned(tmp.path(), "p.toml", &[&hello]);
+    for (module, invoke) in [(FS_READ, None), (HELLO_COMPONENT, None), (FS_READ, Some("_start()"))] {
+        let mut args = vec!["run", "--cache-dir", s(&cache), "--policy", &policy];
+        if let Some(call) = invoke {
+            args.extend(["--invoke", call]);
+        }
+        args.push(module);
+        let out = wasmcell(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "{module}: {err}");
+        assert!(err.contains(&format!("its SHA-256 is {}", sha256(module))), "{err}");
+        assert!(err.contains(&format!("allows only {hello}")), "{err}");
+        assert!(err.contains("module.sha256 in"), "{err}");
+        assert!(text(&out.stdout).is_empty());
+    }
+    assert_eq!(cache_entries(&cache), 0, "nothing may be compiled for a refused module");
+}
+
+/// One byte changed is another module: refused as such, before validation
+/// would have said what else is wrong with it.
+#[test]
+fn a_tampered_module_is_refused_as_another_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(HELLO).unwrap();
+    let policy = pinned(tmp.path(), "p.toml", &[&sha256(HELLO)]);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let tampered = tmp.path().join("hello.wasm");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let out = wasmcell(&["run", "--policy", &policy, s(&tampered)]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(
+        err.contains(&format!("its SHA-256 is {}", sha256(s(&tampered)))),
+        "{err}"
+    );
+}
+
+/// The compile cache records which bytes a file holds (a stamp, for files
+/// that have not changed for a while, as the built guests have not), and
+/// loads its code without reading the file again: a module that ran unpinned
+/// before is still refused by a pin that does not name it.
+#[test]
+fn the_compile_cache_does_not_bypass_the_pin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = wasmcell(&["run", "--cache-dir", s(&cache), HELLO]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(cache_entries(&cache), 1);
+    let stamps = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".stamp"));
+    assert_eq!(stamps.count(), 1, "the cache holds the stamp the fast load uses");
+    let policy = pinned(tmp.path(), "p.toml", &[&sha256(FS_READ)]);
+    let out = wasmcell(&["run", "--cache-dir", s(&cache), "--policy", &policy, HELLO]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_pinned_policy_refuses_precompiled_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwasm = tmp.path().join("hello.cwasm");
+    let out = wasmcell(&["compile", HELLO, "-o", s(&cwasm)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let policy = pinned(tmp.path(), "p.toml", &[&sha256(HELLO)]);
+    let out = wasmcell(&["run", "--policy", &policy, "--allow-precompiled", s(&cwasm)]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(
+        err.contains("precompiled code, which does not record the SHA-256"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_layer_cannot_widen_the_pins_it_extends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (hello, fs_read) = (sha256(HELLO), sha256(FS_READ));
+    pinned(tmp.path(), "base.toml", &[&hello]);
+    let top = tmp.path().join("top.toml");
+    std::fs::write(
+        &top,
+        format!("extends = [\"base.toml\"]\n\n[module]\nsha256 = [\"{hello}\", \"{fs_read}\"]\n"),
+    )
+    .unwrap();
+    let out = wasmcell(&["check", s(&top)]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:4:", top.display())),
+        "names the line that widens: {err}"
+    );
+    assert!(
+        err.contains(&format!("module.sha256 lists {fs_read}, which module.sha256 in")),
+        "{err}"
+    );
+
+    // Narrowing is allowed, and `check` lists what is left.
+    let narrow = tmp.path().join("narrow.toml");
+    let both = pinned(tmp.path(), "both.toml", &[&hello, &fs_read]);
+    std::fs::write(
+        &narrow,
+        format!("extends = [\"both.toml\"]\n[module]\nsha256 = \"{fs_read}\"\n"),
+    )
+    .unwrap();
+    let out = wasmcell(&["check", s(&narrow)]);
+    let summary = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(summary.contains(&format!("  sha256 {fs_read}\n")), "{summary}");
+    assert!(!summary.contains(&hello), "{summary}");
+    let out = wasmcell(&["check", &both]);
+    assert!(text(&out.stdout).contains(&format!("  sha256 {hello}\n  sha256 {fs_read}\n")));
+    let out = wasmcell(&["run", "--policy", s(&narrow), HELLO]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_pins_are_refused_with_their_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (value, says) in [
+        ("\"abc\"", "64 hexadecimal digits"),
+        ("[]", "lists no digest"),
+        ("1", "module.sha256"),
+    ] {
+        let path = tmp.path().join("bad.toml");
+        std::fs::write(&path, format!("# pins\n[module]\nsha256 = {value}\n")).unwrap();
+        let out = wasmcell(&["check", s(&path)]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {err}");
+        assert!(
+            err.starts_with(&format!("error: {}:3:", path.display())),
+            "{value}: {err}"
+        );
+        assert!(err.contains(says), "{value}: {err}");
+    }
+}
+
+/// The matrix refuses an unpinned module's cell as a load error (126) and
+/// reports the digest of each module that ran, in process and in workers.
+#[test]
+fn the_matrix_honours_pins_and_reports_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    pinned(&policies, "hello-only.toml", &[&sha256(HELLO)]);
+    for extra in [&[][..], &["--in-process"][..]] {
+        let mut args = vec![
+            "matrix",
+            "--modules",
+            HELLO,
+            FS_READ,
+            "--policies",
+            s(&policies),
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let out = std::process::Command::new(BIN).args(&args).output().unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        let cells = json["cells"].as_array().unwrap();
+        let cell = |m: &str| cells.iter().find(|c| c["module"] == m).unwrap();
+        assert_eq!(
+            cell("hello")["outcome"]["module_sha256"],
+            sha256(HELLO).as_str(),
+            "{extra:?}: {json:#}"
+        );
+        let refused = cell("fs_read").to_string();
+        assert_eq!(cell("fs_read")["status"], "load-error", "{extra:?}: {refused}");
+        assert!(
+            refused.contains(&format!("its SHA-256 is {}", sha256(FS_READ))),
+            "{extra:?}: {refused}"
+        );
+    }
+}
+
+#[test]
+fn the_audit_opens_with_the_module_and_its_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit.jsonl");
+    let out = wasmcell(&["run", "--audit", s(&audit), HELLO]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first: Value = serde_json::from_str(std::fs::read_to_string(&audit).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({"module": "hello.wasm", "module_sha256": sha256(HELLO)})
+    );
+}
+
+/// A program loaded by an engine alone (no policy) meets the pins of the
+/// sandbox that runs it.
+#[test]
+fn a_program_loaded_elsewhere_is_refused_by_a_pinned_sandbox() {
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let program = engine.load(FS_READ, 64 << 20).unwrap();
+    assert_eq!(program.sha256().as_deref(), Some(sha256(FS_READ).as_str()));
+    let policy = Policy::builder().module_sha256(&[&sha256(HELLO)]).build().unwrap();
+    let sandbox = Sandbox::builder().engine(engine).policy(policy).build().unwrap();
+    let err = sandbox.run_program(&program, &[] as &[&str]).unwrap_err();
+    let load = err.downcast_ref::<LoadError>().expect("a load error");
+    assert!(
+        matches!(load.kind(), LoadErrorKind::ModulePin { found: Some(_), .. }),
+        "{load}"
+    );
+    assert_eq!(wasmcell::exit_code_for_error(&err), 126);
+    // Over a pinned policy the builder may only narrow.
+    let widened = Policy::builder()
+        .module_sha256(&[&sha256(HELLO)])
+        .module_sha256(&[&sha256(HELLO), &sha256(FS_READ)])
+        .build()
+        .unwrap_err();
+    assert!(widened.to_string().contains("may only narrow"), "{widened}");
+}
