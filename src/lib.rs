@@ -69,6 +69,7 @@ pub mod matrix;
 mod outcome;
 pub mod policy;
 mod sandbox;
+pub mod signing;
 mod store;
 mod term;
 pub mod wall;

@@ -6,7 +6,9 @@
 use crate::cache::CacheInGrant;
 use crate::cancel::{CancelHandle, Cancelled};
 use crate::capabilities::{self, Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
-use crate::engine::{Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind, admit_pinned};
+use crate::engine::{
+    Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind, admit_module, admit_program,
+};
 use crate::limiter::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
 use crate::policy::Policy;
@@ -255,13 +257,39 @@ impl Sandbox {
     /// A [`LoadError`] when the file is unreadable, too large, not
     /// WebAssembly, invalid, imports anything but WASI, or is not a command.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
+        self.load_file_as(path.as_ref(), Intent::Command, None)
+    }
+
+    /// Like [`Sandbox::load`], for a module whose signature comes apart
+    /// from it (a detached signature, as `wasmcell sign --detached` or
+    /// `wasmsign2 sign -S` writes it) rather than embedded: the policy's
+    /// `module.signed-by` keys verify `signature` over the module's bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::load`].
+    pub fn load_signed(&self, path: impl AsRef<Path>, signature: &[u8]) -> Result<Program, LoadError> {
+        self.load_file_as(path.as_ref(), Intent::Command, Some(signature))
+    }
+
+    /// Like [`Sandbox::load_library`], with a detached signature (see
+    /// [`Sandbox::load_signed`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Sandbox::load_library`].
+    pub fn load_library_signed(&self, path: impl AsRef<Path>, signature: &[u8]) -> Result<Program, LoadError> {
+        self.load_file_as(path.as_ref(), Intent::Library, Some(signature))
+    }
+
+    fn load_file_as(&self, path: &Path, intent: Intent, detached: Option<&[u8]>) -> Result<Program, LoadError> {
         let limit = &self.inner.policy.limits().module_size;
         self.inner.engine.load_file(
-            path.as_ref(),
+            path,
             limit.value,
             &limit.origin.cite("limits.module-size"),
-            Intent::Command,
-            &|hash| admit_pinned(&self.inner.policy, hash),
+            intent,
+            &|candidate| admit_module(&self.inner.policy, candidate, detached),
         )
     }
 
@@ -274,14 +302,7 @@ impl Sandbox {
     ///
     /// As [`Sandbox::load`], except that the guest need not be a command.
     pub fn load_library(&self, path: impl AsRef<Path>) -> Result<Program, LoadError> {
-        let limit = &self.inner.policy.limits().module_size;
-        self.inner.engine.load_file(
-            path.as_ref(),
-            limit.value,
-            &limit.origin.cite("limits.module-size"),
-            Intent::Library,
-            &|hash| admit_pinned(&self.inner.policy, hash),
-        )
+        self.load_file_as(path.as_ref(), Intent::Library, None)
     }
 
     /// Like [`Sandbox::load_library`], for bytes already in memory (binary
@@ -307,10 +328,11 @@ impl Sandbox {
     }
 
     fn load_bytes_as(&self, name: &str, bytes: &[u8], intent: Intent) -> Result<Program, LoadError> {
-        let admit = |hash: Option<&_>| admit_pinned(&self.inner.policy, hash);
         self.inner
             .engine
-            .compile(name, bytes, intent, &admit)
+            .compile(name, bytes, intent, &|candidate| {
+                admit_module(&self.inner.policy, candidate, None)
+            })
             .map_err(|kind| LoadError {
                 module: name.into(),
                 kind,
@@ -320,7 +342,7 @@ impl Sandbox {
     /// Refuses precompiled code `name` when the policy pins its modules:
     /// such code records no digest of the WebAssembly it came from.
     fn admit_precompiled(&self, name: &str) -> Result<(), LoadError> {
-        admit_pinned(&self.inner.policy, None).map_err(|kind| LoadError {
+        admit_program(&self.inner.policy, None, &[]).map_err(|kind| LoadError {
             module: name.into(),
             kind,
         })
@@ -565,7 +587,7 @@ impl Sandbox {
         self.check_size(program.name(), program.size())?;
         // A program loaded elsewhere (by the engine alone, or by a sandbox
         // with another policy) meets this policy's pins here.
-        admit_pinned(&inner.policy, program.sha256.as_ref()).map_err(|kind| LoadError {
+        admit_program(&inner.policy, program.sha256.as_ref(), &program.signers).map_err(|kind| LoadError {
             module: program.name().into(),
             kind,
         })?;

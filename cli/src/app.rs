@@ -42,6 +42,12 @@ pub enum Command {
     Matrix(MatrixCommand),
     /// Precompile a module or component to native code (a .cwasm file).
     Compile(CompileCommand),
+    /// Make an Ed25519 key pair for signing modules (module.signed-by).
+    Keygen(crate::sign::KeygenCommand),
+    /// Sign a module or component, the signature embedded or detached.
+    Sign(crate::sign::SignCommand),
+    /// Check that a module or component carries a signature a public key verifies.
+    Verify(crate::sign::VerifyCommand),
     /// Serve one job of the worker protocol on stdin and stdout (started by the matrix and the library's `Worker`).
     #[command(hide = true)]
     Worker(WorkerCommand),
@@ -60,6 +66,9 @@ impl Cli {
             Command::Check(c) => c.execute(),
             Command::Matrix(c) => c.execute(),
             Command::Compile(c) => c.execute(),
+            Command::Keygen(c) => c.execute(),
+            Command::Sign(c) => c.execute(),
+            Command::Verify(c) => c.execute(),
             Command::Worker(c) => c.execute(),
         }
     }

@@ -12,6 +12,7 @@ mod matrix;
 mod progress;
 mod run;
 mod settings;
+mod sign;
 mod worker;
 
 use clap::Parser as _;

@@ -171,6 +171,12 @@ pub struct RunCommand {
     #[arg(long)]
     pub allow_precompiled: bool,
 
+    /// A detached signature of MODULE (from `wasmcell sign --detached`), for
+    /// a policy whose module.signed-by asks for one. An embedded signature
+    /// needs no flag.
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+
     /// Keep compiled code in DIR (created owner-only) instead of the default
     /// cache: $WASMCELL_CACHE_DIR, else $XDG_CACHE_HOME/wasmcell, else ~/.cache/wasmcell.
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -287,10 +293,18 @@ impl RunCommand {
 
     /// Loads MODULE as a command, or as a library for --invoke.
     fn load_for_run(&self, sandbox: &Sandbox, module: &std::path::Path) -> Result<Program> {
-        match &self.invoke {
-            Some(_) => with_compile_notice(module, || sandbox.load_library(module))
+        let signature = match &self.signature {
+            Some(path) => Some(crate::sign::read_small(path, "--signature")?),
+            None => None,
+        };
+        match (&self.invoke, &signature) {
+            (Some(_), Some(sig)) => with_compile_notice(module, || sandbox.load_library_signed(module, sig))
                 .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code")),
-            None => with_compile_notice(module, || self.load(sandbox, module)),
+            (Some(_), None) => with_compile_notice(module, || sandbox.load_library(module))
+                .map_err(|err| advise_load(err, "--invoke takes WebAssembly, not precompiled code")),
+            (None, Some(sig)) => with_compile_notice(module, || sandbox.load_signed(module, sig))
+                .map_err(|err| advise_load(err, "a detached signature signs WebAssembly, not precompiled code")),
+            (None, None) => with_compile_notice(module, || self.load(sandbox, module)),
         }
     }
 

@@ -8,6 +8,7 @@
 //!   and linked as `[wasm] unknown-imports` says;
 //! - `ticker`: the epoch thread and the I/O runtime.
 
+mod admit;
 mod config;
 #[cfg(feature = "wall-drill")]
 mod drill;
@@ -22,33 +23,7 @@ pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
 pub(crate) use program::{Intent, ProgramKind};
 pub use program::{LoadError, LoadErrorKind, Program};
 
-/// Whether a module may be loaded, decided on the SHA-256 of its bytes
-/// (`None` for precompiled code) before it is compiled: a sandbox's
-/// `module.sha256` check, or [`admit_any`].
-pub(crate) type Admit<'a> = &'a dyn Fn(Option<&ContentHash>) -> Result<(), LoadErrorKind>;
-
-/// Admits every module: an engine alone knows no policy.
-pub(crate) fn admit_any(_: Option<&ContentHash>) -> Result<(), LoadErrorKind> {
-    Ok(())
-}
-
-/// Admits the modules `policy` pins (`module.sha256`), or every module when
-/// it pins none. Precompiled code (`hash` is `None`) records no digest, so a
-/// pinned policy refuses it.
-pub(crate) fn admit_pinned(policy: &Policy, hash: Option<&ContentHash>) -> Result<(), LoadErrorKind> {
-    let Some(pins) = policy.module_sha256() else {
-        return Ok(());
-    };
-    let found = hash.map(|h| cache::hex(h));
-    match &found {
-        Some(digest) if policy.admits_module(digest) => Ok(()),
-        _ => Err(LoadErrorKind::ModulePin {
-            found,
-            allowed: pins.value.clone(),
-            origin: pins.origin.cite("module.sha256"),
-        }),
-    }
-}
+pub(crate) use admit::{Admit, Candidate, admit_any, admit_module, admit_program, signers_of_file};
 
 use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, FileStamp, MemoryCache};
 use crate::policy::Policy;
@@ -339,6 +314,7 @@ impl Engine {
             name: file_name(path),
             size,
             sha256: None,
+            signers: Vec::new(),
             kind: self.link(compiled, Intent::Command).map_err(fail)?,
             intent: Intent::Command,
         })
@@ -360,7 +336,7 @@ impl Engine {
     /// for another engine configuration, or are not a WASI command.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
         // SAFETY: the caller vouches for the bytes.
-        unsafe { self.load_precompiled_as(name, bytes.len() as u64, None, bytes, Intent::Command) }
+        unsafe { self.load_precompiled_as(name, bytes.len() as u64, (None, Vec::new()), bytes, Intent::Command) }
     }
 
     /// Like [`Engine::load_precompiled_bytes`], loaded for `intent` and
@@ -375,7 +351,7 @@ impl Engine {
         &self,
         name: &str,
         size: u64,
-        sha256: Option<ContentHash>,
+        (sha256, signers): (Option<ContentHash>, Vec<String>),
         bytes: &[u8],
         intent: Intent,
     ) -> Result<Program, LoadError> {
@@ -389,6 +365,7 @@ impl Engine {
             name: name.to_string(),
             size,
             sha256,
+            signers,
             kind: self.link(compiled, intent).map_err(fail)?,
             intent,
         })
@@ -490,7 +467,11 @@ impl Engine {
     fn load_stamped(&self, meta: &std::fs::Metadata, path: &Path, intent: Intent, admit: Admit<'_>) -> Option<Program> {
         let (cache, key) = self.disk()?;
         let hash = cache.hash_for(&FileStamp::of(meta)?)?;
-        admit(Some(&hash)).ok()?;
+        let signers = admit(Candidate {
+            hash: Some(&hash),
+            bytes: None,
+        })
+        .ok()?;
         let mut fresh = false;
         let compiled = self
             .inner
@@ -519,6 +500,7 @@ impl Engine {
             name: file_name(path),
             size: meta.len(),
             sha256: Some(hash),
+            signers,
             kind,
             intent,
         })
@@ -550,7 +532,10 @@ impl Engine {
                 "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));
         }
-        admit(Some(&hash))?;
+        let signers = admit(Candidate {
+            hash: Some(&hash),
+            bytes: Some(bytes),
+        })?;
         let mut fresh = false;
         let compiled = self.inner.programs.get_or_try_insert(hash, || {
             fresh = true;
@@ -563,6 +548,7 @@ impl Engine {
             name: name.to_string(),
             size: bytes.len() as u64,
             sha256: Some(hash),
+            signers,
             kind: self.link(compiled, intent)?,
             intent,
         })

@@ -64,6 +64,9 @@ pub struct Program {
     /// The SHA-256 of the WebAssembly it was compiled from; `None` for
     /// precompiled code, which does not record it.
     pub(crate) sha256: Option<ContentHash>,
+    /// The fingerprints of the `module.signed-by` keys whose signature on it
+    /// verified when a sandbox loaded it.
+    pub(crate) signers: Vec<String>,
     pub(crate) kind: ProgramKind,
     pub(super) intent: Intent,
 }
@@ -119,6 +122,15 @@ impl Program {
     /// code, which does not record it.
     pub fn sha256(&self) -> Option<String> {
         self.sha256.as_ref().map(|hash| crate::cache::hex(hash))
+    }
+
+    /// This program, recorded as verified by `signers` (the matrix checks
+    /// each policy's `module.signed-by` keys on the file it compiled once).
+    pub(crate) fn with_signers(&self, signers: Vec<String>) -> Program {
+        Program {
+            signers,
+            ..self.clone()
+        }
     }
 
     /// Whether this is a component (`wasm32-wasip2`) rather than a core
@@ -254,6 +266,15 @@ pub enum LoadErrorKind {
         /// Where the pins were set, as `module.sha256 in FILE` or a flag.
         origin: String,
     },
+    /// The policy asks for a signature (`module.signed-by`), and the module
+    /// carries none that one of its keys verifies. Found before compiling.
+    ModuleSignature {
+        /// What is wrong: not signed, signed with another key or changed
+        /// since, precompiled.
+        reason: String,
+        /// Where the keys were named, as `module.signed-by in FILE`.
+        origin: String,
+    },
 }
 
 impl LoadError {
@@ -339,6 +360,10 @@ impl fmt::Display for LoadError {
                 f,
                 "its SHA-256 is {found}, and {origin} allows only {}: the policy was written for another module; run that one, or add this digest to module.sha256 if you trust this module",
                 allowed.join(", ")
+            ),
+            LoadErrorKind::ModuleSignature { reason, origin } => write!(
+                f,
+                "{reason}, and {origin} asks for a signature one of its keys verifies; sign the module (`wasmcell sign`), or check that you run the module the policy was written for"
             ),
             LoadErrorKind::ModulePin {
                 found: None, origin, ..

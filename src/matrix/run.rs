@@ -6,7 +6,7 @@ use super::{
     Cell, CellResult, Entry, Expectations, Isolation, Matrix, MatrixOptions, ModuleSetup, Verdict, bad_input,
     discover_modules, discover_policies, exit_code, status_name,
 };
-use crate::engine::{Engine, EngineConfig, LoadError, Program};
+use crate::engine::{Engine, EngineConfig, LoadError, Program, signers_of_file};
 use crate::outcome::{EXIT_LOAD, Outcome, exit_code_for_error};
 use crate::policy::{Policy, Proposals, UnknownImports};
 use crate::sandbox::Sandbox;
@@ -104,6 +104,9 @@ struct Programs {
     /// For workers: each loaded program as the native code every cell's
     /// worker is handed (or why it could not be serialized).
     code: BTreeMap<(EngineKey, usize), Result<CompiledProgram, String>>,
+    /// For the cells whose policy asks for a signature (`module.signed-by`):
+    /// the signers that verify the module, by (module, policy).
+    signers: BTreeMap<(usize, usize), Result<Vec<String>, LoadError>>,
 }
 
 /// Creates the engines and compiles each module the cells need once per
@@ -152,10 +155,22 @@ fn load_programs(plan: &Plan, isolation: &Isolation) -> Result<Programs> {
             }
         }
     }
+    let mut signers = BTreeMap::new();
+    for &(m, p) in &plan.jobs {
+        let (path, policy) = (&plan.modules[m].path, &plan.policies[p].1);
+        if let (Some(_), Ok(program)) = (policy.module_signed_by(), &programs[&(plan.engine_key(p), m)]) {
+            let verified = signers_of_file(policy, path, max_size, program.sha256.as_ref()).map_err(|kind| LoadError {
+                module: path.clone(),
+                kind,
+            });
+            signers.insert((m, p), verified);
+        }
+    }
     Ok(Programs {
         engines,
         programs,
         code,
+        signers,
     })
 }
 
@@ -199,10 +214,31 @@ fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation:
         Ok(program) => program,
         Err(e) => return CellResult::LoadFailed(e.to_string()),
     };
+    let signers = match programs.signers.get(&(m, p)) {
+        None => None,
+        Some(Ok(signers)) => Some(signers.clone()),
+        Some(Err(e)) => return CellResult::LoadFailed(e.to_string()),
+    };
     let ran = match isolation {
-        Isolation::InProcess => run_here(&programs.engines[&key], program, &plan.policies[p].1, setup),
+        Isolation::InProcess => {
+            let signed;
+            let program = match signers {
+                Some(signers) => {
+                    signed = program.with_signers(signers);
+                    &signed
+                }
+                None => program,
+            };
+            run_here(&programs.engines[&key], program, &plan.policies[p].1, setup)
+        }
         Isolation::Worker(worker) => match &programs.code[&(key, m)] {
-            Ok(code) => run_in_worker(worker, code, &plan.policies[p].0.path, setup),
+            Ok(code) => {
+                let code = match signers {
+                    Some(signers) => code.with_signers(signers),
+                    None => code.clone(),
+                };
+                run_in_worker(worker, &code, &plan.policies[p].0.path, setup)
+            }
             Err(e) => return CellResult::Failed(e.clone()),
         },
     };

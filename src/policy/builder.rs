@@ -473,6 +473,24 @@ impl PolicyBuilder {
         self
     }
 
+    /// Asks for a signature, as `module.signed-by` does: a module runs only
+    /// if it carries a signature (embedded, or given with
+    /// [`Sandbox::load_signed`](crate::Sandbox::load_signed)) that one of the
+    /// public keys in `key_files` verifies. Over a policy that already names
+    /// keys, the list may only narrow theirs.
+    pub fn module_signed_by(mut self, key_files: &[impl AsRef<Path>]) -> PolicyBuilder {
+        let origin = self.origin_now();
+        match super::module::read_keys(key_files.iter().map(|p| absolute(p.as_ref()))) {
+            Ok(keys) => {
+                let mut top = Layer::default();
+                top.module.signers = Some(Setting { value: keys, origin });
+                self.add(top);
+            }
+            Err(e) => self.fail(e.key(&key_for(&origin, "module.signed-by"))),
+        }
+        self
+    }
+
     /// Resolves the layers into a [`Policy`]: defaults filled in, host paths
     /// canonicalized, and what only the whole can show checked once.
     ///

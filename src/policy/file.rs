@@ -57,6 +57,9 @@ pub struct PolicyFile {
 pub struct ModuleFile {
     /// The SHA-256 of the one module, or of each module, the policy may run.
     pub sha256: Option<Spanned<OneOrMany>>,
+    /// Public key files, relative to the policy's folder; a module must
+    /// carry a signature one of them verifies.
+    pub signed_by: Option<Spanned<OneOrMany>>,
 }
 
 /// A string, or a list of strings.

@@ -12,7 +12,7 @@ use super::file::{
     ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, ModuleFile, NetFile, OutputSpec, PolicyFile, StdioFile,
     WallFile, WasmFile,
 };
-use super::module::{PinLayer, check_pins};
+use super::module::{PinLayer, check_pins, read_keys};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
 use super::settings::LimitsLayer;
 use super::wall::{WallMode, check_landlock_abi};
@@ -203,12 +203,26 @@ pub(super) fn read_policy_file(path: &Path) -> std::io::Result<String> {
 
 /// Whether a policy file's own name may be a symbolic link.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Links {
+pub(super) enum Links {
     Follow,
     Refuse,
 }
 
 fn read_bounded(path: &Path, links: Links) -> std::io::Result<String> {
+    let bytes = read_bounded_bytes(
+        path,
+        links,
+        MAX_POLICY_FILE_SIZE,
+        "a policy file may have; a policy is a few lines of TOML",
+    )?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text"))
+}
+
+/// Reads a regular file of at most `max` bytes that a policy names (a policy
+/// file, a public key), never opening a device or FIFO and never blocking;
+/// `what` ends the message for a file over `max` ("a key file may have").
+pub(super) fn read_bounded_bytes(path: &Path, links: Links, max: u64, what: &str) -> std::io::Result<Vec<u8>> {
     // Looked at before opening, so that no device or FIFO is ever opened
     // (opening some devices has effects of its own) ...
     let before = match links {
@@ -231,23 +245,20 @@ fn read_bounded(path: &Path, links: Links) -> std::io::Result<String> {
     let too_large = || {
         std::io::Error::new(
             std::io::ErrorKind::FileTooLarge,
-            format!(
-                "the file is over the {} a policy file may have; a policy is a few lines of TOML",
-                ByteSize(MAX_POLICY_FILE_SIZE)
-            ),
+            format!("the file is over the {} {what}", ByteSize(max)),
         )
     };
-    if meta.len() > MAX_POLICY_FILE_SIZE {
+    if meta.len() > max {
         return Err(too_large());
     }
     // The file can grow after the check; reading one byte past the cap
     // catches that without reading all of it.
-    let mut text = String::new();
-    file.take(MAX_POLICY_FILE_SIZE + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_POLICY_FILE_SIZE {
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
         return Err(too_large());
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// Reads a policy that must stand alone: see [`super::read_standalone`].
@@ -644,6 +655,17 @@ fn parse_module(src: &Source<'_>, module: &ModuleFile, own: &mut Layer) -> Resul
             check_pins(written.get_ref().iter()).map_err(|e| src.at(e, "module.sha256", Some(written.span())))?;
         own.module.pins = Some(Setting {
             value: pins,
+            origin: Origin::File {
+                path: src.path.to_path_buf(),
+                line: Some(line_of(src.text, written.span().start)),
+            },
+        });
+    }
+    if let Some(written) = &module.signed_by {
+        let keys = read_keys(written.get_ref().iter().map(|p| src.host_path(p)))
+            .map_err(|e| src.at(e, "module.signed-by", Some(written.span())))?;
+        own.module.signers = Some(Setting {
+            value: keys,
             origin: Origin::File {
                 path: src.path.to_path_buf(),
                 line: Some(line_of(src.text, written.span().start)),

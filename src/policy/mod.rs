@@ -44,7 +44,7 @@ pub use summary::summarize;
 use file::ClockMode;
 pub use file::{Access, ByteSize};
 pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
-pub use module::MAX_MODULE_PINS;
+pub use module::{MAX_MODULE_KEYS, MAX_MODULE_PINS, ModuleKey};
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 use settings::LimitsFile;
 pub use settings::{Flag, Limits, SETTINGS, SettingInfo};

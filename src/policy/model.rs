@@ -2,7 +2,9 @@
 //! came from. Made only by resolution (`resolve.rs`), read through accessors.
 
 use super::overlap::DirSite;
-use super::{Access, FsRules, Limits, NetGrants, PolicyBuilder, Proposal, Proposals, UnknownImports, WallSettings};
+use super::{
+    Access, FsRules, Limits, ModuleKey, NetGrants, PolicyBuilder, Proposal, Proposals, UnknownImports, WallSettings,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -161,6 +163,7 @@ pub struct Policy {
     pub(super) cwd: Option<String>,
     pub(super) wall: WallSettings,
     pub(super) module_sha256: Option<Setting<Vec<String>>>,
+    pub(super) module_signed_by: Option<Setting<Vec<ModuleKey>>>,
 }
 
 /// A host path a policy names, as written, with what to call it in a
@@ -222,6 +225,7 @@ impl Policy {
             cwd: None,
             wall: WallSettings::default(),
             module_sha256: None,
+            module_signed_by: None,
         }
     }
 
@@ -388,6 +392,13 @@ impl Policy {
     /// any other module before compiling it.
     pub fn module_sha256(&self) -> Option<&Setting<Vec<String>>> {
         self.module_sha256.as_ref()
+    }
+
+    /// `module.signed-by`: the public keys one of which must have signed a
+    /// module for it to run under this policy, and where the list was set;
+    /// `None` when the policy asks for no signature.
+    pub fn module_signed_by(&self) -> Option<&Setting<Vec<ModuleKey>>> {
+        self.module_signed_by.as_ref()
     }
 
     /// Whether a module whose SHA-256 is `digest` (lowercase hex) may run

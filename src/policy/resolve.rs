@@ -137,7 +137,9 @@ impl Policy {
             policy.wall.mode = mode;
         }
         policy.wall.landlock_abi = layer.landlock_abi;
-        policy.module_sha256 = layer.module.resolve()?;
+        let module = layer.module.resolve()?;
+        policy.module_sha256 = module.sha256;
+        policy.module_signed_by = module.signed_by;
         if let Some(cwd) = layer.cwd {
             cwd::check_cwd_in_policy(&cwd, &policy.dirs, &policy.env_vars, &policy.env_inherit)?;
             policy.env_vars.insert(cwd::PWD.to_string(), cwd.path.value.clone());

@@ -63,6 +63,21 @@ fn describe_module(out: &mut String, policy: &Policy) {
             }
         }
     }
+    if let Some(keys) = policy.module_signed_by() {
+        line(
+            out,
+            format!(
+                "  signed by one of these keys ({}); an unsigned module, or one no key verifies, is refused before it is compiled",
+                origin_words(&keys.origin)
+            ),
+        );
+        for key in &keys.value {
+            line(
+                out,
+                format!("  key {} (sha256 {})", key.path().display(), key.fingerprint()),
+            );
+        }
+    }
 }
 
 fn describe_fs(out: &mut String, policy: &Policy) {

@@ -174,6 +174,8 @@ pub struct CompiledProgram {
     /// The SHA-256 of the WebAssembly it was compiled from, which the
     /// worker's program keeps (a pinned policy checks it there too).
     sha256: Option<[u8; 32]>,
+    /// The signers that verified it when it was loaded.
+    signers: Vec<String>,
     library: bool,
     engine: EngineConfig,
     code: Bytes,
@@ -210,6 +212,7 @@ impl CompiledProgram {
             name: program.name().to_string(),
             size: program.size(),
             sha256: program.sha256,
+            signers: program.signers.clone(),
             library: program.is_library(),
             engine: engine.config(),
             code: Bytes::from(program.precompile()?),
@@ -219,6 +222,15 @@ impl CompiledProgram {
     /// The program's name (the guest's `argv[0]`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// This program, recorded as verified by `signers` (see
+    /// `Program::with_signers`).
+    pub(crate) fn with_signers(&self, signers: Vec<String>) -> CompiledProgram {
+        CompiledProgram {
+            signers,
+            ..self.clone()
+        }
     }
 }
 

@@ -206,7 +206,7 @@ fn check_job(job: &Job, policy: &Policy) -> Result<()> {
         }
         .into());
     }
-    crate::engine::admit_pinned(policy, program.sha256.as_ref()).map_err(|kind| LoadError {
+    crate::engine::admit_program(policy, program.sha256.as_ref(), &program.signers).map_err(|kind| LoadError {
         module: program.name.clone().into(),
         kind,
     })?;
@@ -228,6 +228,7 @@ fn send_job(child: &mut Child, job: &Job) -> Result<()> {
         name: job.program.name.clone(),
         size: job.program.size,
         sha256: job.program.sha256,
+        signers: job.program.signers.clone(),
         library: job.program.library,
         engine: job.program.engine,
         args: job.args.clone(),

@@ -42,6 +42,7 @@ pub(super) struct JobHeader {
     pub name: String,
     pub size: u64,
     pub sha256: Option<[u8; 32]>,
+    pub signers: Vec<String>,
     pub library: bool,
     pub engine: EngineConfig,
     pub args: Vec<String>,

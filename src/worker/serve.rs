@@ -91,7 +91,15 @@ fn serve_job(job: Received, output: &mut impl Write) -> Result<u8> {
     // SAFETY: the code came over this process's stdin, a pipe only the
     // parent that started it holds, and `Worker::run` sends only code the
     // parent compiled itself (`CompiledProgram::new`).
-    let program = unsafe { engine.load_precompiled_as(&header.name, header.size, header.sha256, &job.code, intent) }?;
+    let program = unsafe {
+        engine.load_precompiled_as(
+            &header.name,
+            header.size,
+            (header.sha256, header.signers),
+            &job.code,
+            intent,
+        )
+    }?;
     drop(job.code);
     let mut builder = Sandbox::builder()
         .engine(engine)

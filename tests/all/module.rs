@@ -277,3 +277,257 @@ fn a_program_loaded_elsewhere_is_refused_by_a_pinned_sandbox() {
         .unwrap_err();
     assert!(widened.to_string().contains("may only narrow"), "{widened}");
 }
+
+/// A folder with a key pair (`wasmcell keygen`), a policy asking for its
+/// signature, and `hello` signed with it (`wasmcell sign`).
+struct Signed {
+    dir: tempfile::TempDir,
+}
+
+impl Signed {
+    fn new() -> Signed {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (key, name) in [("release", "release"), ("other", "other")] {
+            let (sk, pk) = (d.join(format!("{key}.key")), d.join(format!("{name}.pub")));
+            let out = wasmcell(&["keygen", "--secret-key", s(&sk), "--public-key", s(&pk)]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        }
+        std::fs::write(d.join("signed.toml"), "[module]\nsigned-by = [\"release.pub\"]\n").unwrap();
+        let signed = Signed { dir };
+        signed.sign("release", HELLO, "hello.wasm");
+        signed
+    }
+
+    fn path(&self, name: &str) -> String {
+        s(&self.dir.path().join(name)).to_string()
+    }
+
+    fn sign(&self, key: &str, module: &str, output: &str) {
+        let out = wasmcell(&[
+            "sign",
+            "--secret-key",
+            &self.path(&format!("{key}.key")),
+            module,
+            "-o",
+            &self.path(output),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+
+    /// Runs `module` under the signed-by policy, with `extra` flags.
+    fn run(&self, extra: &[&str], module: &str) -> Output {
+        let policy = self.path("signed.toml");
+        let mut args = vec!["run", "--policy", &policy];
+        args.extend(extra);
+        args.push(module);
+        wasmcell(&args)
+    }
+}
+
+#[track_caller]
+fn assert_refused_signature(out: &Output, reason: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(err.contains(reason), "expected {reason:?}: {err}");
+    assert!(err.contains("module.signed-by in"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "nothing may run");
+}
+
+#[test]
+fn a_module_signed_with_a_listed_key_runs_and_no_other_does() {
+    let keys = Signed::new();
+    let out = keys.run(&[], &keys.path("hello.wasm"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from wasmcell\n");
+
+    // Unsigned (or the signature stripped: the module as it was).
+    assert_refused_signature(&keys.run(&[], HELLO), "it is not signed");
+    // Signed with a key the policy does not name.
+    keys.sign("other", HELLO, "by-other.wasm");
+    assert_refused_signature(
+        &keys.run(&[], &keys.path("by-other.wasm")),
+        "no signature on it verifies with the key",
+    );
+    // One byte changed after signing.
+    let mut bytes = std::fs::read(keys.path("hello.wasm")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(keys.path("tampered.wasm"), &bytes).unwrap();
+    assert_refused_signature(
+        &keys.run(&[], &keys.path("tampered.wasm")),
+        "changed after it was signed",
+    );
+    // A component, signed the same way.
+    keys.sign("release", HELLO_COMPONENT, "hello-component.wasm");
+    let out = keys.run(&[], &keys.path("hello-component.wasm"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_refused_signature(&keys.run(&[], HELLO_COMPONENT), "it is not signed");
+    // --invoke loads as a library, through the same check.
+    assert_refused_signature(&keys.run(&["--invoke", "_start()"], HELLO), "it is not signed");
+}
+
+#[test]
+fn a_detached_signature_verifies_only_its_module() {
+    let keys = Signed::new();
+    let (sig, module) = (keys.path("hello.sig"), keys.path("plain.wasm"));
+    let out = wasmcell(&[
+        "sign",
+        "--secret-key",
+        &keys.path("release.key"),
+        "--detached",
+        &sig,
+        HELLO,
+        "-o",
+        &module,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(&module).unwrap(),
+        std::fs::read(HELLO).unwrap(),
+        "the module is left unsigned"
+    );
+    let out = keys.run(&["--signature", &sig], &module);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_refused_signature(&keys.run(&[], &module), "it is not signed");
+    assert_refused_signature(
+        &keys.run(&["--signature", &sig], FS_READ),
+        "changed after it was signed",
+    );
+
+    let verify = |args: &[&str]| wasmcell(&[&["verify", "--public-key"][..], args].concat());
+    let out = verify(&[&keys.path("release.pub"), "--signature", &sig, &module]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("verified: "));
+    let out = verify(&[&keys.path("other.pub"), "--signature", &sig, &module]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no signature on the module verifies with this key"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = verify(&[&keys.path("release.pub"), HELLO]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the module is not signed"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn keygen_writes_a_private_secret_key_and_never_overwrites_one() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let keys = Signed::new();
+    let mode = std::fs::metadata(keys.path("release.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let before = std::fs::read(keys.path("release.key")).unwrap();
+    let out = wasmcell(&[
+        "keygen",
+        "--secret-key",
+        &keys.path("release.key"),
+        "--public-key",
+        &keys.path("new.pub"),
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("never overwritten"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(keys.path("release.key")).unwrap(), before);
+}
+
+#[test]
+fn signed_by_is_honoured_by_precompiled_code_the_matrix_and_the_library() {
+    let keys = Signed::new();
+    // Precompiled code carries no signature.
+    let cwasm = keys.path("hello.cwasm");
+    let out = wasmcell(&["compile", &keys.path("hello.wasm"), "-o", &cwasm]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_refused_signature(
+        &keys.run(&["--allow-precompiled"], &cwasm),
+        "precompiled code, which carries no signature",
+    );
+
+    // The matrix, in workers and in process.
+    let policies = keys.dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("signed.toml"),
+        "[module]\nsigned-by = [\"../release.pub\"]\n",
+    )
+    .unwrap();
+    let signed = keys.path("hello.wasm");
+    for extra in [&[][..], &["--in-process"][..]] {
+        let mut args = vec![
+            "matrix",
+            "--modules",
+            &signed,
+            FS_READ,
+            "--policies",
+            s(&policies),
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let out = std::process::Command::new(BIN).args(&args).output().unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        let cells = json["cells"].as_array().unwrap();
+        let cell = |m: &str| cells.iter().find(|c| c["module"] == m).unwrap();
+        assert_eq!(cell("hello")["outcome"]["status"], "exited", "{extra:?}: {json:#}");
+        assert_eq!(cell("fs_read")["status"], "load-error", "{extra:?}: {json:#}");
+        assert!(
+            cell("fs_read")["error"].as_str().unwrap().contains("it is not signed"),
+            "{json:#}"
+        );
+    }
+
+    // The library: a program loaded by an engine alone was not verified.
+    let policy = Policy::builder()
+        .module_signed_by(&[keys.path("release.pub")])
+        .build()
+        .unwrap();
+    let engine = Engine::new(EngineConfig::default()).unwrap();
+    let elsewhere = engine.load(&signed, 64 << 20).unwrap();
+    let sandbox = Sandbox::builder().engine(engine).policy(policy).build().unwrap();
+    let err = sandbox.run_program(&elsewhere, &[] as &[&str]).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("was not verified against the key"),
+        "{err:#}"
+    );
+    let program = sandbox.load(&signed).unwrap();
+    assert_eq!(sandbox.run_program(&program, &[] as &[&str]).unwrap().exit_code(), 0);
+}
+
+#[test]
+fn a_layer_cannot_widen_the_keys_it_extends() {
+    let keys = Signed::new();
+    let top = keys.dir.path().join("top.toml");
+    std::fs::write(
+        &top,
+        "extends = [\"signed.toml\"]\n[module]\nsigned-by = [\"release.pub\", \"other.pub\"]\n",
+    )
+    .unwrap();
+    let out = wasmcell(&["check", s(&top)]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}:3:", top.display())), "{err}");
+    assert!(err.contains("module.signed-by lists the key"), "{err}");
+
+    let out = wasmcell(&["check", &keys.path("signed.toml")]);
+    let summary = text(&out.stdout);
+    assert!(summary.contains("signed by one of these keys"), "{summary}");
+    assert!(summary.contains("release.pub (sha256 "), "{summary}");
+
+    for (value, says) in [
+        ("[\"missing.pub\"]", "cannot read the public key"),
+        ("[\"signed.toml\"]", "is not an Ed25519 public key"),
+        ("[]", "names no key"),
+    ] {
+        std::fs::write(&top, format!("[module]\nsigned-by = {value}\n")).unwrap();
+        let out = wasmcell(&["check", s(&top)]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {err}");
+        assert!(err.contains(says) && err.contains(":2:"), "{value}: {err}");
+    }
+}
