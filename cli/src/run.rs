@@ -63,11 +63,16 @@ pub struct RunCommand {
     #[arg(long = "ro-dir", value_name = "HOST[::GUEST]", value_parser = parse_dir)]
     pub ro_dirs: Vec<(PathBuf, String)>,
 
-    /// Grant one host file read-write at GUEST (an absolute path keeping the file's name), alone in its guest folder. Repeatable.
+    /// Grant one host file read-write at GUEST, alone in its guest folder. Repeatable.
+    ///
+    /// GUEST is an absolute path and may name the file otherwise than the host does
+    /// (`conf/one.conf::/etc/app.conf`): the guest sees, lists and opens only GUEST's name.
     #[arg(long = "file", value_name = "HOST::GUEST", value_parser = parse_dir)]
     pub files: Vec<(PathBuf, String)>,
 
     /// Grant one host file read-only at GUEST, alone in its guest folder. Repeatable.
+    ///
+    /// GUEST may name the file otherwise than the host does, as for --file.
     #[arg(long = "ro-file", value_name = "HOST::GUEST", value_parser = parse_dir)]
     pub ro_files: Vec<(PathBuf, String)>,
 

@@ -141,9 +141,13 @@ impl PolicyBuilder {
     /// Grants the one file `host` to the guest at `guest`, as a
     /// `[[fs.files]]` entry does: the guest sees the file there, in a folder
     /// that shows nothing else of the host folder. `guest` is absolute and
-    /// keeps the host file's name (`/etc/app.conf` for `conf/app.conf`).
-    /// Several files of one host folder may share a guest folder, each with
-    /// its own access.
+    /// may name the file otherwise than the host does (`/etc/app.conf` for
+    /// `conf/one.conf`): the guest opens, stats and lists it by that name
+    /// only, and the host's names stay hidden. Several files of one host
+    /// folder may share a guest folder, each with its own access and name;
+    /// one guest name for two files, one file under two names in one guest
+    /// folder, or files of two host folders in one guest folder are refused
+    /// by [`PolicyBuilder::build`].
     pub fn grant_file(mut self, host: impl AsRef<Path>, guest: &str, access: Access) -> PolicyBuilder {
         let site = match self.origin_now() {
             Origin::Flag(flag) => DirSite::Flag(flag),

@@ -130,7 +130,8 @@ pub struct FsFile {
 pub struct FileGrantFile {
     /// Host file, relative to the policy file's folder. Must exist.
     pub host: Spanned<String>,
-    /// Where the guest sees it, e.g. `/etc/app.conf`; the same file name as `host`.
+    /// Where the guest sees it, e.g. `/etc/app.conf`: an absolute path, whose
+    /// last name may differ from `host`'s (the guest sees only this one).
     pub guest: Spanned<String>,
     /// Required: `read-only` or `read-write`.
     pub access: Access,

@@ -90,11 +90,16 @@ pub struct FsRules {
     pub files: Vec<FileRule>,
 }
 
-/// One file granted by `[[fs.files]]`: its name in its folder and access.
+/// One file granted by `[[fs.files]]`: its name in its guest folder, its
+/// name in the host folder, and its access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRule {
-    /// The file's name (one path component).
+    /// The name the guest sees (one path component): every decision is
+    /// about this name.
     pub name: String,
+    /// The host file's name in the granted host folder, which the guest
+    /// never sees: the same as `name` unless the grant renames the file.
+    pub host: String,
     /// What the guest may do with it.
     pub access: Access,
 }
@@ -103,6 +108,53 @@ impl FsRules {
     /// Whether there is no path rule (paths in such a grant are not decided).
     pub fn is_empty(&self) -> bool {
         self.deny.is_empty() && self.read_only.is_empty() && self.files.is_empty()
+    }
+
+    /// Whether a file grant here shows a file under another name than the
+    /// host's: then every name the guest gives must be translated
+    /// ([`host_name`](Self::host_name)) before the host is asked.
+    pub fn renames(&self) -> bool {
+        self.files.iter().any(|f| f.name != f.host)
+    }
+
+    /// The host's name for `name`, an entry of the folder of file grants as
+    /// the guest calls it: a granted file's host name, else `name` itself
+    /// (hidden, so never handed to the host).
+    pub fn host_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .map_or(name, |f| f.host.as_str())
+    }
+
+    /// The name the guest sees for `host`, an entry of the folder of file
+    /// grants as the host lists it: `None` when no grant shows it.
+    pub fn guest_name(&self, host: &str) -> Option<&str> {
+        self.files.iter().find(|f| f.host == host).map(|f| f.name.as_str())
+    }
+
+    /// Refuses file grants of one folder that cannot be told apart: one
+    /// guest name for two host files, or one host file under two guest
+    /// names (a listing shows each host entry once).
+    pub fn check_files(&self) -> Result<(), String> {
+        for (i, f) in self.files.iter().enumerate() {
+            for g in &self.files[..i] {
+                if f.name == g.name && f.host != g.host {
+                    return Err(format!(
+                        "guest name `{}` is given to two host files, `{}` and `{}`; give each its own guest name",
+                        f.name, g.host, f.host
+                    ));
+                }
+                if f.host == g.host && f.name != g.name {
+                    return Err(format!(
+                        "host file `{}` is granted twice in one guest folder, as `{}` and `{}`; grant it once, or \
+                         under another guest folder",
+                        f.host, g.name, f.name
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether the grant counts what the run adds (`quota`, `max-files`).
@@ -387,10 +439,12 @@ mod tests {
             files: vec![
                 FileRule {
                     name: "app.conf".into(),
+                    host: "one.conf".into(),
                     access: Access::ReadOnly,
                 },
                 FileRule {
                     name: "state.json".into(),
+                    host: "state.json".into(),
                     access: Access::ReadWrite,
                 },
             ],
@@ -406,9 +460,36 @@ mod tests {
         for op in [FsOp::Remove, FsOp::Rename, FsOp::Link, FsOp::Create] {
             assert!(denied(r.decide("state.json", op), false), "{op:?}");
         }
-        for path in ["other.txt", "app.conf/x", "sub/app.conf"] {
+        for path in ["other.txt", "app.conf/x", "sub/app.conf", "one.conf"] {
             assert!(denied(r.decide(path, FsOp::Stat), true), "{path}");
         }
+        assert!(r.renames());
+        assert_eq!(r.host_name("app.conf"), "one.conf");
+        assert_eq!(r.guest_name("one.conf"), Some("app.conf"));
+        assert_eq!(r.guest_name("app.conf"), None, "the host's own `app.conf` stays hidden");
+    }
+
+    #[test]
+    fn file_grants_that_cannot_be_told_apart_are_refused() {
+        let file = |name: &str, host: &str| FileRule {
+            name: name.into(),
+            host: host.into(),
+            access: Access::ReadOnly,
+        };
+        let rules = |files: Vec<FileRule>| FsRules {
+            files,
+            ..FsRules::default()
+        };
+        // Two files of one folder, even swapping names, are fine.
+        let swap = rules(vec![file("a.conf", "b.conf"), file("b.conf", "a.conf")]);
+        assert_eq!(swap.check_files(), Ok(()));
+        let e = rules(vec![file("app.conf", "one.conf"), file("app.conf", "two.conf")]).check_files();
+        assert!(
+            e.unwrap_err()
+                .contains("guest name `app.conf` is given to two host files")
+        );
+        let e = rules(vec![file("a.conf", "one.conf"), file("b.conf", "one.conf")]).check_files();
+        assert!(e.unwrap_err().contains("host file `one.conf` is granted twice"));
     }
 
     #[test]

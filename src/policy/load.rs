@@ -485,7 +485,8 @@ pub(super) enum FileKey {
 }
 
 /// A granted file: the grant of its host folder at its guest folder, in
-/// which only that file is visible (see [`FsRules::files`]).
+/// which only that file is visible, under the guest path's name (see
+/// [`FsRules::files`]).
 pub(super) fn resolve_file(host: &Path, guest: &str, access: Access) -> Result<DirGrant, (FileKey, PolicyError)> {
     let file_name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_string);
     let (guest_dir, guest_name) = match guest.rsplit_once('/') {
@@ -511,17 +512,15 @@ pub(super) fn resolve_file(host: &Path, guest: &str, access: Access) -> Result<D
             ));
             (FileKey::Host, e)
         })?;
-    let host_name = file_name(&canonical).unwrap_or_default();
-    if host_name != guest_name {
-        return Err((
-            FileKey::Guest,
-            invalid(format!(
-                "fs.files guest `{guest}` must keep the host file's name `{host_name}` (the guest sees the file \
-                 in its own folder); use `{guest_dir}/{host_name}`",
-                guest_dir = guest_dir.trim_end_matches('/')
-            )),
+    // The guest names the file in UTF-8 only; a host name that is not
+    // cannot be handed on.
+    let host_name = file_name(&canonical).ok_or_else(|| {
+        let e = invalid(format!(
+            "fs.files host `{}` has a file name that is not UTF-8; rename the file or grant its folder",
+            canonical.display()
         ));
-    }
+        (FileKey::Host, e)
+    })?;
     let parent = canonical.parent().unwrap_or(Path::new("/")).to_path_buf();
     Ok(DirGrant {
         host: parent,
@@ -529,7 +528,8 @@ pub(super) fn resolve_file(host: &Path, guest: &str, access: Access) -> Result<D
         access,
         rules: FsRules {
             files: vec![FileRule {
-                name: host_name,
+                name: guest_name.to_string(),
+                host: host_name,
                 access,
             }],
             hide: true,

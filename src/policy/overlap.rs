@@ -146,7 +146,7 @@ fn check_file_rules(
         return Ok(());
     }
     for granted in &file.0.rules.files {
-        let host = file.0.host.join(&granted.name);
+        let host = file.0.host.join(&granted.host);
         let Some(rel) = path_inside(&ruled.0.host, &host) else {
             continue;
         };
@@ -272,7 +272,7 @@ impl Policy {
                 continue;
             }
             for file in grant.rules.files.iter().filter(|f| f.access == Access::ReadWrite) {
-                let host = grant.host.join(&file.name);
+                let host = grant.host.join(&file.host);
                 if paths.iter().any(|p| reaches(p, &host)) {
                     let guest = format!("{}/{}", grant.guest.trim_end_matches('/'), file.name);
                     return Some((host, guest));
@@ -476,6 +476,7 @@ mod tests {
         let mut g = grant(dir, "/etc", access);
         g.rules.files = vec![super::super::FileRule {
             name: name.into(),
+            host: name.into(),
             access,
         }];
         g.rules.hide = true;

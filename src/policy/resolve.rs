@@ -15,6 +15,20 @@ use super::{
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// A refusal of the `[[fs.files]]` grants into `dir`'s guest folder, placed
+/// at `site` (its file and line, or its flag).
+fn file_error(site: &DirSite, dir: &DirGrant, why: &str) -> PolicyError {
+    let e = site.locate(invalid(format!(
+        "[[fs.files]] grants of `{}` in guest folder `{}`: {why}",
+        dir.host.display(),
+        dir.guest
+    )));
+    match site {
+        DirSite::Flag(_) => e,
+        _ => e.key("fs.files"),
+    }
+}
+
 /// A stdio file's path with its folder canonicalized now, so that when a run
 /// opens it without following links (see `hostfs`), a link found on the way
 /// is one that appeared after the policy was resolved. A folder that does not
@@ -206,6 +220,7 @@ impl Policy {
         if !dir.rules.files.is_empty() {
             let writable = dir.rules.files.iter().any(|f| f.access == Access::ReadWrite);
             dir.access = if writable { Access::ReadWrite } else { Access::ReadOnly };
+            dir.rules.check_files().map_err(|why| file_error(&site, &dir, &why))?;
         }
         let others = |skip: Option<usize>| {
             self.dirs
@@ -232,6 +247,11 @@ impl Policy {
                 check_overlap(others(Some(i)), (&dir, &site))?;
                 self.dirs[i].access = dir.access;
                 self.dirs[i].rules.merge(dir.rules);
+                let merged = &self.dirs[i];
+                merged
+                    .rules
+                    .check_files()
+                    .map_err(|why| file_error(&site, merged, &why))?;
                 // A file grant's folder is as writable as its most writable file.
                 let files = &self.dirs[i].rules.files;
                 if !files.is_empty() {
@@ -240,6 +260,14 @@ impl Policy {
                 }
                 self.dir_sites[i] = site;
                 return Ok(());
+            }
+            if !dir.rules.files.is_empty() {
+                let why = format!(
+                    "it already holds files of `{}`, and files from two host folders need two guest folders; \
+                     give this file another guest folder",
+                    existing.host.display()
+                );
+                return Err(file_error(&site, &dir, &why));
             }
             let e = invalid(format!(
                 "guest path `{}` is granted twice, to `{}` and `{}`; give each directory its own guest path",

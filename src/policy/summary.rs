@@ -95,7 +95,7 @@ fn describe_fs(out: &mut String, policy: &Policy) {
                 let guest = format!("{}/{}", d.guest.trim_end_matches('/'), f.name);
                 line(
                     out,
-                    format!("  {guest} -> host file {} ({what})", d.host.join(&f.name).display()),
+                    format!("  host file {} -> {guest} ({what})", d.host.join(&f.host).display()),
                 );
             }
             line(

@@ -235,7 +235,7 @@ fn add_grant(paths: &mut Vec<WallPath>, dir: &crate::policy::DirGrant) {
             Access::ReadWrite => WallAccess::WriteFile,
         };
         paths.push(WallPath {
-            path: dir.host.join(&file.name),
+            path: dir.host.join(&file.host),
             access,
             why: why.clone(),
         });

@@ -124,6 +124,47 @@ fn corpus_ripgrep_cannot_reach_past_its_grant() {
     }
 }
 
+// See: #25
+/// ripgrep reads its flags from the file `RIPGREP_CONFIG_PATH` names: a
+/// team's `conf/team-rg.conf`, granted read-only as `/etc/ripgreprc`, is
+/// read under that name, while the host folder's other files stay hidden
+/// (a config naming one of them is not found).
+#[test]
+fn corpus_ripgrep_reads_its_config_granted_under_another_name() {
+    let tmp = search_tree();
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("team-rg.conf"), "--sort=path\n--replace=FOUND\n").unwrap();
+    std::fs::write(conf.join("other.conf"), "--count\n").unwrap();
+    let grant = |guest: &str| {
+        format!(
+            "[[fs.files]]\nhost = \"conf/team-rg.conf\"\nguest = \"/etc/ripgreprc\"\naccess = \"read-only\"\n\
+             [env.vars]\nRIPGREP_CONFIG_PATH = \"{guest}\"\n"
+        )
+    };
+    let outcome = run_ripgrep(
+        ripgrep_policy(tmp.path(), &grant("/etc/ripgreprc")),
+        &["needle", "/src"],
+    );
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(
+        stdout(&outcome),
+        "/src/a.txt:the FOUND is here\n/src/nested/b.txt:another FOUND\n"
+    );
+    // The host's names are not there: ripgrep reports the config missing and
+    // searches with its defaults.
+    for hidden in ["/etc/team-rg.conf", "/etc/other.conf"] {
+        let outcome = run_ripgrep(
+            ripgrep_policy(tmp.path(), &grant(hidden)),
+            &["-c", "needle", "/src/a.txt"],
+        );
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(stdout(&outcome), "1\n", "{hidden}");
+        let stderr = String::from_utf8_lossy(&outcome.stderr);
+        assert!(stderr.contains("No such file or directory"), "{hidden}: {stderr}");
+    }
+}
+
 // See: #13
 #[test]
 fn corpus_ripgrep_is_stopped_by_fuel_and_memory_limits() {

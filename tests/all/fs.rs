@@ -1894,20 +1894,197 @@ fn fs_file_grants_show_one_file_and_nothing_else() {
             answers["read:/etc/../etc/secret.key"].starts_with("err"),
             "{guest}: {answers:?}"
         );
-        let mut after = snapshot(&conf);
-        assert_eq!(
-            after.remove(Path::new("state.json")),
-            Some(Entry::File(b"state=2".to_vec()))
-        );
-        let mut before = before;
-        before.remove(Path::new("state.json"));
-        assert_eq!(after, before, "{guest}: only state.json may change");
+        assert_only_state_written(&conf, before, guest);
         fs::write(conf.join("state.json"), "{}").unwrap();
         assert!(
             outcome.denials.iter().any(|d| d.target == "/etc/secret.key"),
             "{:#?}",
             outcome.denials
         );
+    }
+}
+
+/// Asserts that of `conf`'s entries (`before` the run) only `state.json`
+/// changed, to `state=2`.
+fn assert_only_state_written(conf: &Path, mut before: BTreeMap<PathBuf, Entry>, guest: &str) {
+    let mut after = snapshot(conf);
+    assert_eq!(
+        after.remove(Path::new("state.json")),
+        Some(Entry::File(b"state=2".to_vec()))
+    );
+    before.remove(Path::new("state.json"));
+    assert_eq!(after, before, "{guest}: only state.json may change");
+}
+
+/// A file granted under another name (`conf/one.conf` at `/etc/app.conf`),
+/// on both targets: the guest reads, stats and lists it by its guest name
+/// only; the host name, a host sibling that happens to bear the guest name,
+/// other siblings and a host link answer as absent through every spelling;
+/// the read-only one refuses writes, the read-write one writes the host
+/// file, and neither can be removed, renamed, linked or created beside.
+#[test]
+fn fs_file_grants_under_another_name_show_the_guest_name_only() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        fs::create_dir_all(conf.join("private")).unwrap();
+        fs::write(conf.join("one.conf"), "port = 1").unwrap();
+        // The host's own `app.conf` must never stand in for the guest's.
+        fs::write(conf.join("app.conf"), SECRET).unwrap();
+        fs::write(conf.join("state.json"), "{}").unwrap();
+        fs::write(conf.join("two.conf"), "port = 3").unwrap();
+        fs::write(conf.join("secret.key"), SECRET).unwrap();
+        std::os::unix::fs::symlink("app.conf", conf.join("alias")).unwrap();
+        let policy = Policy::builder()
+            .grant_file(conf.join("one.conf"), "/etc/app.conf", Access::ReadOnly)
+            .grant_file(conf.join("state.json"), "/etc/state.db", Access::ReadWrite)
+            .grant_file(conf.join("two.conf"), "/etc/linked.conf", Access::ReadOnly)
+            .build()
+            .unwrap();
+        // A granted file the host has since replaced by a link: its target
+        // names host entries, so the guard does not follow it.
+        fs::remove_file(conf.join("two.conf")).unwrap();
+        std::os::unix::fs::symlink("app.conf", conf.join("two.conf")).unwrap();
+        let before = snapshot(&conf);
+        let hidden = [
+            "one.conf",
+            "state.json",
+            "two.conf",
+            "secret.key",
+            "alias",
+            "private",
+            "nothere",
+        ];
+        let mut probes = vec![
+            "ls:/etc".to_string(),
+            "read:/etc/app.conf".into(),
+            "stat:/etc/app.conf".into(),
+            "meta:/etc/app.conf".into(),
+            "at:/etc:app.conf".into(),
+            "read:/etc/./app.conf".into(),
+            "read:etc/app.conf".into(),
+            "read:/etc/linked.conf".into(),
+            "read:/etc/state.db".into(),
+            "write:/etc/app.conf:port = 2".into(),
+            "write:/etc/state.db:state=2".into(),
+            "rm:/etc/app.conf".into(),
+            "mv:/etc/app.conf:/etc/moved.conf".into(),
+            "mv:/etc/state.db:/etc/one.conf".into(),
+            "ln:/etc/app.conf:/etc/copy.conf".into(),
+            "symlink:one.conf:/etc/key".into(),
+        ];
+        let spellings = |name: &str| {
+            [
+                format!("read:/etc/{name}"),
+                format!("stat:/etc/{name}"),
+                format!("write:/etc/{name}:x"),
+                format!("read:/etc/./{name}"),
+                format!("read:/etc/app.conf/../{name}"),
+                format!("stat:/etc/app.conf/../{name}"),
+                format!("read:/etc/{name}/../app.conf"),
+                format!("at:/etc:{name}"),
+                format!("at:/etc:./{name}"),
+                format!("read:/etc/../etc/{name}"),
+                format!("read:etc/{name}"),
+                format!("read:/etc//{name}"),
+                format!("read:etc/app.conf/../{name}"),
+            ]
+        };
+        for name in hidden {
+            probes.extend(spellings(name));
+        }
+        let args: Vec<&str> = probes.iter().map(String::as_str).collect();
+        let (answers, outcome) = ops(&policy, guest, &args);
+        assert_answers(
+            &answers,
+            &[
+                ("ls:/etc", "ok: app.conf,linked.conf,state.db"),
+                ("read:/etc/app.conf", "ok: port = 1"),
+                ("stat:/etc/app.conf", "ok: 8 bytes"),
+                ("meta:/etc/app.conf", "ok: 8 bytes"),
+                ("at:/etc:app.conf", "ok: port = 1"),
+                ("read:/etc/./app.conf", "ok: port = 1"),
+                ("read:etc/app.conf", "ok: port = 1"),
+                ("read:/etc/linked.conf", EACCES),
+                ("read:/etc/state.db", "ok: {}"),
+                ("write:/etc/app.conf:port = 2", EACCES),
+                ("write:/etc/state.db:state=2", "ok"),
+                ("rm:/etc/app.conf", EACCES),
+                ("mv:/etc/app.conf:/etc/moved.conf", EACCES),
+                ("mv:/etc/state.db:/etc/one.conf", EACCES),
+                ("ln:/etc/app.conf:/etc/copy.conf", EACCES),
+                ("symlink:one.conf:/etc/key", ENOENT),
+            ],
+            guest,
+        );
+        // Every hidden name answers every spelling as a name that does not
+        // exist answers it.
+        for name in hidden {
+            for (probe, absent) in spellings(name).iter().zip(spellings("nothere")) {
+                assert_eq!(answers[probe], answers[&absent], "{guest}: `{probe}`: {answers:?}");
+                assert!(answers[probe].starts_with("err"), "{guest}: `{probe}`: {answers:?}");
+            }
+            assert_eq!(answers[&format!("read:/etc/{name}")], ENOENT, "{guest}");
+            assert_eq!(answers[&format!("write:/etc/{name}:x")], ENOENT, "{guest}");
+        }
+        assert_only_state_written(&conf, before, guest);
+        // Records speak of the guest's names, and show the host file.
+        let refused = outcome
+            .denials
+            .iter()
+            .find(|d| d.target == "/etc/app.conf" && d.kind == "fs-write");
+        let refused = refused.unwrap_or_else(|| panic!("{guest}: {:#?}", outcome.denials));
+        assert!(
+            refused
+                .rule
+                .contains(&format!("host file `{}`", conf.join("one.conf").display())),
+            "{refused:?}"
+        );
+        assert!(
+            outcome.denials.iter().any(|d| d.target == "/etc/one.conf"),
+            "{guest}: {:#?}",
+            outcome.denials
+        );
+    }
+}
+
+/// Two files of one host folder may trade names in the guest: each guest
+/// name reaches the host file granted under it, on both targets.
+#[test]
+fn fs_file_grants_may_trade_names() {
+    for guest in both(FS_OPS, FS_OPS_COMPONENT) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.conf"), "from a").unwrap();
+        fs::write(dir.path().join("b.conf"), "from b").unwrap();
+        let policy = Policy::builder()
+            .grant_file(dir.path().join("a.conf"), "/etc/b.conf", Access::ReadOnly)
+            .grant_file(dir.path().join("b.conf"), "/etc/a.conf", Access::ReadWrite)
+            .build()
+            .unwrap();
+        let (answers, _) = ops(
+            &policy,
+            guest,
+            &[
+                "ls:/etc",
+                "read:/etc/a.conf",
+                "read:/etc/b.conf",
+                "write:/etc/a.conf:new b",
+                "write:/etc/b.conf:x",
+            ],
+        );
+        assert_answers(
+            &answers,
+            &[
+                ("ls:/etc", "ok: a.conf,b.conf"),
+                ("read:/etc/a.conf", "ok: from b"),
+                ("read:/etc/b.conf", "ok: from a"),
+                ("write:/etc/a.conf:new b", "ok"),
+                ("write:/etc/b.conf:x", EACCES),
+            ],
+            guest,
+        );
+        assert_eq!(fs::read(dir.path().join("b.conf")).unwrap(), b"new b");
+        assert_eq!(fs::read(dir.path().join("a.conf")).unwrap(), b"from a");
     }
 }
 

@@ -564,7 +564,7 @@ fn fs_rules_refuse_overlapping_grants() {
     );
 }
 
-/// `[[fs.files]]` names an existing file and keeps its name; its folder may
+/// `[[fs.files]]` names an existing file, at any guest name; its folder may
 /// not also be a directory grant.
 #[test]
 fn fs_file_grants_are_checked() {
@@ -579,25 +579,59 @@ fn fs_file_grants_are_checked() {
     let line = |text: &str| Policy::from_toml(text, dir.path()).unwrap_err().line();
     assert_eq!(line(&entry("missing.conf", "/etc/missing.conf")), Some(2));
     assert_eq!(line(&entry("guest.conf", "/etc/guest.conf")), Some(2));
-    assert_eq!(line(&entry("app.conf", "/etc/other.conf")), Some(3));
     assert_eq!(line(&entry("app.conf", "etc")), Some(3));
-    let e = err(&entry("app.conf", "/etc/other.conf"));
-    assert!(
-        e.contains("must keep the host file's name `app.conf`") && e.contains("use `/etc/app.conf`"),
-        "{e}"
-    );
     assert!(err(&entry("missing.conf", "/etc/missing.conf")).contains("not an existing regular file"));
     assert!(err(&entry(".", "/etc/x")).contains("not an existing regular file"));
     assert!(err(&entry("app.conf", "app.conf")).contains("absolute path naming a file"));
     let both =
         entry("app.conf", "/etc/app.conf") + "[[fs.dirs]]\nhost = \".\"\nguest = \"/etc\"\naccess = \"read-only\"\n";
     assert!(err(&both).contains("both a granted directory and the folder of a [[fs.files]] grant"));
-    let policy = Policy::from_toml(&entry("app.conf", "/etc/app.conf"), dir.path()).unwrap();
+    let policy = Policy::from_toml(&entry("app.conf", "/etc/other.conf"), dir.path()).unwrap();
     let described = wasmcell::policy::summarize(&policy);
+    let host = dir.path().canonicalize().unwrap().join("app.conf");
     assert!(
-        described.contains("/etc/app.conf -> host file") && described.contains("nothing else of"),
+        described.contains(&format!("host file {} -> /etc/other.conf", host.display()))
+            && described.contains("nothing else of"),
         "{described}"
     );
+}
+
+/// File grants under other names that the guest could not tell apart are
+/// refused at the line that adds the second: one guest name for two host
+/// files, or one host file under two names in one guest folder; files of two
+/// host folders in one guest folder need two guest folders. Distinct files
+/// of one folder, even swapping names, are fine.
+#[test]
+fn fs_file_grants_that_cannot_be_told_apart_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("other")).unwrap();
+    for file in ["one.conf", "two.conf", "other/three.conf"] {
+        std::fs::write(dir.path().join(file), "x").unwrap();
+    }
+    let entry = |host: &str, guest: &str| {
+        format!("[[fs.files]]\nhost = \"{host}\"\nguest = \"{guest}\"\naccess = \"read-only\"\n")
+    };
+    let refused = |text: String, says: &str| {
+        let e = Policy::from_toml(&text, dir.path()).unwrap_err();
+        assert_eq!((e.line(), e.key_name()), (Some(6), Some("fs.files")), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    };
+    refused(
+        entry("one.conf", "/etc/app.conf") + &entry("two.conf", "/etc/app.conf"),
+        "guest name `app.conf` is given to two host files, `one.conf` and `two.conf`; give each its own guest name",
+    );
+    refused(
+        entry("one.conf", "/etc/a.conf") + &entry("one.conf", "/etc/b.conf"),
+        "host file `one.conf` is granted twice in one guest folder, as `a.conf` and `b.conf`",
+    );
+    refused(
+        entry("one.conf", "/etc/a.conf") + &entry("other/three.conf", "/etc/b.conf"),
+        "files from two host folders need two guest folders",
+    );
+    let swap = entry("one.conf", "/etc/two.conf") + &entry("two.conf", "/etc/one.conf");
+    Policy::from_toml(&swap, dir.path()).unwrap();
+    let twice = entry("one.conf", "/etc/a.conf") + &entry("one.conf", "/etc/a.conf");
+    Policy::from_toml(&twice, dir.path()).unwrap();
 }
 
 /// A file grant's guest path is normalized (no empty, `.` or `..`
@@ -906,4 +940,47 @@ fn fs_cwd_must_lie_where_the_guest_may_read() {
         .build()
         .unwrap_err();
     assert!(e.to_string().starts_with("--cwd: fs.cwd `/tmp` is not inside"), "{e}");
+}
+
+/// On the command line, `--ro-file conf/one.conf::/etc/app.conf` (a path
+/// relative to the working directory) shows the file as `/etc/app.conf`
+/// only, `wasmcell check` shows which host file stands behind the guest
+/// name, and two files under one guest name are refused naming the flag.
+#[test]
+fn cli_grants_a_file_under_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    std::fs::write(dir.path().join("conf/one.conf"), "port = 1\n").unwrap();
+    std::fs::write(dir.path().join("conf/two.conf"), "port = 2\n").unwrap();
+    let in_dir = |args: &[&str]| {
+        let cmd = crate::wasmcell_command().current_dir(dir.path()).args(args).spawn();
+        crate::wait_for(cmd.expect("spawn wasmcell"))
+    };
+    let grant = "conf/one.conf::/etc/app.conf";
+    let out = in_dir(&["run", "--ro-file", grant, wasmcell_artifacts::FS_READ, "/etc/app.conf"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "port = 1\n");
+    let out = in_dir(&["run", "--ro-file", grant, wasmcell_artifacts::FS_READ, "/etc/one.conf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: NotFound"));
+
+    let policy = dir.path().join("p.toml");
+    let entry = "[[fs.files]]\nhost = \"conf/one.conf\"\nguest = \"/etc/app.conf\"\naccess = \"read-only\"\n";
+    std::fs::write(&policy, entry).unwrap();
+    let out = in_dir(&["check", s(&policy)]);
+    let host = dir.path().canonicalize().unwrap().join("conf/one.conf");
+    let described = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        described.contains(&format!("host file {} -> /etc/app.conf (read-only", host.display())),
+        "{described}"
+    );
+
+    let (two, one) = ("conf/two.conf::/etc/app.conf", "conf/one.conf::/etc/app.conf");
+    let out = in_dir(&["run", "--ro-file", one, "--ro-file", two, wasmcell_artifacts::HELLO]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--ro-file") && stderr.contains("guest name `app.conf` is given to two host files"),
+        "{stderr}"
+    );
 }

@@ -4,22 +4,33 @@
 //! guest wrote it and where it leads), and records every refusal.
 
 use super::quota::Quota;
-use super::resolve::{Rel, Unresolved, lexical, resolve, walk};
+use super::resolve::{Rel, Unresolved, host_path, lexical, resolve, walk};
 use crate::capabilities::denial::Records;
 use crate::policy::{DirGrant, FsDecision, FsOp, FsRules};
 use cap_std::fs::Dir;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One granted directory as the guard sees it.
 struct Grant {
     guest: String,
+    /// The granted host folder, to name a renamed file's host file in records.
+    host: std::path::PathBuf,
     read_only: bool,
     rules: FsRules,
     /// The grant's root, opened without following links: paths in a grant
     /// with rules or a quota are resolved by following links ourselves.
     root: Dir,
     quota: Option<Arc<Quota>>,
+}
+
+impl Grant {
+    /// The rules, when this is a folder of file grants that shows a file
+    /// under another name than the host's.
+    fn renamed(&self) -> Option<&FsRules> {
+        self.rules.renames().then_some(&self.rules)
+    }
 }
 
 /// Where a handle or path points: a grant and a normalized path inside it.
@@ -123,6 +134,7 @@ impl FsGuard {
             .then(|| Quota::new(rules.quota, rules.max_files, &grant.guest, self.denials.clone()));
         self.grants.push(Grant {
             guest: grant.guest.clone(),
+            host: grant.host.clone(),
             read_only: grant.access == crate::policy::Access::ReadOnly,
             rules: grant.rules.clone(),
             root,
@@ -265,7 +277,7 @@ impl FsGuard {
         if let Some(ruled) = self.ruling(from.grant, &lex, early) {
             return Err(self.refuse(from, (path, follow), op, ruled));
         }
-        let resolved = match resolve(&grant.root, &from.rel, path, follow, passing) {
+        let resolved = match resolve(&grant.root, &from.rel, (path, grant.renamed()), follow, passing) {
             Ok(r) => r,
             Err(Unresolved::Ruled(ruled)) => return Err(self.refuse(from, (path, follow), op, ruled)),
             // A link out of the grant, or a loop: wasmtime-wasi refuses it.
@@ -343,8 +355,9 @@ impl FsGuard {
 
     /// Whether `path` from `from` exists, for a record only.
     fn exists(&self, from: &Loc, path: &str, follow: bool) -> bool {
-        let root = &self.grants[from.grant].root;
-        resolve(root, &from.rel, path, follow, |_| Ok::<(), ()>(())).is_ok_and(|r| r.exists)
+        let grant = &self.grants[from.grant];
+        let at = (path, grant.renamed());
+        resolve(&grant.root, &from.rel, at, follow, |_| Ok::<(), ()>(())).is_ok_and(|r| r.exists)
     }
 
     /// Decides `op` on `path` by its name alone, without reading the disk,
@@ -508,9 +521,22 @@ impl FsGuard {
     }
 
     fn record(&self, op: FsOp, loc: &Loc, rule: &str) {
-        let grant = &self.grants[loc.grant];
-        let rule = format!("{rule} in the grant at {}", grant.guest);
+        let rule = format!("{rule} in {}", self.grant_words(loc));
         self.denials.refuse(op.kind(), &self.guest_path(loc), &rule);
+    }
+
+    /// The grant `loc` is in, for a record: its guest path, and the host file
+    /// when `loc` is a file granted under another name (records speak of the
+    /// guest's names; this shows which host file one stands for).
+    fn grant_words(&self, loc: &Loc) -> String {
+        let grant = &self.grants[loc.grant];
+        if let (Some(rules), [name]) = (grant.renamed(), loc.rel.as_slice())
+            && let Some(file) = rules.files.iter().find(|f| &f.name == name && f.host != f.name)
+        {
+            let host = grant.host.join(&file.host);
+            return format!("the grant at {} of host file `{}`", grant.guest, host.display());
+        }
+        format!("the grant at {}", grant.guest)
     }
 
     /// Counts (and audits) an operation that was allowed and done.
@@ -519,7 +545,9 @@ impl FsGuard {
             Some(from) => {
                 let grant = &self.grants[from.grant];
                 let access = if grant.read_only { "read-only" } else { "read-write" };
-                format!("the grant at {} ({access})", grant.guest)
+                let rel = lexical(&from.rel, path).unwrap_or_default();
+                let words = self.grant_words(&Loc { grant: from.grant, rel });
+                format!("{words} ({access})")
             }
             None => "no grant".to_string(),
         };
@@ -618,15 +646,40 @@ impl FsGuard {
         }
     }
 
-    /// Whether entry `name` of directory `dir` is hidden.
-    pub(crate) fn hidden(&self, dir: &Loc, name: &str) -> bool {
+    /// The name a listing of directory `dir` shows for its entry `name` (as
+    /// the host lists it): the name the guest calls it, `None` when hidden.
+    pub(crate) fn shown<'n>(&'n self, dir: &Loc, name: &'n str) -> Option<&'n str> {
+        let rules = &self.grants[dir.grant].rules;
+        // In the folder of file grants, a granted file is shown under its
+        // guest name, and a host name no grant shows is hidden, even when it
+        // is another file's guest name.
+        let name = match dir.rel.is_empty() && rules.renames() {
+            true => rules.guest_name(name)?,
+            false => name,
+        };
         let mut rel = dir.rel.clone();
         rel.push(name.to_string());
-        let rules = &self.grants[dir.grant].rules;
-        matches!(
-            rules.decide(&rel.join("/"), FsOp::Stat),
-            FsDecision::Deny { hide: true, .. }
-        )
+        match rules.decide(&rel.join("/"), FsOp::Stat) {
+            FsDecision::Deny { hide: true, .. } => None,
+            _ => Some(name),
+        }
+    }
+
+    /// The path wasmtime-wasi is to be handed for `path` from `base`, which
+    /// the guard decided (or refused) as the guest wrote it: the same, but
+    /// in the folder of file grants that shows a file under another name,
+    /// with each granted name written as the host calls it. Every call that
+    /// names a path hands this one on, never the guest's, so a guest name
+    /// reaches the host only as the file it was decided for (`app.conf` as
+    /// `one.conf`, never the host's own `app.conf`).
+    pub(crate) fn host_path<'p>(&self, base: u32, path: &'p str) -> Cow<'p, str> {
+        let Some(from) = self.handles.get(&base) else {
+            return path.into();
+        };
+        match self.grants[from.grant].renamed() {
+            Some(rules) => host_path(rules, from.rel.len(), path),
+            None => path.into(),
+        }
     }
 
     fn guest_path(&self, loc: &Loc) -> String {

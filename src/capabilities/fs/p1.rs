@@ -85,6 +85,24 @@ fn read_path(mem: &[u8], ptr: Ptr, len: i32) -> Option<String> {
     std::str::from_utf8(bytes).ok().map(str::to_string)
 }
 
+/// `path` as the host calls it ([`FsGuard::host_path`]), when that is not
+/// as the guest wrote it: the call is then performed on a scratch memory of
+/// our own holding the host's path, never on the guest's bytes.
+fn translated(guard: &FsGuard, fd: i32, path: &Option<String>) -> Option<String> {
+    match guard.host_path(fd as u32, path.as_deref()?) {
+        std::borrow::Cow::Owned(host) => Some(host),
+        std::borrow::Cow::Borrowed(_) => None,
+    }
+}
+
+/// The `len` bytes at `ptr` in guest memory, when in bounds and aligned to
+/// `align`, as wasmtime-wasi checks before writing an answer there.
+fn out_of(mem: &mut [u8], ptr: Ptr, len: usize, align: usize) -> Option<&mut [u8]> {
+    let at = ptr as u32 as usize;
+    mem.get_mut(at..at.checked_add(len)?)
+        .filter(|_| at.is_multiple_of(align))
+}
+
 fn read_u32(mem: &[u8], ptr: Ptr) -> Option<u32> {
     let at = ptr as u32 as usize;
     Some(u32::from_le_bytes(mem.get(at..at.checked_add(4)?)?.try_into().ok()?))
@@ -165,11 +183,13 @@ pub(crate) async fn path_open(Call { ctx, guard, mem }: Call<'_>, args: OpenArgs
     let path = read_path(mem, ptr, len);
     // A path that cannot be read is opened unchecked (and never stat-ed):
     // wasmtime-wasi refuses it.
+    let host = translated(guard, fd, &path);
     let mut how = OpenHow {
         ctx,
         mem,
         args,
-        path: path.as_deref().unwrap_or_default(),
+        path: host.as_deref().or(path.as_deref()).unwrap_or_default(),
+        translated: host.is_some(),
     };
     let (rc, loc) = match path.as_deref() {
         Some(path) => {
@@ -190,7 +210,10 @@ struct OpenHow<'a> {
     ctx: &'a mut WasiP1Ctx,
     mem: &'a mut [u8],
     args: OpenArgs,
+    /// The path as the host calls it.
     path: &'a str,
+    /// Whether that is not the guest's: then it is opened from our own memory.
+    translated: bool,
 }
 
 impl Open for OpenHow<'_> {
@@ -205,8 +228,24 @@ impl Open for OpenHow<'_> {
                 if exclusive { oflags | OFLAGS_EXCL } else { oflags },
             ),
         };
-        let mut memory = GuestMemory::Unshared(self.mem);
-        wasi::path_open(
+        // A path the host names otherwise is opened from our memory, with the
+        // new fd, which is then copied to the guest's `out`, checked first as
+        // wasmtime-wasi would.
+        let mut scratch = Vec::new();
+        let (memory, ptr, len, opened) = match self.translated {
+            false => (&mut *self.mem, ptr, len, out),
+            true => {
+                if out_of(self.mem, out, 4, 4).is_none() {
+                    return Ok(errno::FAULT);
+                }
+                scratch.extend_from_slice(self.path.as_bytes());
+                let at = scratch.len().next_multiple_of(4);
+                scratch.resize(at + 4, 0);
+                (&mut scratch[..], 0, self.path.len() as i32, at as i32)
+            }
+        };
+        let mut memory = GuestMemory::Unshared(memory);
+        let rc = wasi::path_open(
             self.ctx,
             &mut memory,
             fd,
@@ -217,9 +256,17 @@ impl Open for OpenHow<'_> {
             base,
             inheriting,
             fdflags,
-            out,
+            opened,
         )
-        .await
+        .await?;
+        if self.translated
+            && rc == 0
+            && let Some(out) = out_of(self.mem, out, 4, 4)
+        {
+            let at = opened as usize;
+            out.copy_from_slice(&scratch[at..at + 4]);
+        }
+        Ok(rc)
     }
 
     async fn exists(&mut self) -> Result<bool, Errno> {
@@ -281,17 +328,35 @@ pub(crate) async fn path_filestat_get(
 ) -> Errno {
     let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
     let path = read_path(mem, ptr, len);
+    let host = translated(guard, fd, &path);
     if let Some(p) = &path
         && let Some(named) = call::named(guard, fd as u32, p, FsOp::Stat)
     {
         // Decided by the name, so stat the name itself (see
         // `FsGuard::check_name`); a link there is followed the full way.
-        let tried = stat_name(ctx, guard, mem, (fd, p, buf), follow);
+        let tried = stat_name(ctx, guard, mem, (fd, host.as_deref().unwrap_or(p), buf), follow);
         if let Some(rc) = call::by_name(named, follow, tried).await {
             return rc;
         }
     }
     let decided = decide_read(guard, &path, |p| call::decide(guard, fd as u32, p, follow, FsOp::Stat));
+    if let Some(host) = host {
+        let stat = async {
+            if out_of(mem, buf, FILESTAT_SIZE, FILESTAT_ALIGN).is_none() {
+                return Errno::Ok(errno::FAULT);
+            }
+            let stat = match filestat(ctx, fd, flags, &host).await? {
+                Ok(stat) => stat,
+                Err(rc) => return Ok(rc),
+            };
+            if let Some(out) = out_of(mem, buf, FILESTAT_SIZE, FILESTAT_ALIGN) {
+                out.copy_from_slice(&stat);
+            }
+            Ok(0)
+        };
+        let rc = call::perform(decided, stat).await?;
+        return Ok(stat_answered(guard, mem, fd, buf, rc));
+    }
     let mut memory = GuestMemory::Unshared(mem);
     let stat = wasi::path_filestat_get(ctx, &mut memory, fd, flags, ptr, len, buf);
     let rc = call::perform(decided, stat).await?;
@@ -328,35 +393,121 @@ async fn stat_name(
     Some(Ok(0))
 }
 
-/// Preview 1 functions that name one path (at `ptr`, `len`), decided by the
-/// guard (`|guard, path| decision`) and then, if allowed, performed by
-/// wasmtime-wasi's own function of the same name.
+/// Preview 1 functions whose only use of guest memory is one path (at `ptr`,
+/// `len`, from `fd`), decided by the guard (`|guard, path| decision`) and
+/// then, if allowed, performed by wasmtime-wasi's own function of the same
+/// name: on the guest's bytes, or on the host's path in our own memory where
+/// the two differ ([`translated`]).
 macro_rules! one_path {
-    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) at ($ptr:ident, $len:ident),
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) at ($fd:ident, $ptr:ident, $len:ident),
         |$guard:ident, $path:ident| $decide:expr;)*) => {$(
         $(#[$doc])*
         pub(crate) async fn $name(Call { ctx, guard, mem }: Call<'_>, ($($arg,)*): ($($ty,)*)) -> Errno {
             let path = read_path(mem, $ptr, $len);
             let $guard: &FsGuard = guard;
+            let host = translated($guard, $fd, &path);
             let decided = decide_read($guard, &path, |$path| $decide);
-            call::perform(decided, wasi::$name(ctx, &mut GuestMemory::Unshared(mem), $($arg),*)).await
+            match host {
+                None => call::perform(decided, wasi::$name(ctx, &mut GuestMemory::Unshared(mem), $($arg),*)).await,
+                Some(host) => {
+                    let ($ptr, $len) = (0, host.len() as i32);
+                    let mut scratch = host.into_bytes();
+                    call::perform(decided, wasi::$name(ctx, &mut GuestMemory::Unshared(&mut scratch), $($arg),*)).await
+                }
+            }
         }
     )*};
 }
 
 one_path! {
-    fn path_filestat_set_times(fd: i32, flags: i32, ptr: Ptr, len: i32, atim: i64, mtim: i64, fst: i32) at (ptr, len),
+    fn path_filestat_set_times(fd: i32, flags: i32, ptr: Ptr, len: i32, atim: i64, mtim: i64, fst: i32) at (fd, ptr, len),
         |guard, path| call::decide(guard, fd as u32, path, flags & LOOKUP_SYMLINK_FOLLOW != 0, FsOp::Write);
-    fn path_readlink(fd: i32, ptr: Ptr, len: i32, buf: Ptr, buf_len: i32, used: Ptr) at (ptr, len),
-        |guard, path| call::decide(guard, fd as u32, path, false, FsOp::Read);
-    fn path_create_directory(fd: i32, ptr: Ptr, len: i32) at (ptr, len),
+    fn path_create_directory(fd: i32, ptr: Ptr, len: i32) at (fd, ptr, len),
         |guard, path| call::decide_create(guard, fd as u32, path, FsOp::Create);
-    fn path_unlink_file(fd: i32, ptr: Ptr, len: i32) at (ptr, len),
+    fn path_unlink_file(fd: i32, ptr: Ptr, len: i32) at (fd, ptr, len),
         |guard, path| call::decide_unlink(guard, fd as u32, path);
-    /// A symbolic link is checked where it is created; what it points to is
-    /// only text until a later call follows it, and is checked then.
-    fn path_symlink(old_ptr: Ptr, old_len: i32, fd: i32, new_ptr: Ptr, new_len: i32) at (new_ptr, new_len),
-        |guard, path| call::decide_create(guard, fd as u32, path, FsOp::Symlink);
+}
+
+/// A symbolic link is checked where it is created; what it points to is
+/// only text until a later call follows it, and is checked then.
+pub(crate) async fn path_symlink(
+    Call { ctx, guard, mem }: Call<'_>,
+    (old_ptr, old_len, fd, new_ptr, new_len): (Ptr, i32, i32, Ptr, i32),
+) -> Errno {
+    let path = read_path(mem, new_ptr, new_len);
+    let host = translated(guard, fd, &path);
+    let decided = decide_read(guard, &path, |p| {
+        call::decide_create(guard, fd as u32, p, FsOp::Symlink)
+    });
+    let Some(host) = host else {
+        let mut memory = GuestMemory::Unshared(mem);
+        let symlink = wasi::path_symlink(ctx, &mut memory, old_ptr, old_len, fd, new_ptr, new_len);
+        return call::perform(decided, symlink).await;
+    };
+    // The link's text and the host's path, in our own memory.
+    let Some(text) = read_path(mem, old_ptr, old_len) else {
+        return Ok(errno::FAULT);
+    };
+    let (paths, [(old_ptr, old_len), (new_ptr, new_len)]) = scratch_paths([&text, &host]);
+    let mut scratch = paths;
+    let mut memory = GuestMemory::Unshared(&mut scratch);
+    let symlink = wasi::path_symlink(ctx, &mut memory, old_ptr, old_len, fd, new_ptr, new_len);
+    call::perform(decided, symlink).await
+}
+
+/// Paths laid out one after another in a scratch memory, with where each is.
+fn scratch_paths<const N: usize>(paths: [&str; N]) -> (Vec<u8>, [(Ptr, i32); N]) {
+    let mut memory = Vec::new();
+    let at = paths.map(|p| {
+        let at = (memory.len() as Ptr, p.len() as i32);
+        memory.extend_from_slice(p.as_bytes());
+        at
+    });
+    (memory, at)
+}
+
+/// Longest link text `path_readlink` answers from our own memory: Linux's
+/// `PATH_MAX`, which no link's text exceeds.
+const MAX_LINK_TEXT: usize = 4096;
+
+pub(crate) async fn path_readlink(
+    Call { ctx, guard, mem }: Call<'_>,
+    (fd, ptr, len, buf, buf_len, used): (i32, Ptr, i32, Ptr, i32, Ptr),
+) -> Errno {
+    let path = read_path(mem, ptr, len);
+    let host = translated(guard, fd, &path);
+    let decided = decide_read(guard, &path, |p| call::decide(guard, fd as u32, p, false, FsOp::Read));
+    let Some(host) = host else {
+        let mut memory = GuestMemory::Unshared(mem);
+        let readlink = wasi::path_readlink(ctx, &mut memory, fd, ptr, len, buf, buf_len, used);
+        return call::perform(decided, readlink).await;
+    };
+    // The host's path, then the text read and its length, in our memory;
+    // both copied to the guest's, checked first as wasmtime-wasi would.
+    let room = (buf_len as u32 as usize).min(MAX_LINK_TEXT);
+    let readlink = async {
+        if out_of(mem, buf, buf_len as u32 as usize, 1).is_none() || out_of(mem, used, 4, 4).is_none() {
+            return Errno::Ok(errno::FAULT);
+        }
+        let text_at = host.len().next_multiple_of(4);
+        let used_at = text_at + room.next_multiple_of(4);
+        let mut scratch = host.as_bytes().to_vec();
+        scratch.resize(used_at + 4, 0);
+        let mut memory = GuestMemory::Unshared(&mut scratch);
+        let (p, l, t, r, u) = (0, host.len() as i32, text_at as Ptr, room as i32, used_at as Ptr);
+        let rc = wasi::path_readlink(ctx, &mut memory, fd, p, l, t, r, u).await?;
+        if rc == 0 {
+            let n = (read_u32(&scratch, u).unwrap_or(0) as usize).min(room);
+            if let Some(out) = out_of(mem, buf, n, 1) {
+                out.copy_from_slice(&scratch[text_at..text_at + n]);
+            }
+            if let Some(out) = out_of(mem, used, 4, 4) {
+                out.copy_from_slice(&(n as u32).to_le_bytes());
+            }
+        }
+        Ok(rc)
+    };
+    call::perform(decided, readlink).await
 }
 
 /// `rmdir`, with POSIX's answer for a trailing slash: `"dir/"` removes the
@@ -366,10 +517,20 @@ pub(crate) async fn path_remove_directory(
     (fd, ptr, len): (i32, Ptr, i32),
 ) -> Errno {
     let path = read_path(mem, ptr, len);
+    let host = translated(guard, fd, &path);
     let decided = match decide_read(guard, &path, |p| call::decide(guard, fd as u32, p, false, FsOp::Remove)) {
         Ok(decided) => decided,
         Err(refusal) => return Ok(errno_of(refusal)),
     };
+    if let Some(host) = host {
+        // The guard refuses removing a granted file or its folder, the only
+        // paths the host names otherwise; this is what it would be told.
+        let mut scratch = host.trim_end_matches('/').as_bytes().to_vec();
+        let len = scratch.len() as i32;
+        let mut memory = GuestMemory::Unshared(&mut scratch);
+        let remove = wasi::path_remove_directory(ctx, &mut memory, fd, 0, len);
+        return call::settled(decided, remove).await;
+    }
     let mut len = len;
     if let Some(p) = path.as_deref().filter(|p| p.len() > 1 && p.ends_with('/')) {
         let trimmed = p.trim_end_matches('/');
@@ -418,13 +579,44 @@ async fn stat_type(ctx: &mut WasiP1Ctx, fd: i32, lookup: i32, path: &str) -> was
     Ok(filestat(ctx, fd, lookup, path).await?.map(|stat| stat[FILESTAT_TYPE]))
 }
 
+/// Both paths of a rename or link as the host calls them, when either is
+/// not as the guest wrote it ([`translated`]); inside, `None` when the other
+/// could not be read (the call is then refused, as wasmtime-wasi would).
+#[expect(
+    clippy::option_option,
+    reason = "whether to translate, then whether both paths were read"
+)]
+fn two_translated(
+    guard: &FsGuard,
+    (fd, old): (i32, &Option<String>),
+    (new_fd, new): (i32, &Option<String>),
+) -> Option<Option<(String, String)>> {
+    let (old_host, new_host) = (translated(guard, fd, old), translated(guard, new_fd, new));
+    if old_host.is_none() && new_host.is_none() {
+        return None;
+    }
+    let old = old_host.or_else(|| old.clone());
+    let new = new_host.or_else(|| new.clone());
+    Some(old.zip(new))
+}
+
 pub(crate) async fn path_rename(
     Call { ctx, guard, mem }: Call<'_>,
     (fd, old_ptr, old_len, new_fd, new_ptr, new_len): (i32, Ptr, i32, i32, Ptr, i32),
 ) -> Errno {
     let (old, new) = (read_path(mem, old_ptr, old_len), read_path(mem, new_ptr, new_len));
+    let hosts = two_translated(guard, (fd, &old), (new_fd, &new));
     let decided = decide_move_read(guard, (fd as u32, &old, false), (new_fd as u32, &new), FsOp::Rename);
-    let mut memory = GuestMemory::Unshared(mem);
+    let Some(hosts) = hosts else {
+        let mut memory = GuestMemory::Unshared(mem);
+        let rename = wasi::path_rename(ctx, &mut memory, fd, old_ptr, old_len, new_fd, new_ptr, new_len);
+        return call::perform(decided, rename).await;
+    };
+    let Some((old, new)) = hosts else {
+        return Ok(errno::FAULT);
+    };
+    let (mut scratch, [(old_ptr, old_len), (new_ptr, new_len)]) = scratch_paths([&old, &new]);
+    let mut memory = GuestMemory::Unshared(&mut scratch);
     let rename = wasi::path_rename(ctx, &mut memory, fd, old_ptr, old_len, new_fd, new_ptr, new_len);
     call::perform(decided, rename).await
 }
@@ -435,8 +627,18 @@ pub(crate) async fn path_link(
 ) -> Errno {
     let (old, new) = (read_path(mem, old_ptr, old_len), read_path(mem, new_ptr, new_len));
     let follow = flags & LOOKUP_SYMLINK_FOLLOW != 0;
+    let hosts = two_translated(guard, (fd, &old), (new_fd, &new));
     let decided = decide_move_read(guard, (fd as u32, &old, follow), (new_fd as u32, &new), FsOp::Link);
-    let mut memory = GuestMemory::Unshared(mem);
+    let Some(hosts) = hosts else {
+        let mut memory = GuestMemory::Unshared(mem);
+        let link = wasi::path_link(ctx, &mut memory, fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len);
+        return call::perform(decided, link).await;
+    };
+    let Some((old, new)) = hosts else {
+        return Ok(errno::FAULT);
+    };
+    let (mut scratch, [(old_ptr, old_len), (new_ptr, new_len)]) = scratch_paths([&old, &new]);
+    let mut memory = GuestMemory::Unshared(&mut scratch);
     let link = wasi::path_link(ctx, &mut memory, fd, flags, old_ptr, old_len, new_fd, new_ptr, new_len);
     call::perform(decided, link).await
 }
@@ -525,15 +727,19 @@ pub(crate) async fn fd_readdir(
                 break;
             }
             theirs = i64::from_le_bytes(scratch[at..at + 8].try_into().unwrap_or_default());
-            let name = std::str::from_utf8(&scratch[at + DIRENT..end]);
-            let shown = !name.is_ok_and(|n| guard.hidden(&dir, n));
-            kept += u64::from(shown);
-            if shown && kept > skip {
-                scratch[at..at + 8].copy_from_slice(&kept.to_le_bytes());
-                let take = (end - at).min(want - filled);
-                mem[start + filled..start + filled + take].copy_from_slice(&scratch[at..at + take]);
+            // wasmtime-wasi lists names in UTF-8 only; anything else is left
+            // out rather than shown unruled.
+            let name = std::str::from_utf8(&scratch[at + DIRENT..end]).ok();
+            let shown = name.and_then(|n| guard.shown(&dir, n));
+            kept += u64::from(shown.is_some());
+            if let Some(name) = shown
+                && kept > skip
+            {
+                let entry = dirent_shown(&scratch[at..end], kept, name);
+                let take = entry.len().min(want - filled);
+                mem[start + filled..start + filled + take].copy_from_slice(&entry[..take]);
                 filled += take;
-                if take < end - at {
+                if take < entry.len() {
                     break 'refill;
                 }
                 last = Some((kept, theirs));
@@ -551,6 +757,17 @@ pub(crate) async fn fd_readdir(
     }
     mem[used_at..used_at + 4].copy_from_slice(&(filled as u32).to_le_bytes());
     Ok(0)
+}
+
+/// The dirent `raw` (its header as wasmtime-wasi listed it) as the guest
+/// sees it: our cookie `kept`, and the name the grant shows (a granted
+/// file's guest name).
+fn dirent_shown(raw: &[u8], kept: u64, name: &str) -> Vec<u8> {
+    let mut entry = raw[..DIRENT].to_vec();
+    entry[..8].copy_from_slice(&kept.to_le_bytes());
+    entry[16..20].copy_from_slice(&(name.len() as u32).to_le_bytes());
+    entry.extend_from_slice(name.as_bytes());
+    entry
 }
 
 /// Bytes the iovecs at `iovs` (`{buf: u32, len: u32}` each) hold, or `None`

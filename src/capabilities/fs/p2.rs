@@ -282,12 +282,9 @@ impl HostDescriptor for Guarded<'_> {
         HostDescriptor::sync(&mut self.inner, fd).await
     }
     async fn create_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
+        let host = self.guard.host_path(fd.rep(), &path).into_owned();
         let decided = call::decide_create(self.guard, fd.rep(), &path, FsOp::Create);
-        call::perform(
-            decided,
-            HostDescriptor::create_directory_at(&mut self.inner, fd, path.clone()),
-        )
-        .await
+        call::perform(decided, HostDescriptor::create_directory_at(&mut self.inner, fd, host)).await
     }
     async fn stat(&mut self, fd: Resource<types::Descriptor>) -> FsResult<types::DescriptorStat> {
         let rep = fd.rep();
@@ -301,17 +298,18 @@ impl HostDescriptor for Guarded<'_> {
         path: String,
     ) -> FsResult<types::DescriptorStat> {
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
+        let host = self.guard.host_path(rep, &path).into_owned();
         // Decided by the name, so stat the name itself (see
         // `FsGuard::check_name`); a link there is followed the full way.
         let by_name = match call::named(self.guard, rep, &path, FsOp::Stat) {
-            Some(named) => call::by_name(named, follow, stat_name(&mut self.inner, rep, &path, follow)).await,
+            Some(named) => call::by_name(named, follow, stat_name(&mut self.inner, rep, &host, follow)).await,
             None => None,
         };
         let stat = match by_name {
             Some(stat) => stat,
             None => {
                 let decided = call::decide(self.guard, rep, &path, follow, FsOp::Stat);
-                let stat = HostDescriptor::stat_at(&mut self.inner, fd, path_flags, path.clone());
+                let stat = HostDescriptor::stat_at(&mut self.inner, fd, path_flags, host);
                 call::perform(decided, stat).await
             }
         };
@@ -326,8 +324,9 @@ impl HostDescriptor for Guarded<'_> {
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
+        let host = self.guard.host_path(rep, &path).into_owned();
         let decided = call::decide(self.guard, rep, &path, follow, FsOp::Write);
-        let set = HostDescriptor::set_times_at(&mut self.inner, fd, path_flags, path.clone(), atim, mtim);
+        let set = HostDescriptor::set_times_at(&mut self.inner, fd, path_flags, host, atim, mtim);
         call::perform(decided, set).await
     }
     async fn link_at(
@@ -340,15 +339,10 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<()> {
         let follow = old_path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
         let (old, new) = ((fd.rep(), &*old_path, follow), (new_descriptor.rep(), &*new_path));
+        let old_host = self.guard.host_path(fd.rep(), &old_path).into_owned();
+        let new_host = self.guard.host_path(new_descriptor.rep(), &new_path).into_owned();
         let decided = call::decide_move(self.guard, old, new, FsOp::Link);
-        let link = HostDescriptor::link_at(
-            &mut self.inner,
-            fd,
-            old_path_flags,
-            old_path.clone(),
-            new_descriptor,
-            new_path.clone(),
-        );
+        let link = HostDescriptor::link_at(&mut self.inner, fd, old_path_flags, old_host, new_descriptor, new_host);
         call::perform(decided, link).await
     }
     async fn open_at(
@@ -361,10 +355,11 @@ impl HostDescriptor for Guarded<'_> {
     ) -> FsResult<Resource<types::Descriptor>> {
         let op = open_op(oflags, flags);
         let (rep, follow) = (fd.rep(), path_flags.contains(types::PathFlags::SYMLINK_FOLLOW));
+        let host = self.guard.host_path(rep, &path).into_owned();
         let mut how = OpenHow {
             inner: &mut self.inner,
             rep,
-            path: &path,
+            path: &host,
             path_flags,
             oflags,
             flags,
@@ -379,17 +374,19 @@ impl HostDescriptor for Guarded<'_> {
         HostDescriptor::drop(&mut self.inner, fd)
     }
     async fn readlink_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<String> {
+        let host = self.guard.host_path(fd.rep(), &path).into_owned();
         let decided = call::decide(self.guard, fd.rep(), &path, false, FsOp::Read);
-        call::perform(decided, HostDescriptor::readlink_at(&mut self.inner, fd, path.clone())).await
+        call::perform(decided, HostDescriptor::readlink_at(&mut self.inner, fd, host)).await
     }
     async fn remove_directory_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
         let rep = fd.rep();
         let decided = call::decide(self.guard, rep, &path, false, FsOp::Remove).map_err(code)?;
-        let mut target = path.clone();
-        if path.len() > 1 && path.ends_with('/') {
+        let host = self.guard.host_path(rep, &path).into_owned();
+        let mut target = host.clone();
+        if host.len() > 1 && host.ends_with('/') {
             // POSIX: `rmdir("dir/")` removes the directory (wasmtime-wasi 48
             // answers `EINVAL`), `rmdir("file/")` is `ENOTDIR`.
-            target = path.trim_end_matches('/').to_string();
+            target = host.trim_end_matches('/').to_string();
             if !target.is_empty() {
                 let stat = HostDescriptor::stat_at(
                     &mut self.inner,
@@ -414,8 +411,10 @@ impl HostDescriptor for Guarded<'_> {
         new_path: String,
     ) -> FsResult<()> {
         let (old, new) = ((fd.rep(), &*old_path, false), (new_fd.rep(), &*new_path));
+        let old_host = self.guard.host_path(fd.rep(), &old_path).into_owned();
+        let new_host = self.guard.host_path(new_fd.rep(), &new_path).into_owned();
         let decided = call::decide_move(self.guard, old, new, FsOp::Rename);
-        let rename = HostDescriptor::rename_at(&mut self.inner, fd, old_path.clone(), new_fd, new_path.clone());
+        let rename = HostDescriptor::rename_at(&mut self.inner, fd, old_host, new_fd, new_host);
         call::perform(decided, rename).await
     }
     async fn symlink_at(
@@ -424,17 +423,15 @@ impl HostDescriptor for Guarded<'_> {
         src_path: String,
         dest_path: String,
     ) -> FsResult<()> {
+        let host = self.guard.host_path(fd.rep(), &dest_path).into_owned();
         let decided = call::decide_create(self.guard, fd.rep(), &dest_path, FsOp::Symlink);
-        let symlink = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, dest_path.clone());
+        let symlink = HostDescriptor::symlink_at(&mut self.inner, fd, src_path, host);
         call::perform(decided, symlink).await
     }
     async fn unlink_file_at(&mut self, fd: Resource<types::Descriptor>, path: String) -> FsResult<()> {
+        let host = self.guard.host_path(fd.rep(), &path).into_owned();
         let decided = call::decide_unlink(self.guard, fd.rep(), &path);
-        call::perform(
-            decided,
-            HostDescriptor::unlink_file_at(&mut self.inner, fd, path.clone()),
-        )
-        .await
+        call::perform(decided, HostDescriptor::unlink_file_at(&mut self.inner, fd, host)).await
     }
     fn read_via_stream(
         &mut self,
@@ -476,8 +473,9 @@ impl HostDescriptor for Guarded<'_> {
         // wasi-libc asks this of every entry it lists (for `d_ino`), so an
         // entry of a folder the guest holds is refused only when hidden.
         let follow = path_flags.contains(types::PathFlags::SYMLINK_FOLLOW);
+        let host = self.guard.host_path(fd.rep(), &path).into_owned();
         let decided = call::decide_entry(self.guard, fd.rep(), &path, follow);
-        let hash = HostDescriptor::metadata_hash_at(&mut self.inner, fd, path_flags, path.clone());
+        let hash = HostDescriptor::metadata_hash_at(&mut self.inner, fd, path_flags, host);
         call::perform(decided, hash).await
     }
 }
@@ -491,9 +489,16 @@ impl HostDirectoryEntryStream for Guarded<'_> {
         loop {
             let entry = HostDirectoryEntryStream::read_directory_entry(&mut self.inner, stream).await?;
             stream = Resource::new_borrow(rep);
-            match (entry, self.guard.listing_of(rep)) {
-                (Some(e), Some(dir)) if self.guard.hidden(dir, &e.name) => continue,
-                (entry, _) => return Ok(entry),
+            let (Some(mut e), Some(dir)) = (entry.clone(), self.guard.listing_of(rep)) else {
+                return Ok(entry);
+            };
+            match self.guard.shown(dir, &e.name) {
+                Some(name) if name == e.name => return Ok(Some(e)),
+                Some(name) => {
+                    e.name = name.to_string();
+                    return Ok(Some(e));
+                }
+                None => continue,
             }
         }
     }

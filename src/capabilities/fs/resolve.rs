@@ -8,6 +8,7 @@
 //! says cannot depend on what lies behind the rule (`hidden/../x` must not
 //! tell whether `hidden` is a folder, a file or nothing).
 
+use crate::policy::FsRules;
 use cap_std::fs::Dir;
 use std::collections::VecDeque;
 
@@ -68,6 +69,45 @@ pub(super) fn walk<E>(
     Ok(Some(out))
 }
 
+/// `rel` (in the folder of file grants, normalized, as the guest names it)
+/// as the host names it: its first component is a granted name or the
+/// folder's hidden entries, which are never read.
+pub(super) fn host_rel(rules: &FsRules, rel: &[String]) -> String {
+    let mut parts = rel.iter().map(String::as_str);
+    let first = parts.next().map(|name| rules.host_name(name));
+    first.into_iter().chain(parts).collect::<Vec<_>>().join("/")
+}
+
+/// `path` (as the guest wrote it) taken from the folder at depth `depth` of a
+/// folder of file grants (0 for the folder itself), with every granted name
+/// the folder's entries are reached by written as the host calls it. What
+/// follows a `..` above the folder is left as written: the path leaves the
+/// handle's folder there, and wasmtime-wasi refuses it before reading on.
+pub(super) fn host_path<'p>(rules: &FsRules, depth: usize, path: &'p str) -> std::borrow::Cow<'p, str> {
+    let mut depth = Some(depth);
+    let mut changed = false;
+    let parts: Vec<&str> = path
+        .split('/')
+        .map(|c| match (c, depth) {
+            ("" | ".", _) | (_, None) => c,
+            ("..", Some(d)) => {
+                depth = d.checked_sub(1);
+                c
+            }
+            (c, Some(d)) => {
+                depth = Some(d + 1);
+                let host = if d == 0 { rules.host_name(c) } else { c };
+                changed |= host != c;
+                host
+            }
+        })
+        .collect();
+    match changed {
+        true => parts.join("/").into(),
+        false => path.into(),
+    }
+}
+
 /// What following the links of a path found.
 #[derive(Debug)]
 pub(super) struct Resolved {
@@ -102,10 +142,15 @@ pub(super) enum Unresolved<E> {
 /// Until a link is followed the walk passes the names [`walk`] passed, which
 /// the caller has decided; after one, every name it reaches is handed to
 /// `passing` before it is looked at on the disk.
+///
+/// `renamed` is the rules of a folder of file grants that shows a file under
+/// another name: the disk is then read under each granted name's host name,
+/// and a link met on the way cannot be followed (its target names host
+/// entries, which the guest names otherwise), so it is [`Unresolved::Unreadable`].
 pub(super) fn resolve<E>(
     root: &Dir,
     base: &[String],
-    path: &str,
+    (path, renamed): (&str, Option<&FsRules>),
     follow_last: bool,
     mut passing: impl FnMut(&[String]) -> Result<(), E>,
 ) -> Result<Resolved, Unresolved<E>> {
@@ -141,7 +186,10 @@ pub(super) fn resolve<E>(
             // Below a missing component nothing exists to follow.
             continue;
         }
-        let here = done.join("/");
+        let here = match renamed {
+            Some(rules) => host_rel(rules, &done),
+            None => done.join("/"),
+        };
         let meta = match root.symlink_metadata(&here) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
@@ -152,6 +200,9 @@ pub(super) fn resolve<E>(
             Err(_) => return Err(Unresolved::Unreadable),
         };
         if meta.file_type().is_symlink() && (!todo.is_empty() || follow_last) {
+            if renamed.is_some() {
+                return Err(Unresolved::Unreadable);
+            }
             links += 1;
             if links > MAX_LINKS {
                 return Err(Unresolved::Leaves);
@@ -196,7 +247,35 @@ mod tests {
 
     /// [`resolve`] with nothing ruled.
     fn follow(root: &Dir, path: &str, follow_last: bool) -> Result<Resolved, Unresolved<()>> {
-        resolve(root, &[], path, follow_last, |_| Ok(()))
+        resolve(root, &[], (path, None), follow_last, |_| Ok(()))
+    }
+
+    #[test]
+    fn granted_names_are_handed_to_the_host_under_its_names() {
+        let file = |name: &str, host: &str| crate::policy::FileRule {
+            name: name.into(),
+            host: host.into(),
+            access: crate::policy::Access::ReadOnly,
+        };
+        let rules = FsRules {
+            files: vec![file("app.conf", "one.conf"), file("one.conf", "app.conf")],
+            hide: true,
+            ..FsRules::default()
+        };
+        for (depth, path, host) in [
+            (0, "app.conf", "one.conf"),
+            (0, "./app.conf", "./one.conf"),
+            (0, "app.conf/../one.conf", "one.conf/../app.conf"),
+            (0, "x/app.conf", "x/app.conf"),
+            (0, "x/../app.conf", "x/../one.conf"),
+            (0, "../etc/app.conf", "../etc/app.conf"),
+            (1, "../app.conf", "../one.conf"),
+            (0, "other", "other"),
+        ] {
+            assert_eq!(host_path(&rules, depth, path), host, "{path}");
+        }
+        assert_eq!(host_rel(&rules, &rel(&["app.conf"])), "one.conf");
+        assert_eq!(host_rel(&rules, &[]), "");
     }
 
     #[test]
@@ -240,19 +319,19 @@ mod tests {
         };
         // Ruled before the absolute link inside is found (which would leave).
         assert_eq!(
-            resolve(&root, &[], "via", true, ruled).unwrap_err(),
+            resolve(&root, &[], ("via", None), true, ruled).unwrap_err(),
             Unresolved::Ruled("hidden")
         );
         assert_eq!(
-            resolve(&root, &[], "back", true, ruled).unwrap_err(),
+            resolve(&root, &[], ("back", None), true, ruled).unwrap_err(),
             Unresolved::Ruled("hidden")
         );
         // Names of the path as written are the caller's (from `walk`).
-        assert!(resolve(&root, &[], "hidden/inner", true, ruled).is_ok());
+        assert!(resolve(&root, &[], ("hidden/inner", None), true, ruled).is_ok());
         // A folder handle is confined to its folder.
         let sub = rel(&["hidden"]);
         assert_eq!(
-            resolve(&root, &sub, "../x", true, |_| Ok::<(), ()>(())).unwrap_err(),
+            resolve(&root, &sub, ("../x", None), true, |_| Ok::<(), ()>(())).unwrap_err(),
             Unresolved::Leaves
         );
     }
