@@ -257,6 +257,11 @@ pub struct Outcome {
     /// an outcome a watcher reports without the run's own.
     #[serde(default)]
     pub module_sha256: Option<String>,
+    /// The digest of the policy the run was under ([`Policy::sha256`]): with
+    /// `module_sha256`, which program ran under which rules. `None` for an
+    /// outcome a watcher reports without the run's own.
+    #[serde(default)]
+    pub policy_sha256: Option<String>,
 }
 
 impl Outcome {
@@ -286,6 +291,7 @@ impl Outcome {
             uses: Default::default(),
             wall,
             module_sha256: None,
+            policy_sha256: None,
         }
     }
 
@@ -374,6 +380,7 @@ impl Outcome {
             "uses": self.uses,
             "wall": self.wall.as_ref().map(WallReport::to_json),
             "module_sha256": self.module_sha256,
+            "policy_sha256": self.policy_sha256,
         })
     }
 }

@@ -64,6 +64,8 @@ pub struct Sandbox {
 struct Inner {
     engine: Engine,
     policy: Policy,
+    /// The policy's digest, for every outcome.
+    policy_sha256: String,
     io: RunIo,
     cache_in_grant: Option<CacheInGrant>,
 }
@@ -196,6 +198,7 @@ impl SandboxBuilder {
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
+                policy_sha256: self.policy.sha256(),
                 policy: self.policy,
                 io: self.io,
                 cache_in_grant,
@@ -629,6 +632,7 @@ impl Sandbox {
             denials,
             cancel: options.cancel,
             module_sha256: program.sha256(),
+            policy_sha256: inner.policy_sha256.clone(),
         };
         Ok((run, wasi))
     }
@@ -748,6 +752,7 @@ impl Sandbox {
             uses,
             wall: crate::wall::current(),
             module_sha256: run.module_sha256.clone(),
+            policy_sha256: Some(run.policy_sha256.clone()),
         })
     }
 }
@@ -765,6 +770,8 @@ pub(crate) struct RunState {
     pub(crate) cancel: Option<CancelHandle>,
     /// The program's SHA-256, for its outcome.
     module_sha256: Option<String>,
+    /// The policy's digest, for its outcome.
+    policy_sha256: String,
 }
 
 /// How the race between a guest, its deadline and its cancel handle ended.

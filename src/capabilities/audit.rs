@@ -129,10 +129,16 @@ impl AuditFile {
     }
 
     /// Writes the line that opens a run's audit: the module's name and its
-    /// SHA-256 (`null` for precompiled code, which records none), so that
-    /// the audit proves which program made the uses after it.
-    pub fn header(&self, module: &str, module_sha256: Option<&str>) {
-        self.write_line(serde_json::json!({ "module": module, "module_sha256": module_sha256 }).to_string());
+    /// SHA-256 (`null` for precompiled code, which records none), and the
+    /// policy's digest, so that the audit proves which program made the uses
+    /// after it, under which rules.
+    pub fn header(&self, module: &str, module_sha256: Option<&str>, policy_sha256: &str) {
+        let header = serde_json::json!({
+            "module": module,
+            "module_sha256": module_sha256,
+            "policy_sha256": policy_sha256,
+        });
+        self.write_line(header.to_string());
     }
 
     /// Appends `line` (one JSON object) unless the cap is reached; the first

@@ -21,6 +21,7 @@
 mod builder;
 mod check;
 mod cwd;
+mod digest;
 mod error;
 mod file;
 mod fs;
@@ -36,6 +37,7 @@ mod wall;
 mod wasm;
 
 pub use builder::PolicyBuilder;
+pub use digest::POLICY_FORMAT;
 pub use error::{PolicyError, PolicyErrorKind};
 pub use summary::summarize;
 // The TOML as written (`PolicyFile` and its tables) stays inside: it is how

@@ -42,6 +42,13 @@ fn describe_source(out: &mut String, policy: &Policy) {
         let names: Vec<_> = policy.extends().iter().map(|p| p.display().to_string()).collect();
         line(out, format!("  extends {}", names.join(", ")));
     }
+    line(
+        out,
+        format!(
+            "  sha256 {} (its digest: every report of a run under it carries it)",
+            policy.sha256()
+        ),
+    );
 }
 
 fn describe_module(out: &mut String, policy: &Policy) {

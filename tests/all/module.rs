@@ -247,10 +247,74 @@ fn the_audit_opens_with_the_module_and_its_digest() {
     let out = wasmcell(&["run", "--audit", s(&audit), HELLO]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let first: Value = serde_json::from_str(std::fs::read_to_string(&audit).unwrap().lines().next().unwrap()).unwrap();
-    assert_eq!(
-        first,
-        serde_json::json!({"module": "hello.wasm", "module_sha256": sha256(HELLO)})
-    );
+    let policy = Policy::deny_all().sha256();
+    let want = serde_json::json!({"module": "hello.wasm", "module_sha256": sha256(HELLO), "policy_sha256": policy});
+    assert_eq!(first, want);
+}
+
+/// The report names the policy by the digest `wasmcell check` prints, the
+/// same for the same rules however they are layered, in a run and in the
+/// matrix's workers.
+#[test]
+fn reports_carry_the_policy_digest_check_prints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("base.toml"), "[limits]\nfuel = 5000000\n").unwrap();
+    std::fs::write(
+        d.join("top.toml"),
+        "extends = [\"base.toml\"]\n[env]\nvars = { A = \"1\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("flat.toml"),
+        "[limits]\nfuel = 5000000\n[env]\nvars = { A = \"1\" }\n",
+    )
+    .unwrap();
+    let digest_of = |name: &str| {
+        let out = wasmcell(&["check", s(&d.join(name))]);
+        let summary = text(&out.stdout);
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with("  sha256 "))
+            .unwrap_or_else(|| panic!("{summary}"));
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    let (top, flat, base) = (digest_of("top.toml"), digest_of("flat.toml"), digest_of("base.toml"));
+    assert_eq!(top, flat);
+    assert_ne!(top, base);
+    assert_eq!(top.len(), 64);
+    let report = d.join("report.json");
+    let top_policy = d.join("top.toml");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--policy", s(&top_policy), "--report", s(&report)];
+        args.extend(extra);
+        args.push(HELLO);
+        let out = wasmcell(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let json: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        json["policy_sha256"].as_str().unwrap().to_string()
+    };
+    assert_eq!(run(&[]), top);
+    // A flag changes what is granted, so the digest.
+    assert_ne!(run(&["--env", "B=2"]), top);
+
+    let policies = d.join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::copy(d.join("flat.toml"), policies.join("flat.toml")).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "matrix",
+            "--modules",
+            HELLO,
+            "--policies",
+            s(&policies),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    assert_eq!(json["cells"][0]["outcome"]["policy_sha256"], flat.as_str(), "{json:#}");
 }
 
 /// A program loaded by an engine alone (no policy) meets the pins of the
