@@ -4,8 +4,10 @@
 //! outgoing HTTP request ([`decide_http`], made in `handle` before wasi-http
 //! parses the request), each recording what it refuses in the run's [`NetAudit`].
 
-use super::denial::Records;
+use super::broker::Broker;
+use super::denial::{OriginCounts, Records};
 use super::http_bounds::{self, InFlight, LiveBodies};
+use super::http_meter;
 use crate::policy::{NetGrants, NetKind};
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -23,8 +25,9 @@ use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp, udp_crea
 use wasmtime_wasi::p2::{SocketResult, TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::FieldMap;
 use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode as HttpErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode as HttpErrorCode, Method, Scheme};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
 use wasmtime_wasi_http::{RequestOptions, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks};
 
@@ -47,12 +50,16 @@ pub(crate) struct NetAudit {
     /// Requests allowed so far this run, and `limits.http-requests`.
     requests: Arc<AtomicU64>,
     max_requests: u64,
+    /// The run's secrets and placeholders (see [`Broker`]).
+    pub(crate) broker: Arc<Broker>,
+    /// Requests and bytes per origin, for the report.
+    pub(crate) origins: OriginCounts,
 }
 
 impl NetAudit {
     /// The run's grants and its cap on HTTP requests (`limits.http-requests`),
     /// recording refusals in `denials`.
-    pub(crate) fn new(grants: &NetGrants, max_requests: u64, denials: Records) -> NetAudit {
+    pub(crate) fn new(grants: &NetGrants, max_requests: u64, denials: Records, broker: Arc<Broker>) -> NetAudit {
         NetAudit {
             grants: Arc::new(grants.clone()),
             denials,
@@ -61,6 +68,8 @@ impl NetAudit {
             bodies: LiveBodies::default(),
             requests: Arc::default(),
             max_requests,
+            broker,
+            origins: OriginCounts::default(),
         }
     }
 
@@ -606,12 +615,15 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
 
 /// The `wasi:http/outgoing-handler` `handle` call, decided first: wasmcell
 /// reads the request's scheme and authority from the table, decides them
-/// ([`decide_http`]), counts the request against `limits.http-requests` and
-/// records the use; a refused request is dropped and
-/// answered with the refusal's code before wasi-http parses, resolves or
-/// connects anything. An allowed one gets the decided scheme and an
-/// authority rebuilt from the decided host and port, then goes to
-/// wasmtime-wasi-http's own `handle`, so the host connects only there.
+/// ([`decide_http`]), then its method and path against `[[net.http]]`
+/// ([`NetGrants::decide_request`]), looks for a secret's placeholder where it
+/// may not go ([`Broker::find_leak`]), counts the request against
+/// `limits.http-requests` and records the use; a refused request is dropped
+/// and answered with the refusal's code before wasi-http parses, resolves or
+/// connects anything. An allowed one gets the decided scheme, an authority
+/// rebuilt from the decided host and port, the normalised path its entry
+/// decided and the entry's headers and secrets ([`Broker::rewrite`]), then
+/// goes to wasmtime-wasi-http's own `handle`, so the host connects only there.
 ///
 /// # Errors
 ///
@@ -625,16 +637,15 @@ pub(crate) fn handle_http(
     request: Resource<HostOutgoingRequest>,
     options: Option<Resource<RequestOptions>>,
 ) -> wasmtime::Result<Result<Resource<HostFutureIncomingResponse>, HttpErrorCode>> {
+    // A guest still holding the request's `headers` handle could read back
+    // what is injected; wasi-http's `handle` refuses (traps on) such a
+    // request anyway, so nothing is injected into it.
+    let headers_held = table.iter_children(&request)?.next().is_some();
     let parts = table.get_mut(&request)?;
-    let decided = decide_http(&net.grants, parts.scheme.as_ref(), parts.authority.as_deref());
-    match decided.and_then(|target| net.count_request(target)) {
-        Ok(target) => {
-            net.allow("http", || target.to_string());
-            parts.scheme = Some(target.scheme.wasi());
-            parts.authority = Some(target.authority());
-        }
-        Err(refusal) => {
-            net.refuse("http", &refusal.target, &refusal.rule);
+    match broker_decide(net, parts, headers_held) {
+        Ok(()) => {}
+        Err((kind, refusal)) => {
+            net.refuse(kind, &net.broker.redact(&refusal.target), &refusal.rule);
             // `handle` owns both handles: the guest gave them up with the call.
             table.delete(request)?;
             if let Some(options) = options {
@@ -654,6 +665,119 @@ pub(crate) fn handle_http(
     }
 }
 
+/// The method as sent: `GET`, ..., or the guest's own token.
+fn method_name(method: &Method) -> Cow<'_, str> {
+    Cow::Borrowed(match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(other) => return Cow::Borrowed(other.as_str()),
+    })
+}
+
+/// How a request decided by method and path is recorded: `METHOD
+/// scheme://host:port/path`, without the query.
+fn request_target(method: &str, target: &HttpTarget, path_with_query: &str) -> String {
+    let path = path_with_query
+        .split_once('?')
+        .map_or(path_with_query, |(path, _)| path);
+    format!("{method} {target}{path}")
+}
+
+/// Decides `parts` (see [`handle_http`]), records an allowed request and
+/// rewrites it into what is sent; a refusal comes with the kind it is
+/// recorded as (`http` or `secret-leak`).
+fn broker_decide(
+    net: &NetAudit,
+    parts: &mut HostOutgoingRequest,
+    headers_held: bool,
+) -> Result<(), (&'static str, HttpRefusal)> {
+    let method = method_name(&parts.method).into_owned();
+    let written = parts.path_with_query.clone().unwrap_or_else(|| "/".to_string());
+    let origin = decide_http(&net.grants, parts.scheme.as_ref(), parts.authority.as_deref());
+    let admitted = origin.and_then(|target| {
+        let at = (target.scheme.name(), target.host.as_str(), target.port);
+        match net.grants.decide_request(at, &method, &written) {
+            Ok(admit) => Ok((target, admit)),
+            Err(rule) => {
+                net.origins.denied(&target.to_string());
+                Err(HttpRefusal {
+                    target: request_target(&method, &target, &written),
+                    rule,
+                    code: HttpErrorCode::HttpRequestDenied,
+                })
+            }
+        }
+    });
+    if !net.broker.is_empty() {
+        let entry = admitted.as_ref().ok().and_then(|(_, admit)| admit.entry);
+        let authority = parts.authority.as_deref().unwrap_or_default();
+        if let Some(leak) = net.broker.find_leak(authority, &written, &parts.headers, entry) {
+            let target = match &admitted {
+                Ok((target, _)) => {
+                    net.origins.denied(&target.to_string());
+                    request_target(&method, target, &written)
+                }
+                Err(refusal) => refusal.target.clone(),
+            };
+            let rule = format!(
+                "the request carries the placeholder of secret `{}` in its {}, and no [[net.http]] entry that admits it binds `{}` there; a placeholder is swapped only in requests to the entries its secret is bound to",
+                leak.secret, leak.place, leak.secret
+            );
+            let code = HttpErrorCode::HttpRequestDenied;
+            return Err(("secret-leak", HttpRefusal { target, rule, code }));
+        }
+    }
+    let (target, admit) = admitted.map_err(|refusal| ("http", refusal))?;
+    let recorded = request_target(&method, &target, admit.path.as_ref().map_or(&written, |p| &p.path));
+    let key = target.to_string();
+    let refuse = |rule: String| {
+        net.origins.denied(&key);
+        let code = HttpErrorCode::HttpRequestDenied;
+        (
+            "http",
+            HttpRefusal {
+                target: recorded.clone(),
+                rule,
+                code,
+            },
+        )
+    };
+    if let Some(mut path) = admit.path {
+        if let Some(entry) = admit.entry
+            && !headers_held
+            && (!entry.headers.is_empty() || !entry.secrets.is_empty())
+        {
+            let mut headers: http::HeaderMap = std::mem::take(&mut parts.headers).into();
+            // The message names a header or secret, never a value.
+            net.broker
+                .rewrite(entry, &mut headers, path.query.as_mut())
+                .map_err(refuse)?;
+            parts.headers = FieldMap::new_immutable(wasmtime_wasi_http::default_hooks(), headers);
+        }
+        parts.path_with_query = Some(path.to_sent());
+    }
+    let target = net.count_request(target).map_err(|refusal| {
+        net.origins.denied(&key);
+        ("http", refusal)
+    })?;
+    let rule = match admit.entry {
+        Some(entry) => format!("granted by the [[net.http]] entry for {}", entry.origin),
+        None => "granted by [net] http".to_string(),
+    };
+    net.denials.allow("http", || net.broker.redact(&recorded), || rule);
+    net.origins.allowed(&key);
+    parts.scheme = Some(target.scheme.wasi());
+    parts.authority = Some(target.authority());
+    Ok(())
+}
+
 /// Sends what [`handle_http`] decided and recorded. wasi-http built the
 /// request from the decided scheme and rebuilt authority; they are decided
 /// once more here, without a record, so that nothing reaching this hook
@@ -668,10 +792,13 @@ impl WasiHttpHooks for NetAudit {
         let uri = request.uri();
         let scheme = uri.scheme_str().map(|s| Scheme::Other(s.to_string()));
         let authority = uri.authority().map(|a| a.as_str());
-        if decide_http(&self.grants, scheme.as_ref(), authority).is_err() {
+        let Ok(target) = decide_http(&self.grants, scheme.as_ref(), authority) else {
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
-        }
-        self.send_bounded(request, options, fut)
+        };
+        let origins = self.origins.clone();
+        http_meter::metered(&origins, &target.to_string(), request, |request| {
+            self.send_bounded(request, options, fut)
+        })
     }
 
     /// One write to an outgoing body carries at most this much, and two are

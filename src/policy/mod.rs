@@ -24,6 +24,7 @@ mod cwd;
 mod error;
 mod file;
 mod fs;
+mod http;
 mod load;
 mod model;
 mod net;
@@ -43,7 +44,11 @@ pub use summary::summarize;
 use file::ClockMode;
 pub use file::{Access, ByteSize};
 pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
-pub use net::{HttpRule, NetGrants, NetKind, NetRule};
+pub use http::{
+    HttpEntry, HttpPathGlob, InjectedHeader, MAX_SECRET_BYTES, PlaceholderIn, RequestPath, SecretSource, Secrets,
+    TemplatePart,
+};
+pub use net::{HttpAdmit, HttpRule, NetGrants, NetKind, NetRule};
 use settings::LimitsFile;
 pub use settings::{Flag, Limits, SETTINGS, SettingInfo};
 pub use wall::{MAX_LANDLOCK_ABI, WallMode, WallSettings};
