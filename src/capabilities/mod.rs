@@ -20,6 +20,7 @@ mod env;
 mod fs;
 mod http_bounds;
 mod http_meter;
+mod http_rules;
 mod net;
 mod stdio;
 

@@ -7,7 +7,7 @@
 use super::broker::Broker;
 use super::denial::{OriginCounts, Records};
 use super::http_bounds::{self, InFlight, LiveBodies};
-use super::http_meter;
+use super::{http_meter, http_rules};
 use crate::policy::{NetGrants, NetKind};
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -25,9 +25,8 @@ use wasmtime_wasi::p2::bindings::sockets::{tcp, tcp_create_socket, udp, udp_crea
 use wasmtime_wasi::p2::{SocketResult, TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::{SocketAddrUse, WasiSocketsCtxView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
-use wasmtime_wasi_http::FieldMap;
 use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode as HttpErrorCode, Method, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode as HttpErrorCode, Scheme};
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
 use wasmtime_wasi_http::{RequestOptions, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks};
 
@@ -37,7 +36,7 @@ use wasmtime_wasi_http::{RequestOptions, WasiHttpCtx, WasiHttpCtxView, WasiHttpH
 #[derive(Clone)]
 pub(crate) struct NetAudit {
     pub(crate) grants: Arc<NetGrants>,
-    denials: Records,
+    pub(super) denials: Records,
     /// For each TCP socket the guest bound (by resource number), whether it
     /// asked for port 0: what a listen on it is decided with. A number is
     /// reused only after its socket is gone, so this holds at most one entry
@@ -76,7 +75,7 @@ impl NetAudit {
     /// Counts one more request to `target`, which `[net] http` allowed,
     /// unless the run has made all `limits.http-requests` allows: then it is
     /// refused as an unlisted origin is, and not counted.
-    fn count_request(&self, target: HttpTarget) -> Result<HttpTarget, HttpRefusal> {
+    pub(super) fn count_request(&self, target: HttpTarget) -> Result<HttpTarget, HttpRefusal> {
         let max = self.max_requests;
         match self
             .requests
@@ -439,7 +438,7 @@ pub(crate) enum HttpScheme {
 }
 
 impl HttpScheme {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             HttpScheme::Http => "http",
             HttpScheme::Https => "https",
@@ -453,7 +452,7 @@ impl HttpScheme {
         }
     }
 
-    fn wasi(self) -> Scheme {
+    pub(super) fn wasi(self) -> Scheme {
         match self {
             HttpScheme::Http => Scheme::Http,
             HttpScheme::Https => Scheme::Https,
@@ -642,7 +641,7 @@ pub(crate) fn handle_http(
     // request anyway, so nothing is injected into it.
     let headers_held = table.iter_children(&request)?.next().is_some();
     let parts = table.get_mut(&request)?;
-    match broker_decide(net, parts, headers_held) {
+    match http_rules::decide_and_rewrite(net, parts, headers_held) {
         Ok(()) => {}
         Err((kind, refusal)) => {
             net.refuse(kind, &net.broker.redact(&refusal.target), &refusal.rule);
@@ -663,119 +662,6 @@ pub(crate) fn handle_http(
         Ok(response) => Ok(Ok(response)),
         Err(err) => err.downcast().map(Err),
     }
-}
-
-/// The method as sent: `GET`, ..., or the guest's own token.
-fn method_name(method: &Method) -> Cow<'_, str> {
-    Cow::Borrowed(match method {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Delete => "DELETE",
-        Method::Connect => "CONNECT",
-        Method::Options => "OPTIONS",
-        Method::Trace => "TRACE",
-        Method::Patch => "PATCH",
-        Method::Other(other) => return Cow::Borrowed(other.as_str()),
-    })
-}
-
-/// How a request decided by method and path is recorded: `METHOD
-/// scheme://host:port/path`, without the query.
-fn request_target(method: &str, target: &HttpTarget, path_with_query: &str) -> String {
-    let path = path_with_query
-        .split_once('?')
-        .map_or(path_with_query, |(path, _)| path);
-    format!("{method} {target}{path}")
-}
-
-/// Decides `parts` (see [`handle_http`]), records an allowed request and
-/// rewrites it into what is sent; a refusal comes with the kind it is
-/// recorded as (`http` or `secret-leak`).
-fn broker_decide(
-    net: &NetAudit,
-    parts: &mut HostOutgoingRequest,
-    headers_held: bool,
-) -> Result<(), (&'static str, HttpRefusal)> {
-    let method = method_name(&parts.method).into_owned();
-    let written = parts.path_with_query.clone().unwrap_or_else(|| "/".to_string());
-    let origin = decide_http(&net.grants, parts.scheme.as_ref(), parts.authority.as_deref());
-    let admitted = origin.and_then(|target| {
-        let at = (target.scheme.name(), target.host.as_str(), target.port);
-        match net.grants.decide_request(at, &method, &written) {
-            Ok(admit) => Ok((target, admit)),
-            Err(rule) => {
-                net.origins.denied(&target.to_string());
-                Err(HttpRefusal {
-                    target: request_target(&method, &target, &written),
-                    rule,
-                    code: HttpErrorCode::HttpRequestDenied,
-                })
-            }
-        }
-    });
-    if !net.broker.is_empty() {
-        let entry = admitted.as_ref().ok().and_then(|(_, admit)| admit.entry);
-        let authority = parts.authority.as_deref().unwrap_or_default();
-        if let Some(leak) = net.broker.find_leak(authority, &written, &parts.headers, entry) {
-            let target = match &admitted {
-                Ok((target, _)) => {
-                    net.origins.denied(&target.to_string());
-                    request_target(&method, target, &written)
-                }
-                Err(refusal) => refusal.target.clone(),
-            };
-            let rule = format!(
-                "the request carries the placeholder of secret `{}` in its {}, and no [[net.http]] entry that admits it binds `{}` there; a placeholder is swapped only in requests to the entries its secret is bound to",
-                leak.secret, leak.place, leak.secret
-            );
-            let code = HttpErrorCode::HttpRequestDenied;
-            return Err(("secret-leak", HttpRefusal { target, rule, code }));
-        }
-    }
-    let (target, admit) = admitted.map_err(|refusal| ("http", refusal))?;
-    let recorded = request_target(&method, &target, admit.path.as_ref().map_or(&written, |p| &p.path));
-    let key = target.to_string();
-    let refuse = |rule: String| {
-        net.origins.denied(&key);
-        let code = HttpErrorCode::HttpRequestDenied;
-        (
-            "http",
-            HttpRefusal {
-                target: recorded.clone(),
-                rule,
-                code,
-            },
-        )
-    };
-    if let Some(mut path) = admit.path {
-        if let Some(entry) = admit.entry
-            && !headers_held
-            && (!entry.headers.is_empty() || !entry.secrets.is_empty())
-        {
-            let mut headers: http::HeaderMap = std::mem::take(&mut parts.headers).into();
-            // The message names a header or secret, never a value.
-            net.broker
-                .rewrite(entry, &mut headers, path.query.as_mut())
-                .map_err(refuse)?;
-            parts.headers = FieldMap::new_immutable(wasmtime_wasi_http::default_hooks(), headers);
-        }
-        parts.path_with_query = Some(path.to_sent());
-    }
-    let target = net.count_request(target).map_err(|refusal| {
-        net.origins.denied(&key);
-        ("http", refusal)
-    })?;
-    let rule = match admit.entry {
-        Some(entry) => format!("granted by the [[net.http]] entry for {}", entry.origin),
-        None => "granted by [net] http".to_string(),
-    };
-    net.denials.allow("http", || net.broker.redact(&recorded), || rule);
-    net.origins.allowed(&key);
-    parts.scheme = Some(target.scheme.wasi());
-    parts.authority = Some(target.authority());
-    Ok(())
 }
 
 /// Sends what [`handle_http`] decided and recorded. wasi-http built the

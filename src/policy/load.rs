@@ -1000,7 +1000,7 @@ mod tests {
                 "does not declare",
             ),
             (entry("secrets = [\"nope\"]"), "net.http", "does not declare"),
-            (entry("path = [\"/\"]"), "net.http", "unknown field"),
+            (entry("path = [\"/\"]"), "net.http", "unknown key `path`"),
             (secret("{ env = \"A\", file = \"b\" }"), "net.secrets.gh", "exactly one"),
             (secret("{ }"), "net.secrets.gh", "exactly one"),
             (
@@ -1033,7 +1033,8 @@ mod tests {
     #[test]
     fn http_entries_add_up_over_extends_and_a_later_secret_wins() {
         let dir = tempfile::tempdir().unwrap();
-        let base = "[net]\nhttp = [\"http://127.0.0.1:1\"]\n[net.secrets]\ngh = { env = \"BASE\" }\n\n[[net.http]]\norigin = \"http://127.0.0.1:2\"\nmethods = [\"GET\"]\nsecrets = [\"gh\"]\n";
+        // Origins and tables in one array.
+        let base = "[net]\nhttp = [\"http://127.0.0.1:1\", { origin = \"http://127.0.0.1:2\", methods = [\"GET\"], secrets = [\"gh\"] }]\n[net.secrets]\ngh = { env = \"BASE\" }\n";
         std::fs::write(dir.path().join("base.toml"), base).unwrap();
         let top = "extends = [\"base.toml\"]\n[net.secrets]\ngh = { env = \"TOP\" }\n\n[[net.http]]\norigin = \"http://127.0.0.1:3\"\ndeny-paths = [\"/admin/**\"]\n";
         std::fs::write(dir.path().join("top.toml"), top).unwrap();

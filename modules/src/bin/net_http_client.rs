@@ -1,15 +1,15 @@
 //! Needs a wasm32-wasip2 component with `[net] http` grants; runs each
 //! argument as one step, in order, printing one line (or block) per step and
-//! exiting 0 whatever the answers:
+//! exiting 0 whatever the answers.
 //!
-//! - `METHOD|URL|Name: value|...|=body` makes a request with `wasi:http`: the
-//!   method, the URL (split as `net_http_get` splits it), any number of
-//!   headers and an optional body after `=`; it prints `status <code>` and the
-//!   body, or `refused: <error>`. `{env:NAME}` anywhere in the step is
-//!   replaced by the guest's variable `NAME` first, as an SDK reading a token
-//!   from its environment would;
-//! - `env` prints every variable as `env NAME=value`;
-//! - `dump:/dir` prints every file below `/dir` as `file PATH: contents`.
+//! A step `METHOD|URL|Name: value|...|=body` makes a request with `wasi:http`:
+//! the method, the URL (split as `net_http_get` splits it), any number of
+//! headers and an optional body after `=` (sent with its `Content-Length`);
+//! it prints `status <code>` and the body, or `refused: <error>`. The step
+//! `env` prints every variable as `env NAME=value`; `dump:/dir` prints every
+//! file below `/dir` as `file PATH: contents`. In any step, `{env:NAME}` is
+//! first replaced by the guest's variable `NAME`, as an SDK reading a token
+//! from its environment would.
 //!
 //! The core module build (wasm32-wasip1) has no HTTP and answers every
 //! request with `refused: Unsupported`.
