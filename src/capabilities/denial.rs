@@ -117,6 +117,14 @@ impl Records {
         }
     }
 
+    /// Hands the audit hook, if any, what became of a use already counted
+    /// (an HTTP request's response); counts nothing.
+    pub(crate) fn note(&self, kind: &'static str, target: impl FnOnce() -> String, rule: impl FnOnce() -> String) {
+        if self.audit.is_some() {
+            self.audit(kind, &target(), Decision::Allowed, &rule());
+        }
+    }
+
     /// Records a refused use of `kind` on `target`, printing it first when
     /// asked to. `target` is the guest's choice: it is cut to
     /// [`DENIAL_FIELD_BYTES`] and printed escaped. Past the record's caps a

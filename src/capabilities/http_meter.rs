@@ -1,8 +1,10 @@
-//! Body bytes per origin for the report: a request's body is counted as hyper
-//! takes it, a response's as the guest is handed it.
+//! Body bytes per origin for the report, a request's body counted as hyper
+//! takes it and a response's as the guest is handed it, and each response's
+//! status for the audit (`http-response`).
 
 use super::denial::OriginCounts;
 use super::http_bounds::SendResult;
+use super::net::NetAudit;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -55,18 +57,28 @@ fn meter(body: WasiBody, counts: &OriginCounts, origin: &str, sent: bool) -> Was
 }
 
 /// `send(request)`, with the request's and the response's bodies counted
-/// under `origin` (the decided `scheme://host:port`).
+/// under `origin` (the decided `scheme://host:port`), and the response's
+/// status (or the failure) handed to the audit as `http-response`, its
+/// target `METHOD origin path` as the `http` record names the request.
 pub(super) fn metered(
-    counts: &OriginCounts,
+    net: &NetAudit,
     origin: &str,
     request: http::Request<WasiBody>,
     send: impl FnOnce(http::Request<WasiBody>) -> Box<dyn Future<Output = SendResult> + Send>,
 ) -> Box<dyn Future<Output = SendResult> + Send> {
-    let request = request.map(|body| meter(body, counts, origin, true));
+    let target = format!("{} {origin}{}", request.method(), request.uri().path());
+    let counts = net.origins.clone();
+    let request = request.map(|body| meter(body, &counts, origin, true));
     let sending = send(request);
-    let (counts, origin) = (counts.clone(), origin.to_string());
+    let (records, broker, origin) = (net.denials.clone(), net.broker.clone(), origin.to_string());
     Box::new(async move {
-        let (response, connection) = Pin::from(sending).await?;
+        let sent = Pin::from(sending).await;
+        let outcome = match &sent {
+            Ok((response, _)) => format!("status {}", response.status().as_u16()),
+            Err(err) => format!("failed: {err}"),
+        };
+        records.note("http-response", || broker.redact(&target), || broker.redact(&outcome));
+        let (response, connection) = sent?;
         Ok((response.map(|body| meter(body, &counts, &origin, false)), connection))
     })
 }

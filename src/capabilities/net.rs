@@ -681,8 +681,8 @@ impl WasiHttpHooks for NetAudit {
         let Ok(target) = decide_http(&self.grants, scheme.as_ref(), authority) else {
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         };
-        let origins = self.origins.clone();
-        http_meter::metered(&origins, &target.to_string(), request, |request| {
+        let net = self.clone();
+        http_meter::metered(&net, &target.to_string(), request, |request| {
             self.send_bounded(request, options, fut)
         })
     }

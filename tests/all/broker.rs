@@ -441,6 +441,14 @@ fn secret_appears_in_no_output(start: StartServer) {
         format!("\"secret-leak\" \"denied\" \"GET {b}/p/${{placeholder.gh}}\""),
         "{http:?}"
     );
+    // And the status of each response.
+    let responses: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["kind"] == "http-response")
+        .map(|l| format!("{} {}", l["target"], l["rule"]))
+        .collect();
+    assert_eq!(responses, [format!("\"GET {b}/user\" \"status 200\"")], "{audit}");
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["http"][b]["requests"], 1, "{report}");
     assert_eq!(report["http"][b]["response_body_bytes"], 2, "{report}");
