@@ -635,7 +635,7 @@ mod tests {
             ],
             http_entries: vec![
                 entry("http://api:80", &["GET"], &["/repos/acme/**"], &[]),
-                entry("http://api:80", &[], &["/**"], &["/admin/**"]),
+                entry("http://api:80", &[], &["/**"], &["/admin/**", "/repos/acme/private/**"]),
                 entry("http://both:80", &["GET"], &["/read"], &["/secret"]),
             ],
             ..NetGrants::default()
@@ -658,8 +658,9 @@ mod tests {
             Some(&grants.http_entries[1])
         );
         // Another entry's deny-paths refuse what the first admits.
-        let err = decide("api", "GET", "/admin/users").unwrap_err();
-        assert!(err.contains("deny-paths `/admin/**`"), "{err}");
+        let err = decide("api", "GET", "/repos/acme/private/x").unwrap_err();
+        assert!(err.contains("deny-paths `/repos/acme/private/**`"), "{err}");
+        assert!(decide("api", "GET", "/admin/users").is_err());
         assert!(
             decide("api", "GET", "/repos/acme/../../admin")
                 .unwrap_err()
