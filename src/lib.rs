@@ -78,7 +78,8 @@ pub mod worker;
 pub use cache::{CacheInGrant, CacheKeyError, CacheStats, DiskCache, MEMORY_CACHE_CAPACITY};
 pub use cancel::CancelHandle;
 pub use capabilities::{
-    AuditFile, AuditSink, CapabilityUse, DENIAL_BYTES, DENIAL_FIELD_BYTES, Decision, Denial, MAX_DENIALS, UseCounts,
+    AuditFile, AuditSink, CapabilityUse, DENIAL_BYTES, DENIAL_FIELD_BYTES, Decision, Denial, HttpOriginCounts,
+    MAX_DENIALS, MAX_HTTP_ORIGINS, OTHER_ORIGINS, UseCounts,
 };
 pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,

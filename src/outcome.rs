@@ -245,6 +245,12 @@ pub struct Outcome {
     /// Capability uses the policy decided, allowed and denied, counted per
     /// kind (`fs-read`, `tcp-connect`, ...; see [`CapabilityUse::kind`](crate::CapabilityUse::kind)).
     pub uses: std::collections::BTreeMap<String, crate::UseCounts>,
+    /// Outgoing HTTP requests per origin (`scheme://host:port`, as wasmcell
+    /// decided it): requests sent and refused, body bytes each way. At most
+    /// [`MAX_HTTP_ORIGINS`](crate::MAX_HTTP_ORIGINS) origins, the rest under
+    /// [`OTHER_ORIGINS`](crate::OTHER_ORIGINS).
+    #[serde(default)]
+    pub http: std::collections::BTreeMap<String, crate::HttpOriginCounts>,
     /// The second wall around the process the run happened in: each layer,
     /// in effect or not. `None` when the process was not confined by
     /// wasmcell (a library run in the host's own process; see
@@ -289,6 +295,7 @@ impl Outcome {
             denials: Vec::new(),
             denials_dropped: 0,
             uses: Default::default(),
+            http: Default::default(),
             wall,
             module_sha256: None,
             policy_sha256: None,
@@ -378,6 +385,7 @@ impl Outcome {
             "denials": self.denials,
             "denials_dropped": self.denials_dropped,
             "uses": self.uses,
+            "http": self.http,
             "wall": self.wall.as_ref().map(WallReport::to_json),
             "module_sha256": self.module_sha256,
             "policy_sha256": self.policy_sha256,

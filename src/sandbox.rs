@@ -5,7 +5,7 @@
 
 use crate::cache::CacheInGrant;
 use crate::cancel::{CancelHandle, Cancelled};
-use crate::capabilities::{self, Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
+use crate::capabilities::{self, Broker, Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
 use crate::engine::{
     Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind, admit_module, admit_program,
 };
@@ -601,7 +601,14 @@ impl Sandbox {
         let budget = Arc::new(OutputBudget::new(policy.limits().output.value));
         let captured = Captured::default();
         let denials = Records::new(inner.io.log_denials, inner.io.audit.clone());
-        let net = NetAudit::new(policy.net(), policy.limits().http_requests.value, denials.clone());
+        // Secrets are read now, for this run, and live no longer than it.
+        let broker = Arc::new(Broker::start(policy)?);
+        let net = NetAudit::new(
+            policy.net(),
+            policy.limits().http_requests.value,
+            denials.clone(),
+            broker,
+        );
         let io;
         let io = match options.stdin {
             Some(stdin) => {
@@ -750,6 +757,7 @@ impl Sandbox {
             denials,
             denials_dropped,
             uses,
+            http: run.net.origins.take(),
             wall: crate::wall::current(),
             module_sha256: run.module_sha256.clone(),
             policy_sha256: Some(run.policy_sha256.clone()),

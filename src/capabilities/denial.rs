@@ -1,7 +1,7 @@
 //! What a refused capability use leaves behind: a [`Denial`], kept in a
 //! bounded [`DenialLog`] per run.
 
-use super::audit::{AuditHook, CapabilityUse, Decision, UseCounts};
+use super::audit::{AuditHook, CapabilityUse, Decision, HttpOriginCounts, UseCounts};
 use crate::term::{eprint_line, sanitize, truncate};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -117,6 +117,14 @@ impl Records {
         }
     }
 
+    /// Hands the audit hook, if any, what became of a use already counted
+    /// (an HTTP request's response); counts nothing.
+    pub(crate) fn note(&self, kind: &'static str, target: impl FnOnce() -> String, rule: impl FnOnce() -> String) {
+        if self.audit.is_some() {
+            self.audit(kind, &target(), Decision::Allowed, &rule());
+        }
+    }
+
     /// Records a refused use of `kind` on `target`, printing it first when
     /// asked to. `target` is the guest's choice: it is cut to
     /// [`DENIAL_FIELD_BYTES`] and printed escaped. Past the record's caps a
@@ -157,6 +165,57 @@ impl Records {
         let inner = std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()));
         let counts = inner.counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         (inner.denials.kept, inner.denials.dropped, counts)
+    }
+}
+
+/// Most origins one run's report counts apart; requests to further origins
+/// (an entry such as `http://127.0.0.1:*` admits many) are counted under
+/// [`OTHER_ORIGINS`].
+pub const MAX_HTTP_ORIGINS: usize = 256;
+
+/// The key requests past [`MAX_HTTP_ORIGINS`] origins are counted under.
+pub const OTHER_ORIGINS: &str = "(other origins)";
+
+/// One run's HTTP requests per decided origin (`scheme://host:port`, made by
+/// wasmcell from what it checked, never the guest's spelling), bounded.
+#[derive(Clone, Default)]
+pub(crate) struct OriginCounts {
+    inner: Arc<Mutex<BTreeMap<String, HttpOriginCounts>>>,
+}
+
+impl OriginCounts {
+    fn update(&self, origin: &str, f: impl FnOnce(&mut HttpOriginCounts)) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let key = if map.contains_key(origin) || map.len() < MAX_HTTP_ORIGINS {
+            origin
+        } else {
+            OTHER_ORIGINS
+        };
+        f(map.entry(key.to_string()).or_default());
+    }
+
+    /// Counts a request to `origin` that was sent.
+    pub(crate) fn allowed(&self, origin: &str) {
+        self.update(origin, |c| c.requests += 1);
+    }
+
+    /// Counts a request to an admitted `origin` refused for its method, path,
+    /// a placeholder or `limits.http-requests`.
+    pub(crate) fn denied(&self, origin: &str) {
+        self.update(origin, |c| c.denied += 1);
+    }
+
+    /// Adds body bytes sent to, or received from, `origin`.
+    pub(crate) fn bytes(&self, origin: &str, sent: u64, received: u64) {
+        self.update(origin, |c| {
+            c.request_body_bytes += sent;
+            c.response_body_bytes += received;
+        });
+    }
+
+    /// Everything counted so far.
+    pub(crate) fn take(&self) -> BTreeMap<String, HttpOriginCounts> {
+        std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

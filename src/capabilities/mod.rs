@@ -13,18 +13,22 @@
 //! is recorded in the run's bounded [`DenialLog`](denial::DenialLog).
 
 mod audit;
+mod broker;
 mod clocks_random;
 mod denial;
 mod env;
 mod fs;
 mod http_bounds;
+mod http_meter;
+mod http_rules;
 mod net;
 mod stdio;
 
 pub(crate) use audit::AuditHook;
-pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, UseCounts};
+pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, HttpOriginCounts, UseCounts};
+pub(crate) use broker::Broker;
 pub(crate) use denial::Records;
-pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS};
+pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS, MAX_HTTP_ORIGINS, OTHER_ORIGINS};
 pub(crate) use fs::{FsGuard, p1 as fs_p1, p2 as fs_p2};
 pub(crate) use http_bounds::{
     append_field, delete_field, fields_from_list, http_ctx, request_body, response_body, set_authority, set_field,
@@ -106,7 +110,7 @@ impl Policy {
     ) -> Result<WasiSetup> {
         let mut builder = WasiCtxBuilder::new();
         builder.args(argv);
-        env::add_env(&mut builder, self);
+        env::add_env(&mut builder, self, &net.broker);
         let fs = fs::add_preopens(&mut builder, self, denials)?;
         stdio::add_stdio(&mut builder, self, preview, io, budget, captured)?;
         clocks_random::add_clocks(&mut builder, self.clocks());

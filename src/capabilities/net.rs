@@ -4,8 +4,10 @@
 //! outgoing HTTP request ([`decide_http`], made in `handle` before wasi-http
 //! parses the request), each recording what it refuses in the run's [`NetAudit`].
 
-use super::denial::Records;
+use super::broker::Broker;
+use super::denial::{OriginCounts, Records};
 use super::http_bounds::{self, InFlight, LiveBodies};
+use super::{http_meter, http_rules};
 use crate::policy::{NetGrants, NetKind};
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -34,7 +36,7 @@ use wasmtime_wasi_http::{RequestOptions, WasiHttpCtx, WasiHttpCtxView, WasiHttpH
 #[derive(Clone)]
 pub(crate) struct NetAudit {
     pub(crate) grants: Arc<NetGrants>,
-    denials: Records,
+    pub(super) denials: Records,
     /// For each TCP socket the guest bound (by resource number), whether it
     /// asked for port 0: what a listen on it is decided with. A number is
     /// reused only after its socket is gone, so this holds at most one entry
@@ -47,12 +49,16 @@ pub(crate) struct NetAudit {
     /// Requests allowed so far this run, and `limits.http-requests`.
     requests: Arc<AtomicU64>,
     max_requests: u64,
+    /// The run's secrets and placeholders (see [`Broker`]).
+    pub(crate) broker: Arc<Broker>,
+    /// Requests and bytes per origin, for the report.
+    pub(crate) origins: OriginCounts,
 }
 
 impl NetAudit {
     /// The run's grants and its cap on HTTP requests (`limits.http-requests`),
     /// recording refusals in `denials`.
-    pub(crate) fn new(grants: &NetGrants, max_requests: u64, denials: Records) -> NetAudit {
+    pub(crate) fn new(grants: &NetGrants, max_requests: u64, denials: Records, broker: Arc<Broker>) -> NetAudit {
         NetAudit {
             grants: Arc::new(grants.clone()),
             denials,
@@ -61,13 +67,15 @@ impl NetAudit {
             bodies: LiveBodies::default(),
             requests: Arc::default(),
             max_requests,
+            broker,
+            origins: OriginCounts::default(),
         }
     }
 
     /// Counts one more request to `target`, which `[net] http` allowed,
     /// unless the run has made all `limits.http-requests` allows: then it is
     /// refused as an unlisted origin is, and not counted.
-    fn count_request(&self, target: HttpTarget) -> Result<HttpTarget, HttpRefusal> {
+    pub(super) fn count_request(&self, target: HttpTarget) -> Result<HttpTarget, HttpRefusal> {
         let max = self.max_requests;
         match self
             .requests
@@ -430,7 +438,7 @@ pub(crate) enum HttpScheme {
 }
 
 impl HttpScheme {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             HttpScheme::Http => "http",
             HttpScheme::Https => "https",
@@ -444,7 +452,7 @@ impl HttpScheme {
         }
     }
 
-    fn wasi(self) -> Scheme {
+    pub(super) fn wasi(self) -> Scheme {
         match self {
             HttpScheme::Http => Scheme::Http,
             HttpScheme::Https => Scheme::Https,
@@ -606,12 +614,15 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
 
 /// The `wasi:http/outgoing-handler` `handle` call, decided first: wasmcell
 /// reads the request's scheme and authority from the table, decides them
-/// ([`decide_http`]), counts the request against `limits.http-requests` and
-/// records the use; a refused request is dropped and
-/// answered with the refusal's code before wasi-http parses, resolves or
-/// connects anything. An allowed one gets the decided scheme and an
-/// authority rebuilt from the decided host and port, then goes to
-/// wasmtime-wasi-http's own `handle`, so the host connects only there.
+/// ([`decide_http`]), then its method and path against `[[net.http]]`
+/// ([`NetGrants::decide_request`]), looks for a secret's placeholder where it
+/// may not go ([`Broker::find_leak`]), counts the request against
+/// `limits.http-requests` and records the use; a refused request is dropped
+/// and answered with the refusal's code before wasi-http parses, resolves or
+/// connects anything. An allowed one gets the decided scheme, an authority
+/// rebuilt from the decided host and port, the normalised path its entry
+/// decided and the entry's headers and secrets ([`Broker::rewrite`]), then
+/// goes to wasmtime-wasi-http's own `handle`, so the host connects only there.
 ///
 /// # Errors
 ///
@@ -625,16 +636,15 @@ pub(crate) fn handle_http(
     request: Resource<HostOutgoingRequest>,
     options: Option<Resource<RequestOptions>>,
 ) -> wasmtime::Result<Result<Resource<HostFutureIncomingResponse>, HttpErrorCode>> {
+    // A guest still holding the request's `headers` handle could read back
+    // what is injected; wasi-http's `handle` refuses (traps on) such a
+    // request anyway, so nothing is injected into it.
+    let headers_held = table.iter_children(&request)?.next().is_some();
     let parts = table.get_mut(&request)?;
-    let decided = decide_http(&net.grants, parts.scheme.as_ref(), parts.authority.as_deref());
-    match decided.and_then(|target| net.count_request(target)) {
-        Ok(target) => {
-            net.allow("http", || target.to_string());
-            parts.scheme = Some(target.scheme.wasi());
-            parts.authority = Some(target.authority());
-        }
-        Err(refusal) => {
-            net.refuse("http", &refusal.target, &refusal.rule);
+    match http_rules::decide_and_rewrite(net, parts, headers_held) {
+        Ok(()) => {}
+        Err((kind, refusal)) => {
+            net.refuse(kind, &net.broker.redact(&refusal.target), &refusal.rule);
             // `handle` owns both handles: the guest gave them up with the call.
             table.delete(request)?;
             if let Some(options) = options {
@@ -668,10 +678,13 @@ impl WasiHttpHooks for NetAudit {
         let uri = request.uri();
         let scheme = uri.scheme_str().map(|s| Scheme::Other(s.to_string()));
         let authority = uri.authority().map(|a| a.as_str());
-        if decide_http(&self.grants, scheme.as_ref(), authority).is_err() {
+        let Ok(target) = decide_http(&self.grants, scheme.as_ref(), authority) else {
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
-        }
-        self.send_bounded(request, options, fut)
+        };
+        let net = self.clone();
+        http_meter::metered(&net, &target.to_string(), request, |request| {
+            self.send_bounded(request, options, fut)
+        })
     }
 
     /// One write to an outgoing body carries at most this much, and two are

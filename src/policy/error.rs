@@ -66,6 +66,17 @@ impl PolicyError {
         }
     }
 
+    /// A `[net.secrets]` secret that could not be read when a run started;
+    /// `message` names the secret and its source, never its value.
+    pub(crate) fn secret(name: &str, message: String) -> PolicyError {
+        let err = PolicyError::new(PolicyErrorKind::Invalid(message));
+        if name.is_empty() {
+            err
+        } else {
+            err.key(&format!("net.secrets.{name}"))
+        }
+    }
+
     /// A refused host open; `message` names the path and why.
     pub(crate) fn unsafe_path(path: &Path, message: String) -> PolicyError {
         PolicyError::new(PolicyErrorKind::UnsafePath {

@@ -253,9 +253,78 @@ pub struct NetFile {
     pub udp_send: Vec<Spanned<String>>,
     /// Whether name lookups are allowed. Absent: false.
     pub dns: Option<bool>,
-    /// Where outgoing `wasi:http` requests may go: `scheme://host[:port|:*]`.
+    /// Where outgoing `wasi:http` requests may go: origins
+    /// (`scheme://host[:port|:*]`, any method and path) or `[[net.http]]`
+    /// tables (an origin with methods, paths, deny-paths, headers, secrets).
     #[serde(default)]
-    pub http: Vec<Spanned<String>>,
+    pub http: Vec<Spanned<HttpItem>>,
+    /// Credentials the host holds for `[[net.http]]` entries, by name.
+    /// Absent or empty: none.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Spanned<SecretFile>>,
+}
+
+/// One `net.http` item: an origin string, or a `[[net.http]]` table.
+#[derive(Debug)]
+pub enum HttpItem {
+    /// `"https://api.example.com"`: any method and path.
+    Origin(String),
+    /// `{ origin = ..., methods = ..., paths = ... }`.
+    Rule(HttpRuleFile),
+}
+
+impl<'de> Deserialize<'de> for HttpItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = HttpItem;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an origin such as \"https://api.example.com\" or a table with `origin`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HttpItem, E> {
+                Ok(HttpItem::Origin(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<HttpItem, A::Error> {
+                HttpRuleFile::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(HttpItem::Rule)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// One `[[net.http]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpRuleFile {
+    /// Required: `scheme://host[:port|:*]`.
+    pub origin: String,
+    /// Methods admitted, in capitals. Absent: any.
+    pub methods: Option<Vec<String>>,
+    /// Path patterns admitted. Absent: any path.
+    pub paths: Option<Vec<String>>,
+    /// Path patterns refused whatever else admits them. Absent: none.
+    #[serde(default)]
+    pub deny_paths: Vec<String>,
+    /// Headers set on every request the entry admits, replacing the guest's.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Secrets whose placeholders the entry's requests may carry.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Where placeholders are replaced: `"headers"` (always) and `"query"`.
+    /// Absent: headers only.
+    #[serde(default)]
+    pub placeholder_in: Vec<String>,
+}
+
+/// One `[net.secrets]` entry as written: exactly one of `env` and `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretFile {
+    /// A host environment variable.
+    pub env: Option<String>,
+    /// A host file, relative to the policy file's folder.
+    pub file: Option<String>,
 }
 
 /// How a directory is granted.

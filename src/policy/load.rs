@@ -12,6 +12,8 @@ use super::file::{
     ClockMode, ClocksFile, DirFile, EnvFile, FsFile, InputSpec, ModuleFile, NetFile, OutputSpec, PolicyFile, StdioFile,
     WallFile, WasmFile,
 };
+use super::file::{HttpItem, HttpRuleFile};
+use super::http::{self, HttpEntry, HttpPathGlob, InjectedHeader, PlaceholderIn, SecretSource};
 use super::module::{PinLayer, check_pins, read_keys};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
 use super::settings::LimitsLayer;
@@ -116,6 +118,10 @@ impl Layer {
             append_new(self.net.rules_mut(kind), std::mem::take(top_net.rules_mut(kind)));
         }
         append_new(&mut self.net.http, top_net.http);
+        // Entries are a union, as origins are; a secret named again by a
+        // later layer takes that layer's source, as `env.vars` do.
+        append_new(&mut self.net.http_entries, top_net.http_entries);
+        self.net.secrets.extend(top_net.secrets);
         // A grant repeated (from a shared base, say) is kept once, with the
         // later access and the place that set it. One whose access changed
         // moves to the end, so that it is checked against every grant before
@@ -627,12 +633,95 @@ fn parse_net(src: &Source<'_>, net: &NetFile, own: &mut Layer) -> Result<(), Pol
         }
     }
     own.dns = net.dns;
-    for entry in &net.http {
-        let rule =
-            HttpRule::parse(entry.get_ref()).map_err(|why| src.at(invalid(why), "net.http", Some(entry.span())))?;
-        own.net.http.push(rule);
+    for item in &net.http {
+        let at = |why: String| src.at(invalid(why), "net.http", Some(item.span()));
+        match item.get_ref() {
+            HttpItem::Origin(origin) => own.net.http.push(HttpRule::parse(origin).map_err(at)?),
+            HttpItem::Rule(rule) => own.net.http_entries.push(parse_http_entry(rule).map_err(at)?),
+        }
+    }
+    for (name, secret) in &net.secrets {
+        let key = format!("net.secrets.{name}");
+        let at = |why: String| src.at(invalid(why), &key, Some(secret.span()));
+        http::check_secret_name(name).map_err(at)?;
+        let source = match (&secret.get_ref().env, &secret.get_ref().file) {
+            (Some(var), None) if check_env_name(var).is_ok() => SecretSource::Env(var.clone()),
+            (None, Some(file)) if !file.is_empty() => SecretSource::File(src.host_path(file)),
+            _ => {
+                return Err(at(format!(
+                    "secret `{name}` needs exactly one of `env = \"VARIABLE\"` (a host environment variable) and `file = \"path\"` (a host file readable by its owner only)"
+                )));
+            }
+        };
+        own.net.secrets.insert(name.clone(), source);
     }
     Ok(())
+}
+
+/// One `[[net.http]]` table, checked; the secrets it names are checked
+/// against `[net.secrets]` once the layers are merged.
+fn parse_http_entry(file: &HttpRuleFile) -> Result<HttpEntry, String> {
+    let origin = HttpRule::parse(&file.origin)?;
+    let within = |why: String| format!("[[net.http]] entry for `{}`: {why}", file.origin.escape_debug());
+    let mut methods = Vec::new();
+    for method in file.methods.iter().flatten() {
+        methods.push(http::check_method(method).map_err(within)?);
+    }
+    if file.methods.as_ref().is_some_and(Vec::is_empty) {
+        return Err(within(
+            "`methods = []` admits nothing; leave `methods` out to admit any method".into(),
+        ));
+    }
+    if file.paths.as_ref().is_some_and(Vec::is_empty) {
+        return Err(within(
+            "`paths = []` admits nothing; leave `paths` out to admit any path".into(),
+        ));
+    }
+    let globs = |list: &[String]| -> Result<Vec<HttpPathGlob>, String> {
+        list.iter().map(|p| HttpPathGlob::new(p).map_err(within)).collect()
+    };
+    let paths = globs(file.paths.as_deref().unwrap_or_default())?;
+    let deny_paths = globs(&file.deny_paths)?;
+    let mut headers = Vec::new();
+    let mut secrets = Vec::new();
+    for (name, value) in &file.headers {
+        let header = InjectedHeader::parse(name, value).map_err(within)?;
+        secrets.extend(http::secrets_in(&header.value).map(str::to_string));
+        headers.push(header);
+    }
+    for name in &file.secrets {
+        http::check_secret_name(name).map_err(within)?;
+        secrets.push(name.clone());
+    }
+    secrets.sort();
+    secrets.dedup();
+    let mut placeholder_in = PlaceholderIn::default();
+    for place in &file.placeholder_in {
+        match place.as_str() {
+            "headers" => {}
+            "query" => placeholder_in.query = true,
+            "body" => {
+                return Err(within(
+                    "placeholders are never replaced in a body (it is streamed after the request is decided, under the guest's Content-Length); send the token in a header".into(),
+                ));
+            }
+            other => {
+                return Err(within(format!(
+                    "placeholder-in `{}` is not `headers` or `query`",
+                    other.escape_debug()
+                )));
+            }
+        }
+    }
+    Ok(HttpEntry {
+        origin,
+        methods,
+        paths,
+        deny_paths,
+        headers,
+        secrets,
+        placeholder_in,
+    })
 }
 
 /// `[wasm]`.
@@ -931,5 +1020,76 @@ mod tests {
         let entries: Vec<_> = merged.net.tcp_connect.iter().map(|r| r.entry.as_str()).collect();
         assert_eq!(entries, ["127.0.0.1:1", "127.0.0.1:2"]);
         assert_eq!(merged.files, [PathBuf::from("base.toml")]);
+    }
+
+    #[test]
+    fn http_entries_and_secrets_are_refused_where_written() {
+        let entry = |extra: &str| format!("[net]\n[[net.http]]\norigin = \"http://127.0.0.1:80\"\n{extra}\n");
+        let secret = |source: &str| format!("[net.secrets]\ngh = {source}\n");
+        let cases = [
+            (entry("methods = [\"get\"]"), "net.http", "in capitals"),
+            (entry("methods = []"), "net.http", "admits nothing"),
+            (entry("paths = []"), "net.http", "admits nothing"),
+            (entry("paths = [\"/a/../b\"]"), "net.http", "`..` segment"),
+            (entry("deny-paths = [\"admin\"]"), "net.http", "leading `/`"),
+            (
+                entry("placeholder-in = [\"body\"]"),
+                "net.http",
+                "never replaced in a body",
+            ),
+            (entry("headers = { Host = \"x\" }"), "net.http", "set by the host"),
+            (
+                entry("headers = { A = \"${secret.nope}\" }"),
+                "net.http",
+                "does not declare",
+            ),
+            (entry("secrets = [\"nope\"]"), "net.http", "does not declare"),
+            (entry("path = [\"/\"]"), "net.http", "unknown key `path`"),
+            (secret("{ env = \"A\", file = \"b\" }"), "net.secrets.gh", "exactly one"),
+            (secret("{ }"), "net.secrets.gh", "exactly one"),
+            (
+                format!("{}[env.vars]\nT = \"${{secret.gh}}\"\n", secret("{ env = \"A\" }")),
+                "env.vars.T",
+                "placeholder",
+            ),
+            (
+                "[env.vars]\nT = \"${placeholder.gh}\"\n".to_string(),
+                "env.vars.T",
+                "does not declare",
+            ),
+            (
+                format!("{}[env]\ninherit = [\"A\"]\n", secret("{ env = \"A\" }")),
+                "net.secrets.gh",
+                "env.inherit",
+            ),
+        ];
+        for (text, key, says) in cases {
+            let msg = err(&text).to_string();
+            assert!(msg.contains(key) && msg.contains(says), "{text:?}: {msg}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), "x").unwrap();
+        let stdin = format!("{}[stdio]\nstdin = {{ file = \"t\" }}\n", secret("{ file = \"t\" }"));
+        let msg = Policy::from_toml(&stdin, dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("also stdio.stdin"), "{msg}");
+    }
+
+    #[test]
+    fn http_entries_add_up_over_extends_and_a_later_secret_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        // Origins and tables in one array.
+        let base = "[net]\nhttp = [\"http://127.0.0.1:1\", { origin = \"http://127.0.0.1:2\", methods = [\"GET\"], secrets = [\"gh\"] }]\n[net.secrets]\ngh = { env = \"BASE\" }\n";
+        std::fs::write(dir.path().join("base.toml"), base).unwrap();
+        let top = "extends = [\"base.toml\"]\n[net.secrets]\ngh = { env = \"TOP\" }\n\n[[net.http]]\norigin = \"http://127.0.0.1:3\"\ndeny-paths = [\"/admin/**\"]\n";
+        std::fs::write(dir.path().join("top.toml"), top).unwrap();
+        let policy = Policy::from_file(dir.path().join("top.toml")).unwrap();
+        let net = policy.net();
+        let origins: Vec<String> = net.http_entries.iter().map(|e| e.origin.to_string()).collect();
+        assert_eq!(origins, ["http://127.0.0.1:2", "http://127.0.0.1:3"]);
+        assert_eq!(net.http.len(), 1);
+        assert_eq!(net.secrets["gh"], super::super::SecretSource::Env("TOP".into()));
+        // The base's entry keeps its rules under the extending file.
+        assert!(net.decide_request(("http", "127.0.0.1", 2), "POST", "/").is_err());
+        assert!(net.decide_request(("http", "127.0.0.1", 3), "GET", "/admin/x").is_err());
     }
 }

@@ -25,6 +25,7 @@ mod digest;
 mod error;
 mod file;
 mod fs;
+mod http;
 mod load;
 mod model;
 mod module;
@@ -46,8 +47,12 @@ pub use summary::summarize;
 use file::ClockMode;
 pub use file::{Access, ByteSize};
 pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
+pub use http::{
+    HttpEntry, HttpPathGlob, InjectedHeader, MAX_SECRET_BYTES, PlaceholderIn, RequestPath, SecretSource, Secrets,
+    TemplatePart,
+};
 pub use module::{MAX_MODULE_KEYS, MAX_MODULE_PINS, ModuleKey};
-pub use net::{HttpRule, NetGrants, NetKind, NetRule};
+pub use net::{HttpAdmit, HttpRule, NetGrants, NetKind, NetRule};
 use settings::LimitsFile;
 pub use settings::{Flag, Limits, SETTINGS, SettingInfo};
 pub use wall::{MAX_LANDLOCK_ABI, WallMode, WallSettings};

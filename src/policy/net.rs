@@ -9,6 +9,7 @@
 //! address. An unspecified address (`0.0.0.0`, `::`) is matched only by an
 //! entry that names it literally, never by a CIDR block.
 
+use super::http::{HttpEntry, RequestPath, Secrets};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
@@ -327,8 +328,25 @@ pub struct NetGrants {
     pub udp_send: Vec<NetRule>,
     /// `net.dns`: whether name lookups are allowed.
     pub dns: bool,
-    /// `net.http`: where outgoing `wasi:http` requests may go.
+    /// `net.http` origins: where outgoing `wasi:http` requests may go, with
+    /// any method and path.
     pub http: Vec<HttpRule>,
+    /// `[[net.http]]` entries: origins admitted by method and path, with the
+    /// headers and secrets their requests carry.
+    pub http_entries: Vec<HttpEntry>,
+    /// `[net.secrets]`: each secret's name and where its value is read.
+    pub secrets: Secrets,
+}
+
+/// How the `net.http` grants admit one request (see [`NetGrants::decide_request`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct HttpAdmit<'a> {
+    /// The `[[net.http]]` entry that admits it; `None` when an origin entry
+    /// of `[net] http` does.
+    pub entry: Option<&'a HttpEntry>,
+    /// The normalised path and query to send, when some `[[net.http]]` entry
+    /// names the origin; `None`: the guest's, as written.
+    pub path: Option<RequestPath>,
 }
 
 impl NetGrants {
@@ -362,13 +380,80 @@ impl NetGrants {
         !self.udp_bind.is_empty() || !self.udp_send.is_empty()
     }
 
-    /// Decides one outgoing HTTP request: `Ok` to allow, `Err(rule)` to refuse.
+    /// Decides one outgoing HTTP request's origin: `Ok` when a `[net] http`
+    /// origin or a `[[net.http]]` entry names it, `Err(rule)` to refuse.
     pub fn check_http(&self, scheme: &str, host: &str, port: u16) -> Result<(), String> {
-        if self.http.iter().any(|r| r.matches(scheme, host, port)) {
+        let entries = self.http_entries.iter().map(|e| &e.origin);
+        if self.http.iter().chain(entries).any(|r| r.matches(scheme, host, port)) {
             Ok(())
         } else {
             Err("no [net] http entry matches".to_string())
         }
+    }
+
+    /// Decides one request to an origin [`NetGrants::check_http`] admits, by
+    /// its method and path (`path_with_query` as the guest set it).
+    ///
+    /// When no `[[net.http]]` entry names the origin, a `[net] http` origin
+    /// admits it as it is. Otherwise the path must pass
+    /// [`RequestPath::parse`]; a `deny-paths` pattern of any entry for the
+    /// origin refuses it (deny wins); then the first entry, in policy order,
+    /// whose methods and paths admit it decides it (its headers and secrets
+    /// apply); failing that, a `[net] http` origin admits it with nothing
+    /// injected.
+    ///
+    /// # Errors
+    ///
+    /// The rule that refuses it, naming `[[net.http]]`.
+    pub fn decide_request(
+        &self,
+        (scheme, host, port): (&str, &str, u16),
+        method: &str,
+        path_with_query: &str,
+    ) -> Result<HttpAdmit<'_>, String> {
+        let listed = self.http.iter().any(|r| r.matches(scheme, host, port));
+        let entries: Vec<&HttpEntry> = self
+            .http_entries
+            .iter()
+            .filter(|e| e.origin.matches(scheme, host, port))
+            .collect();
+        if entries.is_empty() {
+            return if listed {
+                Ok(HttpAdmit {
+                    entry: None,
+                    path: None,
+                })
+            } else {
+                Err("no [net] http entry matches".to_string())
+            };
+        }
+        let path = RequestPath::parse(path_with_query).map_err(|why| {
+            format!("[[net.http]] decides a path as it is sent, and this one has {why}; send it spelled plainly")
+        })?;
+        if let Some((entry, glob)) = entries.iter().find_map(|e| e.denies(&path.path).map(|g| (e, g))) {
+            return Err(format!(
+                "deny-paths `{glob}` of the [[net.http]] entry for {} refuses this path",
+                entry.origin
+            ));
+        }
+        let admits = |e: &&&HttpEntry| e.allows_method(method) && e.allows_path(&path.path);
+        if let Some(entry) = entries.iter().find(admits) {
+            return Ok(HttpAdmit {
+                entry: Some(entry),
+                path: Some(path),
+            });
+        }
+        if listed {
+            return Ok(HttpAdmit {
+                entry: None,
+                path: Some(path),
+            });
+        }
+        Err(if entries.iter().any(|e| e.allows_method(method)) {
+            "no [[net.http]] entry for this origin admits this path with this method".to_string()
+        } else {
+            "no [[net.http]] entry for this origin admits this method".to_string()
+        })
     }
 
     /// Decides one use: `Ok` to allow, `Err(rule)` with the reason to refuse.
@@ -522,6 +607,75 @@ mod tests {
             let err = HttpRule::parse(entry).unwrap_err();
             assert!(err.contains(says) && err.contains(entry), "{entry}: {err}");
         }
+    }
+
+    fn entry(origin: &str, methods: &[&str], paths: &[&str], deny: &[&str]) -> HttpEntry {
+        let globs = |list: &[&str]| {
+            list.iter()
+                .map(|p| super::super::HttpPathGlob::new(p).unwrap())
+                .collect()
+        };
+        HttpEntry {
+            origin: HttpRule::parse(origin).unwrap(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            paths: globs(paths),
+            deny_paths: globs(deny),
+            headers: Vec::new(),
+            secrets: Vec::new(),
+            placeholder_in: Default::default(),
+        }
+    }
+
+    #[test]
+    fn requests_are_decided_by_method_and_path_and_deny_wins_across_entries() {
+        let grants = NetGrants {
+            http: vec![
+                HttpRule::parse("http://open:80").unwrap(),
+                HttpRule::parse("http://both:80").unwrap(),
+            ],
+            http_entries: vec![
+                entry("http://api:80", &["GET"], &["/repos/acme/**"], &[]),
+                entry("http://api:80", &[], &["/**"], &["/admin/**", "/repos/acme/private/**"]),
+                entry("http://both:80", &["GET"], &["/read"], &["/secret"]),
+            ],
+            ..NetGrants::default()
+        };
+        let decide = |host: &str, method: &str, path: &str| grants.decide_request(("http", host, 80), method, path);
+        // An origin without entries admits anything, sent as written.
+        assert_eq!(
+            decide("open", "DELETE", "/a/../b"),
+            Ok(HttpAdmit {
+                entry: None,
+                path: None
+            })
+        );
+        // The first entry admitting a request decides it.
+        let admit = decide("api", "GET", "/repos/%61cme/x").unwrap();
+        assert_eq!(admit.entry, Some(&grants.http_entries[0]));
+        assert_eq!(admit.path.unwrap().path, "/repos/acme/x");
+        assert_eq!(
+            decide("api", "POST", "/x").unwrap().entry,
+            Some(&grants.http_entries[1])
+        );
+        // Another entry's deny-paths refuse what the first admits.
+        let err = decide("api", "GET", "/repos/acme/private/x").unwrap_err();
+        assert!(err.contains("deny-paths `/repos/acme/private/**`"), "{err}");
+        assert!(decide("api", "GET", "/admin/users").is_err());
+        assert!(
+            decide("api", "GET", "/repos/acme/../../admin")
+                .unwrap_err()
+                .contains("`..`")
+        );
+        // An origin listed too admits what no entry does, with no entry's
+        // headers, but never a denied path.
+        let admit = decide("both", "POST", "/other").unwrap();
+        assert_eq!((admit.entry, admit.path.unwrap().path.as_str()), (None, "/other"));
+        assert!(decide("both", "GET", "/secret").is_err());
+        assert!(decide("elsewhere", "GET", "/").is_err());
+        assert!(
+            grants.check_http("http", "api", 80).is_ok(),
+            "an entry's origin is admitted"
+        );
     }
 
     // See: #27

@@ -175,6 +175,7 @@ impl Policy {
         files.pop();
         policy.extends = files;
         policy.source = source;
+        super::http::check_secrets(&mut policy)?;
         policy.check_links()?;
         Ok(policy)
     }

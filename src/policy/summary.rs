@@ -262,11 +262,21 @@ fn describe_net(out: &mut String, policy: &Policy) {
             "  no name lookups"
         },
     );
-    if n.http.is_empty() {
+    if n.http.is_empty() && n.http_entries.is_empty() {
         line(out, "  no outgoing HTTP requests");
     }
     for rule in &n.http {
         line(out, format!("  may make HTTP requests to {rule}"));
+    }
+    for entry in &n.http_entries {
+        line(out, format!("  may make HTTP requests to {entry}"));
+    }
+    for (name, source) in &n.secrets {
+        // The source, never the value: the value is read when a run starts.
+        line(
+            out,
+            format!("  secret {name}: read from the {source} when a run starts"),
+        );
     }
 }
 

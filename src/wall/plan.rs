@@ -104,7 +104,10 @@ impl WallPlan {
     /// - a stdin file read-only, stdout and stderr files writable;
     /// - with `net.dns`, the resolver's files ([`DNS_FILES`]) read-only, UDP,
     ///   and TCP connections to port 53;
-    /// - TCP connections to the ports of `net.tcp-connect` and `net.http`
+    /// - each `[net.secrets]` file read-only (secrets are read when the run
+    ///   starts);
+    /// - TCP connections to the ports of `net.tcp-connect` and `net.http`,
+    ///   origins and `[[net.http]]` entries alike
     ///   (80 and 443 for entries without a port), TCP binds on the ports of
     ///   `net.tcp-bind`, UDP sockets when `net.udp-bind` or `net.udp-send`
     ///   grants anything.
@@ -141,6 +144,17 @@ impl WallPlan {
         }
         let mut connect: Vec<(u16, u16)> = net.rules(NetKind::TcpConnect).iter().map(|r| r.ports()).collect();
         connect.extend(net.http.iter().map(|r| r.ports()));
+        connect.extend(net.http_entries.iter().map(|e| e.origin.ports()));
+        // Secrets are read when the run starts, after the wall is up.
+        for (name, source) in &net.secrets {
+            if let crate::policy::SecretSource::File(path) = source {
+                paths.push(WallPath {
+                    path: path.clone(),
+                    access: WallAccess::Read,
+                    why: format!("net.secrets.{name}"),
+                });
+            }
+        }
         if net.dns {
             connect.push((53, 53));
         }

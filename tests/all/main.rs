@@ -2,6 +2,7 @@
 //! of wasmtime's `tests/all`). Guests come from `modules/`, built for
 //! wasm32-wasip1 and wasm32-wasip2 by the `wasmcell-artifacts` build script.
 
+mod broker;
 mod cache;
 mod cli;
 mod clocks;

@@ -12,9 +12,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmcell::{Outcome, Policy, Status};
 use wasmcell_artifacts::{
-    NET_DNS_FLOOD_COMPONENT, NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_HTTP_GET, NET_HTTP_GET_COMPONENT,
-    NET_SOCKET_CREATE, NET_SOCKET_CREATE_COMPONENT, NET_TCP_CONNECT, NET_TCP_CONNECT_COMPONENT, NET_TCP_LISTEN,
-    NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND, NET_UDP_SEND_COMPONENT,
+    NET_DNS_FLOOD_COMPONENT, NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_HTTP_CLIENT_COMPONENT, NET_HTTP_GET,
+    NET_HTTP_GET_COMPONENT, NET_SOCKET_CREATE, NET_SOCKET_CREATE_COMPONENT, NET_TCP_CONNECT, NET_TCP_CONNECT_COMPONENT,
+    NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND, NET_UDP_SEND_COMPONENT,
 };
 
 wasmcell_artifacts::foreach_net!(assert_test_exists);
@@ -1118,6 +1118,38 @@ fn net_http_get() {
     assert!(outcome.denials.is_empty(), "{:?}", outcome.denials);
     let request = server.join().unwrap();
     assert_eq!(request.as_deref(), Some("GET /greeting?x=1 HTTP/1.1"));
+}
+
+/// The client guest sends the method, headers and body it is given; an
+/// origin of `[net] http` admits any method and path as written, and a
+/// refusal does not stop the guest.
+#[test]
+fn net_http_client() {
+    let server = crate::broker::plain_http();
+    let policy = net_policy(&format!("http = [\"{}\"]", server.origin));
+    let steps = [
+        format!("PUT|{}/a/../b;c|X-Kind: test|=hi", server.origin),
+        "GET|http://127.0.0.1:1/".to_string(),
+    ];
+    let outcome = run(policy, NET_HTTP_CLIENT_COMPONENT, &[&steps[0], &steps[1]]);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(
+        stdout(&outcome),
+        "status 200\nok\nrefused: ErrorCode::HttpRequestDenied\n"
+    );
+    let received = server.requests();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(received[0].starts_with("PUT /a/../b;c HTTP/1.1\n"), "{received:?}");
+    assert!(
+        received[0].contains("\nx-kind: test\n") && received[0].ends_with("\n\nhi"),
+        "{received:?}"
+    );
+    let denied: Vec<(&str, &str)> = outcome
+        .denials
+        .iter()
+        .map(|d| (d.kind.as_str(), d.target.as_str()))
+        .collect();
+    assert_eq!(denied, [("http", "http://127.0.0.1:1")]);
 }
 
 /// `limits.http-requests` caps the requests one run makes: past it, a request

@@ -55,6 +55,31 @@ fn every_bundled_policy_loads() {
     assert_eq!(names, bundled, "policies/ holds {found:?}");
 }
 
+/// The examples in `policies/examples/` (policies the matrix does not run:
+/// they need a host's secrets) load, and `wasmcell check` names each
+/// `[[net.http]]` entry and secret, never a value.
+#[test]
+fn every_example_policy_loads() {
+    let mut found = 0;
+    for entry in std::fs::read_dir(policies_dir().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let policy = Policy::from_file(&path).unwrap_or_else(|e| panic!("example policy is invalid: {e}"));
+        let description = wasmcell::policy::summarize(&policy);
+        assert!(description.contains("limits:"), "{}:\n{description}", path.display());
+        found += 1;
+    }
+    let agent = Policy::from_file(policies_dir().join("examples/agent-broker.toml")).unwrap();
+    let description = wasmcell::policy::summarize(&agent);
+    for line in [
+        "may make HTTP requests to https://api.github.com, methods GET, paths /repos/acme/**, /user, /user/repos, except /repos/acme/*/actions/secrets/**, /repos/acme/*/hooks/**, may carry secret github",
+        "may make HTTP requests to https://uploads.github.com, methods POST, paths /repos/acme/*/releases/*/assets, sets header `authorization` from secret github, may carry secret github",
+        "secret github: read from the host environment variable `GITHUB_TOKEN` when a run starts",
+    ] {
+        assert!(description.contains(line), "`{line}` missing from:\n{description}");
+    }
+    assert_eq!(found, 1);
+}
+
 #[test]
 fn deny_all_grants_nothing() {
     let p = bundled("deny-all.toml");
