@@ -8,6 +8,7 @@ use crate::cancel::{CancelHandle, Cancelled};
 use crate::capabilities::{self, Broker, Captured, FsGuard, NetAudit, Preview, Records, RunIo, WasiSetup};
 use crate::engine::{
     Engine, EngineConfig, Intent, LoadError, LoadErrorKind, Program, ProgramKind, admit_module, admit_program,
+    check_pins_of,
 };
 use crate::limiter::{self, LimitExceeded, MemoryLimiter, OutputBudget};
 use crate::outcome::{self, Ending, Outcome, Status};
@@ -342,13 +343,24 @@ impl Sandbox {
             })
     }
 
-    /// Refuses precompiled code `name` when the policy pins its modules:
-    /// such code records no digest of the WebAssembly it came from.
-    fn admit_precompiled(&self, name: &str) -> Result<(), LoadError> {
-        admit_program(&self.inner.policy, None, &[]).map_err(|kind| LoadError {
+    /// Admits precompiled code `name` under the policy: the digest of the
+    /// WebAssembly it came from, which its header records, must be pinned
+    /// when the policy pins modules, and a policy that asks for a signature
+    /// refuses it (precompiled code carries none).
+    fn admit_precompiled(&self, name: &str, program: Program) -> Result<Program, LoadError> {
+        let fail = |kind| LoadError {
             module: name.into(),
             kind,
-        })
+        };
+        let policy = &self.inner.policy;
+        check_pins_of(policy, program.sha256.as_ref(), true).map_err(fail)?;
+        if let Some(keys) = policy.module_signed_by() {
+            return Err(fail(LoadErrorKind::ModuleSignature {
+                reason: "it is precompiled code, which carries no signature".into(),
+                origin: keys.origin.cite("module.signed-by"),
+            }));
+        }
+        Ok(program)
     }
 
     /// Like [`Engine::load_precompiled`], refusing files over the policy's
@@ -385,9 +397,9 @@ impl Sandbox {
             })?
             .len();
         self.check_size(&path.to_string_lossy(), size)?;
-        self.admit_precompiled(&path.to_string_lossy())?;
         // SAFETY: the caller vouches for the file.
-        unsafe { self.inner.engine.load_precompiled(path) }
+        let program = unsafe { self.inner.engine.load_precompiled(path) }?;
+        self.admit_precompiled(&path.to_string_lossy(), program)
     }
 
     /// Like [`Engine::load_precompiled_bytes`], refusing code over the
@@ -404,9 +416,9 @@ impl Sandbox {
     /// As [`Engine::load_precompiled_bytes`], and when the code is too large.
     pub unsafe fn load_precompiled_bytes(&self, name: &str, bytes: &[u8]) -> Result<Program, LoadError> {
         self.check_size(name, bytes.len() as u64)?;
-        self.admit_precompiled(name)?;
         // SAFETY: the caller vouches for the bytes.
-        unsafe { self.inner.engine.load_precompiled_bytes(name, bytes) }
+        let program = unsafe { self.inner.engine.load_precompiled_bytes(name, bytes) }?;
+        self.admit_precompiled(name, program)
     }
 
     fn check_size(&self, name: &str, size: u64) -> Result<(), LoadError> {

@@ -147,6 +147,15 @@ pub(crate) fn signers_of_file(
 }
 
 fn check_pins(policy: &Policy, hash: Option<&ContentHash>) -> Result<(), LoadErrorKind> {
+    check_pins_of(policy, hash, false)
+}
+
+/// [`check_pins`], saying in a refusal whether the program is precompiled.
+pub(crate) fn check_pins_of(
+    policy: &Policy,
+    hash: Option<&ContentHash>,
+    precompiled: bool,
+) -> Result<(), LoadErrorKind> {
     let Some(pins) = policy.module_sha256() else {
         return Ok(());
     };
@@ -155,6 +164,7 @@ fn check_pins(policy: &Policy, hash: Option<&ContentHash>) -> Result<(), LoadErr
         Some(digest) if policy.admits_module(digest) => Ok(()),
         _ => Err(LoadErrorKind::ModulePin {
             found,
+            precompiled,
             allowed: pins.value.clone(),
             origin: pins.origin.cite("module.sha256"),
         }),

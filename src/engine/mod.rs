@@ -23,7 +23,7 @@ pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
 pub(crate) use program::{Intent, ProgramKind};
 pub use program::{LoadError, LoadErrorKind, Program};
 
-pub(crate) use admit::{Admit, Candidate, admit_any, admit_module, admit_program, signers_of_file};
+pub(crate) use admit::{Admit, Candidate, admit_any, admit_module, admit_program, check_pins_of, signers_of_file};
 
 use crate::cache::{self, CacheStats, ContentHash, Counters, DiskCache, FileStamp, MemoryCache};
 use crate::policy::Policy;
@@ -309,11 +309,11 @@ impl Engine {
         };
         let size = std::fs::metadata(path).map_err(|e| fail(LoadErrorKind::Read(e)))?.len();
         // SAFETY: the caller vouches for the file.
-        let compiled = unsafe { self.deserialize(Precompiled::File(path)) }.map_err(fail)?;
+        let (compiled, recorded) = unsafe { self.deserialize_recorded(Precompiled::File(path)) }.map_err(fail)?;
         Ok(Program {
             name: file_name(path),
             size,
-            sha256: None,
+            sha256: recorded,
             signers: Vec::new(),
             kind: self.link(compiled, Intent::Command).map_err(fail)?,
             intent: Intent::Command,
@@ -340,9 +340,10 @@ impl Engine {
     }
 
     /// Like [`Engine::load_precompiled_bytes`], loaded for `intent` and
-    /// reporting `size` and `sha256` as the size and digest of the binary it
-    /// was compiled from (a worker process loads what its parent compiled,
-    /// and limits and pins the program as the parent would).
+    /// reporting `size` as the size of the binary it was compiled from, and
+    /// `sha256` as its digest when given (otherwise the digest the code's
+    /// header records): a worker process loads what its parent compiled,
+    /// and limits and pins the program as the parent would.
     ///
     /// # Safety
     ///
@@ -360,15 +361,50 @@ impl Engine {
             kind,
         };
         // SAFETY: the caller vouches for the bytes.
-        let compiled = unsafe { self.deserialize(Precompiled::Bytes(bytes)) }.map_err(fail)?;
+        let (compiled, recorded) = unsafe { self.deserialize_recorded(Precompiled::Bytes(bytes)) }.map_err(fail)?;
         Ok(Program {
             name: name.to_string(),
             size,
-            sha256,
+            sha256: sha256.or(recorded),
             signers,
             kind: self.link(compiled, intent).map_err(fail)?,
             intent,
         })
+    }
+
+    /// Code `Program::precompile` wrote (or wasmtime's alone) from a file or
+    /// memory, with the digest of the WebAssembly it came from when its
+    /// header records one. A file with the header is read into memory (the
+    /// code does not start where wasmtime would map it); one without is
+    /// mapped as before.
+    ///
+    /// # Safety
+    ///
+    /// As [`Engine::load_precompiled`].
+    unsafe fn deserialize_recorded(
+        &self,
+        code: Precompiled<'_>,
+    ) -> Result<(Compiled, Option<ContentHash>), LoadErrorKind> {
+        let bad = LoadErrorKind::Precompiled;
+        let whole;
+        let bytes = match code {
+            Precompiled::Bytes(bytes) => bytes,
+            Precompiled::File(path) => {
+                let mut start = [0u8; program::SOURCE_HEADER_LEN];
+                let n = std::fs::File::open(path)
+                    .and_then(|mut f| f.read(&mut start))
+                    .map_err(LoadErrorKind::Read)?;
+                if !program::has_source_header(&start[..n]) {
+                    // SAFETY: as the caller promised.
+                    return Ok((unsafe { self.deserialize(code) }?, None));
+                }
+                whole = std::fs::read(path).map_err(LoadErrorKind::Read)?;
+                &whole
+            }
+        };
+        let (recorded, rest) = program::split_source_header(bytes).map_err(bad)?;
+        // SAFETY: as the caller promised.
+        Ok((unsafe { self.deserialize(Precompiled::Bytes(rest)) }?, recorded))
     }
 
     /// Compiled code from a file or memory.
@@ -527,7 +563,7 @@ impl Engine {
         intent: Intent,
         admit: Admit<'_>,
     ) -> Result<Program, LoadErrorKind> {
-        if wasmtime::Engine::detect_precompiled(bytes).is_some() {
+        if wasmtime::Engine::detect_precompiled(bytes).is_some() || program::has_source_header(bytes) {
             return Err(LoadErrorKind::Precompiled(
                 "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));

@@ -155,7 +155,8 @@ impl Program {
     /// When wasmtime cannot serialize the code (it always can for programs it
     /// compiled).
     pub fn precompile(&self) -> Result<Vec<u8>> {
-        self.kind.serialize().map_err(anyhow::Error::from)
+        let code = self.kind.serialize().map_err(anyhow::Error::from)?;
+        Ok(with_source_header(self.sha256.as_ref(), &code))
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {
@@ -258,9 +259,13 @@ pub enum LoadErrorKind {
     /// The policy pins the modules it may run (`module.sha256`), and this is
     /// not one of them. Found before compiling.
     ModulePin {
-        /// The module's SHA-256 (lowercase hex); `None` for precompiled
-        /// code, which does not record the digest of its WebAssembly.
+        /// The module's SHA-256 (lowercase hex), or for precompiled code the
+        /// SHA-256 of the WebAssembly it was compiled from, which
+        /// `Program::precompile` records; `None` for precompiled code that
+        /// does not record it.
         found: Option<String>,
+        /// Whether the program is precompiled code.
+        precompiled: bool,
         /// The digests the policy allows.
         allowed: Vec<String>,
         /// Where the pins were set, as `module.sha256 in FILE` or a flag.
@@ -352,25 +357,7 @@ impl fmt::Display for LoadError {
                 }
             }
             LoadErrorKind::NotCommand(why) | LoadErrorKind::Precompiled(why) => write!(f, "{why}"),
-            LoadErrorKind::ModulePin {
-                found: Some(found),
-                allowed,
-                origin,
-            } => write!(
-                f,
-                "its SHA-256 is {found}, and {origin} allows only {}: the policy was written for another module; run that one, or add this digest to module.sha256 if you trust this module",
-                allowed.join(", ")
-            ),
-            LoadErrorKind::ModuleSignature { reason, origin } => write!(
-                f,
-                "{reason}, and {origin} asks for a signature one of its keys verifies; sign the module (`wasmcell sign`), or check that you run the module the policy was written for"
-            ),
-            LoadErrorKind::ModulePin {
-                found: None, origin, ..
-            } => write!(
-                f,
-                "it is precompiled code, which does not record the SHA-256 of the WebAssembly it came from, and {origin} pins the module; load the WebAssembly file instead"
-            ),
+            LoadErrorKind::ModulePin { .. } | LoadErrorKind::ModuleSignature { .. } => fmt_identity(&self.kind, f),
             LoadErrorKind::StartSignature { found } => write!(
                 f,
                 "`_start` has type `{found}`, but a command's `_start` takes no parameters and returns nothing (`() -> ()`); export it with that type, as a `bin` target for wasm32-wasip1 does"
@@ -403,6 +390,90 @@ pub(super) fn wasm_kind(bytes: &[u8]) -> Option<WasmKind> {
         [1, 0, 0, 0] => Some(WasmKind::Module),
         [0x0d, 0, 1, 0] => Some(WasmKind::Component),
         _ => None,
+    }
+}
+
+/// What starts precompiled code `Program::precompile` writes, before
+/// wasmtime's own: this magic, a version byte, whether a digest follows,
+/// and the SHA-256 of the WebAssembly the code was compiled from (zeros
+/// when unknown). It lets a pinned policy (`module.sha256`) check which
+/// module precompiled code came from. The magic cannot start WebAssembly
+/// (`\0asm`) or wasmtime's code (an ELF file).
+const SOURCE_MAGIC: &[u8; 8] = b"\0wcellpc";
+
+/// Length of the header [`SOURCE_MAGIC`] starts.
+pub(super) const SOURCE_HEADER_LEN: usize = SOURCE_MAGIC.len() + 2 + 32;
+
+/// `code` with the header recording `sha256`.
+fn with_source_header(sha256: Option<&ContentHash>, code: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SOURCE_HEADER_LEN + code.len());
+    out.extend_from_slice(SOURCE_MAGIC);
+    out.push(1);
+    out.push(u8::from(sha256.is_some()));
+    out.extend_from_slice(sha256.unwrap_or(&[0; 32]));
+    out.extend_from_slice(code);
+    out
+}
+
+/// Whether `bytes` start with the header `Program::precompile` writes.
+pub(super) fn has_source_header(bytes: &[u8]) -> bool {
+    bytes.starts_with(SOURCE_MAGIC)
+}
+
+/// Precompiled code split into the digest its header records and wasmtime's
+/// code; code without the header (from `wasmtime compile`, or an older
+/// wasmcell) records none.
+///
+/// # Errors
+///
+/// A header that is cut short or of an unknown version.
+pub(super) fn split_source_header(bytes: &[u8]) -> Result<(Option<ContentHash>, &[u8]), String> {
+    if !has_source_header(bytes) {
+        return Ok((None, bytes));
+    }
+    if bytes.len() < SOURCE_HEADER_LEN || bytes[SOURCE_MAGIC.len()] != 1 || bytes[SOURCE_MAGIC.len() + 1] > 1 {
+        return Err(
+            "its wasmcell header is cut short or of a version this wasmcell does not read; precompile it again".into(),
+        );
+    }
+    let start = SOURCE_MAGIC.len() + 2;
+    let digest: ContentHash = bytes[start..start + 32].try_into().expect("32 bytes");
+    let recorded = (bytes[SOURCE_MAGIC.len() + 1] == 1).then_some(digest);
+    Ok((recorded, &bytes[SOURCE_HEADER_LEN..]))
+}
+
+/// The refusals of a module that is not the one the policy was written for
+/// (`module.sha256`, `module.signed-by`).
+fn fmt_identity(kind: &LoadErrorKind, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match kind {
+        LoadErrorKind::ModulePin {
+            found: Some(found),
+            precompiled,
+            allowed,
+            origin,
+        } => {
+            let what = if *precompiled {
+                "it was compiled from WebAssembly whose SHA-256"
+            } else {
+                "its SHA-256"
+            };
+            write!(
+                f,
+                "{what} is {found}, and {origin} allows only {}: the policy was written for another module; run that one, or add this digest to module.sha256 if you trust this module",
+                allowed.join(", ")
+            )
+        }
+        LoadErrorKind::ModuleSignature { reason, origin } => write!(
+            f,
+            "{reason}, and {origin} asks for a signature one of its keys verifies; sign the module (`wasmcell sign`), or check that you run the module the policy was written for"
+        ),
+        LoadErrorKind::ModulePin {
+            found: None, origin, ..
+        } => write!(
+            f,
+            "it is precompiled code that does not record the SHA-256 of the WebAssembly it came from, and {origin} pins the module; precompile it again with this wasmcell (`wasmcell compile`), or load the WebAssembly file"
+        ),
+        _ => Ok(()),
     }
 }
 

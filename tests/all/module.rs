@@ -123,20 +123,66 @@ fn the_compile_cache_does_not_bypass_the_pin() {
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 }
 
+/// `wasmcell compile` records which WebAssembly its code came from, so a
+/// pinned policy admits precompiled code compiled from a pinned module, and
+/// refuses code from another or code that records nothing; `compile` itself
+/// honours the pin.
 #[test]
-fn a_pinned_policy_refuses_precompiled_code() {
+fn a_pinned_policy_admits_precompiled_code_only_from_its_module() {
     let tmp = tempfile::tempdir().unwrap();
     let cwasm = tmp.path().join("hello.cwasm");
     let out = wasmcell(&["compile", HELLO, "-o", s(&cwasm)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let policy = pinned(tmp.path(), "p.toml", &[&sha256(HELLO)]);
-    let out = wasmcell(&["run", "--policy", &policy, "--allow-precompiled", s(&cwasm)]);
+    let hello = sha256(HELLO);
+    let policy = pinned(tmp.path(), "p.toml", &[&hello]);
+    let report = tmp.path().join("report.json");
+    let out = wasmcell(&[
+        "run",
+        "--policy",
+        &policy,
+        "--allow-precompiled",
+        "--report",
+        s(&report),
+        s(&cwasm),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["module_sha256"], hello.as_str());
+
+    let other = pinned(tmp.path(), "other.toml", &[&sha256(FS_READ)]);
+    let out = wasmcell(&["run", "--policy", &other, "--allow-precompiled", s(&cwasm)]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(126), "{err}");
     assert!(
-        err.contains("precompiled code, which does not record the SHA-256"),
+        err.contains(&format!("it was compiled from WebAssembly whose SHA-256 is {hello}")),
         "{err}"
     );
+
+    // Code without wasmcell's header (as `wasmtime compile` writes it) records nothing.
+    let bare = tmp.path().join("bare.cwasm");
+    std::fs::write(&bare, &std::fs::read(&cwasm).unwrap()[42..]).unwrap();
+    let out = wasmcell(&["run", "--allow-precompiled", s(&bare)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "bare code still runs unpinned: {}",
+        text(&out.stderr)
+    );
+    let out = wasmcell(&["run", "--policy", &policy, "--allow-precompiled", s(&bare)]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(err.contains("does not record the SHA-256"), "{err}");
+
+    let out = wasmcell(&[
+        "compile",
+        "--policy",
+        &other,
+        HELLO,
+        "-o",
+        s(&tmp.path().join("x.cwasm")),
+    ]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert!(!tmp.path().join("x.cwasm").exists());
 }
 
 #[test]
