@@ -220,6 +220,10 @@ pub struct NetFile {
     /// Where outgoing `wasi:http` requests may go: `scheme://host[:port|:*]`.
     #[serde(default)]
     pub http: Vec<Spanned<String>>,
+    /// PEM files of CAs the host trusts for `https` requests, beside the
+    /// public ones; relative to this file. Absent or empty: the public ones only.
+    #[serde(default)]
+    pub ca_certificates: Vec<Spanned<String>>,
 }
 
 /// How a directory is granted.

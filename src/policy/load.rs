@@ -14,6 +14,7 @@ use super::file::{
 };
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
 use super::settings::LimitsLayer;
+use super::tls::CaFile;
 use super::wall::{WallMode, check_landlock_abi};
 use super::{
     Access, ByteSize, DirGrant, DirSite, FileRule, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting,
@@ -112,6 +113,7 @@ impl Layer {
             append_new(self.net.rules_mut(kind), std::mem::take(top_net.rules_mut(kind)));
         }
         append_new(&mut self.net.http, top_net.http);
+        append_new(&mut self.net.ca_certificates, top_net.ca_certificates);
         // A grant repeated (from a shared base, say) is kept once, with the
         // later access and the place that set it. One whose access changed
         // moves to the end, so that it is checked against every grant before
@@ -205,6 +207,25 @@ enum Links {
 }
 
 fn read_bounded(path: &Path, links: Links) -> std::io::Result<String> {
+    let bytes = read_regular(
+        path,
+        links,
+        MAX_POLICY_FILE_SIZE,
+        "a policy file may have; a policy is a few lines of TOML",
+    )?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
+/// Reads a host file a policy names (`net.ca-certificates`) as
+/// [`read_policy_file`] reads a policy: a regular file (a link to one is
+/// followed), opened without blocking, of at most `max` bytes; past it the
+/// error says "the file is over the {max} {hint}".
+pub(super) fn read_host_file(path: &Path, max: u64, hint: &str) -> std::io::Result<Vec<u8>> {
+    read_regular(path, Links::Follow, max, hint)
+}
+
+fn read_regular(path: &Path, links: Links, max: u64, hint: &str) -> std::io::Result<Vec<u8>> {
     // Looked at before opening, so that no device or FIFO is ever opened
     // (opening some devices has effects of its own) ...
     let before = match links {
@@ -227,23 +248,20 @@ fn read_bounded(path: &Path, links: Links) -> std::io::Result<String> {
     let too_large = || {
         std::io::Error::new(
             std::io::ErrorKind::FileTooLarge,
-            format!(
-                "the file is over the {} a policy file may have; a policy is a few lines of TOML",
-                ByteSize(MAX_POLICY_FILE_SIZE)
-            ),
+            format!("the file is over the {} {hint}", ByteSize(max)),
         )
     };
-    if meta.len() > MAX_POLICY_FILE_SIZE {
+    if meta.len() > max {
         return Err(too_large());
     }
     // The file can grow after the check; reading one byte past the cap
     // catches that without reading all of it.
-    let mut text = String::new();
-    file.take(MAX_POLICY_FILE_SIZE + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_POLICY_FILE_SIZE {
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
         return Err(too_large());
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// Reads a policy that must stand alone: see [`super::read_standalone`].
@@ -615,6 +633,11 @@ fn parse_net(src: &Source<'_>, net: &NetFile, own: &mut Layer) -> Result<(), Pol
         let rule =
             HttpRule::parse(entry.get_ref()).map_err(|why| src.at(invalid(why), "net.http", Some(entry.span())))?;
         own.net.http.push(rule);
+    }
+    for entry in &net.ca_certificates {
+        let ca = CaFile::load(&src.host_path(entry.get_ref()))
+            .map_err(|why| src.at(invalid(why), "net.ca-certificates", Some(entry.span())))?;
+        own.net.ca_certificates.push(ca);
     }
     Ok(())
 }

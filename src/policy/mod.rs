@@ -31,6 +31,7 @@ mod overlap;
 mod resolve;
 mod settings;
 mod summary;
+mod tls;
 mod wall;
 mod wasm;
 
@@ -46,6 +47,7 @@ pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
 pub use net::{HttpRule, NetGrants, NetKind, NetRule};
 use settings::LimitsFile;
 pub use settings::{Flag, Limits, SETTINGS, SettingInfo};
+pub use tls::CaFile;
 pub use wall::{MAX_LANDLOCK_ABI, WallMode, WallSettings};
 pub use wasm::{Proposal, Proposals, UnknownImports};
 

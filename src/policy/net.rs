@@ -9,6 +9,7 @@
 //! address. An unspecified address (`0.0.0.0`, `::`) is matched only by an
 //! entry that names it literally, never by a CIDR block.
 
+use super::tls::CaFile;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
@@ -329,6 +330,9 @@ pub struct NetGrants {
     pub dns: bool,
     /// `net.http`: where outgoing `wasi:http` requests may go.
     pub http: Vec<HttpRule>,
+    /// `net.ca-certificates`: the CAs trusted for `https` requests beside
+    /// the public ones, read when the policy was loaded.
+    pub ca_certificates: Vec<CaFile>,
 }
 
 impl NetGrants {
