@@ -546,7 +546,7 @@ impl Sandbox {
         let budget = Arc::new(OutputBudget::new(policy.limits().output.value));
         let captured = Captured::default();
         let denials = Records::new(inner.io.log_denials, inner.io.audit.clone());
-        let net = NetAudit::new(policy.net(), policy.limits().http_requests.value, denials.clone());
+        let net = NetAudit::new(policy.net(), policy.limits(), denials.clone());
         let io;
         let io = match options.stdin {
             Some(stdin) => {

@@ -18,6 +18,7 @@ mod denial;
 mod env;
 mod fs;
 mod http_bounds;
+mod http_send;
 mod net;
 mod stdio;
 
