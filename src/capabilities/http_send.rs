@@ -121,18 +121,14 @@ impl HttpSender {
         }
         let options = options.unwrap_or_default();
         let connect_by = earliest(deadline, options.connect_timeout);
+        // Connecting (the TLS handshake too) ends in a connection timeout,
+        // whichever timeout it was.
+        let late = |hit: &LimitHit| timed_out(hit, deadline, Error::ConnectionTimeout, Error::ConnectionTimeout);
         let connect = TcpStream::connect((to.host.as_str(), to.port));
-        let stream = match tokio::time::timeout_at(connect_by, connect).await {
-            Ok(stream) => stream.map_err(Error::Connect)?,
-            Err(_) => {
-                return Err(timed_out(
-                    &hit,
-                    deadline,
-                    Error::ConnectionTimeout,
-                    Error::ConnectionTimeout,
-                ));
-            }
-        };
+        let stream = tokio::time::timeout_at(connect_by, connect)
+            .await
+            .map_err(|_| late(&hit))?
+            .map_err(Error::Connect)?;
         let exchange = Exchange {
             request,
             options,
@@ -149,13 +145,10 @@ impl HttpSender {
             })?
             .to_owned();
         let connector = tokio_rustls::TlsConnector::from(self.tls_config()?);
-        let stream = match tokio::time::timeout_at(connect_by, connector.connect(name, stream)).await {
-            Ok(stream) => stream.map_err(|e| tls_error(&e))?,
-            Err(_) => {
-                let (ours, guest) = (Error::ConnectionTimeout, Error::ConnectionTimeout);
-                return Err(timed_out(&exchange.hit, deadline, ours, guest));
-            }
-        };
+        let stream = tokio::time::timeout_at(connect_by, connector.connect(name, stream))
+            .await
+            .map_err(|_| late(&exchange.hit))?
+            .map_err(|e| tls_error(&e))?;
         exchange.run(stream).await
     }
 }

@@ -257,8 +257,9 @@ fn http_response_body_over_its_limit_fails_the_request() {
 
 /// `limits.http-timeout` ends a request whose server stops, before its
 /// answer or inside its body: `HTTP-response-timeout` (a body's read fails
-/// with the error), a denial naming the key and its value, and the guest
-/// goes on to its own exit, well inside the run's `limits.timeout`.
+/// with the error), or in the TLS handshake: `connection-timeout`; each
+/// with a denial naming the key and its value, and the guest goes on to its
+/// own exit, well inside the run's `limits.timeout`.
 #[test]
 fn http_timeout_ends_a_stalled_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -281,6 +282,21 @@ fn http_timeout_ends_a_stalled_request() {
         );
         assert_eq!(one(server.join()).head[0], "GET /slow HTTP/1.1");
     }
+    // A server that never answers the TLS handshake: still connecting.
+    let (port, server) = serve(None, Answer::Silent);
+    let net = format!("http = [\"https://127.0.0.1:{port}\"]");
+    let outcome = run(
+        policy(dir.path(), &net, "http-timeout = \"200ms\""),
+        NET_HTTP_GET_COMPONENT,
+        &[&format!("https://127.0.0.1:{port}/slow")],
+    );
+    assert_failed_with(&outcome, "ConnectionTimeout");
+    assert_limit_recorded(
+        &outcome,
+        &format!("https://127.0.0.1:{port}"),
+        "limits.http-timeout allows 200ms per request",
+    );
+    assert!(server.join_connection().is_some(), "the client connected");
 }
 
 /// The command line: `--ca-certificate` trusts a CA, and an https request

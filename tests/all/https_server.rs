@@ -78,6 +78,9 @@ pub enum Answer {
     /// `200` with a `Content-Length` one byte longer than this body, then
     /// nothing more until the client goes away.
     StallInBody(Vec<u8>),
+    /// Reads whatever comes (a TLS handshake included) and never says a
+    /// word, until the client goes away; nothing counts as received.
+    Silent,
 }
 
 /// One request as the server received it.
@@ -155,7 +158,11 @@ fn accept(listener: &TcpListener, done: &AtomicBool) -> Option<TcpStream> {
 
 /// Reads one request on `stream` and answers it. A read that fails (a
 /// handshake refused, a client gone) ends the exchange with what arrived.
-fn exchange<S: Read + Write>(stream: S, answer: &Answer) -> Vec<Received> {
+fn exchange<S: Read + Write>(mut stream: S, answer: &Answer) -> Vec<Received> {
+    if let Answer::Silent = answer {
+        while stream.read(&mut [0; 4096]).is_ok_and(|n| n > 0) {}
+        return Vec::new();
+    }
     let mut reader = BufReader::new(stream);
     let mut received = Received::default();
     loop {
@@ -200,7 +207,7 @@ fn exchange<S: Read + Write>(stream: S, answer: &Answer) -> Vec<Received> {
             b"0\r\n\r\n".to_vec(),
         ]
         .concat(),
-        Answer::Stall | Answer::StallInBody(_) => {
+        Answer::Stall | Answer::StallInBody(_) | Answer::Silent => {
             if let Answer::StallInBody(body) = answer {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len() + 1);
                 let _ = stream
