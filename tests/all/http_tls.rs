@@ -324,3 +324,35 @@ fn https_from_the_command_line_inside_the_wall() {
     assert_eq!(stdout, "status 200\nhello");
     assert_eq!(one(server.join()).head[0], "GET /cli HTTP/1.1");
 }
+
+/// A CA file a read-write grant reaches, directly or as a link's target, is
+/// refused: a guest could have written its own CA there in an earlier run.
+/// Under a read-only grant it is trusted.
+#[test]
+fn ca_certificates_inside_a_read_write_grant_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    TestCa::new("planted").write(&work, "ca.pem");
+    std::os::unix::fs::symlink(work.join("ca.pem"), dir.path().join("link.pem")).unwrap();
+    let path = dir.path().join("p.toml");
+    for (file, access, refused) in [
+        ("work/ca.pem", "read-write", true),
+        ("link.pem", "read-write", true),
+        ("work/ca.pem", "read-only", false),
+    ] {
+        let text = format!(
+            "[net]\nca-certificates = [\"{file}\"]\n\n[[fs.dirs]]\nhost = \"work\"\nguest = \"/work\"\naccess = \"{access}\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let Err(e) = Policy::from_file(&path) else {
+            assert!(!refused, "{file} under a {access} grant is refused");
+            continue;
+        };
+        assert!(refused, "{file} under a {access} grant: {e}");
+        assert_eq!(e.key_name(), Some("net.ca-certificates"), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("is inside the read-write grant"), "{text}");
+        assert!(text.contains("(guest path `/work`)"), "{text}");
+    }
+}
