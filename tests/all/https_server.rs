@@ -3,7 +3,7 @@
 //! serves one connection on a thread and gives back what reached it: each
 //! request's head and body. A TLS handshake that fails reaches nothing.
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,7 +18,8 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A certificate authority made for one test.
 pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+    cert: Certificate,
+    key: KeyPair,
 }
 
 impl TestCa {
@@ -28,13 +29,14 @@ impl TestCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        TestCa { issuer }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa { cert, key }
     }
 
     /// The CA's certificate in PEM.
     pub fn pem(&self) -> String {
-        self.issuer.pem()
+        self.cert.pem()
     }
 
     /// Writes the CA's certificate to `dir/name`, and gives the path.
@@ -51,7 +53,7 @@ impl TestCa {
         let key = KeyPair::generate().unwrap();
         let cert = CertificateParams::new(names)
             .unwrap()
-            .signed_by(&key, &self.issuer)
+            .signed_by(&key, &self.cert, &self.key)
             .unwrap();
         let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
