@@ -615,12 +615,7 @@ impl Sandbox {
         let denials = Records::new(inner.io.log_denials, inner.io.audit.clone());
         // Secrets are read now, for this run, and live no longer than it.
         let broker = Arc::new(Broker::start(policy)?);
-        let net = NetAudit::new(
-            policy.net(),
-            policy.limits().http_requests.value,
-            denials.clone(),
-            broker,
-        );
+        let net = NetAudit::new(policy.net(), policy.limits(), denials.clone(), broker);
         let io;
         let io = match options.stdin {
             Some(stdin) => {

@@ -108,6 +108,11 @@ pub struct RunCommand {
     #[arg(long = "allow-http", value_name = "URL")]
     pub allow_http: Vec<String>,
 
+    /// Trust the CA certificates in this PEM file for https requests, beside the public CAs
+    /// (adds to net.ca-certificates).
+    #[arg(long = "ca-certificate", value_name = "FILE")]
+    pub ca_certificates: Vec<PathBuf>,
+
     /// Print each refused capability use to stderr as it happens (also on with --report or --report-fd).
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -442,6 +447,9 @@ impl RunCommand {
         }
         for entry in &self.allow_http {
             policy = policy.with_origin(Origin::Flag("--allow-http"), |b| b.allow_http(entry));
+        }
+        for path in &self.ca_certificates {
+            policy = policy.with_origin(Origin::Flag("--ca-certificate"), |b| b.ca_certificate(path));
         }
         if let Some(cwd) = &self.cwd {
             policy = policy.with_origin(Origin::Flag("--cwd"), |b| b.cwd(cwd));

@@ -89,7 +89,10 @@ pub(super) fn decide_and_rewrite(
             net.broker
                 .rewrite(entry, &mut headers, path.query.as_mut())
                 .map_err(refuse)?;
-            parts.headers = FieldMap::new_immutable(wasmtime_wasi_http::default_hooks(), headers);
+            // The run's own hooks decide which headers are forbidden, as
+            // wasi-http's do for the guest's (wasmcell keeps its defaults).
+            let mut hooks = net.clone();
+            parts.headers = FieldMap::new_immutable(&mut hooks, headers);
         }
         parts.path_with_query = Some(path.to_sent());
     }

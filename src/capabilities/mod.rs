@@ -21,6 +21,7 @@ mod fs;
 mod http_bounds;
 mod http_meter;
 mod http_rules;
+mod http_send;
 mod net;
 mod stdio;
 

@@ -7,8 +7,9 @@
 use super::broker::Broker;
 use super::denial::{OriginCounts, Records};
 use super::http_bounds::{self, InFlight, LiveBodies};
+use super::http_send::{Destination, HttpSender};
 use super::{http_meter, http_rules};
-use crate::policy::{NetGrants, NetKind};
+use crate::policy::{Limits, NetGrants, NetKind};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -53,20 +54,23 @@ pub(crate) struct NetAudit {
     pub(crate) broker: Arc<Broker>,
     /// Requests and bytes per origin, for the report.
     pub(crate) origins: OriginCounts,
+    /// What sends the requests allowed, under the per-request limits.
+    sender: HttpSender,
 }
 
 impl NetAudit {
-    /// The run's grants and its cap on HTTP requests (`limits.http-requests`),
-    /// recording refusals in `denials`.
-    pub(crate) fn new(grants: &NetGrants, max_requests: u64, denials: Records, broker: Arc<Broker>) -> NetAudit {
+    /// The run's grants and its HTTP limits (`limits.http-requests` and the
+    /// per-request ones), recording refusals in `denials`.
+    pub(crate) fn new(grants: &NetGrants, limits: &Limits, denials: Records, broker: Arc<Broker>) -> NetAudit {
         NetAudit {
+            sender: HttpSender::new(limits, &grants.ca_certificates),
             grants: Arc::new(grants.clone()),
             denials,
             ephemeral_binds: Arc::default(),
             in_flight: InFlight::default(),
             bodies: LiveBodies::default(),
             requests: Arc::default(),
-            max_requests,
+            max_requests: limits.http_requests.value,
             broker,
             origins: OriginCounts::default(),
         }
@@ -102,23 +106,32 @@ impl NetAudit {
         self.denials.allow(kind, target, || format!("granted by [net] {kind}"));
     }
 
-    /// Sends a request the policy allowed with wasmtime-wasi-http's sender,
-    /// unless [`http_bounds::MAX_HTTP_IN_FLIGHT`] are in flight already: then
-    /// the guest gets `connection-limit-reached` and can retry once one ends.
+    /// Sends a request the policy allowed to `target` with wasmcell's sender
+    /// ([`HttpSender`]), unless [`http_bounds::MAX_HTTP_IN_FLIGHT`] are in
+    /// flight already: then the guest gets `connection-limit-reached` and can
+    /// retry once one ends.
     fn send_bounded(
         &self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+        target: HttpTarget,
     ) -> Box<dyn Future<Output = http_bounds::SendResult> + Send> {
         let Some(slot) = self.in_flight.try_start() else {
             return Box::new(std::future::ready(Err(
                 wasmtime_wasi_http::Error::ConnectionLimitReached,
             )));
         };
+        let to = Destination {
+            tls: target.scheme == HttpScheme::Https,
+            host: target.host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            port: target.port,
+            shown: target.to_string(),
+        };
+        let sender = self.sender.clone();
+        let records = self.denials.clone();
         http_bounds::hold_slot(
             slot,
-            wasmtime_wasi_http::default_hooks().send_request(request, options, fut),
+            Box::new(async move { sender.send(request, options, to, records).await }),
         )
     }
 }
@@ -678,12 +691,16 @@ impl WasiHttpHooks for NetAudit {
         let uri = request.uri();
         let scheme = uri.scheme_str().map(|s| Scheme::Other(s.to_string()));
         let authority = uri.authority().map(|a| a.as_str());
+        // The response's errors reach the guest through the returned future
+        // and the body; nothing is sent on `fut`.
+        drop(fut);
         let Ok(target) = decide_http(&self.grants, scheme.as_ref(), authority) else {
             return Box::new(std::future::ready(Err(wasmtime_wasi_http::Error::HttpRequestDenied)));
         };
         let net = self.clone();
-        http_meter::metered(&net, &target.to_string(), request, |request| {
-            self.send_bounded(request, options, fut)
+        let origin = target.to_string();
+        http_meter::metered(&net, &origin, request, |request| {
+            self.send_bounded(request, options, target)
         })
     }
 

@@ -5,6 +5,7 @@ use super::cwd::{CwdLayer, check_cwd};
 use super::error::{PolicyError, invalid};
 use super::load::{Layer, Loader, absolute, load_layer, parse_layer, resolve_dir, resolve_file};
 use super::settings::LimitsLayer;
+use super::tls::CaFile;
 use super::{
     Access, ClockMode, Clocks, DirGrant, DirSite, FsRules, HttpRule, Input, NetKind, NetRule, Origin, Output, Policy,
     Proposal, Setting, UnknownImports, key_for,
@@ -415,6 +416,28 @@ impl PolicyBuilder {
                 self.add(layer);
             }
             Err(why) => self.fail(invalid(why).key(&key_for(&origin, "net.http"))),
+        }
+        self
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path` for `https`
+    /// requests, beside the public CAs, as an entry of `net.ca-certificates`
+    /// does; a relative `path` is resolved from the current directory. The
+    /// file is read now.
+    ///
+    /// # Security
+    ///
+    /// Whoever holds a CA's key can answer for any host the guest may
+    /// reach, and read what the host sends there (injected credentials too).
+    pub fn ca_certificate(mut self, path: impl AsRef<Path>) -> PolicyBuilder {
+        let origin = self.origin_now();
+        match CaFile::load(&absolute(path.as_ref())) {
+            Ok(ca) => {
+                let mut layer = Layer::default();
+                layer.net.ca_certificates.push(ca);
+                self.add(layer);
+            }
+            Err(why) => self.fail(invalid(why).key(&key_for(&origin, "net.ca-certificates"))),
         }
         self
     }

@@ -262,6 +262,10 @@ pub struct NetFile {
     /// Absent or empty: none.
     #[serde(default)]
     pub secrets: BTreeMap<String, Spanned<SecretFile>>,
+    /// PEM files of CAs the host trusts for `https` requests, beside the
+    /// public ones; relative to this file. Absent or empty: the public ones only.
+    #[serde(default)]
+    pub ca_certificates: Vec<Spanned<String>>,
 }
 
 /// One `net.http` item: an origin string, or a `[[net.http]]` table.

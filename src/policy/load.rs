@@ -17,6 +17,7 @@ use super::http::{self, HttpEntry, HttpPathGlob, InjectedHeader, PlaceholderIn, 
 use super::module::{PinLayer, check_pins, read_keys};
 use super::net::{HttpRule, NetGrants, NetKind, NetRule};
 use super::settings::LimitsLayer;
+use super::tls::CaFile;
 use super::wall::{WallMode, check_landlock_abi};
 use super::{
     Access, ByteSize, DirGrant, DirSite, FileRule, FsRules, Input, Origin, Output, PathGlob, Proposal, Setting,
@@ -122,6 +123,7 @@ impl Layer {
         // later layer takes that layer's source, as `env.vars` do.
         append_new(&mut self.net.http_entries, top_net.http_entries);
         self.net.secrets.extend(top_net.secrets);
+        append_new(&mut self.net.ca_certificates, top_net.ca_certificates);
         // A grant repeated (from a shared base, say) is kept once, with the
         // later access and the place that set it. One whose access changed
         // moves to the end, so that it is checked against every grant before
@@ -205,6 +207,14 @@ fn identity_of(path: &Path) -> PathBuf {
 /// read until memory ran out.
 pub(super) fn read_policy_file(path: &Path) -> std::io::Result<String> {
     read_bounded(path, Links::Follow)
+}
+
+/// Reads a host file a policy names (`net.ca-certificates`) as
+/// [`read_policy_file`] reads a policy: a regular file (a link to one is
+/// followed), opened without blocking, of at most `max` bytes; past it the
+/// error says "the file is over the {max} {hint}".
+pub(super) fn read_host_file(path: &Path, max: u64, hint: &str) -> std::io::Result<Vec<u8>> {
+    read_bounded_bytes(path, Links::Follow, max, hint)
 }
 
 /// Whether a policy file's own name may be a symbolic link.
@@ -654,6 +664,11 @@ fn parse_net(src: &Source<'_>, net: &NetFile, own: &mut Layer) -> Result<(), Pol
             }
         };
         own.net.secrets.insert(name.clone(), source);
+    }
+    for entry in &net.ca_certificates {
+        let ca = CaFile::load(&src.host_path(entry.get_ref()))
+            .map_err(|why| src.at(invalid(why), "net.ca-certificates", Some(entry.span())))?;
+        own.net.ca_certificates.push(ca);
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ mod overlap;
 mod resolve;
 mod settings;
 mod summary;
+mod tls;
 mod wall;
 mod wasm;
 
@@ -55,6 +56,7 @@ pub use module::{MAX_MODULE_KEYS, MAX_MODULE_PINS, ModuleKey};
 pub use net::{HttpAdmit, HttpRule, NetGrants, NetKind, NetRule};
 use settings::LimitsFile;
 pub use settings::{Flag, Limits, SETTINGS, SettingInfo};
+pub use tls::CaFile;
 pub use wall::{MAX_LANDLOCK_ABI, WallMode, WallSettings};
 pub use wasm::{Proposal, Proposals, UnknownImports};
 

@@ -10,6 +10,7 @@
 //! entry that names it literally, never by a CIDR block.
 
 use super::http::{HttpEntry, RequestPath, Secrets};
+use super::tls::CaFile;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
@@ -336,6 +337,9 @@ pub struct NetGrants {
     pub http_entries: Vec<HttpEntry>,
     /// `[net.secrets]`: each secret's name and where its value is read.
     pub secrets: Secrets,
+    /// `net.ca-certificates`: the CAs trusted for `https` requests beside
+    /// the public ones, read when the policy was loaded.
+    pub ca_certificates: Vec<CaFile>,
 }
 
 /// How the `net.http` grants admit one request (see [`NetGrants::decide_request`]).

@@ -177,7 +177,31 @@ impl Policy {
         policy.source = source;
         super::http::check_secrets(&mut policy)?;
         policy.check_links()?;
+        policy.check_ca_files()?;
         Ok(policy)
+    }
+
+    /// Refuses a `net.ca-certificates` file that a read-write grant reaches
+    /// (itself, or through a link, its target): a guest could have written
+    /// its own CA there in an earlier run, and the host would then trust
+    /// whoever holds its key for every `https` request, credentials and all.
+    fn check_ca_files(&self) -> Result<(), PolicyError> {
+        for ca in &self.net.ca_certificates {
+            if let Some((host, guest)) = self.writable_overlap(&ca.path) {
+                let e = PolicyError::unsafe_path(
+                    &ca.path,
+                    format!(
+                        "net.ca-certificates: CA file `{}` is inside the read-write grant `{}` (guest path `{guest}`), \
+                         where a guest could write its own CA for the host to trust; keep CA files outside every \
+                         read-write grant",
+                        ca.path.display(),
+                        host.display()
+                    ),
+                );
+                return Err(e.key("net.ca-certificates"));
+            }
+        }
+        Ok(())
     }
 
     fn resolve_stdio(

@@ -527,6 +527,72 @@ settings! {
             long_help: "",
         }),
     }
+    /// Bytes of one outgoing `wasi:http` request's body. The host streams
+    /// the body and never holds it whole, so this bounds what one request
+    /// may carry out, not memory: a request that declares a longer
+    /// `Content-Length` is refused before it connects, and one that sends
+    /// more is cut off there and fails (`HTTP-request-body-size`). The
+    /// default fits any API call and most uploads.
+    http_request_body: Bytes => u64 {
+        key: "limits.http-request-body",
+        default: DEFAULT_HTTP_REQUEST_BODY = 16 << 20,
+        min: MIN_HTTP_REQUEST_BODY = 0,
+        max: MAX_HTTP_REQUEST_BODY = 1 << 40,
+        /// Streamed, never held: the ceiling only catches a typo.
+        shown: "{} per request",
+        unset: "",
+        advice: "",
+        flag: Some(Flag {
+            name: "--http-request-body",
+            value_name: "SIZE",
+            help: "Largest body one outgoing HTTP request may send, such as `1MiB`",
+            long_help: "",
+        }),
+    }
+    /// Bytes of one `wasi:http` response's body. The host passes the body on
+    /// as the guest reads it and never holds it whole, so this bounds what
+    /// one request may bring in (into a file, say, where `limits.memory`
+    /// does not reach): a response that declares a longer `Content-Length`
+    /// fails at once, and one that sends more fails at the byte that
+    /// crosses it (`HTTP-response-body-size`).
+    http_response_body: Bytes => u64 {
+        key: "limits.http-response-body",
+        default: DEFAULT_HTTP_RESPONSE_BODY = 64 << 20,
+        min: MIN_HTTP_RESPONSE_BODY = 0,
+        max: MAX_HTTP_RESPONSE_BODY = 1 << 40,
+        /// Streamed, never held: the ceiling only catches a typo.
+        shown: "{} per response",
+        unset: "",
+        advice: "",
+        flag: Some(Flag {
+            name: "--http-response-body",
+            value_name: "SIZE",
+            help: "Largest response body one outgoing HTTP request may receive",
+            long_help: "",
+        }),
+    }
+    /// Wall-clock time one outgoing `wasi:http` request may take, from
+    /// connecting to the last byte of its response body; the guest's own
+    /// `request-options` timeouts may only shorten it. Past it the request
+    /// fails (`connection-timeout` while connecting, then
+    /// `HTTP-response-timeout`), and the run goes on. The default is what
+    /// common HTTP clients wait.
+    http_timeout: Time => Duration {
+        key: "limits.http-timeout",
+        default: DEFAULT_HTTP_TIMEOUT = Duration::from_secs(30),
+        min: MIN_HTTP_TIMEOUT = Duration::from_millis(1),
+        max: MAX_HTTP_TIMEOUT = Duration::from_secs(30 * 24 * 60 * 60),
+        /// As long as the longest run: `limits.timeout` ends a run first.
+        shown: "{} per request",
+        unset: "",
+        advice: ", such as \"30s\"",
+        flag: Some(Flag {
+            name: "--http-timeout",
+            value_name: "DURATION",
+            help: "Longest one outgoing HTTP request may take, connect to last byte",
+            long_help: "",
+        }),
+    }
 }
 
 #[cfg(test)]

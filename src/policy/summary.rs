@@ -268,6 +268,13 @@ fn describe_net(out: &mut String, policy: &Policy) {
     for rule in &n.http {
         line(out, format!("  may make HTTP requests to {rule}"));
     }
+    for ca in &n.ca_certificates {
+        let count = match ca.len() {
+            1 => "1 CA".to_string(),
+            n => format!("{n} CAs"),
+        };
+        line(out, format!("  https also trusts {count} from {}", ca.path.display()));
+    }
     for entry in &n.http_entries {
         line(out, format!("  may make HTTP requests to {entry}"));
     }

@@ -12,6 +12,8 @@ mod embed;
 mod env;
 mod exit;
 mod fs;
+mod http_tls;
+mod https_server;
 mod invoke;
 mod limits;
 mod matrix;

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use wasmcell::{Outcome, Policy, Status};
 use wasmcell_artifacts::{
     NET_DNS_FLOOD_COMPONENT, NET_DNS_LOOKUP, NET_DNS_LOOKUP_COMPONENT, NET_HTTP_CLIENT_COMPONENT, NET_HTTP_GET,
-    NET_HTTP_GET_COMPONENT, NET_SOCKET_CREATE, NET_SOCKET_CREATE_COMPONENT, NET_TCP_CONNECT, NET_TCP_CONNECT_COMPONENT,
-    NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND, NET_UDP_SEND_COMPONENT,
+    NET_HTTP_GET_COMPONENT, NET_HTTP_POST, NET_HTTP_POST_COMPONENT, NET_SOCKET_CREATE, NET_SOCKET_CREATE_COMPONENT,
+    NET_TCP_CONNECT, NET_TCP_CONNECT_COMPONENT, NET_TCP_LISTEN, NET_TCP_LISTEN_COMPONENT, NET_UDP_SEND,
+    NET_UDP_SEND_COMPONENT,
 };
 
 wasmcell_artifacts::foreach_net!(assert_test_exists);
@@ -1515,4 +1516,36 @@ fn denial_flood_is_bounded_and_escaped() {
         "{}",
         json["denials_dropped"]
     );
+}
+
+/// A POST's body reaches the server whole over https, through the CA that
+/// `net.ca-certificates` names, chunked or with its declared length; core
+/// modules have no wasi:http. (`tests/all/http_tls.rs` covers the rest.)
+#[test]
+fn net_http_post() {
+    use crate::https_server::{Answer, TestCa, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("wasmcell test CA");
+    let pem = ca.write(dir.path(), "ca.pem");
+    for declared in [&[][..], &["declared"][..]] {
+        let (port, server) = serve(Some(ca.server(&["127.0.0.1"])), Answer::Body(b"stored".to_vec()));
+        let policy = Policy::builder()
+            .allow_http(&format!("https://127.0.0.1:{port}"))
+            .ca_certificate(&pem)
+            .build()
+            .unwrap();
+        let url = format!("https://127.0.0.1:{port}/upload");
+        let args = [&[url.as_str(), "100000"][..], declared].concat();
+        let outcome = run(policy, NET_HTTP_POST_COMPONENT, &args);
+        assert_status(&outcome, Status::Exited(0));
+        assert_eq!(stdout(&outcome), "status 200\nstored");
+        let received = server.join();
+        let [request] = &received[..] else {
+            panic!("{received:?}")
+        };
+        assert_eq!(request.head[0], "POST /upload HTTP/1.1");
+        assert_eq!(request.body.as_deref(), Some(&[b'x'; 100_000][..]));
+    }
+    let outcome = run(Policy::deny_all(), NET_HTTP_POST, &["http://127.0.0.1:1/", "1"]);
+    assert_guest_refused(&outcome);
 }

@@ -167,6 +167,54 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// The per-request HTTP limits from a file, a flag and the builder, checked
+/// alike, with their defaults, and described.
+#[test]
+fn limits_http_request_bounds_are_settings_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[limits]\nhttp-request-body = \"1 KiB\"\nhttp-response-body = 0\nhttp-timeout = \"2s\"\n";
+    let p = Policy::from_file(write(dir.path(), "h.toml", text)).unwrap();
+    let limits = p.limits();
+    assert_eq!(limits.http_request_body.value, 1024);
+    assert_eq!(limits.http_response_body.value, 0);
+    assert_eq!(limits.http_timeout.value, Duration::from_secs(2));
+    let defaults = Policy::deny_all();
+    let defaults = defaults.limits();
+    assert_eq!(
+        (
+            defaults.http_request_body.value,
+            defaults.http_response_body.value,
+            defaults.http_timeout.value
+        ),
+        (16 << 20, 64 << 20, Duration::from_secs(30))
+    );
+    let described = wasmcell::policy::summarize(&p);
+    for line in [
+        "  http-request-body: 1 KiB per request (from ",
+        "  http-response-body: 0 B per response (from ",
+        "  http-timeout: 2s per request (from ",
+    ] {
+        assert!(described.contains(line), "{line}: {described}");
+    }
+    let e = Policy::from_file(write(dir.path(), "t.toml", "[limits]\n\nhttp-timeout = \"0s\"\n")).unwrap_err();
+    assert_eq!((e.key_name(), e.line()), (Some("limits.http-timeout"), Some(3)), "{e}");
+    let e = Policy::builder().http_request_body(2 << 40).build().unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("limits.http-request-body must be between 0 B and 1 TiB"),
+        "{e}"
+    );
+    let (code, stderr) = wasmcell(&["run", "--http-response-body", "2TiB", "nothing.wasm"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--http-response-body: limits.http-response-body must be between"),
+        "{stderr}"
+    );
+    let (code, stderr) = wasmcell(&["run", "--http-timeout", "soon", "nothing.wasm"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("'--http-timeout <DURATION>'"), "{stderr}");
+}
+
 /// `limits.http-requests` from a file, a flag and the builder, checked
 /// alike, and described.
 #[test]
