@@ -2,7 +2,9 @@
 //! `wasmsign2` tool: Ed25519 key pairs, and signatures in the format of the
 //! WebAssembly tool-conventions signature proposal, embedded in a custom
 //! section at the start of the module or detached. Files written by this
-//! module and by `wasmsign2` are interchangeable.
+//! module and by `wasmsign2` are interchangeable, except that a multi-part
+//! signature (`wasmsign2`'s `split`/`sign_multi`) is refused: it would let a
+//! module cut short at a part boundary verify.
 //!
 //! # Example
 //!
@@ -101,8 +103,42 @@ pub fn sign_module_detached(module: &[u8], secret_key_bytes: &[u8]) -> Result<(V
     Ok((out, signature))
 }
 
+/// Refuses a signature that signs the module in parts (`wasmsign2`'s
+/// multi-part signatures, made with `split` or `sign_multi`): such a
+/// signature signs the hash of every delimited prefix of the module, so a
+/// module cut short after any of them still verifies. wasmcell accepts only
+/// signatures whose every signed set holds one hash: that of the whole
+/// module after the signature, as `sign_module` and `wasmsign2 sign` make
+/// them. A signature that cannot be read is left to the verification,
+/// which refuses it.
+pub(crate) fn check_whole_module(module: &[u8], detached: Option<&[u8]>) -> Result<(), String> {
+    let data = match detached {
+        Some(signature) => wasmsign2::SignatureData::deserialize(signature).ok(),
+        None => {
+            let mut reader = Cursor::new(module);
+            wasmsign2::Module::init_from_reader(&mut reader)
+                .and_then(wasmsign2::Module::iterate)
+                .ok()
+                .and_then(|mut sections| sections.next())
+                .and_then(Result::ok)
+                .and_then(|section| match section {
+                    wasmsign2::Section::Custom(custom) if custom.is_signature_header() => custom.signature_data().ok(),
+                    _ => None,
+                })
+        }
+    };
+    match data {
+        Some(data) if data.signed_hashes_set.iter().any(|set| set.hashes.len() != 1) => Err(
+            "its signature signs the module in parts (a multi-part signature), under which a module cut short would verify too; sign the whole module (`wasmcell sign`, or `wasmsign2 sign` without splitting it)".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Checks that `module` carries a signature (embedded, or `detached`) that
-/// `public_key` verifies, as `module.signed-by` does before a run.
+/// `public_key` verifies, as `module.signed-by` does before a run: a
+/// signature of the whole module (see the refusal of multi-part signatures
+/// in the module's docs).
 ///
 /// # Errors
 ///
@@ -111,6 +147,7 @@ pub fn sign_module_detached(module: &[u8], secret_key_bytes: &[u8]) -> Result<(V
 /// cannot be read.
 pub fn verify_module(module: &[u8], public_key_bytes: &[u8], detached: Option<&[u8]>) -> Result<()> {
     let key = public_key(public_key_bytes)?;
+    check_whole_module(module, detached).map_err(|why| anyhow!("{why}"))?;
     match key.verify(&mut Cursor::new(module), detached) {
         Ok(()) => Ok(()),
         Err(wasmsign2::WSError::NoSignatures) => bail!("the module is not signed"),

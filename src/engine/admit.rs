@@ -58,6 +58,7 @@ pub(crate) fn admit_module(
             Some(_) => "its signature was not checked when it was loaded".into(),
         }));
     };
+    crate::signing::check_whole_module(bytes, detached).map_err(refuse)?;
     let set = wasmsign2::PublicKeySet::new(keys.value.iter().map(ModuleKey::public_key).collect());
     match set.verify(&mut Cursor::new(bytes), detached) {
         Ok(valid) => {

@@ -641,3 +641,37 @@ fn a_layer_cannot_widen_the_keys_it_extends() {
         assert!(err.contains(says) && err.contains(":2:"), "{value}: {err}");
     }
 }
+
+/// wasmsign2's multi-part signatures (`split` then `sign_multi`) sign the
+/// hash of every delimited prefix of the module, so a module cut short at a
+/// part boundary (its trailing sections dropped: data, names) would still
+/// verify. wasmcell refuses such signatures, whole or cut short.
+#[test]
+fn a_multi_part_signature_is_refused_whole_or_cut_short() {
+    let keys = Signed::new();
+    let secret = wasmsign2::SecretKey::from_bytes(&std::fs::read(keys.path("release.key")).unwrap()).unwrap();
+    let module = wasmsign2::Module::deserialize_from_file(HELLO).unwrap();
+    let parts = module.split(|s| !matches!(s, wasmsign2::Section::Custom(_))).unwrap();
+    let (signed, _) = secret.sign_multi(parts, None, false, false).unwrap();
+    let delimiters: Vec<usize> = (0..signed.sections.len())
+        .filter(|&i| signed.sections[i].is_signature_delimiter())
+        .collect();
+    assert!(
+        delimiters.len() >= 2,
+        "hello has custom sections after its code: {delimiters:?}"
+    );
+    let mut cut = signed.clone();
+    cut.sections.truncate(delimiters[delimiters.len() - 2] + 1);
+    signed.serialize_to_file(keys.path("multi.wasm")).unwrap();
+    cut.serialize_to_file(keys.path("cut.wasm")).unwrap();
+    for name in ["multi.wasm", "cut.wasm"] {
+        assert_refused_signature(&keys.run(&[], &keys.path(name)), "multi-part signature");
+        let out = wasmcell(&["verify", "--public-key", &keys.path("release.pub"), &keys.path(name)]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stderr).contains("multi-part signature"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
