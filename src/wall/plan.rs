@@ -32,6 +32,9 @@ pub enum WallAccess {
     ReadWrite,
     /// Write and truncate this one file (a stdout or stderr file).
     WriteFile,
+    /// Read, write and truncate this one file (a read-write `[[fs.files]]`
+    /// grant).
+    ReadWriteFile,
 }
 
 /// One path the wall lets the process reach, and how.
@@ -200,6 +203,7 @@ impl WallPlan {
                 WallAccess::List => "list",
                 WallAccess::ReadWrite => "read-write",
                 WallAccess::WriteFile => "write",
+                WallAccess::ReadWriteFile => "read-write file",
             };
             out.push_str(&format!("  path {} ({access}): {}\n", p.path.display(), p.why));
         }
@@ -246,7 +250,7 @@ fn add_grant(paths: &mut Vec<WallPath>, dir: &crate::policy::DirGrant) {
     for file in &dir.rules.files {
         let access = match file.access {
             Access::ReadOnly => WallAccess::Read,
-            Access::ReadWrite => WallAccess::WriteFile,
+            Access::ReadWrite => WallAccess::ReadWriteFile,
         };
         paths.push(WallPath {
             path: dir.host.join(&file.host),
@@ -283,7 +287,7 @@ mod tests {
             Some(WallAccess::List),
             "the file grant's folder is listable only"
         );
-        assert_eq!(find(canon.join("etc/app.conf")), Some(WallAccess::WriteFile));
+        assert_eq!(find(canon.join("etc/app.conf")), Some(WallAccess::ReadWriteFile));
         assert!(plan.tcp && !plan.udp);
         assert_eq!(plan.tcp_connect, Ports::Only([443, 8080, 9000, 9001, 9002].into()));
         assert_eq!(plan.tcp_bind, Ports::Only([0].into()));

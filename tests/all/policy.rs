@@ -1015,6 +1015,31 @@ fn fs_cwd_must_lie_where_the_guest_may_read() {
     assert!(e.to_string().starts_with("--cwd: fs.cwd `/tmp` is not inside"), "{e}");
 }
 
+/// A read-write file grant is read as well as written behind the second
+/// wall (`--wall require`): the wall's rule for the file gives it reading.
+#[test]
+fn a_read_write_file_grant_is_readable_behind_the_wall() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.txt"), "one").unwrap();
+    let grant = format!("{}::/etc/state.txt", s(&dir.path().join("state.txt")));
+    for module in [wasmcell_artifacts::FS_OPS, wasmcell_artifacts::FS_OPS_COMPONENT] {
+        let out = crate::wait_for(
+            crate::wasmcell_command()
+                .args(["run", "--wall", "require", "--file", &grant, module])
+                .args(["read:/etc/state.txt", "write:/etc/state.txt:two", "read:/etc/state.txt"])
+                .spawn()
+                .expect("spawn wasmcell"),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            stdout, "read:/etc/state.txt -> ok: one\nwrite:/etc/state.txt:two -> ok\nread:/etc/state.txt -> ok: two\n",
+            "{module}"
+        );
+        std::fs::write(dir.path().join("state.txt"), "one").unwrap();
+    }
+}
+
 /// On the command line, `--ro-file conf/one.conf::/etc/app.conf` (a path
 /// relative to the working directory) shows the file as `/etc/app.conf`
 /// only, `wasmcell check` shows which host file stands behind the guest

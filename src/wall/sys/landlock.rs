@@ -9,6 +9,7 @@
 //!   beneath the path (write, truncate, create, remove, rename and link
 //!   across folders);
 //! - [`WallAccess::WriteFile`]: write and truncate that one file.
+//! - [`WallAccess::ReadWriteFile`]: read, write and truncate that one file.
 //!
 //! No path may be executed. A plan path that does not exist is skipped:
 //! nothing could open it later anyway, as creating it needs a right on its
@@ -253,6 +254,9 @@ fn access_for(access: WallAccess, abi: ABI) -> BitFlags<AccessFs> {
         WallAccess::List => AccessFs::ReadDir.into(),
         WallAccess::ReadWrite => AccessFs::from_all(abi) & !(AccessFs::Execute | AccessFs::IoctlDev),
         WallAccess::WriteFile => AccessFs::from_file(abi) & (AccessFs::WriteFile | AccessFs::Truncate),
+        WallAccess::ReadWriteFile => {
+            AccessFs::from_file(abi) & (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate)
+        }
     }
 }
 
