@@ -2,9 +2,10 @@
 //! guest never holds (`[net.secrets]`, injected headers, placeholders).
 //!
 //! Each test takes the server it talks to as a parameter ([`StartServer`]):
-//! a loopback server that records every request it receives, whole. The
-//! tests here run them over plain HTTP; the same tests run over HTTPS by
-//! passing a server that terminates TLS and the `[net]` lines that trust it.
+//! a loopback server that records every request it receives, whole. Each
+//! runs over plain HTTP ([`plain_http`]) and over HTTPS ([`https`]: a server
+//! with a certificate from a CA made in the test, which `ca-certificates`
+//! trusts), where the host terminates TLS for the guest.
 
 use crate::{assert_status, policy_toml, run, stdout, wait_for, wasmcell_command};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -27,6 +28,8 @@ pub struct TestServer {
     received: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Files the server's `net_extra` names (a CA), kept while it serves.
+    files: Option<tempfile::TempDir>,
 }
 
 /// How a test starts its server.
@@ -70,6 +73,7 @@ impl TestServer {
             received,
             stop,
             thread: Some(thread),
+            files: None,
         }
     }
 
@@ -121,6 +125,27 @@ pub fn plain_http() -> TestServer {
     listener.set_nonblocking(true).unwrap();
     let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     TestServer::spawn(origin, String::new(), listener, Some)
+}
+
+/// An HTTPS server on loopback with a certificate for `127.0.0.1` from a CA
+/// made for it, which its `net_extra` trusts (`ca-certificates`): the host
+/// terminates TLS for the guest, so the broker sees and rewrites the request
+/// before it is encrypted.
+pub fn https() -> TestServer {
+    let ca = crate::https_server::TestCa::new("wasmcell broker test CA");
+    let files = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(files.path(), "ca.pem");
+    let config = ca.server(&["127.0.0.1"]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let origin = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let net_extra = format!("ca-certificates = [\"{}\"]\n", ca_file.display());
+    let mut server = TestServer::spawn(origin, net_extra, listener, move |tcp| {
+        let connection = rustls::ServerConnection::new(config.clone()).ok()?;
+        Some(rustls::StreamOwned::new(connection, tcp))
+    });
+    server.files = Some(files);
+    server
 }
 
 /// The secret every test holds: unreserved characters, so it reads the same
@@ -253,8 +278,13 @@ fn rules_decide_by_method_and_path(start: StartServer) {
 /// around a rule (`..`, `%2e%2e`, `%2f`, `//`, `;`) is refused, deny-paths win,
 /// the server sees exactly the path decided, and the report counts the origin.
 #[test]
-fn http_rules_decide_by_method_and_path() {
+fn http_rules_decide_by_method_and_path_over_http() {
     rules_decide_by_method_and_path(plain_http);
+}
+
+#[test]
+fn http_rules_decide_by_method_and_path_over_https() {
+    rules_decide_by_method_and_path(https);
 }
 
 fn injected_header_replaces_the_guests(start: StartServer) {
@@ -283,6 +313,11 @@ fn injected_header_replaces_the_guests(start: StartServer) {
 #[test]
 fn injected_header_replaces_the_guests_over_http() {
     injected_header_replaces_the_guests(plain_http);
+}
+
+#[test]
+fn injected_header_replaces_the_guests_over_https() {
+    injected_header_replaces_the_guests(https);
 }
 
 /// The policy for the placeholder tests: `gh` from `source`, bound to
@@ -373,6 +408,11 @@ fn placeholder_is_swapped_only_where_bound_over_http() {
     placeholder_is_swapped_only_where_bound(plain_http);
 }
 
+#[test]
+fn placeholder_is_swapped_only_where_bound_over_https() {
+    placeholder_is_swapped_only_where_bound(https);
+}
+
 fn secret_appears_in_no_output(start: StartServer) {
     let (bound, other) = (start(), start());
     let dir = secret_dir();
@@ -459,6 +499,11 @@ fn secret_appears_in_no_output(start: StartServer) {
 #[test]
 fn secret_appears_in_no_output_over_http() {
     secret_appears_in_no_output(plain_http);
+}
+
+#[test]
+fn secret_appears_in_no_output_over_https() {
+    secret_appears_in_no_output(https);
 }
 
 /// Runs `policy` (TOML, relative to `dir`) and gives the error that stopped
