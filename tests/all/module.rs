@@ -36,6 +36,20 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `wasmcell matrix --format json` over `modules` and the policies in
+/// `policies`, with `extra` flags: the report.
+fn matrix_json(modules: &[&str], policies: &Path, extra: &[&str]) -> Value {
+    let out = std::process::Command::new(BIN)
+        .arg("matrix")
+        .arg("--modules")
+        .args(modules)
+        .args(["--policies", s(policies), "--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)))
+}
+
 /// The `.cwasm` entries in a compile cache folder.
 fn cache_entries(cache: &Path) -> usize {
     std::fs::read_dir(cache)
@@ -257,19 +271,7 @@ fn the_matrix_honours_pins_and_reports_digests() {
     std::fs::create_dir(&policies).unwrap();
     pinned(&policies, "hello-only.toml", &[&sha256(HELLO)]);
     for extra in [&[][..], &["--in-process"][..]] {
-        let mut args = vec![
-            "matrix",
-            "--modules",
-            HELLO,
-            FS_READ,
-            "--policies",
-            s(&policies),
-            "--format",
-            "json",
-        ];
-        args.extend(extra);
-        let out = std::process::Command::new(BIN).args(&args).output().unwrap();
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        let json = matrix_json(&[HELLO, FS_READ], &policies, extra);
         let cells = json["cells"].as_array().unwrap();
         let cell = |m: &str| cells.iter().find(|c| c["module"] == m).unwrap();
         assert_eq!(
@@ -347,19 +349,7 @@ fn reports_carry_the_policy_digest_check_prints() {
     let policies = d.join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::copy(d.join("flat.toml"), policies.join("flat.toml")).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "matrix",
-            "--modules",
-            HELLO,
-            "--policies",
-            s(&policies),
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    let json = matrix_json(&[HELLO], &policies, &[]);
     assert_eq!(json["cells"][0]["outcome"]["policy_sha256"], flat.as_str(), "{json:#}");
 }
 
@@ -569,19 +559,7 @@ fn signed_by_is_honoured_by_precompiled_code_the_matrix_and_the_library() {
     .unwrap();
     let signed = keys.path("hello.wasm");
     for extra in [&[][..], &["--in-process"][..]] {
-        let mut args = vec![
-            "matrix",
-            "--modules",
-            &signed,
-            FS_READ,
-            "--policies",
-            s(&policies),
-            "--format",
-            "json",
-        ];
-        args.extend(extra);
-        let out = std::process::Command::new(BIN).args(&args).output().unwrap();
-        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        let json = matrix_json(&[&signed, FS_READ], &policies, extra);
         let cells = json["cells"].as_array().unwrap();
         let cell = |m: &str| cells.iter().find(|c| c["module"] == m).unwrap();
         assert_eq!(cell("hello")["outcome"]["status"], "exited", "{extra:?}: {json:#}");

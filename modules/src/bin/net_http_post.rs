@@ -28,7 +28,6 @@ fn main() {
 fn post(url: &str, size: usize, declared: bool) -> Result<(u16, Vec<u8>), String> {
     use wasi::http::outgoing_handler;
     use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
-    use wasi::io::streams::StreamError;
 
     let (scheme, rest) = url.split_once("://").ok_or("the URL needs `://`")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -71,24 +70,7 @@ fn post(url: &str, size: usize, declared: bool) -> Result<(u16, Vec<u8>), String
     // Finishing fails for a body the host cut off; the response says why.
     let _ = OutgoingBody::finish(body, None);
 
-    pending.subscribe().block();
-    let response = pending
-        .get()
-        .ok_or("no response after the pollable was ready")?
-        .map_err(|()| "response taken twice")?
-        .map_err(|e| format!("{e:?}"))?;
-    let status = response.status();
-    let body = response.consume().map_err(|()| "body taken twice")?;
-    let stream = body.stream().map_err(|()| "stream taken twice")?;
-    let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => bytes.extend(chunk),
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(e)) => return Err(e.to_debug_string()),
-        }
-    }
-    Ok((status, bytes))
+    wasmcell_modules::read_response(pending)
 }
 
 #[cfg(not(all(target_os = "wasi", target_env = "p2")))]
