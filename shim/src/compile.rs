@@ -136,4 +136,45 @@ mod tests {
             assert_eq!(outcome.status, Status::Exited(7));
         }
     }
+
+    /// A precompiled layer records the digest of the WebAssembly it came
+    /// from, so a container policy that pins the module (`module.sha256`)
+    /// runs the node's precompiled code of that module and refuses another.
+    #[tokio::test]
+    async fn a_precompiled_layer_meets_the_container_policy_pins() {
+        use sha2::{Digest as _, Sha256};
+        let compiled = WasmcellCompiler
+            .compile(&[layer(EXIT7.as_bytes(), false)])
+            .await
+            .unwrap();
+        let code = compiled[0].as_ref().expect("WebAssembly compiles");
+        let digest: String = Sha256::digest(EXIT7.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let sandbox = |pin: &str| {
+            let policy = Policy::builder().module_sha256(&[pin]).build().unwrap();
+            Sandbox::builder()
+                .engine(precompile_engine().unwrap())
+                .policy(policy)
+                .build()
+                .unwrap()
+        };
+        let pinned = sandbox(&digest);
+        // SAFETY: compiled by the hook a moment ago, in this process.
+        let program = unsafe { pinned.load_precompiled_bytes("exit7.wasm", code) }.unwrap();
+        let outcome = pinned.run_program_async(&program, &[] as &[&str]).await.unwrap();
+        assert_eq!(outcome.status, Status::Exited(7));
+        assert_eq!(outcome.module_sha256.as_deref(), Some(digest.as_str()));
+
+        let other = sandbox(&"0".repeat(64));
+        // SAFETY: as above.
+        let Err(refused) = (unsafe { other.load_precompiled_bytes("exit7.wasm", code) }) else {
+            panic!("a policy pinned to another module ran the layer");
+        };
+        assert!(
+            matches!(refused.kind(), wasmcell::LoadErrorKind::ModulePin { found: Some(found), .. } if *found == digest),
+            "{refused}"
+        );
+    }
 }
