@@ -302,6 +302,15 @@ impl HttpRule {
         self.ports
     }
 
+    /// Whether the entry names its host by name rather than by IP address:
+    /// the host then resolves the name itself when it sends a request, so
+    /// the process needs the resolver whatever `net.dns` (the guest's own
+    /// lookups) says.
+    pub fn names_a_host(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.parse::<std::net::IpAddr>().is_err()
+    }
+
     /// Whether this entry admits a request to `scheme://host:port`.
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         self.scheme.eq_ignore_ascii_case(scheme)

@@ -1,6 +1,6 @@
 //! What the second wall lets the run's process reach, built from a policy.
 
-use crate::policy::{Access, Input, NetKind, Output, Policy, WallMode};
+use crate::policy::{Access, HttpRule, Input, NetKind, Output, Policy, WallMode};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -105,8 +105,9 @@ impl WallPlan {
     /// - each `[[fs.files]]` grant's folder listable (names only, nothing in
     ///   it readable), and the file itself with its access;
     /// - a stdin file read-only, stdout and stderr files writable;
-    /// - with `net.dns`, the resolver's files ([`DNS_FILES`]) read-only, UDP,
-    ///   and TCP connections to port 53;
+    /// - with `net.dns`, or a `net.http` origin that names its host (the host
+    ///   resolves it when it sends the request), the resolver's files
+    ///   ([`DNS_FILES`]) read-only, UDP, and TCP connections to port 53;
     /// - each `[net.secrets]` file read-only (secrets are read when the run
     ///   starts);
     /// - TCP connections to the ports of `net.tcp-connect` and `net.http`,
@@ -136,12 +137,18 @@ impl WallPlan {
             }
         }
         let net = policy.net();
-        if net.dns {
+        let mut origins = net.http.iter().chain(net.http_entries.iter().map(|e| &e.origin));
+        let resolver = match (net.dns, origins.any(HttpRule::names_a_host)) {
+            (true, _) => Some("net.dns (the resolver's files)"),
+            (false, true) => Some("a net.http origin named by host name (the resolver's files)"),
+            (false, false) => None,
+        };
+        if let Some(why) = resolver {
             for file in DNS_FILES {
                 paths.push(WallPath {
                     path: PathBuf::from(file),
                     access: WallAccess::Read,
-                    why: "net.dns (the resolver's files)".into(),
+                    why: why.into(),
                 });
             }
         }
@@ -158,7 +165,7 @@ impl WallPlan {
                 });
             }
         }
-        if net.dns {
+        if resolver.is_some() {
             connect.push((53, 53));
         }
         let bind: Vec<(u16, u16)> = net.rules(NetKind::TcpBind).iter().map(|r| r.ports()).collect();
@@ -167,7 +174,9 @@ impl WallPlan {
             landlock_abi: policy.wall().landlock_abi.as_ref().map(|s| s.value),
             paths,
             tcp: !connect.is_empty() || !bind.is_empty(),
-            udp: net.dns || !net.rules(NetKind::UdpBind).is_empty() || !net.rules(NetKind::UdpSend).is_empty(),
+            udp: resolver.is_some()
+                || !net.rules(NetKind::UdpBind).is_empty()
+                || !net.rules(NetKind::UdpSend).is_empty(),
             tcp_connect: Ports::from_ranges(connect),
             tcp_bind: Ports::from_ranges(bind),
         }
@@ -274,7 +283,7 @@ mod tests {
             "[[fs.dirs]]\nhost = \"{0}/ro\"\nguest = \"/ro\"\naccess = \"read-only\"\n\
              [[fs.files]]\nhost = \"{0}/etc/app.conf\"\nguest = \"/etc/app.conf\"\naccess = \"read-write\"\n\
              [net]\ntcp-connect = [\"127.0.0.1:8080\", \"10.0.0.0/8:9000-9002\"]\ntcp-bind = [\"127.0.0.1:0\"]\n\
-             http = [\"https://example.com\"]\n",
+             http = [\"https://192.0.2.1\"]\n",
             tmp.path().display()
         );
         let policy = Policy::from_toml(&text, tmp.path()).unwrap();
@@ -292,6 +301,27 @@ mod tests {
         assert_eq!(plan.tcp_connect, Ports::Only([443, 8080, 9000, 9001, 9002].into()));
         assert_eq!(plan.tcp_bind, Ports::Only([0].into()));
         assert_eq!(plan.mode, WallMode::Auto);
+    }
+
+    #[test]
+    fn a_named_http_origin_brings_the_resolver_and_an_address_does_not() {
+        let plan = |http: &str| {
+            let text = format!("[net]\nhttp = [\"{http}\"]\n");
+            WallPlan::for_policy(&Policy::from_toml(&text, ".").unwrap())
+        };
+        for address in ["https://192.0.2.1", "http://[::1]:8080"] {
+            let plan = plan(address);
+            assert!(plan.tcp && !plan.udp && plan.paths.is_empty(), "{address}");
+        }
+        let named = plan("https://api.example.com");
+        assert!(named.tcp && named.udp);
+        assert_eq!(named.tcp_connect, Ports::Only([53, 443].into()));
+        assert!(
+            named
+                .paths
+                .iter()
+                .any(|p| p.path == std::path::Path::new("/etc/resolv.conf"))
+        );
     }
 
     #[test]

@@ -1413,6 +1413,44 @@ fn http_cli_flag() {
     );
 }
 
+/// An origin named by host name (`localhost`) is resolved by the host when
+/// it sends the request, whatever `net.dns` says: behind the second wall
+/// (`--wall require`) the resolver's files and port are reachable for it,
+/// and `wasmcell check` says why.
+#[test]
+fn http_to_a_named_origin_resolves_behind_the_wall() {
+    let (port, server) = http_server_head();
+    let origin = format!("http://localhost:{port}");
+    let url = format!("{origin}/");
+    let out = wasmcell(&[
+        "run",
+        "--wall",
+        "require",
+        "--allow-http",
+        &origin,
+        NET_HTTP_GET_COMPONENT,
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "status 200\nhello");
+    let head = server.join().unwrap().expect("the request arrived");
+    assert!(
+        head.iter()
+            .any(|l| l.eq_ignore_ascii_case(&format!("host: localhost:{port}"))),
+        "{head:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, format!("[net]\nhttp = [\"{origin}\"]\n")).unwrap();
+    let out = wasmcell(&["check", policy.to_str().unwrap()]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("path /etc/hosts (read): a net.http origin named by host name"),
+        "{summary}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Hostile denial records
 // ---------------------------------------------------------------------------
