@@ -239,6 +239,12 @@ impl Sandbox {
         &self.inner.policy
     }
 
+    /// The digest of this sandbox's policy ([`Policy::sha256`]), taken once
+    /// when the sandbox was built: what every outcome's `policy_sha256` says.
+    pub fn policy_sha256(&self) -> &str {
+        &self.inner.policy_sha256
+    }
+
     /// The engine runs happen on.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine

@@ -272,7 +272,7 @@ impl RunCommand {
         let (module, args) = self.module_and_args()?;
         let program = self.load_for_run(&sandbox, &module)?;
         if let Some(audit) = &audit {
-            audit.header(program.name(), program.sha256().as_deref(), &sandbox.policy().sha256());
+            audit.header(program.name(), program.sha256().as_deref(), sandbox.policy_sha256());
         }
         // The stdio files are created before the wall goes up: the wall lets
         // the run write them, not create them.

@@ -390,15 +390,18 @@ impl Engine {
         let bytes = match code {
             Precompiled::Bytes(bytes) => bytes,
             Precompiled::File(path) => {
+                // One open: the header and the code after it are read from
+                // the same file, whatever the path names by then.
+                let mut file = std::fs::File::open(path).map_err(LoadErrorKind::Read)?;
                 let mut start = [0u8; program::SOURCE_HEADER_LEN];
-                let n = std::fs::File::open(path)
-                    .and_then(|mut f| f.read(&mut start))
-                    .map_err(LoadErrorKind::Read)?;
+                let n = file.read(&mut start).map_err(LoadErrorKind::Read)?;
                 if !program::has_source_header(&start[..n]) {
                     // SAFETY: as the caller promised.
                     return Ok((unsafe { self.deserialize(code) }?, None));
                 }
-                whole = std::fs::read(path).map_err(LoadErrorKind::Read)?;
+                let mut rest = start[..n].to_vec();
+                file.read_to_end(&mut rest).map_err(LoadErrorKind::Read)?;
+                whole = rest;
                 &whole
             }
         };

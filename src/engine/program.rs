@@ -357,7 +357,16 @@ impl fmt::Display for LoadError {
                 }
             }
             LoadErrorKind::NotCommand(why) | LoadErrorKind::Precompiled(why) => write!(f, "{why}"),
-            LoadErrorKind::ModulePin { .. } | LoadErrorKind::ModuleSignature { .. } => fmt_identity(&self.kind, f),
+            LoadErrorKind::ModulePin {
+                found,
+                precompiled,
+                allowed,
+                origin,
+            } => fmt_pin(f, found.as_deref(), *precompiled, allowed, origin),
+            LoadErrorKind::ModuleSignature { reason, origin } => write!(
+                f,
+                "{reason}, and {origin} asks for a signature one of its keys verifies; sign the module (`wasmcell sign`), or check that you run the module the policy was written for"
+            ),
             LoadErrorKind::StartSignature { found } => write!(
                 f,
                 "`_start` has type `{found}`, but a command's `_start` takes no parameters and returns nothing (`() -> ()`); export it with that type, as a `bin` target for wasm32-wasip1 does"
@@ -442,39 +451,32 @@ pub(super) fn split_source_header(bytes: &[u8]) -> Result<(Option<ContentHash>, 
     Ok((recorded, &bytes[SOURCE_HEADER_LEN..]))
 }
 
-/// The refusals of a module that is not the one the policy was written for
-/// (`module.sha256`, `module.signed-by`).
-fn fmt_identity(kind: &LoadErrorKind, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    match kind {
-        LoadErrorKind::ModulePin {
-            found: Some(found),
-            precompiled,
-            allowed,
-            origin,
-        } => {
-            let what = if *precompiled {
-                "it was compiled from WebAssembly whose SHA-256"
-            } else {
-                "its SHA-256"
-            };
-            write!(
-                f,
-                "{what} is {found}, and {origin} allows only {}: the policy was written for another module; run that one, or add this digest to module.sha256 if you trust this module",
-                allowed.join(", ")
-            )
-        }
-        LoadErrorKind::ModuleSignature { reason, origin } => write!(
-            f,
-            "{reason}, and {origin} asks for a signature one of its keys verifies; sign the module (`wasmcell sign`), or check that you run the module the policy was written for"
-        ),
-        LoadErrorKind::ModulePin {
-            found: None, origin, ..
-        } => write!(
+/// The refusal of a module `module.sha256` does not pin: `found` is its
+/// digest (for precompiled code, its source's), `None` when precompiled
+/// code records none.
+fn fmt_pin(
+    f: &mut fmt::Formatter<'_>,
+    found: Option<&str>,
+    precompiled: bool,
+    allowed: &[String],
+    origin: &str,
+) -> fmt::Result {
+    let Some(found) = found else {
+        return write!(
             f,
             "it is precompiled code that does not record the SHA-256 of the WebAssembly it came from, and {origin} pins the module; precompile it again with this wasmcell (`wasmcell compile`), or load the WebAssembly file"
-        ),
-        _ => Ok(()),
-    }
+        );
+    };
+    let what = if precompiled {
+        "it was compiled from WebAssembly whose SHA-256"
+    } else {
+        "its SHA-256"
+    };
+    write!(
+        f,
+        "{what} is {found}, and {origin} allows only {}: the policy was written for another module; run that one, or add this digest to module.sha256 if you trust this module",
+        allowed.join(", ")
+    )
 }
 
 #[cfg(test)]
