@@ -178,7 +178,33 @@ impl Policy {
         super::http::check_secrets(&mut policy)?;
         policy.check_links()?;
         policy.check_ca_files()?;
+        policy.check_key_files()?;
         Ok(policy)
+    }
+
+    /// Refuses a `module.signed-by` key file a read-write grant reaches
+    /// (itself, or through a link, its target): a guest could put its own
+    /// key there in one run, and sign what a later run loads.
+    fn check_key_files(&self) -> Result<(), PolicyError> {
+        let Some(keys) = &self.module_signed_by else {
+            return Ok(());
+        };
+        for key in &keys.value {
+            if let Some((host, guest)) = self.writable_overlap(key.path()) {
+                let e = PolicyError::unsafe_path(
+                    key.path(),
+                    format!(
+                        "module.signed-by: key file `{}` is inside the read-write grant `{}` (guest path `{guest}`), \
+                         where a guest could write its own key for the host to trust; keep key files outside every \
+                         read-write grant",
+                        key.path().display(),
+                        host.display()
+                    ),
+                );
+                return Err(e.key("module.signed-by"));
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a `net.ca-certificates` file that a read-write grant reaches

@@ -653,3 +653,40 @@ fn a_multi_part_signature_is_refused_whole_or_cut_short() {
         );
     }
 }
+
+/// A key file a read-write grant reaches could be replaced by a guest with
+/// its own key, which would then sign what a later run loads: refused,
+/// directly and through a link.
+#[test]
+fn a_signing_key_inside_a_read_write_grant_is_refused() {
+    let keys = Signed::new();
+    let d = keys.dir.path();
+    let work = d.join("work");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::copy(d.join("release.pub"), work.join("release.pub")).unwrap();
+    std::os::unix::fs::symlink(work.join("release.pub"), d.join("linked.pub")).unwrap();
+    for key in ["work/release.pub", "linked.pub"] {
+        let policy = d.join("in-grant.toml");
+        std::fs::write(
+            &policy,
+            format!("[module]\nsigned-by = [\"{key}\"]\n\n[[fs.dirs]]\nhost = \"work\"\nguest = \"/work\"\naccess = \"read-write\"\n"),
+        )
+        .unwrap();
+        let out = wasmcell(&["check", s(&policy)]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(
+            err.contains("module.signed-by: key file") && err.contains("read-write grant"),
+            "{key}: {err}"
+        );
+    }
+    // Read-only, the same grant is fine.
+    let policy = d.join("read-only.toml");
+    std::fs::write(
+        &policy,
+        "[module]\nsigned-by = [\"work/release.pub\"]\n\n[[fs.dirs]]\nhost = \"work\"\nguest = \"/work\"\naccess = \"read-only\"\n",
+    )
+    .unwrap();
+    let out = wasmcell(&["check", s(&policy)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
