@@ -306,8 +306,8 @@ fn read_secret(source: &SecretSource) -> Result<SecretValue, String> {
     Ok(value)
 }
 
-/// A secret file: not a link, a regular file owned by this user and
-/// readable or writable by no one else, at most [`MAX_SECRET_BYTES`]; one
+/// A secret file: not a link, a regular file with one name, owned by this
+/// user and readable or writable by no one else, at most [`MAX_SECRET_BYTES`]; one
 /// trailing newline (`\n` or `\r\n`) is dropped.
 fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
@@ -322,6 +322,14 @@ fn read_secret_file(path: &Path) -> Result<Vec<u8>, String> {
     let meta = file.metadata().map_err(|e| format!("cannot be examined: {e}"))?;
     if !meta.is_file() {
         return Err("is not a regular file".into());
+    }
+    // A second name could sit inside a grant, where the path checks made
+    // when the policy loaded never look.
+    if meta.nlink() > 1 {
+        return Err(format!(
+            "has {} names (hard links), and another could be inside a grant; keep the secret in a file of its own",
+            meta.nlink()
+        ));
     }
     if meta.mode() & 0o077 != 0 {
         return Err(format!(

@@ -533,6 +533,11 @@ fn secret_sources_are_checked() {
     std::fs::set_permissions(path("group.token"), std::fs::Permissions::from_mode(0o640)).unwrap();
     std::fs::write(path("data/in-grant.token"), REAL).unwrap();
     std::fs::set_permissions(path("data/in-grant.token"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A second name for a secret file, inside the granted folder: the guest
+    // could read the secret there.
+    std::fs::write(path("linked.token"), REAL).unwrap();
+    std::fs::set_permissions(path("linked.token"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::hard_link(path("linked.token"), path("data/also.token")).unwrap();
     let with = |source: &str| {
         format!(
             "[net.secrets]\ngh = {source}\n\n[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-only\"\n"
@@ -542,6 +547,7 @@ fn secret_sources_are_checked() {
         ("{ file = \"link.token\" }", "symbolic link"),
         ("{ file = \"group.token\" }", "others than its owner (mode 640)"),
         ("{ file = \"data/in-grant.token\" }", "inside the grant"),
+        ("{ file = \"linked.token\" }", "has 2 names (hard links)"),
         ("{ env = \"WASMCELL_TEST_NOT_SET_ANYWHERE\" }", "is not set"),
         ("{ file = \"missing.token\" }", "cannot be opened"),
     ] {
