@@ -79,6 +79,17 @@ pub(super) fn decide_and_rewrite(
             },
         )
     };
+    // A server answering TRACE sends the request back, headers and all: the
+    // injected value or swapped secret would reach the guest in the body.
+    if method.eq_ignore_ascii_case("TRACE")
+        && let Some(entry) = admit.entry
+        && (!entry.headers.is_empty() || !entry.secrets.is_empty())
+    {
+        return Err(refuse(
+            "TRACE is never sent with a [[net.http]] entry's headers or secrets: the server would echo them to the guest"
+                .into(),
+        ));
+    }
     if let Some(mut path) = admit.path {
         if let Some(entry) = admit.entry
             && !headers_held

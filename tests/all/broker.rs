@@ -294,12 +294,15 @@ fn injected_header_replaces_the_guests(start: StartServer) {
     let rules = format!(
         "[net.secrets]\ngh = {{ file = \"gh.token\" }}\n\n[[net.http]]\norigin = \"{o}\"\nheaders = {{ Authorization = \"Bearer ${{secret.gh}}\" }}\n"
     );
-    let steps = [format!(
-        "GET|{o}/user|Authorization: Bearer guest-made|authorization: second"
-    )];
+    // TRACE would have the server echo the injected value to the guest.
+    let steps = [
+        format!("GET|{o}/user|Authorization: Bearer guest-made|authorization: second"),
+        format!("TRACE|{o}/user"),
+    ];
     let outcome = client(policy(&server, &rules, dir.path()), &steps);
-    assert_eq!(answers(&outcome), ["200"]);
+    assert_eq!(answers(&outcome), ["200", "HttpRequestDenied"]);
     let received = server.requests();
+    assert_eq!(received.len(), 1, "the TRACE was not sent: {received:?}");
     let auth: Vec<&str> = received[0]
         .lines()
         .filter(|l| l.to_ascii_lowercase().starts_with("authorization:"))
