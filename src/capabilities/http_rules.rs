@@ -79,16 +79,8 @@ pub(super) fn decide_and_rewrite(
             },
         )
     };
-    // A server answering TRACE sends the request back, headers and all: the
-    // injected value or swapped secret would reach the guest in the body.
-    if method.eq_ignore_ascii_case("TRACE")
-        && let Some(entry) = admit.entry
-        && (!entry.headers.is_empty() || !entry.secrets.is_empty())
-    {
-        return Err(refuse(
-            "TRACE is never sent with a [[net.http]] entry's headers or secrets: the server would echo them to the guest"
-                .into(),
-        ));
+    if let Some(rule) = echo_refusal(&method, admit.entry) {
+        return Err(refuse(rule.into()));
     }
     if let Some(mut path) = admit.path {
         if let Some(entry) = admit.entry
@@ -120,6 +112,16 @@ pub(super) fn decide_and_rewrite(
     parts.scheme = Some(target.scheme.wasi());
     parts.authority = Some(target.authority());
     Ok(())
+}
+
+/// Why a request is refused for its method: a server answering `TRACE`
+/// sends the request back, headers and all, so the value an entry injects
+/// or swaps in would reach the guest in the body.
+fn echo_refusal(method: &str, entry: Option<&crate::policy::HttpEntry>) -> Option<&'static str> {
+    let carries = entry.is_some_and(|e| !e.headers.is_empty() || !e.secrets.is_empty());
+    (carries && method.eq_ignore_ascii_case("TRACE")).then_some(
+        "TRACE is never sent with a [[net.http]] entry's headers or secrets: the server would echo them to the guest",
+    )
 }
 
 /// The refusal of a request that carries a placeholder where its secret is
