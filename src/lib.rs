@@ -64,6 +64,7 @@ mod capabilities;
 mod engine;
 mod hostfs;
 mod instance;
+pub mod learn;
 mod limiter;
 pub mod matrix;
 mod outcome;
@@ -79,7 +80,7 @@ pub use cache::{CacheInGrant, CacheKeyError, CacheStats, DiskCache, MEMORY_CACHE
 pub use cancel::CancelHandle;
 pub use capabilities::{
     AuditFile, AuditSink, CapabilityUse, DENIAL_BYTES, DENIAL_FIELD_BYTES, Decision, Denial, HttpOriginCounts,
-    MAX_DENIALS, MAX_HTTP_ORIGINS, OTHER_ORIGINS, UseCounts,
+    MAX_DENIALS, MAX_HTTP_ORIGINS, MAX_USES_SEEN, OTHER_ORIGINS, SeenUse, UseCounts, UsesSeen,
 };
 pub use engine::{
     Allocator, ENABLED_PROPOSALS, Engine, EngineConfig, LoadError, LoadErrorKind, PoolingConfig, Program,

@@ -268,6 +268,11 @@ pub struct Outcome {
     /// outcome a watcher reports without the run's own.
     #[serde(default)]
     pub policy_sha256: Option<String>,
+    /// The run's distinct capability uses, allowed and denied, when the
+    /// sandbox keeps them ([`SandboxBuilder::record_uses`](crate::SandboxBuilder::record_uses));
+    /// `None` otherwise. Untrusted text, as the guest chose it.
+    #[serde(default)]
+    pub uses_seen: Option<crate::UsesSeen>,
 }
 
 impl Outcome {
@@ -299,6 +304,7 @@ impl Outcome {
             wall,
             module_sha256: None,
             policy_sha256: None,
+            uses_seen: None,
         }
     }
 
@@ -372,6 +378,14 @@ impl Outcome {
 
     /// The JSON report: the CLI writes it for `--report`.
     pub fn to_json(&self) -> serde_json::Value {
+        let mut json = self.report_json();
+        if let Some(seen) = &self.uses_seen {
+            json["uses_seen"] = serde_json::to_value(seen).unwrap_or_default();
+        }
+        json
+    }
+
+    fn report_json(&self) -> serde_json::Value {
         serde_json::json!({
             "status": self.status.name(),
             "exit_code": self.exit_code(),

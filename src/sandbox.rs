@@ -121,6 +121,7 @@ impl Default for SandboxBuilder {
                 capture: true,
                 log_denials: false,
                 audit: None,
+                record_uses: false,
             },
         }
     }
@@ -169,6 +170,14 @@ impl SandboxBuilder {
     /// [`Outcome::uses`] either way.
     pub fn audit(mut self, sink: Arc<dyn crate::AuditSink>) -> Self {
         self.io.audit = Some(crate::capabilities::AuditHook(sink));
+        self
+    }
+
+    /// Whether each run's [`Outcome::uses_seen`] holds its distinct
+    /// capability uses (`false` by default): what [`crate::learn`] learns a
+    /// policy from. Bounded by [`MAX_USES_SEEN`](crate::MAX_USES_SEEN).
+    pub fn record_uses(mut self, record: bool) -> Self {
+        self.io.record_uses = record;
         self
     }
 
@@ -618,7 +627,7 @@ impl Sandbox {
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
         let budget = Arc::new(OutputBudget::new(policy.limits().output.value));
         let captured = Captured::default();
-        let denials = Records::new(inner.io.log_denials, inner.io.audit.clone());
+        let denials = Records::new(inner.io.log_denials, inner.io.audit.clone(), inner.io.record_uses);
         // Secrets are read now, for this run, and live no longer than it.
         let broker = Arc::new(Broker::start(policy)?);
         let net = NetAudit::new(policy.net(), policy.limits(), denials.clone(), broker);
@@ -774,6 +783,7 @@ impl Sandbox {
             wall: crate::wall::current(),
             module_sha256: run.module_sha256.clone(),
             policy_sha256: Some(run.policy_sha256.clone()),
+            uses_seen: run.denials.take_seen(),
         })
     }
 }

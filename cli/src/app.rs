@@ -29,15 +29,13 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one Command is parsed per process; boxing RunCommand would save nothing"
-)]
 pub enum Command {
     /// Run a WebAssembly module or component under a policy.
     Run(RunCommand),
     /// Validate a policy file and print what it grants.
     Check(CheckCommand),
+    /// Learn the smallest policy that lets a program do what it did, and prove it.
+    Learn(crate::learn::LearnCommand),
     /// Run every module under every policy and check each cell against expectations.
     Matrix(MatrixCommand),
     /// Precompile a module or component to native code (a .cwasm file).
@@ -64,6 +62,7 @@ impl Cli {
         match self.command {
             Command::Run(c) => c.execute(),
             Command::Check(c) => c.execute(),
+            Command::Learn(c) => c.execute(),
             Command::Matrix(c) => c.execute(),
             Command::Compile(c) => c.execute(),
             Command::Keygen(c) => c.execute(),

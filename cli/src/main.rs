@@ -8,6 +8,7 @@
 mod app;
 mod check;
 mod compile;
+mod learn;
 mod matrix;
 mod progress;
 mod run;

@@ -43,7 +43,7 @@ fn run_long_help() -> String {
 ///
 /// Without --policy the guest gets nothing: no files, an empty environment,
 /// stdin closed, no network, and the default limits.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(after_help = RUN_EXAMPLES, after_long_help = run_long_help())]
 pub struct RunCommand {
     /// Policy file to enforce.
@@ -233,6 +233,19 @@ impl RunCommand {
             None => None,
         };
         let policy = self.resolve_policy()?;
+        Ok(self.run_under(policy, report_fd, RunMode::default())?.code())
+    }
+
+    /// Runs the guest under `policy` as `run` does (the watcher and the
+    /// second wall, the report and audit its flags ask for), as `mode` says.
+    /// In the watched child, returns [`Ran::Child`] once the run is over:
+    /// the caller ends the process with its code and does nothing more.
+    pub(crate) fn run_under(
+        &self,
+        policy: Policy,
+        report_fd: Option<(i32, std::fs::File)>,
+        mode: RunMode,
+    ) -> Result<Ran> {
         self.check_report_dash(&policy)?;
         // The report's folder is resolved now, before the guest can plant a
         // link on the way; the file is created without following links.
@@ -243,7 +256,7 @@ impl RunCommand {
         let audit = match &self.audit {
             Some(path) => {
                 let file = HostFile::resolve(&policy, path, "--audit")?;
-                check_audit_outside_grants(&policy, &file)?;
+                check_outside_grants(&policy, file.path(), "--audit", "write the audit elsewhere")?;
                 Some(AuditFile::create(&file, self.audit_limit)?)
             }
             None => None,
@@ -254,24 +267,45 @@ impl RunCommand {
         // wall and writes the report; the child loads, confines, runs.
         let mut report = ReportOut::new(report_fd, report_file, self.report.is_some());
         let started = std::time::Instant::now();
-        let mut channel = match start_watcher(&policy, &mut report)? {
+        let channel = match start_watcher(&policy, &mut report)? {
             #[cfg(target_os = "linux")]
-            Wall::Watcher(end) => return Ok(report_child_end(&end, &mut report, &policy, started)),
+            Wall::Watcher(end) => {
+                let code = report_child_end(&end, &mut report, &policy, started);
+                return Ok(Ran::Ended {
+                    code,
+                    report: end.exited.and(end.report),
+                });
+            }
             Wall::Run(channel) => channel,
         };
+        self.run_here(policy, channel, audit.as_ref(), report, log_denials, mode)
+    }
+
+    /// The run's own process: loads the guest, puts up the second wall,
+    /// runs, and reports (to the watcher through `channel`, when it has one).
+    fn run_here(
+        &self,
+        policy: Policy,
+        mut channel: Option<WallChannelOf>,
+        audit: Option<&std::sync::Arc<AuditFile>>,
+        mut report: ReportOut,
+        log_denials: bool,
+        mode: RunMode,
+    ) -> Result<Ran> {
         let engine = self.engine(&policy)?;
         let mut builder = Sandbox::builder()
             .engine(engine)
             .policy(policy)
-            .capture_output(false)
+            .capture_output(mode.quiet)
+            .record_uses(mode.record_uses)
             .log_denials(log_denials);
-        if let Some(audit) = &audit {
+        if let Some(audit) = audit {
             builder = builder.audit(audit.clone());
         }
         let sandbox = builder.build()?;
         let (module, args) = self.module_and_args()?;
         let program = self.load_for_run(&sandbox, &module)?;
-        if let Some(audit) = &audit {
+        if let Some(audit) = audit {
             audit.header(program.name(), program.sha256().as_deref(), sandbox.policy_sha256());
         }
         // The stdio files are created before the wall goes up: the wall lets
@@ -280,25 +314,35 @@ impl RunCommand {
         put_up_wall(sandbox.policy(), channel.as_mut())?;
         let cancel = cancel_on_signals()?;
         let (outcome, json) = match &self.invoke {
-            Some(call) => invoke(&sandbox, &program, call, &args, &cancel)?,
+            Some(call) => invoke(&sandbox, &program, call, &args, &cancel, mode.quiet)?,
             None => {
                 let outcome = sandbox.run_with(&program, &args, RunOptions::new().cancel(&cancel))?;
                 let json = outcome.to_json();
                 (outcome, json)
             }
         };
-        print_ending(&outcome, sandbox.policy(), log_denials);
-        if let Some(audit) = &audit {
+        if !mode.quiet {
+            print_ending(&outcome, sandbox.policy(), log_denials);
+        }
+        if let Some(audit) = audit {
             audit.finish()?;
         }
         // Behind the wall, the watcher writes the report: the wall would not
         // let this process reach the report's file.
         match channel {
             #[cfg(target_os = "linux")]
-            Some(channel) => channel.send_report(&json),
-            _ => report.write(&json)?,
+            Some(channel) => {
+                channel.send_report(&json);
+                Ok(Ran::Child(outcome.exit_code()))
+            }
+            _ => {
+                report.write(&json)?;
+                Ok(Ran::Ended {
+                    code: outcome.exit_code(),
+                    report: Some(json),
+                })
+            }
         }
-        Ok(outcome.exit_code())
     }
 
     /// Loads MODULE as a command, or as a library for --invoke.
@@ -390,7 +434,7 @@ impl RunCommand {
 
     /// Splits MODULE from the guest's arguments, which must be UTF-8 (WASI
     /// passes strings). A `--` right after MODULE is dropped.
-    fn module_and_args(&self) -> Result<(PathBuf, Vec<String>)> {
+    pub(crate) fn module_and_args(&self) -> Result<(PathBuf, Vec<String>)> {
         let (module, rest) = self.module_and_args.split_first().expect("clap requires MODULE");
         let rest = match rest.first() {
             Some(first) if first == "--" => &rest[1..],
@@ -412,7 +456,7 @@ impl RunCommand {
     /// The policy file, with the flags as one more layer over it, resolved
     /// once. Each value a flag sets is marked with that flag, so that
     /// messages name what the user typed.
-    fn resolve_policy(&self) -> Result<Policy> {
+    pub(crate) fn resolve_policy(&self) -> Result<Policy> {
         let mut policy = Policy::builder();
         if let Some(path) = &self.policy {
             policy = policy.file(path)?;
@@ -465,6 +509,38 @@ impl RunCommand {
     }
 }
 
+/// How [`RunCommand::run_under`] runs the guest.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunMode {
+    /// Keep the run's distinct capability uses (`uses_seen` in the report).
+    pub record_uses: bool,
+    /// Print nothing of the guest's: its output is captured and dropped,
+    /// and no ending line is printed.
+    pub quiet: bool,
+}
+
+/// Which process [`RunCommand::run_under`] returns in.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// The watched child, its run over: end the process with this code.
+    Child(u8),
+    /// The process that started the run, once it ended: its exit code, and
+    /// the run's report when it made one.
+    Ended {
+        code: u8,
+        report: Option<serde_json::Value>,
+    },
+}
+
+impl Ran {
+    /// The exit code.
+    pub(crate) fn code(&self) -> u8 {
+        match self {
+            Ran::Child(code) | Ran::Ended { code, .. } => *code,
+        }
+    }
+}
+
 /// Takes ownership of the descriptor `--report-fd` names, after checking
 /// that it is open for writing and is not stdin, stdout or stderr (which the
 /// guest shares).
@@ -511,6 +587,7 @@ fn invoke(
     call: &str,
     args: &[String],
     cancel: &CancelHandle,
+    quiet: bool,
 ) -> Result<(Outcome, serde_json::Value)> {
     let mut instance = sandbox.instantiate_with(program, RunOptions::new().cancel(cancel))?;
     if instance.poisoned().is_some() {
@@ -523,7 +600,7 @@ fn invoke(
         return Ok((outcome, json));
     }
     let invocation = instance.invoke(call, args)?;
-    for result in invocation.results.iter().flatten() {
+    for result in invocation.results.iter().flatten().filter(|_| !quiet) {
         print_stdout(&format!("{}\n", sanitize(result))).context("failed to print the results")?;
     }
     let json = invocation.to_json();
@@ -810,21 +887,25 @@ fn parse_size(s: &str) -> Result<u64, String> {
     ByteSize::parse(s).map(|b| b.0)
 }
 
-/// Refuses an audit file inside a read-write grant: the guest writes there
-/// while the audit is being written, and could change or forge its lines.
-fn check_audit_outside_grants(policy: &Policy, file: &HostFile) -> Result<()> {
-    let inside = policy
-        .dirs()
-        .iter()
-        .find(|d| d.access == Access::ReadWrite && file.path().starts_with(&d.host));
-    if let Some(grant) = inside {
-        return Err(usage_error(format!(
-            "--audit `{}` is inside the read-write grant at `{}` (host `{}`), where the guest could change it; \
-             write the audit elsewhere",
-            file.path().display(),
-            grant.guest,
-            grant.host.display()
-        )));
+/// Refuses a file wasmcell writes or reads back (`flag`'s) that the guest
+/// could write while it runs: one inside a read-write grant, or a file
+/// granted read-write. `elsewhere` says what to do instead.
+pub(crate) fn check_outside_grants(policy: &Policy, path: &std::path::Path, flag: &str, elsewhere: &str) -> Result<()> {
+    for grant in policy.dirs() {
+        let file_rw = grant
+            .rules
+            .files
+            .iter()
+            .any(|f| f.access == Access::ReadWrite && path == grant.host.join(&f.host));
+        if grant.access == Access::ReadWrite && grant.rules.files.is_empty() && path.starts_with(&grant.host) || file_rw
+        {
+            return Err(usage_error(format!(
+                "{flag} `{}` is inside the read-write grant at `{}` (host `{}`), where the guest could change it; {elsewhere}",
+                path.display(),
+                grant.guest,
+                grant.host.display()
+            )));
+        }
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write as _};
 use std::sync::{Arc, Mutex};
 
 /// Whether a use was allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// The policy allowed it (the OS may still have failed it, say a missing file).
@@ -52,6 +52,72 @@ pub trait AuditSink: Send + Sync + 'static {
 impl<F: Fn(&CapabilityUse) + Send + Sync + 'static> AuditSink for F {
     fn record(&self, event: &CapabilityUse) {
         self(event)
+    }
+}
+
+/// Most distinct uses [`UsesSeen`] keeps of one run; further ones are
+/// only counted (`dropped`).
+pub const MAX_USES_SEEN: usize = 4096;
+
+/// The distinct capability uses of one run, kept when the sandbox was asked
+/// to ([`SandboxBuilder::record_uses`](crate::SandboxBuilder::record_uses)),
+/// for learning a policy from what a guest did ([`crate::learn`]): each
+/// `(kind, target, decision, rule)` once, in the order first seen, at most
+/// [`MAX_USES_SEEN`]. Targets and rules are cut as a [`CapabilityUse`]'s are,
+/// and are the guest's choice: untrusted text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsesSeen {
+    /// The distinct uses, first seen first.
+    pub uses: Vec<SeenUse>,
+    /// Distinct uses past [`MAX_USES_SEEN`], not kept.
+    pub dropped: u64,
+}
+
+/// One distinct use in [`UsesSeen`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SeenUse {
+    /// As [`CapabilityUse::kind`].
+    pub kind: String,
+    /// As [`CapabilityUse::target`].
+    pub target: String,
+    /// Allowed or denied.
+    pub decision: Decision,
+    /// As [`CapabilityUse::rule`].
+    pub rule: String,
+}
+
+/// A run's [`UsesSeen`] as it grows, shared by every capability that
+/// decides a use.
+#[derive(Debug, Default)]
+pub(crate) struct SeenLog {
+    seen: std::collections::HashSet<SeenUse>,
+    kept: UsesSeen,
+}
+
+impl SeenLog {
+    /// Keeps `event` unless it was seen already or the log is full.
+    pub(crate) fn add(&mut self, event: &CapabilityUse) {
+        let use_ = SeenUse {
+            kind: event.kind.clone(),
+            target: event.target.clone(),
+            decision: event.decision,
+            rule: event.rule.clone(),
+        };
+        if self.seen.contains(&use_) {
+            return;
+        }
+        if self.kept.uses.len() >= MAX_USES_SEEN {
+            self.kept.dropped += 1;
+            return;
+        }
+        self.seen.insert(use_.clone());
+        self.kept.uses.push(use_);
+    }
+
+    /// What was kept, leaving the log empty.
+    pub(crate) fn take(&mut self) -> UsesSeen {
+        self.seen.clear();
+        std::mem::take(&mut self.kept)
     }
 }
 

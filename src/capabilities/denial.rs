@@ -1,7 +1,7 @@
 //! What a refused capability use leaves behind: a [`Denial`], kept in a
 //! bounded [`DenialLog`] per run.
 
-use super::audit::{AuditHook, CapabilityUse, Decision, HttpOriginCounts, UseCounts};
+use super::audit::{AuditHook, CapabilityUse, Decision, HttpOriginCounts, SeenLog, UseCounts, UsesSeen};
 use crate::term::{eprint_line, sanitize, truncate};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,6 +73,8 @@ pub(crate) struct Records {
     inner: Arc<Mutex<Inner>>,
     print: bool,
     audit: Option<AuditHook>,
+    /// The distinct uses, when the run keeps them (see [`UsesSeen`]).
+    seen: Option<Arc<Mutex<SeenLog>>>,
 }
 
 #[derive(Default)]
@@ -84,25 +86,45 @@ struct Inner {
 
 impl Records {
     /// A fresh record for one run; `print` also prints each refusal to
-    /// stderr; `audit` receives every use.
-    pub(crate) fn new(print: bool, audit: Option<AuditHook>) -> Records {
+    /// stderr; `audit` receives every use; `keep_seen` keeps the distinct
+    /// uses for [`Records::take_seen`].
+    pub(crate) fn new(print: bool, audit: Option<AuditHook>, keep_seen: bool) -> Records {
         Records {
             inner: Arc::default(),
             print,
             audit,
+            seen: keep_seen.then(Arc::default),
         }
     }
 
+    /// Whether anything reads a use's target and rule.
+    fn watched(&self) -> bool {
+        self.audit.is_some() || self.seen.is_some()
+    }
+
     fn audit(&self, kind: &str, target: &str, decision: Decision, rule: &str) {
-        if let Some(hook) = &self.audit {
-            hook.0.record(&CapabilityUse {
-                time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                kind: kind.to_string(),
-                target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
-                decision,
-                rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
-            });
+        if !self.watched() {
+            return;
         }
+        let event = CapabilityUse {
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            kind: kind.to_string(),
+            target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
+            decision,
+            rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
+        };
+        if let Some(seen) = &self.seen {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).add(&event);
+        }
+        if let Some(hook) = &self.audit {
+            hook.0.record(&event);
+        }
+    }
+
+    /// The distinct uses so far, when the run keeps them.
+    pub(crate) fn take_seen(&self) -> Option<UsesSeen> {
+        let seen = self.seen.as_ref()?;
+        Some(seen.lock().unwrap_or_else(|e| e.into_inner()).take())
     }
 
     /// Counts an allowed use of `kind`; the target and rule are only made
@@ -112,16 +134,23 @@ impl Records {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.counts.entry(kind).or_default().allowed += 1;
         }
-        if self.audit.is_some() {
+        if self.watched() {
             self.audit(kind, &target(), Decision::Allowed, &rule());
         }
     }
 
     /// Hands the audit hook, if any, what became of a use already counted
     /// (an HTTP request's response); counts nothing.
+    /// Not a use of its own, so not among the distinct uses kept.
     pub(crate) fn note(&self, kind: &'static str, target: impl FnOnce() -> String, rule: impl FnOnce() -> String) {
-        if self.audit.is_some() {
-            self.audit(kind, &target(), Decision::Allowed, &rule());
+        if let Some(hook) = &self.audit {
+            hook.0.record(&CapabilityUse {
+                time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                kind: kind.to_string(),
+                target: truncate(&target(), DENIAL_FIELD_BYTES).into_owned(),
+                decision: Decision::Allowed,
+                rule: truncate(&rule(), DENIAL_FIELD_BYTES).into_owned(),
+            });
         }
     }
 
@@ -225,7 +254,7 @@ mod tests {
 
     #[test]
     fn denial_log_keeps_a_prefix_within_count_and_bytes() {
-        let audit = Records::new(false, None);
+        let audit = Records::new(false, None, false);
         for i in 0..MAX_DENIALS + 10 {
             audit.refuse("dns", &format!("host{i}"), "rule");
         }
@@ -235,7 +264,7 @@ mod tests {
 
         // Long targets are cut, and the byte budget stops the record before
         // the count does; a short refusal after that is still only counted.
-        let audit = Records::new(false, None);
+        let audit = Records::new(false, None, false);
         for _ in 0..MAX_DENIALS {
             audit.refuse("dns", &"x".repeat(100_000), &"r".repeat(100_000));
         }

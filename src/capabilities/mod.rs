@@ -26,7 +26,9 @@ mod net;
 mod stdio;
 
 pub(crate) use audit::AuditHook;
-pub use audit::{AuditFile, AuditSink, CapabilityUse, Decision, HttpOriginCounts, UseCounts};
+pub use audit::{
+    AuditFile, AuditSink, CapabilityUse, Decision, HttpOriginCounts, MAX_USES_SEEN, SeenUse, UseCounts, UsesSeen,
+};
 pub(crate) use broker::Broker;
 pub(crate) use denial::Records;
 pub use denial::{DENIAL_BYTES, DENIAL_FIELD_BYTES, Denial, MAX_DENIALS, MAX_HTTP_ORIGINS, OTHER_ORIGINS};
@@ -58,6 +60,8 @@ pub(crate) struct RunIo {
     pub log_denials: bool,
     /// Receives every capability use.
     pub audit: Option<AuditHook>,
+    /// Keep each run's distinct uses for its outcome.
+    pub record_uses: bool,
 }
 
 /// What a policy builds for one run: the WASI context's builder and the

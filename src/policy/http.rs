@@ -340,6 +340,18 @@ pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
     Ok(parts)
 }
 
+/// `parts` written back as the template text [`parse_template`] reads.
+pub fn template_text(parts: &[TemplatePart]) -> String {
+    parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Literal(text) => text.clone(),
+            TemplatePart::Secret(name) => format!("${{secret.{name}}}"),
+            TemplatePart::Placeholder(name) => format!("${{placeholder.{name}}}"),
+        })
+        .collect()
+}
+
 /// The names of the secrets `parts` refers to in the given form.
 pub(crate) fn secrets_in(parts: &[TemplatePart]) -> impl Iterator<Item = &str> {
     parts.iter().filter_map(|p| match p {

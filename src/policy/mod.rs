@@ -50,7 +50,7 @@ pub use file::{Access, ByteSize};
 pub use fs::{FileRule, FsDecision, FsOp, FsRules, PathGlob};
 pub use http::{
     HttpEntry, HttpPathGlob, InjectedHeader, MAX_SECRET_BYTES, PlaceholderIn, RequestPath, SecretSource, Secrets,
-    TemplatePart,
+    TemplatePart, template_text,
 };
 pub use module::{MAX_MODULE_KEYS, MAX_MODULE_PINS, ModuleKey};
 pub use net::{HttpAdmit, HttpRule, NetGrants, NetKind, NetRule};

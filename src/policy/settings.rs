@@ -272,6 +272,22 @@ macro_rules! settings {
             }
         }
 
+        impl Limits {
+            /// Each limit a policy, a flag or the API set (not a default),
+            /// as `[limits]` writes it: its name there and its TOML value
+            /// (`None` for an unset limit such as `fuel`).
+            pub fn set_values(&self) -> Vec<(&'static str, Option<String>)> {
+                let mut values = Vec::new();
+                $(if self.$field.origin != Origin::Default {
+                    values.push((
+                        $key.trim_start_matches("limits."),
+                        self.$field.value.present().map(<$kind as Kind>::toml),
+                    ));
+                })*
+                values
+            }
+        }
+
         impl Default for Limits {
             fn default() -> Self {
                 Limits {

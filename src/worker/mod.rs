@@ -246,6 +246,7 @@ pub struct Job {
     args: Vec<String>,
     stdin: Option<Bytes>,
     invoke: Option<String>,
+    record_uses: bool,
 }
 
 impl Job {
@@ -257,6 +258,7 @@ impl Job {
             args: Vec::new(),
             stdin: None,
             invoke: None,
+            record_uses: false,
         }
     }
 
@@ -278,6 +280,14 @@ impl Job {
     /// [`Outcome::stdout`].
     pub fn invoke(mut self, call: impl Into<String>) -> Job {
         self.invoke = Some(call.into());
+        self
+    }
+
+    /// Keeps the run's distinct capability uses in its outcome
+    /// ([`Outcome::uses_seen`](crate::Outcome::uses_seen)), as
+    /// [`SandboxBuilder::record_uses`](crate::SandboxBuilder::record_uses) does.
+    pub fn record_uses(mut self, record: bool) -> Job {
+        self.record_uses = record;
         self
     }
 }

@@ -234,6 +234,7 @@ fn send_job(child: &mut Child, job: &Job) -> Result<()> {
         args: job.args.clone(),
         invoke: job.invoke.clone(),
         stdin: job.stdin.is_some(),
+        record_uses: job.record_uses,
     };
     let header = serde_json::to_vec(&header).context("failed to encode the job (are its paths UTF-8?)")?;
     let (code, guest_stdin) = (job.program.code.clone(), job.stdin.clone());

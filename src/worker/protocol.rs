@@ -48,6 +48,8 @@ pub(super) struct JobHeader {
     pub args: Vec<String>,
     pub invoke: Option<String>,
     pub stdin: bool,
+    #[serde(default)]
+    pub record_uses: bool,
 }
 
 /// Why the child could not run the job, as it tells the parent.

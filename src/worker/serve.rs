@@ -104,7 +104,8 @@ fn serve_job(job: Received, output: &mut impl Write) -> Result<u8> {
     let mut builder = Sandbox::builder()
         .engine(engine)
         .policy(policy.clone())
-        .capture_output(true);
+        .capture_output(true)
+        .record_uses(header.record_uses);
     if let Some(stdin) = job.stdin {
         builder = builder.stdin(stdin);
     }
