@@ -75,6 +75,16 @@ pub struct MatrixCommand {
     /// `wall: off`.
     #[arg(long)]
     pub in_process: bool,
+
+    /// Learn one policy per module from all its cells into DIR (`DIR/<module>.toml`), then prove each.
+    ///
+    /// Each policy allows what the module's cells did and nothing they did
+    /// not (see `wasmcell learn`). It is proven by running the module under
+    /// it alone, with its arguments and stdin: it must end as the module's
+    /// cells with nothing refused ended, with nothing refused, or the matrix
+    /// exits 1. DIR may not be inside a read-write grant of any policy.
+    #[arg(long, value_name = "DIR")]
+    pub learn: Option<PathBuf>,
 }
 
 impl MatrixCommand {
@@ -101,6 +111,7 @@ impl MatrixCommand {
             filter: self.filter,
             progress: Some(progress.callback()),
             isolation,
+            learn: self.learn,
         };
         let matrix = wasmcell::matrix::Matrix::run(&options);
         progress.finish();

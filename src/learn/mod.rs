@@ -93,6 +93,8 @@ pub struct Observed {
     pub http_requests: u64,
     /// [`Outcome::module_sha256`].
     pub module_sha256: Option<String>,
+    /// Allowed uses, counted.
+    pub allowed: u64,
     /// Refused uses, counted (recorded or not).
     pub denied: u64,
     /// [`Outcome::uses_seen`]; `None` when the run did not keep them.
@@ -110,6 +112,7 @@ impl Observed {
             elapsed: outcome.elapsed,
             http_requests: outcome.http.values().map(|c| c.requests).sum(),
             module_sha256: outcome.module_sha256.clone(),
+            allowed: outcome.uses.values().map(|c| c.allowed).sum(),
             denied: outcome.uses.values().map(|c| c.denied).sum(),
             uses: outcome.uses_seen.clone(),
         }
@@ -159,6 +162,7 @@ impl Observed {
                 .get("module_sha256")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_string),
+            allowed: uses.values().map(|c| c.allowed).sum(),
             denied: uses.values().map(|c| c.denied).sum(),
             uses: uses_seen,
         })
@@ -169,7 +173,10 @@ impl Observed {
 #[derive(Debug, Default, Clone)]
 struct Measured {
     peak_memory: u64,
+    /// The most fuel a run used, when every run was metered.
     fuel: Option<u64>,
+    /// A run was not metered: no fuel limit can be learned.
+    unmetered: bool,
     elapsed: Duration,
     http_requests: u64,
     /// Limits an earlier learned policy set, kept as floors.
@@ -186,14 +193,17 @@ struct RunSeen {
 
 /// A policy being learned from runs and earlier learned policies: see the
 /// [module docs](self).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Learner {
     grants: Vec<GrantUse>,
     net: NetUse,
     measured: Measured,
     modules: BTreeSet<String>,
-    /// The policy of the latest run: what is copied as it is.
+    /// The policy of the latest run with nothing refused (else of the
+    /// latest run): what is copied as it is.
     base: Option<Policy>,
+    /// Whether `base` is of a run with nothing refused.
+    clean: bool,
     /// An earlier learned policy, when no run gave a base.
     merged: Option<Policy>,
     refused: BTreeSet<(String, String, String)>,
@@ -240,7 +250,12 @@ impl Learner {
         {
             self.grant_use(grant, policy.cwd());
         }
-        self.base = Some(policy.clone());
+        // What is copied as it is comes from the latest run with nothing
+        // refused, or the latest run when every one had refusals.
+        if outcome.denied == 0 || !self.clean {
+            self.clean = outcome.denied == 0;
+            self.base = Some(policy.clone());
+        }
         Ok(())
     }
 
@@ -347,10 +362,9 @@ impl Learner {
     fn measure(&mut self, policy: &Policy, outcome: &Observed) {
         let m = &mut self.measured;
         m.peak_memory = m.peak_memory.max(outcome.peak_memory_bytes);
-        if policy.limits().fuel.value.is_some()
-            && let Some(used) = outcome.fuel_used
-        {
-            m.fuel = Some(m.fuel.unwrap_or(0).max(used));
+        match (policy.limits().fuel.value, outcome.fuel_used) {
+            (Some(_), Some(used)) => m.fuel = Some(m.fuel.unwrap_or(0).max(used)),
+            _ => m.unmetered = true,
         }
         m.elapsed = m.elapsed.max(outcome.elapsed);
         m.http_requests = m.http_requests.max(outcome.http_requests);

@@ -151,13 +151,16 @@ fn limits(l: &Learner, out: &mut String) {
         "timeout = {}",
         q(&humantime::format_duration(Duration::from_nanos(timeout)).to_string())
     );
-    match m.fuel {
+    match m.fuel.filter(|_| !m.unmetered) {
         Some(fuel) => {
             let learned = clamp(fuel.saturating_mul(Headroom::FUEL).max(1), floor("fuel"), cap("fuel"));
             comment(out, &format!("most fuel measured: {fuel} units (x{})", Headroom::FUEL));
             let _ = writeln!(out, "fuel = {learned}");
         }
-        None => comment(out, "fuel was not metered while learning (set limits.fuel to learn it)"),
+        None => comment(
+            out,
+            "fuel was not metered in every run learned from (set limits.fuel to learn it)",
+        ),
     }
     if !l.net.http.is_empty() {
         let learned = m

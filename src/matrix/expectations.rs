@@ -98,7 +98,7 @@ const STATUS_NAMES: &[&str] = &[
 
 /// A `[[cell]]` ready to judge with: its patterns and regular expressions
 /// compiled once.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Expected {
     pub(super) cell: CellExpectation,
     module: Pattern,
@@ -108,7 +108,7 @@ pub(super) struct Expected {
 }
 
 /// A validated expectations file.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Expectations {
     modules: Vec<(ModuleSetup, Pattern)>,
     cells: Vec<Expected>,

@@ -13,11 +13,13 @@
 
 mod discovery;
 mod expectations;
+mod learn;
 mod render;
 mod run;
 
 pub use discovery::{Entry, discover_modules, discover_policies};
 pub use expectations::{CellExpectation, EXPECTATIONS_FILE, Expectations, ExpectationsFile, ModuleSetup, glob_match};
+pub use learn::LearnedPolicy;
 pub use render::{render_json, render_junit, render_table, wall_line};
 
 use crate::outcome::{EXIT_LOAD, EXIT_SANDBOX, Outcome, RequestError, RequestErrorKind, Status};
@@ -116,6 +118,11 @@ pub struct MatrixOptions {
     pub progress: Option<ProgressFn>,
     /// Where each cell runs; `jobs` cells (so `jobs` workers) at once.
     pub isolation: Isolation,
+    /// A folder to learn one policy per module into, from all its cells
+    /// (`DIR/<module>.toml`, see [`crate::learn`]), each then proven by a
+    /// run of the module under it alone ([`Matrix::learned`]). `None`:
+    /// nothing is learned.
+    pub learn: Option<PathBuf>,
 }
 
 impl fmt::Debug for MatrixOptions {
@@ -128,6 +135,7 @@ impl fmt::Debug for MatrixOptions {
             .field("filter", &self.filter)
             .field("progress", &self.progress.as_ref().map(|_| "Fn(done, total)"))
             .field("isolation", &self.isolation)
+            .field("learn", &self.learn)
             .finish()
     }
 }
@@ -147,6 +155,9 @@ pub struct Matrix {
     /// without the second wall; otherwise each cell's
     /// [`Outcome::wall`] says what its worker put up.
     pub in_process: bool,
+    /// With [`MatrixOptions::learn`]: each module's learned policy and
+    /// whether its proof held, by module name.
+    pub learned: Vec<LearnedPolicy>,
 }
 
 impl Matrix {
@@ -165,9 +176,11 @@ impl Matrix {
         )
     }
 
-    /// 0 when every checked cell matched, 1 otherwise.
+    /// 0 when every checked cell matched and every learned policy that could
+    /// be proven was, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
-        u8::from(self.mismatches().next().is_some())
+        let unproven = self.learned.iter().any(|l| matches!(l.verdict, Verdict::Mismatch(_)));
+        u8::from(self.mismatches().next().is_some() || unproven)
     }
 }
 

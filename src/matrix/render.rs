@@ -38,6 +38,7 @@ pub fn render_table(matrix: &Matrix, colour: bool) -> String {
         );
     }
     let _ = writeln!(out, "{}", wall_line(matrix));
+    render_learned(&mut out, matrix);
     if bad > 0 {
         let _ = writeln!(out, "\n{}", paint("mismatches:", MISMATCHED));
         for cell in matrix.mismatches() {
@@ -104,6 +105,29 @@ pub fn wall_line(matrix: &Matrix) -> String {
             partial.count(),
             matrix.cells.len()
         ),
+    }
+}
+
+/// With `--learn`: each module's learned policy and its proof.
+fn render_learned(out: &mut String, matrix: &Matrix) {
+    if matrix.learned.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nlearned policies:");
+    for learned in &matrix.learned {
+        let file = learned
+            .file
+            .as_ref()
+            .map_or("-".to_string(), |f| f.display().to_string());
+        let _ = match &learned.verdict {
+            Verdict::Match => writeln!(out, "  {}: {file}: proven", learned.module),
+            Verdict::Unchecked => writeln!(
+                out,
+                "  {}: {file}: not proven (every cell had refusals or did not run)",
+                learned.module
+            ),
+            Verdict::Mismatch(why) => writeln!(out, "  {}: {file}: NOT PROVEN: {}", learned.module, why.join("; ")),
+        };
     }
 }
 
@@ -179,6 +203,12 @@ pub fn render_json(matrix: &Matrix) -> String {
         "modules": matrix.modules,
         "policies": matrix.policies,
         "cells": cells,
+        "learned": matrix.learned.iter().map(|l| serde_json::json!({
+            "module": l.module,
+            "file": l.file.as_ref().map(|f| f.display().to_string()),
+            "verdict": verdict_name(&l.verdict),
+            "failures": match &l.verdict { Verdict::Mismatch(f) => f.clone(), _ => Vec::new() },
+        })).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&json).expect("a JSON value serializes") + "\n"
 }
@@ -219,6 +249,24 @@ pub fn render_junit(matrix: &Matrix) -> String {
         }
         suite.add_test_case(case);
     }
+    for learned in &matrix.learned {
+        let status = match &learned.verdict {
+            Verdict::Match => TestCaseStatus::success(),
+            Verdict::Unchecked => {
+                let mut status = TestCaseStatus::skipped();
+                status.set_message("every cell had refusals or did not run");
+                status
+            }
+            Verdict::Mismatch(failures) => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_message(failures.join("; "));
+                status
+            }
+        };
+        let mut case = TestCase::new("learned policy", status);
+        case.set_classname(learned.module.as_str());
+        suite.add_test_case(case);
+    }
     let mut report = Report::new("wasmcell matrix");
     report.add_test_suite(suite);
     report.to_string().expect("a JUnit report of strings serializes")
@@ -241,6 +289,7 @@ mod tests {
             }],
             expectations: None,
             in_process: true,
+            learned: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::discovery::expectations_path;
 use super::expectations::{Expected, Pattern};
+use super::learn::{Target, learn};
 use super::{
     Cell, CellResult, Entry, Expectations, Isolation, Matrix, MatrixOptions, ModuleSetup, Verdict, bad_input,
     discover_modules, discover_policies, exit_code, status_name,
@@ -27,10 +28,19 @@ impl Matrix {
     /// are data.
     pub fn run(options: &MatrixOptions) -> Result<Matrix> {
         let plan = discover(options)?;
+        let target = match &options.learn {
+            Some(dir) => Some(Target::new(dir, &plan)?),
+            None => None,
+        };
         let programs = load_programs(&plan, &options.isolation)?;
         let results = run_cells(&plan, &programs, options);
+        let learned = match &target {
+            Some(target) => learn(&plan, &results, target, options)?,
+            None => Vec::new(),
+        };
         let mut matrix = judge(plan, results);
         matrix.in_process = matches!(options.isolation, Isolation::InProcess);
+        matrix.learned = learned;
         Ok(matrix)
     }
 }
@@ -40,12 +50,12 @@ type EngineKey = (u64, Proposals, UnknownImports);
 
 /// What a matrix will run: its axes, its expectations and the cells kept by
 /// the filter, as `(module, policy)` indices.
-struct Plan {
-    modules: Vec<Entry>,
-    policies: Vec<(Entry, Policy)>,
-    expectations: Expectations,
-    expectations_path: Option<PathBuf>,
-    jobs: Vec<(usize, usize)>,
+pub(super) struct Plan {
+    pub(super) modules: Vec<Entry>,
+    pub(super) policies: Vec<(Entry, Policy)>,
+    pub(super) expectations: Expectations,
+    pub(super) expectations_path: Option<PathBuf>,
+    pub(super) jobs: Vec<(usize, usize)>,
 }
 
 impl Plan {
@@ -95,7 +105,7 @@ fn discover(options: &MatrixOptions) -> Result<Plan> {
 }
 
 /// The engines and compiled modules the cells share.
-struct Programs {
+pub(super) struct Programs {
     /// One engine per stack size and proposal set, with fuel compiled in so
     /// that metered and unmetered policies share it.
     engines: BTreeMap<EngineKey, Engine>,
@@ -111,7 +121,7 @@ struct Programs {
 
 /// Creates the engines and compiles each module the cells need once per
 /// engine; a module that does not load is a result of its cells, not an error.
-fn load_programs(plan: &Plan, isolation: &Isolation) -> Result<Programs> {
+pub(super) fn load_programs(plan: &Plan, isolation: &Isolation) -> Result<Programs> {
     let mut engines: BTreeMap<EngineKey, Engine> = BTreeMap::new();
     for p in 0..plan.policies.len() {
         let key = plan.engine_key(p);
@@ -175,7 +185,7 @@ fn load_programs(plan: &Plan, isolation: &Isolation) -> Result<Programs> {
 }
 
 /// Runs every cell of the plan on `options.jobs` threads; results in job order.
-fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<CellResult> {
+pub(super) fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<CellResult> {
     let total = plan.jobs.len();
     let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let results: Mutex<Vec<Option<CellResult>>> = Mutex::new(vec![None; total]);
@@ -193,7 +203,7 @@ fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<C
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(m, p)) = plan.jobs.get(index) else { break };
-                    let result = run_cell(plan, programs, (m, p), &options.isolation);
+                    let result = run_cell(plan, programs, (m, p), options);
                     results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
                     if let Some(progress) = &options.progress {
                         progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
@@ -207,7 +217,8 @@ fn run_cells(plan: &Plan, programs: &Programs, options: &MatrixOptions) -> Vec<C
 }
 
 /// Runs the cell of module `m` under policy `p`, here or in a worker.
-fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation: &Isolation) -> CellResult {
+fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), options: &MatrixOptions) -> CellResult {
+    let record = options.learn.is_some();
     let key = plan.engine_key(p);
     let setup = plan.expectations.setup_for(&plan.modules[m].name);
     let program = match &programs.programs[&(key, m)] {
@@ -219,7 +230,7 @@ fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation:
         Some(Ok(signers)) => Some(signers.clone()),
         Some(Err(e)) => return CellResult::LoadFailed(e.to_string()),
     };
-    let ran = match isolation {
+    let ran = match &options.isolation {
         Isolation::InProcess => {
             let signed;
             let program = match signers {
@@ -229,7 +240,7 @@ fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation:
                 }
                 None => program,
             };
-            run_here(&programs.engines[&key], program, &plan.policies[p].1, setup)
+            run_here(&programs.engines[&key], program, &plan.policies[p].1, setup, record)
         }
         Isolation::Worker(worker) => match &programs.code[&(key, m)] {
             Ok(code) => {
@@ -237,7 +248,7 @@ fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation:
                     Some(signers) => code.with_signers(signers),
                     None => code.clone(),
                 };
-                run_in_worker(worker, &code, &plan.policies[p].0.path, setup)
+                run_in_worker(worker, &code, &plan.policies[p].0.path, setup, record)
             }
             Err(e) => return CellResult::Failed(e.clone()),
         },
@@ -251,11 +262,18 @@ fn run_cell(plan: &Plan, programs: &Programs, (m, p): (usize, usize), isolation:
 }
 
 /// A cell in this process.
-fn run_here(engine: &Engine, program: &Program, policy: &Policy, setup: Option<&ModuleSetup>) -> Result<Outcome> {
+fn run_here(
+    engine: &Engine,
+    program: &Program,
+    policy: &Policy,
+    setup: Option<&ModuleSetup>,
+    record: bool,
+) -> Result<Outcome> {
     let mut builder = Sandbox::builder()
         .engine(engine.clone())
         .policy(policy.clone())
-        .capture_output(true);
+        .capture_output(true)
+        .record_uses(record);
     if let Some(stdin) = setup.and_then(|s| s.stdin.as_ref()) {
         builder = builder.stdin(stdin.clone().into_bytes());
     }
@@ -272,8 +290,9 @@ fn run_in_worker(
     code: &CompiledProgram,
     policy: &Path,
     setup: Option<&ModuleSetup>,
+    record: bool,
 ) -> Result<Outcome> {
-    let mut job = Job::new(PolicySource::File(policy.to_path_buf()), code.clone());
+    let mut job = Job::new(PolicySource::File(policy.to_path_buf()), code.clone()).record_uses(record);
     if let Some(setup) = setup {
         job = job.args(setup.args.iter().cloned());
         if let Some(stdin) = &setup.stdin {
@@ -324,6 +343,7 @@ fn judge(plan: Plan, results: Vec<CellResult>) -> Matrix {
         cells,
         expectations: plan.expectations_path,
         in_process: true,
+        learned: Vec::new(),
     }
 }
 
