@@ -193,10 +193,12 @@ fn file_grants_of_folder(used: &GrantUse) -> Vec<(PathBuf, String, Access)> {
 
 /// The grant as a few file grants, when that allows all it did: only
 /// existing regular files of one folder were used (not the folder itself,
-/// nothing created or removed), at most [`MAX_LEARNED_FILES`], and the
-/// grant has no rules of its own and does not hold `fs.cwd`.
+/// nothing created or removed), at most [`MAX_LEARNED_FILES`], reached
+/// through no link, and the grant does not hold `fs.cwd` or count what is
+/// written there (a file grant has no quota). The grant's own rules allowed
+/// each of these files, so the file grants are narrower still.
 fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
-    if used.whole || used.folder || used.holds_cwd || !used.rules.is_empty() || used.rules.has_quota() {
+    if used.whole || used.folder || used.holds_cwd || (used.rules.has_quota() && used.written()) {
         return None;
     }
     if used.used.len() > MAX_LEARNED_FILES || used.used.values().any(|t| t.shape) {
@@ -211,7 +213,16 @@ fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
     used.used
         .iter()
         .map(|(rel, touch)| {
-            let host = rel.iter().fold(used.host.clone(), |p, c| p.join(c));
+            let mut host = used.host.clone();
+            for c in rel {
+                host.push(c);
+                // Each step is looked at itself: a folder on the way that is
+                // now a link (a guest may plant one) makes no file grant.
+                let meta = std::fs::symlink_metadata(&host).ok()?;
+                if meta.file_type().is_symlink() {
+                    return None;
+                }
+            }
             let meta = std::fs::symlink_metadata(&host).ok()?;
             meta.file_type().is_file().then(|| {
                 let access = if touch.write {

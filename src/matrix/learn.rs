@@ -38,15 +38,13 @@ pub(super) struct Target {
 
 impl Target {
     pub(super) fn new(dir: &Path, plan: &Plan) -> Result<Target> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| bad_input(format!("cannot create the --learn folder `{}`: {e}", dir.display())))?;
-        let canonical = std::fs::canonicalize(dir)
-            .map_err(|e| bad_input(format!("cannot resolve the --learn folder `{}`: {e}", dir.display())))?;
+        let resolved = resolve_missing(dir)
+            .map_err(|e| bad_input(format!("cannot resolve the learn folder `{}`: {e}", dir.display())))?;
         for (entry, policy) in &plan.policies {
             if let Some(grant) = policy
                 .dirs()
                 .iter()
-                .find(|g| g.access == Access::ReadWrite && canonical.starts_with(&g.host))
+                .find(|g| g.access == Access::ReadWrite && resolved.starts_with(&g.host))
             {
                 return Err(bad_input(format!(
                     "the learn folder `{}` is inside the read-write grant at `{}` of policy `{}`, where its guests could write; learn into another folder",
@@ -56,6 +54,10 @@ impl Target {
                 )));
             }
         }
+        std::fs::create_dir_all(&resolved)
+            .map_err(|e| bad_input(format!("cannot create the learn folder `{}`: {e}", dir.display())))?;
+        let canonical = std::fs::canonicalize(&resolved)
+            .map_err(|e| bad_input(format!("cannot resolve the learn folder `{}`: {e}", dir.display())))?;
         let files = plan
             .modules
             .iter()
@@ -69,6 +71,21 @@ impl Target {
             .collect::<Result<_>>()?;
         Ok(Target { files })
     }
+}
+
+/// `path` absolute, its deepest existing ancestor canonical and the rest
+/// appended: where a folder not made yet would be.
+fn resolve_missing(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().unwrap_or_default().to_owned());
+        existing = existing.parent().unwrap_or(Path::new("/"));
+    }
+    let mut resolved = std::fs::canonicalize(existing)?;
+    resolved.extend(rest.iter().rev());
+    Ok(resolved)
 }
 
 /// Learns each module's policy from its cells, writes it and proves it.

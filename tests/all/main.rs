@@ -15,6 +15,7 @@ mod fs;
 mod http_tls;
 mod https_server;
 mod invoke;
+mod learn;
 mod limits;
 mod matrix;
 mod module;
