@@ -102,17 +102,21 @@ impl Records {
         self.audit.is_some() || self.seen.is_some()
     }
 
-    fn audit(&self, kind: &str, target: &str, decision: Decision, rule: &str) {
-        if !self.watched() {
-            return;
-        }
-        let event = CapabilityUse {
+    fn event(&self, kind: &str, target: &str, decision: Decision, rule: &str) -> CapabilityUse {
+        CapabilityUse {
             time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             kind: kind.to_string(),
             target: truncate(target, DENIAL_FIELD_BYTES).into_owned(),
             decision,
             rule: truncate(rule, DENIAL_FIELD_BYTES).into_owned(),
-        };
+        }
+    }
+
+    fn audit(&self, kind: &str, target: &str, decision: Decision, rule: &str) {
+        if !self.watched() {
+            return;
+        }
+        let event = self.event(kind, target, decision, rule);
         if let Some(seen) = &self.seen {
             seen.lock().unwrap_or_else(|e| e.into_inner()).add(&event);
         }
@@ -130,12 +134,43 @@ impl Records {
     /// Counts an allowed use of `kind`; the target and rule are only made
     /// when an audit hook will read them.
     pub(crate) fn allow(&self, kind: &'static str, target: impl FnOnce() -> String, rule: impl FnOnce() -> String) {
+        self.allow_seen_as(kind, kind, target, rule);
+    }
+
+    /// Like [`Records::allow`], kept among the distinct uses as `seen`: a
+    /// finer kind than the audit's (`fs-stat` for the look at a path that
+    /// the audit counts as `fs-read`), for learning what a guest needed.
+    pub(crate) fn allow_seen_as(
+        &self,
+        kind: &'static str,
+        seen: &'static str,
+        target: impl FnOnce() -> String,
+        rule: impl FnOnce() -> String,
+    ) {
         {
             let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             inner.counts.entry(kind).or_default().allowed += 1;
         }
         if self.watched() {
-            self.audit(kind, &target(), Decision::Allowed, &rule());
+            let (target, rule) = (target(), rule());
+            if let Some(log) = &self.seen {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(&self.event(seen, &target, Decision::Allowed, &rule));
+            }
+            if let Some(hook) = &self.audit {
+                hook.0.record(&self.event(kind, &target, Decision::Allowed, &rule));
+            }
+        }
+    }
+
+    /// Keeps `kind` on `target` among the distinct uses only, when the run
+    /// keeps them: a detail learning needs that the audit does not count
+    /// (a listing of a folder the guest opened, `fs-list`).
+    pub(crate) fn seen(&self, kind: &'static str, target: impl FnOnce() -> String) {
+        if let Some(log) = &self.seen {
+            let event = self.event(kind, &target(), Decision::Allowed, "");
+            log.lock().unwrap_or_else(|e| e.into_inner()).add(&event);
         }
     }
 
@@ -144,13 +179,7 @@ impl Records {
     /// Not a use of its own, so not among the distinct uses kept.
     pub(crate) fn note(&self, kind: &'static str, target: impl FnOnce() -> String, rule: impl FnOnce() -> String) {
         if let Some(hook) = &self.audit {
-            hook.0.record(&CapabilityUse {
-                time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                kind: kind.to_string(),
-                target: truncate(&target(), DENIAL_FIELD_BYTES).into_owned(),
-                decision: Decision::Allowed,
-                rule: truncate(&rule(), DENIAL_FIELD_BYTES).into_owned(),
-            });
+            hook.0.record(&self.event(kind, &target(), Decision::Allowed, &rule()));
         }
     }
 

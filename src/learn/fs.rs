@@ -19,8 +19,12 @@ const MAX_LISTED: usize = 10_000;
 /// What was done to one path below a grant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Touch {
-    /// Read, listed or looked at.
+    /// Opened for reading.
     pub read: bool,
+    /// Looked at (`stat`), or passed through on the way to another path.
+    pub stat: bool,
+    /// Listed (a folder).
+    pub list: bool,
     /// Its contents changed (written, truncated, resized, times set).
     pub write: bool,
     /// Created, removed, renamed, linked: the folder's shape changed.
@@ -54,6 +58,7 @@ pub(super) struct GrantUse {
 pub(super) fn op_of(kind: &str) -> Option<FsOp> {
     Some(match kind {
         "fs-read" => FsOp::Read,
+        "fs-stat" | "fs-list" => FsOp::Stat,
         "fs-write" => FsOp::Write,
         "fs-create" => FsOp::Create,
         "fs-remove" => FsOp::Remove,
@@ -118,7 +123,8 @@ impl GrantUse {
     pub(super) fn touch(&mut self, rel: Vec<String>, op: FsOp) {
         let touch = self.used.entry(rel).or_default();
         match op {
-            FsOp::Read | FsOp::Stat => touch.read = true,
+            FsOp::Read => touch.read = true,
+            FsOp::Stat => touch.stat = true,
             FsOp::Write => touch.write = true,
             FsOp::Create | FsOp::Remove | FsOp::Rename | FsOp::Link | FsOp::Symlink => touch.shape = true,
         }
@@ -201,17 +207,27 @@ fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
     if used.whole || used.folder || used.holds_cwd || (used.rules.has_quota() && used.written()) {
         return None;
     }
-    if used.used.len() > MAX_LEARNED_FILES || used.used.values().any(|t| t.shape) {
+    // A look at the grant's own folder is still allowed when the files are
+    // granted in that very folder.
+    let root_looked_at = used
+        .used
+        .get(&Vec::new())
+        .is_some_and(|t| !(t.list || t.write || t.shape));
+    let files: Vec<_> = used.used.iter().filter(|(rel, _)| !rel.is_empty()).collect();
+    if files.len() + usize::from(root_looked_at) != used.used.len() {
         return None;
     }
-    let mut parents = used.used.keys().map(|rel| rel.split_last().map(|(_, p)| p));
-    let first = parents.next()??;
-    if parents.any(|p| p != Some(first)) {
+    if files.len() > MAX_LEARNED_FILES || files.iter().any(|(_, t)| t.shape) {
+        return None;
+    }
+    let mut parents = files.iter().map(|(rel, _)| &rel[..rel.len() - 1]);
+    let first = parents.next()?;
+    if parents.any(|p| p != first) || (root_looked_at && !first.is_empty()) {
         return None;
     }
     let guest = used.guest.trim_end_matches('/');
-    used.used
-        .iter()
+    files
+        .into_iter()
         .map(|(rel, touch)| {
             let mut host = used.host.clone();
             for c in rel {
@@ -242,10 +258,10 @@ fn untouched(used: &GrantUse) -> (Vec<String>, String) {
     if used.whole {
         return (Vec::new(), "an earlier learned policy granted the whole folder".into());
     }
-    if used.used.contains_key(&Vec::new()) {
+    if used.used.get(&Vec::new()).is_some_and(|t| t.list || t.write || t.shape) {
         return (
             Vec::new(),
-            "the guest read the folder itself (listed or looked at it): granted whole".into(),
+            "the guest listed the folder itself: granted whole, so that it lists the same".into(),
         );
     }
     let first: BTreeSet<&str> = used
@@ -268,14 +284,14 @@ fn untouched(used: &GrantUse) -> (Vec<String>, String) {
         return (
             Vec::new(),
             format!(
-                "the guest used {} of the folder's entries; denying the {} others would list more than it used, so the folder is granted whole",
+                "the guest used {} name(s) at the top of the folder; denying the {} entries it never touched would list more than it used, so the folder is granted whole",
                 first.len(),
                 others.len()
             ),
         );
     }
     let why = format!(
-        "the guest used {} of the folder's entries; the {} it never touched are denied and hidden",
+        "the guest used {} name(s) at the top of the folder; the {} entries there it never touched are denied and hidden",
         first.len(),
         others.len()
     );

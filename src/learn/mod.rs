@@ -316,7 +316,11 @@ impl Learner {
         let learned = match fs::op_of(&used.kind) {
             Some(op) => match fs::locate(policy, &used.target) {
                 Some((grant, rel)) if fs::allows(grant, &rel, op) => {
-                    self.grant_use(grant, policy.cwd()).touch(rel, op);
+                    let grant = self.grant_use(grant, policy.cwd());
+                    match used.kind.as_str() {
+                        "fs-list" => grant.used.entry(rel).or_default().list = true,
+                        _ => grant.touch(rel, op),
+                    }
                     true
                 }
                 _ => false,

@@ -240,7 +240,26 @@ fn learn_narrows_a_folder_to_what_was_used() {
         "{policy}"
     );
     assert!(policy.contains("read-only: nothing was written there"), "{policy}");
-    assert!(policy.contains("listed or looked at it"), "{policy}");
+    assert!(policy.contains("the guest listed the folder itself"), "{policy}");
+
+    // Looking at the folder is not listing it: a file grant still does.
+    let args = [
+        "--output",
+        "stat.toml",
+        "--dir",
+        "data::/data",
+        FS_OPS,
+        "meta:/data",
+        "read:/data/a.txt",
+    ];
+    assert_learned(&learn(dir, &args));
+    let learned = dir.join("stat.toml");
+    let policy = std::fs::read_to_string(&learned).unwrap();
+    assert!(
+        policy.contains("guest = \"/data/a.txt\"") && !policy.contains("[[fs.dirs]]"),
+        "{policy}"
+    );
+    assert_minimal(dir, &learned, FS_OPS, &["meta:/data", "read:/data/a.txt"], 0);
 }
 
 /// `--merge` adds a second run's uses to the first's: the merged policy runs

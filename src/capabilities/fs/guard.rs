@@ -555,7 +555,8 @@ impl FsGuard {
             Some(from) => self.target(from, path),
             None => path.to_string(),
         };
-        self.denials.allow(op.kind(), target, rule);
+        let seen = if op == FsOp::Stat { "fs-stat" } else { op.kind() };
+        self.denials.allow_seen_as(op.kind(), seen, target, rule);
     }
 
     /// Records a refusal wasmtime-wasi made on its own (a change in a
@@ -582,6 +583,14 @@ impl FsGuard {
         match lexical(&from.rel, path) {
             Some(rel) => self.guest_path(&Loc { grant: from.grant, rel }),
             None => format!("{}/{path}", self.guest_path(from).trim_end_matches('/')),
+        }
+    }
+
+    /// Notes that the guest lists the folder `handle` (kept for learning
+    /// only: see [`Records::seen`]).
+    pub(crate) fn note_listing(&self, handle: u32) {
+        if let Some(loc) = self.handles.get(&handle) {
+            self.denials.seen("fs-list", || self.guest_path(loc));
         }
     }
 

@@ -696,6 +696,7 @@ pub(crate) async fn fd_readdir(
     let (start, want, used_at) = (buf as u32 as usize, len as u32 as usize, used_ptr as u32 as usize);
     let in_bounds = start.checked_add(want).is_some_and(|end| end <= mem.len())
         && used_at.checked_add(4).is_some_and(|end| end <= mem.len());
+    guard.note_listing(fd as u32);
     let Some(dir) = guard.hiding_in(fd as u32) else {
         return wasi::fd_readdir(ctx, &mut GuestMemory::Unshared(mem), fd, buf, len, cookie, used_ptr).await;
     };

@@ -272,6 +272,7 @@ impl HostDescriptor for Guarded<'_> {
         fd: Resource<types::Descriptor>,
     ) -> FsResult<Resource<types::DirectoryEntryStream>> {
         let hiding = self.guard.hiding_in(fd.rep());
+        self.guard.note_listing(fd.rep());
         let stream = HostDescriptor::read_directory(&mut self.inner, fd).await?;
         if let Some(dir) = hiding {
             self.guard.listing(stream.rep(), dir);
