@@ -416,3 +416,93 @@ fn corpus_yosys_is_stopped_by_memory_and_time_limits() {
     );
     assert_eq!(out.status.code(), Some(124), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The README's "Learn a policy" walk-through, step by step: ripgrep learns
+/// a policy pinned to itself that grants the project read-only with what it
+/// never touched denied and hidden; a second use merges in; under the
+/// learned policy alone the secret beside the code is refused and named.
+#[test]
+fn corpus_ripgrep_learns_a_minimal_pinned_policy() {
+    let rg = corpus("ripgrep");
+    let rg = rg.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("project/src")).unwrap();
+    std::fs::create_dir_all(dir.join("project/docs")).unwrap();
+    std::fs::write(dir.join("project/src/main.rs"), "// TODO: parse flags\n").unwrap();
+    std::fs::write(dir.join("project/docs/notes.md"), "# Notes\n").unwrap();
+    std::fs::write(dir.join("project/.env"), "API_KEY=abc\n").unwrap();
+    let wasmcell = |args: &[&str]| {
+        let mut cmd = wasmcell_command();
+        cmd.current_dir(dir).args(args);
+        wait_for(cmd.spawn().unwrap())
+    };
+    let shown = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    let grant = ["--ro-dir", "project::/project"];
+    let out = wasmcell(
+        &[
+            &["learn", "--output", "rg.toml"][..],
+            &grant,
+            &[rg, "--no-config", "-n", "TODO", "/project/src"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/project/src/main.rs:1:// TODO: parse flags\n"
+    );
+    assert!(shown(&out).contains("the learned policy runs it the same way (exited, exit code 0) with nothing refused"));
+    let learned = std::fs::read_to_string(dir.join("rg.toml")).unwrap();
+    assert!(
+        learned.contains("host = \"project\"\nguest = \"/project\"\naccess = \"read-only\"\ndeny = [\".env\", \"docs\"]\nhide = true\n"),
+        "{learned}"
+    );
+    let digest = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(rg).unwrap())
+    );
+    assert!(learned.contains(&format!("sha256 = [\"{digest}\"]")), "{learned}");
+
+    let out = wasmcell(
+        &[
+            &["learn", "--output", "rg.toml", "--merge", "rg.toml"][..],
+            &grant,
+            &[rg, "--no-config", "-l", "Notes", "/project/docs"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    let learned = std::fs::read_to_string(dir.join("rg.toml")).unwrap();
+    assert!(learned.contains("deny = [\".env\"]\nhide = true\n"), "{learned}");
+
+    // Both uses run under it alone; the secret is refused, named, and absent.
+    for args in [["-n", "TODO", "/project/src"], ["-l", "Notes", "/project/docs"]] {
+        let out = wasmcell(&[&["run", "--policy", "rg.toml", rg, "--no-config"][..], &args].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", shown(&out));
+    }
+    let out = wasmcell(&[
+        "run",
+        "-v",
+        "--policy",
+        "rg.toml",
+        rg,
+        "--no-config",
+        "TODO",
+        "/project/.env",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
+    assert!(
+        shown(&out).contains("wasmcell: denied fs-read /project/.env: deny \".env\" in the grant at /project"),
+        "{}",
+        shown(&out)
+    );
+    assert!(shown(&out).contains("No such file or directory"), "{}", shown(&out));
+}
