@@ -4,6 +4,7 @@
 //! unless the run ends the same way with nothing refused.
 
 use crate::app::eprint_line;
+use crate::app::usage_error;
 use crate::run::{Ran, RunCommand, RunMode, check_outside_grants};
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
@@ -12,7 +13,7 @@ use wasmcell::learn::{Learner, Observed};
 use wasmcell::{HostFile, Policy, sanitize};
 
 /// What to do with a learned policy a guest could write.
-const KEEP: &str = "keep learned policies where the guest cannot write";
+const KEEP: &str = "keep learned policies outside what the guest is granted";
 
 const LEARN_EXAMPLES: &str = "\
 Examples:
@@ -54,23 +55,28 @@ impl LearnCommand {
     pub fn execute(self) -> Result<u8> {
         let candidate = self.run.resolve_policy()?;
         let output = HostFile::resolve(&candidate, &self.output, "--output")?;
-        check_outside_grants(&candidate, output.path(), "--output", KEEP)?;
+        check_out_of_reach(&candidate, output.path(), "--output")?;
         let merged = match &self.merge {
-            Some(path) => {
-                check_outside_grants(&candidate, &canonical(path)?, "--merge", KEEP)?;
-                Some(Policy::from_file(path).with_context(|| format!("failed to read --merge `{}`", path.display()))?)
-            }
+            Some(path) => Some(read_merged(&candidate, path)?),
             None => None,
         };
+        if let Some(merged) = &merged {
+            check_out_of_reach(merged, output.path(), "--output")?;
+        }
+        // The pin is of the file as it is before the run: the guest cannot
+        // choose it, whatever its run reports.
+        let (module, _) = self.run.module_and_args()?;
+        let digest = wasmcell::learn::module_sha256(&module, candidate.limits().module_size.value)
+            .with_context(|| format!("cannot read `{}`", module.display()))?;
         let mode = RunMode {
             record_uses: true,
             quiet: false,
         };
-        let observed = match self.run.run_under(candidate.clone(), None, mode)? {
+        let mut observed = match self.run.run_under(candidate.clone(), None, mode)? {
             Ran::Child(code) => return Ok(code),
             Ran::Ended { report, .. } => observed(report, "learning")?,
         };
-        let (module, _) = self.run.module_and_args()?;
+        observed.module_sha256 = digest;
         let name = module
             .file_name()
             .map_or_else(|| module.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -101,6 +107,7 @@ impl LearnCommand {
     fn prove(&self, written: &Path, learned: &Observed) -> Result<u8> {
         let policy = Policy::from_file(written)
             .with_context(|| format!("the learned policy `{}` does not load", written.display()))?;
+        check_out_of_reach(&policy, written, "--output")?;
         let mut again = self.run.clone();
         again.report = None;
         again.report_fd = None;
@@ -148,15 +155,48 @@ fn observed(report: Option<serde_json::Value>, what: &str) -> Result<Observed> {
     Ok(Observed::from_report(&report)?)
 }
 
-/// `path` with its folder made canonical (the file itself may not exist).
-fn canonical(path: &Path) -> Result<PathBuf> {
+/// Reads the earlier learned policy `--merge` names: not a link itself
+/// (its folder is resolved as any path is), and out of the guest's reach.
+fn read_merged(candidate: &Policy, path: &Path) -> Result<Policy> {
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read --merge `{}`", path.display()))?;
+    if meta.file_type().is_symlink() {
+        return Err(usage_error(format!(
+            "--merge `{}` is a symbolic link; name the learned policy itself",
+            path.display()
+        )));
+    }
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let folder = std::fs::canonicalize(folder).with_context(|| format!("cannot resolve `{}`", path.display()))?;
-    Ok(match path.file_name() {
+    let resolved = match path.file_name() {
         Some(name) => folder.join(name),
         None => folder,
-    })
+    };
+    check_out_of_reach(candidate, &resolved, "--merge")?;
+    Policy::from_file(&resolved).with_context(|| format!("failed to read --merge `{}`", path.display()))
+}
+
+/// Refuses a learned policy a guest could read or change: one inside a
+/// grant of `policy` (a learned policy names the entries a grant hides, and
+/// a later run trusts it), as the flag `flag` names it.
+fn check_out_of_reach(policy: &Policy, path: &Path, flag: &str) -> Result<()> {
+    check_outside_grants(policy, path, flag, KEEP)?;
+    for grant in policy.dirs() {
+        let granted = if grant.rules.files.is_empty() {
+            path.starts_with(&grant.host)
+        } else {
+            grant.rules.files.iter().any(|f| path == grant.host.join(&f.host))
+        };
+        if granted {
+            return Err(usage_error(format!(
+                "{flag} `{}` is inside the grant at `{}` (host `{}`), where the guest could read it; {KEEP}",
+                path.display(),
+                grant.guest,
+                grant.host.display()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,10 @@ pub const MAX_LEARNED_FILES: usize = 8;
 /// folder is granted whole.
 const MAX_LISTED: usize = 10_000;
 
+/// Most `deny` rules learned for one folder (a policy takes 256 rules per
+/// grant); past it, the folder is granted whole.
+pub const MAX_LEARNED_DENIALS: usize = 128;
+
 /// What was done to one path below a grant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Touch {
@@ -52,6 +56,9 @@ pub(super) struct GrantUse {
     pub holds_cwd: bool,
     /// An earlier learned policy granted it read-write.
     pub wrote_before: bool,
+    /// Entry names an earlier policy denied: denied again unless a run
+    /// used them, however many other entries were used.
+    pub keep_deny: BTreeSet<String>,
 }
 
 /// The kind of a use as the filesystem operation it records.
@@ -105,9 +112,14 @@ pub(super) fn allows(grant: &DirGrant, rel: &[String], op: FsOp) -> bool {
 impl GrantUse {
     pub(super) fn new(grant: &DirGrant, cwd: Option<&str>) -> GrantUse {
         let guest = grant.guest.trim_end_matches('/');
-        let holds_cwd = cwd
-            .is_some_and(|cwd| cwd == grant.guest || cwd.strip_prefix(guest).is_some_and(|rest| rest.starts_with('/')));
-        GrantUse {
+        let cwd_rel = cwd.and_then(|cwd| match cwd.strip_prefix(guest) {
+            Some("") => Some(Vec::new()),
+            Some(rest) if rest.starts_with('/') => {
+                Some(rest.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect())
+            }
+            _ => None,
+        });
+        let mut used = GrantUse {
             guest: grant.guest.clone(),
             host: grant.host.clone(),
             access: grant.access,
@@ -115,9 +127,15 @@ impl GrantUse {
             used: BTreeMap::new(),
             whole: false,
             folder: false,
-            holds_cwd,
+            holds_cwd: cwd_rel.is_some(),
             wrote_before: false,
+            keep_deny: BTreeSet::new(),
+        };
+        // The working directory must stay reachable: never an untouched entry.
+        if let Some(rel) = cwd_rel {
+            used.touch(rel, FsOp::Stat);
         }
+        used
     }
 
     pub(super) fn touch(&mut self, rel: Vec<String>, op: FsOp) {
@@ -150,8 +168,10 @@ pub(super) enum Shape {
     Folder { access: Access, deny: Vec<String> },
 }
 
-/// The narrowest grant for `used`, and why it was chosen.
-pub(super) fn shape(used: &GrantUse) -> (Shape, String) {
+/// The narrowest grant for `used`, and why it was chosen. `nested`: another
+/// learned grant lies inside or around this one (a grant with rules may
+/// overlap none, so no rule is added).
+pub(super) fn shape(used: &GrantUse, nested: bool) -> (Shape, String) {
     let access = if used.written() {
         Access::ReadWrite
     } else {
@@ -168,14 +188,14 @@ pub(super) fn shape(used: &GrantUse) -> (Shape, String) {
             format!("{ro_note} the granted files the guest used"),
         );
     }
-    if let Some(files) = as_files(used) {
+    if let Some(files) = as_files(used).filter(|_| !nested) {
         let why = format!(
             "{ro_note} the guest used {} file(s) of this folder, and nothing else there: granted as files, not the folder",
             files.len()
         );
         return (Shape::Files(files), why);
     }
-    let (deny, why) = untouched(used);
+    let (deny, why) = untouched(used, nested);
     (Shape::Folder { access, deny }, format!("{ro_note} {why}"))
 }
 
@@ -239,6 +259,11 @@ fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
                     return None;
                 }
             }
+            // And the whole path is what it says, links resolved: a file
+            // grant names the file a later load will find.
+            if std::fs::canonicalize(&host).ok()? != host {
+                return None;
+            }
             let meta = std::fs::symlink_metadata(&host).ok()?;
             meta.file_type().is_file().then(|| {
                 let access = if touch.write {
@@ -253,8 +278,9 @@ fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
 }
 
 /// The top-level entries of the folder no run used, to deny and hide when
-/// they are fewer than the entries used, and why.
-fn untouched(used: &GrantUse) -> (Vec<String>, String) {
+/// they are fewer than the names used (and the names an earlier policy
+/// denied that no run used, always), and why.
+fn untouched(used: &GrantUse, nested: bool) -> (Vec<String>, String) {
     if used.whole {
         return (Vec::new(), "an earlier learned policy granted the whole folder".into());
     }
@@ -264,54 +290,75 @@ fn untouched(used: &GrantUse) -> (Vec<String>, String) {
             "the guest listed the folder itself: granted whole, so that it lists the same".into(),
         );
     }
+    if nested {
+        return (
+            Vec::new(),
+            "another grant lies inside or around this one, and a grant with rules may overlap none: granted whole"
+                .into(),
+        );
+    }
     let first: BTreeSet<&str> = used
         .used
         .keys()
         .filter_map(|rel| rel.first())
         .map(String::as_str)
         .collect();
-    let Some(names) = list(&used.host) else {
-        return (Vec::new(), "the folder could not be listed: granted whole".into());
-    };
-    let others: Vec<String> = names
-        .into_iter()
-        .filter(|n| !first.contains(n.as_str()) && !used.rules.deny.iter().any(|g| g.covers(n)))
-        .collect();
-    if others.is_empty() {
-        return (Vec::new(), "the guest used every entry of the folder".into());
-    }
-    if others.len() > first.len() {
+    let denied = |n: &str| first.contains(n) || used.rules.deny.iter().any(|g| g.covers(n));
+    let kept: Vec<String> = used.keep_deny.iter().filter(|n| !denied(n)).cloned().collect();
+    let Some((names, unnamed)) = list(&used.host) else {
         return (
-            Vec::new(),
+            kept,
+            "the folder could not be listed or is too large: granted whole".into(),
+        );
+    };
+    let others: Vec<String> = names.into_iter().filter(|n| !denied(n) && !kept.contains(n)).collect();
+    let unnamed = match unnamed {
+        0 => String::new(),
+        n => format!("; {n} entr(y/ies) whose names a rule cannot spell (not UTF-8, or with `*` or `?`) stay visible"),
+    };
+    if others.is_empty() {
+        return (kept, format!("the guest used every entry of the folder{unnamed}"));
+    }
+    // A grant takes 256 `deny` and `read-only` patterns in all.
+    let room = MAX_LEARNED_DENIALS.min(256usize.saturating_sub(used.rules.deny.len() + used.rules.read_only.len()));
+    if others.len() > first.len() || others.len() + kept.len() > room {
+        return (
+            kept,
             format!(
-                "the guest used {} name(s) at the top of the folder; denying the {} entries it never touched would list more than it used, so the folder is granted whole",
+                "the guest used {} name(s) at the top of the folder; denying the {} entries it never touched would list more than it used, so the folder is granted whole{unnamed}",
                 first.len(),
                 others.len()
             ),
         );
     }
     let why = format!(
-        "the guest used {} name(s) at the top of the folder; the {} entries there it never touched are denied and hidden",
+        "the guest used {} name(s) at the top of the folder; the {} entries there it never touched are denied and hidden{unnamed}",
         first.len(),
         others.len()
     );
-    (others, why)
+    let mut deny = kept;
+    deny.extend(others);
+    deny.sort();
+    (deny, why)
 }
 
-/// The folder's entry names a `deny` rule can name exactly (UTF-8, no glob
-/// character), or `None` when it cannot be listed, is too large, or holds a
-/// name no rule can name (then it is granted whole rather than half-denied).
-fn list(dir: &Path) -> Option<Vec<String>> {
+/// The folder's entry names a `deny` rule can spell exactly (UTF-8, no
+/// glob character), sorted, and how many it cannot; `None` when it cannot
+/// be listed or holds more than [`MAX_LISTED`] entries.
+fn list(dir: &Path) -> Option<(Vec<String>, usize)> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).ok()? {
-        let name = entry.ok()?.file_name().into_string().ok()?;
-        if name.contains(['*', '?']) || names.len() >= MAX_LISTED {
+    let mut unnamed = 0;
+    for (i, entry) in std::fs::read_dir(dir).ok()?.enumerate() {
+        if i >= MAX_LISTED {
             return None;
         }
-        names.push(name);
+        match entry.ok()?.file_name().into_string() {
+            Ok(name) if !name.contains(['*', '?']) => names.push(name),
+            _ => unnamed += 1,
+        }
     }
     names.sort();
-    Some(names)
+    Some((names, unnamed))
 }
 
 /// Adds what an earlier learned policy granted in `grant`, found at `below`
@@ -335,8 +382,10 @@ pub(super) fn add_granted(used: &mut GrantUse, below: &[String], grant: &DirGran
         return;
     }
     if !below.is_empty() {
-        // A folder granted below this grant: needed whole, as a folder.
+        // A folder granted below this grant, folded in only when that
+        // widens nothing (see `fits_below`): needed whole, as a folder.
         used.touch(below.to_vec(), FsOp::Read);
+        used.touch(below.to_vec(), FsOp::Stat);
         if grant.access == Access::ReadWrite {
             used.touch(below.to_vec(), FsOp::Write);
         }
@@ -344,21 +393,32 @@ pub(super) fn add_granted(used: &mut GrantUse, below: &[String], grant: &DirGran
     }
     used.folder = true;
     used.wrote_before |= grant.access == Access::ReadWrite;
-    if learned_denials(&grant.rules).next().is_none() || !grant.rules.hide {
+    let denied: Vec<String> = learned_denials(&grant.rules).map(|g| g.as_str().to_string()).collect();
+    if grant.rules.deny.is_empty() {
         used.whole = true;
         return;
     }
     match list(&grant.host) {
-        Some(names) => {
+        Some((names, _)) => {
             for name in names
                 .into_iter()
                 .filter(|n| !grant.rules.deny.iter().any(|g| g.covers(n)))
             {
-                used.touch(vec![name], FsOp::Read);
+                used.touch(vec![name], FsOp::Stat);
             }
         }
         None => used.whole = true,
     }
+    used.keep_deny.extend(denied);
+}
+
+/// Whether an earlier policy's `grant`, lying inside `used`, can be folded
+/// into it without widening anything: it adds no access `used` lacks and
+/// carries no rules of its own.
+pub(super) fn fits_below(used: &GrantUse, grant: &DirGrant) -> bool {
+    (grant.access == Access::ReadOnly || used.access == Access::ReadWrite)
+        && (grant.rules.is_empty() || !grant.rules.files.is_empty())
+        && !grant.rules.has_quota()
 }
 
 /// Whether a `deny` rule is one `learn` writes: one plain entry name.

@@ -140,7 +140,9 @@ impl Observed {
             serde_json::from_value(report.get("http").cloned().unwrap_or_default()).map_err(|_| bad("http"))?;
         let uses_seen = match report.get("uses_seen") {
             None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(serde_json::from_value(v.clone()).map_err(|_| bad("uses_seen"))?),
+            Some(v) => Some(bounded(
+                serde_json::from_value(v.clone()).map_err(|_| bad("uses_seen"))?,
+            )),
         };
         let elapsed_ms = report
             .get("elapsed_ms")
@@ -167,6 +169,42 @@ impl Observed {
             uses: uses_seen,
         })
     }
+}
+
+/// The SHA-256 (lowercase hex) of the WebAssembly module or component at
+/// `path`, as a pin names it, read here rather than taken from a run's
+/// report (which a subverted run could forge); `None` for precompiled code,
+/// which a pin does not name by its own bytes. Read it before the run: the
+/// pin is then of the file the run was started with.
+///
+/// # Errors
+///
+/// When it cannot be read, is not a regular file, or is over `max` bytes.
+pub fn module_sha256(path: &std::path::Path, max: u64) -> std::io::Result<Option<String>> {
+    let bytes = crate::policy::read_regular_file(path, max, "a module may have (limits.module-size)")?;
+    // Precompiled code: wasmcell's header, or wasmtime's ELF without it.
+    if bytes.starts_with(b"\0wcellpc") || bytes.starts_with(b"\x7fELF") {
+        return Ok(None);
+    }
+    Ok(Some(crate::cache::hex(&crate::cache::content_hash(&bytes))))
+}
+
+/// `seen` held to what a run keeps: at most [`MAX_USES_SEEN`](crate::MAX_USES_SEEN)
+/// uses (the rest counted as dropped), each field cut as a run cuts it.
+fn bounded(mut seen: UsesSeen) -> UsesSeen {
+    let max = crate::MAX_USES_SEEN;
+    if seen.uses.len() > max {
+        seen.dropped = seen.dropped.saturating_add((seen.uses.len() - max) as u64);
+        seen.uses.truncate(max);
+    }
+    for used in &mut seen.uses {
+        for field in [&mut used.kind, &mut used.target, &mut used.rule] {
+            if field.len() > crate::DENIAL_FIELD_BYTES {
+                *field = crate::term::truncate(field, crate::DENIAL_FIELD_BYTES).into_owned();
+            }
+        }
+    }
+    seen
 }
 
 /// The most each measured value reached over the runs.
@@ -270,7 +308,10 @@ impl Learner {
     pub fn add_policy(&mut self, learned: &Policy) -> Result<(), LearnError> {
         self.check_hosts(learned)?;
         for grant in learned.dirs() {
-            let below = self.grants.iter().position(|g| below_of(g, grant).is_some());
+            let below = self
+                .grants
+                .iter()
+                .position(|g| below_of(g, grant).is_some() && (g.guest == grant.guest || fs::fits_below(g, grant)));
             match below {
                 Some(i) => {
                     let rel = below_of(&self.grants[i], grant).unwrap_or_default();
@@ -332,9 +373,18 @@ impl Learner {
         }
     }
 
+    /// The uses of `grant`'s guest path. Runs under policies that grant it
+    /// with other rules (a matrix's cells) share it with every rule any of
+    /// them had (deny wins, the smaller quota): the learned grant is never
+    /// looser than any policy that granted it.
     fn grant_use(&mut self, grant: &crate::policy::DirGrant, cwd: Option<&str>) -> &mut GrantUse {
         let i = match self.grants.iter().position(|g| g.guest == grant.guest) {
-            Some(i) => i,
+            Some(i) => {
+                if self.grants[i].rules != grant.rules {
+                    self.grants[i].rules.merge(grant.rules.clone());
+                }
+                i
+            }
             None => {
                 self.grants.push(GrantUse::new(grant, cwd));
                 self.grants.len() - 1

@@ -25,6 +25,9 @@ pub(super) struct NetUse {
     pub http: BTreeMap<HttpKey, HttpUse>,
     /// `net.ca-certificates` of the policy, kept when an `https` origin is used.
     pub https_used: bool,
+    /// Where each secret a learned entry names is read from, as the policy
+    /// that admitted its requests said.
+    pub secrets: BTreeMap<String, crate::policy::SecretSource>,
 }
 
 /// One learned `[[net.http]]` entry: an origin, and the headers, secrets and
@@ -37,11 +40,17 @@ pub(super) struct HttpKey {
     pub headers: Vec<(String, String)>,
     pub secrets: Vec<String>,
     pub placeholder_in_query: bool,
+    /// The entry's `deny-paths`, kept as they were.
+    pub deny_paths: Vec<String>,
 }
 
 /// The methods and paths used at one [`HttpKey`].
 #[derive(Debug, Default, Clone)]
 pub(super) struct HttpUse {
+    /// An earlier policy admitted any method.
+    pub any_method: bool,
+    /// An earlier policy admitted any path.
+    pub any_path: bool,
     pub methods: BTreeSet<String>,
     /// Paths as patterns (a used path is its own pattern).
     pub paths: BTreeSet<String>,
@@ -76,11 +85,16 @@ impl NetUse {
             "udp-bind" => (NetKind::UdpBind, &mut self.udp_bind),
             "udp-send" => (NetKind::UdpSend, &mut self.udp_send),
             "tcp-listen" => {
-                let ok = grants.check_listen(addr, false).is_ok() || grants.check_listen(addr, true).is_ok();
-                if ok {
+                // A port asked for is learned as it is; one the policy allows
+                // only as an ephemeral port, as port 0.
+                if grants.check_listen(addr, false).is_ok() {
                     self.tcp_listen.insert(addr);
+                } else if grants.check_listen(addr, true).is_ok() {
+                    self.tcp_listen.insert(SocketAddr::new(addr.ip(), 0));
+                } else {
+                    return false;
                 }
-                return ok;
+                return true;
             }
             _ => return false,
         };
@@ -95,6 +109,9 @@ impl NetUse {
         let Some((method, scheme, host, port, path)) = parse_request(target) else {
             return false;
         };
+        if method.is_empty() || method.len() > 32 || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return false;
+        }
         if grants.check_http(scheme, host, port).is_err() {
             return false;
         }
@@ -102,6 +119,7 @@ impl NetUse {
             return false;
         };
         let key = http_key(&format!("{scheme}://{host}:{port}"), admit.entry);
+        self.add_secrets(grants, &key);
         self.https_used |= scheme == "https";
         let used = self.http.entry(key).or_default();
         used.methods.insert(method.to_string());
@@ -126,19 +144,27 @@ impl NetUse {
         self.udp_send.extend(entries(&grants.udp_send));
         self.dns_granted |= grants.dns;
         for origin in &grants.http {
+            self.https_used |= origin.entry.starts_with("https:");
             let used = self.http.entry(http_key(&origin.entry, None)).or_default();
-            used.methods.insert("*".into());
+            (used.any_method, used.any_path) = (true, true);
         }
         for entry in &grants.http_entries {
             self.https_used |= entry.origin.entry.starts_with("https:");
-            let used = self.http.entry(http_key(&entry.origin.entry, Some(entry))).or_default();
-            if entry.methods.is_empty() {
-                used.methods.insert("*".into());
-            }
+            let key = http_key(&entry.origin.entry, Some(entry));
+            self.add_secrets(grants, &key);
+            let used = self.http.entry(key).or_default();
+            used.any_method |= entry.methods.is_empty();
+            used.any_path |= entry.paths.is_empty();
             used.methods.extend(entry.methods.iter().cloned());
             used.paths.extend(entry.paths.iter().map(|p| p.as_str().to_string()));
-            if entry.paths.is_empty() {
-                used.paths.insert("/**".into());
+        }
+    }
+
+    /// Keeps where the secrets `key` names are read from.
+    fn add_secrets(&mut self, grants: &NetGrants, key: &HttpKey) {
+        for name in &key.secrets {
+            if let Some(source) = grants.secrets.get(name) {
+                self.secrets.entry(name.clone()).or_insert_with(|| source.clone());
             }
         }
     }
@@ -183,6 +209,7 @@ fn http_key(origin: &str, entry: Option<&HttpEntry>) -> HttpKey {
             headers: Vec::new(),
             secrets: Vec::new(),
             placeholder_in_query: false,
+            deny_paths: Vec::new(),
         };
     };
     let headers = entry
@@ -195,6 +222,7 @@ fn http_key(origin: &str, entry: Option<&HttpEntry>) -> HttpKey {
         headers,
         secrets: entry.secrets.clone(),
         placeholder_in_query: entry.placeholder_in.query,
+        deny_paths: entry.deny_paths.iter().map(|p| p.as_str().to_string()).collect(),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::fs::{Shape, shape};
 use super::{Headroom, Learner, set};
-use crate::policy::{Access, ByteSize, Clocks, Input, Output, Policy, SecretSource, UnknownImports, WallMode};
+use crate::policy::{Access, ByteSize, Clocks, Input, Limits, Output, Policy, SecretSource, UnknownImports, WallMode};
 use crate::term::sanitize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -123,8 +123,13 @@ fn limits(l: &Learner, out: &mut String) {
     let cap = |key: &str| base.and_then(|p| limit_of(p, key));
     out.push_str("[limits]\n");
     let mib = 1u64 << 20;
-    let memory = (m.peak_memory.saturating_mul(Headroom::MEMORY)).div_ceil(mib).max(1) * mib;
-    let memory = clamp(memory, floor("memory"), cap("memory"));
+    let memory = m
+        .peak_memory
+        .saturating_mul(Headroom::MEMORY)
+        .div_ceil(mib)
+        .max(1)
+        .saturating_mul(mib);
+    let memory = clamp(memory.min(Limits::MAX_MEMORY), floor("memory"), cap("memory"));
     comment(
         out,
         &format!(
@@ -134,8 +139,10 @@ fn limits(l: &Learner, out: &mut String) {
         ),
     );
     let _ = writeln!(out, "memory = {}", q(&ByteSize(memory).to_string()));
-    let secs = (m.elapsed * Headroom::TIMEOUT).as_secs_f64().ceil() as u64;
-    let timeout = Duration::from_secs(secs).max(Headroom::TIMEOUT_FLOOR).as_nanos() as u64;
+    let secs = (m.elapsed.as_secs_f64() * f64::from(Headroom::TIMEOUT)).ceil();
+    let timeout = Duration::from_secs_f64(secs.min(Limits::MAX_TIMEOUT.as_secs_f64()))
+        .max(Headroom::TIMEOUT_FLOOR)
+        .as_nanos() as u64;
     let timeout = clamp(timeout, floor("timeout"), cap("timeout"));
     comment(
         out,
@@ -151,16 +158,36 @@ fn limits(l: &Learner, out: &mut String) {
         "timeout = {}",
         q(&humantime::format_duration(Duration::from_nanos(timeout)).to_string())
     );
+    counted_limits(l, out);
+    out.push('\n');
+}
+
+/// `fuel` and `http-requests` from what was counted, and the limits the
+/// policy set that are not learned.
+fn counted_limits(l: &Learner, out: &mut String) {
+    let m = &l.measured;
+    let base = l.base.as_ref();
+    let floor = |key: &str| l.merged.as_ref().and_then(|p| limit_of(p, key));
+    let cap = |key: &str| base.and_then(|p| limit_of(p, key));
     match m.fuel.filter(|_| !m.unmetered) {
         Some(fuel) => {
             let learned = clamp(fuel.saturating_mul(Headroom::FUEL).max(1), floor("fuel"), cap("fuel"));
             comment(out, &format!("most fuel measured: {fuel} units (x{})", Headroom::FUEL));
             let _ = writeln!(out, "fuel = {learned}");
         }
-        None => comment(
-            out,
-            "fuel was not metered in every run learned from (set limits.fuel to learn it)",
-        ),
+        None => match cap("fuel") {
+            Some(fuel) => {
+                comment(
+                    out,
+                    "fuel was not measured in every run learned from: as the policy learned under set it",
+                );
+                let _ = writeln!(out, "fuel = {fuel}");
+            }
+            None => comment(
+                out,
+                "fuel was not metered in every run learned from (set limits.fuel to learn it)",
+            ),
+        },
     }
     if !l.net.http.is_empty() {
         let learned = m
@@ -187,7 +214,6 @@ fn limits(l: &Learner, out: &mut String) {
             }
         }
     }
-    out.push('\n');
 }
 
 /// `value` at least `floor` (what an earlier learned policy allowed) and at
@@ -225,7 +251,11 @@ fn fs(l: &Learner, dir: &Path, out: &mut String) {
             out.push('\n');
             continue;
         }
-        let (shape, why) = shape(g);
+        let nested = l
+            .grants
+            .iter()
+            .any(|o| !std::ptr::eq(o, g) && o.needed() && overlaps(&o.guest, &g.guest));
+        let (shape, why) = shape(g, nested);
         comment(out, &format!("{}:{why}", g.guest));
         match shape {
             Shape::Files(files) => {
@@ -249,6 +279,15 @@ fn fs(l: &Learner, dir: &Path, out: &mut String) {
             Shape::Folder { access, deny } => folder(g, access, &deny, dir, out),
         }
     }
+}
+
+/// Whether one guest path lies inside the other (or is it).
+fn overlaps(a: &str, b: &str) -> bool {
+    let inside = |a: &str, b: &str| {
+        let b = b.trim_end_matches('/');
+        a == b || a.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'))
+    };
+    inside(a, b) || inside(b, a)
 }
 
 fn folder(g: &super::fs::GrantUse, access: Access, learned: &[String], dir: &Path, out: &mut String) {
@@ -431,32 +470,31 @@ fn net(l: &Learner, dir: &Path, out: &mut String) {
         let _ = writeln!(out, "ca-certificates = {}", list(cas.iter().map(String::as_str)));
     }
     out.push('\n');
-    secrets(l, base, dir, out);
+    secrets(l, dir, out);
     for (key, used) in &n.http {
         http_entry(key, used, out);
     }
 }
 
-fn secrets(l: &Learner, base: Option<&Policy>, dir: &Path, out: &mut String) {
+fn secrets(l: &Learner, dir: &Path, out: &mut String) {
     let names: std::collections::BTreeSet<&str> = l
         .net
         .http
         .keys()
         .flat_map(|k| k.secrets.iter().map(String::as_str))
         .collect();
-    let Some(base) = base else { return };
     if names.is_empty() {
         return;
     }
     out.push_str("[net.secrets]\n");
     for name in names {
-        match base.net().secrets.get(name) {
+        match l.net.secrets.get(name) {
             Some(SecretSource::Env(var)) => {
-                let _ = writeln!(out, "{name} = {{ env = {} }}", q(var));
+                let _ = writeln!(out, "{} = {{ env = {} }}", q(name), q(var));
             }
             Some(SecretSource::File(path)) => {
                 if let Some(path) = host(path, dir) {
-                    let _ = writeln!(out, "{name} = {{ file = {} }}", q(&path));
+                    let _ = writeln!(out, "{} = {{ file = {} }}", q(name), q(&path));
                 }
             }
             None => {}
@@ -470,17 +508,20 @@ fn http_entry(key: &super::net::HttpKey, used: &super::net::HttpUse, out: &mut S
     for path in used.skipped.iter().take(8) {
         comment(out, &format!("not learned, not a plain path: {path}"));
     }
-    if used.paths.is_empty() {
+    if used.paths.is_empty() && !used.any_path {
         comment(out, "no path of it could be learned: not granted");
         out.push('\n');
         return;
     }
     let _ = writeln!(out, "[[net.http]]\norigin = {}", q(&key.origin));
-    if !used.methods.contains("*") {
+    if !used.any_method {
         let _ = writeln!(out, "methods = {}", list(used.methods.iter().map(String::as_str)));
     }
-    if !used.paths.contains("/**") {
+    if !used.any_path {
         let _ = writeln!(out, "paths = {}", list(used.paths.iter().map(String::as_str)));
+    }
+    if !key.deny_paths.is_empty() {
+        let _ = writeln!(out, "deny-paths = {}", list(key.deny_paths.iter().map(String::as_str)));
     }
     if !key.headers.is_empty() {
         let headers: Vec<String> = key

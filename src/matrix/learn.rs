@@ -4,7 +4,7 @@
 //! matrix's isolation) and must end as its reference cell did (of its cells
 //! with nothing refused, the one that used the most), with nothing refused.
 
-use super::run::{Plan, load_programs, run_cells};
+use super::run::{Plan, Programs, load_programs, run_cells};
 use super::{CellResult, Entry, MatrixOptions, Verdict, bad_input, exit_code, status_name};
 use crate::hostfs::HostFile;
 use crate::learn::{LearnError, Learner, Observed};
@@ -91,6 +91,7 @@ fn resolve_missing(path: &Path) -> std::io::Result<PathBuf> {
 /// Learns each module's policy from its cells, writes it and proves it.
 pub(super) fn learn(
     plan: &Plan,
+    programs: &Programs,
     results: &[CellResult],
     target: &Target,
     options: &MatrixOptions,
@@ -109,7 +110,7 @@ pub(super) fn learn(
             continue;
         }
         let file = &target.files[m];
-        match learn_module(plan, module, &cells) {
+        match learn_module(plan, module, &cells, programs.sha256_of(m)) {
             Ok((learner, ending)) => {
                 let dir = file.path().parent().unwrap_or(Path::new("/"));
                 file.write(learner.write(dir).as_bytes())?;
@@ -132,12 +133,19 @@ pub(super) fn learn(
 /// tie). `None` when every cell had refusals or none ran.
 type Ending = Option<(String, u8)>;
 
-fn learn_module(plan: &Plan, module: &Entry, cells: &[(usize, &CellResult)]) -> Result<(Learner, Ending), LearnError> {
+fn learn_module(
+    plan: &Plan,
+    module: &Entry,
+    cells: &[(usize, &CellResult)],
+    digest: Option<String>,
+) -> Result<(Learner, Ending), LearnError> {
     let mut learner = Learner::new();
     let mut reference: Option<Observed> = None;
     for &(p, result) in cells {
         let CellResult::Ran(outcome) = result else { continue };
-        let observed = Observed::of(outcome);
+        let mut observed = Observed::of(outcome);
+        // The pin is of what this process compiled, whatever a worker said.
+        observed.module_sha256.clone_from(&digest);
         let (entry, policy) = &plan.policies[p];
         learner.add_run(&format!("{} under {}", module.name, entry.name), policy, &observed)?;
         if observed.denied == 0 && reference.as_ref().is_none_or(|r| observed.allowed >= r.allowed) {
@@ -147,23 +155,33 @@ fn learn_module(plan: &Plan, module: &Entry, cells: &[(usize, &CellResult)]) -> 
     Ok((learner, reference.map(|r| (r.status, r.exit_code))))
 }
 
-/// Runs each module under its learned policy and judges it.
+/// Runs each module under its learned policy and judges it; a learned
+/// policy that does not load is judged so, without stopping the others.
 fn prove(plan: &Plan, proofs: &[(usize, PathBuf, Ending)], options: &MatrixOptions) -> Result<Vec<LearnedPolicy>> {
     let mut policies = Vec::new();
-    for (m, file, _) in proofs {
-        let policy = Policy::from_file(file)?;
+    let mut loaded = Vec::new();
+    let mut judged = Vec::new();
+    for (m, file, ending) in proofs {
         let name = plan.modules[*m].name.clone();
-        policies.push((
-            Entry {
-                name,
-                path: file.clone(),
-            },
-            policy,
-        ));
+        match Policy::from_file(file) {
+            Ok(policy) => {
+                let path = file.clone();
+                policies.push((Entry { name, path }, policy));
+                loaded.push((*m, file.clone(), ending.clone()));
+            }
+            Err(e) => judged.push(LearnedPolicy {
+                module: name,
+                file: Some(file.clone()),
+                verdict: Verdict::Mismatch(vec![format!("the learned policy does not load: {e}")]),
+            }),
+        }
+    }
+    if loaded.is_empty() {
+        return Ok(judged);
     }
     let proof_plan = Plan {
         modules: plan.modules.clone(),
-        jobs: proofs.iter().enumerate().map(|(p, (m, _, _))| (*m, p)).collect(),
+        jobs: loaded.iter().enumerate().map(|(p, (m, _, _))| (*m, p)).collect(),
         policies,
         expectations: plan.expectations.clone(),
         expectations_path: plan.expectations_path.clone(),
@@ -175,15 +193,17 @@ fn prove(plan: &Plan, proofs: &[(usize, PathBuf, Ending)], options: &MatrixOptio
         ..options.clone()
     };
     let results = run_cells(&proof_plan, &programs, &quiet);
-    Ok(proofs
-        .iter()
-        .zip(results)
-        .map(|((m, file, ending), result)| LearnedPolicy {
-            module: plan.modules[*m].name.clone(),
-            file: Some(file.clone()),
-            verdict: judge(ending.as_ref(), &result),
-        })
-        .collect())
+    judged.extend(
+        loaded
+            .iter()
+            .zip(results)
+            .map(|((m, file, ending), result)| LearnedPolicy {
+                module: plan.modules[*m].name.clone(),
+                file: Some(file.clone()),
+                verdict: judge(ending.as_ref(), &result),
+            }),
+    );
+    Ok(judged)
 }
 
 fn judge(ending: Option<&(String, u8)>, result: &CellResult) -> Verdict {

@@ -35,7 +35,7 @@ impl Matrix {
         let programs = load_programs(&plan, &options.isolation)?;
         let results = run_cells(&plan, &programs, options);
         let learned = match &target {
-            Some(target) => learn(&plan, &results, target, options)?,
+            Some(target) => learn(&plan, &programs, &results, target, options)?,
             None => Vec::new(),
         };
         let mut matrix = judge(plan, results);
@@ -117,6 +117,17 @@ pub(super) struct Programs {
     /// For the cells whose policy asks for a signature (`module.signed-by`):
     /// the signers that verify the module, by (module, policy).
     signers: BTreeMap<(usize, usize), Result<Vec<String>, LoadError>>,
+}
+
+impl Programs {
+    /// The SHA-256 of module `m` as this process compiled it (`None` when
+    /// it did not load): what a learned policy pins, never a cell's report.
+    pub(super) fn sha256_of(&self, m: usize) -> Option<String> {
+        self.programs
+            .iter()
+            .filter(|((_, module), _)| *module == m)
+            .find_map(|(_, program)| program.as_ref().ok().and_then(Program::sha256))
+    }
 }
 
 /// Creates the engines and compiles each module the cells need once per

@@ -78,5 +78,12 @@ pub fn read_standalone(path: impl AsRef<std::path::Path>) -> Result<String, Poli
 }
 
 pub(crate) use fs::name_regex;
+
+/// Reads a regular file of at most `max` bytes (a link to one is followed),
+/// never opening a device or FIFO and never blocking; `what` ends the
+/// message for a larger file ("a module may have").
+pub(crate) fn read_regular_file(path: &std::path::Path, max: u64, what: &str) -> std::io::Result<Vec<u8>> {
+    load::read_bounded_bytes(path, load::Links::Follow, max, what)
+}
 use model::key_for;
 pub(crate) use overlap::DirSite;

@@ -375,6 +375,23 @@ fn learn_refuses_output_and_merge_files_inside_a_read_write_grant() {
             text(&out)
         );
     }
+    // A read-only grant would let the guest read the names a learned policy
+    // hides; a link in place of the merged file would read another file.
+    std::os::unix::fs::symlink(dir.join("data/old.toml"), dir.join("link.toml")).unwrap();
+    for (args, why) in [
+        (
+            vec!["--output", "data/learned.toml", "--ro-dir", "data::/data", FS_OPS],
+            "where the guest could read it",
+        ),
+        (
+            vec!["--output", "ok.toml", "--merge", "link.toml", FS_OPS],
+            "is a symbolic link",
+        ),
+    ] {
+        let out = learn(dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{}", text(&out));
+    }
 }
 
 /// A TCP connection to a loopback server learns exactly that address; the
@@ -644,4 +661,106 @@ fn matrix_learn_writes_and_proves_a_policy_per_module() {
         text(&out)
     );
     assert!(!inside.exists(), "the refused folder was created");
+}
+
+/// A report under one policy cannot reach through a link in a grant to a
+/// host file, and what several policies or an earlier learned policy said
+/// is combined without widening: the strictest rules of every policy that
+/// granted a folder, a denial a person wrote kept unless a run used the
+/// name, a listen allowed only on an ephemeral port learned as port 0, a
+/// method that is not one not learned.
+#[test]
+fn learn_combines_policies_without_widening_any() {
+    let tmp = tree();
+    let dir = tmp.path();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("k"), "key").unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.join("data/link")).unwrap();
+    let report = |uses: &[(&str, &str)]| {
+        let seen: Vec<_> = uses
+            .iter()
+            .map(
+                |(kind, target)| serde_json::json!({"kind": kind, "target": target, "decision": "allowed", "rule": ""}),
+            )
+            .collect();
+        Observed::from_report(&serde_json::json!({
+            "status": "exited", "exit_code": 0, "elapsed_ms": 1.0, "peak_memory_bytes": 65536,
+            "uses": {}, "http": {}, "uses_seen": {"uses": seen, "dropped": 0},
+        }))
+        .unwrap()
+    };
+    let ro = Policy::from_toml(
+        "[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-only\"\n\
+         [net]\ntcp-bind = [\"127.0.0.1:0\"]\nhttp = [\"http://127.0.0.1:*\"]\n",
+        dir,
+    )
+    .unwrap();
+    let rw = Policy::from_toml(
+        "[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-write\"\nread-only = [\"b.txt\"]\n",
+        dir,
+    )
+    .unwrap();
+    let mut learner = Learner::new();
+    let under_ro = report(&[
+        ("fs-read", "/data/link/k"),
+        ("fs-read", "/data/b.txt"),
+        ("tcp-listen", "127.0.0.1:8080"),
+        ("http", "* http://127.0.0.1:80/x"),
+        ("http", "get http://127.0.0.1:80/y"),
+    ]);
+    learner.add_run("ro", &ro, &under_ro).unwrap();
+    learner
+        .add_run("rw", &rw, &report(&[("fs-write", "/data/a.txt")]))
+        .unwrap();
+    let text = learner.write(dir);
+    let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(
+        table["fs"].get("files").is_none(),
+        "a file grant reaches through the link:\n{text}"
+    );
+    let data = &table["fs"]["dirs"][0];
+    assert_eq!(data["access"].as_str(), Some("read-write"), "{text}");
+    assert_eq!(
+        data["read-only"].as_array().map(Vec::len),
+        Some(1),
+        "the read-only rule was lost:\n{text}"
+    );
+    assert_eq!(table["net"]["tcp-bind"][0].as_str(), Some("127.0.0.1:0"), "{text}");
+    assert!(
+        table["net"].get("http").is_none(),
+        "a method that is not one was learned:\n{text}"
+    );
+    Policy::from_toml(&text, dir).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+    // A file read through a link in the grant is not granted as that file.
+    let mut learner = Learner::new();
+    learner
+        .add_run("ro", &ro, &report(&[("fs-read", "/data/link/k")]))
+        .unwrap();
+    let text = learner.write(dir);
+    assert!(!text.contains("[[fs.files]]") && !text.contains("link/k"), "{text}");
+
+    // An earlier learned policy's denials stay unless a run used the name,
+    // however few names the runs used.
+    let earlier = dir.join("earlier.toml");
+    std::fs::write(
+        &earlier,
+        "[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-only\"\n\
+         deny = [\"a.txt\", \"b.txt\", \"secret.txt\", \"link\", \"sub\"]\n",
+    )
+    .unwrap();
+    let mut learner = Learner::new();
+    learner
+        .add_run("ro", &ro, &report(&[("fs-read", "/data/sub/c.txt")]))
+        .unwrap();
+    learner.add_policy(&Policy::from_file(&earlier).unwrap()).unwrap();
+    let text = learner.write(dir);
+    let table: toml::Table = text.parse().unwrap();
+    let deny: Vec<&str> = table["fs"]["dirs"][0]["deny"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(deny, ["a.txt", "b.txt", "link", "secret.txt"], "{text}");
 }
