@@ -27,6 +27,22 @@
 //! - `[module] sha256` pinning the modules that ran;
 //! - stdio, clocks, randomness, Wasm proposals and the wall as the policy
 //!   had them.
+//!
+//! ```
+//! use wasmcell::learn::{Learner, Observed};
+//! use wasmcell::{Policy, Sandbox};
+//!
+//! let policy = Policy::deny_all();
+//! let sandbox = Sandbox::builder().policy(policy.clone()).record_uses(true).build()?;
+//! let program = sandbox.load_bytes("empty.wasm", br#"(module (func (export "_start")))"#)?;
+//! let outcome = sandbox.run_program(&program, &[] as &[&str])?;
+//! let mut learner = Learner::new();
+//! learner.add_run("empty.wasm", &policy, &Observed::of(&outcome))?;
+//! let learned = learner.write(std::path::Path::new("."));
+//! assert!(learned.contains(&format!("sha256 = [\"{}\"]", program.sha256().unwrap())));
+//! Policy::from_toml(&learned, ".")?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 mod fs;
 mod net;

@@ -340,7 +340,8 @@ pub fn parse_template(text: &str) -> Result<Vec<TemplatePart>, String> {
     Ok(parts)
 }
 
-/// `parts` written back as the template text [`parse_template`] reads.
+/// `parts` written back as the template text a policy writes them in
+/// (`${secret.NAME}`, `${placeholder.NAME}` and literal text).
 pub fn template_text(parts: &[TemplatePart]) -> String {
     parts
         .iter()
