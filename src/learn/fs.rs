@@ -127,15 +127,33 @@ impl GrantUse {
             used: BTreeMap::new(),
             whole: false,
             folder: false,
-            holds_cwd: cwd_rel.is_some(),
+            holds_cwd: false,
             wrote_before: false,
             keep_deny: BTreeSet::new(),
         };
-        // The working directory must stay reachable: never an untouched entry.
-        if let Some(rel) = cwd_rel {
-            used.touch(rel, FsOp::Stat);
-        }
+        used.mark_cwd(cwd_rel);
         used
+    }
+
+    /// Marks `fs.cwd` (its path below the grant) as needed, so that it
+    /// stays reachable: never an untouched entry, never left out of a file
+    /// grant.
+    pub(super) fn mark_cwd(&mut self, cwd_rel: Option<Vec<String>>) {
+        if let Some(rel) = cwd_rel {
+            self.holds_cwd = true;
+            self.touch(rel, FsOp::Stat);
+        }
+    }
+
+    /// Whether the grant's host path (and each granted file's) is still
+    /// the path it names, with no link anywhere on it: a folder a guest
+    /// swapped for a link since the policy was resolved is not granted.
+    pub(super) fn host_unchanged(&self) -> bool {
+        let same = |p: &Path| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink())
+                && std::fs::canonicalize(p).is_ok_and(|c| c == p)
+        };
+        same(&self.host) && self.rules.files.iter().all(|f| same(&self.host.join(&f.host)))
     }
 
     pub(super) fn touch(&mut self, rel: Vec<String>, op: FsOp) {
@@ -281,18 +299,33 @@ fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
 /// they are fewer than the names used (and the names an earlier policy
 /// denied that no run used, always), and why.
 fn untouched(used: &GrantUse, nested: bool) -> (Vec<String>, String) {
+    // What an earlier policy denied stays denied on every path below, even
+    // when the rest of the folder is granted whole.
+    let used_first: BTreeSet<&str> = used
+        .used
+        .keys()
+        .filter_map(|rel| rel.first())
+        .map(String::as_str)
+        .collect();
+    let kept_only = || -> Vec<String> {
+        used.keep_deny
+            .iter()
+            .filter(|n| !used_first.contains(n.as_str()))
+            .cloned()
+            .collect()
+    };
     if used.whole {
-        return (Vec::new(), "an earlier learned policy granted the whole folder".into());
+        return (kept_only(), "an earlier learned policy granted the whole folder".into());
     }
     if used.used.get(&Vec::new()).is_some_and(|t| t.list || t.write || t.shape) {
         return (
-            Vec::new(),
+            kept_only(),
             "the guest listed the folder itself: granted whole, so that it lists the same".into(),
         );
     }
     if nested {
         return (
-            Vec::new(),
+            kept_only(),
             "another grant lies inside or around this one, and a grant with rules may overlap none: granted whole"
                 .into(),
         );

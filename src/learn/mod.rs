@@ -126,11 +126,11 @@ impl Observed {
             peak_memory_bytes: outcome.peak_memory_bytes,
             fuel_used: outcome.fuel_used,
             elapsed: outcome.elapsed,
-            http_requests: outcome.http.values().map(|c| c.requests).sum(),
+            http_requests: saturating_sum(outcome.http.values().map(|c| c.requests)),
             module_sha256: outcome.module_sha256.clone(),
-            allowed: outcome.uses.values().map(|c| c.allowed).sum(),
-            denied: outcome.uses.values().map(|c| c.denied).sum(),
-            uses: outcome.uses_seen.clone(),
+            allowed: saturating_sum(outcome.uses.values().map(|c| c.allowed)),
+            denied: saturating_sum(outcome.uses.values().map(|c| c.denied)),
+            uses: outcome.uses_seen.clone().map(bounded),
         }
     }
 
@@ -175,13 +175,13 @@ impl Observed {
             peak_memory_bytes: u64_of("peak_memory_bytes")?,
             fuel_used: report.get("fuel_used").and_then(serde_json::Value::as_u64),
             elapsed: Duration::from_secs_f64((elapsed_ms / 1000.0).min(1e9)),
-            http_requests: http.values().map(|c| c.requests).sum(),
+            http_requests: saturating_sum(http.values().map(|c| c.requests)),
             module_sha256: report
                 .get("module_sha256")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_string),
-            allowed: uses.values().map(|c| c.allowed).sum(),
-            denied: uses.values().map(|c| c.denied).sum(),
+            allowed: saturating_sum(uses.values().map(|c| c.allowed)),
+            denied: saturating_sum(uses.values().map(|c| c.denied)),
             uses: uses_seen,
         })
     }
@@ -203,6 +203,12 @@ pub fn module_sha256(path: &std::path::Path, max: u64) -> std::io::Result<Option
         return Ok(None);
     }
     Ok(Some(crate::cache::hex(&crate::cache::content_hash(&bytes))))
+}
+
+/// The sum of counts a report gave, saturating: a forged count cannot wrap
+/// to make a run look clean.
+fn saturating_sum(counts: impl Iterator<Item = u64>) -> u64 {
+    counts.fold(0, u64::saturating_add)
 }
 
 /// `seen` held to what a run keeps: at most [`MAX_USES_SEEN`](crate::MAX_USES_SEEN)
@@ -290,7 +296,7 @@ impl Learner {
         for used in &seen.uses {
             self.add_use(policy, used);
         }
-        self.dropped += seen.dropped;
+        self.dropped = self.dropped.saturating_add(seen.dropped);
         self.measure(policy, outcome);
         self.modules.extend(outcome.module_sha256.iter().cloned());
         self.runs.push(RunSeen {
@@ -398,6 +404,12 @@ impl Learner {
             Some(i) => {
                 if self.grants[i].rules != grant.rules {
                     self.grants[i].rules.merge(grant.rules.clone());
+                }
+                // This run's `fs.cwd` is needed too, whichever run made it.
+                let fresh = GrantUse::new(grant, cwd);
+                if fresh.holds_cwd {
+                    let rel = fresh.used.keys().next().cloned();
+                    self.grants[i].mark_cwd(rel);
                 }
                 i
             }

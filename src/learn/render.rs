@@ -43,8 +43,16 @@ fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
 /// One comment line of untrusted words: escaped, so nothing a guest named
 /// can end the comment and start a line of policy.
 fn comment(out: &mut String, text: &str) {
-    let _ = writeln!(out, "# {}", sanitize(text).replace(['\n', '\r'], " "));
+    let line = sanitize(text).replace(['\n', '\r'], " ");
+    let _ = writeln!(out, "# {}", crate::term::truncate(&line, MAX_COMMENT_BYTES));
 }
+
+/// Longest comment line: what a guest names is escaped into it, and the
+/// file must stay within what a policy file may be (1 MiB).
+const MAX_COMMENT_BYTES: usize = 400;
+
+/// Most paths one learned `[[net.http]]` entry lists.
+const MAX_LEARNED_PATHS: usize = 256;
 
 /// A host path as the file writes it: relative to the file's folder when
 /// below it, else absolute. `None` for a path that is not UTF-8.
@@ -251,10 +259,19 @@ fn fs(l: &Learner, dir: &Path, out: &mut String) {
             out.push('\n');
             continue;
         }
-        let nested = l
-            .grants
-            .iter()
-            .any(|o| !std::ptr::eq(o, g) && o.needed() && overlaps(&o.guest, &g.guest));
+        if !g.host_unchanged() {
+            comment(
+                out,
+                &format!("{}: its host path is now reached through a link: not granted", g.guest),
+            );
+            out.push('\n');
+            continue;
+        }
+        let nested = l.grants.iter().any(|o| {
+            !std::ptr::eq(o, g)
+                && o.needed()
+                && (overlaps(&o.guest, &g.guest) || o.host.starts_with(&g.host) || g.host.starts_with(&o.host))
+        });
         let (shape, why) = shape(g, nested);
         comment(out, &format!("{}:{why}", g.guest));
         match shape {
@@ -505,6 +522,13 @@ fn secrets(l: &Learner, dir: &Path, out: &mut String) {
 
 fn http_entry(key: &super::net::HttpKey, used: &super::net::HttpUse, out: &mut String) {
     comment(out, &format!("{}: {} request(s) seen", key.origin, used.requests));
+    if used.paths.len() > MAX_LEARNED_PATHS && !used.any_path {
+        let more = used.paths.len() - MAX_LEARNED_PATHS;
+        comment(
+            out,
+            &format!("{more} more paths were requested than an entry lists: not granted"),
+        );
+    }
     for path in used.skipped.iter().take(8) {
         comment(out, &format!("not learned, not a plain path: {path}"));
     }
@@ -518,7 +542,8 @@ fn http_entry(key: &super::net::HttpKey, used: &super::net::HttpUse, out: &mut S
         let _ = writeln!(out, "methods = {}", list(used.methods.iter().map(String::as_str)));
     }
     if !used.any_path {
-        let _ = writeln!(out, "paths = {}", list(used.paths.iter().map(String::as_str)));
+        let paths = used.paths.iter().take(MAX_LEARNED_PATHS).map(String::as_str);
+        let _ = writeln!(out, "paths = {}", list(paths));
     }
     if !key.deny_paths.is_empty() {
         let _ = writeln!(out, "deny-paths = {}", list(key.deny_paths.iter().map(String::as_str)));

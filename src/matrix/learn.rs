@@ -8,7 +8,7 @@ use super::run::{Plan, Programs, load_programs, run_cells};
 use super::{CellResult, Entry, MatrixOptions, Verdict, bad_input, exit_code, status_name};
 use crate::hostfs::HostFile;
 use crate::learn::{LearnError, Learner, Observed};
-use crate::policy::{Access, Policy};
+use crate::policy::Policy;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -29,7 +29,7 @@ pub struct LearnedPolicy {
 }
 
 /// Where the learned policies go, settled before any cell runs: the folder
-/// (created, then canonical), refused inside a read-write grant of any of the
+/// (created, then canonical), refused inside a grant (of any access) of any of the
 /// matrix's policies, and each module's file in it resolved now, so that a
 /// link a guest plants later is not followed.
 pub(super) struct Target {
@@ -41,13 +41,9 @@ impl Target {
         let resolved = resolve_missing(dir)
             .map_err(|e| bad_input(format!("cannot resolve the learn folder `{}`: {e}", dir.display())))?;
         for (entry, policy) in &plan.policies {
-            if let Some(grant) = policy
-                .dirs()
-                .iter()
-                .find(|g| g.access == Access::ReadWrite && resolved.starts_with(&g.host))
-            {
+            if let Some(grant) = policy.dirs().iter().find(|g| resolved.starts_with(&g.host)) {
                 return Err(bad_input(format!(
-                    "the learn folder `{}` is inside the read-write grant at `{}` of policy `{}`, where its guests could write; learn into another folder",
+                    "the learn folder `{}` is inside the grant at `{}` of policy `{}`, where its guests could read or change what is learned; learn into another folder",
                     dir.display(),
                     grant.guest,
                     entry.name
@@ -218,7 +214,7 @@ fn judge(ending: Option<&(String, u8)>, result: &CellResult) -> Verdict {
         ));
     }
     if let CellResult::Ran(outcome) = result {
-        let denied: u64 = outcome.uses.values().map(|c| c.denied).sum();
+        let denied = outcome.uses.values().fold(0u64, |n, c| n.saturating_add(c.denied));
         if denied > 0 {
             differed.push(format!("{denied} use(s) were refused under its learned policy"));
         }

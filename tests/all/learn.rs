@@ -185,6 +185,16 @@ fn learn_grants_only_the_files_a_run_read() {
         .value
         .clone();
     assert_eq!(digest.len(), 1, "{policy}");
+    // A policy like any other: `check` reads it.
+    let mut cmd = wasmcell_command();
+    cmd.current_dir(dir).args(["check", "learned.toml"]);
+    let out = wait_for(cmd.spawn().unwrap());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/data/a.txt"),
+        "{}",
+        text(&out)
+    );
     assert_minimal(dir, &learned, FS_OPS, &["read:/data/a.txt", "read:/data/b.txt"], 0);
 
     let (_, report) = run_under(dir, &learned, FS_OPS, &["read:/data/a.txt", "read:/data/secret.txt"]);
@@ -643,7 +653,7 @@ fn matrix_learn_writes_and_proves_a_policy_per_module() {
     );
 
     let mut cmd = wasmcell_command();
-    let inside = Path::new(REPO).join("policies/scratch/learned");
+    let inside = Path::new(REPO).join("policies/data/learned");
     cmd.args([
         "matrix",
         "--modules",
@@ -653,10 +663,11 @@ fn matrix_learn_writes_and_proves_a_policy_per_module() {
         "--learn",
     ])
     .arg(&inside);
+    // A read-only grant reaches it too (scratch.toml extends read-only.toml).
     let out = wait_for(cmd.spawn().unwrap());
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("inside the read-write grant"),
+        String::from_utf8_lossy(&out.stderr).contains("inside the grant at `/data`"),
         "{}",
         text(&out)
     );
@@ -763,4 +774,49 @@ fn learn_combines_policies_without_widening_any() {
         .filter_map(|v| v.as_str())
         .collect();
     assert_eq!(deny, ["a.txt", "b.txt", "link", "secret.txt"], "{text}");
+
+    // A folder swapped for a link after the run (as a guest with a
+    // read-write grant around it can) is not granted where it now leads.
+    std::fs::create_dir_all(dir.join("work/inputs")).unwrap();
+    let nested = Policy::from_toml(
+        "[[fs.dirs]]\nhost = \"work\"\nguest = \"/work\"\naccess = \"read-write\"\n\
+         [[fs.dirs]]\nhost = \"work/inputs\"\nguest = \"/inputs\"\naccess = \"read-write\"\n",
+        dir,
+    )
+    .unwrap();
+    let mut learner = Learner::new();
+    learner
+        .add_run("swap", &nested, &report(&[("fs-write", "/inputs/a")]))
+        .unwrap();
+    std::fs::rename(dir.join("work/inputs"), dir.join("work/x")).unwrap();
+    std::os::unix::fs::symlink("..", dir.join("work/inputs")).unwrap();
+    let text = learner.write(dir);
+    assert!(!text.contains("guest = \"/inputs\""), "{text}");
+    assert!(
+        text.contains("/inputs: its host path is now reached through a link: not granted"),
+        "{text}"
+    );
+
+    // Denials an earlier policy made stay when its folder is granted whole
+    // beside a run's grant inside it.
+    std::fs::write(
+        &earlier,
+        "[[fs.dirs]]\nhost = \"data\"\nguest = \"/data\"\naccess = \"read-only\"\ndeny = [\"secret.txt\", \"link\"]\n",
+    )
+    .unwrap();
+    let inner = Policy::from_toml(
+        "[[fs.dirs]]\nhost = \"data/sub\"\nguest = \"/data/sub\"\naccess = \"read-write\"\n",
+        dir,
+    )
+    .unwrap();
+    let mut learner = Learner::new();
+    learner
+        .add_run("inner", &inner, &report(&[("fs-write", "/data/sub/new")]))
+        .unwrap();
+    learner.add_policy(&Policy::from_file(&earlier).unwrap()).unwrap();
+    let text = learner.write(dir);
+    assert!(
+        text.contains("deny = [\"link\", \"secret.txt\"]"),
+        "an earlier denial was lost:\n{text}"
+    );
 }
