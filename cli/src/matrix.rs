@@ -82,7 +82,7 @@ pub struct MatrixCommand {
     /// not (see `wasmcell learn`). It is proven by running the module under
     /// it alone, with its arguments and stdin: it must end as the module's
     /// cells with nothing refused ended, with nothing refused, or the matrix
-    /// exits 1. DIR may not be inside a read-write grant of any policy.
+    /// exits 1. DIR may not be inside a grant of any policy.
     #[arg(long, value_name = "DIR")]
     pub learn: Option<PathBuf>,
 }
