@@ -2,6 +2,7 @@
 //! with `module.signed-by`, for users without the `wasmsign2` tool (whose
 //! files these are interchangeable with).
 
+use crate::app::usage_error;
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use std::io::{Read as _, Write as _};
@@ -163,12 +164,22 @@ pub(crate) fn read_small(path: &Path, flag: &str) -> Result<Vec<u8>> {
 }
 
 fn read_bounded(path: &Path, max: u64, what: &str) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {what} `{}`", path.display()))?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
-    if !meta.is_file() {
-        bail!("{what} `{}` is not a regular file", path.display());
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cannot = || format!("cannot read {what} `{}`", path.display());
+    // Looked at before it is opened, so that no FIFO or device is ever
+    // opened (opening a FIFO blocks until a writer comes), and again once
+    // open, without blocking, in case it was swapped in between.
+    let irregular = || usage_error(format!("{what} `{}` is not a regular file", path.display()));
+    if !std::fs::metadata(path).with_context(cannot)?.is_file() {
+        return Err(irregular());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(cannot)?;
+    if !file.metadata().with_context(cannot)?.is_file() {
+        return Err(irregular());
     }
     let mut bytes = Vec::new();
     file.take(max + 1)

@@ -8,7 +8,7 @@
 use super::LoadErrorKind;
 use crate::cache::{self, ContentHash};
 use crate::policy::{ModuleKey, Policy};
-use std::io::{Cursor, Read as _};
+use std::io::Cursor;
 use std::path::Path;
 
 /// What a load knows of a module when it decides whether to load it.
@@ -123,9 +123,9 @@ pub(crate) fn signers_of_file(
     if policy.module_signed_by().is_none() {
         return Ok(Signers::new());
     }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(max_size.saturating_add(1)).read_to_end(&mut bytes))
+    // Read as a policy's files are: a regular file, opened without blocking
+    // (the path may have become a FIFO since it was compiled).
+    let bytes = crate::policy::read_regular_file(path, max_size, "a module may have (limits.module-size)")
         .map_err(LoadErrorKind::Read)?;
     let hash = cache::content_hash(&bytes);
     if compiled != Some(&hash) {

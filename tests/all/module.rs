@@ -690,3 +690,28 @@ fn a_signing_key_inside_a_read_write_grant_is_refused() {
     let out = wasmcell(&["check", s(&policy)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// A signature or key path that names a FIFO is refused at once: nothing
+/// opens it and waits for a writer that never comes.
+#[test]
+fn signature_and_key_paths_that_are_fifos_are_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("sig.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path and a mode; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = std::time::Instant::now();
+    for args in [
+        vec!["run", "--signature", s(&fifo), HELLO],
+        vec!["verify", "--public-key", s(&fifo), HELLO],
+    ] {
+        let out = wasmcell(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("is not a regular file"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
