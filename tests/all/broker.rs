@@ -562,3 +562,30 @@ fn secret_sources_are_checked() {
     let policy = policy_toml(&with("{ file = \"gh.token\" }"), dir.path());
     assert_status(&run(policy, NET_HTTP_CLIENT_COMPONENT, &["env"]), Status::Exited(0));
 }
+
+/// A guest can name as many origins as `net.http` admits; the report counts
+/// the first `MAX_HTTP_ORIGINS` apart and every further one together under
+/// `OTHER_ORIGINS`, so its size stays bounded whatever the guest asks.
+#[test]
+fn requests_past_the_origin_cap_are_counted_together() {
+    let policy = Policy::from_toml("[net]\nhttp = [\"http://127.0.0.1:*\"]\n", Path::new(".")).unwrap();
+    // Ports above Linux's ephemeral range, where nothing listens: each
+    // request is admitted, counted, then refused by the loopback.
+    let extra = 4;
+    let steps: Vec<String> = (0..wasmcell::MAX_HTTP_ORIGINS + extra)
+        .map(|i| format!("GET|http://127.0.0.1:{}/", 61_000 + i))
+        .collect();
+    let args: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let outcome = run(policy, NET_HTTP_CLIENT_COMPONENT, &args);
+    assert_status(&outcome, Status::Exited(0));
+    assert_eq!(
+        outcome.http.len(),
+        wasmcell::MAX_HTTP_ORIGINS + 1,
+        "{:?}",
+        outcome.http.keys()
+    );
+    let other = outcome.http[wasmcell::OTHER_ORIGINS];
+    assert_eq!(other.requests, extra as u64, "{:?}", outcome.http);
+    let counted: u64 = outcome.http.values().map(|c| c.requests).sum();
+    assert_eq!(counted, steps.len() as u64);
+}
