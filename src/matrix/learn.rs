@@ -4,7 +4,7 @@
 //! matrix's isolation) and must end as its reference cell did (of its cells
 //! with nothing refused, the one that used the most), with nothing refused.
 
-use super::run::{Plan, Programs, load_programs, run_cells};
+use super::cells::{Plan, Programs, load_programs, run_cells};
 use super::{CellResult, Entry, MatrixOptions, Verdict, bad_input, exit_code, status_name};
 use crate::hostfs::HostFile;
 use crate::learn::{LearnError, Learner, Observed};

@@ -11,6 +11,7 @@
 //! nothing itself: a caller that wants a progress line passes
 //! [`MatrixOptions::progress`].
 
+mod cells;
 mod discovery;
 mod expectations;
 mod learn;
