@@ -20,7 +20,7 @@ mod ticker;
 mod validate;
 
 pub use config::{Allocator, ENABLED_PROPOSALS, EngineConfig, PoolingConfig};
-pub(crate) use program::{Intent, ProgramKind};
+pub(crate) use program::{Intent, ProgramKind, is_precompiled};
 pub use program::{LoadError, LoadErrorKind, Program};
 
 pub(crate) use admit::{Admit, Candidate, admit_any, admit_module, admit_program, check_pins_of, signers_of_file};
@@ -566,7 +566,7 @@ impl Engine {
         intent: Intent,
         admit: Admit<'_>,
     ) -> Result<Program, LoadErrorKind> {
-        if wasmtime::Engine::detect_precompiled(bytes).is_some() || program::has_source_header(bytes) {
+        if program::is_precompiled(bytes) {
             return Err(LoadErrorKind::Precompiled(
                 "this is precompiled native code (a .cwasm), which is not validated like WebAssembly; load it with `Engine::load_precompiled` only if you compiled it yourself".into(),
             ));

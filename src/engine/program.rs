@@ -424,6 +424,12 @@ fn with_source_header(sha256: Option<&ContentHash>, code: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `bytes` are precompiled code rather than WebAssembly: wasmtime's
+/// (an ELF file), or wasmcell's with the header `Program::precompile` writes.
+pub(crate) fn is_precompiled(bytes: &[u8]) -> bool {
+    wasmtime::Engine::detect_precompiled(bytes).is_some() || has_source_header(bytes)
+}
+
 /// Whether `bytes` start with the header `Program::precompile` writes.
 pub(super) fn has_source_header(bytes: &[u8]) -> bool {
     bytes.starts_with(SOURCE_MAGIC)

@@ -81,19 +81,16 @@ pub(super) fn op_of(kind: &str) -> Option<FsOp> {
 /// below it; `None` for a path no grant holds or one that is not plain
 /// (`.`, `..` or empty components).
 pub(super) fn locate<'p>(policy: &'p Policy, target: &str) -> Option<(&'p DirGrant, Vec<String>)> {
-    let comps: Vec<&str> = target.strip_prefix('/')?.split('/').filter(|c| !c.is_empty()).collect();
-    if comps.iter().any(|c| matches!(*c, "." | "..")) || target.contains("//") {
+    let plain = target.starts_with('/') && !target.contains("//");
+    if !plain || target.split('/').any(|c| matches!(c, "." | "..")) {
         return None;
     }
+    // The deepest grant holding it: the one it lies fewest names below.
     policy
         .dirs()
         .iter()
-        .filter_map(|g| {
-            let root: Vec<&str> = g.guest.split('/').filter(|c| !c.is_empty()).collect();
-            comps.starts_with(&root).then_some((g, root.len()))
-        })
-        .max_by_key(|(_, depth)| *depth)
-        .map(|(g, depth)| (g, comps[depth..].iter().map(|c| c.to_string()).collect()))
+        .filter_map(|g| below(&g.guest, target).map(|rel| (g, rel)))
+        .min_by_key(|(_, rel)| rel.len())
 }
 
 /// Whether `policy` allows `op` on `rel` in `grant`: what a use the run
@@ -111,14 +108,6 @@ pub(super) fn allows(grant: &DirGrant, rel: &[String], op: FsOp) -> bool {
 
 impl GrantUse {
     pub(super) fn new(grant: &DirGrant, cwd: Option<&str>) -> GrantUse {
-        let guest = grant.guest.trim_end_matches('/');
-        let cwd_rel = cwd.and_then(|cwd| match cwd.strip_prefix(guest) {
-            Some("") => Some(Vec::new()),
-            Some(rest) if rest.starts_with('/') => {
-                Some(rest.split('/').filter(|c| !c.is_empty()).map(str::to_string).collect())
-            }
-            _ => None,
-        });
         let mut used = GrantUse {
             guest: grant.guest.clone(),
             host: grant.host.clone(),
@@ -131,15 +120,15 @@ impl GrantUse {
             wrote_before: false,
             keep_deny: BTreeSet::new(),
         };
-        used.mark_cwd(cwd_rel);
+        used.mark_cwd(cwd);
         used
     }
 
-    /// Marks `fs.cwd` (its path below the grant) as needed, so that it
+    /// Marks `fs.cwd`, when it lies in this grant, as needed, so that it
     /// stays reachable: never an untouched entry, never left out of a file
     /// grant.
-    pub(super) fn mark_cwd(&mut self, cwd_rel: Option<Vec<String>>) {
-        if let Some(rel) = cwd_rel {
+    pub(super) fn mark_cwd(&mut self, cwd: Option<&str>) {
+        if let Some(rel) = cwd.and_then(|cwd| below(&self.guest, cwd)) {
             self.holds_cwd = true;
             self.touch(rel, FsOp::Stat);
         }
@@ -149,11 +138,7 @@ impl GrantUse {
     /// the path it names, with no link anywhere on it: a folder a guest
     /// swapped for a link since the policy was resolved is not granted.
     pub(super) fn host_unchanged(&self) -> bool {
-        let same = |p: &Path| {
-            std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink())
-                && std::fs::canonicalize(p).is_ok_and(|c| c == p)
-        };
-        same(&self.host) && self.rules.files.iter().all(|f| same(&self.host.join(&f.host)))
+        unlinked(&self.host) && self.rules.files.iter().all(|f| unlinked(&self.host.join(&f.host)))
     }
 
     pub(super) fn touch(&mut self, rel: Vec<String>, op: FsOp) {
@@ -190,11 +175,7 @@ pub(super) enum Shape {
 /// learned grant lies inside or around this one (a grant with rules may
 /// overlap none, so no rule is added).
 pub(super) fn shape(used: &GrantUse, nested: bool) -> (Shape, String) {
-    let access = if used.written() {
-        Access::ReadWrite
-    } else {
-        Access::ReadOnly
-    };
+    let access = access_for(used.written());
     let ro_note = if access == Access::ReadOnly && used.access == Access::ReadWrite {
         " read-only: nothing was written there;"
     } else {
@@ -217,6 +198,31 @@ pub(super) fn shape(used: &GrantUse, nested: bool) -> (Shape, String) {
     (Shape::Folder { access, deny }, format!("{ro_note} {why}"))
 }
 
+/// The components of the guest path `path` below the guest path `root`
+/// (empty for `root` itself); `None` when it is not below it.
+pub(super) fn below(root: &str, path: &str) -> Option<Vec<String>> {
+    let components = |p: &str| -> Vec<String> {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_string)
+            .collect()
+    };
+    let (root, path) = (components(root), components(path));
+    path.strip_prefix(root.as_slice()).map(<[String]>::to_vec)
+}
+
+/// The access a grant needs: read-write only where something was written.
+fn access_for(written: bool) -> Access {
+    if written { Access::ReadWrite } else { Access::ReadOnly }
+}
+
+/// Whether `path` is itself, with no link anywhere on it (its last name
+/// included): what a learned grant may name.
+fn unlinked(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink())
+        && std::fs::canonicalize(path).is_ok_and(|c| c == path)
+}
+
 /// The `[[fs.files]]` of a folder of file grants that the runs used.
 fn file_grants_of_folder(used: &GrantUse) -> Vec<(PathBuf, String, Access)> {
     let guest = used.guest.trim_end_matches('/');
@@ -225,12 +231,11 @@ fn file_grants_of_folder(used: &GrantUse) -> Vec<(PathBuf, String, Access)> {
         .iter()
         .filter_map(|f| {
             let touch = used.used.get(std::slice::from_ref(&f.name))?;
-            let access = if touch.write {
-                Access::ReadWrite
-            } else {
-                Access::ReadOnly
-            };
-            Some((used.host.join(&f.host), format!("{guest}/{}", f.name), access))
+            Some((
+                used.host.join(&f.host),
+                format!("{guest}/{}", f.name),
+                access_for(touch.write),
+            ))
         })
         .collect()
 }
@@ -267,30 +272,12 @@ fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
     files
         .into_iter()
         .map(|(rel, touch)| {
-            let mut host = used.host.clone();
-            for c in rel {
-                host.push(c);
-                // Each step is looked at itself: a folder on the way that is
-                // now a link (a guest may plant one) makes no file grant.
-                let meta = std::fs::symlink_metadata(&host).ok()?;
-                if meta.file_type().is_symlink() {
-                    return None;
-                }
-            }
-            // And the whole path is what it says, links resolved: a file
-            // grant names the file a later load will find.
-            if std::fs::canonicalize(&host).ok()? != host {
-                return None;
-            }
+            let host = rel.iter().fold(used.host.clone(), |p, c| p.join(c));
+            // A folder on the way that is now a link (a guest may plant one)
+            // makes no file grant: the grant names the file a later load finds.
             let meta = std::fs::symlink_metadata(&host).ok()?;
-            meta.file_type().is_file().then(|| {
-                let access = if touch.write {
-                    Access::ReadWrite
-                } else {
-                    Access::ReadOnly
-                };
-                (host, format!("{guest}/{}", rel.join("/")), access)
-            })
+            (unlinked(&host) && meta.file_type().is_file())
+                .then(|| (host, format!("{guest}/{}", rel.join("/")), access_for(touch.write)))
         })
         .collect()
 }
@@ -299,37 +286,6 @@ fn as_files(used: &GrantUse) -> Option<Vec<(PathBuf, String, Access)>> {
 /// they are fewer than the names used (and the names an earlier policy
 /// denied that no run used, always), and why.
 fn untouched(used: &GrantUse, nested: bool) -> (Vec<String>, String) {
-    // What an earlier policy denied stays denied on every path below, even
-    // when the rest of the folder is granted whole.
-    let used_first: BTreeSet<&str> = used
-        .used
-        .keys()
-        .filter_map(|rel| rel.first())
-        .map(String::as_str)
-        .collect();
-    let kept_only = || -> Vec<String> {
-        used.keep_deny
-            .iter()
-            .filter(|n| !used_first.contains(n.as_str()))
-            .cloned()
-            .collect()
-    };
-    if used.whole {
-        return (kept_only(), "an earlier learned policy granted the whole folder".into());
-    }
-    if used.used.get(&Vec::new()).is_some_and(|t| t.list || t.write || t.shape) {
-        return (
-            kept_only(),
-            "the guest listed the folder itself: granted whole, so that it lists the same".into(),
-        );
-    }
-    if nested {
-        return (
-            kept_only(),
-            "another grant lies inside or around this one, and a grant with rules may overlap none: granted whole"
-                .into(),
-        );
-    }
     let first: BTreeSet<&str> = used
         .used
         .keys()
@@ -337,7 +293,25 @@ fn untouched(used: &GrantUse, nested: bool) -> (Vec<String>, String) {
         .map(String::as_str)
         .collect();
     let denied = |n: &str| first.contains(n) || used.rules.deny.iter().any(|g| g.covers(n));
+    // What an earlier policy denied stays denied on every path below, even
+    // when the rest of the folder is granted whole.
     let kept: Vec<String> = used.keep_deny.iter().filter(|n| !denied(n)).cloned().collect();
+    if used.whole {
+        return (kept, "an earlier learned policy granted the whole folder".into());
+    }
+    if used.used.get(&Vec::new()).is_some_and(|t| t.list || t.write || t.shape) {
+        return (
+            kept,
+            "the guest listed the folder itself: granted whole, so that it lists the same".into(),
+        );
+    }
+    if nested {
+        return (
+            kept,
+            "another grant lies inside or around this one, and a grant with rules may overlap none: granted whole"
+                .into(),
+        );
+    }
     let Some((names, unnamed)) = list(&used.host) else {
         return (
             kept,

@@ -198,8 +198,7 @@ impl Observed {
 /// When it cannot be read, is not a regular file, or is over `max` bytes.
 pub fn module_sha256(path: &std::path::Path, max: u64) -> std::io::Result<Option<String>> {
     let bytes = crate::policy::read_regular_file(path, max, "a module may have (limits.module-size)")?;
-    // Precompiled code: wasmcell's header, or wasmtime's ELF without it.
-    if bytes.starts_with(b"\0wcellpc") || bytes.starts_with(b"\x7fELF") {
+    if crate::engine::is_precompiled(&bytes) {
         return Ok(None);
     }
     Ok(Some(crate::cache::hex(&crate::cache::content_hash(&bytes))))
@@ -239,8 +238,6 @@ struct Measured {
     unmetered: bool,
     elapsed: Duration,
     http_requests: u64,
-    /// Limits an earlier learned policy set, kept as floors.
-    floors: Vec<(&'static str, Option<String>)>,
 }
 
 /// One run, as the file's heading names it.
@@ -351,7 +348,6 @@ impl Learner {
         if let Some(pins) = learned.module_sha256() {
             self.modules.extend(pins.value.iter().cloned());
         }
-        self.measured.floors.extend(learned.limits().set_values());
         self.merged = Some(learned.clone());
         Ok(())
     }
@@ -406,11 +402,7 @@ impl Learner {
                     self.grants[i].rules.merge(grant.rules.clone());
                 }
                 // This run's `fs.cwd` is needed too, whichever run made it.
-                let fresh = GrantUse::new(grant, cwd);
-                if fresh.holds_cwd {
-                    let rel = fresh.used.keys().next().cloned();
-                    self.grants[i].mark_cwd(rel);
-                }
+                self.grants[i].mark_cwd(cwd);
                 i
             }
             None => {
@@ -457,13 +449,7 @@ impl Learner {
 /// components below `used`'s guest path, when its host folder is the same
 /// place below `used`'s.
 fn below_of(used: &GrantUse, grant: &crate::policy::DirGrant) -> Option<Vec<String>> {
-    let root: Vec<&str> = used.guest.split('/').filter(|c| !c.is_empty()).collect();
-    let comps: Vec<&str> = grant.guest.split('/').filter(|c| !c.is_empty()).collect();
-    let rel: Vec<String> = comps
-        .strip_prefix(root.as_slice())?
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
+    let rel = fs::below(&used.guest, &grant.guest)?;
     let host = rel.iter().fold(used.host.clone(), |p, c| p.join(c));
     (host == grant.host).then_some(rel)
 }

@@ -56,6 +56,7 @@ pub(super) struct HttpUse {
     pub paths: BTreeSet<String>,
     /// Paths that could not be written as a pattern of themselves.
     pub skipped: BTreeSet<String>,
+    /// Distinct (method, path) requests seen, not every request sent.
     pub requests: u64,
 }
 
@@ -123,7 +124,7 @@ impl NetUse {
         self.https_used |= scheme == "https";
         let used = self.http.entry(key).or_default();
         used.methods.insert(method.to_string());
-        used.requests += 1;
+        used.requests = used.requests.saturating_add(1);
         match RequestPath::parse(path) {
             Ok(p) if !p.path.contains('*') => {
                 used.paths.insert(p.path);

@@ -118,7 +118,13 @@ fn module(l: &Learner, dir: &Path, out: &mut String) {
         comment(out, "Precompiled code records no digest: no module pin was learned.");
     }
     if let Some(keys) = keys {
-        let paths: Vec<String> = keys.value.iter().filter_map(|k| host(k.path(), dir)).collect();
+        // A key path that is not UTF-8 is written lossily, so that the file
+        // fails to load rather than ask for fewer signers.
+        let paths: Vec<String> = keys
+            .value
+            .iter()
+            .map(|k| host(k.path(), dir).unwrap_or_else(|| k.path().to_string_lossy().into_owned()))
+            .collect();
         let _ = writeln!(out, "signed-by = {}", list(paths.iter().map(String::as_str)));
     }
     out.push('\n');
@@ -126,9 +132,6 @@ fn module(l: &Learner, dir: &Path, out: &mut String) {
 
 fn limits(l: &Learner, out: &mut String) {
     let m = &l.measured;
-    let base = l.base.as_ref();
-    let floor = |key: &str| l.merged.as_ref().and_then(|p| limit_of(p, key));
-    let cap = |key: &str| base.and_then(|p| limit_of(p, key));
     out.push_str("[limits]\n");
     let mib = 1u64 << 20;
     let memory = m
@@ -137,7 +140,7 @@ fn limits(l: &Learner, out: &mut String) {
         .div_ceil(mib)
         .max(1)
         .saturating_mul(mib);
-    let memory = clamp(memory.min(Limits::MAX_MEMORY), floor("memory"), cap("memory"));
+    let memory = clamp(l, "memory", memory.min(Limits::MAX_MEMORY));
     comment(
         out,
         &format!(
@@ -151,7 +154,7 @@ fn limits(l: &Learner, out: &mut String) {
     let timeout = Duration::from_secs_f64(secs.min(Limits::MAX_TIMEOUT.as_secs_f64()))
         .max(Headroom::TIMEOUT_FLOOR)
         .as_nanos() as u64;
-    let timeout = clamp(timeout, floor("timeout"), cap("timeout"));
+    let timeout = clamp(l, "timeout", timeout);
     comment(
         out,
         &format!(
@@ -174,16 +177,13 @@ fn limits(l: &Learner, out: &mut String) {
 /// policy set that are not learned.
 fn counted_limits(l: &Learner, out: &mut String) {
     let m = &l.measured;
-    let base = l.base.as_ref();
-    let floor = |key: &str| l.merged.as_ref().and_then(|p| limit_of(p, key));
-    let cap = |key: &str| base.and_then(|p| limit_of(p, key));
     match m.fuel.filter(|_| !m.unmetered) {
         Some(fuel) => {
-            let learned = clamp(fuel.saturating_mul(Headroom::FUEL).max(1), floor("fuel"), cap("fuel"));
+            let learned = clamp(l, "fuel", fuel.saturating_mul(Headroom::FUEL).max(1));
             comment(out, &format!("most fuel measured: {fuel} units (x{})", Headroom::FUEL));
             let _ = writeln!(out, "fuel = {learned}");
         }
-        None => match cap("fuel") {
+        None => match l.base.as_ref().and_then(|p| limit_of(p, "fuel")) {
             Some(fuel) => {
                 comment(
                     out,
@@ -202,7 +202,7 @@ fn counted_limits(l: &Learner, out: &mut String) {
             .http_requests
             .saturating_mul(Headroom::HTTP_REQUESTS)
             .max(Headroom::HTTP_REQUESTS_FLOOR);
-        let learned = clamp(learned, floor("http-requests"), cap("http-requests"));
+        let learned = clamp(l, "http-requests", learned);
         comment(
             out,
             &format!(
@@ -224,12 +224,13 @@ fn counted_limits(l: &Learner, out: &mut String) {
     }
 }
 
-/// `value` at least `floor` (what an earlier learned policy allowed) and at
-/// most `cap` (what the policy learned under allowed): learning never grants
-/// more than was granted.
-fn clamp(value: u64, floor: Option<u64>, cap: Option<u64>) -> u64 {
-    let value = value.max(floor.unwrap_or(0));
-    value.min(cap.unwrap_or(u64::MAX))
+/// The learned limit `key` at `value`, at least what an earlier learned
+/// policy allowed and at most what the policy learned under allowed:
+/// learning never grants more than was granted.
+fn clamp(l: &Learner, key: &str, value: u64) -> u64 {
+    let floor = l.merged.as_ref().and_then(|p| limit_of(p, key));
+    let cap = l.base.as_ref().and_then(|p| limit_of(p, key));
+    value.max(floor.unwrap_or(0)).min(cap.unwrap_or(u64::MAX))
 }
 
 /// A learned limit's value in `policy`, in bytes, nanoseconds or units.
@@ -521,7 +522,10 @@ fn secrets(l: &Learner, dir: &Path, out: &mut String) {
 }
 
 fn http_entry(key: &super::net::HttpKey, used: &super::net::HttpUse, out: &mut String) {
-    comment(out, &format!("{}: {} request(s) seen", key.origin, used.requests));
+    comment(
+        out,
+        &format!("{}: {} distinct request(s) seen", key.origin, used.requests),
+    );
     if used.paths.len() > MAX_LEARNED_PATHS && !used.any_path {
         let more = used.paths.len() - MAX_LEARNED_PATHS;
         comment(

@@ -219,26 +219,11 @@ pub fn render_json(matrix: &Matrix) -> String {
 /// Text XML 1.0 cannot carry (control characters, terminal escapes) is
 /// dropped, so a guest's output cannot break the report.
 pub fn render_junit(matrix: &Matrix) -> String {
-    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    use quick_junit::{Report, TestCase, TestSuite};
     let mut suite = TestSuite::new("wasmcell matrix");
     for c in &matrix.cells {
-        let status = match &c.verdict {
-            Verdict::Match => TestCaseStatus::success(),
-            Verdict::Unchecked => {
-                let mut status = TestCaseStatus::skipped();
-                status.set_message("no expectation");
-                status
-            }
-            Verdict::Mismatch(failures) => {
-                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                status.set_message(failures.join("; ")).set_description(format!(
-                    "{}\nreproduce: {}",
-                    failures.join("\n"),
-                    c.reproduce
-                ));
-                status
-            }
-        };
+        let reproduce = format!("reproduce: {}", c.reproduce);
+        let status = junit_status(&c.verdict, "no expectation", Some(&reproduce));
         let mut case = TestCase::new(c.policy.as_str(), status);
         case.set_classname(c.module.as_str());
         if let CellResult::Ran(o) = &c.result {
@@ -250,19 +235,7 @@ pub fn render_junit(matrix: &Matrix) -> String {
         suite.add_test_case(case);
     }
     for learned in &matrix.learned {
-        let status = match &learned.verdict {
-            Verdict::Match => TestCaseStatus::success(),
-            Verdict::Unchecked => {
-                let mut status = TestCaseStatus::skipped();
-                status.set_message("every cell had refusals or did not run");
-                status
-            }
-            Verdict::Mismatch(failures) => {
-                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                status.set_message(failures.join("; "));
-                status
-            }
-        };
+        let status = junit_status(&learned.verdict, "every cell had refusals or did not run", None);
         let mut case = TestCase::new("learned policy", status);
         case.set_classname(learned.module.as_str());
         suite.add_test_case(case);
@@ -270,6 +243,29 @@ pub fn render_junit(matrix: &Matrix) -> String {
     let mut report = Report::new("wasmcell matrix");
     report.add_test_suite(suite);
     report.to_string().expect("a JUnit report of strings serializes")
+}
+
+/// A JUnit status for `verdict`: a skip saying `unchecked` when nothing was
+/// held to, a failure naming what differed (and `also`, its description's
+/// last line, when given).
+fn junit_status(verdict: &Verdict, unchecked: &str, also: Option<&str>) -> quick_junit::TestCaseStatus {
+    use quick_junit::{NonSuccessKind, TestCaseStatus};
+    match verdict {
+        Verdict::Match => TestCaseStatus::success(),
+        Verdict::Unchecked => {
+            let mut status = TestCaseStatus::skipped();
+            status.set_message(unchecked);
+            status
+        }
+        Verdict::Mismatch(failures) => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            status.set_message(failures.join("; "));
+            if let Some(also) = also {
+                status.set_description(format!("{}\n{also}", failures.join("\n")));
+            }
+            status
+        }
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +287,53 @@ mod tests {
             in_process: true,
             learned: Vec::new(),
         }
+    }
+
+    /// `--learn`'s verdicts reach every format, and a disproven one fails.
+    #[test]
+    fn learned_policies_are_listed_in_every_format() {
+        let mut matrix = one_cell(CellResult::LoadFailed("x".into()), Verdict::Unchecked);
+        let learned = |module: &str, verdict| super::super::LearnedPolicy {
+            module: module.into(),
+            file: Some(format!("/l/{module}.toml").into()),
+            verdict,
+        };
+        matrix.learned = vec![
+            learned("a", Verdict::Match),
+            learned("b", Verdict::Mismatch(vec!["1 use(s) were refused".into()])),
+            learned("c", Verdict::Unchecked),
+        ];
+        let table = render_table(&matrix, false);
+        assert!(table.contains("a: /l/a.toml: proven"), "{table}");
+        assert!(
+            table.contains("b: /l/b.toml: NOT PROVEN: 1 use(s) were refused"),
+            "{table}"
+        );
+        assert!(
+            table.contains("c: /l/c.toml: not proven (every cell had refusals"),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render_json(&matrix)).unwrap();
+        let verdicts: Vec<&str> = json["learned"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["verdict"].as_str())
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                verdict_name(&Verdict::Match),
+                verdict_name(&Verdict::Mismatch(vec![])),
+                verdict_name(&Verdict::Unchecked)
+            ]
+        );
+        let junit = render_junit(&matrix);
+        assert_eq!(junit.matches("name=\"learned policy\"").count(), 3, "{junit}");
+        assert!(junit.contains("1 use(s) were refused"), "{junit}");
+        assert_eq!(matrix.exit_code(), 1);
+        matrix.learned.remove(1);
+        assert_eq!(matrix.exit_code(), 0);
     }
 
     #[test]

@@ -385,6 +385,20 @@ fn learn_refuses_output_and_merge_files_inside_a_read_write_grant() {
             text(&out)
         );
     }
+    // A merged policy that grants where the output goes is refused too.
+    std::fs::create_dir_all(dir.join("kept")).unwrap();
+    std::fs::write(
+        dir.join("granting.toml"),
+        "[[fs.dirs]]\nhost = \"kept\"\nguest = \"/kept\"\naccess = \"read-only\"\n",
+    )
+    .unwrap();
+    let out = learn(dir, &["--output", "kept/l.toml", "--merge", "granting.toml", FS_OPS]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("inside the grant at `/kept`"),
+        "{}",
+        text(&out)
+    );
     // A read-only grant would let the guest read the names a learned policy
     // hides; a link in place of the merged file would read another file.
     std::os::unix::fs::symlink(dir.join("data/old.toml"), dir.join("link.toml")).unwrap();
@@ -539,6 +553,19 @@ fn learn_sets_limits_from_what_was_measured() {
         .expect("the measured fuel is stated");
     let policy = Policy::from_file(dir.join("cpu.toml")).unwrap();
     assert_eq!(policy.limits().fuel.value, Some(measured * 4), "{text}");
+    // Wall time: x5, rounded up to a second, at least 2 s.
+    let ms: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# longest run measured: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the measured time is stated");
+    let secs = ((ms + 1) * 5).div_ceil(1000).max(2);
+    let timeout = policy.limits().timeout.value.as_secs();
+    assert!(
+        timeout == secs || timeout + 1 == secs,
+        "{timeout} s for {ms} ms:\n{text}"
+    );
     let memory = policy.limits().memory.value;
     assert!(memory.is_multiple_of(1 << 20) && memory <= 64 << 20, "{text}");
     assert!(text.contains("# peak memory measured: "), "{text}");
@@ -820,3 +847,4 @@ fn learn_combines_policies_without_widening_any() {
         "an earlier denial was lost:\n{text}"
     );
 }
+
