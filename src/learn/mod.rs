@@ -295,7 +295,15 @@ impl Learner {
         }
         self.dropped = self.dropped.saturating_add(seen.dropped);
         self.measure(policy, outcome);
-        self.modules.extend(outcome.module_sha256.iter().cloned());
+        match (&outcome.module_sha256, policy.module_sha256()) {
+            (Some(digest), _) => {
+                self.modules.insert(digest.clone());
+            }
+            // Precompiled code has no digest of its own: the pins it ran
+            // under stay, or the learned policy would admit any module.
+            (None, Some(pins)) => self.modules.extend(pins.value.iter().cloned()),
+            (None, None) => {}
+        }
         self.runs.push(RunSeen {
             name: name.to_string(),
             status: outcome.status.clone(),

@@ -848,3 +848,33 @@ fn learn_combines_policies_without_widening_any() {
     );
 }
 
+/// What a run cannot measure is kept as the policy had it: precompiled code
+/// has no digest of its own, so the pins it ran under stay (else the learned
+/// policy would run any module), and a run without fuel metering keeps the
+/// fuel limit it was given (else the learned policy would meter nothing).
+#[test]
+fn learn_keeps_the_pin_and_fuel_a_run_could_not_measure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pin = "ab".repeat(32);
+    let policy = Policy::from_toml(
+        &format!("[module]\nsha256 = \"{pin}\"\n[limits]\nfuel = 123456\n"),
+        tmp.path(),
+    )
+    .unwrap();
+    let observed = Observed::from_report(&serde_json::json!({
+        "status": "exited", "exit_code": 0, "elapsed_ms": 1.0, "peak_memory_bytes": 65536,
+        "fuel_used": null, "module_sha256": null,
+        "uses": {}, "http": {}, "uses_seen": {"uses": [], "dropped": 0},
+    }))
+    .unwrap();
+    let mut learner = Learner::new();
+    learner.add_run("precompiled", &policy, &observed).unwrap();
+    let text = learner.write(tmp.path());
+    let learned = Policy::from_toml(&text, tmp.path()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        learned.module_sha256().map(|p| p.value.clone()),
+        Some(vec![pin]),
+        "{text}"
+    );
+    assert_eq!(learned.limits().fuel.value, Some(123_456), "{text}");
+}
